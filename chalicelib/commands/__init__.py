@@ -1,0 +1,1 @@
+"""Subcommands of ``logarchive``; each module here registers one or more."""

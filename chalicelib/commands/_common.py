@@ -1,0 +1,45 @@
+"""Options shared by several subcommands."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..keyring import KEYS_ENV, Keyring, gather_keys
+
+
+def add_endpoint_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--endpoint-url",
+        help="S3-compatible endpoint (default: $AWS_ENDPOINT_URL, else AWS)",
+    )
+    p.add_argument("--region", help="AWS region (default: the boto3 credential chain's)")
+
+
+def add_key_options(p: argparse.ArgumentParser, *, encrypt: bool = False) -> None:
+    p.add_argument(
+        "--decryption-keys",
+        nargs="+",
+        default=[],
+        metavar="KEY",
+        help="base64 keys (visible in process listings: prefer --decryption-keys-file "
+        f"or ${KEYS_ENV})",
+    )
+    p.add_argument(
+        "--decryption-keys-file",
+        "--key-file",
+        dest="key_files",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="file of base64 keys, one a line" + (" (the first encrypts)" if encrypt else ""),
+    )
+    p.add_argument(
+        "--allow-legacy-cbc",
+        action="store_true",
+        help="also read legacy AES/CBC objects, which carry no authentication tag",
+    )
+
+
+def keyring_from_args(args: argparse.Namespace) -> Keyring:
+    keys = gather_keys(inline=args.decryption_keys, files=args.key_files)
+    return Keyring(keys, allow_legacy=getattr(args, "allow_legacy_cbc", False))

@@ -1,0 +1,34 @@
+"""``logarchive local up``: the embedded local AWS for demos and tests."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from .. import local
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("local", help="run the embedded local AWS (moto server on 127.0.0.1)")
+    lsub = p.add_subparsers(dest="local_command", required=True)
+    up = lsub.add_parser("up", help="start it, create the stack's buckets, stay up until Ctrl-C")
+    up.add_argument("--port", type=int, default=5000)
+    up.add_argument("--stack", default="demo")
+    up.set_defaults(func=run_up)
+
+
+def run_up(args: argparse.Namespace) -> int:
+    buckets = local.StackBuckets.for_stack(args.stack)
+    with local.moto_server(args.port) as endpoint:
+        local.create_buckets(endpoint, buckets.all())
+        print(f"local AWS up at {endpoint}")
+        print(f"  export AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID=testing "
+              f"AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION={local.LOCAL_REGION}")
+        print(f"  buckets (versioned): {', '.join(buckets.all())}")
+        print("Ctrl-C to stop.", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            print("stopping")
+    return 0

@@ -1,0 +1,142 @@
+"""Docker json-file log lines: times, streams and filters.
+
+The archive keeps the original bytes; parsing here is only for metadata and filters. A line
+is ``{"log":"…\\n","stream":"stdout","time":"2022-01-01T12:23:45.567812345Z"}``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+_TIME_RE = re.compile(rb'"time":"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-]\d{2}:\d{2})"')
+
+
+def parse_docker_time(text: str) -> datetime:
+    """RFC 3339 with up to nanoseconds (Docker's), to an aware UTC datetime (µs precision)."""
+    m = re.match(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-]\d{2}:\d{2})$", text)
+    if not m:
+        raise ValueError(f"not an RFC 3339 time: {text[:40]!r}")
+    frac = (m[2] or ".0")[1:7].ljust(6, "0")
+    tz = "+00:00" if m[3] == "Z" else m[3]
+    return datetime.fromisoformat(f"{m[1]}.{frac}{tz}").astimezone(UTC)
+
+
+def line_time(line: bytes) -> datetime | None:
+    """The ``time`` of one raw line, or None when the line has none (not JSON, truncated)."""
+    m = _TIME_RE.search(line)
+    if not m:
+        return None
+    frac = (m[2] or b".0")[1:7].decode().ljust(6, "0")
+    tz = "+00:00" if m[3] == b"Z" else m[3].decode()
+    try:
+        return datetime.fromisoformat(f"{m[1].decode()}.{frac}{tz}").astimezone(UTC)
+    except ValueError:
+        return None
+
+
+class TimeSpan:
+    """Accumulates the first and last line times and the line count of a byte stream."""
+
+    def __init__(self) -> None:
+        self.first: datetime | None = None
+        self.last: datetime | None = None
+        self.lines = 0
+        self.untimed_lines = 0
+        self._partial = b""
+
+    def feed(self, block: bytes) -> None:
+        data = self._partial + block if self._partial else block
+        lines = data.split(b"\n")
+        self._partial = lines.pop()
+        for line in lines:
+            self._line(line)
+
+    def _line(self, line: bytes) -> None:
+        self.lines += 1
+        t = line_time(line)
+        if t is None:
+            self.untimed_lines += 1
+            return
+        if self.first is None or t < self.first:
+            self.first = t
+        if self.last is None or t > self.last:
+            self.last = t
+
+    def close(self) -> None:
+        if self._partial:
+            self._line(self._partial)
+            self._partial = b""
+
+
+@dataclass(frozen=True)
+class LogLine:
+    raw: bytes  # the original bytes, without the trailing newline
+    log: str | None
+    stream: str | None
+    time: datetime | None
+
+    @classmethod
+    def parse(cls, raw: bytes) -> LogLine:
+        try:
+            obj = json.loads(raw)
+        except ValueError:
+            return cls(raw, None, None, line_time(raw))
+        if not isinstance(obj, dict):
+            return cls(raw, None, None, None)
+        t = None
+        if isinstance(obj.get("time"), str):
+            try:
+                t = parse_docker_time(obj["time"])
+            except ValueError:
+                t = None
+        log = obj.get("log") if isinstance(obj.get("log"), str) else None
+        stream = obj.get("stream") if isinstance(obj.get("stream"), str) else None
+        return cls(raw, log, stream, t)
+
+
+@dataclass(frozen=True)
+class LineFilter:
+    """Second-precision time range (inclusive start, exclusive end), stream and content."""
+
+    start: datetime | None = None
+    end: datetime | None = None
+    stream: str | None = None
+    grep: re.Pattern[str] | None = None
+
+    @property
+    def active(self) -> bool:
+        return any(v is not None for v in (self.start, self.end, self.stream, self.grep))
+
+    def matches(self, line: LogLine) -> bool:
+        if self.start is not None or self.end is not None:
+            if line.time is None:
+                return False
+            if self.start is not None and line.time < self.start:
+                return False
+            if self.end is not None and line.time >= self.end:
+                return False
+        if self.stream is not None and line.stream != self.stream:
+            return False
+        if self.grep is not None:
+            text = line.log if line.log is not None else line.raw.decode("utf-8", "replace")
+            if not self.grep.search(text):
+                return False
+        return True
+
+
+def split_lines(blocks: Iterable[bytes]) -> Iterator[bytes]:
+    """Raw lines (without ``\\n``) from a stream of blocks; a final unterminated line too."""
+    partial = b""
+    for block in blocks:
+        if not block:
+            continue
+        data = partial + block if partial else block
+        lines = data.split(b"\n")
+        partial = lines.pop()
+        yield from lines
+    if partial:
+        yield partial

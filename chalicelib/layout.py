@@ -1,0 +1,159 @@
+"""Object key naming and parsing: the reference platform's v3 layout (and its older v2).
+
+v3: ``<stack>/shareable/v3/<key_sha256>/<kind>-<id>/[service-<sid>/]
+    <cid>-json.log[.N].<start>.<end>.archived.gz``
+v2: ``<stack>/shareable/v2/<key_sha256>/<kind>-<id>/<cid>-json[.N].log.<uploaded_at>.bck.gz``
+
+``kind`` is ``apps`` (with a ``service-<sid>`` folder), ``databases`` or ``proxy``
+(endpoints). Containers that carry none of those labels go under ``unlabeled/`` (no id), a
+folder the reference CLI skips and ours lists with ``--container-id``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from .errors import LayoutError
+
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
+KINDS = ("apps", "databases", "proxy")
+UNLABELED = "unlabeled"
+KIND_BY_OPTION = {"app": "apps", "database": "databases", "endpoint": "proxy"}
+ID_RE = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+STACK_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+CONTAINER_RE = re.compile(r"^[0-9a-f]{12,64}$")
+KEY_ID_RE = re.compile(r"^[0-9a-f]{64}$")
+_V3_FILE = re.compile(
+    r"^(?P<cid>[0-9a-f]{12,64})-json\.log(?:\.(?P<rot>\d+))?"
+    r"\.(?P<start>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})"
+    r"\.(?P<end>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})\.archived\.gz$"
+)
+_V2_FILE = re.compile(
+    r"^(?P<cid>[0-9a-f]{12,64})-json(?:\.(?P<rot>\d+))?\.log"
+    r"\.(?P<uploaded>\d{4}-\d{2}-\d{2}T\d{2}[:-]?\d{2}[:-]?\d{2}(?:\.\d+)?Z?)\.bck\.gz$"
+)
+
+
+def format_time(t: datetime) -> str:
+    return t.astimezone(UTC).strftime(TIME_FORMAT)
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=UTC)
+
+
+def _parse_uploaded(text: str) -> datetime | None:
+    digits = re.sub(r"[^0-9]", "", text)[:14]
+    try:
+        return datetime.strptime(digits, "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class ArchiveKey:
+    """The parts of an archive object key."""
+
+    stack: str
+    key_id: str
+    kind: str  # apps | databases | proxy | unlabeled
+    resource_id: str | None
+    container_id: str
+    service_id: str | None = None
+    rotation: int | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    uploaded_at: datetime | None = None
+    schema: str = "v3"
+
+    def __post_init__(self) -> None:
+        if not STACK_RE.match(self.stack):
+            raise LayoutError(f"stack name {self.stack!r} is not valid in an object key")
+        if self.kind not in (*KINDS, UNLABELED):
+            raise LayoutError(f"unknown resource kind {self.kind!r}")
+        if self.kind != UNLABELED and not (self.resource_id and ID_RE.match(self.resource_id)):
+            raise LayoutError(f"{self.kind} id {self.resource_id!r} is not valid")
+        if self.kind == "apps" and self.schema == "v3":
+            if not (self.service_id and ID_RE.match(self.service_id)):
+                raise LayoutError(f"service id {self.service_id!r} is not valid")
+        if not CONTAINER_RE.match(self.container_id):
+            raise LayoutError(f"container id {self.container_id!r} is not valid")
+
+    @property
+    def resource_folder(self) -> str:
+        return UNLABELED if self.kind == UNLABELED else f"{self.kind}-{self.resource_id}"
+
+    def key(self) -> str:
+        if self.schema != "v3" or self.start is None or self.end is None:
+            raise LayoutError("only v3 keys with start and end times are written")
+        parts = [self.stack, "shareable", "v3", self.key_id, self.resource_folder]
+        if self.kind == "apps":
+            parts.append(f"service-{self.service_id}")
+        rot = f".{self.rotation}" if self.rotation else ""
+        parts.append(
+            f"{self.container_id}-json.log{rot}.{format_time(self.start)}"
+            f".{format_time(self.end)}.archived.gz"
+        )
+        return "/".join(parts)
+
+    def with_key_id(self, key_id: str) -> ArchiveKey:
+        return replace(self, key_id=key_id)
+
+    def download_path(self, key: str) -> str:
+        """Where ``logs_from_archive`` puts it: the key less its first four components."""
+        return "/".join(key.split("/")[4:])
+
+
+def parse(key: str) -> ArchiveKey:
+    """Parse a v3 or v2 archive key; raises LayoutError naming the key otherwise."""
+    parts = key.split("/")
+    if len(parts) < 6 or parts[1] != "shareable" or parts[2] not in ("v2", "v3"):
+        raise LayoutError(f"{key}: not an archive key (<stack>/shareable/v2|v3/…)")
+    stack, _, schema, key_id, folder = parts[:5]
+    rest = parts[5:]
+    if not KEY_ID_RE.match(key_id):
+        raise LayoutError(f"{key}: {key_id!r} is not a key id (64 hex digits)")
+    if folder == UNLABELED:
+        kind, rid = UNLABELED, None
+    else:
+        kind, _, rid = folder.partition("-")
+        if kind not in KINDS or not ID_RE.match(rid):
+            raise LayoutError(f"{key}: unknown resource folder {folder!r}")
+    service_id = None
+    if schema == "v3" and kind == "apps":
+        if len(rest) != 2 or not rest[0].startswith("service-"):
+            raise LayoutError(f"{key}: app archives need a service-<id> folder")
+        service_id = rest[0][len("service-"):]
+        rest = rest[1:]
+    if len(rest) != 1:
+        raise LayoutError(f"{key}: unexpected folders in the key")
+    name = rest[0]
+    try:
+        if schema == "v3":
+            m = _V3_FILE.match(name)
+            if not m:
+                raise LayoutError(f"{key}: file name does not match the v3 pattern")
+            return ArchiveKey(
+                stack=stack, key_id=key_id, kind=kind, resource_id=rid,
+                container_id=m["cid"], service_id=service_id,
+                rotation=int(m["rot"]) if m["rot"] else None,
+                start=parse_time(m["start"]), end=parse_time(m["end"]), schema="v3",
+            )
+        m = _V2_FILE.match(name)
+        if not m:
+            raise LayoutError(f"{key}: file name does not match the v2 pattern")
+        return ArchiveKey(
+            stack=stack, key_id=key_id, kind=kind, resource_id=rid, container_id=m["cid"],
+            rotation=int(m["rot"]) if m["rot"] else None,
+            uploaded_at=_parse_uploaded(m["uploaded"]), schema="v2",
+        )
+    except ValueError as exc:
+        raise LayoutError(f"{key}: {exc}") from None
+
+
+def resource_prefix(stack: str, schema: str, key_id: str, kind: str, resource_id: str | None) -> str:
+    """The listing prefix that holds one resource's archives under one key id."""
+    folder = UNLABELED if kind == UNLABELED else f"{kind}-{resource_id}"
+    return f"{stack}/shareable/{schema}/{key_id}/{folder}/"
