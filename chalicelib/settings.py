@@ -1,0 +1,80 @@
+"""Lambda settings, read once from environment variables (set per stage in .chalice/config.json).
+
+Every Lambda handler and the local ``logarchive archive`` command read their configuration
+through :class:`Settings`, so the two run the same code with the same names.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from .errors import LogarchiveError
+from .keyring import Keyring, gather_keys, keys_from_parameter_store
+
+
+def _env(name: str, default: str = "") -> str:
+    return os.environ.get(name, default).strip()
+
+
+def _list(name: str) -> tuple[str, ...]:
+    return tuple(x for x in (p.strip() for p in _env(name).split(",")) if x)
+
+
+@dataclass(frozen=True)
+class Settings:
+    stack: str = ""
+    staging_bucket: str = ""
+    staging_prefix: str = ""
+    archive_bucket: str = ""
+    replicate_to: tuple[str, ...] = ()
+    replication_mode: str = "direct"  # "direct" | "s3-replication"
+    work_queue_url: str = ""
+    idempotency_table: str = ""
+    index_table: str = ""
+    retrieval_queue_url: str = ""
+    jobs_table: str = ""
+    results_bucket: str = ""
+    results_prefix: str = "retrievals/"
+    kms_key_id: str = ""
+    keys_secret: str = ""  # Secrets Manager secret holding base64 keys, one a line
+    keys_parameter: str = ""  # SSM SecureString parameter holding the same
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(
+            stack=_env("LOGARCHIVE_STACK"),
+            staging_bucket=_env("LOGARCHIVE_STAGING_BUCKET"),
+            staging_prefix=_env("LOGARCHIVE_STAGING_PREFIX"),
+            archive_bucket=_env("LOGARCHIVE_ARCHIVE_BUCKET"),
+            replicate_to=_list("LOGARCHIVE_REPLICATE_TO"),
+            replication_mode=_env("LOGARCHIVE_REPLICATION_MODE", "direct"),
+            work_queue_url=_env("LOGARCHIVE_WORK_QUEUE_URL"),
+            idempotency_table=_env("LOGARCHIVE_IDEMPOTENCY_TABLE"),
+            index_table=_env("LOGARCHIVE_INDEX_TABLE"),
+            retrieval_queue_url=_env("LOGARCHIVE_RETRIEVAL_QUEUE_URL"),
+            jobs_table=_env("LOGARCHIVE_JOBS_TABLE"),
+            results_bucket=_env("LOGARCHIVE_RESULTS_BUCKET"),
+            results_prefix=_env("LOGARCHIVE_RESULTS_PREFIX", "retrievals/"),
+            kms_key_id=_env("LOGARCHIVE_KMS_KEY_ID"),
+            keys_secret=_env("LOGARCHIVE_KEYS_SECRET"),
+            keys_parameter=_env("LOGARCHIVE_KEYS_PARAMETER"),
+        )
+
+    def keyring(self) -> Keyring:
+        """The key ring from KMS, Secrets Manager, SSM or ``$LOGARCHIVE_KEYS``, in that order."""
+        keys = []
+        if self.keys_secret:
+            keys = keys_from_parameter_store(self.keys_secret, source="secrets")
+        elif self.keys_parameter:
+            keys = keys_from_parameter_store(self.keys_parameter, source="ssm")
+        else:
+            keys = gather_keys()
+        ring = Keyring(keys, kms_key_id=self.kms_key_id or None)
+        if not ring.can_encrypt:
+            raise LogarchiveError(
+                "no master key: set LOGARCHIVE_KMS_KEY_ID, LOGARCHIVE_KEYS_SECRET, "
+                "LOGARCHIVE_KEYS_PARAMETER or LOGARCHIVE_KEYS"
+            )
+        return ring
