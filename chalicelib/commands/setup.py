@@ -9,7 +9,7 @@ import sys
 
 from .. import aws
 from ..errors import LogarchiveError
-from ..setup import bucket_policy, check, replication
+from ..setup import bucket_policy, check, deployment, replication
 from ._common import add_endpoint_options
 
 ROLE_ENV = "LOGARCHIVE_REPLICATION_ROLE_ARN"
@@ -43,6 +43,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="object versions to inspect for foreign content (at most 1000)")
     add_endpoint_options(cp)
     cp.set_defaults(func=run_check)
+
+    dp = ssub.add_parser("deployment-files",
+                         help="IAM policy files and CloudFormation templates from .chalice/config.json")
+    dp.add_argument("--project-dir", default=".", help="the Chalice project (default: .)")
+    dp.add_argument("--stage", action="append", help="only this stage (repeatable; default: all)")
+    dp.add_argument("--check", action="store_true", help="change nothing; fail if any file is stale")
+    dp.set_defaults(func=run_deployment_files)
 
 
 def run_bucket_policy(args: argparse.Namespace) -> int:
@@ -94,3 +101,14 @@ def run_check(args: argparse.Namespace) -> int:
     print(f"{args.bucket}: " + (f"{len(failed)} check(s) failed: {', '.join(failed)}" if failed
                                  else "ready for log archives"))
     return 1 if failed else 0
+
+
+def run_deployment_files(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    problems = deployment.sync(Path(args.project_dir), args.stage, check=args.check)
+    for p in problems:
+        print(f"logarchive: error: {p}", file=sys.stderr)
+    if not problems and not args.check:
+        print("deployment files written to .chalice/")
+    return 1 if problems else 0
