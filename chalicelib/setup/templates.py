@@ -156,18 +156,19 @@ def infra_outputs(res: StageResources) -> dict[str, Any]:
 
 def function_overrides(res: StageResources) -> dict[str, Any]:
     """Properties merged into the functions ``chalice package`` generates, by logical id."""
-    def sqs_source(queue_logical: str) -> dict[str, Any]:
-        return {"Properties": {"Queue": {"Fn::GetAtt": [queue_logical, "Arn"]},
-                               "FunctionResponseTypes": ["ReportBatchItemFailures"]}}
+    # The queue stays the one Chalice names (by queue name, Fn::Sub): a dict merged onto
+    # it would keep both keys. app.py takes that name from the stage's queue URL, and
+    # DependsOn makes CloudFormation create the queue before the event source mapping.
+    report_failures = {"Properties": {"FunctionResponseTypes": ["ReportBatchItemFailures"]}}
 
     overrides: dict[str, Any] = {}
     for fn in ("archive_scheduler", "archive_worker", "index_archive", "retrieval_worker", "api_handler"):
         # The name chalice deploy gives, so the log-group ARNs of the policies match.
         overrides[cfn_name(fn)] = {"Properties": {"FunctionName": res.function_name(fn)}}
-    overrides["ArchiveWorker"]["Properties"]["Events"] = {
-        "ArchiveWorkerSqsEventSource": sqs_source("WorkQueue")}
-    overrides["RetrievalWorker"]["Properties"]["Events"] = {
-        "RetrievalWorkerSqsEventSource": sqs_source("RetrievalQueue")}
+    overrides["ArchiveWorker"]["DependsOn"] = ["WorkQueue"]
+    overrides["ArchiveWorker"]["Properties"]["Events"] = {"ArchiveWorkerSqsEventSource": report_failures}
+    overrides["RetrievalWorker"]["DependsOn"] = ["RetrievalQueue"]
+    overrides["RetrievalWorker"]["Properties"]["Events"] = {"RetrievalWorkerSqsEventSource": report_failures}
     # on_s3_event cannot be packaged (existing bucket); app.py uses on_cw_event, and the
     # rule is narrowed to the archive bucket here.
     bucket_only = {"detail": {"bucket": {"name": [res.archive_bucket]}}}
