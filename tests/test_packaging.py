@@ -90,7 +90,7 @@ def packaged(request, tmp_path_factory) -> dict[str, Any]:
         assert dropped == [], dropped
     elif dropped:
         print(f"\n[{stage}] app.py defines no {', '.join(dropped)} yet: their overrides were not merged")
-    return {"stage": stage, "template": template, "dir": base / "out", "dropped": dropped,
+    return {"stage": stage, "template": template, "dir": base / "out", "project": project,
             "config": deployment.load_config(ROOT)}
 
 
@@ -246,3 +246,23 @@ def test_indexer_rule_is_scoped_to_the_archive_bucket(packaged) -> None:
     archive = deployment.stage_resources(packaged["config"], packaged["stage"]).archive_bucket
     assert pattern["source"] == ["aws.s3"]
     assert pattern["detail"]["bucket"]["name"] == [archive]
+
+
+PREFLIGHT = """
+import sys
+from chalice.cli.factory import CLIFactory
+from chalice.deploy.validate import validate_configuration
+config = CLIFactory(sys.argv[1]).create_config_obj(chalice_stage_name=sys.argv[2])
+validate_configuration(config)
+for name in ("archive_worker", "api_handler"):
+    print(name, config.scope(sys.argv[2], name).iam_policy_file)
+"""
+
+
+def test_chalice_deploy_preflight(packaged) -> None:
+    """What ``chalice deploy`` validates before it calls AWS, for the same project and stage."""
+    proc = subprocess.run([sys.executable, "-c", PREFLIGHT, str(packaged["project"]), packaged["stage"]],
+                          env=_env(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    stage = packaged["stage"]
+    assert f"archive_worker policy-{stage}-archive_worker.json" in proc.stdout
