@@ -9,7 +9,7 @@ import sys
 
 from .. import aws
 from ..errors import LogarchiveError
-from ..setup import bucket_policy, check, deployment, replication
+from ..setup import bucket_policy, check, deployment, event_sources, replication
 from ._common import add_endpoint_options
 
 ROLE_ENV = "LOGARCHIVE_REPLICATION_ROLE_ARN"
@@ -50,6 +50,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     dp.add_argument("--stage", action="append", help="only this stage (repeatable; default: all)")
     dp.add_argument("--check", action="store_true", help="change nothing; fail if any file is stale")
     dp.set_defaults(func=run_deployment_files)
+
+    ep = ssub.add_parser("event-sources",
+                         help="after `chalice deploy`: report batch item failures on the SQS mappings")
+    ep.add_argument("--stage", required=True)
+    ep.add_argument("--app-name", default="logarchive")
+    add_endpoint_options(ep)
+    ep.set_defaults(func=run_event_sources)
 
 
 def run_bucket_policy(args: argparse.Namespace) -> int:
@@ -112,3 +119,18 @@ def run_deployment_files(args: argparse.Namespace) -> int:
     if not problems and not args.check:
         print("deployment files written to .chalice/")
     return 1 if problems else 0
+
+
+def run_event_sources(args: argparse.Namespace) -> int:
+    client = aws.client("lambda", endpoint_url=args.endpoint_url, region=args.region)
+    missing = []
+    for fn in event_sources.SQS_FUNCTIONS:
+        name = f"{args.app_name}-{args.stage}-{fn}"
+        found = event_sources.enable_partial_batch_responses(client, name)
+        if not found:
+            missing.append(name)
+        for queue, changed in found:
+            print(f"{name} <- {queue}: {'ReportBatchItemFailures enabled' if changed else 'already enabled'}")
+    for name in missing:
+        print(f"logarchive: error: {name} has no SQS event source (deployed?)", file=sys.stderr)
+    return 1 if missing else 0
