@@ -17,7 +17,12 @@ Statement = dict[str, Any]
 SQS_CONSUME = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
                "sqs:GetQueueAttributes"]
 DDB_READ_WRITE = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"]
+# TransactWriteItems is authorised per item: put/update/delete and ConditionCheckItem.
+JOBS_ACTIONS = [*DDB_READ_WRITE, "dynamodb:Query", "dynamodb:ConditionCheckItem"]
 S3_MULTIPART = ["s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]
+# The archiver's reserved prefixes at the root of the staging bucket (chalicelib/archiver/staged.py).
+QUARANTINE_PREFIX = "quarantine/"
+PENDING_PREFIX = "replication-pending/"
 
 
 def _st(sid: str, actions: list[str], resources: list[str] | str, **extra: Any) -> Statement:
@@ -66,32 +71,48 @@ def _keys(res: StageResources, *, encrypt: bool, decrypt: bool) -> list[Statemen
 
 
 def archive_scheduler(res: StageResources) -> list[Statement]:
-    return [
-        _list("ListStaged", res.staging_bucket),
+    statements = [
+        _list("ListStaging", res.staging_bucket),
         _st("ReadStagedMetadata", ["s3:GetObject"], _objects(res.staging_bucket, res.staging_prefix)),
         _st("FanOut", ["sqs:SendMessage", "sqs:GetQueueAttributes"], res.work_queue.arn),
         _st("RunLease", DDB_READ_WRITE, res.table_arn(res.idempotency_table)),
-        # Replication monitoring: HEAD of archives for their ReplicationStatus.
-        _list("ListArchives", res.archive_bucket, versions=True),
-        _st("ReadArchiveStatus", ["s3:GetObject", "s3:GetObjectVersion"],
-            _objects(res.archive_bucket, res.archive_prefix)),
     ]
+    if res.replication_mode == "s3-replication":
+        statements += [
+            # Pending-replication markers: read the status of each archive (HEAD), clear the marker.
+            _st("PendingMarkers", ["s3:GetObject", "s3:DeleteObject"],
+                _objects(res.staging_bucket, PENDING_PREFIX)),
+            _list("ListArchives", res.archive_bucket, versions=True),
+            _st("ReadArchives", ["s3:GetObject", "s3:GetObjectVersion"],
+                _objects(res.archive_bucket, res.archive_prefix)),
+            # Re-drive of FAILED or stalled replication: a direct copy to each destination.
+            *[_list(f"ListDestination{i}", b) for i, b in enumerate(res.replicate_to)],
+            *([_st("RedriveReplication", ["s3:PutObject", "s3:GetObject", *S3_MULTIPART],
+                   [_objects(b, res.archive_prefix) for b in res.replicate_to])] if res.replicate_to else []),
+        ]
+    return statements
 
 
 def archive_worker(res: StageResources) -> list[Statement]:
     destinations = (res.archive_bucket, *res.direct_destinations)
-    return [
+    statements = [
         _st("Work", SQS_CONSUME, res.work_queue.arn),
-        _list("ListStaged", res.staging_bucket),
-        # Read, delete after verification, and quarantine (a write under the same prefix).
-        _st("Staged", ["s3:GetObject", "s3:DeleteObject", "s3:PutObject"],
+        _list("ListStaging", res.staging_bucket),
+        # Read a staged version; delete exactly that version once its archive is verified.
+        _st("Staged", ["s3:GetObject", "s3:GetObjectVersion", "s3:DeleteObject", "s3:DeleteObjectVersion"],
             _objects(res.staging_bucket, res.staging_prefix)),
+        # Bad input is moved aside (copy with reason metadata and a tag), never dropped.
+        _st("Quarantine", ["s3:PutObject", "s3:PutObjectTagging", "s3:GetObject", *S3_MULTIPART],
+            _objects(res.staging_bucket, QUARANTINE_PREFIX)),
         *[_list(f"ListDestination{i}", b) for i, b in enumerate(destinations)],
         _st("WriteArchives", ["s3:PutObject", "s3:GetObject", *S3_MULTIPART],
             [_objects(b, res.archive_prefix) for b in destinations]),
         _st("Idempotency", DDB_READ_WRITE, res.table_arn(res.idempotency_table)),
         *_keys(res, encrypt=True, decrypt=False),
     ]
+    if res.replication_mode == "s3-replication":
+        statements.append(_st("MarkPending", ["s3:PutObject"], _objects(res.staging_bucket, PENDING_PREFIX)))
+    return statements
 
 
 def index_archive(res: StageResources) -> list[Statement]:
@@ -116,7 +137,7 @@ def retrieval_worker(res: StageResources) -> list[Statement]:
         _st("WriteResults", ["s3:PutObject", "s3:GetObject", *S3_MULTIPART],
             _objects(res.results_bucket, res.results_prefix)),
         _st("ReadIndex", ["dynamodb:GetItem", "dynamodb:Query"], [index, f"{index}/index/*"]),
-        _st("Jobs", [*DDB_READ_WRITE, "dynamodb:Query"], res.table_arn(res.jobs_table)),
+        _st("Jobs", JOBS_ACTIONS, res.table_arn(res.jobs_table)),
         *_keys(res, encrypt=False, decrypt=True),
     ]
 
@@ -125,7 +146,7 @@ def api_handler(res: StageResources) -> list[Statement]:
     index = res.table_arn(res.index_table)
     return [
         _st("ReadIndex", ["dynamodb:GetItem", "dynamodb:Query"], [index, f"{index}/index/*"]),
-        _st("Jobs", [*DDB_READ_WRITE, "dynamodb:Query"], res.table_arn(res.jobs_table)),
+        _st("Jobs", JOBS_ACTIONS, res.table_arn(res.jobs_table)),
         _st("StartRetrievals", ["sqs:SendMessage", "sqs:GetQueueAttributes"], res.retrieval_queue.arn),
         # Presigned GET URLs carry this role's permission: archives and results only.
         _st("PresignArchives", ["s3:GetObject", "s3:GetObjectVersion"],

@@ -37,19 +37,8 @@ def _queue(name: str, dlq_logical: str | None) -> dict[str, Any]:
     return {"Type": "AWS::SQS::Queue", "Properties": props}
 
 
-def _table(name: str, keys: list[tuple[str, str]], *, ttl: str = "", gsis: int = 0,
-           retain: bool = False) -> dict[str, Any]:
+def _table(name: str, keys: list[tuple[str, str]], *, ttl: str = "", retain: bool = False) -> dict[str, Any]:
     attrs = [name_ for name_, _ in keys]
-    gsi_defs = []
-    for i in range(1, gsis + 1):
-        pk, sk = f"gsi{i}pk", f"gsi{i}sk"
-        attrs += [pk, sk]
-        gsi_defs.append({
-            "IndexName": f"gsi{i}",
-            "KeySchema": [{"AttributeName": pk, "KeyType": "HASH"},
-                          {"AttributeName": sk, "KeyType": "RANGE"}],
-            "Projection": {"ProjectionType": "ALL"},
-        })
     props: dict[str, Any] = {
         "TableName": name,
         "BillingMode": "PAY_PER_REQUEST",
@@ -57,8 +46,6 @@ def _table(name: str, keys: list[tuple[str, str]], *, ttl: str = "", gsis: int =
         "KeySchema": [{"AttributeName": a, "KeyType": kind} for a, kind in keys],
         "SSESpecification": {"SSEEnabled": True},
     }
-    if gsi_defs:
-        props["GlobalSecondaryIndexes"] = gsi_defs
     if ttl:
         props["TimeToLiveSpecification"] = {"AttributeName": ttl, "Enabled": True}
     if retain:
@@ -101,8 +88,10 @@ def infra_resources(res: StageResources) -> dict[str, Any]:
         "RetrievalQueue": _queue(res.retrieval_queue.name, "RetrievalDeadLetterQueue"),
         # Powertools Idempotency's default schema: partition key "id", TTL "expiration".
         "IdempotencyTable": _table(res.idempotency_table, [("id", "HASH")], ttl="expiration"),
-        # Index and jobs: generic single-table keys; gsi1 serves the second access path.
-        "IndexTable": _table(res.index_table, [("pk", "HASH"), ("sk", "RANGE")], gsis=1, retain=True),
+        # Index and jobs: pk/sk strings (chalicelib/index/schema.py, chalicelib/jobs.py); the
+        # index keeps deletion tombstones until their TTL.
+        "IndexTable": _table(res.index_table, [("pk", "HASH"), ("sk", "RANGE")], ttl="expires_at",
+                             retain=True),
         "JobsTable": _table(res.jobs_table, [("pk", "HASH"), ("sk", "RANGE")], ttl="expires_at"),
         "AlarmTopic": {"Type": "AWS::SNS::Topic",
                        "Properties": {"TopicName": f"logarchive-{res.stage}-alarms"}},
@@ -169,11 +158,20 @@ def function_overrides(res: StageResources) -> dict[str, Any]:
     overrides["ArchiveWorker"]["Properties"]["Events"] = {"ArchiveWorkerSqsEventSource": report_failures}
     overrides["RetrievalWorker"]["DependsOn"] = ["RetrievalQueue"]
     overrides["RetrievalWorker"]["Properties"]["Events"] = {"RetrievalWorkerSqsEventSource": report_failures}
-    # on_s3_event cannot be packaged (existing bucket); app.py uses on_cw_event, and the
-    # rule is narrowed to the archive bucket here.
-    bucket_only = {"detail": {"bucket": {"name": [res.archive_bucket]}}}
+    # on_s3_event cannot be packaged (CloudFormation cannot change an existing bucket's
+    # notifications): the indexer's trigger is an EventBridge rule on the archive bucket's
+    # events, defined whole here so that the template holds it whether app.py declares it
+    # with on_cw_event (Chalice names that event IndexArchiveEvent) or not at all.
     overrides["IndexArchive"]["Properties"]["Events"] = {
-        "IndexArchiveEvent": {"Properties": {"Pattern": bucket_only}}}
+        "IndexArchiveEvent": {
+            "Type": "CloudWatchEvent",
+            "Properties": {"Pattern": {
+                "source": ["aws.s3"],
+                "detail-type": ["Object Created", "Object Deleted"],
+                "detail": {"bucket": {"name": [res.archive_bucket]}},
+            }},
+        }
+    }
     return overrides
 
 
