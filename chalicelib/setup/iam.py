@@ -75,7 +75,8 @@ def archive_scheduler(res: StageResources) -> list[Statement]:
         _list("ListStaging", res.staging_bucket),
         _st("ReadStagedMetadata", ["s3:GetObject"], _objects(res.staging_bucket, res.staging_prefix)),
         _st("FanOut", ["sqs:SendMessage", "sqs:GetQueueAttributes"], res.work_queue.arn),
-        _st("RunLease", DDB_READ_WRITE, res.table_arn(res.idempotency_table)),
+        # In-flight leases (chalicelib/archiver/lease.py): conditional put, release by delete.
+        _st("RunLease", ["dynamodb:PutItem", "dynamodb:DeleteItem"], res.table_arn(res.idempotency_table)),
     ]
     if res.replication_mode == "s3-replication":
         statements += [
@@ -107,7 +108,6 @@ def archive_worker(res: StageResources) -> list[Statement]:
         *[_list(f"ListDestination{i}", b) for i, b in enumerate(destinations)],
         _st("WriteArchives", ["s3:PutObject", "s3:GetObject", *S3_MULTIPART],
             [_objects(b, res.archive_prefix) for b in destinations]),
-        _st("Idempotency", DDB_READ_WRITE, res.table_arn(res.idempotency_table)),
         *_keys(res, encrypt=True, decrypt=False),
     ]
     if res.replication_mode == "s3-replication":
