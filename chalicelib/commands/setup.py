@@ -9,7 +9,7 @@ import sys
 
 from .. import aws
 from ..errors import LogarchiveError
-from ..setup import bucket_policy, check, deployment, event_sources, replication
+from ..setup import bucket_policy, check, deployment, post_deploy, replication
 from ._common import add_endpoint_options
 
 ROLE_ENV = "LOGARCHIVE_REPLICATION_ROLE_ARN"
@@ -51,12 +51,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     dp.add_argument("--check", action="store_true", help="change nothing; fail if any file is stale")
     dp.set_defaults(func=run_deployment_files)
 
-    ep = ssub.add_parser("event-sources",
-                         help="after `chalice deploy`: report batch item failures on the SQS mappings")
+    ep = ssub.add_parser("post-deploy",
+                         help="after `chalice deploy`: partial batch responses, workers' /tmp size")
     ep.add_argument("--stage", required=True)
     ep.add_argument("--app-name", default="logarchive")
     add_endpoint_options(ep)
-    ep.set_defaults(func=run_event_sources)
+    ep.set_defaults(func=run_post_deploy)
 
 
 def run_bucket_policy(args: argparse.Namespace) -> int:
@@ -121,16 +121,19 @@ def run_deployment_files(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
-def run_event_sources(args: argparse.Namespace) -> int:
+def run_post_deploy(args: argparse.Namespace) -> int:
     client = aws.client("lambda", endpoint_url=args.endpoint_url, region=args.region)
     missing = []
-    for fn in event_sources.SQS_FUNCTIONS:
+    for fn in post_deploy.SQS_FUNCTIONS:
         name = f"{args.app_name}-{args.stage}-{fn}"
-        found = event_sources.enable_partial_batch_responses(client, name)
+        found = post_deploy.enable_partial_batch_responses(client, name)
         if not found:
             missing.append(name)
+            continue
         for queue, changed in found:
             print(f"{name} <- {queue}: {'ReportBatchItemFailures enabled' if changed else 'already enabled'}")
+        if post_deploy.ensure_ephemeral_storage(client, name):
+            print(f"{name}: /tmp raised to {post_deploy.EPHEMERAL_STORAGE_MB} MB")
     for name in missing:
         print(f"logarchive: error: {name} has no SQS event source (deployed?)", file=sys.stderr)
     return 1 if missing else 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from .iam import replication_role_policy
+from .post_deploy import EPHEMERAL_STORAGE_MB
 from .resources import StageResources, cfn_name
 
 FOURTEEN_DAYS = 14 * 24 * 3600
@@ -154,6 +155,9 @@ def function_overrides(res: StageResources) -> dict[str, Any]:
     for fn in ("archive_scheduler", "archive_worker", "index_archive", "retrieval_worker", "api_handler"):
         # The name chalice deploy gives, so the log-group ARNs of the policies match.
         overrides[cfn_name(fn)] = {"Properties": {"FunctionName": res.function_name(fn)}}
+    for worker in ("ArchiveWorker", "RetrievalWorker"):
+        # /tmp holds a sealed archive (or a retrieval's results) of up to 2 GB.
+        overrides[worker]["Properties"]["EphemeralStorage"] = {"Size": EPHEMERAL_STORAGE_MB}
     overrides["ArchiveWorker"]["DependsOn"] = ["WorkQueue"]
     overrides["ArchiveWorker"]["Properties"]["Events"] = {"ArchiveWorkerSqsEventSource": report_failures}
     overrides["RetrievalWorker"]["DependsOn"] = ["RetrievalQueue"]
