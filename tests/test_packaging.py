@@ -182,6 +182,8 @@ def test_sqs_mappings_report_batch_failures_and_queues_have_dlqs(packaged) -> No
         assert queue in t["Resources"][fname]["DependsOn"]
         timeout = t["Resources"][fname]["Properties"]["Timeout"]
         assert queues[queue]["Properties"]["VisibilityTimeout"] >= timeout
+        # /tmp must hold a sealed 2 GB object (Lambda's default is 512 MB).
+        assert t["Resources"][fname]["Properties"]["EphemeralStorage"]["Size"] >= 2048 + 512
     expected = {"ArchiveWorker", "RetrievalWorker"} & set(_functions(t))
     assert {f for f, _ in mappings} == expected
 
