@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean deployment-files package
 
 $(STAMP): pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV) || { $(PYTHON) -m pip install --user --quiet virtualenv && $(PYTHON) -m virtualenv $(VENV); }
@@ -27,3 +27,18 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# Deployment (docs/OPERATIONS.md). `make package STAGE=prod` builds build/prod/sam.json and
+# its deployment.zip; it downloads requirements.txt for Lambda from PyPI unless
+# PIP_NO_INDEX=1 PIP_FIND_LINKS=<wheelhouse> point pip at a local wheelhouse.
+STAGE ?= dev
+
+deployment-files: $(STAMP)
+	$(BIN)/python -m chalicelib.cli setup deployment-files
+
+package: $(STAMP)
+	$(BIN)/python -m chalicelib.cli setup deployment-files --check
+	rm -rf build/$(STAGE)
+	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(BIN)/chalice package --stage $(STAGE) \
+		--merge-template .chalice/merge-template-$(STAGE).json build/$(STAGE)
+	$(BIN)/cfn-lint build/$(STAGE)/sam.json

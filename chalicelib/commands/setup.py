@@ -1,0 +1,139 @@
+"""``logarchive setup``: customer bucket policy, S3 Replication and bucket checks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from .. import aws
+from ..errors import LogarchiveError
+from ..setup import bucket_policy, check, deployment, post_deploy, replication
+from ._common import add_endpoint_options
+
+ROLE_ENV = "LOGARCHIVE_REPLICATION_ROLE_ARN"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("setup", help="set up a customer bucket: policy, replication, checks")
+    ssub = p.add_subparsers(dest="setup_command", required=True)
+
+    bp = ssub.add_parser("bucket-policy", help="print the bucket policy the customer applies")
+    bp.add_argument("--bucket", required=True, help="the customer's bucket")
+    bp.add_argument("--role-arn", help=f"the replication role (default: ${ROLE_ENV})")
+    bp.set_defaults(func=run_bucket_policy)
+
+    rp = ssub.add_parser("replication", help="configure S3 Replication archive bucket -> customer bucket")
+    rp.add_argument("--source-bucket", required=True, help="the archive bucket")
+    rp.add_argument("--dest-bucket", required=True, help="the customer's bucket")
+    rp.add_argument("--role-arn", required=True, help="the role S3 assumes to replicate")
+    rp.add_argument("--dest-account", default="", help="the customer's account id (owner override)")
+    rp.add_argument("--prefix", default="", help="replicate only keys under this prefix")
+    rp.add_argument("--dry-run", action="store_true", help="print the configuration, change nothing")
+    add_endpoint_options(rp)
+    rp.set_defaults(func=run_replication)
+
+    cp = ssub.add_parser("check", help="check a customer bucket against the prerequisites")
+    cp.add_argument("--bucket", required=True)
+    cp.add_argument("--stack-region", required=True, help="the region the stack runs in")
+    cp.add_argument("--role-arn", default="", help="the replication role the policy must grant")
+    cp.add_argument("--stack", default="", help="only keys under <stack>/shareable/ count as ours")
+    cp.add_argument("--sample", type=int, default=check.DEFAULT_SAMPLE,
+                    help="object versions to inspect for foreign content (at most 1000)")
+    add_endpoint_options(cp)
+    cp.set_defaults(func=run_check)
+
+    dp = ssub.add_parser("deployment-files",
+                         help="IAM policy files and CloudFormation templates from .chalice/config.json")
+    dp.add_argument("--project-dir", default=".", help="the Chalice project (default: .)")
+    dp.add_argument("--stage", action="append", help="only this stage (repeatable; default: all)")
+    dp.add_argument("--check", action="store_true", help="change nothing; fail if any file is stale")
+    dp.set_defaults(func=run_deployment_files)
+
+    ep = ssub.add_parser("post-deploy",
+                         help="after `chalice deploy`: partial batch responses, workers' /tmp size")
+    ep.add_argument("--stage", required=True)
+    ep.add_argument("--app-name", default="logarchive")
+    add_endpoint_options(ep)
+    ep.set_defaults(func=run_post_deploy)
+
+
+def run_bucket_policy(args: argparse.Namespace) -> int:
+    role = args.role_arn or os.environ.get(ROLE_ENV, "")
+    if not role:
+        raise LogarchiveError(f"no replication role: pass --role-arn or set ${ROLE_ENV}")
+    print(bucket_policy.dumps(bucket_policy.render(args.bucket, role)))
+    return 0
+
+
+def run_replication(args: argparse.Namespace) -> int:
+    s3 = aws.client("s3", endpoint_url=args.endpoint_url, region=args.region)
+    target = replication.ReplicationTarget(
+        source_bucket=args.source_bucket,
+        dest_bucket=args.dest_bucket,
+        role_arn=args.role_arn,
+        dest_account=args.dest_account,
+        prefix=args.prefix,
+    )
+    problems, warnings = replication.check_versioning(s3, target)
+    for w in warnings:
+        print(f"logarchive: warning: {w}", file=sys.stderr)
+    if problems and not args.dry_run:
+        for p in problems:
+            print(f"logarchive: error: {p}", file=sys.stderr)
+        return 1
+    config = replication.configure(s3, target, dry_run=args.dry_run)
+    if args.dry_run:
+        print(json.dumps(config, indent=2))
+        for p in problems:
+            print(f"logarchive: error: {p}", file=sys.stderr)
+        return 1 if problems else 0
+    print(f"replication {args.source_bucket} -> {args.dest_bucket}: rule "
+          f"{replication.rule_id(args.dest_bucket)} set ({len(config['Rules'])} rule(s) in all)")
+    return 0
+
+
+def run_check(args: argparse.Namespace) -> int:
+    s3 = aws.client("s3", endpoint_url=args.endpoint_url, region=args.region)
+    results = check.run_checks(
+        s3, args.bucket, stack_region=args.stack_region, role_arn=args.role_arn,
+        stack=args.stack, sample=args.sample,
+    )
+    for r in results:
+        print(f"{'ok  ' if r.ok else 'FAIL'} {r.name}: {r.detail}")
+        if not r.ok and r.fix:
+            print(f"     fix: {r.fix}")
+    failed = [r.name for r in results if not r.ok]
+    print(f"{args.bucket}: " + (f"{len(failed)} check(s) failed: {', '.join(failed)}" if failed
+                                 else "ready for log archives"))
+    return 1 if failed else 0
+
+
+def run_deployment_files(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    problems = deployment.sync(Path(args.project_dir), args.stage, check=args.check)
+    for p in problems:
+        print(f"logarchive: error: {p}", file=sys.stderr)
+    if not problems and not args.check:
+        print("deployment files written to .chalice/")
+    return 1 if problems else 0
+
+
+def run_post_deploy(args: argparse.Namespace) -> int:
+    client = aws.client("lambda", endpoint_url=args.endpoint_url, region=args.region)
+    missing = []
+    for fn in post_deploy.SQS_FUNCTIONS:
+        name = f"{args.app_name}-{args.stage}-{fn}"
+        found = post_deploy.enable_partial_batch_responses(client, name)
+        if not found:
+            missing.append(name)
+            continue
+        for queue, changed in found:
+            print(f"{name} <- {queue}: {'ReportBatchItemFailures enabled' if changed else 'already enabled'}")
+        if post_deploy.ensure_ephemeral_storage(client, name):
+            print(f"{name}: /tmp raised to {post_deploy.EPHEMERAL_STORAGE_MB} MB")
+    for name in missing:
+        print(f"logarchive: error: {name} has no SQS event source (deployed?)", file=sys.stderr)
+    return 1 if missing else 0

@@ -1,0 +1,1 @@
+"""Deployment and customer-bucket setup: bucket policy, replication, checks, IAM and templates."""

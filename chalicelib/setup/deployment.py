@@ -1,0 +1,83 @@
+"""Generate (or check) the deployment files of every stage from .chalice/config.json.
+
+For each stage: ``policy-<stage>-<function>.json`` (the ``iam_policy_file`` of each
+function), ``merge-template-<stage>.json`` (``chalice package --merge-template``) and
+``infra-<stage>.json`` (the same resources as a stack of their own, for ``chalice deploy``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from . import iam, templates
+from .resources import FUNCTIONS, DeploymentConfigError, StageResources
+
+
+def load_config(project_dir: Path) -> dict[str, Any]:
+    return json.loads((project_dir / ".chalice" / "config.json").read_text())
+
+
+def stage_env(config: dict[str, Any], stage: str) -> dict[str, str]:
+    """The stage's environment, as Chalice merges it (top level, then the stage)."""
+    try:
+        stage_cfg = config["stages"][stage]
+    except KeyError:
+        raise DeploymentConfigError(f"no stage {stage!r} in .chalice/config.json") from None
+    return {**config.get("environment_variables", {}), **stage_cfg.get("environment_variables", {})}
+
+
+def stage_resources(config: dict[str, Any], stage: str) -> StageResources:
+    return StageResources.from_env(stage, stage_env(config, stage))
+
+
+def policy_file(stage: str, function: str) -> str:
+    return f"policy-{stage}-{function}.json"
+
+
+def _dump(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, indent=2) + "\n"
+
+
+def render(config: dict[str, Any], stage: str) -> dict[str, str]:
+    """File name (relative to .chalice/) -> contents, for one stage."""
+    res = stage_resources(config, stage)
+    files = {policy_file(stage, fn): _dump(iam.function_policy(res, fn)) for fn in FUNCTIONS}
+    files[f"merge-template-{stage}.json"] = _dump(templates.merge_template(res))
+    files[f"infra-{stage}.json"] = _dump(templates.infra_template(res))
+    return files
+
+
+def config_problems(config: dict[str, Any], stage: str) -> list[str]:
+    """Settings Chalice must have for the policy files to be used at all."""
+    problems = []
+    stage_cfg = config["stages"][stage]
+    if stage_cfg.get("autogen_policy", config.get("autogen_policy")) is not False:
+        problems.append(f"stage {stage}: autogen_policy must be false")
+    functions = stage_cfg.get("lambda_functions", {})
+    for fn in FUNCTIONS:
+        named = functions.get(fn, {}).get("iam_policy_file")
+        if named != policy_file(stage, fn):
+            problems.append(f"stage {stage}: lambda_functions.{fn}.iam_policy_file should be "
+                            f"{policy_file(stage, fn)!r}, is {named!r}")
+    return problems
+
+
+def sync(project_dir: Path, stages: list[str] | None = None, *, check: bool = False) -> list[str]:
+    """Write the files (or, with ``check``, list the ones that are stale); returns problems."""
+    config = load_config(project_dir)
+    problems: list[str] = []
+    for stage in stages or sorted(config.get("stages", {})):
+        problems += config_problems(config, stage)
+        for name, text in render(config, stage).items():
+            path = project_dir / ".chalice" / name
+            current = path.read_text() if path.exists() else None
+            if current == text:
+                continue
+            if check:
+                problems.append(f".chalice/{name} is {'stale' if current else 'missing'}: "
+                                "run `logarchive setup deployment-files`")
+            else:
+                path.write_text(text)
+    return problems

@@ -1,0 +1,182 @@
+"""Least-privilege IAM policies, one per Lambda function, from a stage's resources.
+
+No wildcard actions, every resource named (buckets and prefixes, tables and their
+indexes, queues, keys). The only ``"Resource": "*"`` is X-Ray's, which has no resource
+level permissions. ``autogen_policy`` cannot do this: it reads app.py alone and would
+see none of the calls made in chalicelib.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .resources import StageResources
+
+Statement = dict[str, Any]
+
+SQS_CONSUME = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
+               "sqs:GetQueueAttributes"]
+DDB_READ_WRITE = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"]
+# TransactWriteItems is authorised per item: put/update/delete and ConditionCheckItem.
+JOBS_ACTIONS = [*DDB_READ_WRITE, "dynamodb:Query", "dynamodb:ConditionCheckItem"]
+S3_MULTIPART = ["s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]
+# The archiver's reserved prefixes at the root of the staging bucket (chalicelib/archiver/staged.py).
+QUARANTINE_PREFIX = "quarantine/"
+PENDING_PREFIX = "replication-pending/"
+
+
+def _st(sid: str, actions: list[str], resources: list[str] | str, **extra: Any) -> Statement:
+    return {"Sid": sid, "Effect": "Allow", "Action": sorted(actions),
+            "Resource": resources if isinstance(resources, list) else [resources], **extra}
+
+
+def _bucket(name: str) -> str:
+    return f"arn:aws:s3:::{name}"
+
+
+def _objects(name: str, prefix: str = "") -> str:
+    return f"arn:aws:s3:::{name}/{prefix}*"
+
+
+def _list(sid: str, bucket: str, *, versions: bool = False) -> Statement:
+    # No s3:prefix condition: S3 answers a HEAD of a missing key with 404 only when the
+    # caller may list the bucket, and a HEAD carries no prefix (the condition would turn
+    # "not archived yet" into 403). The buckets are the stack's own.
+    actions = ["s3:ListBucket", "s3:ListBucketMultipartUploads"]
+    if versions:
+        actions.append("s3:ListBucketVersions")
+    return _st(sid, actions, _bucket(bucket))
+
+
+def _base(res: StageResources, function: str) -> list[Statement]:
+    group = res.log_group_arn(function)
+    return [
+        _st("Logs", ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+            [group, f"{group}:*"]),
+        # Tracer: X-Ray has no resource-level permissions, so these two take "*".
+        _st("Tracing", ["xray:PutTraceSegments", "xray:PutTelemetryRecords"], "*"),
+    ]
+
+
+def _keys(res: StageResources, *, encrypt: bool, decrypt: bool) -> list[Statement]:
+    out = []
+    if res.kms_key_arn:
+        actions = (["kms:GenerateDataKey"] if encrypt else []) + (["kms:Decrypt"] if decrypt else [])
+        out.append(_st("MasterKeyKms", actions, res.kms_key_arn))
+    if res.keys_secret:
+        out.append(_st("MasterKeysSecret", ["secretsmanager:GetSecretValue"], res.secret_arn))
+    if res.keys_parameter:
+        out.append(_st("MasterKeysParameter", ["ssm:GetParameter"], res.parameter_arn))
+    return out
+
+
+def archive_scheduler(res: StageResources) -> list[Statement]:
+    statements = [
+        _list("ListStaging", res.staging_bucket),
+        _st("ReadStagedMetadata", ["s3:GetObject"], _objects(res.staging_bucket, res.staging_prefix)),
+        _st("FanOut", ["sqs:SendMessage", "sqs:GetQueueAttributes"], res.work_queue.arn),
+        # In-flight leases (chalicelib/archiver/lease.py): conditional put, release by delete.
+        _st("RunLease", ["dynamodb:PutItem", "dynamodb:DeleteItem"], res.table_arn(res.idempotency_table)),
+    ]
+    if res.replication_mode == "s3-replication":
+        statements += [
+            # Pending-replication markers: read the status of each archive (HEAD), clear the marker.
+            _st("PendingMarkers", ["s3:GetObject", "s3:DeleteObject"],
+                _objects(res.staging_bucket, PENDING_PREFIX)),
+            _list("ListArchives", res.archive_bucket, versions=True),
+            _st("ReadArchives", ["s3:GetObject", "s3:GetObjectVersion"],
+                _objects(res.archive_bucket, res.archive_prefix)),
+            # Re-drive of FAILED or stalled replication: a direct copy to each destination.
+            *[_list(f"ListDestination{i}", b) for i, b in enumerate(res.replicate_to)],
+            *([_st("RedriveReplication", ["s3:PutObject", "s3:GetObject", *S3_MULTIPART],
+                   [_objects(b, res.archive_prefix) for b in res.replicate_to])] if res.replicate_to else []),
+        ]
+    return statements
+
+
+def archive_worker(res: StageResources) -> list[Statement]:
+    destinations = (res.archive_bucket, *res.direct_destinations)
+    statements = [
+        _st("Work", SQS_CONSUME, res.work_queue.arn),
+        _list("ListStaging", res.staging_bucket),
+        # Read a staged version; delete exactly that version once its archive is verified.
+        _st("Staged", ["s3:GetObject", "s3:GetObjectVersion", "s3:DeleteObject", "s3:DeleteObjectVersion"],
+            _objects(res.staging_bucket, res.staging_prefix)),
+        # Bad input is moved aside (copy with reason metadata and a tag), never dropped.
+        _st("Quarantine", ["s3:PutObject", "s3:PutObjectTagging", "s3:GetObject", *S3_MULTIPART],
+            _objects(res.staging_bucket, QUARANTINE_PREFIX)),
+        *[_list(f"ListDestination{i}", b) for i, b in enumerate(destinations)],
+        _st("WriteArchives", ["s3:PutObject", "s3:GetObject", *S3_MULTIPART],
+            [_objects(b, res.archive_prefix) for b in destinations]),
+        *_keys(res, encrypt=True, decrypt=False),
+    ]
+    if res.replication_mode == "s3-replication":
+        statements.append(_st("MarkPending", ["s3:PutObject"], _objects(res.staging_bucket, PENDING_PREFIX)))
+    return statements
+
+
+def index_archive(res: StageResources) -> list[Statement]:
+    table = res.table_arn(res.index_table)
+    return [
+        _list("ListArchives", res.archive_bucket, versions=True),
+        # Metadata only (HEAD), of the current or a given version; never the body's keys.
+        _st("ReadArchiveMetadata", ["s3:GetObject", "s3:GetObjectVersion"],
+            _objects(res.archive_bucket, res.archive_prefix)),
+        _st("Index", [*DDB_READ_WRITE, "dynamodb:Query", "dynamodb:BatchWriteItem"],
+            [table, f"{table}/index/*"]),
+    ]
+
+
+def retrieval_worker(res: StageResources) -> list[Statement]:
+    index = res.table_arn(res.index_table)
+    return [
+        _st("Retrievals", [*SQS_CONSUME, "sqs:SendMessage"], res.retrieval_queue.arn),
+        _st("ReadArchives", ["s3:GetObject", "s3:GetObjectVersion"],
+            _objects(res.archive_bucket, res.archive_prefix)),
+        _list("ListResults", res.results_bucket),
+        _st("WriteResults", ["s3:PutObject", "s3:GetObject", *S3_MULTIPART],
+            _objects(res.results_bucket, res.results_prefix)),
+        _st("ReadIndex", ["dynamodb:GetItem", "dynamodb:Query"], [index, f"{index}/index/*"]),
+        _st("Jobs", JOBS_ACTIONS, res.table_arn(res.jobs_table)),
+        *_keys(res, encrypt=False, decrypt=True),
+    ]
+
+
+def api_handler(res: StageResources) -> list[Statement]:
+    index = res.table_arn(res.index_table)
+    return [
+        _st("ReadIndex", ["dynamodb:GetItem", "dynamodb:Query"], [index, f"{index}/index/*"]),
+        _st("Jobs", JOBS_ACTIONS, res.table_arn(res.jobs_table)),
+        _st("StartRetrievals", ["sqs:SendMessage", "sqs:GetQueueAttributes"], res.retrieval_queue.arn),
+        # Presigned GET URLs carry this role's permission: archives and results only.
+        _st("PresignArchives", ["s3:GetObject", "s3:GetObjectVersion"],
+            _objects(res.archive_bucket, res.archive_prefix)),
+        _st("PresignResults", ["s3:GetObject"], _objects(res.results_bucket, res.results_prefix)),
+    ]
+
+
+_BUILDERS = {
+    "archive_scheduler": archive_scheduler,
+    "archive_worker": archive_worker,
+    "index_archive": index_archive,
+    "retrieval_worker": retrieval_worker,
+    "api_handler": api_handler,
+}
+
+
+def function_policy(res: StageResources, function: str) -> dict[str, Any]:
+    return {"Version": "2012-10-17", "Statement": [*_base(res, function), *_BUILDERS[function](res)]}
+
+
+def replication_role_policy(res: StageResources) -> dict[str, Any]:
+    """The role S3 assumes to replicate the archive bucket to the customers' buckets."""
+    statements = [
+        _st("SourceBucket", ["s3:GetReplicationConfiguration", "s3:ListBucket"], _bucket(res.archive_bucket)),
+        _st("SourceObjects", ["s3:GetObjectVersionForReplication", "s3:GetObjectVersionAcl",
+                              "s3:GetObjectVersionTagging"], _objects(res.archive_bucket)),
+    ]
+    if res.replicate_to:
+        statements.append(_st("Destinations", ["s3:ReplicateObject", "s3:ReplicateDelete", "s3:ReplicateTags",
+                                               "s3:ObjectOwnerOverrideToBucketOwner"],
+                              [_objects(b) for b in res.replicate_to]))
+    return {"Version": "2012-10-17", "Statement": statements}

@@ -1,0 +1,172 @@
+"""What one deployment stage uses, read from its environment variables in .chalice/config.json.
+
+The stage's ``environment_variables`` (the same names ``settings.Settings`` reads) are the
+single source of truth: the IAM policy files, the merge template and the infra template
+are all generated from them (``deployment.py``), so names cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ..errors import LogarchiveError
+
+APP_NAME = "logarchive"
+# The Lambda functions of app.py (docs/ARCHITECTURE.md), and their CloudFormation names
+# as ``chalice package`` writes them.
+FUNCTIONS = ("archive_scheduler", "archive_worker", "index_archive", "retrieval_worker", "api_handler")
+_QUEUE_URL = re.compile(r"^https://sqs\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/(\d{12})/([A-Za-z0-9_-]{1,80})$")
+
+
+class DeploymentConfigError(LogarchiveError):
+    """.chalice/config.json lacks or misstates a setting the deployment needs."""
+
+
+def cfn_name(function: str) -> str:
+    """The logical id ``chalice package`` gives a function (``api_handler`` is special)."""
+    if function == "api_handler":
+        return "APIHandler"
+    return "".join(part.capitalize() for part in function.split("_"))
+
+
+def role_cfn_name(function: str) -> str:
+    return "".join(part.capitalize() for part in function.split("_")) + "Role"
+
+
+@dataclass(frozen=True)
+class Queue:
+    url: str
+    region: str
+    account: str
+    name: str
+
+    @classmethod
+    def parse(cls, url: str, setting: str) -> Queue:
+        m = _QUEUE_URL.match(url)
+        if not m:
+            raise DeploymentConfigError(f"{setting}={url!r} is not an SQS queue URL")
+        return cls(url, m.group(1), m.group(2), m.group(3))
+
+    @property
+    def arn(self) -> str:
+        return f"arn:aws:sqs:{self.region}:{self.account}:{self.name}"
+
+    @property
+    def dlq_name(self) -> str:
+        return f"{self.name}-dlq"
+
+
+@dataclass(frozen=True)
+class StageResources:
+    stage: str
+    region: str
+    account: str
+    stack: str
+    staging_bucket: str
+    staging_prefix: str
+    archive_bucket: str
+    replicate_to: tuple[str, ...]
+    replication_mode: str
+    work_queue: Queue
+    retrieval_queue: Queue
+    idempotency_table: str
+    index_table: str
+    jobs_table: str
+    results_bucket: str
+    results_prefix: str
+    kms_key_arn: str
+    keys_secret: str
+    keys_parameter: str
+
+    @classmethod
+    def from_env(cls, stage: str, env: dict[str, str]) -> StageResources:
+        def need(name: str) -> str:
+            value = str(env.get(name, "")).strip()
+            if not value:
+                raise DeploymentConfigError(f"stage {stage}: environment variable {name} is not set")
+            return value
+
+        work = Queue.parse(need("LOGARCHIVE_WORK_QUEUE_URL"), "LOGARCHIVE_WORK_QUEUE_URL")
+        retrieval = Queue.parse(need("LOGARCHIVE_RETRIEVAL_QUEUE_URL"), "LOGARCHIVE_RETRIEVAL_QUEUE_URL")
+        if (retrieval.region, retrieval.account) != (work.region, work.account):
+            raise DeploymentConfigError(f"stage {stage}: the two queues are in different accounts or regions")
+        kms = str(env.get("LOGARCHIVE_KMS_KEY_ID", "")).strip()
+        if kms and not kms.startswith("arn:"):
+            # A policy needs the key's ARN; an alias or bare id cannot be scoped.
+            raise DeploymentConfigError(f"stage {stage}: LOGARCHIVE_KMS_KEY_ID must be a key ARN")
+        mode = str(env.get("LOGARCHIVE_REPLICATION_MODE", "direct")).strip()
+        if mode not in ("direct", "s3-replication"):
+            raise DeploymentConfigError(f"stage {stage}: LOGARCHIVE_REPLICATION_MODE={mode!r}")
+        res = cls(
+            stage=stage,
+            region=work.region,
+            account=work.account,
+            stack=need("LOGARCHIVE_STACK"),
+            staging_bucket=need("LOGARCHIVE_STAGING_BUCKET"),
+            staging_prefix=str(env.get("LOGARCHIVE_STAGING_PREFIX", "")).strip(),
+            archive_bucket=need("LOGARCHIVE_ARCHIVE_BUCKET"),
+            replicate_to=tuple(b.strip() for b in str(env.get("LOGARCHIVE_REPLICATE_TO", "")).split(",")
+                               if b.strip()),
+            replication_mode=mode,
+            work_queue=work,
+            retrieval_queue=retrieval,
+            idempotency_table=need("LOGARCHIVE_IDEMPOTENCY_TABLE"),
+            index_table=need("LOGARCHIVE_INDEX_TABLE"),
+            jobs_table=need("LOGARCHIVE_JOBS_TABLE"),
+            results_bucket=need("LOGARCHIVE_RESULTS_BUCKET"),
+            results_prefix=str(env.get("LOGARCHIVE_RESULTS_PREFIX", "retrievals/")).strip(),
+            kms_key_arn=kms,
+            keys_secret=str(env.get("LOGARCHIVE_KEYS_SECRET", "")).strip(),
+            keys_parameter=str(env.get("LOGARCHIVE_KEYS_PARAMETER", "")).strip(),
+        )
+        if not (res.kms_key_arn or res.keys_secret or res.keys_parameter):
+            raise DeploymentConfigError(
+                f"stage {stage}: no key source (LOGARCHIVE_KMS_KEY_ID, LOGARCHIVE_KEYS_SECRET or "
+                "LOGARCHIVE_KEYS_PARAMETER); a deployed Lambda never reads keys from its environment"
+            )
+        return res
+
+    # --- names and ARNs ---------------------------------------------------------------------
+
+    def function_name(self, function: str) -> str:
+        """The deployed function name (``chalice deploy``'s; the merge template sets the same)."""
+        return f"{APP_NAME}-{self.stage}-{function}"
+
+    @property
+    def replication_role_name(self) -> str:
+        return f"{APP_NAME}-{self.stage}-replication"
+
+    @property
+    def replication_role_arn(self) -> str:
+        return f"arn:aws:iam::{self.account}:role/{self.replication_role_name}"
+
+    def table_arn(self, table: str) -> str:
+        return f"arn:aws:dynamodb:{self.region}:{self.account}:table/{table}"
+
+    def log_group_arn(self, function: str) -> str:
+        name = f"/aws/lambda/{self.function_name(function)}"
+        return f"arn:aws:logs:{self.region}:{self.account}:log-group:{name}"
+
+    @property
+    def archive_prefix(self) -> str:
+        # Everything this stack writes: the v3 (and v2) layouts start with it.
+        return f"{self.stack}/shareable/"
+
+    @property
+    def secret_arn(self) -> str:
+        if self.keys_secret.startswith("arn:"):
+            return self.keys_secret
+        # Secrets Manager appends "-" and six random characters to a secret's ARN.
+        return f"arn:aws:secretsmanager:{self.region}:{self.account}:secret:{self.keys_secret}-??????"
+
+    @property
+    def parameter_arn(self) -> str:
+        if self.keys_parameter.startswith("arn:"):
+            return self.keys_parameter
+        name = self.keys_parameter.lstrip("/")
+        return f"arn:aws:ssm:{self.region}:{self.account}:parameter/{name}"
+
+    @property
+    def direct_destinations(self) -> tuple[str, ...]:
+        return self.replicate_to if self.replication_mode == "direct" else ()

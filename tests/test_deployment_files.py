@@ -1,0 +1,82 @@
+"""The deployment generator: policies and templates from a stage's environment variables."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from chalicelib.setup import iam, templates
+from chalicelib.setup.resources import FUNCTIONS, DeploymentConfigError, StageResources
+
+ENV = {
+    "LOGARCHIVE_STACK": "s1",
+    "LOGARCHIVE_STAGING_BUCKET": "stg",
+    "LOGARCHIVE_STAGING_PREFIX": "staged/",
+    "LOGARCHIVE_ARCHIVE_BUCKET": "arc",
+    "LOGARCHIVE_REPLICATE_TO": "cust-a,cust-b",
+    "LOGARCHIVE_WORK_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/w",
+    "LOGARCHIVE_RETRIEVAL_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/r",
+    "LOGARCHIVE_IDEMPOTENCY_TABLE": "idem",
+    "LOGARCHIVE_INDEX_TABLE": "idx",
+    "LOGARCHIVE_JOBS_TABLE": "jobs",
+    "LOGARCHIVE_RESULTS_BUCKET": "res",
+    "LOGARCHIVE_KMS_KEY_ID": "arn:aws:kms:eu-west-1:123456789012:key/k1",
+}
+
+
+def actions_on(policy: dict, resource: str) -> set[str]:
+    return {a for st in policy["Statement"] if resource in st["Resource"] for a in st["Action"]}
+
+
+def test_kms_key_is_used_to_encrypt_by_the_worker_and_decrypt_by_retrieval() -> None:
+    res = StageResources.from_env("t", ENV)
+    key = ENV["LOGARCHIVE_KMS_KEY_ID"]
+    assert actions_on(iam.function_policy(res, "archive_worker"), key) == {"kms:GenerateDataKey"}
+    assert actions_on(iam.function_policy(res, "retrieval_worker"), key) == {"kms:Decrypt"}
+    for fn in ("archive_scheduler", "index_archive", "api_handler"):
+        assert actions_on(iam.function_policy(res, fn), key) == set()
+
+
+def test_direct_mode_writes_every_destination_replication_mode_only_the_archive() -> None:
+    direct = iam.function_policy(StageResources.from_env("t", ENV), "archive_worker")
+    for bucket in ("arc", "cust-a", "cust-b"):
+        assert "s3:PutObject" in actions_on(direct, f"arn:aws:s3:::{bucket}/s1/shareable/*")
+    replicated = StageResources.from_env("t", {**ENV, "LOGARCHIVE_REPLICATION_MODE": "s3-replication"})
+    policy = iam.function_policy(replicated, "archive_worker")
+    assert actions_on(policy, "arn:aws:s3:::cust-a/s1/shareable/*") == set()
+    role = templates.infra_resources(replicated)["ReplicationRole"]
+    doc = role["Properties"]["Policies"][0]["PolicyDocument"]
+    assert "s3:ReplicateObject" in actions_on(doc, "arn:aws:s3:::cust-b/*")
+    assert role["Properties"]["RoleName"] == "logarchive-t-replication"
+    assert replicated.replication_role_arn == "arn:aws:iam::123456789012:role/logarchive-t-replication"
+
+
+def test_arns_come_from_the_queue_urls_account_and_region() -> None:
+    res = StageResources.from_env("t", ENV)
+    text = json.dumps([iam.function_policy(res, fn) for fn in FUNCTIONS])
+    assert "arn:aws:dynamodb:eu-west-1:123456789012:table/idem" in text
+    assert "arn:aws:sqs:eu-west-1:123456789012:w" in text
+    assert "arn:aws:logs:eu-west-1:123456789012:log-group:/aws/lambda/logarchive-t-archive_worker" in text
+
+
+def test_secret_and_parameter_arns() -> None:
+    res = StageResources.from_env("t", {**ENV, "LOGARCHIVE_KMS_KEY_ID": "",
+                                        "LOGARCHIVE_KEYS_SECRET": "lk/keys",
+                                        "LOGARCHIVE_KEYS_PARAMETER": "/lk/keys"})
+    assert res.secret_arn == "arn:aws:secretsmanager:eu-west-1:123456789012:secret:lk/keys-??????"
+    assert res.parameter_arn == "arn:aws:ssm:eu-west-1:123456789012:parameter/lk/keys"
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"LOGARCHIVE_KMS_KEY_ID": ""}, "no key source"),
+    ({"LOGARCHIVE_KMS_KEY_ID": "alias/mine"}, "must be a key ARN"),
+    ({"LOGARCHIVE_WORK_QUEUE_URL": "logarchive-work"}, "not an SQS queue URL"),
+    ({"LOGARCHIVE_INDEX_TABLE": ""}, "LOGARCHIVE_INDEX_TABLE is not set"),
+    ({"LOGARCHIVE_REPLICATION_MODE": "both"}, "LOGARCHIVE_REPLICATION_MODE"),
+    ({"LOGARCHIVE_RETRIEVAL_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/r"},
+     "different accounts or regions"),
+])
+def test_bad_settings_are_refused(change: dict, message: str) -> None:
+    with pytest.raises(DeploymentConfigError, match=message):
+        StageResources.from_env("t", {**ENV, **change})

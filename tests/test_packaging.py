@@ -1,0 +1,270 @@
+"""``chalice package`` + ``cfn-lint``: the deployable template of every stage.
+
+Offline by design: ``chalice package`` would ``pip download`` requirements.txt for the
+Lambda platform, so the project is packaged from a copy whose requirements.txt is empty
+(the template does not depend on it; docs/OPERATIONS.md says how a release is built).
+No AWS credentials: ``chalice package`` needs only a region.
+
+Data-driven over what app.py defines: functions absent from the app (handlers still being
+written on other branches) have their merge-template overrides dropped, and every check
+runs over the functions, events, queues, roles and routes the template actually has.
+Each stage is also packaged with ``packaging_contract_app.py`` in place of app.py: the
+decorator shapes the merge template expects, so that every override is exercised.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chalicelib.setup import deployment
+from chalicelib.setup.resources import FUNCTIONS, cfn_name
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+STAGES = ("dev", "prod")
+CRON = "cron(30 * ? * * *)"
+FUNCTION_TYPE = "AWS::Serverless::Function"
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("AWS_") or k in ("AWS_DEFAULT_REGION",)}
+    env["AWS_DEFAULT_REGION"] = "us-east-1"
+    return env
+
+
+def _copy_project(dest: Path, app: Path) -> Path:
+    shutil.copy(app, dest / "app.py")
+    shutil.copytree(ROOT / "chalicelib", dest / "chalicelib",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    (dest / ".chalice").mkdir()
+    for f in (ROOT / ".chalice").glob("*.json"):
+        shutil.copy(f, dest / ".chalice" / f.name)
+    (dest / "requirements.txt").write_text("")  # offline: no pip download
+    return dest
+
+
+def _package(project: Path, stage: str, out: Path, merge: Path | None = None) -> dict[str, Any]:
+    cmd = [str(BIN / "chalice"), "package", "--stage", stage]
+    if merge:
+        cmd += ["--merge-template", str(merge)]
+    proc = subprocess.run([*cmd, str(out)], cwd=project, env=_env(), capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    return json.loads((out / "sam.json").read_text())
+
+
+def prune_absent_functions(merge: dict[str, Any], present: set[str]) -> tuple[dict[str, Any], list[str]]:
+    """Drop overrides of functions the app does not define (they would be typeless stubs)."""
+    known = {cfn_name(fn) for fn in FUNCTIONS}
+    dropped = sorted(name for name in merge["Resources"] if name in known and name not in present)
+    merge = {**merge, "Resources": {k: v for k, v in merge["Resources"].items() if k not in dropped}}
+    return merge, dropped
+
+
+APPS = {"app": ROOT / "app.py", "contract": ROOT / "tests" / "packaging_contract_app.py"}
+
+
+@pytest.fixture(scope="module", params=[(s, a) for a in APPS for s in STAGES], ids="-".join)
+def packaged(request, tmp_path_factory) -> dict[str, Any]:
+    stage, app = request.param
+    base = tmp_path_factory.mktemp(f"pkg-{stage}-{app}")
+    (base / "project").mkdir()
+    project = _copy_project(base / "project", APPS[app])
+    plain = _package(project, stage, base / "plain")
+    present = {k for k, v in plain["Resources"].items() if v["Type"] == FUNCTION_TYPE}
+    merge = json.loads((ROOT / ".chalice" / f"merge-template-{stage}.json").read_text())
+    merge, dropped = prune_absent_functions(merge, present)
+    merge_path = base / "merge.json"
+    merge_path.write_text(json.dumps(merge))
+    template = _package(project, stage, base / "out", merge_path)
+    if app == "contract":
+        assert dropped == [], dropped
+    elif dropped:
+        print(f"\n[{stage}] app.py defines no {', '.join(dropped)} yet: their overrides were not merged")
+    return {"stage": stage, "template": template, "dir": base / "out", "project": project,
+            "config": deployment.load_config(ROOT)}
+
+
+def _resources(t: dict[str, Any], kind: str) -> dict[str, Any]:
+    return {k: v for k, v in t["Resources"].items() if v["Type"] == kind}
+
+
+def _functions(t: dict[str, Any]) -> dict[str, Any]:
+    return _resources(t, FUNCTION_TYPE)
+
+
+def _cfn_lint(path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "cfn-lint"), "--format", "parseable", str(path)],
+                          capture_output=True, text=True, timeout=180)
+
+
+def test_deployment_files_are_generated_from_config() -> None:
+    assert deployment.sync(ROOT, check=True) == []
+
+
+def test_sam_template_passes_cfn_lint(packaged) -> None:
+    proc = _cfn_lint(packaged["dir"] / "sam.json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_infra_template_passes_cfn_lint(stage: str) -> None:
+    proc = _cfn_lint(ROOT / ".chalice" / f"infra-{stage}.json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_every_function_is_known_and_configured(packaged) -> None:
+    t, stage, config = packaged["template"], packaged["stage"], packaged["config"]
+    functions = _functions(t)
+    assert "APIHandler" in functions  # app.py always has at least /health
+    by_cfn = {cfn_name(fn): fn for fn in FUNCTIONS}
+    for name, fn in functions.items():
+        assert name in by_cfn, f"{name} is not in docs/ARCHITECTURE.md's function list"
+        props = fn["Properties"]
+        settings = config["lambda_functions"][by_cfn[name]]
+        assert props["MemorySize"] == settings["lambda_memory_size"]
+        assert props["Timeout"] == settings["lambda_timeout"]
+        assert props["FunctionName"] == f"logarchive-{stage}-{by_cfn[name]}"
+        assert props["Tracing"] == "Active"
+        policy = deployment.iam.function_policy(deployment.stage_resources(config, stage), by_cfn[name])
+        role = t["Resources"][props["Role"]["Fn::GetAtt"][0]]
+        assert role["Properties"]["Policies"][0]["PolicyDocument"] == policy
+
+
+def test_archive_worker_size(packaged) -> None:
+    worker = _functions(packaged["template"]).get("ArchiveWorker")
+    if worker is None:
+        pytest.skip("app.py defines no archive_worker yet")
+    assert (worker["Properties"]["MemorySize"], worker["Properties"]["Timeout"]) == (1769, 900)
+
+
+def test_schedule_is_half_past_every_hour(packaged) -> None:
+    schedules = [(name, ev["Properties"]["Schedule"])
+                 for name, fn in _functions(packaged["template"]).items()
+                 for ev in fn["Properties"].get("Events", {}).values() if ev["Type"] == "Schedule"]
+    if "ArchiveScheduler" not in _functions(packaged["template"]):
+        pytest.skip("app.py defines no archive_scheduler yet")
+    assert ("ArchiveScheduler", CRON) in schedules
+    assert all(expr == CRON for _, expr in schedules), schedules
+
+
+def test_sqs_mappings_report_batch_failures_and_queues_have_dlqs(packaged) -> None:
+    t = packaged["template"]
+    queues = _resources(t, "AWS::SQS::Queue")
+    dlqs = {q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+            for q in queues.values() if "RedrivePolicy" in q["Properties"]}
+    work_queues = set(queues) - dlqs
+    assert {"WorkQueue", "RetrievalQueue"} <= work_queues
+    for name in work_queues:
+        redrive = queues[name]["Properties"].get("RedrivePolicy")
+        assert redrive, f"{name} has no dead-letter queue"
+        assert redrive["deadLetterTargetArn"]["Fn::GetAtt"][0] in queues
+        assert 1 <= redrive["maxReceiveCount"] <= 10
+    for name in dlqs:
+        assert "RedrivePolicy" not in queues[name]["Properties"]
+    mappings = [(fname, ev["Properties"]) for fname, fn in _functions(t).items()
+                for ev in fn["Properties"].get("Events", {}).values() if ev["Type"] == "SQS"]
+    for fname, props in mappings:
+        assert props.get("FunctionResponseTypes") == ["ReportBatchItemFailures"], fname
+        # Chalice names the queue (Fn::Sub of its name); it must be one of the template's.
+        name = props["Queue"]["Fn::Sub"].rsplit(":", 1)[-1]
+        [queue] = [q for q in work_queues if queues[q]["Properties"]["QueueName"] == name] or [None]
+        assert queue, f"{fname} reads queue {name}, which is not a template queue with a dead-letter queue"
+        assert queue in t["Resources"][fname]["DependsOn"]
+        timeout = t["Resources"][fname]["Properties"]["Timeout"]
+        assert queues[queue]["Properties"]["VisibilityTimeout"] >= timeout
+        # /tmp must hold a sealed 2 GB object (Lambda's default is 512 MB).
+        assert t["Resources"][fname]["Properties"]["EphemeralStorage"]["Size"] >= 2048 + 512
+    expected = {"ArchiveWorker", "RetrievalWorker"} & set(_functions(t))
+    assert {f for f, _ in mappings} == expected
+
+
+def test_dead_letter_queues_have_alarms(packaged) -> None:
+    t = packaged["template"]
+    alarmed = {a["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
+               for a in _resources(t, "AWS::CloudWatch::Alarm").values()}
+    queues = _resources(t, "AWS::SQS::Queue")
+    dlqs = {q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+            for q in queues.values() if "RedrivePolicy" in q["Properties"]}
+    assert dlqs and dlqs <= alarmed
+
+
+def _statements(t: dict[str, Any]):
+    for name, role in _resources(t, "AWS::IAM::Role").items():
+        for policy in role["Properties"].get("Policies", []):
+            for st in policy["PolicyDocument"]["Statement"]:
+                yield name, st
+    for name, policy in _resources(t, "AWS::IAM::Policy").items():
+        for st in policy["Properties"]["PolicyDocument"]["Statement"]:
+            yield name, st
+
+
+def test_no_wildcard_actions_and_no_open_resources(packaged) -> None:
+    statements = list(_statements(packaged["template"]))
+    assert statements
+    for role, st in statements:
+        assert "NotAction" not in st and "NotResource" not in st, (role, st)
+        actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+        assert all("*" not in a for a in actions), (role, st)
+        resources = st.get("Resource", [])
+        resources = resources if isinstance(resources, list) else [resources]
+        if "*" in resources:  # only X-Ray, which has no resource-level permissions
+            assert all(a.startswith("xray:") for a in actions), (role, st)
+
+
+def test_every_route_but_health_uses_the_iam_authorizer(packaged) -> None:
+    t = packaged["template"]
+    body = t["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]
+    iam_schemes = {name for name, d in body.get("securityDefinitions", {}).items()
+                   if d.get("x-amazon-apigateway-authtype") == "awsSigv4"}
+    routes = [(path, method, spec) for path, methods in body["paths"].items()
+              for method, spec in methods.items() if method != "options"]  # CORS preflight
+    assert ("/health", "get") in {(p, m) for p, m, _ in routes}
+    for path, method, spec in routes:
+        schemes = {name for entry in spec.get("security", []) for name in entry}
+        if path == "/health":
+            assert not schemes, "the health check must stay open"
+        else:
+            assert schemes and schemes <= iam_schemes, f"{method.upper()} {path} is not behind IAM auth"
+
+
+def test_indexer_rule_is_scoped_to_the_archive_bucket(packaged) -> None:
+    t = packaged["template"]
+    indexer = _functions(t).get("IndexArchive")
+    if indexer is None:
+        pytest.skip("app.py defines no index_archive yet")
+    [event] = indexer["Properties"]["Events"].values()
+    assert event["Type"] in ("CloudWatchEvent", "EventBridgeRule")
+    pattern = event["Properties"]["Pattern"]
+    archive = deployment.stage_resources(packaged["config"], packaged["stage"]).archive_bucket
+    assert pattern["source"] == ["aws.s3"]
+    assert pattern["detail"]["bucket"]["name"] == [archive]
+
+
+PREFLIGHT = """
+import sys
+from chalice.cli.factory import CLIFactory
+from chalice.deploy.validate import validate_configuration
+config = CLIFactory(sys.argv[1]).create_config_obj(chalice_stage_name=sys.argv[2])
+validate_configuration(config)
+for name in ("archive_worker", "api_handler"):
+    print(name, config.scope(sys.argv[2], name).iam_policy_file)
+"""
+
+
+def test_chalice_deploy_preflight(packaged) -> None:
+    """What ``chalice deploy`` validates before it calls AWS, for the same project and stage."""
+    proc = subprocess.run([sys.executable, "-c", PREFLIGHT, str(packaged["project"]), packaged["stage"]],
+                          env=_env(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    stage = packaged["stage"]
+    assert f"archive_worker policy-{stage}-archive_worker.json" in proc.stdout
