@@ -1,0 +1,180 @@
+"""``logarchive seal`` / ``logarchive unseal``: the archive format on local files.
+
+``seal IN OUT`` writes OUT (gzip, then AES-256-GCM) and its envelope to ``OUT.instruction``;
+``unseal IN OUT`` reads the envelope from ``IN.instruction``. Both write through a temporary
+file renamed into place, so OUT is either complete or absent; unseal renames only after the
+authentication tag verified.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from typing import BinaryIO
+
+from .. import aws, codec, envelope
+from ..envelope import Envelope
+from ..errors import EnvelopeError, LogarchiveError
+from ..keyring import Keyring, gather_keys
+from ._common import add_endpoint_options, add_key_options
+
+MAX_INSTRUCTION = 1 << 16
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("seal", help="compress and encrypt a local file (envelope in OUT.instruction)")
+    s.add_argument("input", metavar="IN", help="file to seal ('-' for stdin)")
+    s.add_argument("output", metavar="OUT", help="sealed file to write")
+    add_key_options(s, encrypt=True)
+    add_endpoint_options(s)
+    s.add_argument("--kms-key-id", help="wrap the data key with this KMS key instead of a raw key")
+    s.set_defaults(func=run_seal)
+
+    u = sub.add_parser("unseal", help="decrypt a sealed local file (envelope from IN.instruction)")
+    u.add_argument("input", metavar="IN", help="sealed file")
+    u.add_argument("output", metavar="OUT", help="file to write ('-' for stdout, after verification)")
+    u.add_argument("--decompress", action="store_true", help="write the original bytes, not the gzip")
+    add_key_options(u)
+    add_endpoint_options(u)
+    u.set_defaults(func=run_unseal)
+
+
+def _keyring(args: argparse.Namespace, *, kms_key_id: str | None = None) -> Keyring:
+    return Keyring(
+        gather_keys(inline=args.decryption_keys, files=args.key_files),
+        kms_key_id=kms_key_id,
+        allow_legacy=getattr(args, "allow_legacy_cbc", False),
+        kms_client_factory=lambda: aws.client("kms", endpoint_url=args.endpoint_url, region=args.region),
+    )
+
+
+def instruction_text(env: Envelope) -> str:
+    """The instruction file as the AWS SDKs write it.
+
+    ``x-amz-unencrypted-content-length`` stays out: the SDKs keep it in object metadata, and
+    the AWS S3 Encryption Client for Python rejects instruction files holding any other key.
+    """
+    fields = env.to_fields()
+    fields.pop(envelope.UNENCRYPTED_LENGTH, None)
+    return json.dumps(fields, sort_keys=True)
+
+
+def _temp_beside(path: str) -> tuple[BinaryIO, str]:
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".logarchive-", suffix=".part")
+    return os.fdopen(fd, "wb"), tmp
+
+
+def _commit(fh: BinaryIO, tmp: str, final: str) -> None:
+    fh.flush()
+    os.fsync(fh.fileno())
+    fh.close()
+    os.replace(tmp, final)
+
+
+def _unlink(path: str | None) -> None:
+    if path:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+def run_seal(args: argparse.Namespace) -> int:
+    ring = _keyring(args, kms_key_id=args.kms_key_id)
+    if not ring.can_encrypt:
+        raise LogarchiveError("seal needs a key: --key-file FILE, $LOGARCHIVE_KEYS or --kms-key-id")
+    tmps: list[str] = []
+    try:
+        src = sys.stdin.buffer if args.input == "-" else open(args.input, "rb")
+    except OSError as exc:
+        raise LogarchiveError(f"{args.input}: {exc.strerror or exc}") from None
+    try:
+        try:
+            out, tmp = _temp_beside(args.output)
+            tmps.append(tmp)
+            with out:
+                result = codec.seal(src, out, ring)
+                out.flush()
+                os.fsync(out.fileno())
+            ins, itmp = _temp_beside(args.output)
+            tmps.append(itmp)
+            with ins:
+                ins.write(instruction_text(result.envelope).encode())
+                _commit(ins, itmp, args.output + envelope.INSTRUCTION_SUFFIX)
+            tmps.remove(itmp)
+            os.replace(tmp, args.output)
+            tmps.remove(tmp)
+        except OSError as exc:
+            raise LogarchiveError(f"{args.output}: {exc.strerror or exc}") from None
+    finally:
+        if src is not sys.stdin.buffer:
+            src.close()
+        for t in tmps:
+            _unlink(t)
+    print(
+        f"sealed {args.input}: {result.plaintext_bytes} bytes -> {result.ciphertext_bytes} "
+        f"(key {ring.encrypting_component[:12]}…, envelope in {args.output}{envelope.INSTRUCTION_SUFFIX})",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def read_instruction(path: str) -> Envelope:
+    ipath = path + envelope.INSTRUCTION_SUFFIX
+    try:
+        with open(ipath, "rb") as fh:
+            text = fh.read(MAX_INSTRUCTION + 1)
+    except FileNotFoundError:
+        raise EnvelopeError(f"{path}: no instruction file {ipath}") from None
+    except OSError as exc:
+        raise EnvelopeError(f"{ipath}: {exc.strerror or exc}") from None
+    if len(text) > MAX_INSTRUCTION:
+        raise EnvelopeError(f"{ipath}: too large to be an instruction file")
+    return Envelope.from_instruction(text, name=path)
+
+
+def run_unseal(args: argparse.Namespace) -> int:
+    env = read_instruction(args.input)
+    ring = _keyring(args)
+    to_stdout = args.output == "-"
+    scratch = tempfile.mkdtemp(prefix="logarchive-") if to_stdout else None
+    tmp = None
+    try:
+        try:
+            src = open(args.input, "rb")
+        except OSError as exc:
+            raise LogarchiveError(f"{args.input}: {exc.strerror or exc}") from None
+        with src:
+            try:
+                if scratch:
+                    fd, tmp = tempfile.mkstemp(dir=scratch, suffix=".part")
+                    out = os.fdopen(fd, "wb")
+                else:
+                    out, tmp = _temp_beside(args.output)
+            except OSError as exc:
+                raise LogarchiveError(f"{args.output}: {exc.strerror or exc}") from None
+            with out:
+                codec.unseal(src, out, env, ring, name=args.input, decompress=args.decompress)
+                out.flush()
+                os.fsync(out.fileno())
+        # The tag verified: release.
+        if to_stdout:
+            with open(tmp, "rb") as fh:
+                shutil.copyfileobj(fh, sys.stdout.buffer, codec.CHUNK)
+            sys.stdout.buffer.flush()
+        else:
+            try:
+                os.replace(tmp, args.output)
+            except OSError as exc:
+                raise LogarchiveError(f"{args.output}: {exc.strerror or exc}") from None
+            tmp = None
+    finally:
+        _unlink(tmp)
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return 0
