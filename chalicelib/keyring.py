@@ -255,6 +255,12 @@ class Keyring:
 
     def _missing_key_message(self, name: str, key_hint: str | None) -> str:
         have = ", ".join(k.key_id[:12] for k in self._keys) or "none"
+        if key_hint and key_hint in self._by_id:
+            # The path names a key we hold, yet it does not unwrap: not a missing key.
+            return (
+                f"{name}: the key with id {key_hint} does not unwrap its data key "
+                "(wrong key for this object, or a damaged x-amz-key-v2)"
+            )
         if key_hint:
             return f"{name}: needs the key with id {key_hint}; keys given: {have}"
         return f"{name}: none of the keys given unwraps its data key; keys given: {have}"
