@@ -374,27 +374,45 @@ def _render(lines: Iterable[bytes], opts: OutputOptions) -> Iterator[bytes]:
             yield raw + b"\n"
 
 
-def _write_rendered(verified_gzip_path: str, dst: BinaryIO, opts: OutputOptions) -> int:
-    """Gunzip a verified temp file, filter/format its lines into ``dst``; returns bytes written
-    (before re-compression, when the output is gzip)."""
+def _gunzipped(path: str, name: str) -> Iterator[bytes]:
+    """Blocks of the verified gzip file ``path``; a corrupt stream is one clear error."""
+    try:
+        with igzip.open(path, "rb") as src:
+            yield from codec.iter_chunks(src, READ_CHUNK)
+    except EOFError:
+        raise LogarchiveError(f"{name}: decrypted content is a truncated gzip stream") from None
+    except Exception as exc:  # BadGzipFile, isal's IsalError on a corrupt deflate stream
+        raise LogarchiveError(
+            f"{name}: decrypted content is not valid gzip ({type(exc).__name__})"
+        ) from None
+
+
+def write_output(verified_gzip_path: str, dst: BinaryIO, opts: OutputOptions, *, name: str) -> int:
+    """Gunzip a verified temp file into ``dst`` (filtering and formatting its lines when asked);
+    returns the bytes produced (before re-compression, when the output is gzip again).
+
+    Decompression runs only on verified bytes: gunzipping the output of tampered ciphertext
+    would fail with a gzip error before the tag could say "tampered".
+    """
     written = 0
     gz_out = None
     if not opts.plain:
         gz_out = igzip.IGzipFile(fileobj=dst, mode="wb", compresslevel=codec.DEFAULT_LEVEL)
     sink: Any = gz_out if gz_out is not None else dst
-    with igzip.open(verified_gzip_path, "rb") as src:
-        buf: list[bytes] = []
-        size = 0
-        for piece in _render(split_lines(codec.iter_chunks(src, READ_CHUNK)), opts):
-            buf.append(piece)
-            size += len(piece)
-            if size >= READ_CHUNK:
-                sink.write(b"".join(buf))
-                written += size
-                buf, size = [], 0
-        if buf:
+    blocks = _gunzipped(verified_gzip_path, name)
+    pieces = _render(split_lines(blocks), opts) if opts.line_level else blocks
+    buf: list[bytes] = []
+    size = 0
+    for piece in pieces:
+        buf.append(piece)
+        size += len(piece)
+        if size >= READ_CHUNK:
             sink.write(b"".join(buf))
             written += size
+            buf, size = [], 0
+    if buf:
+        sink.write(b"".join(buf))
+        written += size
     if gz_out is not None:
         gz_out.close()
     return written
@@ -498,37 +516,19 @@ class Retriever:
     def download(self, match: Match, dest_dir: str) -> Outcome:
         """Decrypt into ``dest_dir/<relative path>``; nothing is left there on failure."""
         final = os.path.join(dest_dir, self.opts.output_name(match.relative_path))
+        directory = os.path.dirname(final)
         tmp_paths: list[str] = []
         try:
             try:
-                os.makedirs(os.path.dirname(final), exist_ok=True)
-                fh, tmp = _temp_in(os.path.dirname(final))
+                os.makedirs(directory, exist_ok=True)
+                fh, tmp = _temp_in(directory)
             except OSError as exc:
                 raise LogarchiveError(f"{match.key}: cannot write {final}: {exc.strerror or exc}") from None
             tmp_paths.append(tmp)
-            with fh:
-                # Without line filters the output is the archive's gzip or its plain bytes:
-                # unseal writes it directly. With them, unseal writes the gzip first.
-                direct = not self.opts.line_level
-                res = self._unseal_into(
-                    match.key, match.archive.key_id, fh, decompress=direct and self.opts.plain
-                )
-                fh.flush()
-                os.fsync(fh.fileno())
-            # The tag verified: from here on the plaintext may be released.
-            if direct:
-                produced = tmp
-                out_bytes = res.output_bytes
-            else:
-                out, produced = _temp_in(os.path.dirname(final))
-                tmp_paths.append(produced)
-                with out:
-                    out_bytes = _write_rendered(tmp, out, self.opts)
-                    out.flush()
-                    os.fsync(out.fileno())
+            produced, res, out_bytes = self._produce(match, fh, tmp, directory, tmp_paths)
             os.replace(produced, final)
             tmp_paths.remove(produced)
-            _fsync_dir(os.path.dirname(final))
+            _fsync_dir(directory)
             return Outcome(match.key, True, path=final, ciphertext_bytes=res.ciphertext_bytes,
                            output_bytes=out_bytes)
         except LogarchiveError as exc:
@@ -539,28 +539,36 @@ class Retriever:
             for p in tmp_paths:
                 _unlink_quietly(p)
 
+    def _produce(
+        self, match: Match, fh: BinaryIO, tmp: str, directory: str, tmp_paths: list[str]
+    ) -> tuple[str, codec.UnsealResult, int]:
+        """Decrypt into ``tmp`` (the archive's gzip), then, once the tag verified, derive the
+        requested output from it. Returns (the file holding the output, unseal result, size)."""
+        with fh:
+            res = self._unseal_into(match.key, match.archive.key_id, fh, decompress=False)
+            fh.flush()
+            os.fsync(fh.fileno())
+        # The tag verified: from here on the plaintext may be released.
+        if not self.opts.plain and not self.opts.line_level:
+            return tmp, res, res.output_bytes
+        out, produced = _temp_in(directory)
+        tmp_paths.append(produced)
+        with out:
+            n = write_output(tmp, out, self.opts, name=match.key)
+            out.flush()
+            os.fsync(out.fileno())
+        return produced, res, n
+
     def to_stream(self, match: Match, scratch_dir: str) -> tuple[Outcome, str | None]:
-        """Decrypt and verify into a private temp file, render it into a second one; the
-        caller copies the second to its stream (in order) and removes it."""
+        """Decrypt, verify and render into a private temp file; the caller copies it to its
+        stream (in order) and removes it."""
         tmp_paths: list[str] = []
         try:
             fh, tmp = _temp_in(scratch_dir)
             tmp_paths.append(tmp)
-            direct = not self.opts.line_level
-            with fh:
-                res = self._unseal_into(
-                    match.key, match.archive.key_id, fh, decompress=direct and self.opts.plain
-                )
-            if direct:
-                tmp_paths.remove(tmp)
-                return Outcome(match.key, True, ciphertext_bytes=res.ciphertext_bytes,
-                               output_bytes=res.output_bytes), tmp
-            out, rendered = _temp_in(scratch_dir)
-            tmp_paths.append(rendered)
-            with out:
-                n = _write_rendered(tmp, out, self.opts)
-            tmp_paths.remove(rendered)
-            return Outcome(match.key, True, ciphertext_bytes=res.ciphertext_bytes, output_bytes=n), rendered
+            produced, res, n = self._produce(match, fh, tmp, scratch_dir, tmp_paths)
+            tmp_paths.remove(produced)
+            return Outcome(match.key, True, ciphertext_bytes=res.ciphertext_bytes, output_bytes=n), produced
         except LogarchiveError as exc:
             return Outcome(match.key, False, str(exc)), None
         except OSError as exc:

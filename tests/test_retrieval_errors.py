@@ -110,18 +110,52 @@ def assert_one_line_each(err: str, expected: dict[str, str]) -> None:
         assert cause in mine[0], (cause, mine[0])
 
 
-def test_each_bad_object_one_line_others_land(bad, capsys, tmp_path) -> None:
+@pytest.mark.parametrize("mode", [[], ["--decompress"], ["--format", "jsonl"], ["--stream", "stdout"]],
+                         ids=["gzip", "decompress", "jsonl", "filtered-gzip"])
+def test_each_bad_object_one_line_others_land(bad, capsys, tmp_path, mode) -> None:
     dest = tmp_path / "dl"
-    rc, out, err = run_cli(bad.argv(str(dest)), capsys)
+    rc, out, err = run_cli(bad.argv(str(dest), *mode), capsys)
     assert rc == 1
     expected = dict(bad.bad)
     expected[bad.legacy] = "legacy AES/CBC object (x-amz-key, no authentication tag); re-run with --allow-legacy-cbc"
     assert_one_line_each(err, expected)
-    assert files_under(dest) == sorted(rel(k) for k in bad.good)
+    plain = bool(mode) and mode[0] != "--stream"
+    name = (lambda r: r[: -len(".gz")] + ".jsonl") if plain else (lambda r: r)
+    assert files_under(dest) == sorted(name(rel(k)) for k in bad.good)
     for key, data in bad.good.items():
-        assert gzip.decompress((dest / rel(key)).read_bytes()) == data
+        got = (dest / name(rel(key))).read_bytes()
+        got = got if plain else gzip.decompress(got)
+        if mode and mode[0] == "--stream":
+            data = b"".join(x for x in data.splitlines(keepends=True) if b'"stdout"' in x)
+        assert got == data
     assert leftovers(str(tmp_path)) == []
     assert "Traceback" not in err and K1.to_base64() not in err + out
+
+
+def test_authentic_content_that_is_not_gzip(buckets, capsys, tmp_path) -> None:
+    """Another tool's object that verifies but is not gzip: kept as is by default, one clear
+    line when asked to decompress."""
+    import os as _os
+
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from chalicelib.envelope import Envelope
+
+    ring = Keyring([K1])
+    wrapped, data_key = ring.wrap(_os.urandom(32))
+    iv, plain = _os.urandom(12), b"plain text, not gzip\n"
+    env = Envelope(wrap_alg=wrapped.wrap_alg, encrypted_key=wrapped.encrypted_key, iv=iv,
+                   matdesc=wrapped.matdesc, unencrypted_length=len(plain))
+    key = _key(1)
+    boto3.client("s3").put_object(Bucket=buckets.customer, Key=key, Body=AESGCM(data_key).encrypt(iv, plain, None),
+                                  Metadata=env.to_fields())
+    argv = ["logs-from-archive", "--bucket", buckets.customer, "--stack", STACK, "--app-id", "60",
+            "--decryption-keys", K1.to_base64(), "--download-location"]
+    rc, out, err = run_cli([*argv, str(tmp_path / "a")], capsys)
+    assert rc == 0 and (tmp_path / "a" / rel(key)).read_bytes() == plain
+    rc, out, err = run_cli([*argv, str(tmp_path / "b"), "--decompress"], capsys)
+    assert rc == 1 and err.splitlines() == [f"logarchive: error: {key}: decrypted content is not valid gzip (BadGzipFile)"]
+    assert files_under(tmp_path / "b") == [] and leftovers(str(tmp_path)) == []
 
 
 def test_foreign_objects_are_warnings_not_failures(bad, capsys, caplog, tmp_path) -> None:

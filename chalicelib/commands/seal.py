@@ -16,7 +16,7 @@ import sys
 import tempfile
 from typing import BinaryIO
 
-from .. import aws, codec, envelope
+from .. import aws, codec, envelope, retrieval
 from ..envelope import Envelope
 from ..errors import EnvelopeError, LogarchiveError
 from ..keyring import Keyring, gather_keys
@@ -143,38 +143,51 @@ def run_unseal(args: argparse.Namespace) -> int:
     ring = _keyring(args)
     to_stdout = args.output == "-"
     scratch = tempfile.mkdtemp(prefix="logarchive-") if to_stdout else None
-    tmp = None
+    directory = scratch or os.path.dirname(os.path.abspath(args.output))
+    tmps: list[str] = []
+
+    def temp() -> BinaryIO:
+        try:
+            fd, path = tempfile.mkstemp(dir=directory, prefix=".logarchive-", suffix=".part")
+        except OSError as exc:
+            raise LogarchiveError(f"{args.output}: {exc.strerror or exc}") from None
+        tmps.append(path)
+        return os.fdopen(fd, "wb")
+
     try:
         try:
             src = open(args.input, "rb")
         except OSError as exc:
             raise LogarchiveError(f"{args.input}: {exc.strerror or exc}") from None
-        with src:
-            try:
-                if scratch:
-                    fd, tmp = tempfile.mkstemp(dir=scratch, suffix=".part")
-                    out = os.fdopen(fd, "wb")
-                else:
-                    out, tmp = _temp_beside(args.output)
-            except OSError as exc:
-                raise LogarchiveError(f"{args.output}: {exc.strerror or exc}") from None
-            with out:
-                codec.unseal(src, out, env, ring, name=args.input, decompress=args.decompress)
-                out.flush()
-                os.fsync(out.fileno())
+        with src, temp() as out:
+            # Decrypt the gzip as it is; gunzip only once the tag verified.
+            codec.unseal(src, out, env, ring, name=args.input)
+            out.flush()
+            os.fsync(out.fileno())
         # The tag verified: release.
+        result = tmps[-1]
+        if args.decompress:
+            with temp() as plain:
+                plain_opts = retrieval.OutputOptions(decompress=True)
+                retrieval.write_output(result, plain, plain_opts, name=args.input)
+                plain.flush()
+                os.fsync(plain.fileno())
+            result = tmps[-1]
         if to_stdout:
-            with open(tmp, "rb") as fh:
+            with open(result, "rb") as fh:
                 shutil.copyfileobj(fh, sys.stdout.buffer, codec.CHUNK)
             sys.stdout.buffer.flush()
         else:
             try:
-                os.replace(tmp, args.output)
+                os.replace(result, args.output)
             except OSError as exc:
                 raise LogarchiveError(f"{args.output}: {exc.strerror or exc}") from None
-            tmp = None
+            tmps.remove(result)
+    except OSError as exc:
+        raise LogarchiveError(f"{args.output}: {exc.strerror or exc}") from None
     finally:
-        _unlink(tmp)
+        for t in tmps:
+            _unlink(t)
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
     return 0
