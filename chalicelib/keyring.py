@@ -277,7 +277,9 @@ class Keyring:
         try:
             resp = self._kms().decrypt(CiphertextBlob=env.encrypted_key, EncryptionContext=context)
         except Exception as exc:  # botocore ClientError and connection errors
-            code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
+            from .aws import error_code
+
+            code = error_code(exc)
             raise KeyNotFoundError(f"{name}: KMS could not unwrap the data key ({code})") from None
         return resp["Plaintext"]
 

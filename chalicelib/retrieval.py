@@ -38,7 +38,7 @@ from typing import Any, BinaryIO
 
 from isal import igzip
 
-from . import codec, envelope, layout
+from . import aws, codec, envelope, layout
 from .dockerlog import LineFilter, LogLine, split_lines
 from .envelope import Envelope
 from .errors import EnvelopeError, LayoutError, LogarchiveError
@@ -274,7 +274,7 @@ def find_archives(s3: Any, bucket: str, sel: Selection) -> list[Match]:
 
 
 def _s3_error(key: str, exc: Exception, what: str = "") -> LogarchiveError:
-    code = getattr(exc, "response", {}).get("Error", {}).get("Code") or type(exc).__name__
+    code = aws.error_code(exc)
     return LogarchiveError(f"{key}: {what}S3 error {code}")
 
 
@@ -288,7 +288,7 @@ def read_envelope(s3: Any, bucket: str, key: str, metadata: dict[str, str]) -> E
         resp = s3.get_object(Bucket=bucket, Key=instr_key)
         text = resp["Body"].read((1 << 16) + 1)
     except Exception as exc:  # botocore ClientError (NoSuchKey) and connection errors
-        code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+        code = aws.error_code(exc)
         if code in ("NoSuchKey", "404"):
             raise EnvelopeError(
                 f"{key}: no encryption envelope (no x-amz-key-v2 in its metadata and no {instr_key})"
@@ -500,7 +500,7 @@ class Retriever:
         except LogarchiveError:
             raise
         except Exception as exc:  # connection reset mid-body, read timeouts
-            code = getattr(exc, "response", {}).get("Error", {}).get("Code") or type(exc).__name__
+            code = aws.error_code(exc)
             raise LogarchiveError(f"{key}: download failed ({code})") from None
         finally:
             body.close()
@@ -611,9 +611,17 @@ def run_parallel(
 
     if jobs <= 1 or len(matches) <= 1:
         return [guarded(m) for m in matches]
-    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="logarchive-get") as pool:
+    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="logarchive-get")
+    try:
         futures = [pool.submit(guarded, m) for m in matches]
         return [f.result() for f in futures]
+    except BaseException:
+        # Ctrl-C: start no new object; the ones running finish (or fail) and clean up
+        # their temporary files before this returns.
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    finally:
+        pool.shutdown(wait=True)
 
 
 def download_all(
@@ -666,7 +674,8 @@ def stream_all(
             return res
 
         # Bound the read-ahead so the scratch space stays near jobs x object size.
-        with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="logarchive-get") as pool:
+        pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="logarchive-get")
+        try:
             pending: list[Future[tuple[Outcome, str | None]]] = []
             it = iter(matches)
             for m in it:
@@ -686,6 +695,9 @@ def stream_all(
                     finally:
                         _unlink_quietly(path)
                 outcomes.append(outcome)
+        finally:
+            # On Ctrl-C or a closed output: start nothing new; running workers finish first.
+            pool.shutdown(wait=True, cancel_futures=True)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return outcomes

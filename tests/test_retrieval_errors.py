@@ -223,3 +223,62 @@ def test_real_process_no_traceback_no_key_bytes(bad, aws_endpoint, tmp_path) -> 
     assert_one_line_each(proc.stderr, {**bad.bad, bad.legacy: "legacy AES/CBC"})
     assert len(proc.stdout.splitlines()) == len(bad.good)
     assert leftovers(str(tmp_path)) == []
+
+
+def test_connection_lost_mid_body_then_rerun(buckets, tmp_path) -> None:
+    """Fault injection on a real client (botocore event hooks): one object's body breaks off
+    halfway. It fails with one line and leaves nothing; the others land; a re-run fetches it
+    and rewrites the rest atomically with the same bytes."""
+    from botocore.exceptions import ReadTimeoutError
+
+    from chalicelib import retrieval
+
+    s3, ring = boto3.client("s3"), Keyring([K1])
+    data = {}
+    for i in range(6):
+        key = _key(i, app="62")
+        data[key] = docker_lines(t(f"2022-10-01T{i:02d}:00:00"), t(f"2022-10-01T{i:02d}:30:00"), n=2000)
+        put_archive(s3, buckets.customer, key, data[key], ring)
+    victim = _key(3, app="62")
+
+    class Broken:
+        def __init__(self, body) -> None:
+            self.body = body
+
+        def iter_chunks(self, size):
+            raw = self.body.read()
+            yield raw[: len(raw) // 2]
+            raise ReadTimeoutError(endpoint_url="http://127.0.0.1")
+
+        def close(self) -> None:
+            self.body.close()
+
+    faulty = boto3.client("s3")
+
+    def mark(params, context, **_):
+        context["break"] = params.get("Key") == victim
+
+    def breaks(parsed, context, **_):
+        if context.get("break") and "Body" in parsed:
+            parsed["Body"] = Broken(parsed["Body"])
+
+    faulty.meta.events.register("before-parameter-build.s3.GetObject", mark)
+    faulty.meta.events.register("after-call.s3.GetObject", breaks)
+
+    sel = retrieval.Selection(STACK, kind="apps", resource_id="62")
+    matches = retrieval.find_archives(faulty, buckets.customer, sel)
+    opts = retrieval.OutputOptions(decompress=True)
+    outcomes = retrieval.download_all(retrieval.Retriever(faulty, buckets.customer, ring, opts), matches,
+                                      str(tmp_path), jobs=4)
+    failed = [o for o in outcomes if not o.ok]
+    assert [(o.key, o.error) for o in failed] == [(victim, f"{victim}: download failed (ReadTimeoutError)")]
+    landed = files_under(tmp_path)
+    assert len(landed) == 5 and leftovers(str(tmp_path)) == []
+    assert not (tmp_path / (rel(victim)[:-3] + ".jsonl")).exists()
+
+    outcomes = retrieval.download_all(retrieval.Retriever(s3, buckets.customer, ring, opts), matches,
+                                      str(tmp_path), jobs=4)
+    assert all(o.ok for o in outcomes)
+    assert len(files_under(tmp_path)) == 6 and leftovers(str(tmp_path)) == []
+    for key, raw in data.items():
+        assert (tmp_path / (rel(key)[:-3] + ".jsonl")).read_bytes() == raw

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 import sys
 from typing import Any
@@ -128,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     except LogarchiveError:
         raise
     except Exception as exc:  # botocore: NoSuchBucket, AccessDenied, no credentials, no network
-        code = getattr(exc, "response", {}).get("Error", {}).get("Code") or type(exc).__name__
+        code = aws.error_code(exc)
         raise LogarchiveError(f"bucket {args.bucket}: cannot list archives ({code})") from None
     if not matches:
         raise LogarchiveError("No files found that matched all criteria")
@@ -172,6 +173,11 @@ def run(args: argparse.Namespace) -> int:
         else:
             outcomes = retrieval.download_all(retriever, matches, args.download_location,
                                               jobs=args.jobs, on_done=report)
+    except BrokenPipeError:
+        # `... --download-location - | head`: the reader left; stop quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     finally:
         if bar is not None:
             bar.close()
