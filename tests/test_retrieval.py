@@ -294,3 +294,48 @@ def test_library_outcomes_and_progress_callback(sc, tmp_path) -> None:
     assert [o.key for o in outcomes] == [m.key for m in matches]
     assert sorted(o.key for o in seen) == sorted(m.key for m in matches)
     assert all(o.ok and os.path.exists(o.path) for o in outcomes)
+
+
+def _run_process(argv: list[str], endpoint: str, *, tty: bool) -> tuple[int, str, str]:
+    import pty
+    import subprocess
+    import sys
+
+    env = {**os.environ, "AWS_ENDPOINT_URL": endpoint}
+    cmd = [sys.executable, "-m", "chalicelib.cli", *argv]
+    if not tty:
+        p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+        return p.returncode, p.stdout, p.stderr
+    master, slave = pty.openpty()
+    p = subprocess.Popen(cmd, env=env, stdout=slave, stderr=subprocess.PIPE, text=True)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            b = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not b:
+            break
+        chunks.append(b)
+    err = p.stderr.read()
+    rc = p.wait(timeout=120)
+    os.close(master)
+    return rc, b"".join(chunks).decode(), err
+
+
+def test_progress_bar_only_on_a_terminal(sc, aws_endpoint, tmp_path) -> None:
+    argv = base(sc, "--app-id", "42", "--decryption-keys", K1.to_base64(), K2.to_base64(), "--download-location")
+    rc, out, err = _run_process([*argv, str(tmp_path / "a")], aws_endpoint, tty=True)
+    assert rc == 0, err
+    assert "4/4" in err and "file" in err  # tqdm's bar, on stderr
+    assert out.count(str(tmp_path / "a")) == 4
+    rc, out, err = _run_process([*argv, str(tmp_path / "b")], aws_endpoint, tty=False)
+    assert rc == 0, err
+    assert "4/4" not in err and "%|" not in err
+    assert len(out.splitlines()) == 4
+    assert err.splitlines() == [
+        f"WARNING {sc.foreign}: file name does not match the v3 pattern (skipped)",
+        "INFO Found 4 matching files...",
+        "INFO retrieved 4 of 4 archives",
+    ]
