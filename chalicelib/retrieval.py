@@ -39,7 +39,7 @@ from typing import Any, BinaryIO
 from isal import igzip
 
 from . import aws, codec, envelope, layout
-from .dockerlog import LineFilter, LogLine, split_lines
+from .dockerlog import LineFilter, LogLine, line_time, split_lines
 from .envelope import Envelope
 from .errors import EnvelopeError, LayoutError, LogarchiveError
 from .keyring import Keyring
@@ -359,16 +359,34 @@ class OutputOptions:
 
 
 def _render(lines: Iterable[bytes], opts: OutputOptions) -> Iterator[bytes]:
-    """The kept lines of a verified, decompressed stream, in the output format."""
+    """The kept lines of a verified, decompressed stream, in the output format.
+
+    Cheap byte-level tests reject most lines before the JSON parse (the costly part). They
+    only ever reject lines the full filter would reject too: a line of a stream contains
+    that stream's name, and a line's time is what ``dockerlog.line_time`` reads. Survivors
+    go through the exact ``LineFilter``.
+    """
     filt = opts.line_filter
+    stream_bytes = filt.stream.encode() if filt.stream is not None else None
+    timed = filt.start is not None or filt.end is not None
+    text = opts.fmt == "text"
+    parse = text or filt.grep is not None or filt.stream is not None
     for raw in lines:
-        if not opts.line_level:
+        if stream_bytes is not None and stream_bytes not in raw:
+            continue
+        if timed:
+            when = line_time(raw)
+            if when is None or (filt.start is not None and when < filt.start):
+                continue
+            if filt.end is not None and when >= filt.end:
+                continue
+        if not parse:
             yield raw + b"\n"
             continue
         line = LogLine.parse(raw)
         if filt.active and not filt.matches(line):
             continue
-        if opts.fmt == "text" and line.log is not None:
+        if text and line.log is not None:
             yield line.log.encode("utf-8", "surrogatepass")
         else:
             yield raw + b"\n"

@@ -339,3 +339,37 @@ def test_progress_bar_only_on_a_terminal(sc, aws_endpoint, tmp_path) -> None:
         "INFO Found 4 matching files...",
         "INFO retrieved 4 of 4 archives",
     ]
+
+
+def test_fast_line_prefilters_agree_with_the_exact_filter() -> None:
+    """The byte-level shortcuts in the renderer never change which lines are kept."""
+    import itertools
+    import re
+
+    from chalicelib.dockerlog import LineFilter, LogLine
+
+    lines = [
+        b'{"log":"stderr mentioned on stdout\\n","stream":"stdout","time":"2022-01-01T10:00:00.5Z"}',
+        b'{"log":"real error \\u003cb\\u003e\\n","stream":"stderr","time":"2022-01-01T10:00:01.000000001Z"}',
+        b'{"log":"no time\\n","stream":"stderr"}',
+        b'not json at all, stderr, time 2022-01-01T10:00:02Z',
+        b'{"log":"partial line","stream":"stdout","time":"2022-01-01T10:00:03+02:00"}',
+        b'{"log":"late\\n","stream":"stderr","time":"2022-01-01T10:00:04Z"}',
+        b'',
+        b'{"log":"exactly at end\\n","stream":"stdout","time":"2022-01-01T10:00:04Z"}',
+    ]
+    starts = [None, t("2022-01-01T10:00:01")]
+    ends = [None, t("2022-01-01T10:00:04")]
+    for start, end, stream, grep, fmt in itertools.product(
+        starts, ends, [None, "stdout", "stderr"], [None, re.compile("<b>|time"), re.compile("stderr")],
+        [None, "jsonl", "text"],
+    ):
+        filt = LineFilter(start=start, end=end, stream=stream, grep=grep)
+        opts = retrieval.OutputOptions(fmt=fmt, line_filter=filt)
+        got = b"".join(retrieval._render(iter(lines), opts))
+        want = []
+        for raw in lines:
+            line = LogLine.parse(raw)
+            if filt.matches(line):
+                want.append(line.log.encode() if fmt == "text" and line.log is not None else raw + b"\n")
+        assert got == b"".join(want), (start, end, stream, grep, fmt)
