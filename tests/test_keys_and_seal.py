@@ -113,6 +113,29 @@ def test_seal_from_stdin_unseal_to_stdout(keyfile, capsysbinary, tmp_path, monke
     assert capsysbinary.readouterr().out == DATA
 
 
+def test_seal_with_kms_unseal_through_kms(aws_endpoint, capsys, tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv(KEYS_ENV, raising=False)
+    arn = boto3.client("kms").create_key()["KeyMetadata"]["Arn"]
+    (tmp_path / "in.log").write_bytes(DATA)
+    rc, out, err = run_cli(["seal", "--kms-key-id", arn, "--endpoint-url", aws_endpoint,
+                            str(tmp_path / "in.log"), str(tmp_path / "out")], capsys)
+    assert rc == 0, err
+    instr = json.loads((tmp_path / "out.instruction").read_text())
+    assert instr["x-amz-wrap-alg"] == "kms+context"
+    assert json.loads(instr["x-amz-matdesc"]) == {"aws:x-amz-cek-alg": "AES/GCM/NoPadding"}
+    rc, out, err = run_cli(["unseal", "--decompress", "--endpoint-url", aws_endpoint, str(tmp_path / "out"),
+                            str(tmp_path / "back")], capsys)
+    assert rc == 0, err
+    assert (tmp_path / "back").read_bytes() == DATA
+
+
+def test_seal_without_a_key_is_refused(capsys, tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv(KEYS_ENV, raising=False)
+    (tmp_path / "in.log").write_bytes(DATA)
+    rc, out, err = run_cli(["seal", str(tmp_path / "in.log"), str(tmp_path / "out")], capsys)
+    assert rc == 1 and "seal needs a key" in err and not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("damage", ["tamper", "truncate", "wrong-key", "no-instruction", "bad-instruction"])
 def test_unseal_failures_leave_nothing(keyfile, capsys, tmp_path, damage) -> None:
     path, _ = keyfile

@@ -55,6 +55,8 @@ class Scenario:
         self.foreign = f"{STACK}/shareable/v3/{K1.key_id}/apps-42/service-7/notes.txt"
         s3.put_object(Bucket=bucket, Key=self.foreign, Body=b"not an archive")
         s3.put_object(Bucket=bucket, Key=f"{STACK}/readme.txt", Body=b"hello")
+        s3.put_object(Bucket=bucket, Key=f"{STACK}/shareable/v4/{K1.key_id}/apps-42/x", Body=b"future schema")
+        s3.put_object(Bucket=bucket, Key=f"{STACK}/shareable/v3/not-a-key-id/apps-42/x", Body=b"stray folder")
 
     def rel(self, name: str) -> str:
         return "/".join(getattr(self, name).split("/")[4:])
@@ -84,6 +86,8 @@ def test_list_by_app_id_lists_only_its_prefixes_and_skips_foreign_keys(sc, capsy
         matches = retrieval.find_archives(s3, sc.bucket, retrieval.Selection(STACK, kind="apps", resource_id="42"))
     assert {m.key for m in matches} == {sc.A1, sc.A2, sc.D, sc.V2}
     assert "notes.txt" in caplog.text and "skipped" in caplog.text
+    assert f"{STACK}/shareable/v4/: unknown archive schema folder, skipped" in caplog.text
+    assert f"{STACK}/shareable/v3/not-a-key-id/: not a key id folder, skipped" in caplog.text
     full = sorted(c["Prefix"] for c in calls if "Delimiter" not in c)
     assert full == sorted([
         f"{STACK}/shareable/v2/{K1.key_id}/apps-42/",
@@ -334,11 +338,13 @@ def test_progress_bar_only_on_a_terminal(sc, aws_endpoint, tmp_path) -> None:
     assert rc == 0, err
     assert "4/4" not in err and "%|" not in err
     assert len(out.splitlines()) == 4
-    assert err.splitlines() == [
+    assert sorted(err.splitlines()) == sorted([
+        f"WARNING {STACK}/shareable/v3/not-a-key-id/: not a key id folder, skipped",
+        f"WARNING {STACK}/shareable/v4/: unknown archive schema folder, skipped",
         f"WARNING {sc.foreign}: file name does not match the v3 pattern (skipped)",
         "INFO Found 4 matching files...",
         "INFO retrieved 4 of 4 archives",
-    ]
+    ])
 
 
 def test_fast_line_prefilters_agree_with_the_exact_filter() -> None:
