@@ -24,6 +24,7 @@ the final file, or copied to stdout) only after ``codec.unseal`` returned.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -286,7 +287,10 @@ def read_envelope(s3: Any, bucket: str, key: str, metadata: dict[str, str]) -> E
     instr_key = key + envelope.INSTRUCTION_SUFFIX
     try:
         resp = s3.get_object(Bucket=bucket, Key=instr_key)
-        text = resp["Body"].read((1 << 16) + 1)
+        try:
+            text = resp["Body"].read((1 << 16) + 1)
+        finally:
+            resp["Body"].close()
     except Exception as exc:  # botocore ClientError (NoSuchKey) and connection errors
         code = aws.error_code(exc)
         if code in ("NoSuchKey", "404"):
@@ -307,8 +311,6 @@ def read_envelope(s3: Any, bucket: str, key: str, metadata: dict[str, str]) -> E
 
 def _instruction_fields(text: bytes, key: str) -> dict[str, str]:
     # Envelope.from_instruction validates; we want the dict to merge one metadata field in.
-    import json
-
     try:
         data = json.loads(text)
     except ValueError:

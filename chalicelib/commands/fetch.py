@@ -123,7 +123,10 @@ def run(args: argparse.Namespace) -> int:
     opts = retrieval.OutputOptions(
         decompress=args.decompress, fmt=args.fmt, line_filter=sel.line_filter(stream=args.stream, grep=grep)
     )
-    s3 = aws.client("s3", endpoint_url=args.endpoint_url, region=args.region)
+    try:
+        s3 = aws.client("s3", endpoint_url=args.endpoint_url, region=args.region)
+    except Exception as exc:  # botocore: invalid endpoint URL or region name
+        raise LogarchiveError(f"cannot create an S3 client: {exc}") from None
     try:
         matches = retrieval.find_archives(s3, args.bucket, sel)
     except LogarchiveError:
