@@ -39,11 +39,12 @@ from typing import Any, BinaryIO
 
 from isal import igzip
 
-from . import aws, codec, envelope, layout
+from . import aws, codec, envelope, layout, partfile
 from .dockerlog import LineFilter, LogLine, line_time, split_lines
 from .envelope import Envelope
 from .errors import EnvelopeError, LayoutError, LogarchiveError
 from .keyring import Keyring
+from .partfile import PartFile
 
 log = logging.getLogger(__name__)
 
@@ -458,32 +459,6 @@ class Outcome:
     output_bytes: int = 0
 
 
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _temp_in(directory: str) -> tuple[BinaryIO, str]:
-    fd, path = tempfile.mkstemp(dir=directory, prefix=".logarchive-", suffix=".part")
-    return os.fdopen(fd, "wb"), path
-
-
-def _unlink_quietly(path: str | None) -> None:
-    if path:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-
-
 class Retriever:
     """Downloads, decrypts, verifies and writes archives of one bucket.
 
@@ -495,6 +470,18 @@ class Retriever:
         self.bucket = bucket
         self.keyring = keyring
         self.opts = opts or OutputOptions()
+        self._swept: set[str] = set()
+        self._sweep_lock = threading.Lock()
+
+    def _sweep_once(self, directory: str) -> None:
+        """Remove the temporary files a killed earlier run left where we are about to write."""
+        with self._sweep_lock:
+            if directory in self._swept:
+                return
+            self._swept.add(directory)
+            removed = partfile.sweep(directory)
+        if removed:
+            log.info("removed %d temporary file(s) an interrupted run left in %s", len(removed), directory)
 
     def _open(self, key: str) -> tuple[Any, Envelope]:
         try:
@@ -537,18 +524,16 @@ class Retriever:
         """Decrypt into ``dest_dir/<relative path>``; nothing is left there on failure."""
         final = os.path.join(dest_dir, self.opts.output_name(match.relative_path))
         directory = os.path.dirname(final)
-        tmp_paths: list[str] = []
+        parts: list[PartFile] = []
         try:
             try:
                 os.makedirs(directory, exist_ok=True)
-                fh, tmp = _temp_in(directory)
+                self._sweep_once(directory)
+                parts.append(PartFile(directory))
             except OSError as exc:
                 raise LogarchiveError(f"{match.key}: cannot write {final}: {exc.strerror or exc}") from None
-            tmp_paths.append(tmp)
-            produced, res, out_bytes = self._produce(match, fh, tmp, directory, tmp_paths)
-            os.replace(produced, final)
-            tmp_paths.remove(produced)
-            _fsync_dir(directory)
+            produced, res, out_bytes = self._produce(match, parts, directory, durable=True)
+            produced.commit(final)
             return Outcome(match.key, True, path=final, ciphertext_bytes=res.ciphertext_bytes,
                            output_bytes=out_bytes)
         except LogarchiveError as exc:
@@ -556,46 +541,43 @@ class Retriever:
         except OSError as exc:
             return Outcome(match.key, False, f"{match.key}: cannot write {final}: {exc.strerror or exc}")
         finally:
-            for p in tmp_paths:
-                _unlink_quietly(p)
+            for p in parts:
+                p.release()
 
     def _produce(
-        self, match: Match, fh: BinaryIO, tmp: str, directory: str, tmp_paths: list[str]
-    ) -> tuple[str, codec.UnsealResult, int]:
-        """Decrypt into ``tmp`` (the archive's gzip), then, once the tag verified, derive the
-        requested output from it. Returns (the file holding the output, unseal result, size)."""
-        with fh:
-            res = self._unseal_into(match.key, match.archive.key_id, fh, decompress=False)
-            fh.flush()
-            os.fsync(fh.fileno())
+        self, match: Match, parts: list[PartFile], directory: str, *, durable: bool
+    ) -> tuple[PartFile, codec.UnsealResult, int]:
+        """Decrypt into ``parts[0]`` (the archive's gzip), then, once the tag verified, derive
+        the requested output from it. Returns (the part holding the output, result, size)."""
+        first = parts[0]
+        res = self._unseal_into(match.key, match.archive.key_id, first.file, decompress=False)
+        first.close()
         # The tag verified: from here on the plaintext may be released.
         if not self.opts.plain and not self.opts.line_level:
-            return tmp, res, res.output_bytes
-        out, produced = _temp_in(directory)
-        tmp_paths.append(produced)
-        with out:
-            n = write_output(tmp, out, self.opts, name=match.key)
-            out.flush()
-            os.fsync(out.fileno())
-        return produced, res, n
+            return first, res, res.output_bytes
+        second = PartFile(directory, durable=durable)
+        parts.append(second)
+        assert first.path is not None
+        n = write_output(first.path, second.file, self.opts, name=match.key)
+        second.close()
+        return second, res, n
 
-    def to_stream(self, match: Match, scratch_dir: str) -> tuple[Outcome, str | None]:
-        """Decrypt, verify and render into a private temp file; the caller copies it to its
-        stream (in order) and removes it."""
-        tmp_paths: list[str] = []
+    def to_stream(self, match: Match, scratch_dir: str) -> tuple[Outcome, PartFile | None]:
+        """Decrypt, verify and render into a private temporary file; the caller copies it to
+        its stream (in order) and releases it."""
+        parts: list[PartFile] = []
         try:
-            fh, tmp = _temp_in(scratch_dir)
-            tmp_paths.append(tmp)
-            produced, res, n = self._produce(match, fh, tmp, scratch_dir, tmp_paths)
-            tmp_paths.remove(produced)
+            parts.append(PartFile(scratch_dir, durable=False))
+            produced, res, n = self._produce(match, parts, scratch_dir, durable=False)
+            parts.remove(produced)
             return Outcome(match.key, True, ciphertext_bytes=res.ciphertext_bytes, output_bytes=n), produced
         except LogarchiveError as exc:
             return Outcome(match.key, False, str(exc)), None
         except OSError as exc:
             return Outcome(match.key, False, f"{match.key}: scratch file: {exc.strerror or exc}"), None
         finally:
-            for p in tmp_paths:
-                _unlink_quietly(p)
+            for p in parts:
+                p.release()
 
 
 # ---------------------------------------------------------------------------------------
@@ -683,7 +665,7 @@ def stream_all(
     outcomes: list[Outcome] = []
     lock = threading.Lock()
     try:
-        def work(m: Match) -> tuple[Outcome, str | None]:
+        def work(m: Match) -> tuple[Outcome, PartFile | None]:
             try:
                 res = retriever.to_stream(m, scratch)
             except Exception as exc:  # defensive, as in run_parallel
@@ -696,28 +678,34 @@ def stream_all(
         # Bound the read-ahead so the scratch space stays near jobs x object size.
         pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="logarchive-get")
         try:
-            pending: list[Future[tuple[Outcome, str | None]]] = []
+            pending: list[Future[tuple[Outcome, PartFile | None]]] = []
             it = iter(matches)
             for m in it:
                 pending.append(pool.submit(work, m))
                 if len(pending) >= 2 * max(1, jobs):
                     break
             while pending:
-                outcome, path = pending.pop(0).result()
+                outcome, part = pending.pop(0).result()
                 nxt = next(it, None)
                 if nxt is not None:
                     pending.append(pool.submit(work, nxt))
-                if path is not None:
+                if part is not None:
                     try:
-                        with open(path, "rb") as fh:
+                        assert part.path is not None
+                        with open(part.path, "rb") as fh:
                             shutil.copyfileobj(fh, out, READ_CHUNK)
                         out.flush()
                     finally:
-                        _unlink_quietly(path)
+                        part.release()
                 outcomes.append(outcome)
         finally:
             # On Ctrl-C or a closed output: start nothing new; running workers finish first.
             pool.shutdown(wait=True, cancel_futures=True)
+            for f in pending:
+                if f.done() and not f.cancelled() and f.exception() is None:
+                    leftover = f.result()[1]
+                    if leftover is not None:
+                        leftover.release()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return outcomes

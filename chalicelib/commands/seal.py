@@ -14,12 +14,12 @@ import os
 import shutil
 import sys
 import tempfile
-from typing import BinaryIO
 
-from .. import aws, codec, envelope, retrieval
+from .. import aws, codec, envelope, partfile, retrieval
 from ..envelope import Envelope
 from ..errors import EnvelopeError, LogarchiveError
 from ..keyring import Keyring, gather_keys
+from ..partfile import PartFile
 from ._common import add_endpoint_options, add_key_options
 
 MAX_INSTRUCTION = 1 << 16
@@ -63,59 +63,35 @@ def instruction_text(env: Envelope) -> str:
     return json.dumps(fields, sort_keys=True)
 
 
-def _temp_beside(path: str) -> tuple[BinaryIO, str]:
+def _part_beside(path: str) -> PartFile:
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".logarchive-", suffix=".part")
-    return os.fdopen(fd, "wb"), tmp
-
-
-def _commit(fh: BinaryIO, tmp: str, final: str) -> None:
-    fh.flush()
-    os.fsync(fh.fileno())
-    fh.close()
-    os.replace(tmp, final)
-
-
-def _unlink(path: str | None) -> None:
-    if path:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
+    partfile.sweep(directory)  # what a killed earlier run left here
+    try:
+        return PartFile(directory)
+    except OSError as exc:
+        raise LogarchiveError(f"{path}: {exc.strerror or exc}") from None
 
 
 def run_seal(args: argparse.Namespace) -> int:
     ring = _keyring(args, kms_key_id=args.kms_key_id)
     if not ring.can_encrypt:
         raise LogarchiveError("seal needs a key: --key-file FILE, $LOGARCHIVE_KEYS or --kms-key-id")
-    tmps: list[str] = []
     try:
         src = sys.stdin.buffer if args.input == "-" else open(args.input, "rb")
     except OSError as exc:
         raise LogarchiveError(f"{args.input}: {exc.strerror or exc}") from None
     try:
-        try:
-            out, tmp = _temp_beside(args.output)
-            tmps.append(tmp)
-            with out:
-                result = codec.seal(src, out, ring)
-                out.flush()
-                os.fsync(out.fileno())
-            ins, itmp = _temp_beside(args.output)
-            tmps.append(itmp)
-            with ins:
-                ins.write(instruction_text(result.envelope).encode())
-                _commit(ins, itmp, args.output + envelope.INSTRUCTION_SUFFIX)
-            tmps.remove(itmp)
-            os.replace(tmp, args.output)
-            tmps.remove(tmp)
-        except OSError as exc:
-            raise LogarchiveError(f"{args.output}: {exc.strerror or exc}") from None
+        with _part_beside(args.output) as body, _part_beside(args.output) as instr:
+            result = codec.seal(src, body.file, ring)
+            instr.write(instruction_text(result.envelope).encode())
+            # The envelope first: an OUT without its instruction file would be unreadable.
+            instr.commit(args.output + envelope.INSTRUCTION_SUFFIX)
+            body.commit(args.output)
+    except OSError as exc:
+        raise LogarchiveError(f"{args.output}: {exc.strerror or exc}") from None
     finally:
         if src is not sys.stdin.buffer:
             src.close()
-        for t in tmps:
-            _unlink(t)
     print(
         f"sealed {args.input}: {result.plaintext_bytes} bytes -> {result.ciphertext_bytes} "
         f"(key {ring.encrypting_component[:12]}…, envelope in {args.output}{envelope.INSTRUCTION_SUFFIX})",
@@ -143,51 +119,37 @@ def run_unseal(args: argparse.Namespace) -> int:
     ring = _keyring(args)
     to_stdout = args.output == "-"
     scratch = tempfile.mkdtemp(prefix="logarchive-") if to_stdout else None
-    directory = scratch or os.path.dirname(os.path.abspath(args.output))
-    tmps: list[str] = []
-
-    def temp() -> BinaryIO:
-        try:
-            fd, path = tempfile.mkstemp(dir=directory, prefix=".logarchive-", suffix=".part")
-        except OSError as exc:
-            raise LogarchiveError(f"{args.output}: {exc.strerror or exc}") from None
-        tmps.append(path)
-        return os.fdopen(fd, "wb")
-
+    parts: list[PartFile] = []
     try:
         try:
             src = open(args.input, "rb")
         except OSError as exc:
             raise LogarchiveError(f"{args.input}: {exc.strerror or exc}") from None
-        with src, temp() as out:
+        with src:
+            parts.append(PartFile(scratch, durable=False) if scratch else _part_beside(args.output))
             # Decrypt the gzip as it is; gunzip only once the tag verified.
-            codec.unseal(src, out, env, ring, name=args.input)
-            out.flush()
-            os.fsync(out.fileno())
-        # The tag verified: release.
-        result = tmps[-1]
+            codec.unseal(src, parts[0].file, env, ring, name=args.input)
+            parts[0].close()
+        result = parts[0]
         if args.decompress:
-            with temp() as plain:
-                plain_opts = retrieval.OutputOptions(decompress=True)
-                retrieval.write_output(result, plain, plain_opts, name=args.input)
-                plain.flush()
-                os.fsync(plain.fileno())
-            result = tmps[-1]
+            result = PartFile(scratch, durable=False) if scratch else _part_beside(args.output)
+            parts.append(result)
+            assert parts[0].path is not None
+            retrieval.write_output(parts[0].path, result.file, retrieval.OutputOptions(decompress=True),
+                                   name=args.input)
+            result.close()
         if to_stdout:
-            with open(result, "rb") as fh:
+            assert result.path is not None
+            with open(result.path, "rb") as fh:
                 shutil.copyfileobj(fh, sys.stdout.buffer, codec.CHUNK)
             sys.stdout.buffer.flush()
         else:
-            try:
-                os.replace(result, args.output)
-            except OSError as exc:
-                raise LogarchiveError(f"{args.output}: {exc.strerror or exc}") from None
-            tmps.remove(result)
+            result.commit(args.output)
     except OSError as exc:
         raise LogarchiveError(f"{args.output}: {exc.strerror or exc}") from None
     finally:
-        for t in tmps:
-            _unlink(t)
+        for p in parts:
+            p.release()
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
     return 0
