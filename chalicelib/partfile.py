@@ -15,13 +15,10 @@ from __future__ import annotations
 import fcntl
 import os
 import tempfile
-import time
 from typing import BinaryIO
 
 PREFIX = ".logarchive-"
 SUFFIX = ".part"
-# A part is created, then locked: an unlocked *empty* part this young may be in between.
-FRESH_SECONDS = 60
 
 
 def fsync_dir(path: str) -> None:
@@ -49,15 +46,20 @@ class PartFile:
     """One locked temporary file; use as a context manager or call ``release()``."""
 
     def __init__(self, directory: str, *, durable: bool = True) -> None:
-        fd, path = tempfile.mkstemp(dir=directory, prefix=PREFIX, suffix=SUFFIX)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            # A second descriptor keeps the lock after the file object is closed.
-            self._lock_fd: int | None = os.dup(fd)
-        except BaseException:
+        while True:
+            fd, path = tempfile.mkstemp(dir=directory, prefix=PREFIX, suffix=SUFFIX)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except BaseException:
+                os.close(fd)
+                _unlink(path)
+                raise
+            if os.fstat(fd).st_nlink:
+                break
+            # A sweep took it between creation and lock (it looked orphaned): try again.
             os.close(fd)
-            _unlink(path)
-            raise
+        # A second descriptor keeps the lock after the file object is closed.
+        self._lock_fd: int | None = os.dup(fd)
         self.path: str | None = path
         self.durable = durable
         self.file: BinaryIO = os.fdopen(fd, "wb")
@@ -121,9 +123,8 @@ def sweep(directory: str) -> list[str]:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
                 continue  # a live writer holds it
-            st = os.fstat(fd)
-            if st.st_size == 0 and time.time() - st.st_mtime < FRESH_SECONDS:
-                continue  # maybe created a moment ago and not locked yet
+            # Unlocked: its writer is dead, or is between creating and locking it, in which
+            # case the writer sees the unlink (st_nlink == 0) and makes another.
             _unlink(path)
             removed.append(path)
         finally:
