@@ -1,25 +1,14 @@
-"""Find archives in a bucket and get them back: search, download, decrypt, filter, verify.
+"""Get archives back: download, decrypt, verify, then write, filter or stream them.
 
 A library (no printing): the ``logarchive logs-from-archive`` command and the retrieval
-Lambdas both call it. Warnings go to this module's logger; per-object results come back as
+Lambdas both call it. ``selection`` finds the archives; per-object results come back as
 ``Outcome`` values and through an optional ``on_done`` callback (a progress bar, a report).
-
-Selection follows the reference CLI (``aptible logs_from_archive``): either
-``--string-matches`` or exactly one of app / database / endpoint / container id, and
-``--start-date``/``--end-date`` only with an id. Differences, on purpose:
-
-* the end date is included whole (the reference CLI stops at its midnight);
-* string matches are literal substrings of the key (the reference applies them as regexes);
-* listing reads only the prefixes the id selects (``<stack>/shareable/<schema>/<key id>/
-  <kind>-<id>/``), not the whole stack; a container id still lists ``<stack>/shareable/``;
-* a key that does not parse is a warning and a skip, never the end of the search;
-* v2 keys carry only their upload time: a v2 archive matches a time range unless it provably
-  holds no line in it, i.e. unless it was uploaded before the range starts (its lines all
-  precede its upload). Unparseable upload times match (with a warning).
+One object's failure is its own ``Outcome``; it never stops the others.
 
 Plaintext is never released before its GCM tag verified: every object is decrypted into a
-temporary file in the destination directory, which is renamed into place (or filtered into
-the final file, or copied to stdout) only after ``codec.unseal`` returned.
+locked temporary file (``partfile``) in the destination directory, which is renamed into
+place, or decompressed/filtered (``logoutput``) into a second one that is, or copied to a
+stream, only after ``codec.unseal`` returned.
 """
 
 from __future__ import annotations
@@ -27,247 +16,37 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from isal import igzip
-
-from . import aws, codec, envelope, layout, partfile
-from .dockerlog import LineFilter, LogLine, line_time, split_lines
+from . import aws, codec, envelope, partfile
 from .envelope import Envelope
-from .errors import EnvelopeError, LayoutError, LogarchiveError
+from .errors import EnvelopeError, LogarchiveError
 from .keyring import Keyring
+from .logoutput import FORMATS, READ_CHUNK, OutputOptions, write_output
 from .partfile import PartFile
+from .selection import (
+    Match,
+    Selection,
+    SelectionError,
+    find_archives,
+    listing_prefixes,
+    parse_date,
+    parse_instant,
+)
+
+__all__ = [
+    "FORMATS", "Match", "Outcome", "OutputOptions", "Retriever", "Selection", "SelectionError",
+    "download_all", "find_archives", "listing_prefixes", "parse_date", "parse_instant",
+    "read_envelope", "run_parallel", "stream_all", "verify_all", "write_output",
+]
 
 log = logging.getLogger(__name__)
-
-READ_CHUNK = codec.CHUNK
-FORMATS = ("jsonl", "text")
-ONE_SECOND = timedelta(seconds=1)
-
-
-class SelectionError(LogarchiveError):
-    """The search options contradict each other (same rules as the reference CLI)."""
-
-
-# ---------------------------------------------------------------------------------------
-# Selection
-# ---------------------------------------------------------------------------------------
-
-
-def parse_date(text: str, option: str) -> date:
-    try:
-        return datetime.strptime(text, "%Y-%m-%d").date()
-    except ValueError:
-        raise SelectionError(f"{option} {text!r}: please provide dates in YYYY-MM-DD format") from None
-
-
-def parse_instant(text: str, option: str) -> datetime:
-    """ISO-8601 to an aware UTC datetime, second precision (a naive time is UTC)."""
-    try:
-        t = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise SelectionError(
-            f"{option} {text!r}: not an ISO-8601 time (e.g. 2022-08-24T21:12:33Z)"
-        ) from None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=UTC)
-    return t.astimezone(UTC).replace(microsecond=0)
-
-
-@dataclass(frozen=True)
-class Selection:
-    """Which archives of one stack to retrieve."""
-
-    stack: str
-    string_matches: tuple[str, ...] = ()
-    kind: str | None = None  # apps | databases | proxy (from --app-id/--database-id/--endpoint-id)
-    resource_id: str | None = None
-    container_id: str | None = None
-    start_date: date | None = None
-    end_date: date | None = None
-    start: datetime | None = None  # second-precision bounds: [start, end)
-    end: datetime | None = None
-
-    def validate(self) -> None:
-        """The reference CLI's rules, with its messages."""
-        if not layout.STACK_RE.match(self.stack):
-            raise SelectionError(f"--stack {self.stack!r} is not a valid stack name")
-        ids = [x for x in (self.resource_id, self.container_id) if x is not None]
-        if not self.string_matches and not ids:
-            raise SelectionError(
-                "You must specify an option to identify the logs to download, either: "
-                "--string-matches, --app-id, --database-id, --endpoint-id, or --container-id"
-            )
-        if self.string_matches and ids:
-            raise SelectionError(
-                "You cannot pass --app-id, --database-id, --endpoint-id, or --container-id "
-                "when using --string-matches."
-            )
-        if len(ids) > 1:
-            raise SelectionError(
-                "You must specify only one of --app-id, --database-id, --endpoint-id or --container-id"
-            )
-        dates = (self.start_date, self.end_date)
-        if self.string_matches and any(d is not None for d in dates):
-            raise SelectionError(
-                "The options --start-date/--end-date cannot be used when searching by string"
-            )
-        if any(d is not None for d in dates) and not all(d is not None for d in dates):
-            raise SelectionError("You must pass both --start-date and --end-date")
-        if self.start_date and self.end_date and self.end_date < self.start_date:
-            raise SelectionError("End date must be after start date.")
-        if self.resource_id is not None:
-            if self.kind not in layout.KINDS:
-                raise SelectionError(f"unknown resource kind {self.kind!r}")
-            if not layout.ID_RE.match(self.resource_id):
-                raise SelectionError(f"resource id {self.resource_id!r} is not valid")
-        if self.container_id is not None:
-            if len(self.container_id) < 12:
-                raise SelectionError("You must specify at least the first 12 characters of the container ID")
-            if not re.fullmatch(r"[0-9a-f]{12,64}", self.container_id):
-                raise SelectionError(
-                    f"--container-id {self.container_id!r} is not a (lowercase hex) container id"
-                )
-        if self.start and self.end and self.end <= self.start:
-            raise SelectionError("--end must be after --start")
-
-    # The time window every line must fall in: [lo, hi). The date range includes the end
-    # date whole (the reference CLI stops at its midnight: a known annoyance).
-    @property
-    def window(self) -> tuple[datetime | None, datetime | None]:
-        lo = hi = None
-        if self.start_date is not None and self.end_date is not None:
-            lo = datetime.combine(self.start_date, time(), UTC)
-            hi = datetime.combine(self.end_date + timedelta(days=1), time(), UTC)
-        if self.start is not None:
-            lo = self.start if lo is None else max(lo, self.start)
-        if self.end is not None:
-            hi = self.end if hi is None else min(hi, self.end)
-        return lo, hi
-
-    def matches_key(self, key: str) -> bool:
-        """Cheap test on the raw key (before parsing), so foreign keys that are not even
-        candidates raise no warning."""
-        return all(s in key for s in self.string_matches)
-
-    def matches(self, archive: layout.ArchiveKey) -> bool:
-        if archive.stack != self.stack:
-            return False
-        if self.resource_id is not None:
-            if archive.kind != self.kind or archive.resource_id != self.resource_id:
-                return False
-        if self.container_id is not None and not archive.container_id.startswith(self.container_id):
-            return False
-        return self.overlaps(archive)
-
-    def overlaps(self, archive: layout.ArchiveKey) -> bool:
-        lo, hi = self.window
-        if lo is None and hi is None:
-            return True
-        if archive.schema == "v3" and archive.start is not None and archive.end is not None:
-            # Key times are truncated to the second: the last line may be up to 1 s later.
-            if hi is not None and archive.start >= hi:
-                return False
-            return not (lo is not None and archive.end + ONE_SECOND <= lo)
-        # v2: only the upload time is known, and every line precedes it.
-        if archive.uploaded_at is None:
-            return True
-        return not (lo is not None and archive.uploaded_at < lo)
-
-    def line_filter(self, *, stream: str | None = None, grep: re.Pattern[str] | None = None) -> LineFilter:
-        """The line filter for ``--start/--end`` (not the day range: that selects archives)."""
-        return LineFilter(start=self.start, end=self.end, stream=stream, grep=grep)
-
-
-# ---------------------------------------------------------------------------------------
-# Listing
-# ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Match:
-    key: str
-    archive: layout.ArchiveKey
-    size: int = 0
-    last_modified: datetime | None = None
-
-    @property
-    def relative_path(self) -> str:
-        """Where the reference CLI puts it under the download directory."""
-        return self.archive.download_path(self.key)
-
-    @property
-    def sort_key(self) -> tuple[Any, ...]:
-        a = self.archive
-        t = a.start or a.uploaded_at or datetime.min.replace(tzinfo=UTC)
-        return (a.container_id, t, a.rotation is None, -(a.rotation or 0), self.key)
-
-
-def _common_prefixes(s3: Any, bucket: str, prefix: str) -> Iterator[str]:
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
-        for cp in page.get("CommonPrefixes", []):
-            yield cp["Prefix"]
-
-
-def _objects(s3: Any, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        yield from page.get("Contents", [])
-
-
-def listing_prefixes(s3: Any, bucket: str, sel: Selection) -> list[str]:
-    """The prefixes to list in full for ``sel``: as narrow as the id allows."""
-    if sel.string_matches:
-        return [f"{sel.stack}/"]
-    if sel.resource_id is None:  # container id: it may sit under any resource folder
-        return [f"{sel.stack}/shareable/"]
-    prefixes = []
-    for schema_prefix in _common_prefixes(s3, bucket, f"{sel.stack}/shareable/"):
-        schema = schema_prefix.rstrip("/").rsplit("/", 1)[-1]
-        if schema not in ("v2", "v3"):
-            log.warning("%s: unknown archive schema folder, skipped", schema_prefix)
-            continue
-        for key_prefix in _common_prefixes(s3, bucket, schema_prefix):
-            key_id = key_prefix.rstrip("/").rsplit("/", 1)[-1]
-            if not layout.KEY_ID_RE.match(key_id):
-                log.warning("%s: not a key id folder, skipped", key_prefix)
-                continue
-            prefixes.append(layout.resource_prefix(sel.stack, schema, key_id, sel.kind, sel.resource_id))
-    return prefixes
-
-
-def is_instruction_file(key: str) -> bool:
-    return key.endswith(envelope.INSTRUCTION_SUFFIX)
-
-
-def find_archives(s3: Any, bucket: str, sel: Selection) -> list[Match]:
-    """Every archive in ``bucket`` that ``sel`` selects, sorted by container, then time.
-
-    Keys that do not parse are logged as warnings and skipped; instruction files are not
-    archives and are skipped silently.
-    """
-    sel.validate()
-    found: dict[str, Match] = {}
-    for prefix in listing_prefixes(s3, bucket, sel):
-        for obj in _objects(s3, bucket, prefix):
-            key = obj["Key"]
-            if is_instruction_file(key) or key.endswith("/") or not sel.matches_key(key):
-                continue
-            try:
-                archive = layout.parse(key)
-            except LayoutError as exc:
-                log.warning("%s (skipped)", exc)
-                continue
-            if sel.matches(archive):
-                found[key] = Match(key, archive, int(obj.get("Size", 0)), obj.get("LastModified"))
-    return sorted(found.values(), key=lambda m: m.sort_key)
 
 
 # ---------------------------------------------------------------------------------------
@@ -319,124 +98,6 @@ def _instruction_fields(text: bytes, key: str) -> dict[str, str]:
     if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
         raise EnvelopeError(f"{key}: instruction file is not a JSON object of strings")
     return {k.lower(): v for k, v in data.items()}
-
-
-# ---------------------------------------------------------------------------------------
-# Output
-# ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class OutputOptions:
-    """How a verified archive is written out.
-
-    Default: the gzip exactly as archived. ``decompress``: the original log bytes.
-    ``fmt='jsonl'``: the (filtered) original lines; ``fmt='text'``: only their ``log``
-    field. Both formats imply decompression. A line filter without ``decompress``/``fmt``
-    re-compresses the kept lines as gzip, so the file is still what its name says.
-    """
-
-    decompress: bool = False
-    fmt: str | None = None
-    line_filter: LineFilter = field(default_factory=LineFilter)
-
-    def __post_init__(self) -> None:
-        if self.fmt is not None and self.fmt not in FORMATS:
-            raise LogarchiveError(f"unknown output format {self.fmt!r} (jsonl or text)")
-
-    @property
-    def plain(self) -> bool:
-        """The output is uncompressed."""
-        return self.decompress or self.fmt is not None
-
-    @property
-    def line_level(self) -> bool:
-        """Lines are parsed (filter or text format) rather than copied through."""
-        return self.line_filter.active or self.fmt == "text"
-
-    def output_name(self, relative: str) -> str:
-        if not self.plain:
-            return relative
-        base = relative[: -len(".gz")] if relative.endswith(".gz") else relative
-        return base + (".txt" if self.fmt == "text" else ".jsonl")
-
-
-def _render(lines: Iterable[bytes], opts: OutputOptions) -> Iterator[bytes]:
-    """The kept lines of a verified, decompressed stream, in the output format.
-
-    Cheap byte-level tests reject most lines before the JSON parse (the costly part). They
-    only ever reject lines the full filter would reject too: a line of a stream contains
-    that stream's name, and a line's time is what ``dockerlog.line_time`` reads. Survivors
-    go through the exact ``LineFilter``.
-    """
-    filt = opts.line_filter
-    stream_bytes = filt.stream.encode() if filt.stream is not None else None
-    timed = filt.start is not None or filt.end is not None
-    text = opts.fmt == "text"
-    parse = text or filt.grep is not None or filt.stream is not None
-    for raw in lines:
-        if stream_bytes is not None and stream_bytes not in raw:
-            continue
-        if timed:
-            when = line_time(raw)
-            if when is None or (filt.start is not None and when < filt.start):
-                continue
-            if filt.end is not None and when >= filt.end:
-                continue
-        if not parse:
-            yield raw + b"\n"
-            continue
-        line = LogLine.parse(raw)
-        if filt.active and not filt.matches(line):
-            continue
-        if text and line.log is not None:
-            yield line.log.encode("utf-8", "surrogatepass")
-        else:
-            yield raw + b"\n"
-
-
-def _gunzipped(path: str, name: str) -> Iterator[bytes]:
-    """Blocks of the verified gzip file ``path``; a corrupt stream is one clear error."""
-    try:
-        with igzip.open(path, "rb") as src:
-            yield from codec.iter_chunks(src, READ_CHUNK)
-    except EOFError:
-        raise LogarchiveError(f"{name}: decrypted content is a truncated gzip stream") from None
-    except Exception as exc:  # BadGzipFile, isal's IsalError on a corrupt deflate stream
-        raise LogarchiveError(
-            f"{name}: decrypted content is not valid gzip ({type(exc).__name__})"
-        ) from None
-
-
-def write_output(verified_gzip_path: str, dst: BinaryIO, opts: OutputOptions, *, name: str) -> int:
-    """Gunzip a verified temp file into ``dst`` (filtering and formatting its lines when asked);
-    returns the bytes produced (before re-compression, when the output is gzip again).
-
-    Decompression runs only on verified bytes: gunzipping the output of tampered ciphertext
-    would fail with a gzip error before the tag could say "tampered".
-    """
-    written = 0
-    gz_out = None
-    if not opts.plain:
-        gz_out = igzip.IGzipFile(fileobj=dst, mode="wb", compresslevel=codec.DEFAULT_LEVEL)
-    sink: Any = gz_out if gz_out is not None else dst
-    blocks = _gunzipped(verified_gzip_path, name)
-    pieces = _render(split_lines(blocks), opts) if opts.line_level else blocks
-    buf: list[bytes] = []
-    size = 0
-    for piece in pieces:
-        buf.append(piece)
-        size += len(piece)
-        if size >= READ_CHUNK:
-            sink.write(b"".join(buf))
-            written += size
-            buf, size = [], 0
-    if buf:
-        sink.write(b"".join(buf))
-        written += size
-    if gz_out is not None:
-        gz_out.close()
-    return written
 
 
 class _Discard:

@@ -21,7 +21,7 @@ from retrieval_helpers import (
     t,
 )
 
-from chalicelib import retrieval
+from chalicelib import logoutput, retrieval
 from chalicelib.keyring import Keyring, MasterKey
 
 K1, K2 = MasterKey.generate(), MasterKey.generate()
@@ -372,7 +372,7 @@ def test_fast_line_prefilters_agree_with_the_exact_filter() -> None:
     ):
         filt = LineFilter(start=start, end=end, stream=stream, grep=grep)
         opts = retrieval.OutputOptions(fmt=fmt, line_filter=filt)
-        got = b"".join(retrieval._render(iter(lines), opts))
+        got = b"".join(logoutput._render(iter(lines), opts))
         want = []
         for raw in lines:
             line = LogLine.parse(raw)
