@@ -379,3 +379,9 @@ def test_fast_line_prefilters_agree_with_the_exact_filter() -> None:
             if filt.matches(line):
                 want.append(line.log.encode() if fmt == "text" and line.log is not None else raw + b"\n")
         assert got == b"".join(want), (start, end, stream, grep, fmt)
+
+
+def test_reference_cli_spelling_of_the_command(sc, capsys) -> None:
+    rc, out, err = run_cli(["logs_from_archive", "--bucket", sc.bucket, "--stack", STACK, "--region", "us-east-1",
+                            "--endpoint-id", "5"], capsys)
+    assert rc == 0 and listed(out) == {sc.rel("C")}
