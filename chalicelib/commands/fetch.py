@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
         raise LogarchiveError("No files found that matched all criteria")
     log.info("Found %d matching files...", len(matches))
 
-    to_stdout = args.download_location == "-"
+    to_stdout = args.download_location == "-" and not args.verify_only
     if not args.verify_only and args.download_location is None:
         for m in matches:
             print(m.relative_path)
