@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -202,7 +202,16 @@ def _objects(s3: Any, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
         yield from page.get("Contents", [])
 
 
-def listing_prefixes(s3: Any, bucket: str, sel: Selection) -> list[str]:
+OnSkip = Callable[[str], None]
+
+
+def _skip(message: str, on_skip: OnSkip | None) -> None:
+    log.warning("%s", message)
+    if on_skip is not None:
+        on_skip(message)
+
+
+def listing_prefixes(s3: Any, bucket: str, sel: Selection, *, on_skip: OnSkip | None = None) -> list[str]:
     """The prefixes to list in full for ``sel``: as narrow as the id allows."""
     if sel.string_matches:
         return [f"{sel.stack}/"]
@@ -212,12 +221,12 @@ def listing_prefixes(s3: Any, bucket: str, sel: Selection) -> list[str]:
     for schema_prefix in _common_prefixes(s3, bucket, f"{sel.stack}/shareable/"):
         schema = schema_prefix.rstrip("/").rsplit("/", 1)[-1]
         if schema not in ("v2", "v3"):
-            log.warning("%s: unknown archive schema folder, skipped", schema_prefix)
+            _skip(f"{schema_prefix}: unknown archive schema folder, skipped", on_skip)
             continue
         for key_prefix in _common_prefixes(s3, bucket, schema_prefix):
             key_id = key_prefix.rstrip("/").rsplit("/", 1)[-1]
             if not layout.KEY_ID_RE.match(key_id):
-                log.warning("%s: not a key id folder, skipped", key_prefix)
+                _skip(f"{key_prefix}: not a key id folder, skipped", on_skip)
                 continue
             prefixes.append(layout.resource_prefix(sel.stack, schema, key_id, sel.kind, sel.resource_id))
     return prefixes
@@ -227,15 +236,15 @@ def is_instruction_file(key: str) -> bool:
     return key.endswith(envelope.INSTRUCTION_SUFFIX)
 
 
-def find_archives(s3: Any, bucket: str, sel: Selection) -> list[Match]:
+def find_archives(s3: Any, bucket: str, sel: Selection, *, on_skip: OnSkip | None = None) -> list[Match]:
     """Every archive in ``bucket`` that ``sel`` selects, sorted by container, then time.
 
-    Keys that do not parse are logged as warnings and skipped; instruction files are not
-    archives and are skipped silently.
+    Keys that do not parse are skipped with a warning (logged, and passed to ``on_skip``,
+    e.g. for an API response); instruction files are not archives and are skipped silently.
     """
     sel.validate()
     found: dict[str, Match] = {}
-    for prefix in listing_prefixes(s3, bucket, sel):
+    for prefix in listing_prefixes(s3, bucket, sel, on_skip=on_skip):
         for obj in _objects(s3, bucket, prefix):
             key = obj["Key"]
             if is_instruction_file(key) or key.endswith("/") or not sel.matches_key(key):
@@ -243,7 +252,7 @@ def find_archives(s3: Any, bucket: str, sel: Selection) -> list[Match]:
             try:
                 archive = layout.parse(key)
             except LayoutError as exc:
-                log.warning("%s (skipped)", exc)
+                _skip(f"{exc} (skipped)", on_skip)
                 continue
             if sel.matches(archive):
                 found[key] = Match(key, archive, int(obj.get("Size", 0)), obj.get("LastModified"))

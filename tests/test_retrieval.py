@@ -82,12 +82,19 @@ def test_list_by_app_id_lists_only_its_prefixes_and_skips_foreign_keys(sc, capsy
     calls: list[dict] = []
     s3 = boto3.client("s3")
     s3.meta.events.register("before-parameter-build.s3.ListObjectsV2", lambda params, **_: calls.append(params))
+    skipped: list[str] = []
     with caplog.at_level(logging.WARNING):
-        matches = retrieval.find_archives(s3, sc.bucket, retrieval.Selection(STACK, kind="apps", resource_id="42"))
+        matches = retrieval.find_archives(s3, sc.bucket, retrieval.Selection(STACK, kind="apps", resource_id="42"),
+                                          on_skip=skipped.append)
     assert {m.key for m in matches} == {sc.A1, sc.A2, sc.D, sc.V2}
     assert "notes.txt" in caplog.text and "skipped" in caplog.text
     assert f"{STACK}/shareable/v4/: unknown archive schema folder, skipped" in caplog.text
     assert f"{STACK}/shareable/v3/not-a-key-id/: not a key id folder, skipped" in caplog.text
+    assert sorted(skipped) == sorted([
+        f"{STACK}/shareable/v4/: unknown archive schema folder, skipped",
+        f"{STACK}/shareable/v3/not-a-key-id/: not a key id folder, skipped",
+        f"{sc.foreign}: file name does not match the v3 pattern (skipped)",
+    ])
     full = sorted(c["Prefix"] for c in calls if "Delimiter" not in c)
     assert full == sorted([
         f"{STACK}/shareable/v2/{K1.key_id}/apps-42/",
