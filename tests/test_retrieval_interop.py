@@ -183,3 +183,22 @@ def test_our_instruction_file_keeps_only_keys_the_sdk_accepts() -> None:
     assert Envelope.from_instruction(instruction_text(env), name="k") == Envelope(
         wrap_alg="AES/GCM", encrypted_key=b"k" * 60, iv=b"i" * 12
     )
+
+
+def test_files_sealed_by_logarchive_seal_decrypted_by_s3ec(buckets, capsys, tmp_path, monkeypatch) -> None:
+    """``logarchive seal`` output and its instruction file, uploaded as they are, read by the
+    official client (which fetches ``<key>.instruction`` itself)."""
+    monkeypatch.delenv("LOGARCHIVE_KEYS", raising=False)
+    master = MasterKey.generate()
+    (tmp_path / "keys").write_text(master.to_base64() + "\n")
+    (s, e), data = _sample(5)
+    (tmp_path / "in.log").write_bytes(data)
+    rc, _, err = run_cli(["seal", "--key-file", str(tmp_path / "keys"), str(tmp_path / "in.log"),
+                          str(tmp_path / "out")], capsys)
+    assert rc == 0, err
+    key = archive_key("apps", "70", "7e" * 32, s, e, master.key_id)
+    s3 = boto3.client("s3")
+    s3.upload_file(str(tmp_path / "out"), buckets.customer, key)
+    s3.upload_file(str(tmp_path / "out.instruction"), buckets.customer, key + ".instruction")
+    body = s3ec(RawAesGcmKeyring(master=master.raw)).get_object(Bucket=buckets.customer, Key=key)["Body"].read()
+    assert gzip.decompress(body) == data
