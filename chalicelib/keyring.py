@@ -255,6 +255,12 @@ class Keyring:
 
     def _missing_key_message(self, name: str, key_hint: str | None) -> str:
         have = ", ".join(k.key_id[:12] for k in self._keys) or "none"
+        if key_hint and key_hint in self._by_id:
+            # The path names a key we hold, yet it does not unwrap: not a missing key.
+            return (
+                f"{name}: the key with id {key_hint} does not unwrap its data key "
+                "(wrong key for this object, or a damaged x-amz-key-v2)"
+            )
         if key_hint:
             return f"{name}: needs the key with id {key_hint}; keys given: {have}"
         return f"{name}: none of the keys given unwraps its data key; keys given: {have}"
@@ -271,7 +277,9 @@ class Keyring:
         try:
             resp = self._kms().decrypt(CiphertextBlob=env.encrypted_key, EncryptionContext=context)
         except Exception as exc:  # botocore ClientError and connection errors
-            code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
+            from .aws import error_code
+
+            code = error_code(exc)
             raise KeyNotFoundError(f"{name}: KMS could not unwrap the data key ({code})") from None
         return resp["Plaintext"]
 

@@ -1,0 +1,191 @@
+"""``logarchive logs-from-archive``: a drop-in for ``aptible logs_from_archive``, and more.
+
+Same options and meaning as the reference CLI (``--bucket --region --stack
+--decryption-keys --download-location --string-matches --app-id --database-id
+--endpoint-id --container-id --start-date --end-date``); see docs/RETRIEVAL.md for what it
+adds and where it differs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import sys
+from typing import Any
+
+from .. import aws, retrieval
+from ..errors import LogarchiveError
+from ..keyring import Keyring, gather_keys
+from ._common import add_endpoint_options, add_key_options
+
+log = logging.getLogger("logarchive")
+
+
+def _quiet_boto(args: argparse.Namespace) -> None:
+    # botocore logs "Found credentials in ..." at INFO: noise for a CLI user.
+    if not getattr(args, "verbose", False):
+        for name in ("botocore", "boto3", "urllib3"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "logs-from-archive",
+        aliases=["logs_from_archive"],
+        help="search, download and decrypt archived container logs (drop-in for aptible logs_from_archive)",
+        description="Without --download-location, lists the matching archives. Exit status 1 if "
+        "nothing matched or any object failed; every other object is still processed.",
+    )
+    p.add_argument("--bucket", required=True, help="the S3 bucket of the archive")
+    p.add_argument("--stack", required=True, help="the stack whose logs to search")
+    add_endpoint_options(p)
+    add_key_options(p)
+    p.add_argument("--download-location", metavar="DIR",
+                   help="download here (DIR/<key less its first four components>); '-' writes to stdout")
+    p.add_argument("--string-matches", nargs="+", default=[], metavar="S",
+                   help="keep keys containing all of these strings")
+    ids = p.add_argument_group("resource (exactly one, or --string-matches)")
+    ids.add_argument("--app-id")
+    ids.add_argument("--database-id")
+    ids.add_argument("--endpoint-id")
+    ids.add_argument("--container-id", help="container id or a prefix of at least 12 characters")
+    p.add_argument("--start-date", help="YYYY-MM-DD (UTC), with --end-date: archives overlapping these days")
+    p.add_argument("--end-date", help="YYYY-MM-DD (UTC), included whole")
+    more = p.add_argument_group("beyond the reference CLI")
+    more.add_argument("--start", help="ISO-8601 time (UTC unless an offset is given): drop lines before it")
+    more.add_argument("--end", help="ISO-8601 time: drop lines at or after it")
+    more.add_argument("--grep", metavar="PATTERN", help="keep lines whose log text matches this regex")
+    more.add_argument("--stream", choices=("stdout", "stderr"), help="keep lines of this stream only")
+    more.add_argument("--decompress", action="store_true", help="write the logs uncompressed (.jsonl)")
+    more.add_argument("--format", dest="fmt", choices=retrieval.FORMATS,
+                      help="jsonl: the original lines; text: only their log text (implies --decompress)")
+    more.add_argument("--jobs", type=int, default=4, metavar="N", help="parallel downloads (default 4)")
+    more.add_argument("--verify-only", action="store_true",
+                      help="check every matching archive's authentication tag; write no plaintext")
+    p.set_defaults(func=run)
+
+
+def _selection(args: argparse.Namespace) -> retrieval.Selection:
+    kind = rid = None
+    for option, k in (("app_id", "apps"), ("database_id", "databases"), ("endpoint_id", "proxy")):
+        value = getattr(args, option)
+        if value is not None:
+            if rid is not None:
+                raise retrieval.SelectionError(
+                    "You must specify only one of --app-id, --database-id, --endpoint-id or --container-id"
+                )
+            kind, rid = k, value
+    return retrieval.Selection(
+        stack=args.stack,
+        string_matches=tuple(args.string_matches),
+        kind=kind,
+        resource_id=rid,
+        container_id=args.container_id,
+        start_date=retrieval.parse_date(args.start_date, "--start-date") if args.start_date else None,
+        end_date=retrieval.parse_date(args.end_date, "--end-date") if args.end_date else None,
+        start=retrieval.parse_instant(args.start, "--start") if args.start else None,
+        end=retrieval.parse_instant(args.end, "--end") if args.end else None,
+    )
+
+
+def _keyring(args: argparse.Namespace) -> Keyring:
+    keys = gather_keys(inline=args.decryption_keys, files=args.key_files)
+    return Keyring(
+        keys,
+        allow_legacy=args.allow_legacy_cbc,
+        # KMS-wrapped objects: the same endpoint and region as the bucket.
+        kms_client_factory=lambda: aws.client("kms", endpoint_url=args.endpoint_url, region=args.region),
+    )
+
+
+def _progress(total: int, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="file", file=sys.stderr, dynamic_ncols=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    _quiet_boto(args)
+    sel = _selection(args)
+    sel.validate()
+    if args.jobs < 1:
+        raise LogarchiveError("--jobs must be at least 1")
+    grep = None
+    if args.grep is not None:
+        try:
+            grep = re.compile(args.grep)
+        except re.error as exc:
+            raise LogarchiveError(f"--grep {args.grep!r}: not a valid regular expression ({exc})") from None
+    opts = retrieval.OutputOptions(
+        decompress=args.decompress, fmt=args.fmt, line_filter=sel.line_filter(stream=args.stream, grep=grep)
+    )
+    try:
+        s3 = aws.client("s3", endpoint_url=args.endpoint_url, region=args.region)
+    except Exception as exc:  # botocore: invalid endpoint URL or region name
+        raise LogarchiveError(f"cannot create an S3 client: {exc}") from None
+    try:
+        matches = retrieval.find_archives(s3, args.bucket, sel)
+    except LogarchiveError:
+        raise
+    except Exception as exc:  # botocore: NoSuchBucket, AccessDenied, no credentials, no network
+        code = aws.error_code(exc)
+        raise LogarchiveError(f"bucket {args.bucket}: cannot list archives ({code})") from None
+    if not matches:
+        raise LogarchiveError("No files found that matched all criteria")
+    log.info("Found %d matching files...", len(matches))
+
+    to_stdout = args.download_location == "-" and not args.verify_only
+    if not args.verify_only and args.download_location is None:
+        for m in matches:
+            print(m.relative_path)
+        log.warning("No files were downloaded. Please provide a location with --download-location "
+                    "to download the files.")
+        return 0
+
+    keyring = _keyring(args)
+    retriever = retrieval.Retriever(s3, args.bucket, keyring, opts)
+    bar = _progress(len(matches), sys.stdout.isatty() and not to_stdout)
+
+    def report(outcome: retrieval.Outcome) -> None:
+        if not outcome.ok:
+            line = f"logarchive: error: {outcome.error}"
+            if bar is not None:
+                bar.write(line, file=sys.stderr)
+            else:
+                print(line, file=sys.stderr, flush=True)
+        elif not to_stdout:
+            line = f"verified {outcome.key}" if args.verify_only else str(outcome.path)
+            if bar is not None:
+                bar.write(line)
+            else:
+                print(line, flush=True)
+        if bar is not None:
+            bar.update(1)
+
+    try:
+        if args.verify_only:
+            outcomes = retrieval.verify_all(retriever, matches, jobs=args.jobs, on_done=report)
+        elif to_stdout:
+            outcomes = retrieval.stream_all(
+                retriever, matches, sys.stdout.buffer, jobs=args.jobs, on_done=report
+            )
+        else:
+            outcomes = retrieval.download_all(retriever, matches, args.download_location,
+                                              jobs=args.jobs, on_done=report)
+    except BrokenPipeError:
+        # `... --download-location - | head`: the reader left; stop quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    finally:
+        if bar is not None:
+            bar.close()
+    failed = sum(1 for o in outcomes if not o.ok)
+    verb = "verified" if args.verify_only else "retrieved"
+    log.info("%s %d of %d archives%s", verb, len(outcomes) - failed, len(outcomes),
+             f"; {failed} failed" if failed else "")
+    return 1 if failed else 0

@@ -1,0 +1,92 @@
+"""``logarchive keys generate`` and ``logarchive keys id``.
+
+A key file holds base64 256-bit keys, one a line; the first encrypts, any decrypts. Key ids
+(lowercase hex SHA-256 of the raw key) are what object keys carry; printing them is safe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+
+from ..errors import LogarchiveError
+from ..keyring import KEYS_ENV, MasterKey, gather_keys, parse_keys
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("keys", help="generate master keys and show their ids")
+    ksub = p.add_subparsers(dest="keys_command", required=True)
+    gen = ksub.add_parser("generate", help="print one new base64 256-bit key (or add it to a key file)")
+    gen.add_argument("--output", metavar="FILE",
+                     help="add the key to FILE (created with mode 0600) instead of printing it; "
+                     "it goes first, so it encrypts from now on, and the older keys still decrypt")
+    gen.add_argument("--append", action="store_true",
+                     help="with --output: add the key last (a decrypt-only key for now)")
+    gen.set_defaults(func=run_generate)
+    ids = ksub.add_parser("id", help="print the ids of keys (never the keys)")
+    ids.add_argument("--key-file", "--decryption-keys-file", dest="key_files", action="append", default=[],
+                     metavar="FILE", help=f"read keys from FILE (default: ${KEYS_ENV}, else stdin)")
+    ids.set_defaults(func=run_id)
+
+
+def _write_key_file(path: str, key: MasterKey, *, append: bool) -> None:
+    """Add ``key`` to ``path`` atomically (temp file + rename), mode 0600."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            old = fh.read()
+    except FileNotFoundError:
+        old = ""
+    except OSError as exc:
+        raise LogarchiveError(f"key file {path}: {exc.strerror or exc}") from None
+    if old:
+        parse_keys(old, source=f"key file {path}")  # refuse to rewrite a file we cannot read back
+    line = key.to_base64() + "\n"
+    if old and not old.endswith("\n"):
+        old += "\n"
+    text = old + line if append else line + old
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".logarchive-keys-", suffix=".part")
+    except OSError as exc:
+        raise LogarchiveError(f"key file {path}: {exc.strerror or exc}") from None
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise LogarchiveError(f"key file {path}: {exc.strerror or exc}") from None
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    key = MasterKey.generate()
+    if args.output:
+        _write_key_file(args.output, key, append=args.append)
+        print(f"{key.key_id}  added to {args.output}", file=sys.stderr)
+        return 0
+    if args.append:
+        raise LogarchiveError("--append needs --output")
+    print(key.to_base64())
+    return 0
+
+
+def run_id(args: argparse.Namespace) -> int:
+    if args.key_files:
+        keys = gather_keys(files=args.key_files, env=False)
+    elif os.environ.get(KEYS_ENV):
+        keys = gather_keys(env=True)
+    else:
+        keys = parse_keys(sys.stdin.read(), source="stdin")
+    if not keys:
+        raise LogarchiveError("no key given (--key-file, $LOGARCHIVE_KEYS or stdin)")
+    for k in keys:
+        print(k.key_id)
+    return 0

@@ -1,0 +1,155 @@
+"""``logarchive seal`` / ``logarchive unseal``: the archive format on local files.
+
+``seal IN OUT`` writes OUT (gzip, then AES-256-GCM) and its envelope to ``OUT.instruction``;
+``unseal IN OUT`` reads the envelope from ``IN.instruction``. Both write through a temporary
+file renamed into place, so OUT is either complete or absent; unseal renames only after the
+authentication tag verified.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+
+from .. import aws, codec, envelope, partfile, retrieval
+from ..envelope import Envelope
+from ..errors import EnvelopeError, LogarchiveError
+from ..keyring import Keyring, gather_keys
+from ..partfile import PartFile
+from ._common import add_endpoint_options, add_key_options
+
+MAX_INSTRUCTION = 1 << 16
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("seal", help="compress and encrypt a local file (envelope in OUT.instruction)")
+    s.add_argument("input", metavar="IN", help="file to seal ('-' for stdin)")
+    s.add_argument("output", metavar="OUT", help="sealed file to write")
+    add_key_options(s, encrypt=True)
+    add_endpoint_options(s)
+    s.add_argument("--kms-key-id", help="wrap the data key with this KMS key instead of a raw key")
+    s.set_defaults(func=run_seal)
+
+    u = sub.add_parser("unseal", help="decrypt a sealed local file (envelope from IN.instruction)")
+    u.add_argument("input", metavar="IN", help="sealed file")
+    u.add_argument("output", metavar="OUT", help="file to write ('-' for stdout, after verification)")
+    u.add_argument("--decompress", action="store_true", help="write the original bytes, not the gzip")
+    add_key_options(u)
+    add_endpoint_options(u)
+    u.set_defaults(func=run_unseal)
+
+
+def _keyring(args: argparse.Namespace, *, kms_key_id: str | None = None) -> Keyring:
+    return Keyring(
+        gather_keys(inline=args.decryption_keys, files=args.key_files),
+        kms_key_id=kms_key_id,
+        allow_legacy=getattr(args, "allow_legacy_cbc", False),
+        kms_client_factory=lambda: aws.client("kms", endpoint_url=args.endpoint_url, region=args.region),
+    )
+
+
+def instruction_text(env: Envelope) -> str:
+    """The instruction file as the AWS SDKs write it.
+
+    ``x-amz-unencrypted-content-length`` stays out: the SDKs keep it in object metadata, and
+    the AWS S3 Encryption Client for Python rejects instruction files holding any other key.
+    """
+    fields = env.to_fields()
+    fields.pop(envelope.UNENCRYPTED_LENGTH, None)
+    return json.dumps(fields, sort_keys=True)
+
+
+def _part_beside(path: str) -> PartFile:
+    directory = os.path.dirname(os.path.abspath(path))
+    partfile.sweep(directory)  # what a killed earlier run left here
+    try:
+        return PartFile(directory)
+    except OSError as exc:
+        raise LogarchiveError(f"{path}: {exc.strerror or exc}") from None
+
+
+def run_seal(args: argparse.Namespace) -> int:
+    ring = _keyring(args, kms_key_id=args.kms_key_id)
+    if not ring.can_encrypt:
+        raise LogarchiveError("seal needs a key: --key-file FILE, $LOGARCHIVE_KEYS or --kms-key-id")
+    try:
+        src = sys.stdin.buffer if args.input == "-" else open(args.input, "rb")
+    except OSError as exc:
+        raise LogarchiveError(f"{args.input}: {exc.strerror or exc}") from None
+    try:
+        with _part_beside(args.output) as body, _part_beside(args.output) as instr:
+            result = codec.seal(src, body.file, ring)
+            instr.write(instruction_text(result.envelope).encode())
+            # The envelope first: an OUT without its instruction file would be unreadable.
+            instr.commit(args.output + envelope.INSTRUCTION_SUFFIX)
+            body.commit(args.output)
+    except OSError as exc:
+        raise LogarchiveError(f"{args.output}: {exc.strerror or exc}") from None
+    finally:
+        if src is not sys.stdin.buffer:
+            src.close()
+    print(
+        f"sealed {args.input}: {result.plaintext_bytes} bytes -> {result.ciphertext_bytes} "
+        f"(key {ring.encrypting_component[:12]}…, envelope in {args.output}{envelope.INSTRUCTION_SUFFIX})",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def read_instruction(path: str) -> Envelope:
+    ipath = path + envelope.INSTRUCTION_SUFFIX
+    try:
+        with open(ipath, "rb") as fh:
+            text = fh.read(MAX_INSTRUCTION + 1)
+    except FileNotFoundError:
+        raise EnvelopeError(f"{path}: no instruction file {ipath}") from None
+    except OSError as exc:
+        raise EnvelopeError(f"{ipath}: {exc.strerror or exc}") from None
+    if len(text) > MAX_INSTRUCTION:
+        raise EnvelopeError(f"{ipath}: too large to be an instruction file")
+    return Envelope.from_instruction(text, name=path)
+
+
+def run_unseal(args: argparse.Namespace) -> int:
+    env = read_instruction(args.input)
+    ring = _keyring(args)
+    to_stdout = args.output == "-"
+    scratch = tempfile.mkdtemp(prefix="logarchive-") if to_stdout else None
+    parts: list[PartFile] = []
+    try:
+        try:
+            src = open(args.input, "rb")
+        except OSError as exc:
+            raise LogarchiveError(f"{args.input}: {exc.strerror or exc}") from None
+        with src:
+            parts.append(PartFile(scratch, durable=False) if scratch else _part_beside(args.output))
+            # Decrypt the gzip as it is; gunzip only once the tag verified.
+            codec.unseal(src, parts[0].file, env, ring, name=args.input)
+            parts[0].close()
+        result = parts[0]
+        if args.decompress:
+            result = PartFile(scratch, durable=False) if scratch else _part_beside(args.output)
+            parts.append(result)
+            assert parts[0].path is not None
+            retrieval.write_output(parts[0].path, result.file, retrieval.OutputOptions(decompress=True),
+                                   name=args.input)
+            result.close()
+        if to_stdout:
+            assert result.path is not None
+            with open(result.path, "rb") as fh:
+                shutil.copyfileobj(fh, sys.stdout.buffer, codec.CHUNK)
+            sys.stdout.buffer.flush()
+        else:
+            result.commit(args.output)
+    except OSError as exc:
+        raise LogarchiveError(f"{args.output}: {exc.strerror or exc}") from None
+    finally:
+        for p in parts:
+            p.release()
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return 0

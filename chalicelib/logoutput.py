@@ -1,0 +1,134 @@
+"""Writing a verified archive out: as archived (gzip), decompressed, filtered, formatted.
+
+Works only on files whose GCM tag has already verified (``retrieval`` guarantees it):
+gunzipping the output of tampered ciphertext would fail with a gzip error before the tag
+could say "tampered", and filtering must never release unverified lines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from isal import igzip
+
+from . import codec
+from .dockerlog import LineFilter, LogLine, line_time, split_lines
+from .errors import LogarchiveError
+
+READ_CHUNK = codec.CHUNK
+FORMATS = ("jsonl", "text")
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """How a verified archive is written out.
+
+    Default: the gzip exactly as archived. ``decompress``: the original log bytes.
+    ``fmt='jsonl'``: the (filtered) original lines; ``fmt='text'``: only their ``log``
+    field. Both formats imply decompression. A line filter without ``decompress``/``fmt``
+    re-compresses the kept lines as gzip, so the file is still what its name says.
+    """
+
+    decompress: bool = False
+    fmt: str | None = None
+    line_filter: LineFilter = field(default_factory=LineFilter)
+
+    def __post_init__(self) -> None:
+        if self.fmt is not None and self.fmt not in FORMATS:
+            raise LogarchiveError(f"unknown output format {self.fmt!r} (jsonl or text)")
+
+    @property
+    def plain(self) -> bool:
+        """The output is uncompressed."""
+        return self.decompress or self.fmt is not None
+
+    @property
+    def line_level(self) -> bool:
+        """Lines are parsed (filter or text format) rather than copied through."""
+        return self.line_filter.active or self.fmt == "text"
+
+    def output_name(self, relative: str) -> str:
+        if not self.plain:
+            return relative
+        base = relative[: -len(".gz")] if relative.endswith(".gz") else relative
+        return base + (".txt" if self.fmt == "text" else ".jsonl")
+
+
+def _render(lines: Iterable[bytes], opts: OutputOptions) -> Iterator[bytes]:
+    """The kept lines of a verified, decompressed stream, in the output format.
+
+    Cheap byte-level tests reject most lines before the JSON parse (the costly part). They
+    only ever reject lines the full filter would reject too: a line of a stream contains
+    that stream's name, and a line's time is what ``dockerlog.line_time`` reads. Survivors
+    go through the exact ``LineFilter``.
+    """
+    filt = opts.line_filter
+    stream_bytes = filt.stream.encode() if filt.stream is not None else None
+    timed = filt.start is not None or filt.end is not None
+    text = opts.fmt == "text"
+    parse = text or filt.grep is not None or filt.stream is not None
+    for raw in lines:
+        if stream_bytes is not None and stream_bytes not in raw:
+            continue
+        if timed:
+            when = line_time(raw)
+            if when is None or (filt.start is not None and when < filt.start):
+                continue
+            if filt.end is not None and when >= filt.end:
+                continue
+        if not parse:
+            yield raw + b"\n"
+            continue
+        line = LogLine.parse(raw)
+        if filt.active and not filt.matches(line):
+            continue
+        if text and line.log is not None:
+            yield line.log.encode("utf-8", "surrogatepass")
+        else:
+            yield raw + b"\n"
+
+
+def _gunzipped(path: str, name: str) -> Iterator[bytes]:
+    """Blocks of the verified gzip file ``path``; a corrupt stream is one clear error."""
+    try:
+        with igzip.open(path, "rb") as src:
+            yield from codec.iter_chunks(src, READ_CHUNK)
+    except EOFError:
+        raise LogarchiveError(f"{name}: decrypted content is a truncated gzip stream") from None
+    except Exception as exc:  # BadGzipFile, isal's IsalError on a corrupt deflate stream
+        raise LogarchiveError(
+            f"{name}: decrypted content is not valid gzip ({type(exc).__name__})"
+        ) from None
+
+
+def write_output(verified_gzip_path: str, dst: BinaryIO, opts: OutputOptions, *, name: str) -> int:
+    """Gunzip a verified temp file into ``dst`` (filtering and formatting its lines when asked);
+    returns the bytes produced (before re-compression, when the output is gzip again).
+
+    Decompression runs only on verified bytes: gunzipping the output of tampered ciphertext
+    would fail with a gzip error before the tag could say "tampered".
+    """
+    written = 0
+    gz_out = None
+    if not opts.plain:
+        gz_out = igzip.IGzipFile(fileobj=dst, mode="wb", compresslevel=codec.DEFAULT_LEVEL)
+    sink: Any = gz_out if gz_out is not None else dst
+    blocks = _gunzipped(verified_gzip_path, name)
+    pieces = _render(split_lines(blocks), opts) if opts.line_level else blocks
+    buf: list[bytes] = []
+    size = 0
+    for piece in pieces:
+        buf.append(piece)
+        size += len(piece)
+        if size >= READ_CHUNK:
+            sink.write(b"".join(buf))
+            written += size
+            buf, size = [], 0
+    if buf:
+        sink.write(b"".join(buf))
+        written += size
+    if gz_out is not None:
+        gz_out.close()
+    return written

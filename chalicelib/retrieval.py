@@ -1,0 +1,372 @@
+"""Get archives back: download, decrypt, verify, then write, filter or stream them.
+
+A library (no printing): the ``logarchive logs-from-archive`` command and the retrieval
+Lambdas both call it. ``selection`` finds the archives; per-object results come back as
+``Outcome`` values and through an optional ``on_done`` callback (a progress bar, a report).
+One object's failure is its own ``Outcome``; it never stops the others.
+
+Plaintext is never released before its GCM tag verified: every object is decrypted into a
+locked temporary file (``partfile``) in the destination directory, which is renamed into
+place, or decompressed/filtered (``logoutput``) into a second one that is, or copied to a
+stream, only after ``codec.unseal`` returned.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from . import aws, codec, envelope, partfile
+from .envelope import Envelope
+from .errors import EnvelopeError, LogarchiveError
+from .keyring import Keyring
+from .logoutput import FORMATS, READ_CHUNK, OutputOptions, write_output
+from .partfile import PartFile
+from .selection import (
+    Match,
+    Selection,
+    SelectionError,
+    find_archives,
+    listing_prefixes,
+    parse_date,
+    parse_instant,
+)
+
+__all__ = [
+    "FORMATS", "Match", "Outcome", "OutputOptions", "Retriever", "Selection", "SelectionError",
+    "download_all", "find_archives", "listing_prefixes", "parse_date", "parse_instant",
+    "read_envelope", "run_parallel", "stream_all", "verify_all", "write_output",
+]
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------------------
+# Envelope
+# ---------------------------------------------------------------------------------------
+
+
+def _s3_error(key: str, exc: Exception, what: str = "") -> LogarchiveError:
+    code = aws.error_code(exc)
+    return LogarchiveError(f"{key}: {what}S3 error {code}")
+
+
+def read_envelope(s3: Any, bucket: str, key: str, metadata: dict[str, str]) -> Envelope:
+    """The object's envelope: from its metadata, or from ``<key>.instruction`` when the
+    metadata says so (``x-amz-crypto-instr-file``) or carries no envelope."""
+    if envelope.has_envelope(metadata) and not envelope.uses_instruction_file(metadata):
+        return Envelope.from_fields(metadata, name=key)
+    instr_key = key + envelope.INSTRUCTION_SUFFIX
+    try:
+        resp = s3.get_object(Bucket=bucket, Key=instr_key)
+        try:
+            text = resp["Body"].read((1 << 16) + 1)
+        finally:
+            resp["Body"].close()
+    except Exception as exc:  # botocore ClientError (NoSuchKey) and connection errors
+        code = aws.error_code(exc)
+        if code in ("NoSuchKey", "404"):
+            raise EnvelopeError(
+                f"{key}: no encryption envelope (no x-amz-key-v2 in its metadata and no {instr_key})"
+            ) from None
+        raise _s3_error(key, exc, "reading its instruction file: ") from None
+    if len(text) > 1 << 16:
+        raise EnvelopeError(f"{key}: instruction file is too large to be an envelope")
+    env_fields = _instruction_fields(text, key)
+    # The SDKs keep x-amz-unencrypted-content-length in the object's metadata, not in the
+    # instruction file: take it from there when the file lacks it.
+    lowered = {k.lower(): v for k, v in metadata.items()}
+    if envelope.UNENCRYPTED_LENGTH not in env_fields and envelope.UNENCRYPTED_LENGTH in lowered:
+        env_fields[envelope.UNENCRYPTED_LENGTH] = lowered[envelope.UNENCRYPTED_LENGTH]
+    return Envelope.from_fields(env_fields, name=key)
+
+
+def _instruction_fields(text: bytes, key: str) -> dict[str, str]:
+    # Envelope.from_instruction validates; we want the dict to merge one metadata field in.
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise EnvelopeError(f"{key}: instruction file is not JSON") from None
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        raise EnvelopeError(f"{key}: instruction file is not a JSON object of strings")
+    return {k.lower(): v for k, v in data.items()}
+
+
+class _Discard:
+    def write(self, data: bytes, /) -> int:
+        return len(data)
+
+
+# ---------------------------------------------------------------------------------------
+# One object
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    key: str
+    ok: bool
+    error: str | None = None
+    path: str | None = None  # the file written (None for --verify-only and stdout)
+    ciphertext_bytes: int = 0
+    output_bytes: int = 0
+
+
+class Retriever:
+    """Downloads, decrypts, verifies and writes archives of one bucket.
+
+    ``s3`` is a boto3 S3 client (thread-safe: one is shared by all workers).
+    """
+
+    def __init__(self, s3: Any, bucket: str, keyring: Keyring, opts: OutputOptions | None = None) -> None:
+        self.s3 = s3
+        self.bucket = bucket
+        self.keyring = keyring
+        self.opts = opts or OutputOptions()
+        self._swept: set[str] = set()
+        self._sweep_lock = threading.Lock()
+
+    def _sweep_once(self, directory: str) -> None:
+        """Remove the temporary files a killed earlier run left where we are about to write."""
+        with self._sweep_lock:
+            if directory in self._swept:
+                return
+            self._swept.add(directory)
+            removed = partfile.sweep(directory)
+        if removed:
+            log.info("removed %d temporary file(s) an interrupted run left in %s", len(removed), directory)
+
+    def _open(self, key: str) -> tuple[Any, Envelope]:
+        try:
+            resp = self.s3.get_object(Bucket=self.bucket, Key=key)
+        except Exception as exc:
+            raise _s3_error(key, exc) from None
+        try:
+            env = read_envelope(self.s3, self.bucket, key, resp.get("Metadata") or {})
+        except BaseException:
+            resp["Body"].close()
+            raise
+        return resp["Body"], env
+
+    def _unseal_into(
+        self, key: str, key_hint: str | None, dst: Any, *, decompress: bool
+    ) -> codec.UnsealResult:
+        body, env = self._open(key)
+        try:
+            return codec.unseal(
+                body.iter_chunks(READ_CHUNK), dst, env, self.keyring,
+                name=key, key_hint=key_hint, decompress=decompress,
+            )
+        except LogarchiveError:
+            raise
+        except Exception as exc:  # connection reset mid-body, read timeouts
+            code = aws.error_code(exc)
+            raise LogarchiveError(f"{key}: download failed ({code})") from None
+        finally:
+            body.close()
+
+    def verify(self, match: Match) -> Outcome:
+        """Check the object's tag; writes nothing."""
+        try:
+            res = self._unseal_into(match.key, match.archive.key_id, _Discard(), decompress=False)
+        except LogarchiveError as exc:
+            return Outcome(match.key, False, str(exc))
+        return Outcome(match.key, True, ciphertext_bytes=res.ciphertext_bytes, output_bytes=res.gzip_bytes)
+
+    def download(self, match: Match, dest_dir: str) -> Outcome:
+        """Decrypt into ``dest_dir/<relative path>``; nothing is left there on failure."""
+        final = os.path.join(dest_dir, self.opts.output_name(match.relative_path))
+        directory = os.path.dirname(final)
+        parts: list[PartFile] = []
+        try:
+            try:
+                os.makedirs(directory, exist_ok=True)
+                self._sweep_once(directory)
+                parts.append(PartFile(directory))
+            except OSError as exc:
+                raise LogarchiveError(f"{match.key}: cannot write {final}: {exc.strerror or exc}") from None
+            produced, res, out_bytes = self._produce(match, parts, directory, durable=True)
+            produced.commit(final)
+            return Outcome(match.key, True, path=final, ciphertext_bytes=res.ciphertext_bytes,
+                           output_bytes=out_bytes)
+        except LogarchiveError as exc:
+            return Outcome(match.key, False, str(exc))
+        except OSError as exc:
+            return Outcome(match.key, False, f"{match.key}: cannot write {final}: {exc.strerror or exc}")
+        finally:
+            for p in parts:
+                p.release()
+
+    def _produce(
+        self, match: Match, parts: list[PartFile], directory: str, *, durable: bool
+    ) -> tuple[PartFile, codec.UnsealResult, int]:
+        """Decrypt into ``parts[0]`` (the archive's gzip), then, once the tag verified, derive
+        the requested output from it. Returns (the part holding the output, result, size)."""
+        first = parts[0]
+        res = self._unseal_into(match.key, match.archive.key_id, first.file, decompress=False)
+        first.close()
+        # The tag verified: from here on the plaintext may be released.
+        if not self.opts.plain and not self.opts.line_level:
+            return first, res, res.output_bytes
+        second = PartFile(directory, durable=durable)
+        parts.append(second)
+        assert first.path is not None
+        n = write_output(first.path, second.file, self.opts, name=match.key)
+        second.close()
+        return second, res, n
+
+    def to_stream(self, match: Match, scratch_dir: str) -> tuple[Outcome, PartFile | None]:
+        """Decrypt, verify and render into a private temporary file; the caller copies it to
+        its stream (in order) and releases it."""
+        parts: list[PartFile] = []
+        try:
+            parts.append(PartFile(scratch_dir, durable=False))
+            produced, res, n = self._produce(match, parts, scratch_dir, durable=False)
+            parts.remove(produced)
+            return Outcome(match.key, True, ciphertext_bytes=res.ciphertext_bytes, output_bytes=n), produced
+        except LogarchiveError as exc:
+            return Outcome(match.key, False, str(exc)), None
+        except OSError as exc:
+            return Outcome(match.key, False, f"{match.key}: scratch file: {exc.strerror or exc}"), None
+        finally:
+            for p in parts:
+                p.release()
+
+
+# ---------------------------------------------------------------------------------------
+# Many objects, in parallel
+# ---------------------------------------------------------------------------------------
+
+
+def run_parallel(
+    fn: Callable[[Match], Outcome],
+    matches: list[Match],
+    *,
+    jobs: int = 4,
+    on_done: Callable[[Outcome], None] | None = None,
+) -> list[Outcome]:
+    """Apply ``fn`` to every match with ``jobs`` threads; outcomes in the matches' order.
+
+    ``fn`` must not raise for an expected failure (it returns a failed Outcome); anything
+    unexpected still becomes a failed Outcome naming the object, so one bad object never
+    stops the others.
+    """
+    lock = threading.Lock()
+
+    def guarded(m: Match) -> Outcome:
+        try:
+            out = fn(m)
+        except Exception as exc:  # defensive: one line, no traceback, never key bytes
+            out = Outcome(m.key, False, f"{m.key}: unexpected {type(exc).__name__}")
+            log.debug("unexpected error on %s", m.key, exc_info=True)
+        if on_done is not None:
+            with lock:
+                on_done(out)
+        return out
+
+    if jobs <= 1 or len(matches) <= 1:
+        return [guarded(m) for m in matches]
+    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="logarchive-get")
+    try:
+        futures = [pool.submit(guarded, m) for m in matches]
+        return [f.result() for f in futures]
+    except BaseException:
+        # Ctrl-C: start no new object; the ones running finish (or fail) and clean up
+        # their temporary files before this returns.
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    finally:
+        pool.shutdown(wait=True)
+
+
+def download_all(
+    retriever: Retriever,
+    matches: list[Match],
+    dest_dir: str,
+    *,
+    jobs: int = 4,
+    on_done: Callable[[Outcome], None] | None = None,
+) -> list[Outcome]:
+    return run_parallel(lambda m: retriever.download(m, dest_dir), matches, jobs=jobs, on_done=on_done)
+
+
+def verify_all(
+    retriever: Retriever,
+    matches: list[Match],
+    *,
+    jobs: int = 4,
+    on_done: Callable[[Outcome], None] | None = None,
+) -> list[Outcome]:
+    return run_parallel(retriever.verify, matches, jobs=jobs, on_done=on_done)
+
+
+def stream_all(
+    retriever: Retriever,
+    matches: list[Match],
+    out: BinaryIO,
+    *,
+    jobs: int = 4,
+    on_done: Callable[[Outcome], None] | None = None,
+) -> list[Outcome]:
+    """Write every verified archive to ``out`` in the matches' order.
+
+    Workers decrypt and verify ahead into a private scratch directory (mode 0700); the
+    caller's thread copies each verified file to ``out`` in turn, so output never
+    interleaves and never holds a byte whose tag has not verified.
+    """
+    scratch = tempfile.mkdtemp(prefix="logarchive-")
+    outcomes: list[Outcome] = []
+    lock = threading.Lock()
+    try:
+        def work(m: Match) -> tuple[Outcome, PartFile | None]:
+            try:
+                res = retriever.to_stream(m, scratch)
+            except Exception as exc:  # defensive, as in run_parallel
+                res = (Outcome(m.key, False, f"{m.key}: unexpected {type(exc).__name__}"), None)
+            if on_done is not None:
+                with lock:
+                    on_done(res[0])
+            return res
+
+        # Bound the read-ahead so the scratch space stays near jobs x object size.
+        pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="logarchive-get")
+        try:
+            pending: list[Future[tuple[Outcome, PartFile | None]]] = []
+            it = iter(matches)
+            for m in it:
+                pending.append(pool.submit(work, m))
+                if len(pending) >= 2 * max(1, jobs):
+                    break
+            while pending:
+                outcome, part = pending.pop(0).result()
+                nxt = next(it, None)
+                if nxt is not None:
+                    pending.append(pool.submit(work, nxt))
+                if part is not None:
+                    try:
+                        assert part.path is not None
+                        with open(part.path, "rb") as fh:
+                            shutil.copyfileobj(fh, out, READ_CHUNK)
+                        out.flush()
+                    finally:
+                        part.release()
+                outcomes.append(outcome)
+        finally:
+            # On Ctrl-C or a closed output: start nothing new; running workers finish first.
+            pool.shutdown(wait=True, cancel_futures=True)
+            for f in pending:
+                if f.done() and not f.cancelled() and f.exception() is None:
+                    leftover = f.result()[1]
+                    if leftover is not None:
+                        leftover.release()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return outcomes

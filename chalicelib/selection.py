@@ -1,0 +1,259 @@
+"""Which archives of a stack to fetch, and finding them in a bucket.
+
+Selection follows the reference CLI (``aptible logs_from_archive``): either
+``--string-matches`` or exactly one of app / database / endpoint / container id, and
+``--start-date``/``--end-date`` only with an id, with its messages. Differences, on purpose:
+
+* the end date is included whole (the reference CLI stops at its midnight);
+* string matches are literal substrings of the key (the reference applies them as regexes);
+* listing reads only the prefixes the id selects (``<stack>/shareable/<schema>/<key id>/
+  <kind>-<id>/``), not the whole stack; a container id still lists ``<stack>/shareable/``;
+* a key that does not parse is a warning (this module's logger) and a skip, never the end
+  of the search; ``.instruction`` files are envelopes, skipped silently;
+* v2 keys carry only their upload time: a v2 archive matches a time range unless it provably
+  holds no line in it, i.e. unless it was uploaded before the range starts (its lines all
+  precede its upload). A v2 key whose upload time does not parse always matches.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from . import envelope, layout
+from .dockerlog import LineFilter
+from .errors import LayoutError, LogarchiveError
+
+log = logging.getLogger(__name__)
+
+ONE_SECOND = timedelta(seconds=1)
+
+
+class SelectionError(LogarchiveError):
+    """The search options contradict each other (same rules as the reference CLI)."""
+
+
+# ---------------------------------------------------------------------------------------
+# Selection
+# ---------------------------------------------------------------------------------------
+
+
+def parse_date(text: str, option: str) -> date:
+    try:
+        return datetime.strptime(text, "%Y-%m-%d").date()
+    except ValueError:
+        raise SelectionError(f"{option} {text!r}: please provide dates in YYYY-MM-DD format") from None
+
+
+def parse_instant(text: str, option: str) -> datetime:
+    """ISO-8601 to an aware UTC datetime, second precision (a naive time is UTC)."""
+    try:
+        t = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise SelectionError(
+            f"{option} {text!r}: not an ISO-8601 time (e.g. 2022-08-24T21:12:33Z)"
+        ) from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    return t.astimezone(UTC).replace(microsecond=0)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which archives of one stack to retrieve."""
+
+    stack: str
+    string_matches: tuple[str, ...] = ()
+    kind: str | None = None  # apps | databases | proxy (from --app-id/--database-id/--endpoint-id)
+    resource_id: str | None = None
+    container_id: str | None = None
+    start_date: date | None = None
+    end_date: date | None = None
+    start: datetime | None = None  # second-precision bounds: [start, end)
+    end: datetime | None = None
+
+    def validate(self) -> None:
+        """The reference CLI's rules, with its messages."""
+        if not layout.STACK_RE.match(self.stack):
+            raise SelectionError(f"--stack {self.stack!r} is not a valid stack name")
+        ids = [x for x in (self.resource_id, self.container_id) if x is not None]
+        if not self.string_matches and not ids:
+            raise SelectionError(
+                "You must specify an option to identify the logs to download, either: "
+                "--string-matches, --app-id, --database-id, --endpoint-id, or --container-id"
+            )
+        if self.string_matches and ids:
+            raise SelectionError(
+                "You cannot pass --app-id, --database-id, --endpoint-id, or --container-id "
+                "when using --string-matches."
+            )
+        if len(ids) > 1:
+            raise SelectionError(
+                "You must specify only one of --app-id, --database-id, --endpoint-id or --container-id"
+            )
+        dates = (self.start_date, self.end_date)
+        if self.string_matches and any(d is not None for d in dates):
+            raise SelectionError(
+                "The options --start-date/--end-date cannot be used when searching by string"
+            )
+        if any(d is not None for d in dates) and not all(d is not None for d in dates):
+            raise SelectionError("You must pass both --start-date and --end-date")
+        if self.start_date and self.end_date and self.end_date < self.start_date:
+            raise SelectionError("End date must be after start date.")
+        if self.resource_id is not None:
+            if self.kind not in layout.KINDS:
+                raise SelectionError(f"unknown resource kind {self.kind!r}")
+            if not layout.ID_RE.match(self.resource_id):
+                raise SelectionError(f"resource id {self.resource_id!r} is not valid")
+        if self.container_id is not None:
+            if len(self.container_id) < 12:
+                raise SelectionError("You must specify at least the first 12 characters of the container ID")
+            if not re.fullmatch(r"[0-9a-f]{12,64}", self.container_id):
+                raise SelectionError(
+                    f"--container-id {self.container_id!r} is not a (lowercase hex) container id"
+                )
+        if self.start and self.end and self.end <= self.start:
+            raise SelectionError("--end must be after --start")
+
+    # The time window every line must fall in: [lo, hi). The date range includes the end
+    # date whole (the reference CLI stops at its midnight: a known annoyance).
+    @property
+    def window(self) -> tuple[datetime | None, datetime | None]:
+        lo = hi = None
+        if self.start_date is not None and self.end_date is not None:
+            lo = datetime.combine(self.start_date, time(), UTC)
+            hi = datetime.combine(self.end_date + timedelta(days=1), time(), UTC)
+        if self.start is not None:
+            lo = self.start if lo is None else max(lo, self.start)
+        if self.end is not None:
+            hi = self.end if hi is None else min(hi, self.end)
+        return lo, hi
+
+    def matches_key(self, key: str) -> bool:
+        """Cheap test on the raw key (before parsing), so foreign keys that are not even
+        candidates raise no warning."""
+        return all(s in key for s in self.string_matches)
+
+    def matches(self, archive: layout.ArchiveKey) -> bool:
+        if archive.stack != self.stack:
+            return False
+        if self.resource_id is not None:
+            if archive.kind != self.kind or archive.resource_id != self.resource_id:
+                return False
+        if self.container_id is not None and not archive.container_id.startswith(self.container_id):
+            return False
+        return self.overlaps(archive)
+
+    def overlaps(self, archive: layout.ArchiveKey) -> bool:
+        lo, hi = self.window
+        if lo is None and hi is None:
+            return True
+        if archive.schema == "v3" and archive.start is not None and archive.end is not None:
+            # Key times are truncated to the second: the last line may be up to 1 s later.
+            if hi is not None and archive.start >= hi:
+                return False
+            return not (lo is not None and archive.end + ONE_SECOND <= lo)
+        # v2: only the upload time is known, and every line precedes it.
+        if archive.uploaded_at is None:
+            return True
+        return not (lo is not None and archive.uploaded_at < lo)
+
+    def line_filter(self, *, stream: str | None = None, grep: re.Pattern[str] | None = None) -> LineFilter:
+        """The line filter for ``--start/--end`` (not the day range: that selects archives)."""
+        return LineFilter(start=self.start, end=self.end, stream=stream, grep=grep)
+
+
+# ---------------------------------------------------------------------------------------
+# Listing
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Match:
+    key: str
+    archive: layout.ArchiveKey
+    size: int = 0
+    last_modified: datetime | None = None
+
+    @property
+    def relative_path(self) -> str:
+        """Where the reference CLI puts it under the download directory."""
+        return self.archive.download_path(self.key)
+
+    @property
+    def sort_key(self) -> tuple[Any, ...]:
+        a = self.archive
+        t = a.start or a.uploaded_at or datetime.min.replace(tzinfo=UTC)
+        return (a.container_id, t, a.rotation is None, -(a.rotation or 0), self.key)
+
+
+def _common_prefixes(s3: Any, bucket: str, prefix: str) -> Iterator[str]:
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+        for cp in page.get("CommonPrefixes", []):
+            yield cp["Prefix"]
+
+
+def _objects(s3: Any, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        yield from page.get("Contents", [])
+
+
+OnSkip = Callable[[str], None]
+
+
+def _skip(message: str, on_skip: OnSkip | None) -> None:
+    log.warning("%s", message)
+    if on_skip is not None:
+        on_skip(message)
+
+
+def listing_prefixes(s3: Any, bucket: str, sel: Selection, *, on_skip: OnSkip | None = None) -> list[str]:
+    """The prefixes to list in full for ``sel``: as narrow as the id allows."""
+    if sel.string_matches:
+        return [f"{sel.stack}/"]
+    if sel.resource_id is None:  # container id: it may sit under any resource folder
+        return [f"{sel.stack}/shareable/"]
+    prefixes = []
+    for schema_prefix in _common_prefixes(s3, bucket, f"{sel.stack}/shareable/"):
+        schema = schema_prefix.rstrip("/").rsplit("/", 1)[-1]
+        if schema not in ("v2", "v3"):
+            _skip(f"{schema_prefix}: unknown archive schema folder, skipped", on_skip)
+            continue
+        for key_prefix in _common_prefixes(s3, bucket, schema_prefix):
+            key_id = key_prefix.rstrip("/").rsplit("/", 1)[-1]
+            if not layout.KEY_ID_RE.match(key_id):
+                _skip(f"{key_prefix}: not a key id folder, skipped", on_skip)
+                continue
+            prefixes.append(layout.resource_prefix(sel.stack, schema, key_id, sel.kind, sel.resource_id))
+    return prefixes
+
+
+def is_instruction_file(key: str) -> bool:
+    return key.endswith(envelope.INSTRUCTION_SUFFIX)
+
+
+def find_archives(s3: Any, bucket: str, sel: Selection, *, on_skip: OnSkip | None = None) -> list[Match]:
+    """Every archive in ``bucket`` that ``sel`` selects, sorted by container, then time.
+
+    Keys that do not parse are skipped with a warning (logged, and passed to ``on_skip``,
+    e.g. for an API response); instruction files are not archives and are skipped silently.
+    """
+    sel.validate()
+    found: dict[str, Match] = {}
+    for prefix in listing_prefixes(s3, bucket, sel, on_skip=on_skip):
+        for obj in _objects(s3, bucket, prefix):
+            key = obj["Key"]
+            if is_instruction_file(key) or key.endswith("/") or not sel.matches_key(key):
+                continue
+            try:
+                archive = layout.parse(key)
+            except LayoutError as exc:
+                _skip(f"{exc} (skipped)", on_skip)
+                continue
+            if sel.matches(archive):
+                found[key] = Match(key, archive, int(obj.get("Size", 0)), obj.get("LastModified"))
+    return sorted(found.values(), key=lambda m: m.sort_key)

@@ -1,0 +1,96 @@
+"""Helpers for the retrieval tests: Docker log lines and archives written to the local S3."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+from datetime import UTC, datetime, timedelta
+
+from cryptography.hazmat.primitives import padding
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from chalicelib import cli, codec, layout
+from chalicelib.commands.seal import instruction_text
+from chalicelib.envelope import Envelope
+from chalicelib.keyring import Keyring, MasterKey
+
+STACK = "teststack"
+
+
+def t(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def docker_lines(start: datetime, end: datetime, n: int = 6, tag: str = "") -> bytes:
+    """``n`` json-file lines evenly spread over [start, end], stdout/stderr alternating."""
+    step = (end - start) / max(1, n - 1)
+    out = []
+    for i in range(n):
+        when = start + step * i
+        stream = "stdout" if i % 2 == 0 else "stderr"
+        stamp = when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond:06d}123Z"
+        out.append(json.dumps({"log": f"{tag}line {i} at {when:%H:%M:%S}\n", "stream": stream, "time": stamp},
+                              separators=(",", ":")))
+    return ("\n".join(out) + "\n").encode()
+
+
+def archive_key(kind: str, rid: str | None, cid: str, start: datetime, end: datetime, key_id: str,
+                rotation: int | None = None, service: str | None = "7") -> str:
+    return layout.ArchiveKey(
+        stack=STACK, key_id=key_id, kind=kind, resource_id=rid, container_id=cid,
+        service_id=service if kind == "apps" else None, rotation=rotation, start=start, end=end,
+    ).key()
+
+
+def seal_bytes(data: bytes, ring: Keyring) -> tuple[bytes, Envelope]:
+    out = io.BytesIO()
+    res = codec.seal(io.BytesIO(data), out, ring)
+    return out.getvalue(), res.envelope
+
+
+def put_archive(s3, bucket: str, key: str, data: bytes, ring: Keyring, *, instruction: bool = False) -> bytes:
+    """Seal ``data`` and store it under ``key``; returns the ciphertext."""
+    body, env = seal_bytes(data, ring)
+    if instruction:
+        s3.put_object(Bucket=bucket, Key=key + ".instruction", Body=instruction_text(env).encode(),
+                      Metadata={"x-amz-crypto-instr-file": ""})
+        s3.put_object(Bucket=bucket, Key=key, Body=body,
+                      Metadata={"x-amz-unencrypted-content-length": str(env.unencrypted_length)})
+    else:
+        s3.put_object(Bucket=bucket, Key=key, Body=body, Metadata=env.to_fields())
+    return body
+
+
+def put_legacy_cbc(s3, bucket: str, key: str, data: bytes, master: MasterKey) -> None:
+    """A v1 (x-amz-key) object: data key wrapped AES/ECB/PKCS5, content AES/CBC/PKCS5."""
+    data_key, iv = os.urandom(32), os.urandom(16)
+    p = padding.PKCS7(128).padder()
+    enc = Cipher(algorithms.AES(master.raw), modes.ECB()).encryptor()
+    wrapped = enc.update(p.update(data_key) + p.finalize()) + enc.finalize()
+    p = padding.PKCS7(128).padder()
+    enc = Cipher(algorithms.AES(data_key), modes.CBC(iv)).encryptor()
+    body = enc.update(p.update(gzip.compress(data)) + p.finalize()) + enc.finalize()
+    env = Envelope(wrap_alg="AES", encrypted_key=wrapped, iv=iv, legacy=True, cek_alg="AES/CBC/PKCS5Padding")
+    s3.put_object(Bucket=bucket, Key=key, Body=body, Metadata=env.to_fields())
+
+
+def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
+    capsys.readouterr()
+    rc = cli.main(argv)
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def leftovers(root: str) -> list[str]:
+    """Temporary files left anywhere under ``root``."""
+    return [os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs if f.endswith(".part")]
+
+
+def files_under(root: str) -> list[str]:
+    return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs)
+
+
+__all__ = ["STACK", "t", "timedelta", "docker_lines", "archive_key", "seal_bytes", "put_archive",
+           "put_legacy_cbc", "run_cli", "leftovers", "files_under"]
