@@ -55,6 +55,10 @@ def wrap_gcm(master: bytes, data_key: bytes, iv: bytes) -> bytes:
     return iv + AESGCM(master).encrypt(iv, data_key, CEK_ALG.encode())
 
 
+def instruction_fields(envelope: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in envelope.items() if k != "x-amz-unencrypted-content-length"}
+
+
 def build(gz: bytes) -> dict[str, bytes]:
     """All vector files, from the stored gzip stream."""
     if gzip.decompress(gz) != PLAINTEXT:
@@ -116,10 +120,11 @@ def build(gz: bytes) -> dict[str, bytes]:
         "plaintext.log": PLAINTEXT,
         "master.key": (b64(MASTER_KEY) + "\n").encode(),
         "object.bin": body,
-        # The instruction file exactly as chalicelib writes it (sorted keys, default separators).
-        "object.bin.instruction": json.dumps(envelope, sort_keys=True).encode(),
+        # The instruction file exactly as chalicelib writes it (sorted keys, default separators),
+        # without x-amz-unencrypted-content-length, which the S3EC instruction-file schema lacks.
+        "object.bin.instruction": json.dumps(instruction_fields(envelope), sort_keys=True).encode(),
         "legacy-v1.bin": legacy_body,
-        "legacy-v1.bin.instruction": json.dumps(legacy_envelope, sort_keys=True).encode(),
+        "legacy-v1.bin.instruction": json.dumps(instruction_fields(legacy_envelope), sort_keys=True).encode(),
         "vector.json": (json.dumps(vector, indent=2) + "\n").encode(),
     }
 
