@@ -11,7 +11,7 @@ import os
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from chalicelib.codec import CHUNK, iter_chunks, seal, unseal
+from chalicelib.codec import GUNZIP_OUT, iter_chunks, seal, unseal
 from chalicelib.envelope import Envelope
 from chalicelib.errors import IntegrityError
 from chalicelib.keyring import Keyring, MasterKey
@@ -81,7 +81,7 @@ def test_gunzip_output_is_bounded_for_highly_compressible_content() -> None:
     out = Recorder()
     result = unseal(io.BytesIO(body.getvalue()), out, env, RING, name="t", decompress=True)
     assert result.output_bytes == len(zeros)
-    assert out.largest <= CHUNK
+    assert out.largest <= GUNZIP_OUT
     assert out.buf.getvalue() == zeros
 
 

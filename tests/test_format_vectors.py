@@ -220,3 +220,24 @@ def test_wrong_length_field_fails_chalicelib() -> None:
     envelope = Envelope.from_fields(env, name="object.bin")
     with pytest.raises(LogarchiveError, match="envelope says"):
         unseal(io.BytesIO(BODY), io.BytesIO(), envelope, Keyring([MasterKey(MASTER)]), name="object.bin")
+
+
+# --- the snippet in docs/FORMAT.md works as printed ----------------------------------------
+def test_format_md_python_snippet_decrypts_vector(tmp_path: Path) -> None:
+    doc = (Path(__file__).parent.parent / "docs" / "FORMAT.md").read_text()
+    marker = doc.index("<!-- snippet: decrypt.py")
+    start = doc.index("```python\n", marker) + len("```python\n")
+    code = doc[start:doc.index("```", start)]
+    assert len(code.strip().splitlines()) <= 15
+    (tmp_path / "decrypt.py").write_text(code)
+    out = tmp_path / "out.gz"
+    subprocess.run([sys.executable, str(tmp_path / "decrypt.py"), str(VECTORS / "master.key"),
+                    str(VECTORS / "object.bin"), str(VECTORS / "object.bin.instruction"), str(out)], check=True)
+    assert out.read_bytes() == GZ
+    tampered = tmp_path / "tampered.bin"
+    tampered.write_bytes(_flip(BODY, 10))
+    proc = subprocess.run([sys.executable, str(tmp_path / "decrypt.py"), str(VECTORS / "master.key"),
+                           str(tampered), str(VECTORS / "object.bin.instruction"), str(tmp_path / "t.gz")],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0 and "InvalidTag" in proc.stderr
+    assert not (tmp_path / "t.gz").exists()
