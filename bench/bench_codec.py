@@ -199,6 +199,20 @@ def measure_rss(src: Path, work: Path) -> dict[str, dict]:
     return out
 
 
+def make_big(log: Path, big: Path, target: int) -> None:
+    """The generated log repeated up to ``target`` bytes (whole lines): same content mix."""
+    with open(big, "wb") as fh:
+        while True:
+            with open(log, "rb") as src:
+                while block := src.read(BLOCK):
+                    room = target - fh.tell()
+                    if len(block) >= room:
+                        cut = block.rfind(b"\n", 0, room) + 1
+                        fh.write(block[:cut])
+                        return
+                    fh.write(block)
+
+
 def _same_file(a: Path, b: Path) -> bool:
     if a.stat().st_size != b.stat().st_size:
         return False
@@ -295,10 +309,7 @@ def main() -> int:
         rss = {}
         if args.rss_size_mb:
             big = work / "big.log"
-            with open(big, "wb") as fh:  # the generated log repeated: same content mix, 1 GB
-                while fh.tell() < args.rss_size_mb * 10**6:
-                    with open(log, "rb") as src:
-                        shutil.copyfileobj(src, fh, BLOCK)
+            make_big(log, big, args.rss_size_mb * 10**6)
             for p in work.glob("*.enc"):
                 p.unlink()
             out.unlink(missing_ok=True)
@@ -321,7 +332,8 @@ def main() -> int:
         for op in ("seal", "unseal"):
             b, s = rss["big"][op], rss["small"][op]
             print(f"  {op:7} {b['hwm_mb']:7.1f} MB   ({s['hwm_mb']:.1f} MB for {size / 1e6:.0f} MB; "
-                  f"{b['hwm_before_mb']:.1f} MB after imports)")
+                  f"{b['hwm_before_mb']:.1f} MB after imports; getrusage children max so far "
+                  f"{b['rusage_children_max_mb']:.1f} MB)")
 
     seal_ratio = default.wall_mbps / base.wall_mbps
     seal_cpu_ratio = default.cpu_mbps / base.cpu_mbps
