@@ -241,3 +241,15 @@ def test_format_md_python_snippet_decrypts_vector(tmp_path: Path) -> None:
                           capture_output=True, text=True)
     assert proc.returncode != 0 and "InvalidTag" in proc.stderr
     assert not (tmp_path / "t.gz").exists()
+
+
+def test_format_md_worked_example_matches_vector() -> None:
+    doc = (Path(__file__).parent.parent / "docs" / "FORMAT.md").read_text()
+    wrapped = bytes.fromhex(VECTOR["wrapped_key_hex"])
+    for value in (VECTOR["master_key_hex"], VECTOR["master_key_base64"], VECTOR["key_id"],
+                  VECTOR["data_key_hex"], VECTOR["wrap_iv_hex"], wrapped[12:44].hex(), wrapped[44:].hex(),
+                  VECTOR["content_iv_hex"], VECTOR["tag_hex"], VECTOR["gzip_sha256"], VECTOR["plaintext_sha256"],
+                  VECTOR["s3_user_metadata"]["x-amz-key-v2"], VECTOR["s3_user_metadata"]["x-amz-iv"],
+                  VECTOR["ciphertext_sha256"][:8], VECTOR["ciphertext_sha256"][-7:]):
+        assert value in doc, value
+    assert f"{VECTOR['object_bytes']} bytes" in doc and f"{VECTOR['gzip_bytes']} bytes" in doc
