@@ -1,8 +1,6 @@
-"""The archive format (docs/FORMAT.md) against its test vectors and an independent decryptor.
-
-``independent_decrypt`` below is written from docs/FORMAT.md alone: it uses cryptography's
-AESGCM and the stdlib, never ``chalicelib``. If it and chalicelib both read the vectors and
-each other's output, the document, the vectors and the code agree.
+"""chalicelib against the format's test vectors, and chalicelib's output against the
+independent decryptor of test_format_independent.py (written from docs/FORMAT.md alone).
+If both read the vectors and each other's output, the document, the vectors and the code agree.
 """
 
 from __future__ import annotations
@@ -15,13 +13,12 @@ import json
 import random
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import boto3
 import pytest
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from test_format_independent import _flip, independent_decrypt
 
 from chalicelib.codec import seal, unseal
 from chalicelib.envelope import Envelope
@@ -37,27 +34,6 @@ BODY = (VECTORS / "object.bin").read_bytes()
 INSTRUCTION = (VECTORS / "object.bin.instruction").read_bytes()
 
 
-# --- the independent decryptor (docs/FORMAT.md, "Decrypting, step by step") -------------
-def independent_decrypt(body: bytes, envelope: dict[str, str], master_key: bytes) -> bytes:
-    """Returns the gzip stream (the "unencrypted content"); raises on any mismatch."""
-    env = {k.lower().removeprefix("x-amz-meta-"): v for k, v in envelope.items()}
-    if env["x-amz-cek-alg"] != "AES/GCM/NoPadding" or env["x-amz-wrap-alg"] != "AES/GCM":
-        raise ValueError("not an AES/GCM object with a raw-key wrapped data key")
-    if env.get("x-amz-tag-len", "128") != "128":
-        raise ValueError("tag length is not 128 bits")
-    wrapped = base64.b64decode(env["x-amz-key-v2"], validate=True)
-    if len(wrapped) != 60:
-        raise ValueError("wrapped key is not 12 + 32 + 16 bytes")
-    data_key = AESGCM(master_key).decrypt(wrapped[:12], wrapped[12:], b"AES/GCM/NoPadding")
-    iv = base64.b64decode(env["x-amz-iv"], validate=True)
-    if len(iv) != 12:
-        raise ValueError("IV is not 12 bytes")
-    gz = AESGCM(data_key).decrypt(iv, body, None)  # body = ciphertext ‖ 16-byte tag
-    if "x-amz-unencrypted-content-length" in env and int(env["x-amz-unencrypted-content-length"]) != len(gz):
-        raise ValueError("length differs from x-amz-unencrypted-content-length")
-    return gz
-
-
 def json_file_lines(n: int, seed: int) -> bytes:
     """Docker json-file lines with varied content (not very compressible)."""
     rng = random.Random(seed)
@@ -67,48 +43,6 @@ def json_file_lines(n: int, seed: int) -> bytes:
         stream = "stderr" if i % 7 == 0 else "stdout"
         out.append(f'{{"log":"{msg}\\n","stream":"{stream}","time":"2022-08-24T21:{i // 60 % 60:02d}:{i % 60:02d}.{rng.randrange(10**9):09d}Z"}}\n')
     return "".join(out).encode()
-
-
-# --- (a) the independent decryptor reads the vector ---------------------------------------
-def test_vector_files_are_consistent() -> None:
-    assert hashlib.sha256(MASTER).hexdigest() == VECTOR["key_id"]
-    assert MASTER.hex() == VECTOR["master_key_hex"]
-    assert hashlib.sha256(PLAINTEXT).hexdigest() == VECTOR["plaintext_sha256"]
-    assert hashlib.sha256(GZ).hexdigest() == VECTOR["gzip_sha256"]
-    assert len(BODY) == len(GZ) + 16 == VECTOR["object_bytes"]
-    assert BODY[-16:].hex() == VECTOR["tag_hex"]
-    without_length = {k: v for k, v in VECTOR["s3_user_metadata"].items() if k != "x-amz-unencrypted-content-length"}
-    assert json.loads(INSTRUCTION) == without_length
-
-
-def test_vector_generator_is_deterministic() -> None:
-    """Regenerating from the fixed inputs and the stored gzip gives the stored files."""
-    proc = subprocess.run([sys.executable, str(VECTORS / "make_vectors.py"), "--check"],
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-
-
-def test_independent_decryptor_reads_vector_instruction_file() -> None:
-    gz = independent_decrypt(BODY, json.loads(INSTRUCTION), MASTER)
-    assert gz == GZ
-    assert gzip.decompress(gz) == PLAINTEXT
-
-
-def test_independent_decryptor_reads_vector_s3_headers() -> None:
-    gz = independent_decrypt(BODY, VECTOR["s3_headers"], MASTER)
-    assert gzip.decompress(gz) == PLAINTEXT
-
-
-def test_vector_data_key_and_wrapping_as_documented() -> None:
-    """The intermediate values of the worked example in docs/FORMAT.md."""
-    wrapped = base64.b64decode(VECTOR["s3_user_metadata"]["x-amz-key-v2"])
-    assert wrapped.hex() == VECTOR["wrapped_key_hex"]
-    assert wrapped[:12].hex() == VECTOR["wrap_iv_hex"]
-    data_key = AESGCM(MASTER).decrypt(wrapped[:12], wrapped[12:], b"AES/GCM/NoPadding")
-    assert data_key.hex() == VECTOR["data_key_hex"]
-    # Without the AAD the wrapped key does not open: the AAD is part of the format.
-    with pytest.raises(InvalidTag):
-        AESGCM(MASTER).decrypt(wrapped[:12], wrapped[12:], None)
 
 
 # --- (b) chalicelib reads the vectors -----------------------------------------------------
@@ -172,12 +106,6 @@ def test_sealed_object_through_s3_metadata_decrypts_independently(buckets) -> No
 
 
 # --- (d) tampering with any part fails, in both decryptors ---------------------------------
-def _flip(data: bytes, index: int) -> bytes:
-    b = bytearray(data)
-    b[index] ^= 0x01
-    return bytes(b)
-
-
 def _tampered_cases() -> list[tuple[str, bytes, dict[str, str]]]:
     env = dict(VECTOR["s3_user_metadata"])
     wrapped = base64.b64decode(env["x-amz-key-v2"])
@@ -222,34 +150,3 @@ def test_wrong_length_field_fails_chalicelib() -> None:
         unseal(io.BytesIO(BODY), io.BytesIO(), envelope, Keyring([MasterKey(MASTER)]), name="object.bin")
 
 
-# --- the snippet in docs/FORMAT.md works as printed ----------------------------------------
-def test_format_md_python_snippet_decrypts_vector(tmp_path: Path) -> None:
-    doc = (Path(__file__).parent.parent / "docs" / "FORMAT.md").read_text()
-    marker = doc.index("<!-- snippet: decrypt.py")
-    start = doc.index("```python\n", marker) + len("```python\n")
-    code = doc[start:doc.index("```", start)]
-    assert len(code.strip().splitlines()) <= 15
-    (tmp_path / "decrypt.py").write_text(code)
-    out = tmp_path / "out.gz"
-    subprocess.run([sys.executable, str(tmp_path / "decrypt.py"), str(VECTORS / "master.key"),
-                    str(VECTORS / "object.bin"), str(VECTORS / "object.bin.instruction"), str(out)], check=True)
-    assert out.read_bytes() == GZ
-    tampered = tmp_path / "tampered.bin"
-    tampered.write_bytes(_flip(BODY, 10))
-    proc = subprocess.run([sys.executable, str(tmp_path / "decrypt.py"), str(VECTORS / "master.key"),
-                           str(tampered), str(VECTORS / "object.bin.instruction"), str(tmp_path / "t.gz")],
-                          capture_output=True, text=True)
-    assert proc.returncode != 0 and "InvalidTag" in proc.stderr
-    assert not (tmp_path / "t.gz").exists()
-
-
-def test_format_md_worked_example_matches_vector() -> None:
-    doc = (Path(__file__).parent.parent / "docs" / "FORMAT.md").read_text()
-    wrapped = bytes.fromhex(VECTOR["wrapped_key_hex"])
-    for value in (VECTOR["master_key_hex"], VECTOR["master_key_base64"], VECTOR["key_id"],
-                  VECTOR["data_key_hex"], VECTOR["wrap_iv_hex"], wrapped[12:44].hex(), wrapped[44:].hex(),
-                  VECTOR["content_iv_hex"], VECTOR["tag_hex"], VECTOR["gzip_sha256"], VECTOR["plaintext_sha256"],
-                  VECTOR["s3_user_metadata"]["x-amz-key-v2"], VECTOR["s3_user_metadata"]["x-amz-iv"],
-                  VECTOR["ciphertext_sha256"][:8], VECTOR["ciphertext_sha256"][-7:]):
-        assert value in doc, value
-    assert f"{VECTOR['object_bytes']} bytes" in doc and f"{VECTOR['gzip_bytes']} bytes" in doc
