@@ -2,7 +2,7 @@
 
 That client implements only KMS wrapping (``kms+context``), so these tests use a KMS key on
 the local AWS over HTTP. Raw-key (``AES/GCM``) objects are covered by the vectors and the
-independent decryptor in test_format_vectors.py. Newer S3EC releases default to key-
+independent decryptor in test_format_independent.py. Newer S3EC releases default to key-
 committing suites; reading our (v2, non-committing) objects needs a commitment policy that
 allows decrypting them, as docs/FORMAT.md says.
 """
