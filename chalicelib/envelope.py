@@ -71,8 +71,16 @@ class Envelope:
         return fields
 
     def to_instruction(self) -> str:
-        """JSON of the same fields: the instruction file the SDKs read."""
-        return json.dumps(self.to_fields(), sort_keys=True)
+        """JSON of the same fields: the instruction file the SDKs read.
+
+        Without ``x-amz-unencrypted-content-length``: that is object metadata, not part of
+        the S3EC instruction-file schema, and AWS's clients reject instruction files that
+        hold it (amazon-s3-encryption-client-python 4.0: "invalid keys"). Readers get the
+        length as the body's length less the tag.
+        """
+        fields = self.to_fields()
+        fields.pop(UNENCRYPTED_LENGTH, None)
+        return json.dumps(fields, sort_keys=True)
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, str], *, name: str) -> Envelope:
