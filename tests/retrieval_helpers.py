@@ -12,7 +12,6 @@ from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from chalicelib import cli, codec, layout
-from chalicelib.commands.seal import instruction_text
 from chalicelib.envelope import Envelope
 from chalicelib.keyring import Keyring, MasterKey
 
@@ -54,7 +53,7 @@ def put_archive(s3, bucket: str, key: str, data: bytes, ring: Keyring, *, instru
     """Seal ``data`` and store it under ``key``; returns the ciphertext."""
     body, env = seal_bytes(data, ring)
     if instruction:
-        s3.put_object(Bucket=bucket, Key=key + ".instruction", Body=instruction_text(env).encode(),
+        s3.put_object(Bucket=bucket, Key=key + ".instruction", Body=env.to_instruction().encode(),
                       Metadata={"x-amz-crypto-instr-file": ""})
         s3.put_object(Bucket=bucket, Key=key, Body=body,
                       Metadata={"x-amz-unencrypted-content-length": str(env.unencrypted_length)})

@@ -9,7 +9,6 @@ authentication tag verified.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -52,17 +51,6 @@ def _keyring(args: argparse.Namespace, *, kms_key_id: str | None = None) -> Keyr
     )
 
 
-def instruction_text(env: Envelope) -> str:
-    """The instruction file as the AWS SDKs write it.
-
-    ``x-amz-unencrypted-content-length`` stays out: the SDKs keep it in object metadata, and
-    the AWS S3 Encryption Client for Python rejects instruction files holding any other key.
-    """
-    fields = env.to_fields()
-    fields.pop(envelope.UNENCRYPTED_LENGTH, None)
-    return json.dumps(fields, sort_keys=True)
-
-
 def _part_beside(path: str) -> PartFile:
     directory = os.path.dirname(os.path.abspath(path))
     partfile.sweep(directory)  # what a killed earlier run left here
@@ -83,7 +71,7 @@ def run_seal(args: argparse.Namespace) -> int:
     try:
         with _part_beside(args.output) as body, _part_beside(args.output) as instr:
             result = codec.seal(src, body.file, ring)
-            instr.write(instruction_text(result.envelope).encode())
+            instr.write(result.envelope.to_instruction().encode())
             # The envelope first: an OUT without its instruction file would be unreadable.
             instr.commit(args.output + envelope.INSTRUCTION_SUFFIX)
             body.commit(args.output)
