@@ -12,8 +12,6 @@ from .batch import handle_batch
 from .lease import Leases
 from .worker import Worker
 
-SCHEDULER_RESERVE_MS = 30_000  # stop listing/sending with this much time left
-
 
 def run_scheduler(context: Any, settings: Settings | None = None) -> dict:
     settings = settings or Settings.from_env()
@@ -22,7 +20,7 @@ def run_scheduler(context: Any, settings: Settings | None = None) -> dict:
         leases = Leases(aws.client("dynamodb"), settings.idempotency_table, settings.schedule_lease_seconds)
 
     def keep_going() -> bool:
-        return context is None or context.get_remaining_time_in_millis() > SCHEDULER_RESERVE_MS
+        return context is None or context.get_remaining_time_in_millis() > settings.worker_reserve_ms
 
     report = scheduler.run(
         settings, scheduler.SqsSender(aws.client("sqs"), settings.work_queue_url),

@@ -2,7 +2,7 @@
 
 An overlapping or repeated scheduler run must not fan the same staged version out twice:
 before sending a work item the scheduler takes a lease ``archive-schedule#<bucket>/<key>#<etag>``
-with a conditional put (``attribute_not_exists(id) OR expiration < now``). The table has
+with a conditional put (``attribute_not_exists(id) OR expiration <= now``). The table has
 Powertools Idempotency's schema (partition key ``id``, TTL attribute ``expiration``), so one
 table serves both. A lease is never released on success: the staged object is gone by then.
 If a message dies in the DLQ, the lease expires and a later run sends the object again.
@@ -37,7 +37,7 @@ class Leases:
             self.ddb.put_item(
                 TableName=self.table,
                 Item={"id": {"S": lease_id(job)}, "expiration": {"N": str(now + self.seconds)}},
-                ConditionExpression="attribute_not_exists(id) OR expiration < :now",
+                ConditionExpression="attribute_not_exists(id) OR expiration <= :now",
                 ExpressionAttributeValues={":now": {"N": str(now)}},
             )
         except ClientError as exc:
