@@ -166,6 +166,10 @@ def deliver(client: Any, queue_url: str, *, rounds: int = 1) -> int:
         while True:
             msgs = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10,
                                        VisibilityTimeout=300).get("Messages", [])
+            for m in msgs:
+                if m["MessageId"] in seen:  # its redelivery belongs to the next round
+                    sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"],
+                                                  VisibilityTimeout=0)
             msgs = [m for m in msgs if m["MessageId"] not in seen]
             if not msgs:
                 break
