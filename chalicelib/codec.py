@@ -106,24 +106,21 @@ class _Gunzip:
 
     def __init__(self) -> None:
         self._d = isal_zlib.decompressobj(GUNZIP_WBITS)
-        self._in_member = False  # bytes of an unfinished member were fed
 
     def feed(self, data: bytes) -> bytes:
         out = []
         while data:
-            self._in_member = True
             out.append(self._d.decompress(data))
             if self._d.eof:
                 data = self._d.unused_data
                 self._d = isal_zlib.decompressobj(GUNZIP_WBITS)
-                self._in_member = False
             else:
                 data = b""
         return b"".join(out)
 
     def close(self, name: str) -> bytes:
         tail = self._d.flush()
-        if not self._d.eof and (tail or self._d.unconsumed_tail or self._in_member):
+        if not self._d.eof and (tail or self._d.unconsumed_tail):
             raise IntegrityError(f"{name}: gzip stream is truncated")
         return tail
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -25,7 +25,7 @@ from typing import Any, BinaryIO
 from isal import isal_zlib
 
 from .. import aws
-from ..codec import CHUNK, _Gunzip, seal
+from ..codec import CHUNK, GUNZIP_WBITS, seal
 from ..dockerlog import TimeSpan
 from ..errors import IntegrityError, LogarchiveError
 from ..keyring import Keyring
@@ -38,7 +38,6 @@ from .replication import mark_pending, replicate_file, replicate_object
 from .staged import StagedMeta
 
 log = logging.getLogger(__name__)
-GZIP_FEED = 64 * 1024  # compressed bytes per gunzip step: caps one step's output (zip bombs)
 MAX_VARIANTS = 100
 
 
@@ -64,6 +63,34 @@ class Outcome:
 
 class BadStagedObject(LogarchiveError):
     """The staged object cannot be archived as it is: it goes to quarantine."""
+
+
+def gunzip(chunks: Iterable[bytes], name: str) -> Iterator[bytes]:
+    """Streaming gunzip of concatenated members (``gzip -d``), output bounded per step.
+
+    Not ``codec._Gunzip``: that class is private and its interface is being reworked on
+    another branch; switch to it once it is public.
+    """
+    d = isal_zlib.decompressobj(GUNZIP_WBITS)
+    fed = False  # the current member has seen input
+    for chunk in chunks:
+        data = chunk
+        while data:
+            if d.eof:
+                d = isal_zlib.decompressobj(GUNZIP_WBITS)
+            fed = True
+            out = d.decompress(data, CHUNK)
+            if out:
+                yield out
+            data = d.unused_data if d.eof else d.unconsumed_tail
+            while not data and not d.eof and len(out) == CHUNK:  # output still inside
+                out = d.decompress(b"", CHUNK)
+                if out:
+                    yield out
+                if d.eof:
+                    data = d.unused_data
+    if fed and not d.eof:
+        raise IntegrityError(f"{name}: gzip stream is truncated")
 
 
 def fmt_time(t: datetime) -> str:
@@ -187,20 +214,16 @@ class Worker:
     @staticmethod
     def _plain_blocks(body: Any, encoding: str, digest: Any, name: str) -> Iterator[bytes]:
         """Staged bytes (hashed as they lie) → raw log bytes."""
-        gunzip = _Gunzip() if encoding == "gzip" else None
-        for chunk in body.iter_chunks(CHUNK):
-            digest.update(chunk)
-            if gunzip is None:
+
+        def staged() -> Iterator[bytes]:
+            for chunk in body.iter_chunks(CHUNK):
+                digest.update(chunk)
                 yield chunk
-                continue
-            for i in range(0, len(chunk), GZIP_FEED):
-                out = gunzip.feed(chunk[i:i + GZIP_FEED])
-                if out:
-                    yield out
-        if gunzip is not None:
-            tail = gunzip.close(name)
-            if tail:
-                yield tail
+
+        if encoding == "gzip":
+            yield from gunzip(staged(), name)
+        else:
+            yield from staged()
 
     @staticmethod
     def _compare(meta: StagedMeta, span: TimeSpan) -> list[str]:

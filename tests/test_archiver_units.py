@@ -1,5 +1,5 @@
-"""dockerlog.TimeSpan's block scanner (used by the worker for key times) against the per-line
-definition (``line_time`` of each line), for any block size."""
+"""Units of the archiver: dockerlog.TimeSpan's block scanner (key times) against the per-line
+definition (``line_time`` of each line), for any block size; the worker's streaming gunzip."""
 
 from __future__ import annotations
 
@@ -37,3 +37,20 @@ def test_block_scan_equals_per_line(name, block):
         span.feed(data[i:i + block])
     span.close()
     assert (span.first, span.last, span.lines, span.untimed_lines) == per_line(data)
+
+
+def test_gunzip_members_bounds_and_truncation():
+    import gzip
+
+    from chalicelib.archiver.worker import gunzip
+    from chalicelib.codec import CHUNK
+    from chalicelib.errors import IntegrityError
+
+    a, b = docker_lines(100, seed=1), b"\0" * (8 * CHUNK)  # the second member: ratio ~1000x
+    blob = gzip.compress(a) + gzip.compress(b)
+    for step in (1, 1000, len(blob)):
+        pieces = list(gunzip((blob[i:i + step] for i in range(0, len(blob), step)), "x"))
+        assert b"".join(pieces) == a + b
+        assert max(map(len, pieces)) <= CHUNK
+    with pytest.raises(IntegrityError):
+        list(gunzip([blob[:-5]], "x"))
