@@ -107,7 +107,7 @@ def child_worker(endpoint: str, staging: str, key: str, archive: str, replicate:
     outcome = worker.archive(Job(staging, key, head["ETag"], head["ContentLength"]))
     seconds = time.perf_counter() - t0
     return {"seconds": seconds, "status": outcome.status.value, "bytes_in": outcome.bytes_in,
-            "bytes_out": outcome.bytes_out, "rss_mb": peak_rss_mb()}
+            "bytes_out": outcome.bytes_out, "rss_mb": peak_rss_mb(), "phases": outcome.seconds}
 
 
 def run_child(*args: str) -> dict:
@@ -169,6 +169,7 @@ def main() -> int:
                 print(f"{label}: {size / 1e6 / r['seconds']:.1f} MB/s "
                       f"({r['seconds']:.1f}s; {seal_r['seconds'] / r['seconds']:.2f} of seal's speed), "
                       f"peak RSS {r['rss_mb']:.0f} MB", flush=True)
+                print("    phases: " + ", ".join(f"{k} {v:.1f}s" for k, v in r["phases"].items()), flush=True)
                 # the next run archives the same bytes again: clear the key it would collide with
                 for v in s3.list_object_versions(Bucket=buckets.archive).get("Versions", []):
                     s3.delete_object(Bucket=buckets.archive, Key=v["Key"], VersionId=v["VersionId"])

@@ -53,7 +53,7 @@ class Settings:
     schedule_lease_seconds: int = 10800  # a scheduled staged object is not re-sent for this long
     worker_reserve_ms: int = 20000  # stop taking records when less than this (+ size estimate) remains
     worker_min_mb_per_s: float = 20.0  # pessimistic per-object throughput for that estimate
-    part_size_mb: int = 64  # multipart part size of archive uploads (S3 minimum 5)
+    part_size_mb: int = 16  # multipart part size of archive uploads (S3 minimum 5), 4 in flight
     replication_pending_seconds: int = 21600  # s3-replication: PENDING longer than this is re-driven
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -79,7 +79,7 @@ class Settings:
             schedule_lease_seconds=int(_int("LOGARCHIVE_SCHEDULE_LEASE_SECONDS", 10800)),
             worker_reserve_ms=int(_int("LOGARCHIVE_WORKER_RESERVE_MS", 20000)),
             worker_min_mb_per_s=_int("LOGARCHIVE_WORKER_MIN_MB_PER_S", 20.0),
-            part_size_mb=int(_int("LOGARCHIVE_PART_SIZE_MB", 64)),
+            part_size_mb=int(_int("LOGARCHIVE_PART_SIZE_MB", 16)),
             replication_pending_seconds=int(_int("LOGARCHIVE_REPLICATION_PENDING_SECONDS", 21600)),
         )
 

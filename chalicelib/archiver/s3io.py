@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO
 
@@ -23,6 +24,7 @@ from ..errors import LogarchiveError
 
 log = logging.getLogger(__name__)
 MIN_PART = 5 * 1024 * 1024
+UPLOAD_THREADS = 4
 
 
 class VerifyError(LogarchiveError):
@@ -76,8 +78,25 @@ def abort_uploads(
         kwargs["UploadIdMarker"] = page.get("NextUploadIdMarker", "")
 
 
-def _read_part(fh: BinaryIO, size: int) -> bytes:
-    return fh.read(size)
+def _upload_parts(
+    s3: Any, bucket: str, key: str, upload_id: str, fd: int, size: int, part_size: int
+) -> list[dict]:
+    """Parts in parallel (network-bound), at most ``UPLOAD_THREADS`` part buffers in memory."""
+
+    def one(number: int) -> dict:
+        block = os.pread(fd, part_size, (number - 1) * part_size)
+        resp = s3.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=block)
+        return {"ETag": resp["ETag"], "PartNumber": number}
+
+    numbers = range(1, (size + part_size - 1) // part_size + 1)
+    with ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="upload-part") as pool:
+        futures = [pool.submit(one, n) for n in numbers]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
 
 
 def create_once(
@@ -106,15 +125,7 @@ def create_once(
     abort_uploads(s3, bucket, key)
     upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key, **extra)["UploadId"]
     try:
-        parts = []
-        number = 1
-        while True:
-            block = _read_part(fh, part_size)
-            if not block:
-                break
-            resp = s3.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=block)
-            parts.append({"ETag": resp["ETag"], "PartNumber": number})
-            number += 1
+        parts = _upload_parts(s3, bucket, key, upload_id, fh.fileno(), size, part_size)
         s3.complete_multipart_upload(
             Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}, IfNoneMatch="*"
         )
