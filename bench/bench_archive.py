@@ -110,6 +110,35 @@ def child_worker(endpoint: str, staging: str, key: str, archive: str, replicate:
             "bytes_out": outcome.bytes_out, "rss_mb": peak_rss_mb(), "phases": outcome.seconds}
 
 
+def bench_fanout(s3, buckets, n: int) -> None:
+    """The scheduler Lambda's work: list, lease (DynamoDB), send (SQS batches of 10)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import boto3
+
+    from chalicelib import aws
+    from chalicelib.archiver import scheduler
+    from chalicelib.archiver.lease import Leases
+    from chalicelib.settings import Settings
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda i: s3.put_object(Bucket=buckets.staging, Key=f"fan/{i:06d}", Body=b"x"), range(n)))
+    ddb, sqs = boto3.client("dynamodb"), boto3.client("sqs")
+    ddb.create_table(TableName="bench-idem", KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                     AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+                     BillingMode="PAY_PER_REQUEST")
+    url = sqs.create_queue(QueueName="bench-work")["QueueUrl"]
+    settings = Settings(stack="bench", staging_bucket=buckets.staging, staging_prefix="fan/",
+                        archive_bucket=buckets.archive)
+    t0 = time.perf_counter()
+    report = scheduler.run(settings, scheduler.SqsSender(aws.client("sqs"), url), s3=aws.client("s3"),
+                           leases=Leases(aws.client("dynamodb"), "bench-idem", 3600))
+    seconds = time.perf_counter() - t0
+    assert report.scheduled == n, report
+    print(f"scheduler: {n} staged objects listed, leased and sent in {seconds:.1f}s "
+          f"({n / seconds:.0f} objects/s; 10,000 would take {10_000 / (n / seconds):.0f}s)", flush=True)
+
+
 def run_child(*args: str) -> dict:
     out = subprocess.run([sys.executable, __file__, "--child", *args], check=True, capture_output=True,
                          text=True)
@@ -120,6 +149,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--mb", type=int, default=500, help="staged object size in MB (default 500)")
     p.add_argument("--replicate", action="store_true", help="also time direct replication to one bucket")
+    p.add_argument("--fanout", type=int, default=1000,
+                   help="also time the scheduler over this many staged objects (0: skip)")
     p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
@@ -173,6 +204,8 @@ def main() -> int:
                 # the next run archives the same bytes again: clear the key it would collide with
                 for v in s3.list_object_versions(Bucket=buckets.archive).get("Versions", []):
                     s3.delete_object(Bucket=buckets.archive, Key=v["Key"], VersionId=v["VersionId"])
+            if args.fanout:
+                bench_fanout(s3, buckets, args.fanout)
     return 0
 
 
