@@ -171,15 +171,18 @@ class Worker:
             # identity: the staged bytes are the log bytes, whose sha256 seal computes anyway
             staged_digest = hashlib.sha256() if meta.encoding == "gzip" else None
             span = TimeSpan()
+            got = [0]  # staged bytes read
             try:
                 sealed = seal(
-                    self._plain_blocks(resp["Body"], meta.encoding, staged_digest, job.name),
+                    self._plain_blocks(resp["Body"], meta.encoding, staged_digest, job.name, got),
                     fh, self.keyring, on_plaintext=span.feed,
                 )
             except (isal_zlib.error, IntegrityError) as exc:
                 raise BadStagedObject(f"gzip stream is damaged ({_ascii(str(exc), 80)})") from None
             span.close()
             clock.lap("read+seal")
+            if got[0] != job.size:  # a short read is a transport fault: retry, do not judge the bytes
+                raise LogarchiveError(f"{job.name}: read {got[0]} of {job.size} bytes")
             staged_sha = staged_digest.hexdigest() if staged_digest else sealed.plaintext_sha256
             if meta.sha256 is None:
                 warnings.append("no logarchive-sha256: bytes archived unverified")
@@ -232,11 +235,14 @@ class Worker:
         )
 
     @staticmethod
-    def _plain_blocks(body: Any, encoding: str, digest: Any | None, name: str) -> Iterator[bytes]:
+    def _plain_blocks(
+        body: Any, encoding: str, digest: Any | None, name: str, got: list[int]
+    ) -> Iterator[bytes]:
         """Staged bytes (hashed as they lie) → raw log bytes."""
 
         def staged() -> Iterator[bytes]:
             for chunk in read_ahead(body.iter_chunks(CHUNK)):
+                got[0] += len(chunk)
                 if digest is not None:
                     digest.update(chunk)
                 yield chunk
