@@ -244,3 +244,27 @@ def test_missing_optional_metadata_still_archives(buckets, env, client):
     assert_converged(buckets, env["keyring"], staged, destinations=(buckets.customer,))
     key = next(iter(archived(s3, buckets.archive, env["keyring"])))
     assert decrypt(s3, buckets.customer, key, env["keyring"]) == data
+
+
+def test_staged_key_overwritten_after_listing(buckets, env, client):
+    """Versioned staging: the listed version is archived by version id, the new one next run."""
+    s3 = boto3.client("s3")
+    old = stage(s3, buckets.staging, "same", docker_lines(10, seed=1), segment=1)
+    run_scheduler(client)
+    new = stage(s3, buckets.staging, "same", docker_lines(12, seed=2), segment=2)
+    assert old.key == new.key
+    deliver(client, env["queue_url"])
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=buckets.staging)["Contents"]] == [new.key]
+    run_scheduler(client)
+    deliver(client, env["queue_url"])
+    assert_converged(buckets, env["keyring"], [old, new], destinations=(buckets.customer,))
+
+
+def test_scheduler_sweeps_abandoned_uploads(buckets, env, client):
+    """moto dates every upload 2010-11-10, so any upload counts as older than a day here."""
+    s3 = boto3.client("s3")
+    for bucket in (buckets.archive, buckets.customer):
+        s3.create_multipart_upload(Bucket=bucket, Key="teststack/shareable/v3/orphan")
+    assert run_scheduler(client)["aborted_uploads"] == 2
+    assert not s3.list_multipart_uploads(Bucket=buckets.archive).get("Uploads")
+    assert not s3.list_multipart_uploads(Bucket=buckets.customer).get("Uploads")

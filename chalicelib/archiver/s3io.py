@@ -163,6 +163,15 @@ def verify_archive(head: Mapping[str, Any], *, name: str, sha256: str, raw_bytes
         raise VerifyError(f"{name}: logarchive-bytes {meta.get('logarchive-bytes')} != {raw_bytes}")
 
 
+def find_version(s3: Any, bucket: str, key: str, etag: str) -> str | None:
+    """The version id of ``key`` whose ETag is ``etag`` (versioned buckets), if any."""
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=key):
+        for v in page.get("Versions", []):
+            if v["Key"] == key and v["ETag"] == etag and v.get("VersionId") not in (None, "null"):
+                return v["VersionId"]
+    return None
+
+
 def delete_exact(s3: Any, bucket: str, key: str, *, version_id: str | None, etag: str) -> None:
     """Delete the archived version only (by version id; by ETag where unversioned)."""
     if version_id and version_id != "null":

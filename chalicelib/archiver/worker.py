@@ -141,7 +141,12 @@ class Worker:
             if s3io.is_missing(exc):
                 return Outcome(Status.GONE, job)
             if s3io.is_precondition_failed(exc):
-                return Outcome(Status.SUPERSEDED, job)
+                # Overwritten since it was listed. In a versioned bucket the listed bytes are
+                # still there as a noncurrent version: archive that one, by version id.
+                version_id = s3io.find_version(s3, job.bucket, job.key, job.etag)
+                if version_id is None:
+                    return Outcome(Status.SUPERSEDED, job)
+                return self.archive(replace(job, version_id=version_id))
             raise
         version_id = resp.get("VersionId") or job.version_id
         etag = resp.get("ETag", job.etag)
