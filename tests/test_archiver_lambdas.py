@@ -268,3 +268,20 @@ def test_scheduler_sweeps_abandoned_uploads(buckets, env, client):
     assert run_scheduler(client)["aborted_uploads"] == 2
     assert not s3.list_multipart_uploads(Bucket=buckets.archive).get("Uploads")
     assert not s3.list_multipart_uploads(Bucket=buckets.customer).get("Uploads")
+
+
+def test_kms_wrapped_archives(buckets, env, client, monkeypatch):
+    from chalicelib.keyring import Keyring, kms_key_component
+
+    kms_key = boto3.client("kms").create_key()["KeyMetadata"]["Arn"]
+    monkeypatch.setenv("LOGARCHIVE_KMS_KEY_ID", kms_key)
+    monkeypatch.delenv("LOGARCHIVE_KEYS")
+    s3 = boto3.client("s3")
+    staged = [stage(s3, buckets.staging, "k", docker_lines(25, seed=3), segment=1)]
+    run_scheduler(client)
+    deliver(client, env["queue_url"])
+    ring = Keyring(kms_key_id=kms_key)
+    assert_converged(buckets, ring, staged, destinations=(buckets.customer,))
+    key = next(iter(archived(s3, buckets.archive, ring)))
+    assert layout.parse(key).key_id == kms_key_component(kms_key)
+    assert s3.head_object(Bucket=buckets.archive, Key=key)["Metadata"]["x-amz-wrap-alg"] == "kms+context"
