@@ -159,8 +159,9 @@ def test_remaining_time_defers_rest_of_batch(buckets, env, client, monkeypatch):
     assert len(s3.list_objects_v2(Bucket=buckets.staging)["Contents"]) == 2
 
 
-def test_remaining_time_stops_mid_batch(buckets, env):
+def test_remaining_time_stops_mid_batch(buckets, env, monkeypatch):
     """A clock that runs out after the first record: the first is archived, the rest deferred."""
+    monkeypatch.setenv("LOGARCHIVE_WORKER_RESERVE_MS", "100")
     from chalice.local import LambdaContext
 
     from app import app
