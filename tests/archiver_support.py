@@ -89,12 +89,17 @@ class Staged:
 
 
 def stage(s3: Any, bucket: str, name: str, data: bytes, *, segment: int = 1, cid: str | None = None,
-          encoding: str = "identity", body: bytes | None = None, **overrides: str) -> Staged:
+          encoding: str = "identity", body: bytes | None = None, key: str | None = None,
+          **overrides: str) -> Staged:
+    """Stage like the shipper: its key layout (docs/ARCHITECTURE.md) unless ``key`` is given."""
     cid = cid or hashlib.sha256(name.encode()).hexdigest()
     if body is None:
         body = gzip.compress(data) if encoding == "gzip" else data
     meta = contract_metadata(data, cid=cid, segment=segment, encoding=encoding, staged=body, **overrides)
-    key = f"{STAGING_PREFIX}{cid[:12]}/{name}"
+    if key is None:
+        sha = hashlib.sha256(body).hexdigest()
+        key = f"{STAGING_PREFIX}teststack/host-1/{cid}/{segment:08d}-{sha[:16]}.log"
+        key += ".gz" if encoding == "gzip" else ""
     s3.put_object(Bucket=bucket, Key=key, Body=body, Metadata=meta)
     return Staged(key, data)
 

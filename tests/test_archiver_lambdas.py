@@ -250,9 +250,9 @@ def test_missing_optional_metadata_still_archives(buckets, env, client):
 def test_staged_key_overwritten_after_listing(buckets, env, client):
     """Versioned staging: the listed version is archived by version id, the new one next run."""
     s3 = boto3.client("s3")
-    old = stage(s3, buckets.staging, "same", docker_lines(10, seed=1), segment=1)
+    old = stage(s3, buckets.staging, "same", docker_lines(10, seed=1), segment=1, key="staged/same")
     run_scheduler(client)
-    new = stage(s3, buckets.staging, "same", docker_lines(12, seed=2), segment=2)
+    new = stage(s3, buckets.staging, "same", docker_lines(12, seed=2), segment=2, key="staged/same")
     assert old.key == new.key
     deliver(client, env["queue_url"])
     assert [o["Key"] for o in s3.list_objects_v2(Bucket=buckets.staging)["Contents"]] == [new.key]

@@ -259,11 +259,14 @@ class Worker:
 
     @staticmethod
     def _compare(meta: StagedMeta, span: TimeSpan) -> list[str]:
+        """The shipper states the first and last *timed line*'s times; the key uses the earliest
+        and latest (the same for in-order logs, and safe for time filters when a line is out of
+        order). A stated time outside [earliest, latest] contradicts the bytes."""
         out = []
-        if meta.first_time and meta.first_time != span.first:
-            out.append(f"metadata first-time {fmt_time(meta.first_time)} != lines' {fmt_time(span.first)}")
-        if meta.last_time and meta.last_time != span.last:
-            out.append(f"metadata last-time {fmt_time(meta.last_time)} != lines' {fmt_time(span.last)}")
+        lo, hi = span.first, span.last
+        for label, t in (("first-time", meta.first_time), ("last-time", meta.last_time)):
+            if t is not None and lo is not None and hi is not None and not lo <= t <= hi:
+                out.append(f"metadata {label} {fmt_time(t)} outside lines' {fmt_time(lo)}..{fmt_time(hi)}")
         if meta.lines is not None and meta.lines != span.lines:
             out.append(f"metadata lines {meta.lines} != {span.lines}")
         return out
