@@ -42,7 +42,7 @@ def test_block_scan_equals_per_line(name, block):
 def test_gunzip_members_bounds_and_truncation():
     import gzip
 
-    from chalicelib.archiver.worker import gunzip
+    from chalicelib.archiver.gunzip import gunzip
     from chalicelib.codec import CHUNK
     from chalicelib.errors import IntegrityError
 

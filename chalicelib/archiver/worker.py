@@ -17,7 +17,7 @@ import hashlib
 import logging
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -26,13 +26,14 @@ from typing import Any, BinaryIO
 from isal import isal_zlib
 
 from .. import aws
-from ..codec import CHUNK, GUNZIP_WBITS, seal
+from ..codec import CHUNK, seal
 from ..dockerlog import TimeSpan
 from ..errors import IntegrityError, LogarchiveError
 from ..keyring import Keyring
 from ..layout import ArchiveKey
 from ..settings import Settings
 from . import s3io
+from .gunzip import gunzip
 from .messages import Job
 from .prefetch import read_ahead
 from .quarantine import quarantine
@@ -77,34 +78,6 @@ class _Phases:
 
 class BadStagedObject(LogarchiveError):
     """The staged object cannot be archived as it is: it goes to quarantine."""
-
-
-def gunzip(chunks: Iterable[bytes], name: str) -> Iterator[bytes]:
-    """Streaming gunzip of concatenated members (``gzip -d``), output bounded per step.
-
-    Not ``codec._Gunzip``: that class is private and its interface is being reworked on
-    another branch; switch to it once it is public.
-    """
-    d = isal_zlib.decompressobj(GUNZIP_WBITS)
-    fed = False  # the current member has seen input
-    for chunk in chunks:
-        data = chunk
-        while data:
-            if d.eof:
-                d = isal_zlib.decompressobj(GUNZIP_WBITS)
-            fed = True
-            out = d.decompress(data, CHUNK)
-            if out:
-                yield out
-            data = d.unused_data if d.eof else d.unconsumed_tail
-            while not data and not d.eof and len(out) == CHUNK:  # output still inside
-                out = d.decompress(b"", CHUNK)
-                if out:
-                    yield out
-                if d.eof:
-                    data = d.unused_data
-    if fed and not d.eof:
-        raise IntegrityError(f"{name}: gzip stream is truncated")
 
 
 def fmt_time(t: datetime) -> str:
