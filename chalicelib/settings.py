@@ -17,6 +17,16 @@ def _env(name: str, default: str = "") -> str:
     return os.environ.get(name, default).strip()
 
 
+def _int(name: str, default: float) -> float:
+    text = _env(name)
+    if not text:
+        return default
+    try:
+        return float(text)
+    except ValueError:
+        raise LogarchiveError(f"${name} must be a number, not {text!r}") from None
+
+
 def _list(name: str) -> tuple[str, ...]:
     return tuple(x for x in (p.strip() for p in _env(name).split(",")) if x)
 
@@ -39,6 +49,12 @@ class Settings:
     kms_key_id: str = ""
     keys_secret: str = ""  # Secrets Manager secret holding base64 keys, one a line
     keys_parameter: str = ""  # SSM SecureString parameter holding the same
+    # archiver tuning (issue 4)
+    schedule_lease_seconds: int = 10800  # a scheduled staged object is not re-sent for this long
+    worker_reserve_ms: int = 20000  # stop taking records when less than this (+ size estimate) remains
+    worker_min_mb_per_s: float = 20.0  # pessimistic per-object throughput for that estimate
+    part_size_mb: int = 16  # multipart part size of archive uploads (S3 minimum 5), 4 in flight
+    replication_pending_seconds: int = 21600  # s3-replication: PENDING longer than this is re-driven
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -60,6 +76,11 @@ class Settings:
             kms_key_id=_env("LOGARCHIVE_KMS_KEY_ID"),
             keys_secret=_env("LOGARCHIVE_KEYS_SECRET"),
             keys_parameter=_env("LOGARCHIVE_KEYS_PARAMETER"),
+            schedule_lease_seconds=int(_int("LOGARCHIVE_SCHEDULE_LEASE_SECONDS", 10800)),
+            worker_reserve_ms=int(_int("LOGARCHIVE_WORKER_RESERVE_MS", 20000)),
+            worker_min_mb_per_s=_int("LOGARCHIVE_WORKER_MIN_MB_PER_S", 20.0),
+            part_size_mb=int(_int("LOGARCHIVE_PART_SIZE_MB", 16)),
+            replication_pending_seconds=int(_int("LOGARCHIVE_REPLICATION_PENDING_SECONDS", 21600)),
         )
 
     def keyring(self) -> Keyring:

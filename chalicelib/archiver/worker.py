@@ -1,0 +1,289 @@
+"""The worker: one staged segment in, one verified archive object (per destination) out.
+
+Per work item:
+  GET the staged version → (gunzip if ``logarchive-encoding: gzip``) → ``codec.seal`` into a
+  temporary file (bounded memory; the envelope is complete only at the end, and S3 metadata is
+  fixed at upload) → conditional create of the v3 key in the archive bucket → HEAD-verify →
+  ``direct`` mode: the same bytes and metadata to every ``replicate_to`` bucket, verified;
+  ``s3-replication`` mode: a marker for the scheduler's replication check → delete exactly the
+  staged version that was archived. Bad input is quarantined, never dropped, never retried forever.
+
+Exactly once: see ``chalicelib/archiver/__init__.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, BinaryIO
+
+from isal import isal_zlib
+
+from .. import aws
+from ..codec import CHUNK, seal
+from ..dockerlog import TimeSpan
+from ..errors import IntegrityError, LogarchiveError
+from ..keyring import Keyring
+from ..layout import ArchiveKey
+from ..settings import Settings
+from . import s3io
+from .gunzip import gunzip
+from .messages import Job
+from .prefetch import read_ahead
+from .quarantine import quarantine
+from .replication import mark_pending, replicate_file, replicate_object
+from .staged import StagedMeta
+
+log = logging.getLogger(__name__)
+MAX_VARIANTS = 100
+
+
+class Status(StrEnum):
+    ARCHIVED = "archived"  # this run created the archive object
+    ALREADY_ARCHIVED = "already-archived"  # an earlier (crashed or duplicate) run had created it
+    GONE = "gone"  # the staged version no longer exists: someone finished it
+    SUPERSEDED = "superseded"  # the staged key now holds other bytes; that version gets its own item
+    QUARANTINED = "quarantined"
+
+
+@dataclass
+class Outcome:
+    status: Status
+    job: Job
+    archive_key: str | None = None
+    bytes_in: int = 0  # raw log bytes
+    bytes_out: int = 0  # archive object bytes (per copy)
+    lag_seconds: float | None = None  # last log line -> archived
+    reason: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)  # per phase: read+seal, upload, copies, delete
+
+
+class _Phases:
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = now - self._t
+        self._t = now
+
+
+class BadStagedObject(LogarchiveError):
+    """The staged object cannot be archived as it is: it goes to quarantine."""
+
+
+def fmt_time(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _ascii(text: str, limit: int = 256) -> str:
+    return text.encode("ascii", "replace").decode()[:limit]
+
+
+class Worker:
+    def __init__(self, settings: Settings, keyring: Keyring, *, s3: Any = None, tmpdir: str | None = None):
+        self.settings = settings
+        self.keyring = keyring
+        self.s3 = s3 if s3 is not None else aws.client("s3")
+        self.tmpdir = tmpdir
+        self.part_size = settings.part_size_mb * 1024 * 1024
+
+    def needed_ms(self, size: int) -> float:
+        """A pessimistic time budget for one object: reserve + size at the minimum throughput."""
+        return self.settings.worker_reserve_ms + size / (self.settings.worker_min_mb_per_s * 1e6) * 1000
+
+    # -- one work item --------------------------------------------------------------------
+    def archive(self, job: Job) -> Outcome:
+        s3 = self.s3
+        get: dict[str, Any] = {"Bucket": job.bucket, "Key": job.key}
+        if job.version_id:
+            get["VersionId"] = job.version_id
+        else:
+            get["IfMatch"] = job.etag
+        try:
+            resp = s3.get_object(**get)
+        except Exception as exc:
+            if s3io.is_missing(exc):
+                return Outcome(Status.GONE, job)
+            if s3io.is_precondition_failed(exc):
+                # Overwritten since it was listed. In a versioned bucket the listed bytes are
+                # still there as a noncurrent version: archive that one, by version id.
+                version_id = s3io.find_version(s3, job.bucket, job.key, job.etag)
+                if version_id is None:
+                    return Outcome(Status.SUPERSEDED, job)
+                return self.archive(replace(job, version_id=version_id))
+            raise
+        version_id = resp.get("VersionId") or job.version_id
+        etag = resp.get("ETag", job.etag)
+        exact = replace(job, etag=etag, version_id=version_id, size=resp.get("ContentLength", job.size))
+        raw_meta = resp.get("Metadata", {})
+        try:
+            return self._archive_body(exact, resp, raw_meta)
+        except BadStagedObject as exc:
+            resp["Body"].close()
+            dest = quarantine(s3, exact, raw_meta, str(exc))
+            return Outcome(Status.QUARANTINED, exact, archive_key=dest, reason=str(exc))
+
+    def _archive_body(self, job: Job, resp: dict, raw_meta: dict[str, str]) -> Outcome:
+        meta = StagedMeta.parse(raw_meta)
+        if meta.problem:
+            raise BadStagedObject(f"bad metadata: {meta.problem}")
+        if resp.get("ContentLength", 0) == 0:
+            raise BadStagedObject("empty object (zero bytes)")
+        stack = self.settings.stack or meta.stack
+        if self.settings.stack and meta.stack and meta.stack != self.settings.stack:
+            raise BadStagedObject(f"staged for stack {meta.stack!r}, not {self.settings.stack!r}")
+        if not stack:
+            raise BadStagedObject("no stack (neither logarchive-stack nor LOGARCHIVE_STACK)")
+        warnings: list[str] = []
+        clock = _Phases()
+        with tempfile.TemporaryFile(dir=self.tmpdir) as fh:
+            # identity: the staged bytes are the log bytes, whose sha256 seal computes anyway
+            staged_digest = hashlib.sha256() if meta.encoding == "gzip" else None
+            span = TimeSpan()
+            got = [0]  # staged bytes read
+            try:
+                sealed = seal(
+                    self._plain_blocks(resp["Body"], meta.encoding, staged_digest, job.name, got),
+                    fh, self.keyring, on_plaintext=span.feed,
+                )
+            except (isal_zlib.error, IntegrityError) as exc:
+                raise BadStagedObject(f"gzip stream is damaged ({_ascii(str(exc), 80)})") from None
+            span.close()
+            clock.lap("read+seal")
+            if got[0] != job.size:  # a short read is a transport fault: retry, do not judge the bytes
+                raise LogarchiveError(f"{job.name}: read {got[0]} of {job.size} bytes")
+            staged_sha = staged_digest.hexdigest() if staged_digest else sealed.plaintext_sha256
+            if meta.sha256 is None:
+                warnings.append("no logarchive-sha256: bytes archived unverified")
+            elif meta.sha256 != staged_sha:
+                raise BadStagedObject(
+                    f"sha256 mismatch: metadata {meta.sha256[:16]}…, bytes {staged_sha[:16]}…"
+                )
+            if sealed.plaintext_bytes == 0:
+                raise BadStagedObject("no log bytes after gunzip")
+            first, last = span.first, span.last
+            if first is None or last is None:
+                if meta.first_time is None or meta.last_time is None:
+                    raise BadStagedObject(f"no line has a time ({span.lines} lines) and no times in metadata")
+                first, last = meta.first_time, meta.last_time
+                warnings.append("no line has a time: key uses the staged metadata times")
+            else:
+                warnings.extend(self._compare(meta, span))
+            if span.untimed_lines:
+                warnings.append(f"{span.untimed_lines} of {span.lines} lines have no time (kept byte-exact)")
+            base = ArchiveKey(
+                stack=stack, key_id=self.keyring.encrypting_component, kind=meta.kind,
+                resource_id=meta.resource_id, service_id=meta.service_id, container_id=meta.container_id,
+                rotation=meta.segment, start=first, end=last,
+            )
+            metadata = {
+                **sealed.envelope.to_fields(),
+                "logarchive-key-id": self.keyring.encrypting_component,
+                "logarchive-first-time": fmt_time(first),
+                "logarchive-last-time": fmt_time(last),
+                "logarchive-lines": str(span.lines),
+                "logarchive-bytes": str(sealed.plaintext_bytes),
+                "logarchive-sha256": sealed.plaintext_sha256,
+                "logarchive-host": _ascii(meta.host),
+                "logarchive-container-name": _ascii(meta.container_name),
+                "logarchive-segment": str(meta.segment),
+                "logarchive-source": _ascii(job.key, 1024),
+            }
+            key, created = self._place(base, meta.segment or 0, fh, sealed.ciphertext_bytes, metadata)
+            clock.lap("upload+verify")
+            self._replicate(key, created, fh, sealed.ciphertext_bytes, metadata)
+            clock.lap("replicate")
+        for w in warnings:
+            log.warning("%s: %s", job.name, w)
+        s3io.delete_exact(self.s3, job.bucket, job.key, version_id=job.version_id, etag=job.etag)
+        clock.lap("delete")
+        return Outcome(
+            Status.ARCHIVED if created else Status.ALREADY_ARCHIVED, job, archive_key=key,
+            bytes_in=sealed.plaintext_bytes, bytes_out=sealed.ciphertext_bytes,
+            lag_seconds=(datetime.now(UTC) - last).total_seconds(), warnings=warnings, seconds=clock.laps,
+        )
+
+    @staticmethod
+    def _plain_blocks(
+        body: Any, encoding: str, digest: Any | None, name: str, got: list[int]
+    ) -> Iterator[bytes]:
+        """Staged bytes (hashed as they lie) → raw log bytes."""
+
+        def staged() -> Iterator[bytes]:
+            for chunk in read_ahead(body.iter_chunks(CHUNK)):
+                got[0] += len(chunk)
+                if digest is not None:
+                    digest.update(chunk)
+                yield chunk
+
+        if encoding == "gzip":
+            yield from gunzip(staged(), name)
+        else:
+            yield from staged()
+
+    @staticmethod
+    def _compare(meta: StagedMeta, span: TimeSpan) -> list[str]:
+        """The shipper states the first and last *timed line*'s times; the key uses the earliest
+        and latest (the same for in-order logs, and safe for time filters when a line is out of
+        order). A stated time outside [earliest, latest] contradicts the bytes."""
+        out = []
+        lo, hi = span.first, span.last
+        for label, t in (("first-time", meta.first_time), ("last-time", meta.last_time)):
+            if t is not None and lo is not None and hi is not None and not lo <= t <= hi:
+                out.append(f"metadata {label} {fmt_time(t)} outside lines' {fmt_time(lo)}..{fmt_time(hi)}")
+        if meta.lines is not None and meta.lines != span.lines:
+            out.append(f"metadata lines {meta.lines} != {span.lines}")
+        return out
+
+    # -- placing the archive object ---------------------------------------------------------
+    def _place(
+        self, base: ArchiveKey, segment: int, fh: BinaryIO, size: int, metadata: dict[str, str]
+    ) -> tuple[str, bool]:
+        """Create the archive object once; returns (key, created by this run).
+
+        The key exists already: same ``logarchive-sha256`` and byte count → it is this segment,
+        archived by an earlier attempt. Different → a genuine collision (two different segments
+        claim one segment number and the same second-precision start and end): variant ``k``
+        is segment ``N*1000+k``, tried in order, so every retry lands on the same key.
+        """
+        bucket = self.settings.archive_bucket
+        sha, nbytes = metadata["logarchive-sha256"], int(metadata["logarchive-bytes"])
+        for k in range(MAX_VARIANTS):
+            akey = base if k == 0 else replace(base, rotation=segment * 1000 + k)
+            key = akey.key()
+            meta = metadata if k == 0 else {**metadata, "logarchive-collision-of": base.key()}
+            created = s3io.create_once(
+                self.s3, bucket, key, fh, size=size, metadata=meta, part_size=self.part_size
+            )
+            head = self.s3.head_object(Bucket=bucket, Key=key)
+            existing = head.get("Metadata", {})
+            same = (existing.get("logarchive-sha256"), existing.get("logarchive-bytes")) == (sha, str(nbytes))
+            if created or same:
+                s3io.verify_archive(head, name=f"s3://{bucket}/{key}", sha256=sha, raw_bytes=nbytes)
+                return key, created
+            log.warning("s3://%s/%s holds other bytes (source %s): collision, trying variant %d",
+                        bucket, key, existing.get("logarchive-source", "?"), k + 1)
+        raise LogarchiveError(f"{base.key()}: {MAX_VARIANTS} colliding archive objects")
+
+    def _replicate(self, key: str, created: bool, fh: BinaryIO, size: int, metadata: dict[str, str]) -> None:
+        s = self.settings
+        if s.replication_mode == "s3-replication":
+            mark_pending(self.s3, s, key)
+            return
+        if not s.replicate_to:
+            return
+        if created:
+            # Our file holds exactly the archive object's bytes: copies are byte-identical.
+            replicate_file(self.s3, key, fh, size, metadata, s.replicate_to, self.part_size)
+        else:
+            # An earlier run's archive object (other data key): copy that one, not ours.
+            replicate_object(self.s3, s.archive_bucket, key, s.replicate_to, self.part_size, self.tmpdir)

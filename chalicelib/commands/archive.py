@@ -1,0 +1,135 @@
+"""``logarchive archive --once``: the Lambdas' scheduler and worker code, run locally.
+
+The scheduler lists the staging prefix and produces the same work items; they reach the same
+``handle_batch`` either in process (default) or through an SQS queue (``--queue-url``), which
+this command then drains the way Lambda's event source mapping does (delete what succeeded,
+make the rest visible again). Rounds repeat while items fail, up to ``--attempts``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import replace
+from typing import Any
+
+from .. import aws
+from ..errors import LogarchiveError
+from ..settings import Settings
+from ._common import add_endpoint_options, add_key_options, keyring_from_args
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("archive", help="archive staged log segments now (the hourly Lambdas, locally)")
+    p.add_argument("--once", action="store_true", required=True, help="one scheduler run, then its work")
+    p.add_argument("--staging", required=True, metavar="s3://BUCKET/PREFIX", help="where the shipper stages")
+    p.add_argument("--archive-bucket", required=True, metavar="NAME", help="the versioned archive bucket")
+    p.add_argument("--replicate-to", nargs="+", default=[], metavar="BUCKET", help="customer bucket(s)")
+    p.add_argument("--replication-mode", choices=("direct", "s3-replication"), default="direct")
+    p.add_argument("--stack", default=os.environ.get("LOGARCHIVE_STACK", ""), help="stack in archive keys")
+    p.add_argument("--queue-url", help="hand work over through this SQS queue instead of in process")
+    p.add_argument("--table", help="idempotency table for the scheduler's in-flight leases")
+    p.add_argument("--attempts", type=int, default=3, help="deliveries of a failing item (default 3)")
+    add_key_options(p, encrypt=True)
+    add_endpoint_options(p)
+    p.set_defaults(func=run)
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    if not url.startswith("s3://") or len(url) <= 5:
+        raise LogarchiveError(f"--staging {url!r}: expected s3://BUCKET[/PREFIX]")
+    bucket, _, prefix = url[5:].partition("/")
+    return bucket, prefix
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..archiver import scheduler
+    from ..archiver.batch import handle_batch
+    from ..archiver.lease import Leases
+    from ..archiver.telemetry import metrics
+    from ..archiver.worker import Outcome, Status, Worker
+
+    if args.endpoint_url:
+        os.environ["AWS_ENDPOINT_URL"] = args.endpoint_url
+    if args.region:
+        os.environ["AWS_DEFAULT_REGION"] = args.region
+    aws.reset_clients()
+    bucket, prefix = parse_s3_url(args.staging)
+    settings = replace(
+        Settings.from_env(), stack=args.stack, staging_bucket=bucket, staging_prefix=prefix,
+        archive_bucket=args.archive_bucket, replicate_to=tuple(args.replicate_to),
+        replication_mode=args.replication_mode, work_queue_url=args.queue_url or "",
+        idempotency_table=args.table or "",
+    )
+    keyring = keyring_from_args(args)
+    if not keyring.can_encrypt:
+        raise LogarchiveError("no master key: give --key-file or set $LOGARCHIVE_KEYS")
+    s3, sqs = aws.client("s3"), aws.client("sqs")
+    leases = None
+    if args.table:
+        leases = Leases(aws.client("dynamodb"), args.table, settings.schedule_lease_seconds)
+    worker = Worker(settings, keyring)
+    outcomes: list[Outcome] = []
+    sender: Any = scheduler.SqsSender(sqs, args.queue_url) if args.queue_url else scheduler.ListSender()
+    report = scheduler.run(settings, sender, s3=s3, leases=leases)
+    attempts = max(1, args.attempts)
+    if args.queue_url:
+        failed = _drain_queue(sqs, args.queue_url, worker, outcomes, handle_batch, attempts)
+    else:
+        records = [{"messageId": str(i), "body": b} for i, b in enumerate(sender.bodies)]
+        for _ in range(attempts):  # what SQS redelivery does, in process
+            retry = []
+            for i in range(0, len(records), 10):
+                batch = records[i:i + 10]
+                result = handle_batch(batch, None, worker, outcomes)
+                bad = {f["itemIdentifier"] for f in result["batchItemFailures"]}
+                retry.extend(r for r in batch if r["messageId"] in bad)
+            records = retry
+            if not records:
+                break
+        failed = len(records)
+    metrics.clear_metrics()  # no EMF on a terminal: the summary below says it
+    failed += report.send_failed
+    quarantined = [o for o in outcomes if o.status is Status.QUARANTINED]
+    archived = [o for o in outcomes if o.status in (Status.ARCHIVED, Status.ALREADY_ARCHIVED)]
+    for o in archived:
+        print(f"archived {o.job.name} -> s3://{settings.archive_bucket}/{o.archive_key}")
+    for o in quarantined:
+        print(f"quarantined {o.job.name} -> s3://{o.job.bucket}/{o.archive_key}: {o.reason}", file=sys.stderr)
+    raw = sum(o.bytes_in for o in archived)
+    print(f"{len(archived)} archived ({raw} log bytes), {len(quarantined)} quarantined, {failed} failed")
+    return 1 if failed or quarantined else 0
+
+
+def _drain_queue(sqs: Any, url: str, worker: Any, outcomes: list, handle_batch: Any, attempts: int) -> int:
+    """What Lambda's SQS event source does: batches in, successes deleted, failures visible again.
+
+    A message that failed ``attempts`` times is left in the queue (where a redrive policy would
+    move it to the dead-letter queue) and counted as failed.
+    """
+    tries: dict[str, int] = {}
+    given_up: set[str] = set()
+    while True:
+        resp = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0,
+                                   VisibilityTimeout=900)
+        messages = [m for m in resp.get("Messages", []) if m["MessageId"] not in given_up]
+        if not messages:
+            return len(given_up)
+        records = [{"messageId": m["MessageId"], "body": m["Body"], "receiptHandle": m["ReceiptHandle"]}
+                   for m in messages]
+        result = handle_batch(records, None, worker, outcomes)
+        bad = {f["itemIdentifier"] for f in result["batchItemFailures"]}
+        done = [r for r in records if r["messageId"] not in bad]
+        if done:
+            sqs.delete_message_batch(QueueUrl=url, Entries=[
+                {"Id": str(i), "ReceiptHandle": r["receiptHandle"]} for i, r in enumerate(done)])
+        for r in records:
+            if r["messageId"] not in bad:
+                continue
+            tries[r["messageId"]] = tries.get(r["messageId"], 0) + 1
+            if tries[r["messageId"]] >= attempts:
+                given_up.add(r["messageId"])  # stays invisible: this run will not see it again
+            else:
+                sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=r["receiptHandle"],
+                                              VisibilityTimeout=0)
