@@ -1,5 +1,7 @@
 """The Chalice app: handlers wired to chalicelib, no logic here."""
 
+import os
+
 from chalice import Chalice, ConvertToMiddleware, Cron
 
 from chalicelib.archiver import WORK_QUEUE_NAME, handlers, telemetry
@@ -23,6 +25,11 @@ def archive_scheduler(event):
     return handlers.run_scheduler(event.context)
 
 
-@app.on_sqs_message(queue=WORK_QUEUE_NAME, batch_size=10, name="archive_worker")
+# Chalice loads the stage's environment before importing app.py: each stage subscribes to
+# its own queue (logarchive-<stage>-work); the bare name is the local default.
+WORK_QUEUE = os.environ.get("LOGARCHIVE_WORK_QUEUE_URL", WORK_QUEUE_NAME).rsplit("/", 1)[-1]
+
+
+@app.on_sqs_message(queue=WORK_QUEUE, batch_size=10, name="archive_worker")
 def archive_worker(event):
     return handlers.run_worker([record.to_dict() for record in event], event.context)
