@@ -1,0 +1,105 @@
+"""Scan one sealed archive: decrypt, gunzip, split lines, filter, write matches (gzip JSON lines).
+
+Small functions so the CLI's retrieval and the retrieval Lambda share them:
+``make_filter`` builds the :class:`~chalicelib.dockerlog.LineFilter` of a request,
+``MatchWriter`` is the sink ``codec.unseal`` writes plaintext into, and ``scan_archive`` runs
+one archive into a temporary file. Matches are the archived lines, byte for byte (each is a
+Docker json-file JSON object), one a line, gzip-compressed. The caller releases the temporary
+file only after ``scan_archive`` returned: by then the GCM tag has verified.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import BinaryIO
+
+from isal import isal_zlib
+
+from .codec import unseal
+from .dockerlog import LineFilter, LogLine
+from .envelope import Envelope
+from .keyring import Keyring
+
+GZIP_WBITS = 31
+
+
+def make_filter(
+    start: datetime | None = None,
+    end: datetime | None = None,
+    stream: str | None = None,
+    grep: str | None = None,
+) -> LineFilter:
+    """``grep`` is a literal substring (escaped: callers never run a regex of their choosing)."""
+    pattern = re.compile(re.escape(grep)) if grep else None
+    return LineFilter(start=start, end=end, stream=stream, grep=pattern)
+
+
+def matching_lines(lines: Iterable[bytes], flt: LineFilter) -> Iterator[bytes]:
+    """The raw lines ``flt`` accepts (all of them when it is inactive)."""
+    for raw in lines:
+        if not raw:
+            continue
+        if not flt.active or flt.matches(LogLine.parse(raw)):
+            yield raw
+
+
+class MatchWriter:
+    """A ``codec.Writable``: splits plaintext into lines and gzips the matching ones into ``out``."""
+
+    def __init__(self, out: BinaryIO, flt: LineFilter, *, level: int = 1) -> None:
+        self._out = out
+        self._flt = flt
+        self._gz = isal_zlib.compressobj(level, isal_zlib.DEFLATED, GZIP_WBITS)
+        self._partial = b""
+        self.lines_seen = 0
+        self.lines_matched = 0
+        self.plaintext_bytes = 0
+
+    def write(self, data: bytes) -> int:
+        self.plaintext_bytes += len(data)
+        buf = self._partial + data if self._partial else data
+        lines = buf.split(b"\n")
+        self._partial = lines.pop()
+        self._emit(lines)
+        return len(data)
+
+    def _emit(self, lines: list[bytes]) -> None:
+        self.lines_seen += sum(1 for x in lines if x)
+        matched = list(matching_lines(lines, self._flt))
+        if matched:
+            self.lines_matched += len(matched)
+            self._out.write(self._gz.compress(b"\n".join(matched) + b"\n"))
+
+    def close(self) -> None:
+        if self._partial:
+            self._emit([self._partial])
+            self._partial = b""
+        self._out.write(self._gz.flush())
+
+
+@dataclass(frozen=True)
+class ScanStats:
+    ciphertext_bytes: int
+    plaintext_bytes: int
+    lines_seen: int
+    lines_matched: int
+
+
+def scan_archive(
+    chunks: Iterable[bytes] | BinaryIO,
+    envelope: Envelope,
+    keyring: Keyring,
+    flt: LineFilter,
+    out: BinaryIO,
+    *,
+    name: str,
+    key_hint: str | None = None,
+) -> ScanStats:
+    """Decrypt + gunzip + filter one archive into ``out`` (a temporary file: see module doc)."""
+    sink = MatchWriter(out, flt)
+    result = unseal(chunks, sink, envelope, keyring, name=name, key_hint=key_hint, decompress=True)
+    sink.close()
+    return ScanStats(result.ciphertext_bytes, sink.plaintext_bytes, sink.lines_seen, sink.lines_matched)
