@@ -18,7 +18,7 @@ from urllib.parse import unquote_plus
 from botocore.exceptions import ClientError
 
 from .. import aws, layout
-from ..errors import LayoutError
+from ..errors import LayoutError, LogarchiveError
 from . import schema
 from .schema import Entry
 from .store import IndexStore
@@ -186,10 +186,14 @@ class Indexer:
         return [self.index_object(r.bucket, r.key, r.sequencer) for r in parse_event(event)]
 
     def backfill(self, *, prefix: str = "") -> Iterator[tuple[str, str]]:
-        """Index every key of the bucket (under ``prefix``): yields (key, outcome)."""
+        """Index every key of the bucket under ``prefix``: yields (key, outcome); one bad object
+        is reported as ``error: ...`` and the rest are still indexed."""
         if not self.bucket:
             raise ValueError("backfill needs a bucket")
         paginator = self.s3.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
             for obj in page.get("Contents", []):
-                yield obj["Key"], self.index_object(self.bucket, obj["Key"], "")
+                try:
+                    yield obj["Key"], self.index_object(self.bucket, obj["Key"], "")
+                except LogarchiveError as exc:
+                    yield obj["Key"], f"error: {exc}"
