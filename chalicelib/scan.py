@@ -21,6 +21,7 @@ from isal import isal_zlib
 from .codec import unseal
 from .dockerlog import LineFilter, LogLine
 from .envelope import Envelope
+from .errors import IntegrityError
 from .keyring import Keyring
 
 GZIP_WBITS = 31
@@ -100,6 +101,12 @@ def scan_archive(
 ) -> ScanStats:
     """Decrypt + gunzip + filter one archive into ``out`` (a temporary file: see module doc)."""
     sink = MatchWriter(out, flt)
-    result = unseal(chunks, sink, envelope, keyring, name=name, key_hint=key_hint, decompress=True)
+    try:
+        result = unseal(chunks, sink, envelope, keyring, name=name, key_hint=key_hint, decompress=True)
+    except isal_zlib.error:
+        # Tampered ciphertext decrypts to a broken gzip stream before the tag is reached.
+        raise IntegrityError(
+            f"{name}: authentication failed (tampered or damaged: its gzip stream is corrupt)"
+        ) from None
     sink.close()
     return ScanStats(result.ciphertext_bytes, sink.plaintext_bytes, sink.lines_seen, sink.lines_matched)

@@ -61,7 +61,9 @@ def retrieval_batch(event: dict[str, Any], context: Any = None) -> dict[str, Any
     def record_handler(record: Any) -> str:
         return j.handle(json.loads(record.body), s.keyring)
 
-    processor = BatchProcessor(event_type=EventType.SQS)
+    # A batch whose every record failed is still answered with the list (not an exception):
+    # Lambda then retries exactly those records, as it would retry the whole batch.
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
     return process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
     )
