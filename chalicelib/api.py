@@ -162,7 +162,7 @@ def get_retrieval(job_id: str) -> Any:
     for t in tasks:
         aid = t["sk"][len("task#") :]
         r = {"archive_id": aid, "status": t.get("status"), "lines_matched": int(t.get("lines_matched", 0))}
-        if t.get("result_key"):
+        if t.get("result_key", "").startswith(f"{s.results_prefix}{job_id}/"):
             r["url"] = jobs.presign(t["result_key"], expires=PRESIGN_SECONDS)
         if t.get("error"):
             r["error"] = t["error"]

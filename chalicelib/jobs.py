@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import tempfile
 import time
 import uuid
@@ -39,6 +40,7 @@ from .keyring import Keyring
 from .scan import make_filter, scan_archive
 
 log = logging.getLogger(__name__)
+_HEX32 = re.compile(r"^[0-9a-f]{32}$")
 JOB_TTL_DAYS = 7
 PLAN_PAGE = 200
 TXN_CHUNK = 50
@@ -154,6 +156,9 @@ class Jobs:
 
     def handle(self, body: dict[str, Any], keyring_factory: Any) -> str:
         kind = body.get("type")
+        ids = [body.get("job_id"), *([body.get("archive_id")] if kind == "scan" else [])]
+        if not all(isinstance(x, str) and _HEX32.match(x) for x in ids):
+            raise LogarchiveError("retrieval message with malformed ids")
         if kind == "plan":
             return self.plan(body["job_id"], position_from_dict(body.get("after")))
         if kind == "scan":

@@ -11,7 +11,7 @@ file only after ``scan_archive`` returned: by then the GCM tag has verified.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import BinaryIO
@@ -19,7 +19,7 @@ from typing import BinaryIO
 from isal import isal_zlib
 
 from .codec import unseal
-from .dockerlog import LineFilter, LogLine
+from .dockerlog import LineFilter, LogLine, line_time
 from .envelope import Envelope
 from .errors import IntegrityError
 from .keyring import Keyring
@@ -38,12 +38,50 @@ def make_filter(
     return LineFilter(start=start, end=end, stream=stream, grep=pattern)
 
 
+# Characters Go's encoding/json (Docker's writer) never escapes: a needle made only of these
+# appears verbatim in the raw line whenever it appears in the decoded ``log`` text.
+_VERBATIM = re.compile(r"^[A-Za-z0-9 _.,:;!?@#$%^*()\[\]{}=+~`|/'-]+$")
+
+
+def quick_reject(flt: LineFilter) -> Callable[[bytes], bool]:
+    """A cheap test on raw bytes that is true only for lines ``flt`` would refuse anyway.
+
+    Each check is a necessary condition of a match (needle bytes present, the stream's value
+    present, the ``time`` field inside the range), so lines it passes still get the exact test.
+    """
+    needle = None
+    if flt.grep is not None:
+        literal = re.sub(r"\\(.)", r"\1", flt.grep.pattern)
+        # Only when the pattern is exactly an escaped literal of never-escaped characters.
+        if re.escape(literal) == flt.grep.pattern and _VERBATIM.match(literal):
+            needle = literal.encode()
+    stream = f'"{flt.stream}"'.encode() if flt.stream else None
+    ranged = flt.start is not None or flt.end is not None
+
+    def reject(raw: bytes) -> bool:
+        if needle is not None and needle not in raw:
+            return True
+        if stream is not None and stream not in raw:
+            return True
+        if ranged:
+            t = line_time(raw)
+            if t is not None and (
+                (flt.start is not None and t < flt.start) or (flt.end is not None and t >= flt.end)
+            ):
+                return True
+        return False
+
+    return reject
+
+
 def matching_lines(lines: Iterable[bytes], flt: LineFilter) -> Iterator[bytes]:
     """The raw lines ``flt`` accepts (all of them when it is inactive)."""
+    if not flt.active:
+        yield from (raw for raw in lines if raw)
+        return
+    reject = quick_reject(flt)
     for raw in lines:
-        if not raw:
-            continue
-        if not flt.active or flt.matches(LogLine.parse(raw)):
+        if raw and not reject(raw) and flt.matches(LogLine.parse(raw)):
             yield raw
 
 

@@ -40,7 +40,8 @@ def jobs(s: Settings | None = None) -> Jobs:
     return Jobs(
         _need(s.jobs_table, "LOGARCHIVE_JOBS_TABLE"),
         _need(s.retrieval_queue_url, "LOGARCHIVE_RETRIEVAL_QUEUE_URL"),
-        results_bucket=_need(s.results_bucket or s.archive_bucket, "LOGARCHIVE_RESULTS_BUCKET"),
+        # Never the archive bucket: results are plaintext and must not replicate to the customer.
+        results_bucket=_need(s.results_bucket, "LOGARCHIVE_RESULTS_BUCKET"),
         results_prefix=s.results_prefix,
         index=index_store(s),
     )
