@@ -211,3 +211,20 @@ def test_backfill_command(env, capsys) -> None:
     n = table_items()
     assert main(["index", "backfill", "--bucket", b.archive, "--table", INDEX_TABLE, "--stack", STACK]) == 0
     assert table_items() == n
+
+
+def test_long_ranges_page_by_hour_budget(env) -> None:
+    client, b = env
+    key, _ = put_archive(b.archive, lines(("2022-01-01T03:10:00Z", "stdout", "a")), master=MASTER)
+    client.lambda_.invoke("index_archive", s3_event(b.archive, key))
+    sel, q0, q1 = Selector(STACK, "apps", "42"), t("2022-01-01T00:00:00Z"), t("2022-01-01T05:00:00Z")
+    pages, after = [], None
+    while True:
+        p = store().query(sel, q0, q1, max_hours=2, after=after, parallel=1)
+        pages.append([e.key for e in p.entries])
+        if p.next is None:
+            break
+        after = p.next
+    assert pages == [[], [key], []]  # hours 0-1, 2-3, 4: an empty page still carries the way on
+    with pytest.raises(ValueError):
+        store().query(sel, q0, q1, after=type(after)(t("2022-01-02T00:00:00Z"), "S", None))

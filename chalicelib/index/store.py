@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,6 +18,7 @@ from .schema import CONT, HOUR, START, Entry
 log = logging.getLogger(__name__)
 _ser, _de = TypeSerializer(), TypeDeserializer()
 MAX_HOURS_PER_PAGE = 24 * 31  # bounds one API call's work; the token continues from there
+PARALLEL_HOURS = 8  # hour buckets read at once (boto3 clients are thread-safe)
 _GUARD = "attribute_not_exists(pk) OR seq <= :seq"
 
 
@@ -142,43 +143,69 @@ class IndexStore:
         after: Position | None = None,
         include_deleted: bool = False,
         max_hours: int = MAX_HOURS_PER_PAGE,
+        parallel: int = PARALLEL_HOURS,
     ) -> Page:
-        """Archives of ``sel`` with lines in ``[start, end)``, in (hour, segment, last) order."""
+        """Archives of ``sel`` with lines in ``[start, end)``, in (hour, segment, last) order.
+
+        Hour buckets are read ``parallel`` at a time (each with all its pages); the page stops
+        at ``limit`` entries or after ``max_hours`` hours, and ``next`` says where to go on.
+        """
         first_hour = schema.hour_of(start)
         last_hour = schema.hour_of(end - timedelta(microseconds=1))
-        page = Page([], None)
         pos = after or Position(first_hour, CONT)
-        if pos.hour < first_hour or pos.hour > last_hour:
+        if not first_hour <= pos.hour <= last_hour:
             raise ValueError("position outside the query's hours")
+        if pos.segment not in ((CONT, START) if pos.hour == first_hour else (START,)):
+            raise ValueError("position names a segment this hour does not have")
+        if pos.sk is not None and not pos.sk.startswith(pos.segment + "#"):
+            raise ValueError("position names a key outside its segment")
         lo = schema.fmt_time(start)
-        hour, segment, sk = pos.hour, pos.segment, pos.sk
-        while hour <= last_hour:
-            if page.hours >= max_hours:
-                page.next = Position(hour, segment, None if sk is None else sk)
-                return page
-            page.hours += 1
-            segments = [CONT, START] if hour == first_hour else [START]
-            if segment not in segments:
-                raise ValueError("position names a segment this hour does not have")
-            for seg in segments[segments.index(segment) :]:
+        # (hour, segment, floor, exclusive start) of every range to read, in result order
+        ranges: list[tuple[datetime, str, str, str | None]] = []
+        hour, n_hours = pos.hour, 0
+        while hour <= last_hour and n_hours < max_hours:
+            for seg in (CONT, START) if hour == first_hour else (START,):
+                if hour == pos.hour and seg == CONT and pos.segment == START:
+                    continue
                 floor = f"{seg}#{lo}" if hour == first_hour else f"{seg}#"
-                for item_sk, entry in self._read(sel.pk(hour), seg, floor, sk, page):
-                    if entry.first >= end or entry.last < start or not sel.accepts(entry):
-                        continue
-                    if entry.state != "live" and not (include_deleted and entry.state == "deleted"):
-                        continue
-                    page.entries.append(entry)
-                    if len(page.entries) >= limit:
-                        page.next = Position(hour, seg, item_sk)
-                        return page
-                sk = None
+                resume = pos.sk if (hour == pos.hour and seg == pos.segment) else None
+                ranges.append((hour, seg, floor, resume))
             hour += HOUR
-            segment = START
+            n_hours += 1
+        page = Page([], None, hours=n_hours)
+        pool = ThreadPoolExecutor(max_workers=parallel) if parallel > 1 and len(ranges) > 1 else None
+        try:
+            for w in range(0, len(ranges), max(1, parallel)):
+                window = ranges[w : w + max(1, parallel)]
+                fetch = [(sel.pk(h), seg, floor, resume) for h, seg, floor, resume in window]
+                results = (
+                    list(pool.map(lambda a: self._read_all(*a), fetch))
+                    if pool
+                    else [self._read_all(*a) for a in fetch]
+                )
+                for (h, seg, _, _), (rows, read, queries) in zip(window, results, strict=True):
+                    page.items_read += read
+                    page.queries += queries
+                    for item_sk, entry in rows:
+                        if entry.first >= end or entry.last < start or not sel.accepts(entry):
+                            continue
+                        if entry.state != "live" and not (include_deleted and entry.state == "deleted"):
+                            continue
+                        page.entries.append(entry)
+                        if len(page.entries) >= limit:
+                            page.next = Position(h, seg, item_sk)
+                            return page
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
+        if hour <= last_hour:
+            page.next = Position(hour, START, None)
         return page
 
-    def _read(
-        self, pk: str, seg: str, floor: str, after_sk: str | None, page: Page
-    ) -> Iterator[tuple[str, Entry]]:
+    def _read_all(
+        self, pk: str, seg: str, floor: str, after_sk: str | None
+    ) -> tuple[list[tuple[str, Entry]], int, int]:
+        """Every item of one key range (all pages): (rows, items read, requests)."""
         kwargs: dict[str, Any] = {
             "TableName": self.table,
             "KeyConditionExpression": "pk = :pk AND sk BETWEEN :lo AND :hi",
@@ -190,15 +217,17 @@ class IndexStore:
         }
         if after_sk is not None:
             kwargs["ExclusiveStartKey"] = {"pk": {"S": pk}, "sk": {"S": after_sk}}
+        rows: list[tuple[str, Entry]] = []
+        read = queries = 0
         while True:
             resp = self.ddb.query(**kwargs)
-            page.queries += 1
-            page.items_read += resp.get("ScannedCount", len(resp.get("Items", [])))
+            queries += 1
+            read += resp.get("ScannedCount", len(resp.get("Items", [])))
             for item in resp.get("Items", []):
                 attrs = from_item(item)
-                yield attrs["sk"], Entry.from_attrs(attrs)
+                rows.append((attrs["sk"], Entry.from_attrs(attrs)))
             if "LastEvaluatedKey" not in resp:
-                return
+                return rows, read, queries
             kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
 
 
