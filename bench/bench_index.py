@@ -24,7 +24,7 @@ Part 2, retrieval scan throughput of one worker: decrypt + gunzip + filter (MB/s
 for several filters, against decrypt + gunzip alone in the same process.
 
 Run: ``.venv/bin/python bench/bench_index.py`` (defaults: 1,000,000 archives modelled,
-3 days loaded into moto, 64 MB scanned). ``--quick`` for a smoke run.
+2 days loaded into moto, 64 MB scanned). ``--quick`` for a smoke run.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ import bisect
 import io
 import json
 import math
+import os
 import random
-import statistics
 import sys
 import time
 from collections import defaultdict
@@ -214,8 +214,16 @@ def model_for(resources_needed: list[Resource], until: datetime) -> tuple[KeyRan
     return m, counts
 
 
-def count_all(resources: list[Resource], until: datetime) -> dict[Resource, int]:
-    return {r: sum(1 for _ in archives(r, until)) for r in resources}
+def count_all(resources: list[Resource], until: datetime) -> tuple[dict[Resource, int], int]:
+    """Archives per resource, and the index items they make (head + 2 per hour spanned)."""
+    counts, items = {}, 0
+    for r in resources:
+        n = 0
+        for e in archives(r, until):
+            n += 1
+            items += 1 + 2 * len(e.hours())
+        counts[r] = n
+    return counts, items
 
 
 # -- part 1 -------------------------------------------------------------------------------
@@ -273,13 +281,15 @@ def bench_index(target: int, load_days: float) -> None:
 
     # modelled: the whole year
     t0 = time.perf_counter()
-    counts = count_all(resources, year_end)
+    counts, total_items = count_all(resources, year_end)
     total = sum(counts.values())
     qs_year = questions(resources, DAYS)
     needed = sorted({q.res for q in qs_year}, key=lambda r: r.rid)
     model, _ = model_for(needed, year_end)
     store = IndexStore("model", client=model)
     print(f"\n## index of {total:,} archives (one year; modelled exactly, {time.perf_counter() - t0:.0f} s to build)")
+    print(f"index items: {total_items:,} ({total_items / total:.1f} an archive: head + resource and container "
+          f"item per hour spanned)")
     print(f"{'question':44} {'matches':>7} {'read':>6} {'reqs':>5} {'read/match':>10} "
           f"{'list calls: stack':>17} {'resource prefix':>15}")
     stack_calls = math.ceil(total / 1000)
@@ -361,7 +371,7 @@ def _timed(fn: Any) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--archives", type=int, default=1_000_000, help="size of the modelled index")
-    ap.add_argument("--load-days", type=float, default=3.0, help="days of the data set loaded into moto")
+    ap.add_argument("--load-days", type=float, default=2.0, help="days of the data set loaded into moto")
     ap.add_argument("--scan-mb", type=int, default=64)
     ap.add_argument("--quick", action="store_true", help="smoke run: 20k archives, 1 day, 8 MB")
     ap.add_argument("--skip-index", action="store_true")
@@ -374,7 +384,7 @@ def main() -> None:
         bench_index(args.archives, args.load_days)
     if not args.skip_scan:
         bench_scan(args.scan_mb)
-    print(f"\n(total {time.perf_counter() - t0:.0f} s; {statistics.__name__ and 'python'} {sys.version.split()[0]})")
+    print(f"\n(total {time.perf_counter() - t0:.0f} s; python {sys.version.split()[0]}; {os.cpu_count()} cores)")
 
 
 if __name__ == "__main__":

@@ -276,13 +276,13 @@ class Jobs:
             return "already " + str(task.get("status"))
         req = RetrievalRequest.from_attrs(job)
         entry = self.index.get(req.selector.stack, archive_id)
-        if entry is None:
+        if entry is None or entry.state == "removed":
             self._finish(
                 job_id,
                 archive_id,
                 "failed",
                 {"archives_done": 1, "archives_failed": 1},
-                error=f"archive {archive_id} is no longer in the index",
+                error=f"archive {archive_id} is no longer in the archive bucket",
             )
             return "failed"
         name = f"s3://{entry.bucket}/{entry.key}"
@@ -291,7 +291,13 @@ class Jobs:
             kwargs = {"Bucket": entry.bucket, "Key": entry.key}
             if entry.version_id:
                 kwargs["VersionId"] = entry.version_id
-            obj = s3.get_object(**kwargs)
+            try:
+                obj = s3.get_object(**kwargs)
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "")
+                if code in ("NoSuchKey", "NoSuchVersion", "404"):
+                    raise LogarchiveError(f"{name}: the indexed version is gone ({code})") from None
+                raise  # throttling, access, network: the message comes back and is retried
             envelope = Envelope.from_fields(obj["Metadata"], name=name)
             keyring: Keyring = keyring_factory()
             flt = make_filter(req.start, req.end, req.stream, req.grep)

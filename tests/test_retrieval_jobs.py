@@ -190,3 +190,18 @@ def test_job_table_holds_one_task_per_archive(stack) -> None:
     assert len(more["results"]) == 1 and more["next_token"] is None
     r = client.http.get(f"/retrievals/{job_id}?limit=1&next_token={body['next_token']}")
     assert r.status_code == 400
+
+
+def test_archive_gone_since_indexing_fails_its_task_only(stack) -> None:
+    client, b, url = stack
+    want = seed_app42(client, b)
+    s3 = boto3.client("s3")
+    victim = next(v for v in s3.list_object_versions(Bucket=b.archive)["Versions"] if f"/{C2}-json.log." in v["Key"])
+    s3.delete_object(Bucket=b.archive, Key=victim["Key"], VersionId=victim["VersionId"])  # no event: index is stale
+    r = client.http.post("/retrievals", headers={"Content-Type": "application/json"}, body=json.dumps(ASK).encode())
+    job_id = json.loads(r.body)["id"]
+    pump(client, url)
+    body = json.loads(client.http.get(f"/retrievals/{job_id}").body)
+    assert body["status"] == "completed_with_errors" and body["progress"]["archives_failed"] == 1
+    assert [x["error"] for x in body["results"] if x["status"] == "failed"][0].endswith("the indexed version is gone (NoSuchVersion)")
+    assert sorted(result_lines(body)) == sorted(w for w in want if b"second container" not in w)
