@@ -177,6 +177,7 @@ class IndexStore:
         try:
             for w in range(0, len(ranges), max(1, parallel)):
                 window = ranges[w : w + max(1, parallel)]
+                page.stats["rounds"] = page.stats.get("rounds", 0) + 1  # sequential request waves
                 fetch = [(sel.pk(h), seg, floor, resume) for h, seg, floor, resume in window]
                 results = (
                     list(pool.map(lambda a: self._read_all(*a), fetch))
