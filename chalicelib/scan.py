@@ -43,18 +43,24 @@ def make_filter(
 _VERBATIM = re.compile(r"^[A-Za-z0-9 _.,:;!?@#$%^*()\[\]{}=+~`|/'-]+$")
 
 
+def raw_needle(flt: LineFilter) -> bytes | None:
+    """Bytes every matching raw line contains, when the grep allows one (else None)."""
+    if flt.grep is None:
+        return None
+    literal = re.sub(r"\\(.)", r"\1", flt.grep.pattern)
+    # Only when the pattern is exactly an escaped literal of never-escaped characters.
+    if re.escape(literal) == flt.grep.pattern and _VERBATIM.match(literal):
+        return literal.encode()
+    return None
+
+
 def quick_reject(flt: LineFilter) -> Callable[[bytes], bool]:
     """A cheap test on raw bytes that is true only for lines ``flt`` would refuse anyway.
 
     Each check is a necessary condition of a match (needle bytes present, the stream's value
     present, the ``time`` field inside the range), so lines it passes still get the exact test.
     """
-    needle = None
-    if flt.grep is not None:
-        literal = re.sub(r"\\(.)", r"\1", flt.grep.pattern)
-        # Only when the pattern is exactly an escaped literal of never-escaped characters.
-        if re.escape(literal) == flt.grep.pattern and _VERBATIM.match(literal):
-            needle = literal.encode()
+    needle = raw_needle(flt)
     stream = f'"{flt.stream}"'.encode() if flt.stream else None
     ranged = flt.start is not None or flt.end is not None
 
@@ -93,28 +99,54 @@ class MatchWriter:
         self._flt = flt
         self._gz = isal_zlib.compressobj(level, isal_zlib.DEFLATED, GZIP_WBITS)
         self._partial = b""
-        self.lines_seen = 0
+        self._needle = raw_needle(flt) if flt.active else None
+        self._reject = quick_reject(flt) if flt.active else None
+        self.lines_seen = 0  # lines, empty ones included
         self.lines_matched = 0
         self.plaintext_bytes = 0
 
     def write(self, data: bytes) -> int:
         self.plaintext_bytes += len(data)
         buf = self._partial + data if self._partial else data
-        lines = buf.split(b"\n")
-        self._partial = lines.pop()
-        self._emit(lines)
+        cut = buf.rfind(b"\n")
+        if cut < 0:
+            self._partial = buf
+            return len(data)
+        self._partial = buf[cut + 1 :]
+        self._emit(buf[:cut])
         return len(data)
 
-    def _emit(self, lines: list[bytes]) -> None:
-        self.lines_seen += sum(1 for x in lines if x)
-        matched = list(matching_lines(lines, self._flt))
+    def _emit(self, block: bytes) -> None:
+        """One run of complete lines (without the last newline)."""
+        self.lines_seen += block.count(b"\n") + 1
+        if self._needle is not None:
+            matched = list(self._needle_lines(block))
+        else:
+            matched = list(matching_lines(block.split(b"\n"), self._flt))
         if matched:
             self.lines_matched += len(matched)
             self._out.write(self._gz.compress(b"\n".join(matched) + b"\n"))
 
+    def _needle_lines(self, block: bytes) -> Iterator[bytes]:
+        """Only the lines holding the needle are even looked at (found by ``bytes.find``)."""
+        needle, reject, flt = self._needle, self._reject, self._flt
+        assert needle is not None and reject is not None
+        pos = 0
+        while True:
+            i = block.find(needle, pos)
+            if i < 0:
+                return
+            start = block.rfind(b"\n", 0, i) + 1
+            end = block.find(b"\n", i)
+            end = len(block) if end < 0 else end
+            raw = block[start:end]
+            if not reject(raw) and flt.matches(LogLine.parse(raw)):
+                yield raw
+            pos = end + 1
+
     def close(self) -> None:
         if self._partial:
-            self._emit([self._partial])
+            self._emit(self._partial)
             self._partial = b""
         self._out.write(self._gz.flush())
 

@@ -60,3 +60,22 @@ def test_scan_archive_writes_only_matches_and_refuses_tampering() -> None:
     bad[10] ^= 0x40
     with pytest.raises(IntegrityError):
         scan_archive(io.BytesIO(bytes(bad)), env, ring, flt, io.BytesIO(), name="obj")
+
+
+@pytest.mark.parametrize("grep", [None, "timeout", "x<y", "stderr", "naïve"])
+@pytest.mark.parametrize("block", [1, 7, 64, 1 << 20])
+def test_match_writer_equals_the_exact_filter_for_any_block_size(grep, block) -> None:
+    import gzip
+
+    from chalicelib.scan import MatchWriter
+
+    flt = make_filter(datetime(2022, 1, 1, 12, tzinfo=UTC), datetime(2022, 1, 1, 12, 5, tzinfo=UTC), None, grep)
+    data = b"\n".join(LINES) + b"\n\n" + LINES[3]  # an empty line, and a last line without newline
+    out = io.BytesIO()
+    w = MatchWriter(out, flt)
+    for i in range(0, len(data), block):
+        w.write(data[i:i + block])
+    w.close()
+    want = [raw for raw in LINES + [LINES[3]] if flt.matches(LogLine.parse(raw))]
+    assert gzip.decompress(out.getvalue()).splitlines() == want
+    assert w.lines_matched == len(want) and w.lines_seen == len(LINES) + 2
