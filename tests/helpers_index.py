@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import boto3
 
-from chalicelib import layout
+from chalicelib import apilocal, layout
 from chalicelib.codec import seal
 from chalicelib.keyring import Keyring, MasterKey
 
@@ -22,14 +22,7 @@ def t(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
 
 
-def create_table(name: str) -> None:
-    ddb = boto3.client("dynamodb")
-    ddb.create_table(
-        TableName=name, BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                              {"AttributeName": "sk", "AttributeType": "S"}],
-    )
+create_table = apilocal.create_table
 
 
 def setup_stack(monkeypatch, buckets, master: MasterKey, project_dir) -> str:
@@ -50,10 +43,7 @@ def setup_stack(monkeypatch, buckets, master: MasterKey, project_dir) -> str:
     }
     for k, v in env.items():
         monkeypatch.setenv(k, v)
-    (project_dir / ".chalice").mkdir(exist_ok=True)
-    (project_dir / ".chalice" / "config.json").write_text(json.dumps({
-        "version": "2.0", "app_name": "logarchive",
-        "stages": {"test": {"api_gateway_stage": "api", "environment_variables": env}}}))
+    apilocal.write_stage(project_dir, env, stage="test")
     return url
 
 
@@ -114,26 +104,5 @@ def eventbridge_event(bucket: str, key: str, detail_type: str = "Object Created"
 
 
 def pump(client, queue_url: str, *, max_rounds: int = 50) -> list[dict]:
-    """Act as Lambda's SQS event source: receive, invoke retrieval_worker, delete the successes."""
-    sqs = boto3.client("sqs")
-    responses = []
-    for _ in range(max_rounds):
-        msgs = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0,
-                                   VisibilityTimeout=30).get("Messages", [])
-        if not msgs:
-            return responses
-        event = {"Records": [{
-            "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
-            "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {}, "md5OfBody": m["MD5OfBody"],
-            "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:" + QUEUE,
-            "awsRegion": "us-east-1"} for m in msgs]}
-        payload = client.lambda_.invoke("retrieval_worker", event).payload
-        responses.append(payload)
-        failed = {f["itemIdentifier"] for f in payload.get("batchItemFailures", [])}
-        for m in msgs:
-            if m["MessageId"] not in failed:
-                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
-            else:
-                sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"],
-                                              VisibilityTimeout=0)
-    raise AssertionError("queue did not drain")
+    """Act as Lambda's SQS event source (receive, invoke retrieval_worker, delete the successes)."""
+    return apilocal.drain(client, queue_url, max_rounds=max_rounds)

@@ -205,3 +205,17 @@ def test_archive_gone_since_indexing_fails_its_task_only(stack) -> None:
     assert body["status"] == "completed_with_errors" and body["progress"]["archives_failed"] == 1
     assert [x["error"] for x in body["results"] if x["status"] == "failed"][0].endswith("the indexed version is gone (NoSuchVersion)")
     assert sorted(result_lines(body)) == sorted(w for w in want if b"second container" not in w)
+
+
+def test_local_api_demo_answers_the_question() -> None:
+    """``python -m chalicelib.apilocal``: its own local AWS, the question, exactly the lines."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "chalicelib.apilocal"], capture_output=True, text=True, timeout=120,
+                         cwd=str(__import__("pathlib").Path(__file__).resolve().parent.parent))
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = [json.loads(x)["log"] for x in out.stdout.splitlines() if x.startswith("  {")]
+    assert sorted(got) == sorted(["upstream timeout (GET /orders)\n", "db timeout after 30s\n",
+                                  "second container: redis timeout\n"])
+    assert "succeeded, archives 2/2" in out.stdout
