@@ -153,6 +153,15 @@ def test_delete_marker_and_permanent_delete_with_out_of_order_events(env) -> Non
     out = client.lambda_.invoke("index_archive", s3_event(b.archive, key, "ObjectRemoved:Delete", "40"))
     assert out.payload == {"outcomes": ["removed"]}
     assert store().get(STACK, archive_id_of(key)).expires_at > 0
+    items = boto3.client("dynamodb").scan(TableName=INDEX_TABLE)["Items"]
+    assert len(items) == 3 and {i["state"]["S"] for i in items} == {"removed"}
+    assert all(int(i["expires_at"]["N"]) > 0 for i in items)
+    # a removal of a key never indexed leaves only the head tombstone (the guard of later events)
+    key2, v2 = put_archive(b.archive, lines(("2022-01-05T12:00:00Z", "stderr", "x"), ("2022-01-09T12:00:00Z", "stderr", "y")),
+                           master=MASTER)
+    s3.delete_object(Bucket=b.archive, Key=key2, VersionId=v2)
+    client.lambda_.invoke("index_archive", s3_event(b.archive, key2, "ObjectRemoved:Delete", "50"))
+    assert table_items() == 3 + 1
     assert app42("2022-01-01T11:00:00Z", "2022-01-01T13:00:00Z", include_deleted=True) == []
 
 

@@ -114,7 +114,8 @@ class IndexStore:
         if old is not None and old.seq > entry.seq:
             return "stale"
         attrs = entry.to_attrs()
-        new_keys = entry.bucket_keys()
+        # A removed archive keeps only tombstones where it was listed (and its head, for the guard).
+        new_keys = [] if entry.state == "removed" else entry.bucket_keys()
         for pk, sk in new_keys:
             self._guarded_put({**attrs, "pk": pk, "sk": sk})
         if old is not None:
