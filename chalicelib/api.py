@@ -105,7 +105,10 @@ def get_archive(archive_id: str) -> Any:
     if not s.stack:
         raise LogarchiveError("LOGARCHIVE_STACK is not set")
     entry = services.index_store(s).get(s.stack, archive_id)
-    if entry is None or entry.state == "removed" or (s.archive_bucket and entry.bucket != s.archive_bucket):
+    in_scope = entry is not None and entry.key.startswith(f"{s.stack}/shareable/") and (
+        not s.archive_bucket or entry.bucket == s.archive_bucket
+    )
+    if entry is None or not in_scope or entry.state == "removed":
         return _error(404, "NotFound", f"archive {archive_id} not found")
     params = {"Bucket": entry.bucket, "Key": entry.key}
     if entry.version_id:
