@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import boto3
 import pytest
 from chalice.test import Client
@@ -237,3 +239,29 @@ def test_long_ranges_page_by_hour_budget(env) -> None:
     assert pages == [[], [key], []]  # hours 0-1, 2-3, 4: an empty page still carries the way on
     with pytest.raises(ValueError):
         store().query(sel, q0, q1, after=type(after)(t("2022-01-02T00:00:00Z"), "S", None))
+
+
+def test_real_s3_notifications_from_the_local_s3(env) -> None:
+    """The events S3 itself sends (here via an SQS queue) drive the indexer unchanged."""
+    client, b = env
+    sqs, s3 = boto3.client("sqs"), boto3.client("s3")
+    url = sqs.create_queue(QueueName="archive-events")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    s3.put_bucket_notification_configuration(Bucket=b.archive, NotificationConfiguration={"QueueConfigurations": [
+        {"QueueArn": arn, "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]}]})
+
+    def deliver() -> list[str]:
+        outcomes = []
+        for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+            event = json.loads(m["Body"])
+            if "Records" in event:  # skip the s3:TestEvent
+                outcomes += client.lambda_.invoke("index_archive", event).payload["outcomes"]
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+        return outcomes
+
+    deliver()
+    key, _ = put_archive(b.archive, lines(("2022-01-01T12:00:00Z", "stdout", "a")), master=MASTER)
+    assert deliver() == ["live"]
+    assert [e.key for e in app42("2022-01-01T12:00:00Z", "2022-01-01T12:00:01Z")] == [key]
+    s3.delete_object(Bucket=b.archive, Key=key)
+    assert deliver() == ["deleted"]  # a delete marker on a versioned bucket
