@@ -260,8 +260,10 @@ def test_real_s3_notifications_from_the_local_s3(env) -> None:
         return outcomes
 
     deliver()
-    key, _ = put_archive(b.archive, lines(("2022-01-01T12:00:00Z", "stdout", "a")), master=MASTER)
+    key, version = put_archive(b.archive, lines(("2022-01-01T12:00:00Z", "stdout", "a")), master=MASTER)
     assert deliver() == ["live"]
     assert [e.key for e in app42("2022-01-01T12:00:00Z", "2022-01-01T12:00:01Z")] == [key]
-    s3.delete_object(Bucket=b.archive, Key=key)
-    assert deliver() == ["deleted"]  # a delete marker on a versioned bucket
+    # (moto 5.2 sends no event for a delete marker; those are driven by hand in the test above)
+    s3.delete_object(Bucket=b.archive, Key=key, VersionId=version)
+    assert deliver() == ["removed"]
+    assert app42("2022-01-01T12:00:00Z", "2022-01-01T12:00:01Z", include_deleted=True) == []
