@@ -46,7 +46,10 @@ def parse_time(name: str, value: Any) -> datetime:
         t = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise ParamError(f"{name} is not a valid time: {value!r}") from None
-    return (t if t.tzinfo else t.replace(tzinfo=UTC)).astimezone(UTC)
+    t = (t if t.tzinfo else t.replace(tzinfo=UTC)).astimezone(UTC)
+    if not 1970 <= t.year <= 2200:
+        raise ParamError(f"{name} must be between the years 1970 and 2200")
+    return t
 
 
 def parse_stack(value: Any, served: str) -> str:

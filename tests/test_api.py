@@ -133,6 +133,8 @@ GOOD = {"stack": STACK, "app_id": "42", "start": "2022-01-01T00:00:00Z", "end": 
     ({**GOOD, "start": "yesterday"}, "start"),
     ({**GOOD, "start": "2022-01-01T00:00:00.5Z"}, "to the second"),
     ({**GOOD, "end": "2022-13-01T00:00:00Z"}, "end"),
+    ({**GOOD, "end": "9999-12-31T23:59:59Z"}, "2200"),
+    ({**GOOD, "start": "0001-01-01T00:00:00+01:00"}, "start"),
     ({**GOOD, "end": "2022-01-01T00:00:00Z"}, "after start"),
     ({k: v for k, v in GOOD.items() if k != "end"}, "required"),
     ({**GOOD, "limit": "0"}, "limit"),
