@@ -44,9 +44,9 @@ def parse_time(name: str, value: Any) -> datetime:
         raise ParamError(f"{name} must be a time like 2022-01-01T12:00:00Z (to the second)")
     try:
         t = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        t = (t if t.tzinfo else t.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError):
         raise ParamError(f"{name} is not a valid time: {value!r}") from None
-    t = (t if t.tzinfo else t.replace(tzinfo=UTC)).astimezone(UTC)
     if not 1970 <= t.year <= 2200:
         raise ParamError(f"{name} must be between the years 1970 and 2200")
     return t
