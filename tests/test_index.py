@@ -218,6 +218,13 @@ def test_backfill_command(env, capsys) -> None:
     found = store().query(Selector(STACK, "proxy", "5"), t("2022-01-02T00:00:00Z"), t("2022-01-03T00:00:00Z"))
     assert [e.key for e in found.entries] == [k2]
     assert store().get("otherstack", archive_id_of(k1)) is None
+    rc = main(["index", "query", "--table", INDEX_TABLE, "--stack", STACK, "--endpoint-id", "5",
+               "--start", "2022-01-02T11:00:00Z", "--end", "2022-01-02T13:00:00Z", "--json"])
+    out = capsys.readouterr()
+    assert rc == 0 and [json.loads(x)["s3_key"] for x in out.out.splitlines()] == [k2]
+    assert "1 archives (1 index items read)" in out.err
+    assert main(["index", "query", "--table", INDEX_TABLE, "--stack", STACK, "--app-id", "4 2",
+                 "--start", "2022-01-02T11:00:00Z", "--end", "2022-01-02T13:00:00Z"]) == 1
     # running it again changes nothing
     n = table_items()
     assert main(["index", "backfill", "--bucket", b.archive, "--table", INDEX_TABLE, "--stack", STACK]) == 0
