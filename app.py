@@ -4,15 +4,24 @@ import os
 
 from chalice import Chalice, ConvertToMiddleware, Cron
 
+from chalicelib import api, services
 from chalicelib.archiver import WORK_QUEUE_NAME, handlers, telemetry
+from chalicelib.index.events import S3OrEventBridgeEvent
 
 app = Chalice(app_name="logarchive")
+app.register_blueprint(api.bp)
 
 # Powertools Logger/Metrics/Tracer: decorators on Chalice handlers break (one wrapped event),
 # so they run as middleware that hands them the original event and the Lambda context.
 for _wrapper in telemetry.lambda_wrappers():
     app.register_middleware(ConvertToMiddleware(_wrapper), "all")
 telemetry.adopt_package_logs()
+
+
+def _queue_name(env_var: str, default: str) -> str:
+    # Chalice loads the stage's environment before importing app.py: each stage subscribes
+    # to its own queues (logarchive-<stage>-…); the bare names are the local defaults.
+    return os.environ.get(env_var, default).rstrip("/").rsplit("/", 1)[-1]
 
 
 @app.route("/health", methods=["GET"])
@@ -25,11 +34,25 @@ def archive_scheduler(event):
     return handlers.run_scheduler(event.context)
 
 
-# Chalice loads the stage's environment before importing app.py: each stage subscribes to
-# its own queue (logarchive-<stage>-work); the bare name is the local default.
-WORK_QUEUE = os.environ.get("LOGARCHIVE_WORK_QUEUE_URL", WORK_QUEUE_NAME).rsplit("/", 1)[-1]
-
-
-@app.on_sqs_message(queue=WORK_QUEUE, batch_size=10, name="archive_worker")
+@app.on_sqs_message(
+    queue=_queue_name("LOGARCHIVE_WORK_QUEUE_URL", WORK_QUEUE_NAME), batch_size=10, name="archive_worker"
+)
 def archive_worker(event):
     return handlers.run_worker([record.to_dict() for record in event], event.context)
+
+
+# S3 "Object Created"/"Object Deleted" events of the archive bucket through EventBridge: unlike
+# on_s3_event, this both deploys and packages (CloudFormation cannot change an existing
+# bucket's notifications). The rule is scoped to the archive bucket by the merge template.
+@app.on_cw_event({"source": ["aws.s3"], "detail-type": ["Object Created", "Object Deleted"]})
+def index_archive(event):
+    return services.index_archive_event(event.to_dict())
+
+
+# The same function also reads plain S3 notifications (for example relayed through SQS).
+index_archive.event_class = S3OrEventBridgeEvent
+
+
+@app.on_sqs_message(queue=_queue_name("LOGARCHIVE_RETRIEVAL_QUEUE_URL", "logarchive-retrieval"), batch_size=10)
+def retrieval_worker(event):
+    return services.retrieval_batch(event.to_dict(), event.context)

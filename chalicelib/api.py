@@ -1,0 +1,200 @@
+"""The retrieval API: a Chalice blueprint, every route behind the IAM authorizer.
+
+Callers name archives by opaque ids and resources by validated ids; buckets and object keys
+come only from this stack's settings and its index, never from a request.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from chalice import Blueprint, IAMAuthorizer, Response
+
+from . import apiparams as P
+from . import aws, services, tokens
+from .errors import LogarchiveError
+from .index.store import Position
+from .jobs import position_from_dict, position_to_dict
+
+log = logging.getLogger(__name__)
+bp = Blueprint(__name__)
+iam = IAMAuthorizer()
+PRESIGN_SECONDS = 900  # 15 minutes at most
+_OPTION_OF = {v: k for k, v in P.SELECTORS.items()}
+LIST_PARAMS = {"stack", *P.SELECTORS, "start", "end", "limit", "next_token", "include_deleted"}
+
+
+def _error(status: int, code: str, message: str) -> Response:
+    return Response(
+        body={"error": {"code": code, "message": message}},
+        status_code=status,
+        headers={"Content-Type": "application/json"},
+    )
+
+
+def _guard(fn: Any) -> Any:
+    """Turn parameter errors into 400 and missing configuration into 500, both as JSON."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (P.ParamError, tokens.TokenError) as exc:
+            return _error(400, "BadRequest", str(exc))
+        except LogarchiveError as exc:
+            log.error("%s", exc)
+            return _error(500, "ServiceError", str(exc))
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
+
+def _query() -> dict[str, Any]:
+    qp = bp.current_request.query_params
+    if not qp:
+        return {}
+    params = {}
+    for k in qp:
+        values = qp.getlist(k)
+        if len(values) != 1:  # the same parameter twice is ambiguous: refuse it
+            raise P.ParamError(f"parameter {k} given more than once")
+        params[k] = values[0]
+    return params
+
+
+@bp.route("/archives", methods=["GET"], authorizer=iam)
+@_guard
+def list_archives() -> Any:
+    params = _query()
+    P.reject_unknown(params, LIST_PARAMS)
+    s = services.settings()
+    stack = P.parse_stack(params.get("stack"), s.stack)
+    sel = P.parse_selector(params, stack)
+    start, end = P.parse_range(params)
+    limit = P.parse_limit(params.get("limit"))
+    include_deleted = P.parse_bool("include_deleted", params.get("include_deleted"))
+    scope = tokens.scope_of({**params, "stack": stack, "limit": limit})
+    after: Position | None = None
+    if params.get("next_token"):
+        try:
+            after = position_from_dict(tokens.verify(scope, params["next_token"]))
+        except (KeyError, ValueError, TypeError) as exc:
+            raise P.ParamError(f"next_token: {exc}") from None
+    store = services.index_store(s)
+    try:
+        page = store.query(sel, start, end, limit=limit, after=after, include_deleted=include_deleted)
+    except ValueError as exc:
+        raise P.ParamError(f"next_token: {exc}") from None
+    body: dict[str, Any] = {
+        "archives": [e.public() for e in page.entries],
+        "count": len(page.entries),
+        "next_token": tokens.issue(scope, position_to_dict(page.next)) if page.next else None,
+        "items_read": page.items_read,
+    }
+    return body
+
+
+@bp.route("/archives/{archive_id}", methods=["GET"], authorizer=iam)
+@_guard
+def get_archive(archive_id: str) -> Any:
+    P.reject_unknown(_query(), set())
+    archive_id = P.parse_archive_id(archive_id)
+    s = services.settings()
+    if not s.stack:
+        raise LogarchiveError("LOGARCHIVE_STACK is not set")
+    entry = services.index_store(s).get(s.stack, archive_id)
+    in_scope = entry is not None and entry.key.startswith(f"{s.stack}/shareable/") and (
+        not s.archive_bucket or entry.bucket == s.archive_bucket
+    )
+    if entry is None or not in_scope or entry.state == "removed":
+        return _error(404, "NotFound", f"archive {archive_id} not found")
+    params = {"Bucket": entry.bucket, "Key": entry.key}
+    if entry.version_id:
+        params["VersionId"] = entry.version_id
+    url = aws.client("s3").generate_presigned_url("get_object", Params=params, ExpiresIn=PRESIGN_SECONDS)
+    return {
+        "archive": entry.public(),
+        "download_url": url,
+        "expires_in": PRESIGN_SECONDS,
+        "encrypted": True,
+        "note": "S3 Encryption Client v2 object: the envelope is in the response headers",
+    }
+
+
+@bp.route("/retrievals", methods=["POST"], authorizer=iam, content_types=["application/json"])
+@_guard
+def create_retrieval() -> Any:
+    P.reject_unknown(_query(), set())
+    raw = bp.current_request.raw_body or b""
+    try:
+        body = json.loads(raw or b"null")
+    except ValueError:
+        raise P.ParamError("the request body is not JSON") from None
+    s = services.settings()
+    req = P.parse_retrieval(body, s.stack)
+    job_id = services.jobs(s).create(req)
+    return Response(
+        body={"id": job_id, "status": "planning"},
+        status_code=202,
+        headers={"Content-Type": "application/json", "Location": f"/retrievals/{job_id}"},
+    )
+
+
+@bp.route("/retrievals/{job_id}", methods=["GET"], authorizer=iam)
+@_guard
+def get_retrieval(job_id: str) -> Any:
+    params = _query()
+    P.reject_unknown(params, {"limit", "next_token"})
+    job_id = P.parse_job_id(job_id)
+    limit = P.parse_limit(params.get("limit"))
+    s = services.settings()
+    jobs = services.jobs(s)
+    job = jobs.get(job_id)
+    if job is None or (s.stack and job.get("stack") != s.stack):
+        return _error(404, "NotFound", f"retrieval {job_id} not found")
+    scope = tokens.scope_of({"job": job_id, "limit": limit})
+    after = None
+    if params.get("next_token"):
+        after = tokens.verify(scope, params["next_token"]).get("a")
+        if not isinstance(after, str) or not P.JOB_ID_RE.match(after):
+            raise P.ParamError("next_token is malformed")
+    tasks, last = jobs.tasks(job_id, after=after, limit=limit)
+    results = []
+    for t in tasks:
+        aid = t["sk"][len("task#") :]
+        r = {"archive_id": aid, "status": t.get("status"), "lines_matched": int(t.get("lines_matched", 0))}
+        if t.get("result_key", "").startswith(f"{s.results_prefix}{job_id}/"):
+            r["url"] = jobs.presign(t["result_key"], expires=PRESIGN_SECONDS)
+        if t.get("error"):
+            r["error"] = t["error"]
+        results.append(r)
+    n = {
+        k: int(job.get(k, 0))
+        for k in (
+            "archives_total",
+            "archives_done",
+            "archives_failed",
+            "bytes_scanned",
+            "plaintext_bytes",
+            "lines_matched",
+        )
+    }
+    return {
+        "id": job_id,
+        "status": jobs.status_of(job),
+        "request": {k: job.get(k) for k in ("stack", "start", "end", "stream", "grep")}
+        | {"selector": {_OPTION_OF[job["sel_kind"]]: job["sel_id"]}},
+        "progress": {
+            "archives_done": n["archives_done"],
+            "archives_total": n["archives_total"],
+            "archives_failed": n["archives_failed"],
+            "bytes_scanned": n["bytes_scanned"],
+            "plaintext_bytes": n["plaintext_bytes"],
+            "lines_matched": n["lines_matched"],
+        },
+        "results": results,
+        "expires_in": PRESIGN_SECONDS,
+        "next_token": tokens.issue(scope, {"a": last}) if last else None,
+    }

@@ -1,0 +1,188 @@
+"""Validation of API parameters: every id, time and option checked; anything unknown refused.
+
+Errors are :class:`ParamError` with a one-line message naming the parameter; the blueprint
+turns them into ``400`` with a JSON body. Nothing here ever yields a bucket or an object key.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from . import layout
+from .index.store import Selector
+
+TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(Z|[+-]\d{2}:\d{2})?$")
+SELECTORS = {
+    "app_id": "apps",
+    "database_id": "databases",
+    "endpoint_id": "proxy",
+    "container_id": "container",
+}
+STREAMS = ("stdout", "stderr")
+MAX_LIMIT = 1000
+MAX_GREP = 256
+MAX_JOB_RANGE = timedelta(days=366)
+JOB_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+
+
+class ParamError(ValueError):
+    """A request parameter is missing, unknown or invalid (-> 400)."""
+
+
+def reject_unknown(params: dict[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise ParamError(f"unknown parameter(s): {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+
+
+def parse_time(name: str, value: Any) -> datetime:
+    """RFC 3339 to the second (``Z`` or an offset; no offset means UTC)."""
+    if not isinstance(value, str) or not TIME_RE.match(value):
+        raise ParamError(f"{name} must be a time like 2022-01-01T12:00:00Z (to the second)")
+    try:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        t = (t if t.tzinfo else t.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise ParamError(f"{name} is not a valid time: {value!r}") from None
+    if not 1970 <= t.year <= 2200:
+        raise ParamError(f"{name} must be between the years 1970 and 2200")
+    return t
+
+
+def parse_stack(value: Any, served: str) -> str:
+    if value is None and served:
+        return served
+    if not isinstance(value, str) or not layout.STACK_RE.match(value):
+        raise ParamError("stack is missing or not a valid stack name")
+    if served and value != served:
+        raise ParamError(f"stack {value!r} is not served by this API")
+    return value
+
+
+def parse_selector(params: dict[str, Any], stack: str) -> Selector:
+    given = [k for k in SELECTORS if params.get(k) is not None]
+    if len(given) != 1:
+        raise ParamError("give exactly one of app_id, database_id, endpoint_id, container_id")
+    name = given[0]
+    value = params[name]
+    if not isinstance(value, str):
+        raise ParamError(f"{name} must be a string")
+    if name == "container_id":
+        if not layout.CONTAINER_RE.match(value):
+            raise ParamError("container_id must be 12 to 64 lowercase hex digits")
+    elif not layout.ID_RE.match(value):
+        raise ParamError(f"{name} must be 1 to 64 letters, digits or underscores")
+    return Selector(stack, SELECTORS[name], value)
+
+
+def parse_range(params: dict[str, Any], *, max_range: timedelta | None = None) -> tuple[datetime, datetime]:
+    if params.get("start") is None or params.get("end") is None:
+        raise ParamError("start and end are required")
+    start, end = parse_time("start", params["start"]), parse_time("end", params["end"])
+    if end <= start:
+        raise ParamError("end must be after start")
+    if max_range is not None and end - start > max_range:
+        raise ParamError(f"the time range may span at most {max_range.days} days")
+    return start, end
+
+
+def parse_limit(value: Any, default: int = 100) -> int:
+    if value is None:
+        return default
+    if isinstance(value, int) and not isinstance(value, bool):
+        n = value
+    elif isinstance(value, str) and value.isdigit() and len(value) <= 5:
+        n = int(value)
+    else:
+        raise ParamError("limit must be a whole number")
+    if not 1 <= n <= MAX_LIMIT:
+        raise ParamError(f"limit must be between 1 and {MAX_LIMIT}")
+    return n
+
+
+def parse_bool(name: str, value: Any) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, bool):
+        return value
+    if value in ("true", "1"):
+        return True
+    if value in ("false", "0"):
+        return False
+    raise ParamError(f"{name} must be true or false")
+
+
+def parse_stream(value: Any) -> str | None:
+    if value is None or value == "all":
+        return None
+    if value not in STREAMS:
+        raise ParamError("stream must be stdout, stderr or all")
+    return value
+
+
+def parse_grep(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > MAX_GREP or "\n" in value:
+        raise ParamError(f"grep must be a single-line string of at most {MAX_GREP} characters")
+    return value
+
+
+def parse_archive_id(value: Any) -> str:
+    from .index.schema import ARCHIVE_ID_RE
+
+    if not isinstance(value, str) or not ARCHIVE_ID_RE.match(value):
+        raise ParamError("archive id must be 32 lowercase hex digits")
+    return value
+
+
+def parse_job_id(value: Any) -> str:
+    if not isinstance(value, str) or not JOB_ID_RE.match(value):
+        raise ParamError("retrieval id must be 32 lowercase hex digits")
+    return value
+
+
+@dataclass(frozen=True)
+class RetrievalRequest:
+    selector: Selector
+    start: datetime
+    end: datetime
+    stream: str | None
+    grep: str | None
+
+    def to_attrs(self) -> dict[str, Any]:
+        return {
+            "stack": self.selector.stack,
+            "sel_kind": self.selector.kind,
+            "sel_id": self.selector.ident,
+            "start": self.start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "end": self.end.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "stream": self.stream or "",
+            "grep": self.grep or "",
+        }
+
+    @classmethod
+    def from_attrs(cls, d: dict[str, Any]) -> RetrievalRequest:
+        return cls(
+            Selector(d["stack"], d["sel_kind"], d["sel_id"]),
+            parse_time("start", d["start"]),
+            parse_time("end", d["end"]),
+            d.get("stream") or None,
+            d.get("grep") or None,
+        )
+
+
+RETRIEVAL_FIELDS = {"stack", *SELECTORS, "start", "end", "stream", "grep"}
+
+
+def parse_retrieval(body: Any, served_stack: str) -> RetrievalRequest:
+    if not isinstance(body, dict):
+        raise ParamError("the request body must be a JSON object")
+    reject_unknown(body, RETRIEVAL_FIELDS)
+    stack = parse_stack(body.get("stack"), served_stack)
+    sel = parse_selector(body, stack)
+    start, end = parse_range(body, max_range=MAX_JOB_RANGE)
+    return RetrievalRequest(sel, start, end, parse_stream(body.get("stream")), parse_grep(body.get("grep")))

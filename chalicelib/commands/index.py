@@ -1,0 +1,84 @@
+"""``logarchive index backfill``: index every archive already in a bucket."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .. import aws, layout
+from ..errors import LogarchiveError
+from ..index import Indexer, IndexStore
+from ._common import add_endpoint_options
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("index", help="the DynamoDB archive index")
+    isub = p.add_subparsers(dest="index_command", required=True)
+    b = isub.add_parser("backfill", help="index every archive object already in a bucket (HEAD only)")
+    b.add_argument("--bucket", required=True, help="the archive bucket")
+    b.add_argument("--table", required=True, help="the index table")
+    b.add_argument("--stack", help="only this stack's archives (<stack>/shareable/...)")
+    add_endpoint_options(b)
+    b.set_defaults(func=run_backfill)
+    q = isub.add_parser("query", help="archives of a resource or container in a time range (index only)")
+    q.add_argument("--table", required=True, help="the index table")
+    q.add_argument("--stack", required=True)
+    sel = q.add_mutually_exclusive_group(required=True)
+    for opt in ("app-id", "database-id", "endpoint-id", "container-id"):
+        sel.add_argument(f"--{opt}")
+    q.add_argument("--start", required=True, help="RFC 3339 to the second, e.g. 2022-01-01T12:00:00Z")
+    q.add_argument("--end", required=True)
+    q.add_argument("--include-deleted", action="store_true")
+    q.add_argument("--json", action="store_true", help="one JSON entry a line")
+    add_endpoint_options(q)
+    q.set_defaults(func=run_query)
+
+
+def run_backfill(args: argparse.Namespace) -> int:
+    if args.stack and not layout.STACK_RE.match(args.stack):
+        raise LogarchiveError(f"--stack {args.stack!r} is not a valid stack name")
+    s3 = aws.client("s3", endpoint_url=args.endpoint_url, region=args.region)
+    ddb = aws.client("dynamodb", endpoint_url=args.endpoint_url, region=args.region)
+    indexer = Indexer(IndexStore(args.table, client=ddb), bucket=args.bucket, stack=args.stack, s3=s3)
+    counts: dict[str, int] = {}
+    failed = 0
+    for key, outcome in indexer.backfill(prefix=f"{args.stack}/shareable/" if args.stack else ""):
+        if outcome.startswith("error"):
+            failed += 1
+            print(f"logarchive: {key}: {outcome}", file=sys.stderr)
+        label = "error" if outcome.startswith("error") else outcome
+        counts[label] = counts.get(label, 0) + 1
+    summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "nothing to index"
+    print(f"backfill of s3://{args.bucket} into {args.table}: {summary}")
+    return 1 if failed else 0
+
+
+def run_query(args: argparse.Namespace) -> int:
+    import json
+
+    from .. import apiparams as P
+
+    params = {k: getattr(args, k) for k in ("app_id", "database_id", "endpoint_id", "container_id")}
+    try:
+        stack = P.parse_stack(args.stack, "")
+        sel = P.parse_selector(params, stack)
+        start, end = P.parse_range({"start": args.start, "end": args.end})
+    except P.ParamError as exc:
+        raise LogarchiveError(str(exc)) from None
+    ddb = aws.client("dynamodb", endpoint_url=args.endpoint_url, region=args.region)
+    store = IndexStore(args.table, client=ddb)
+    after, n, read = None, 0, 0
+    while True:
+        page = store.query(sel, start, end, limit=1000, after=after, include_deleted=args.include_deleted)
+        read += page.items_read
+        for e in page.entries:
+            n += 1
+            if args.json:
+                print(json.dumps(e.public(), sort_keys=True))
+            else:
+                print(f"{e.first:%Y-%m-%dT%H:%M:%S} {e.last:%Y-%m-%dT%H:%M:%S} {e.state:7} {e.key}")
+        if page.next is None:
+            break
+        after = page.next
+    print(f"{n} archives ({read} index items read)", file=sys.stderr)
+    return 0

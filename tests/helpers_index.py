@@ -1,0 +1,108 @@
+"""Shared helpers of the index/API tests: tables, queue, sealed archives, a queue pump."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import UTC, datetime
+
+import boto3
+
+from chalicelib import apilocal, layout
+from chalicelib.codec import seal
+from chalicelib.keyring import Keyring, MasterKey
+
+STACK = "teststack"
+INDEX_TABLE = "logarchive-index"
+JOBS_TABLE = "logarchive-jobs"
+QUEUE = "logarchive-retrieval"
+
+
+def t(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+create_table = apilocal.create_table
+
+
+def setup_stack(monkeypatch, buckets, master: MasterKey, project_dir) -> str:
+    """Tables, queue and the Lambda environment of one stack; returns the queue URL.
+
+    The environment goes into a ``test`` stage of a project dir for ``chalice.test.Client``
+    (as a deployed stage would carry it) and into this process (for direct calls).
+    """
+    create_table(INDEX_TABLE)
+    create_table(JOBS_TABLE)
+    url = boto3.client("sqs").create_queue(QueueName=QUEUE, Attributes={"VisibilityTimeout": "30"})["QueueUrl"]
+    env = {
+        "LOGARCHIVE_STACK": STACK, "LOGARCHIVE_ARCHIVE_BUCKET": buckets.archive,
+        "LOGARCHIVE_INDEX_TABLE": INDEX_TABLE, "LOGARCHIVE_JOBS_TABLE": JOBS_TABLE,
+        "LOGARCHIVE_RETRIEVAL_QUEUE_URL": url, "LOGARCHIVE_RESULTS_BUCKET": buckets.staging,
+        "LOGARCHIVE_RESULTS_PREFIX": "retrievals/", "LOGARCHIVE_KEYS": master.to_base64(),
+        "LOGARCHIVE_API_TOKEN_SECRET": "test-secret",
+    }
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    apilocal.write_stage(project_dir, env, stage="test")
+    return url
+
+
+def docker_line(when: str, stream: str, text: str) -> bytes:
+    return json.dumps({"log": text + "\n", "stream": stream, "time": when}, separators=(",", ":")).encode()
+
+
+def put_archive(bucket: str, lines: list[bytes], *, master: MasterKey, kind: str = "apps", rid: str | None = "42",
+                sid: str | None = "7", cid: str = "ab" * 32, rotation: int | None = None,
+                first: str | None = None, last: str | None = None, stack: str = STACK,
+                metadata: bool = True) -> tuple[str, str]:
+    """Seal ``lines`` and store them as the archiver does: v3 key + envelope + logarchive metadata."""
+    from chalicelib.dockerlog import line_time
+
+    times = [x for x in (line_time(raw) for raw in lines) if x]
+    t0 = t(first) if first else min(times)
+    t1 = t(last) if last else max(times)
+    ring = Keyring([master])
+    body = b"".join(x + b"\n" for x in lines)
+    out = io.BytesIO()
+    res = seal(io.BytesIO(body), out, ring)
+    key = layout.ArchiveKey(stack=stack, key_id=master.key_id, kind=kind, resource_id=rid,
+                            service_id=sid if kind == "apps" else None, container_id=cid, rotation=rotation,
+                            start=t0, end=t1).key()
+    meta = dict(res.envelope.to_fields())
+    if metadata:
+        meta.update({
+            "logarchive-key-id": master.key_id,
+            "logarchive-first-time": t0.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "logarchive-last-time": t1.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "logarchive-lines": str(len(lines)), "logarchive-bytes": str(len(body)),
+            "logarchive-sha256": res.plaintext_sha256, "logarchive-host": "host1",
+            "logarchive-container-name": "web.1", "logarchive-source": "staging/x",
+        })
+    resp = boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=out.getvalue(), Metadata=meta)
+    return key, resp.get("VersionId", "")
+
+
+def s3_event(bucket: str, key: str, name: str = "ObjectCreated:Put", sequencer: str = "0A",
+             version_id: str = "") -> dict:
+    from urllib.parse import quote_plus
+
+    return {"Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "eventName": name, "awsRegion": "us-east-1",
+        "s3": {"bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
+               "object": {"key": quote_plus(key), "versionId": version_id, "sequencer": sequencer}},
+    }]}
+
+
+def eventbridge_event(bucket: str, key: str, detail_type: str = "Object Created", sequencer: str = "0A") -> dict:
+    return {
+        "version": "0", "id": "x", "detail-type": detail_type, "source": "aws.s3", "account": "123456789012",
+        "time": "2022-01-01T00:00:00Z", "region": "us-east-1", "resources": [f"arn:aws:s3:::{bucket}"],
+        "detail": {"version": "0", "bucket": {"name": bucket},
+                   "object": {"key": key, "size": 1, "etag": "e", "sequencer": sequencer},
+                   "reason": "PutObject"},
+    }
+
+
+def pump(client, queue_url: str, *, max_rounds: int = 50) -> list[dict]:
+    """Act as Lambda's SQS event source (receive, invoke retrieval_worker, delete the successes)."""
+    return apilocal.drain(client, queue_url, max_rounds=max_rounds)
