@@ -53,6 +53,8 @@ def index_archive(event):
 index_archive.event_class = S3OrEventBridgeEvent
 
 
-@app.on_sqs_message(queue=_queue_name("LOGARCHIVE_RETRIEVAL_QUEUE_URL", "logarchive-retrieval"), batch_size=10)
+@app.on_sqs_message(
+    queue=_queue_name("LOGARCHIVE_RETRIEVAL_QUEUE_URL", "logarchive-retrieval"), batch_size=10
+)
 def retrieval_worker(event):
     return services.retrieval_batch(event.to_dict(), event.context)
