@@ -1,0 +1,218 @@
+"""Stage one segment in S3: conditional create, SHA-256 checksums, multipart when large.
+
+``IfNoneMatch='*'`` (on PutObject and on CompleteMultipartUpload) means a retry can never
+overwrite: if the object is already there, its ``logarchive-sha256`` metadata decides
+whether that is our earlier upload (success) or a conflict. Part buffers are bounded:
+at most ``concurrency`` parts of ``part_size`` bytes are in memory at once.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import threading
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ..errors import LogarchiveError
+from .segment import GZIP, SegmentChanged
+
+MAX_PARTS = 10000
+MIN_PART = 5 * 1024 * 1024
+
+
+class UploadError(LogarchiveError):
+    """S3 refused or could not be reached (after botocore's retries with backoff)."""
+
+
+class Conflict(LogarchiveError):
+    """The deterministic key already holds an object with other content."""
+
+
+class Interrupted(Exception):
+    """Shutdown was requested between two parts; the multipart upload was aborted."""
+
+
+@dataclass(frozen=True)
+class Staging:
+    bucket: str
+    prefix: str
+
+    @classmethod
+    def parse(cls, url: str) -> Staging:
+        if not url.startswith("s3://") or not url[5:].split("/", 1)[0]:
+            raise LogarchiveError(f"staging target {url!r} is not an s3://bucket[/prefix] URL")
+        bucket, _, prefix = url[5:].partition("/")
+        return cls(bucket, prefix.strip("/"))
+
+    def key(self, stack: str, host: str, container_id: str, segment: int, sha256: str, encoding: str) -> str:
+        name = f"{segment:08d}-{sha256[:16]}.log" + (".gz" if encoding == GZIP else "")
+        parts = [p for p in (self.prefix, stack, host, container_id, name) if p]
+        return "/".join(parts)
+
+    def url(self, key: str = "") -> str:
+        return f"s3://{self.bucket}/{key}" if key else f"s3://{self.bucket}/{self.prefix}"
+
+
+def ascii_value(value: str) -> str:
+    """S3 user metadata travels in HTTP headers: printable ASCII as is, else percent-encoded."""
+    if all(" " <= ch <= "~" for ch in value):
+        return value
+    return quote(value, safe="".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%"))
+
+
+def make_client(endpoint_url: str | None, region: str | None, max_attempts: int) -> Any:
+    """An S3 client with botocore's standard retries (backoff on throttling, 5xx, network)."""
+    config = Config(
+        retries={"max_attempts": max_attempts, "mode": "standard"},
+        connect_timeout=5, read_timeout=60, max_pool_connections=8,
+    )
+    return boto3.session.Session().client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
+
+
+def _b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode()
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+class Uploader:
+    def __init__(self, client: Any, bucket: str, *, part_size: int = 8 << 20, concurrency: int = 2,
+                 stop: threading.Event | None = None) -> None:
+        self.s3 = client
+        self.bucket = bucket
+        self.part_size = max(MIN_PART, part_size)
+        self.concurrency = max(1, concurrency)
+        self.stop = stop or threading.Event()
+
+    def existing_sha(self, key: str) -> str | None:
+        """``logarchive-sha256`` of the object at ``key``; None when there is none."""
+        try:
+            head = self.s3.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if _code(exc) in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise UploadError(f"s3://{self.bucket}/{key}: HEAD failed ({_code(exc)})") from None
+        except BotoCoreError as exc:
+            raise UploadError(f"s3://{self.bucket}/{key}: {exc}") from None
+        return head.get("Metadata", {}).get("logarchive-sha256", "")
+
+    def upload(self, key: str, blocks: Iterable[bytes], size: int, sha256: str,
+               metadata: dict[str, str]) -> str:
+        """Create ``key`` from ``blocks`` (``size`` bytes hashing to ``sha256``).
+
+        Returns ``created`` or ``existed`` (an earlier attempt of ours already created it).
+        Raises SegmentChanged (nothing created), Conflict, UploadError or Interrupted.
+        """
+        meta = {k: ascii_value(v) for k, v in metadata.items()}
+        try:
+            if size <= self.part_size:
+                return self._put(key, blocks, size, sha256, meta)
+            return self._multipart(key, blocks, size, sha256, meta)
+        except ClientError as exc:
+            if _code(exc) == "PreconditionFailed":
+                return self._settle_existing(key, sha256)
+            raise UploadError(f"s3://{self.bucket}/{key}: {_code(exc) or exc}") from None
+        except BotoCoreError as exc:
+            raise UploadError(f"s3://{self.bucket}/{key}: {exc}") from None
+
+    def _settle_existing(self, key: str, sha256: str) -> str:
+        found = self.existing_sha(key)
+        if found == sha256:
+            return "existed"
+        raise Conflict(f"s3://{self.bucket}/{key} exists with other content (sha256 {found!r})")
+
+    def _put(self, key: str, blocks: Iterable[bytes], size: int, sha256: str, meta: dict[str, str]) -> str:
+        body = b"".join(blocks)
+        digest = hashlib.sha256(body).digest()
+        if len(body) != size or digest.hex() != sha256:
+            raise SegmentChanged(f"read {len(body)} bytes with another SHA-256 than measured")
+        self.s3.put_object(
+            Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*", Metadata=meta,
+            ChecksumSHA256=_b64(digest), ContentType="application/octet-stream",
+        )
+        return "created"
+
+    def abort_stale(self, key: str) -> None:
+        """Abort multipart uploads a killed earlier attempt left behind for ``key``."""
+        resp = self.s3.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
+        for up in resp.get("Uploads", []):
+            if up.get("Key") == key:
+                self.s3.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=up["UploadId"])
+
+    def _multipart(self, key: str, blocks: Iterable[bytes], size: int, sha256: str,
+                   meta: dict[str, str]) -> str:
+        self.abort_stale(key)
+        part_size = max(self.part_size, -(-size // MAX_PARTS))
+        upload_id = self.s3.create_multipart_upload(
+            Bucket=self.bucket, Key=key, Metadata=meta, ChecksumAlgorithm="SHA256",
+            ContentType="application/octet-stream",
+        )["UploadId"]
+        try:
+            parts = self._send_parts(key, upload_id, _rechunk(blocks, part_size), size, sha256)
+            self.s3.complete_multipart_upload(
+                Bucket=self.bucket, Key=key, UploadId=upload_id, IfNoneMatch="*",
+                MultipartUpload={"Parts": parts},
+            )
+            return "created"
+        except BaseException:
+            try:
+                self.s3.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+            except (ClientError, BotoCoreError):
+                pass  # the lifecycle rule or the next attempt's abort_stale cleans it up
+            raise
+
+    def _send_parts(self, key: str, upload_id: str, chunks: Iterator[bytes], size: int,
+                    sha256: str) -> list[dict[str, Any]]:
+        whole = hashlib.sha256()
+        total = 0
+        parts: list[dict[str, Any]] = []
+        inflight: list[Future] = []
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            for number, chunk in enumerate(chunks, start=1):
+                if self.stop.is_set():
+                    raise Interrupted()
+                whole.update(chunk)
+                total += len(chunk)
+                if total == size and whole.hexdigest() != sha256:
+                    raise SegmentChanged("the bytes read for upload hash differently than measured")
+                if total > size:
+                    raise SegmentChanged("more bytes than measured")
+                inflight.append(pool.submit(self._part, key, upload_id, number, chunk))
+                del chunk  # only the future holds the buffer now
+                while len(inflight) >= self.concurrency:
+                    parts.append(inflight.pop(0).result())
+            for fut in inflight:
+                parts.append(fut.result())
+        if total != size or whole.hexdigest() != sha256:
+            raise SegmentChanged(f"read {total} bytes with another SHA-256 than measured")
+        return parts
+
+    def _part(self, key: str, upload_id: str, number: int, chunk: bytes) -> dict[str, Any]:
+        checksum = _b64(hashlib.sha256(chunk).digest())
+        resp = self.s3.upload_part(
+            Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=chunk,
+            ChecksumSHA256=checksum,
+        )
+        return {"PartNumber": number, "ETag": resp["ETag"], "ChecksumSHA256": checksum}
+
+
+def _rechunk(blocks: Iterable[bytes], size: int) -> Iterator[bytes]:
+    """Blocks regrouped into ``size``-byte parts (the last one shorter)."""
+    buf = bytearray()
+    for block in blocks:
+        buf += block
+        while len(buf) >= size:
+            yield bytes(buf[:size])
+            del buf[:size]
+    if buf:
+        yield bytes(buf)
