@@ -52,6 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     cli = {k: v for k, v in vars(args).items() if k in ShipConfig.option_names()}
     cfg = ShipConfig.resolve(cli, config_path=args.config)
+    logging.getLogger("botocore").setLevel(logging.WARNING)  # one line per event of ours, not theirs
     stop = threading.Event()
     shipper = Shipper(cfg, stop=stop)
     try:

@@ -27,9 +27,9 @@ log = logging.getLogger("logarchive.ship")
 
 COMPRESSING = "rotated file being compressed by Docker (the plain copy ships instead)"
 EMPTY = "empty file"
-VANISHED = "file renamed or removed by Docker during the pass (retried next pass)"
-REPLACED = "file replaced between scan and read (retried next pass)"
-CHANGED = "file changed while being read (truncated or rewritten; nothing staged, retried next pass)"
+VANISHED = "file renamed or removed between scan and read"
+REPLACED = "another file took this name between scan and read"
+CHANGED = "file changed while being read (truncated or rewritten): nothing staged"
 GZ_BAD = "compressed file incomplete or corrupt (retried next pass)"
 DENIED = "permission denied"
 SHRANK = "file is shorter than what was already staged (truncated by hand?)"
@@ -38,6 +38,11 @@ S3_FAILED = "S3 upload failed (retried next pass)"
 CONFLICT = "staging key holds another object (left untouched)"
 LOST = "bytes deleted by Docker before they could be staged"
 ROOT = "Docker data root unreadable"
+
+
+def _label(cid: str, f: LogFile) -> str:
+    """``0123456789ab…-json.log.1``: short enough for a log line, exact enough to find."""
+    return f"{cid[:12]}…{f.name[len(cid):]}" if f.name.startswith(cid) else f"{cid[:12]}/{f.name}"
 
 
 class Shipper:
@@ -104,7 +109,7 @@ class Shipper:
             if self.stop.is_set():
                 return
             if f.gz and f.rotation in plain:
-                s.wait(COMPRESSING, f"{c.id[:12]}/{f.name}")
+                s.wait(COMPRESSING, _label(c.id, f))
                 continue
             if not self._file(c, f, s):
                 return
@@ -113,7 +118,7 @@ class Shipper:
         try:
             fh = open(f.path, "rb")
         except FileNotFoundError:
-            self._problem(s, VANISHED, label)
+            self._transient(s, VANISHED, label)
             return None
         except PermissionError:
             self._problem(s, DENIED, label)
@@ -123,7 +128,7 @@ class Shipper:
             return None
         if not same_file(fh, f.dev, f.ino):
             fh.close()
-            self._problem(s, REPLACED, label)
+            self._transient(s, REPLACED, label)
             return None
         return fh
 
@@ -138,7 +143,7 @@ class Shipper:
 
     def _file(self, c: Container, f: LogFile, s: Summary) -> bool:
         """Ship what is closed and new in ``f``; False stops this container for this pass."""
-        label = f"{c.id[:12]}/{f.name}"
+        label = _label(c.id, f)
         fh = self._open(f, label, s)
         if fh is None:
             return False
@@ -183,7 +188,7 @@ class Shipper:
                 self._problem(s, GZ_BAD, label, str(exc))
                 return False
             except SegmentChanged as exc:
-                self._problem(s, CHANGED, label, str(exc))
+                self._transient(s, CHANGED, label, str(exc))
                 return False
             if m.end <= shipped:  # a .gz holding nothing beyond what already shipped
                 if src is not None:
@@ -258,7 +263,7 @@ class Shipper:
                 unplan(self.state, seg)
             else:
                 self.state.abandon(seg)
-            self._problem(s, CHANGED, label, str(exc))
+            self._transient(s, CHANGED, label, str(exc))
             return False
         except Conflict as exc:
             self.state.abandon(seg)
@@ -307,22 +312,26 @@ class Shipper:
         for f in files:
             if (f.gz and f.rotation in plain) or (seg.encoding == GZIP and not f.gz):
                 continue
-            fh = self._open(f, f"{cid[:12]}/{f.name}", s)
+            fh = self._open(f, _label(cid, f), s)
             if fh is None:
                 clean = False
                 continue
             with fh:
-                head = self._head(fh, f, f"{cid[:12]}/{f.name}", s)
+                head = self._head(fh, f, _label(cid, f), s)
                 if head is None:
                     clean = False
                     continue
                 if src.matches(head):
-                    return self._send(seg, fh, f.gz, f"{cid[:12]}/{f.name}", s, fresh=False)
+                    return self._send(seg, fh, f.gz, _label(cid, f), s, fresh=False)
         if clean or c is None:
             self.state.abandon(seg)
             self._problem(s, LOST, label, f"bytes [{seg.start}, {seg.end}) of a file no longer on disk")
             return True
         return False
+
+    def _transient(self, s: Summary, reason: str, what: str, detail: str = "") -> None:
+        s.retry(reason, what)
+        log.warning("%s: %s%s", what, reason, f" ({detail})" if detail else "")
 
     def _problem(self, s: Summary, reason: str, what: str, detail: str = "") -> None:
         s.problem(reason, what)

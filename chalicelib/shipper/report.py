@@ -22,6 +22,7 @@ class Summary:
     recovered: int = 0  # pending segments of a killed run, found already staged
     shipped_containers: set[str] = field(default_factory=set)
     waiting: Counter = field(default_factory=Counter)
+    retried: Counter = field(default_factory=Counter)  # transient races with Docker: next pass
     problems: Counter = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     planned: list[str] = field(default_factory=list)  # --dry-run lines
@@ -34,6 +35,10 @@ class Summary:
 
     def wait(self, reason: str, what: str) -> None:
         self.waiting[reason] += 1
+        self._example(reason, what)
+
+    def retry(self, reason: str, what: str) -> None:
+        self.retried[reason] += 1
         self._example(reason, what)
 
     def problem(self, reason: str, what: str) -> None:
@@ -60,6 +65,9 @@ class Summary:
         if self.waiting:
             lines.append("  not shipped yet (normal, retried every pass):")
             lines += self._block(self.waiting)
+        if self.retried:
+            lines.append("  skipped this pass (Docker renamed or rewrote the file meanwhile; retried next pass):")
+            lines += self._block(self.retried)
         if self.problems:
             lines.append("  problems (one log line each above; retried next pass where that can help):")
             lines += self._block(self.problems)
