@@ -145,7 +145,7 @@ def test_restarted_container_ships_only_new_bytes(buckets, fake, tmp_path, capsy
     c.stop()
     rc, out = ship(tmp_path, buckets.staging, capsys)
     segs = staged(buckets.staging, c.id)
-    assert [b for _, b in segs] == [json_line("first run")[:0] + segs[0][1], segs[1][1]]
+    assert len(segs) == 2 and b"first run" in segs[0][1] and b"second run" not in segs[0][1]
     assert b"second run" in segs[1][1] and b"first run" not in segs[1][1]
     assert segs[1][0]["logarchive-byte-start"] == segs[0][0]["logarchive-byte-end"]
     assert joined(buckets.staging, c.id) == bytes(c.written)
@@ -214,7 +214,7 @@ def test_unterminated_last_line_waits_for_settle(buckets, fake, tmp_path, capsys
         cli.main(args(tmp_path, buckets.staging, "--once", "--settle", "1h"))
         out = capsys.readouterr().out
     assert "unterminated last line" in out
-    assert joined(buckets.staging, c.id) == json_line("ok")[:0] + bytes(c.written[: c.written.index(b"\n") + 1])
+    assert joined(buckets.staging, c.id) == bytes(c.written[: c.written.index(b"\n") + 1])
     ship(tmp_path, buckets.staging, capsys)  # --settle 0
     assert joined(buckets.staging, c.id) == bytes(c.written)
 
@@ -269,7 +269,7 @@ def _permission_denied(buckets, fake, tmp_path) -> None:
     os.chmod(rotated, 0)
     as_nobody = os.geteuid() == 0
     if as_nobody:  # everything but the unreadable file readable (and the state writable) by nobody
-        for dirpath, dirs, files in os.walk(tmp_path):
+        for dirpath, _dirs, files in os.walk(tmp_path):
             os.chmod(dirpath, 0o777)
             for n in files:
                 if os.path.join(dirpath, n) != str(rotated):

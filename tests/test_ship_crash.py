@@ -43,7 +43,7 @@ def test_kill_9_at_random_points_loses_nothing_and_ships_nothing_twice(buckets, 
     try:
         while writer.poll() is None:
             proc = subprocess.Popen(daemon, cwd=ROOT, env=env, stdout=shipper_log, stderr=shipper_log)
-            time.sleep(rnd.uniform(0.2, 2.5))
+            time.sleep(rnd.uniform(0.1, 1.2))
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             kills += 1

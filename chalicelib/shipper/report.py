@@ -66,7 +66,8 @@ class Summary:
             lines.append("  not shipped yet (normal, retried every pass):")
             lines += self._block(self.waiting)
         if self.retried:
-            lines.append("  skipped this pass (Docker renamed or rewrote the file meanwhile; retried next pass):")
+            lines.append("  skipped this pass (Docker renamed or rewrote the file meanwhile; "
+                         "retried next pass):")
             lines += self._block(self.retried)
         if self.problems:
             lines.append("  problems (one log line each above; retried next pass where that can help):")

@@ -33,7 +33,7 @@ CREATE TABLE IF NOT EXISTS sources (
     complete INTEGER NOT NULL DEFAULT 0,      -- a closed copy was staged to its very end
     created REAL NOT NULL
 );
-CREATE INDEX IF NOT EXISTS sources_by_container ON sources(container_id);
+CREATE INDEX IF NOT EXISTS sources_by_head ON sources(container_id, head_len, head_sha);
 CREATE TABLE IF NOT EXISTS segments (
     container_id TEXT NOT NULL,
     segment INTEGER NOT NULL,
@@ -128,8 +128,23 @@ class State:
         return Source(*r[:7], bool(r[7]))
 
     def match(self, container_id: str, head: bytes, dev: int, ino: int) -> Source | None:
-        """The source held by a file with this head; the same inode wins, then the longest head."""
-        found = [s for s in self.sources(container_id) if s.matches(head)]
+        """The source held by a file with this head; the same inode wins, then the longest head.
+
+        One indexed lookup per distinct recorded head length (almost always just HEAD_MAX),
+        so the cost does not grow with the number of rotations a container has seen.
+        """
+        lengths = [r[0] for r in self.db.execute(
+            "SELECT DISTINCT head_len FROM sources WHERE container_id = ? AND head_len BETWEEN 1 AND ?",
+            (container_id, len(head)),
+        )]
+        found: list[Source] = []
+        for n in lengths:
+            rows = self.db.execute(
+                "SELECT id, container_id, head_len, head_sha, dev, ino, shipped_end, complete "
+                "FROM sources WHERE container_id = ? AND head_len = ? AND head_sha = ?",
+                (container_id, n, head_sha(head[:n])),
+            ).fetchall()
+            found += [Source(*r[:7], bool(r[7])) for r in rows]
         if not found:
             return None
         found.sort(key=lambda s: ((s.dev, s.ino) == (dev, ino), s.head_len, s.id), reverse=True)
