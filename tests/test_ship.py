@@ -359,6 +359,20 @@ def test_multipart_upload_and_file_changed_during_upload(buckets, fake, tmp_path
     assert boto3.client("s3").list_multipart_uploads(Bucket=buckets.staging).get("Uploads", []) == []
     shipper.client.meta.events.unregister("before-call.s3.CreateMultipartUpload", truncate)
     os.truncate(rotated, 0)
+    with open(rotated, "ab") as fh:  # the bytes back, then one rewritten in place while uploading
+        fh.write(data)
+
+    def rewrite(**_):
+        with open(rotated, "r+b") as fh:
+            fh.seek(5_500_000)
+            fh.write(b"Z")
+
+    shipper.client.meta.events.register("before-call.s3.CreateMultipartUpload", rewrite)
+    s = shipper.run_pass()
+    assert s.segments == 0 and "changed while being read" in s.render(), s.render()
+    assert staged(buckets.staging) == []
+    shipper.client.meta.events.unregister("before-call.s3.CreateMultipartUpload", rewrite)
+    os.truncate(rotated, 0)
     with open(rotated, "ab") as fh:  # put the bytes back: same content, same identity
         fh.write(data)
     s = shipper.run_pass()

@@ -19,7 +19,7 @@ from .config import ShipConfig
 from .identity import GzipIncomplete, read_head, same_file
 from .report import Summary, human
 from .scan import Container, LogFile, scan_root
-from .segment import GZIP, IDENTITY, Measured, SegmentChanged, measure, rfc3339, staged_blocks
+from .segment import GZIP, IDENTITY, Measured, SegmentChanged, Staged, measure, rfc3339
 from .state import Segment, Source, State, unplan
 from .upload import Conflict, Interrupted, Staging, Uploader, UploadError, make_client
 
@@ -182,8 +182,9 @@ class Shipper:
                         s.wait(d.reason, label)
                     return True
                 end, closes = d.end, False
+            staged = Staged(fh, f.gz, encoding, shipped, end)
             try:
-                m = measure(fh, f.gz, encoding, shipped, end)
+                m = measure(staged, self._part_size(staged, st.st_size))
             except GzipIncomplete as exc:
                 self._problem(s, GZ_BAD, label, str(exc))
                 return False
@@ -205,7 +206,15 @@ class Shipper:
                 s.shipped(c.id, m.size)
                 return True
             self.state.plan(src, seg)
-            return self._send(seg, fh, f.gz, label, s, fresh=True)
+            return self._send(seg, staged, m, label, s, fresh=True)
+
+    def _part_size(self, staged: Staged, file_size: int) -> int:
+        """Part size to hash parts by while measuring (0 when the size is not known up front)."""
+        if staged.encoding == GZIP:
+            return self.uploader.part_size_for(file_size)
+        if staged.gz or staged.end is None:
+            return 0
+        return self.uploader.part_size_for(staged.end - staged.start)
 
     def _segment(self, c: Container, f: LogFile, m: Measured, src: Source, closes: bool) -> Segment:
         if self.cfg.dry_run:
@@ -253,10 +262,10 @@ class Shipper:
         return layout.UNLABELED, "", ""
 
     # -- sending ---------------------------------------------------------------------------
-    def _send(self, seg: Segment, fh: BinaryIO, gz: bool, label: str, s: Summary, *, fresh: bool) -> bool:
-        blocks = staged_blocks(fh, gz, seg.encoding, seg.start, seg.end)
+    def _send(self, seg: Segment, staged: Staged, m: Measured, label: str, s: Summary, *,
+              fresh: bool) -> bool:
         try:
-            outcome = self.uploader.upload(seg.key, blocks, seg.size, seg.sha256, seg.metadata)
+            outcome = self.uploader.upload(seg.key, staged, m, seg.metadata)
         except (SegmentChanged, GzipIncomplete) as exc:
             # Nothing was created (checked before PutObject / CompleteMultipartUpload).
             if fresh:
@@ -322,12 +331,28 @@ class Shipper:
                     clean = False
                     continue
                 if src.matches(head):
-                    return self._send(seg, fh, f.gz, _label(cid, f), s, fresh=False)
+                    return self._resend(seg, fh, f, s)
         if clean or c is None:
             self.state.abandon(seg)
             self._problem(s, LOST, label, f"bytes [{seg.start}, {seg.end}) of a file no longer on disk")
             return True
         return False
+
+    def _resend(self, seg: Segment, fh: BinaryIO, f: LogFile, s: Summary) -> bool:
+        """Measure the planned range again (parts hashes are not kept) and send it."""
+        label = _label(seg.container_id, f)
+        staged = Staged(fh, f.gz, seg.encoding, seg.start, seg.end)
+        try:
+            m = measure(staged, self._part_size(staged, os.fstat(fh.fileno()).st_size))
+        except (SegmentChanged, GzipIncomplete) as exc:
+            self.state.abandon(seg)
+            self._transient(s, CHANGED, label, str(exc))
+            return False
+        if (m.sha256, m.size) != (seg.sha256, seg.size):
+            self.state.abandon(seg)
+            self._transient(s, CHANGED, label, "the planned bytes are not on disk any more")
+            return False
+        return self._send(seg, staged, m, label, s, fresh=False)
 
     def _transient(self, s: Summary, reason: str, what: str, detail: str = "") -> None:
         s.retry(reason, what)

@@ -1,25 +1,26 @@
-"""A segment's bytes, read twice from one open file: first to measure, then to send.
+"""A segment's bytes, read from one open file: first to measure, then to send.
 
 The first read fixes everything the staged object's key and metadata need (SHA-256, size,
 line count, first and last times, the logical byte range) before a byte is sent: S3 takes
-user metadata only when an upload starts. The second read streams the same bytes to S3 and
-must hash to the same SHA-256, or the upload is abandoned (the file changed under us: never
-a torn copy). Both reads go through the same file descriptor, so Docker renaming or
-unlinking the file meanwhile does not matter.
+user metadata only when an upload starts. It also hashes each multipart part, so the second
+read can stream parts straight from the file (``os.pread``, no part buffers) and check each
+one against its hash; the whole object is completed only if every part matched, so a file
+that changed in between never yields a torn copy. Both reads use the same file descriptor:
+Docker renaming or unlinking the file meanwhile does not matter.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import BinaryIO
 
 from isal import isal_zlib
 
 from ..dockerlog import TimeSpan
-from .identity import GzipIncomplete, iter_range, iter_raw
+from .identity import BLOCK, GzipIncomplete, iter_range, iter_raw
 
 IDENTITY = "identity"
 GZIP = "gzip"
@@ -27,6 +28,31 @@ GZIP = "gzip"
 
 class SegmentChanged(Exception):
     """The bytes are not what was measured or planned (truncated, replaced, rewritten)."""
+
+
+@dataclass(frozen=True)
+class Staged:
+    """Where the staged bytes come from: the .gz as it lies, or logical bytes [start, end)."""
+
+    fh: BinaryIO
+    gz: bool  # the file on disk is gzip
+    encoding: str  # of the staged bytes
+    start: int
+    end: int | None  # None: to the end of a .gz
+
+    @property
+    def contiguous(self) -> bool:
+        """Do the staged bytes lie on disk as one byte range (so parts can be pread)?"""
+        return self.encoding == GZIP or not self.gz
+
+    @property
+    def file_offset(self) -> int:
+        return 0 if self.encoding == GZIP else self.start
+
+    def blocks(self) -> Iterator[bytes]:
+        if self.encoding == GZIP:
+            return iter_raw(self.fh)
+        return iter_range(self.fh, self.gz, self.start, self.end)
 
 
 @dataclass(frozen=True)
@@ -39,28 +65,49 @@ class Measured:
     lines: int
     first: datetime | None
     last: datetime | None
+    part_size: int = 0  # the parts hashed below (0: none)
+    part_sha256: tuple[bytes, ...] = field(default=(), repr=False)
 
 
 def rfc3339(t: datetime | None) -> str:
     return "" if t is None else t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def staged_blocks(fh: BinaryIO, gz: bool, encoding: str, start: int, end: int | None) -> Iterator[bytes]:
-    """The bytes to stage: the .gz file itself, or logical bytes [start, end)."""
-    if encoding == GZIP:
-        return iter_raw(fh)
-    return iter_range(fh, gz, start, end)
+class _PartHasher:
+    def __init__(self, part_size: int) -> None:
+        self.part_size = part_size
+        self.done: list[bytes] = []
+        self.cur = hashlib.sha256()
+        self.fill = 0
+
+    def feed(self, block: bytes) -> None:
+        view = memoryview(block)
+        while view:
+            take = min(len(view), self.part_size - self.fill)
+            self.cur.update(view[:take])
+            self.fill += take
+            view = view[take:]
+            if self.fill == self.part_size:
+                self.done.append(self.cur.digest())
+                self.cur, self.fill = hashlib.sha256(), 0
+
+    def close(self) -> tuple[bytes, ...]:
+        if self.fill:
+            self.done.append(self.cur.digest())
+        return tuple(self.done)
 
 
-def measure(fh: BinaryIO, gz: bool, encoding: str, start: int, end: int | None) -> Measured:
-    """Read the segment once: hash, count lines, find times (end=None: to the end of a .gz)."""
+def measure(staged: Staged, part_size: int = 0) -> Measured:
+    """Read the segment once: hash (whole and per part), count lines, find first/last times."""
     sha = hashlib.sha256()
+    parts = _PartHasher(part_size) if part_size and staged.contiguous else None
     span = TimeSpan()
-    size = 0
-    logical = 0
-    inflate = isal_zlib.decompressobj(31) if encoding == GZIP else None
-    for block in staged_blocks(fh, gz, encoding, start, end):
+    size = logical = 0
+    inflate = isal_zlib.decompressobj(31) if staged.encoding == GZIP else None
+    for block in staged.blocks():
         sha.update(block)
+        if parts is not None:
+            parts.feed(block)
         size += len(block)
         if inflate is None:
             span.feed(block)
@@ -68,12 +115,17 @@ def measure(fh: BinaryIO, gz: bool, encoding: str, start: int, end: int | None) 
             continue
         data = block
         while data:
-            out = inflate.decompress(data)
+            out = inflate.decompress(data, BLOCK)
             span.feed(out)
             logical += len(out)
+            while inflate.unconsumed_tail:  # bounded output per call: bounded memory
+                out = inflate.decompress(inflate.unconsumed_tail, BLOCK)
+                span.feed(out)
+                logical += len(out)
             data = inflate.unused_data if inflate.eof else b""
             if data:  # a further gzip member (Docker writes one, gzip allows more)
                 inflate = isal_zlib.decompressobj(31)
+    start, end = staged.start, staged.end
     if inflate is not None:
         if not inflate.eof:
             raise GzipIncomplete("ends before the gzip end-of-stream marker")
@@ -83,4 +135,5 @@ def measure(fh: BinaryIO, gz: bool, encoding: str, start: int, end: int | None) 
     elif logical != end - start:
         raise SegmentChanged(f"expected {end - start} bytes from offset {start}, read {logical}")
     span.close()
-    return Measured(start, end, encoding, size, sha.hexdigest(), span.lines, span.first, span.last)
+    return Measured(start, end, staged.encoding, size, sha.hexdigest(), span.lines, span.first, span.last,
+                    part_size if parts is not None else 0, parts.close() if parts is not None else ())

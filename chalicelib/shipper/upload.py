@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
+import os
 import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -22,7 +24,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..errors import LogarchiveError
-from .segment import GZIP, SegmentChanged
+from .segment import GZIP, Measured, SegmentChanged, Staged
 
 MAX_PARTS = 10000
 MIN_PART = 5 * 1024 * 1024
@@ -106,21 +108,28 @@ class Uploader:
             raise UploadError(f"s3://{self.bucket}/{key}: {exc}") from None
         return head.get("Metadata", {}).get("logarchive-sha256", "")
 
-    def upload(self, key: str, blocks: Iterable[bytes], size: int, sha256: str,
-               metadata: dict[str, str]) -> str:
-        """Create ``key`` from ``blocks`` (``size`` bytes hashing to ``sha256``).
+    def part_size_for(self, size: int) -> int:
+        """The part size for an object of ``size`` bytes (grown to stay within 10,000 parts)."""
+        return max(self.part_size, -(-size // MAX_PARTS))
+
+    def upload(self, key: str, staged: Staged, m: Measured, metadata: dict[str, str]) -> str:
+        """Create ``key`` with the bytes of ``staged``, which must be exactly those measured.
 
         Returns ``created`` or ``existed`` (an earlier attempt of ours already created it).
         Raises SegmentChanged (nothing created), Conflict, UploadError or Interrupted.
         """
         meta = {k: ascii_value(v) for k, v in metadata.items()}
         try:
-            if size <= self.part_size:
-                return self._put(key, blocks, size, sha256, meta)
-            return self._multipart(key, blocks, size, sha256, meta)
+            if m.size <= self.part_size:
+                return self._put(key, staged.blocks(), m.size, m.sha256, meta)
+            if staged.contiguous and m.part_size == self.part_size_for(m.size) and m.part_sha256:
+                parts = self._streamed_parts(staged, m)
+            else:
+                parts = self._buffered_parts(staged, m)
+            return self._multipart(key, parts, meta)
         except ClientError as exc:
             if _code(exc) == "PreconditionFailed":
-                return self._settle_existing(key, sha256)
+                return self._settle_existing(key, m.sha256)
             raise UploadError(f"s3://{self.bucket}/{key}: {_code(exc) or exc}") from None
         except BotoCoreError as exc:
             raise UploadError(f"s3://{self.bucket}/{key}: {exc}") from None
@@ -149,19 +158,17 @@ class Uploader:
             if up.get("Key") == key:
                 self.s3.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=up["UploadId"])
 
-    def _multipart(self, key: str, blocks: Iterable[bytes], size: int, sha256: str,
-                   meta: dict[str, str]) -> str:
+    def _multipart(self, key: str, parts: Iterator[_Part], meta: dict[str, str]) -> str:
         self.abort_stale(key)
-        part_size = max(self.part_size, -(-size // MAX_PARTS))
         upload_id = self.s3.create_multipart_upload(
             Bucket=self.bucket, Key=key, Metadata=meta, ChecksumAlgorithm="SHA256",
             ContentType="application/octet-stream",
         )["UploadId"]
         try:
-            parts = self._send_parts(key, upload_id, _rechunk(blocks, part_size), size, sha256)
+            done = self._send_parts(key, upload_id, parts)
             self.s3.complete_multipart_upload(
                 Bucket=self.bucket, Key=key, UploadId=upload_id, IfNoneMatch="*",
-                MultipartUpload={"Parts": parts},
+                MultipartUpload={"Parts": done},
             )
             return "created"
         except BaseException:
@@ -171,39 +178,121 @@ class Uploader:
                 pass  # the lifecycle rule or the next attempt's abort_stale cleans it up
             raise
 
-    def _send_parts(self, key: str, upload_id: str, chunks: Iterator[bytes], size: int,
-                    sha256: str) -> list[dict[str, Any]]:
-        whole = hashlib.sha256()
-        total = 0
-        parts: list[dict[str, Any]] = []
+    def _send_parts(self, key: str, upload_id: str, parts: Iterator[_Part]) -> list[dict[str, Any]]:
+        """At most ``concurrency`` parts in flight; every part must hash as measured."""
+        done: list[dict[str, Any]] = []
         inflight: list[Future] = []
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            for number, chunk in enumerate(chunks, start=1):
-                if self.stop.is_set():
-                    raise Interrupted()
-                whole.update(chunk)
-                total += len(chunk)
-                if total == size and whole.hexdigest() != sha256:
-                    raise SegmentChanged("the bytes read for upload hash differently than measured")
-                if total > size:
-                    raise SegmentChanged("more bytes than measured")
-                inflight.append(pool.submit(self._part, key, upload_id, number, chunk))
-                del chunk  # only the future holds the buffer now
-                while len(inflight) >= self.concurrency:
-                    parts.append(inflight.pop(0).result())
-            for fut in inflight:
-                parts.append(fut.result())
-        if total != size or whole.hexdigest() != sha256:
-            raise SegmentChanged(f"read {total} bytes with another SHA-256 than measured")
-        return parts
+            try:
+                for part in parts:
+                    if self.stop.is_set():
+                        raise Interrupted()
+                    inflight.append(pool.submit(self._part, key, upload_id, part))
+                    while len(inflight) >= self.concurrency:
+                        done.append(inflight.pop(0).result())
+                for fut in inflight:
+                    done.append(fut.result())
+            finally:
+                for fut in inflight:
+                    fut.cancel()
+        return done
 
-    def _part(self, key: str, upload_id: str, number: int, chunk: bytes) -> dict[str, Any]:
-        checksum = _b64(hashlib.sha256(chunk).digest())
+    def _part(self, key: str, upload_id: str, part: _Part) -> dict[str, Any]:
+        body = part.body()
         resp = self.s3.upload_part(
-            Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=chunk,
-            ChecksumSHA256=checksum,
+            Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=part.number, Body=body,
+            ContentLength=part.length, ChecksumSHA256=_b64(part.sha256),
         )
-        return {"PartNumber": number, "ETag": resp["ETag"], "ChecksumSHA256": checksum}
+        if isinstance(body, _RangeReader) and (not body.matches() or body.digest() != part.sha256):
+            raise SegmentChanged(f"part {part.number} changed on disk after it was measured")
+        return {"PartNumber": part.number, "ETag": resp["ETag"], "ChecksumSHA256": _b64(part.sha256)}
+
+    def _streamed_parts(self, staged: Staged, m: Measured) -> Iterator[_Part]:
+        """Parts read straight from the file by the sending thread: no part buffers at all."""
+        fd = staged.fh.fileno()
+        for i, digest in enumerate(m.part_sha256):
+            offset = i * m.part_size
+            length = min(m.part_size, m.size - offset)
+            yield _Part(i + 1, length, digest, fd=fd, offset=staged.file_offset + offset)
+
+    def _buffered_parts(self, staged: Staged, m: Measured) -> Iterator[_Part]:
+        """Parts in memory (a .gz decompressed for a tail segment): bounded by ``concurrency``."""
+        whole = hashlib.sha256()
+        total = 0
+        for i, chunk in enumerate(_rechunk(staged.blocks(), self.part_size_for(m.size))):
+            whole.update(chunk)
+            total += len(chunk)
+            if total > m.size or (total == m.size and whole.hexdigest() != m.sha256):
+                raise SegmentChanged("the bytes read for upload differ from those measured")
+            yield _Part(i + 1, len(chunk), hashlib.sha256(chunk).digest(), data=chunk)
+        if total != m.size:
+            raise SegmentChanged(f"read {total} bytes for upload, measured {m.size}")
+
+
+@dataclass
+class _Part:
+    number: int
+    length: int
+    sha256: bytes
+    data: bytes | None = None
+    fd: int = -1
+    offset: int = 0
+
+    def body(self) -> bytes | _RangeReader:
+        if self.data is not None:
+            return self.data
+        return _RangeReader(self.fd, self.offset, self.length)
+
+
+class _RangeReader(io.RawIOBase):
+    """A file-like view of ``length`` bytes at ``offset`` (``os.pread``: thread-safe, no shared
+    file position), hashing what botocore reads; a retry seeks to 0 and starts the hash over."""
+
+    def __init__(self, fd: int, offset: int, length: int) -> None:
+        self.fd, self.offset, self.length = fd, offset, length
+        self.pos = 0
+        self.sha = hashlib.sha256()
+        self.hashed = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        self.pos = {0: pos, 1: self.pos + pos, 2: self.length + pos}[whence]
+        if self.pos == 0:
+            self.sha, self.hashed = hashlib.sha256(), 0
+        return self.pos
+
+    def read(self, n: int = -1) -> bytes:
+        left = self.length - self.pos
+        n = left if n is None or n < 0 else min(n, left)
+        if n <= 0:
+            return b""
+        data = os.pread(self.fd, min(n, 1 << 20), self.offset + self.pos)
+        if not data:
+            raise SegmentChanged("the file is shorter than when it was measured")
+        if self.pos == self.hashed:
+            self.sha.update(data)
+            self.hashed += len(data)
+        self.pos += len(data)
+        return data
+
+    def readinto(self, buf) -> int:  # type: ignore[override]
+        data = self.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+    def matches(self) -> bool:
+        return self.hashed == self.length
+
+    def digest(self) -> bytes:
+        return self.sha.digest()
 
 
 def _rechunk(blocks: Iterable[bytes], size: int) -> Iterator[bytes]:
