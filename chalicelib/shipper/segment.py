@@ -19,7 +19,7 @@ from typing import BinaryIO
 
 from isal import isal_zlib
 
-from ..dockerlog import TimeSpan
+from ..dockerlog import line_time
 from .identity import BLOCK, GzipIncomplete, iter_range, iter_raw
 
 IDENTITY = "identity"
@@ -73,6 +73,55 @@ def rfc3339(t: datetime | None) -> str:
     return "" if t is None else t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+class LineStats:
+    """Line count and the times of the first and the last timed line, in O(1) per byte.
+
+    ``bytes.count`` does the counting; only the first lines and the last 64 KiB are parsed
+    (dockerlog.TimeSpan parses every line, which costs more than hashing on big files).
+    A final line without ``\n`` counts as a line, as in TimeSpan.
+    """
+
+    TAIL = 65536
+
+    def __init__(self) -> None:
+        self.lines = 0
+        self.first: datetime | None = None
+        self._first_done = False
+        self._head = b""
+        self._tail = b""
+        self._last_byte = b"\n"
+
+    def feed(self, block: bytes) -> None:
+        if not block:
+            return
+        self.lines += block.count(b"\n")
+        self._last_byte = block[-1:]
+        if not self._first_done:
+            self._head += block
+            lines = self._head.split(b"\n")
+            for line in lines[:-1]:
+                self.first = line_time(line)
+                if self.first is not None:
+                    break
+            if self.first is not None or len(self._head) > self.TAIL:
+                self._first_done, self._head = True, b""
+            else:
+                self._head = lines[-1] if len(lines) > 1 else self._head
+        self._tail = (self._tail + block)[-self.TAIL:] if len(block) < self.TAIL else block[-self.TAIL:]
+
+    def close(self) -> tuple[int, datetime | None, datetime | None]:
+        lines = self.lines + (0 if self._last_byte == b"\n" else 1)
+        last = None
+        for line in reversed(self._tail.split(b"\n")):
+            last = line_time(line)
+            if last is not None:
+                break
+        first = self.first
+        if first is None and not self._first_done and self._head:
+            first = line_time(self._head)  # a single unterminated line
+        return lines, first or last, last or first
+
+
 class _PartHasher:
     def __init__(self, part_size: int) -> None:
         self.part_size = part_size
@@ -101,7 +150,7 @@ def measure(staged: Staged, part_size: int = 0) -> Measured:
     """Read the segment once: hash (whole and per part), count lines, find first/last times."""
     sha = hashlib.sha256()
     parts = _PartHasher(part_size) if part_size and staged.contiguous else None
-    span = TimeSpan()
+    span = LineStats()
     size = logical = 0
     inflate = isal_zlib.decompressobj(31) if staged.encoding == GZIP else None
     for block in staged.blocks():
@@ -134,6 +183,6 @@ def measure(staged: Staged, part_size: int = 0) -> Measured:
         end = start + logical
     elif logical != end - start:
         raise SegmentChanged(f"expected {end - start} bytes from offset {start}, read {logical}")
-    span.close()
-    return Measured(start, end, staged.encoding, size, sha.hexdigest(), span.lines, span.first, span.last,
+    lines, first, last = span.close()
+    return Measured(start, end, staged.encoding, size, sha.hexdigest(), lines, first, last,
                     part_size if parts is not None else 0, parts.close() if parts is not None else ())
