@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--endpoint-url", help="S3-compatible endpoint (default: $AWS_ENDPOINT_URL, else AWS)")
     p.add_argument("--region", help="AWS region")
     p.add_argument("--part-size", help="multipart part size (default 8MiB)")
-    p.add_argument("--concurrency", type=int, help="parts in flight per upload (default 2)")
+    p.add_argument("--concurrency", type=int, help="parts in flight per upload (default 1: lowest memory)")
     p.add_argument("--max-attempts", type=int, help="S3 attempts per request, with backoff (default 8)")
     for what in ("app", "database", "endpoint", "service"):
         p.add_argument(f"--{what}-label", help=f"container label holding the {what} id "

@@ -64,7 +64,7 @@ class ShipConfig:
     endpoint_url: str = ""
     region: str = ""
     part_size: int = 8 << 20
-    concurrency: int = 2
+    concurrency: int = 1  # parts in flight; each more costs ~3 MiB RSS (see docs/PERFORMANCE.md)
     max_attempts: int = 8
     app_label: str = "logarchive.app_id"
     database_label: str = "logarchive.database_id"
