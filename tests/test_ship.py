@@ -106,7 +106,7 @@ def test_ships_closed_logs_once_with_metadata(buckets, fake, tmp_path, capsys) -
     assert rc == 0 and "shipped: 0 segments" in out
     web.stop()
     rc, out = ship(tmp_path, buckets.staging, capsys)
-    assert "shipped: 1 segments" in out
+    assert "shipped: 1 segment," in out
     assert joined(buckets.staging, web.id) == bytes(web.written)
 
 
@@ -297,7 +297,7 @@ def test_s3_unreachable_fails_cleanly_and_retries(buckets, fake, tmp_path, capsy
     out = capsys.readouterr().out
     assert rc == 1 and "S3 upload failed" in out
     rc, out = ship(tmp_path, buckets.staging, capsys)
-    assert rc == 0 and "shipped: 1 segments" in out
+    assert rc == 0 and "shipped: 1 segment," in out
     assert joined(buckets.staging, c.id) == bytes(c.written)
 
 
@@ -387,7 +387,7 @@ def test_dry_run_ships_nothing_and_changes_no_state(buckets, fake, tmp_path, cap
     c.stop()
     rc = cli.main(args(tmp_path, buckets.staging, "--dry-run", "--settle", "0"))
     out = capsys.readouterr().out
-    assert rc == 0 and "would ship: 1 segments" in out and "as segment 1" in out
+    assert rc == 0 and "would ship: 1 segment," in out and "as segment 1" in out
     assert staged(buckets.staging) == [] and not (tmp_path / "ship.db").exists()
 
 

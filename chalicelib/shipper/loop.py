@@ -96,6 +96,7 @@ class Shipper:
 
     # -- one container -------------------------------------------------------------------
     def _container(self, c: Container, s: Summary) -> None:
+        s.names[c.id] = c.name
         for name, cause in c.file_errors:
             self._problem(s, f"cannot read: {cause}", f"{c.id[:12]}/{name}")
         if c.config_error:

@@ -6,6 +6,10 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
 def human(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if abs(n) < 1024 or unit == "GiB":
@@ -21,6 +25,8 @@ class Summary:
     bytes: int = 0
     recovered: int = 0  # pending segments of a killed run, found already staged
     shipped_containers: set[str] = field(default_factory=set)
+    names: dict[str, str] = field(default_factory=dict)  # container id -> name
+    per_container: dict[str, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
     waiting: Counter = field(default_factory=Counter)
     retried: Counter = field(default_factory=Counter)  # transient races with Docker: next pass
     problems: Counter = field(default_factory=Counter)
@@ -32,6 +38,8 @@ class Summary:
         self.bytes += size
         self.recovered += int(recovered)
         self.shipped_containers.add(container_id)
+        self.per_container[container_id][0] += 1
+        self.per_container[container_id][1] += size
 
     def wait(self, reason: str, what: str) -> None:
         self.waiting[reason] += 1
@@ -56,11 +64,17 @@ class Summary:
     def render(self, *, dry_run: bool = False, seconds: float = 0.0) -> str:
         verb = "would ship" if dry_run else "shipped"
         lines = [
-            f"logarchive ship: {self.containers} containers scanned in {seconds:.1f} s",
-            f"  {verb}: {self.segments} segments, {human(self.bytes)}, "
-            f"from {len(self.shipped_containers)} containers"
+            f"logarchive ship: {plural(self.containers, 'container')} scanned in {seconds:.1f} s",
+            f"  {verb}: {plural(self.segments, 'segment')}, {human(self.bytes)}, "
+            f"from {plural(len(self.shipped_containers), 'container')}"
             + (f" ({self.recovered} finished from an interrupted run)" if self.recovered else ""),
         ]
+        shown = sorted(self.per_container.items(), key=lambda kv: -kv[1][1])
+        for cid, (n, size) in shown[:10]:
+            name = self.names.get(cid) or "?"
+            lines.append(f"    {name} ({cid[:12]}): {plural(n, 'segment')}, {human(size)}")
+        if len(shown) > 10:
+            lines.append(f"    … and {len(shown) - 10} more containers")
         lines += [f"    {p}" for p in self.planned]
         if self.waiting:
             lines.append("  not shipped yet (normal, retried every pass):")
