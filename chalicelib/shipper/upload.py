@@ -22,6 +22,7 @@ from urllib.parse import quote
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from isal import isal_zlib
 
 from ..errors import LogarchiveError
 from .segment import GZIP, Measured, SegmentChanged, Staged
@@ -122,7 +123,7 @@ class Uploader:
         try:
             if m.size <= self.part_size:
                 return self._put(key, staged.blocks(), m.size, m.sha256, meta)
-            if staged.contiguous and m.part_size == self.part_size_for(m.size) and m.part_sha256:
+            if staged.contiguous and m.part_size == self.part_size_for(m.size) and m.parts:
                 parts = self._streamed_parts(staged, m)
             else:
                 parts = self._buffered_parts(staged, m)
@@ -209,17 +210,17 @@ class Uploader:
             Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=part.number, Body=body,
             ContentLength=part.length, ChecksumSHA256=_b64(part.sha256),
         )
-        if isinstance(body, _RangeReader) and (not body.matches() or body.digest() != part.sha256):
+        if isinstance(body, _RangeReader) and not body.matches(part.crc32):
             raise SegmentChanged(f"part {part.number} changed on disk after it was measured")
         return {"PartNumber": part.number, "ETag": resp["ETag"], "ChecksumSHA256": _b64(part.sha256)}
 
     def _streamed_parts(self, staged: Staged, m: Measured) -> Iterator[_Part]:
         """Parts read straight from the file by the sending thread: no part buffers at all."""
         fd = staged.fh.fileno()
-        for i, digest in enumerate(m.part_sha256):
+        for i, (digest, crc) in enumerate(m.parts):
             offset = i * m.part_size
             length = min(m.part_size, m.size - offset)
-            yield _Part(i + 1, length, digest, fd=fd, offset=staged.file_offset + offset)
+            yield _Part(i + 1, length, digest, crc, fd=fd, offset=staged.file_offset + offset)
 
     def _buffered_parts(self, staged: Staged, m: Measured) -> Iterator[_Part]:
         """Parts in memory (a .gz decompressed for a tail segment): bounded by ``concurrency``."""
@@ -230,7 +231,7 @@ class Uploader:
             total += len(chunk)
             if total > m.size or (total == m.size and whole.hexdigest() != m.sha256):
                 raise SegmentChanged("the bytes read for upload differ from those measured")
-            yield _Part(i + 1, len(chunk), hashlib.sha256(chunk).digest(), data=chunk)
+            yield _Part(i + 1, len(chunk), hashlib.sha256(chunk).digest(), 0, data=chunk)
         if total != m.size:
             raise SegmentChanged(f"read {total} bytes for upload, measured {m.size}")
 
@@ -240,6 +241,7 @@ class _Part:
     number: int
     length: int
     sha256: bytes
+    crc32: int  # what the bytes read while sending must match (streamed parts)
     data: bytes | None = None
     fd: int = -1
     offset: int = 0
@@ -252,12 +254,12 @@ class _Part:
 
 class _RangeReader(io.RawIOBase):
     """A file-like view of ``length`` bytes at ``offset`` (``os.pread``: thread-safe, no shared
-    file position), hashing what botocore reads; a retry seeks to 0 and starts the hash over."""
+    file position), with a CRC-32 of what botocore reads; a retry seeks to 0 and starts over."""
 
     def __init__(self, fd: int, offset: int, length: int) -> None:
         self.fd, self.offset, self.length = fd, offset, length
         self.pos = 0
-        self.sha = hashlib.sha256()
+        self.crc = 0
         self.hashed = 0
 
     def readable(self) -> bool:
@@ -272,7 +274,7 @@ class _RangeReader(io.RawIOBase):
     def seek(self, pos: int, whence: int = 0) -> int:
         self.pos = {0: pos, 1: self.pos + pos, 2: self.length + pos}[whence]
         if self.pos == 0:
-            self.sha, self.hashed = hashlib.sha256(), 0
+            self.crc, self.hashed = 0, 0
         return self.pos
 
     def read(self, n: int = -1) -> bytes:
@@ -284,7 +286,7 @@ class _RangeReader(io.RawIOBase):
         if not data:
             raise SegmentChanged("the file is shorter than when it was measured")
         if self.pos == self.hashed:
-            self.sha.update(data)
+            self.crc = isal_zlib.crc32(data, self.crc)
             self.hashed += len(data)
         self.pos += len(data)
         return data
@@ -294,11 +296,8 @@ class _RangeReader(io.RawIOBase):
         buf[: len(data)] = data
         return len(data)
 
-    def matches(self) -> bool:
-        return self.hashed == self.length
-
-    def digest(self) -> bytes:
-        return self.sha.digest()
+    def matches(self, crc32: int) -> bool:
+        return self.hashed == self.length and self.crc == crc32
 
 
 def _rechunk(blocks: Iterable[bytes], size: int) -> Iterator[bytes]:
