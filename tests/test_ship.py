@@ -419,3 +419,13 @@ def test_daemon_stops_cleanly_on_sigterm(buckets, fake, tmp_path) -> None:
     assert proc.returncode == 0, err
     assert "stopped cleanly" in err
     assert joined(buckets.staging, c.id) == bytes(c.written)
+
+
+def test_a_second_shipper_on_the_same_state_is_refused(buckets, fake, tmp_path, capsys) -> None:
+    first = _shipper(tmp_path, buckets.staging)
+    try:
+        rc = cli.main(args(tmp_path, buckets.staging, "--once"))
+        assert rc == 1 and "another logarchive ship is running" in capsys.readouterr().err
+    finally:
+        first.close()
+    assert ship(tmp_path, buckets.staging, capsys)[0] == 0

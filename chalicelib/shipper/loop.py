@@ -7,6 +7,7 @@ which Docker wrote the bytes. A pending segment left by a killed run is finished
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import threading
@@ -14,6 +15,7 @@ import time
 from typing import Any, BinaryIO
 
 from .. import layout
+from ..errors import LogarchiveError
 from . import eligibility
 from .config import ShipConfig
 from .identity import GzipIncomplete, read_head, same_file
@@ -45,13 +47,27 @@ def _label(cid: str, f: LogFile) -> str:
     return f"{cid[:12]}…{f.name[len(cid):]}" if f.name.startswith(cid) else f"{cid[:12]}/{f.name}"
 
 
+def _exclusive(path: str) -> BinaryIO:
+    """One shipper per state file: two would plan the same segment numbers. The kernel drops
+    the lock when the process dies, kill -9 included."""
+    fh = open(path, "ab")
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        raise LogarchiveError(f"another logarchive ship is running with the state {path[:-5]}") from None
+    return fh
+
+
 class Shipper:
     def __init__(self, cfg: ShipConfig, *, client: Any = None, stop: threading.Event | None = None) -> None:
         self.cfg = cfg
         self.staging = Staging.parse(cfg.staging)
         self.stop = stop or threading.Event()
+        self._lock: BinaryIO | None = None
         if not cfg.dry_run:
             os.makedirs(os.path.dirname(os.path.abspath(cfg.state)), exist_ok=True)
+            self._lock = _exclusive(cfg.state + ".lock")
         self.state = State(cfg.state, readonly=cfg.dry_run)
         self.client = client or make_client(cfg.endpoint_url or None, cfg.region or None, cfg.max_attempts)
         self.uploader = Uploader(self.client, self.staging.bucket, part_size=cfg.part_size,
@@ -60,6 +76,8 @@ class Shipper:
 
     def close(self) -> None:
         self.state.close()
+        if self._lock is not None:
+            self._lock.close()
 
     # -- the loop ----------------------------------------------------------------------
     def run_forever(self) -> int:
