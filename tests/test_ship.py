@@ -429,3 +429,25 @@ def test_a_second_shipper_on_the_same_state_is_refused(buckets, fake, tmp_path, 
     finally:
         first.close()
     assert ship(tmp_path, buckets.staging, capsys)[0] == 0
+
+
+def test_container_removed_with_a_segment_pending(buckets, fake, tmp_path) -> None:
+    c = fake.add("gone-soon")
+    c.log("bye")
+    c.stop()
+    first = _shipper(tmp_path, buckets.staging)
+
+    def die(**_):
+        raise _Killed()
+
+    first.client.meta.events.register("before-call.s3.PutObject", die)  # killed before sending
+    with pytest.raises(_Killed):
+        first.run_pass()
+    first.close()
+    shutil.rmtree(c.dir)  # docker rm, before the shipper came back
+    second = _shipper(tmp_path, buckets.staging)
+    s = second.run_pass()
+    assert s.problems == {"bytes deleted by Docker before they could be staged": 1}, s.render()
+    assert "bytes deleted by Docker" in s.render() and staged(buckets.staging) == []
+    assert second.state.pending() == []
+    assert second.run_pass().ok  # reported once, not every pass
