@@ -3,7 +3,8 @@
 In the same run, against the same endpoint:
   1. boto3 ``upload_file`` of the file (s3transfer defaults: 8 MiB parts, 10 threads);
   2. ``logarchive ship --once`` shipping the same file as a rotated log (reads it twice:
-     measure — SHA-256, per-part SHA-256, line count, times — then send).
+     measure — SHA-256, per-part SHA-256 and CRC-32, line count, times — then send, checking
+     each part's CRC-32), with one part in flight (the default) and with four.
 Each runs in its own child process; wall time and the child's peak RSS (``wait4``) are
 printed. Against the local moto server (``--size-mb``, default 500) and, for the RSS claim on
 a 2 GB file, against ``bench/s3sink.py``, a local endpoint that discards what it receives
@@ -81,16 +82,19 @@ def bench(endpoint: str, root: Path, path: Path, label: str) -> None:
         while fh.read(8 << 20):
             pass
     base_t, base_rss, rc1 = run_child([sys.executable, "-c", UPLOAD_FILE, str(path), BUCKET, f"baseline/{label}"], env)
-    state = OUT / f"state-{label}.db"
-    state.unlink(missing_ok=True)
-    ship_t, ship_rss, rc2 = run_child(
-        [sys.executable, "-m", "chalicelib.cli", "ship", "--docker-root", str(root), "--staging",
-         f"s3://{BUCKET}/staged-{label}", "--stack", "bench", "--host", "bench", "--state", str(state),
-         "--once"], env)
     print(f"{label}: {size_mb:,.0f} MiB rotated log")
-    print(f"  boto3 upload_file      {base_t:7.2f} s  {size_mb / base_t:7.1f} MiB/s  peak RSS {base_rss:6.1f} MiB  (rc {rc1})")
-    print(f"  logarchive ship --once {ship_t:7.2f} s  {size_mb / ship_t:7.1f} MiB/s  peak RSS {ship_rss:6.1f} MiB  (rc {rc2})")
-    print(f"  ship / upload_file throughput: {base_t / ship_t:.2f}x", flush=True)
+    print(f"  boto3 upload_file                     {base_t:7.2f} s  {size_mb / base_t:7.1f} MiB/s  "
+          f"peak RSS {base_rss:6.1f} MiB  (rc {rc1})")
+    for concurrency in (1, 4):
+        state = OUT / f"state-{label}-{concurrency}.db"
+        state.unlink(missing_ok=True)
+        ship_t, ship_rss, rc2 = run_child(
+            [sys.executable, "-m", "chalicelib.cli", "ship", "--docker-root", str(root), "--staging",
+             f"s3://{BUCKET}/staged-{label}-{concurrency}", "--stack", "bench", "--host", "bench",
+             "--state", str(state), "--once", "--concurrency", str(concurrency)], env)
+        print(f"  logarchive ship --once --concurrency {concurrency} {ship_t:7.2f} s  {size_mb / ship_t:7.1f} MiB/s  "
+              f"peak RSS {ship_rss:6.1f} MiB  (rc {rc2})  {base_t / ship_t:.2f}x upload_file's throughput",
+              flush=True)
 
 
 def main() -> int:
