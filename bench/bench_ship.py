@@ -2,7 +2,7 @@
 
 In the same run, against the same endpoint:
   1. boto3 ``upload_file`` of the file (s3transfer defaults: 8 MiB parts, 10 threads);
-  2. ``logarchive ship --once`` shipping the same file as a rotated log (reads it twice:
+  2. ``logarchive ship --once`` (and the lean ``logarchive-ship``) shipping the same file as a rotated log (reads it twice:
      measure — SHA-256, per-part SHA-256 and CRC-32, line count, times — then send, checking
      each part's CRC-32), with one part in flight (the default) and with four.
 Each runs in its own child process; wall time and the child's peak RSS (``wait4``) are
@@ -85,14 +85,17 @@ def bench(endpoint: str, root: Path, path: Path, label: str) -> None:
     print(f"{label}: {size_mb:,.0f} MiB rotated log")
     print(f"  boto3 upload_file                     {base_t:7.2f} s  {size_mb / base_t:7.1f} MiB/s  "
           f"peak RSS {base_rss:6.1f} MiB  (rc {rc1})")
-    for concurrency in (1, 4):
-        state = OUT / f"state-{label}-{concurrency}.db"
+    runs = [("logarchive ship", ["chalicelib.cli", "ship"], 1),
+            ("logarchive-ship", ["chalicelib.shipper"], 1),
+            ("logarchive-ship", ["chalicelib.shipper"], 4)]
+    for i, (name, module, concurrency) in enumerate(runs):
+        state = OUT / f"state-{label}-{i}.db"
         state.unlink(missing_ok=True)
         ship_t, ship_rss, rc2 = run_child(
-            [sys.executable, "-m", "chalicelib.cli", "ship", "--docker-root", str(root), "--staging",
-             f"s3://{BUCKET}/staged-{label}-{concurrency}", "--stack", "bench", "--host", "bench",
+            [sys.executable, "-m", *module, "--docker-root", str(root), "--staging",
+             f"s3://{BUCKET}/staged-{label}-{i}", "--stack", "bench", "--host", "bench",
              "--state", str(state), "--once", "--concurrency", str(concurrency)], env)
-        print(f"  logarchive ship --once --concurrency {concurrency} {ship_t:7.2f} s  {size_mb / ship_t:7.1f} MiB/s  "
+        print(f"  {name + ' --concurrency ' + str(concurrency):37s} {ship_t:7.2f} s  {size_mb / ship_t:7.1f} MiB/s  "
               f"peak RSS {ship_rss:6.1f} MiB  (rc {rc2})  {base_t / ship_t:.2f}x upload_file's throughput",
               flush=True)
 

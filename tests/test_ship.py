@@ -451,3 +451,16 @@ def test_container_removed_with_a_segment_pending(buckets, fake, tmp_path) -> No
     assert "bytes deleted by Docker" in s.render() and staged(buckets.staging) == []
     assert second.state.pending() == []
     assert second.run_pass().ok  # reported once, not every pass
+
+
+def test_lean_entry_point_ships_the_same(buckets, fake, tmp_path, capsys) -> None:
+    from chalicelib.shipper.__main__ import main
+
+    c = fake.add("app")
+    c.log("x")
+    c.stop()
+    rc = main(args(tmp_path, buckets.staging, "--once", "--settle", "0")[1:])
+    assert rc == 0 and "shipped: 1 segment," in capsys.readouterr().out
+    assert joined(buckets.staging, c.id) == bytes(c.written)
+    assert main(["--docker-root", str(tmp_path), "--once"]) == 1  # no --stack: one line, no traceback
+    assert "error: --stack is required" in capsys.readouterr().err

@@ -11,17 +11,23 @@ import time
 from ..shipper.config import ENV_PREFIX, ShipConfig
 from ..shipper.loop import Shipper
 
+DESCRIPTION = (
+    "Stage every closed Docker json-file log (rotated files, logs of stopped containers, "
+    "and with --max-age old parts of running ones) in S3, each byte exactly once. Every "
+    f"option can also be set as {ENV_PREFIX}<NAME> or in a TOML file (--config)."
+)
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "ship",
         help="stage closed container logs of this Docker host in S3 (the host shipper)",
-        description=(
-            "Stage every closed Docker json-file log (rotated files, logs of stopped containers, "
-            "and with --max-age old parts of running ones) in S3, each byte exactly once. Every "
-            f"option can also be set as {ENV_PREFIX}<NAME> or in a TOML file (--config)."
-        ),
+        description=DESCRIPTION,
     )
+    add_arguments(p)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help=f"TOML file of options (also ${ENV_PREFIX}CONFIG)")
     p.add_argument("--docker-root", help="Docker's data root (default /var/lib/docker)")
     p.add_argument("--staging", help="s3://BUCKET/PREFIX to stage segments in")
@@ -38,8 +44,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "ships (default 30s)")
     p.add_argument("--dry-run", action="store_const", const=True, default=None,
                    help="print what would ship; upload nothing, change no state")
+    # Not _common.add_endpoint_options: that module imports the key ring (cryptography, ~2 MiB
+    # of RSS) which the shipper never needs.
     p.add_argument("--endpoint-url", help="S3-compatible endpoint (default: $AWS_ENDPOINT_URL, else AWS)")
-    p.add_argument("--region", help="AWS region")
+    p.add_argument("--region", help="AWS region (default: the boto3 credential chain's)")
     p.add_argument("--part-size", help="multipart part size (default 8MiB)")
     p.add_argument("--concurrency", type=int, help="parts in flight per upload (default 1: lowest memory)")
     p.add_argument("--max-attempts", type=int, help="S3 attempts per request, with backoff (default 8)")

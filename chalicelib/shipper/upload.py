@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from isal import isal_zlib
@@ -72,12 +72,17 @@ def ascii_value(value: str) -> str:
 
 
 def make_client(endpoint_url: str | None, region: str | None, max_attempts: int) -> Any:
-    """An S3 client with botocore's standard retries (backoff on throttling, 5xx, network)."""
+    """An S3 client with botocore's standard retries (backoff on throttling, 5xx, network).
+
+    botocore's session directly, as boto3.client does, without importing boto3 (~3 MiB RSS).
+    It reads the same credential chain, ``AWS_ENDPOINT_URL`` and ``AWS_DEFAULT_REGION``.
+    """
     config = Config(
         retries={"max_attempts": max_attempts, "mode": "standard"},
         connect_timeout=5, read_timeout=60, max_pool_connections=8,
     )
-    return boto3.session.Session().client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
+    return botocore.session.get_session().create_client(
+        "s3", endpoint_url=endpoint_url, region_name=region, config=config)
 
 
 def _b64(digest: bytes) -> str:
