@@ -360,6 +360,7 @@ class Shipper:
     def _resend(self, seg: Segment, fh: BinaryIO, f: LogFile, s: Summary) -> bool:
         """Measure the planned range again (parts hashes are not kept) and send it."""
         label = _label(seg.container_id, f)
+        log.info("%s: sending segment %d again, as planned by an interrupted run", label, seg.segment)
         staged = Staged(fh, f.gz, seg.encoding, seg.start, seg.end)
         try:
             m = measure(staged, self._part_size(staged, os.fstat(fh.fileno()).st_size))
