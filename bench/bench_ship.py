@@ -5,7 +5,7 @@ In the same run, against the same endpoint:
   2. ``logarchive ship --once`` (and the lean ``logarchive-ship``) shipping the same file as a rotated log (reads it twice:
      measure — SHA-256, per-part SHA-256 and CRC-32, line count, times — then send, checking
      each part's CRC-32), with one part in flight (the default) and with four.
-Each runs in its own child process; wall time and the child's peak RSS (``wait4``) are
+Each runs in its own child process; wall time and the child's peak RSS (VmHWM) are
 printed. Against the local moto server (``--size-mb``, default 500) and, for the RSS claim on
 a 2 GB file, against ``bench/s3sink.py``, a local endpoint that discards what it receives
 (moto keeps what it stores, which makes multi-GB runs slow and memory-bound on its side).
@@ -62,15 +62,27 @@ def make_rotated_log(root: Path, size: int) -> Path:
 
 
 def run_child(cmd: list[str], env: dict) -> tuple[float, float, int]:
-    """(seconds, peak RSS MiB, exit code) of one child process."""
+    """(seconds, peak RSS MiB, exit code) of one child process.
+
+    The peak is the child's own VmHWM, sampled from /proc until it exits: ``wait4``'s
+    ru_maxrss would count this (bigger) parent's RSS at fork time as the child's.
+    """
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
+    peak = 0
+    while proc.poll() is None:
+        try:
+            with open(f"/proc/{proc.pid}/status") as fh:
+                for line in fh:
+                    if line.startswith("VmHWM:"):
+                        peak = max(peak, int(line.split()[1]))
+        except OSError:
+            pass
+        time.sleep(0.02)
     elapsed = time.perf_counter() - t0
-    if status:
+    if proc.returncode:
         sys.stderr.write(proc.stderr.read().decode()[-2000:])
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return elapsed, usage.ru_maxrss / 1024, proc.returncode
+    return elapsed, peak / 1024, proc.returncode
 
 
 def bench(endpoint: str, root: Path, path: Path, label: str) -> None:
