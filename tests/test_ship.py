@@ -464,3 +464,23 @@ def test_lean_entry_point_ships_the_same(buckets, fake, tmp_path, capsys) -> Non
     assert joined(buckets.staging, c.id) == bytes(c.written)
     assert main(["--docker-root", str(tmp_path), "--once"]) == 1  # no --stack: one line, no traceback
     assert "error: --stack is required" in capsys.readouterr().err
+
+
+def test_shutdown_between_parts_aborts_the_upload_and_the_next_start_finishes_it(buckets, fake, tmp_path) -> None:
+    c = fake.add("big", max_size=11 * 1024 * 1024, max_file=3)
+    line = json_line("z" * 1000)
+    c.write(line * (11 * 1024 * 1024 // len(line) + 1))
+    c.log("rotate")
+    first = _shipper(tmp_path, buckets.staging, part_size="5MiB")
+    first.client.meta.events.register("after-call.s3.UploadPart", lambda **_: first.stop.set())  # SIGTERM
+    s = first.run_pass()
+    first.close()
+    assert s.segments == 0 and s.ok
+    assert staged(buckets.staging) == []
+    assert boto3.client("s3").list_multipart_uploads(Bucket=buckets.staging).get("Uploads", []) == []
+    second = _shipper(tmp_path, buckets.staging, part_size="5MiB")
+    assert len(second.state.pending()) == 1
+    s = second.run_pass()
+    assert s.segments == 1 and s.ok, s.render()
+    (m, body), = staged(buckets.staging, c.id)
+    assert m["logarchive-segment"] == "1" and body == bytes(c.written[: len(body)]) and len(body) > 11 * 2**20
