@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import BinaryIO
 
 from ..dockerlog import line_time
@@ -54,7 +53,3 @@ def live(fh: BinaryIO, container: Container, size: int, mtime: float, shipped: i
         return Decision(None, WAIT_RUNNING)
     end = last_line_end(fh, shipped, size)
     return Decision(end) if end > shipped else Decision(None, WAIT_RUNNING)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
