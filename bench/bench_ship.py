@@ -1,0 +1,144 @@
+"""Benchmark of ``logarchive ship`` (issue 3): a big rotated log, against plain boto3.
+
+In the same run, against the same endpoint:
+  1. boto3 ``upload_file`` of the file (s3transfer defaults: 8 MiB parts, 10 threads);
+  2. ``logarchive ship --once`` (and the lean ``logarchive-ship``) shipping the same file as a rotated log (reads it twice:
+     measure — SHA-256, per-part SHA-256 and CRC-32, line count, times — then send, checking
+     each part's CRC-32), with one part in flight (the default) and with four.
+Each runs in its own child process; wall time and the child's peak RSS (VmHWM) are
+printed. Against the local moto server (``--size-mb``, default 500) and, for the RSS claim on
+a 2 GB file, against ``bench/s3sink.py``, a local endpoint that discards what it receives
+(moto keeps what it stores, which makes multi-GB runs slow and memory-bound on its side).
+
+    python bench/bench_ship.py [--size-mb 500] [--rss-size-mb 2048]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from chalicelib import local  # noqa: E402
+from chalicelib.shipper.fakedocker import FakeDockerRoot, docker_time  # noqa: E402
+
+OUT = ROOT / "bench" / "out" / "ship"
+BUCKET = "bench-logarchive-staging"
+
+UPLOAD_FILE = """
+import sys, boto3
+boto3.client("s3").upload_file(sys.argv[1], sys.argv[2], sys.argv[3])
+"""
+
+
+def make_rotated_log(root: Path, size: int) -> Path:
+    """A container whose ``-json.log.1`` holds ``size`` bytes of json-file lines."""
+    shutil.rmtree(root, ignore_errors=True)
+    fake = FakeDockerRoot(root)
+    c = fake.add("big", max_size=size, max_file=3)
+    t0 = time.time_ns() - 3600 * 10**9
+    with open(c.log_path, "wb") as fh:
+        written, i = 0, 0
+        while written < size:
+            lines = []
+            for _ in range(10000):
+                i += 1
+                lines.append(b'{"log":"GET /api/items/%d HTTP/1.1 200 %d bytes in %dms\\n","stream":"stdout","time":"%s"}\n'
+                             % (i, i * 37 % 99991, i % 250, docker_time(t0 + i * 1000).encode()))
+            block = b"".join(lines)
+            fh.write(block)
+            written += len(block)
+    os.rename(c.log_path, c.dir / f"{c.id}-json.log.1")
+    c.log_path.touch()
+    return c.dir / f"{c.id}-json.log.1"
+
+
+def run_child(cmd: list[str], env: dict) -> tuple[float, float, int]:
+    """(seconds, peak RSS MiB, exit code) of one child process.
+
+    The peak is the child's own VmHWM, sampled from /proc until it exits: ``wait4``'s
+    ru_maxrss would count this (bigger) parent's RSS at fork time as the child's.
+    """
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak = 0
+    while proc.poll() is None:
+        try:
+            with open(f"/proc/{proc.pid}/status") as fh:
+                for line in fh:
+                    if line.startswith("VmHWM:"):
+                        peak = max(peak, int(line.split()[1]))
+        except OSError:
+            pass
+        time.sleep(0.02)
+    elapsed = time.perf_counter() - t0
+    if proc.returncode:
+        sys.stderr.write(proc.stderr.read().decode()[-2000:])
+    return elapsed, peak / 1024, proc.returncode
+
+
+def bench(endpoint: str, root: Path, path: Path, label: str) -> None:
+    env = {**os.environ, **local.LOCAL_CREDENTIALS, "AWS_ENDPOINT_URL": endpoint, "PYTHONPATH": str(ROOT)}
+    size_mb = path.stat().st_size / 2**20
+    subprocess.run(["sync"], check=False)
+    # Warm the page cache once so both runs read from memory, not from the disk.
+    with open(path, "rb") as fh:
+        while fh.read(8 << 20):
+            pass
+    base_t, base_rss, rc1 = run_child([sys.executable, "-c", UPLOAD_FILE, str(path), BUCKET, f"baseline/{label}"], env)
+    print(f"{label}: {size_mb:,.0f} MiB rotated log")
+    print(f"  boto3 upload_file                     {base_t:7.2f} s  {size_mb / base_t:7.1f} MiB/s  "
+          f"peak RSS {base_rss:6.1f} MiB  (rc {rc1})")
+    runs = [("logarchive ship", ["chalicelib.cli", "ship"], 1),
+            ("logarchive-ship", ["chalicelib.shipper"], 1),
+            ("logarchive-ship", ["chalicelib.shipper"], 4)]
+    for i, (name, module, concurrency) in enumerate(runs):
+        state = OUT / f"state-{label}-{i}.db"
+        state.unlink(missing_ok=True)
+        ship_t, ship_rss, rc2 = run_child(
+            [sys.executable, "-m", *module, "--docker-root", str(root), "--staging",
+             f"s3://{BUCKET}/staged-{label}-{i}", "--stack", "bench", "--host", "bench",
+             "--state", str(state), "--once", "--concurrency", str(concurrency)], env)
+        print(f"  {name + ' --concurrency ' + str(concurrency):37s} {ship_t:7.2f} s  {size_mb / ship_t:7.1f} MiB/s  "
+              f"peak RSS {ship_rss:6.1f} MiB  (rc {rc2})  {base_t / ship_t:.2f}x upload_file's throughput",
+              flush=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size-mb", type=int, default=500)
+    ap.add_argument("--rss-size-mb", type=int, default=2048, help="0 to skip the sink run")
+    a = ap.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"Python {platform.python_version()}, {platform.system()} {platform.release()}")
+    root = OUT / "docker"
+    path = make_rotated_log(root, a.size_mb * 2**20)
+    with local.moto_server() as endpoint:
+        local.use_endpoint(endpoint)
+        local.create_buckets(endpoint, (BUCKET,))
+        bench(endpoint, root, path, "moto")
+    if a.rss_size_mb:
+        path = make_rotated_log(root, a.rss_size_mb * 2**20)
+        port = local.free_port()
+        sink = subprocess.Popen([sys.executable, str(ROOT / "bench" / "s3sink.py"), str(port)])
+        try:
+            time.sleep(0.5)
+            bench(f"http://127.0.0.1:{port}", root, path, "sink")
+        finally:
+            sink.terminate()
+            sink.wait()
+    shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

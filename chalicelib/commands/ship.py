@@ -1,0 +1,77 @@
+"""``logarchive ship``: stage closed Docker container logs in S3, each byte exactly once."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+import time
+
+from ..shipper.config import ENV_PREFIX, ShipConfig
+from ..shipper.loop import Shipper
+
+DESCRIPTION = (
+    "Stage every closed Docker json-file log (rotated files, logs of stopped containers, "
+    "and with --max-age old parts of running ones) in S3, each byte exactly once. Every "
+    f"option can also be set as {ENV_PREFIX}<NAME> or in a TOML file (--config)."
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "ship",
+        help="stage closed container logs of this Docker host in S3 (the host shipper)",
+        description=DESCRIPTION,
+    )
+    add_arguments(p)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help=f"TOML file of options (also ${ENV_PREFIX}CONFIG)")
+    p.add_argument("--docker-root", help="Docker's data root (default /var/lib/docker)")
+    p.add_argument("--staging", help="s3://BUCKET/PREFIX to stage segments in")
+    p.add_argument("--stack", help="stack name (first part of every staging key)")
+    p.add_argument("--state", help="SQLite state file (default /var/lib/logarchive/ship.db)")
+    p.add_argument("--host", help="host name recorded on each segment (default: this host's)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--once", action="store_const", const=True, default=None,
+                      help="one pass, print a summary, exit (1 if a problem was met)")
+    mode.add_argument("--interval", help="daemon mode: a pass every INTERVAL (like 60s); SIGTERM stops")
+    p.add_argument("--max-age", help="ship a running container's log once its oldest unshipped line "
+                   "is older than this (default 24h; 0 = never)")
+    p.add_argument("--settle", help="quiet time before a stopped container's unterminated last line "
+                   "ships (default 30s)")
+    p.add_argument("--dry-run", action="store_const", const=True, default=None,
+                   help="print what would ship; upload nothing, change no state")
+    # Not _common.add_endpoint_options: that module imports the key ring (cryptography, ~2 MiB
+    # of RSS) which the shipper never needs.
+    p.add_argument("--endpoint-url", help="S3-compatible endpoint (default: $AWS_ENDPOINT_URL, else AWS)")
+    p.add_argument("--region", help="AWS region (default: the boto3 credential chain's)")
+    p.add_argument("--part-size", help="multipart part size (default 8MiB)")
+    p.add_argument("--concurrency", type=int, help="parts in flight per upload (default 1: lowest memory)")
+    p.add_argument("--max-attempts", type=int, help="S3 attempts per request, with backoff (default 8)")
+    for what in ("app", "database", "endpoint", "service"):
+        p.add_argument(f"--{what}-label", help=f"container label holding the {what} id "
+                       f"(default logarchive.{what}_id)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    cli = {k: v for k, v in vars(args).items() if k in ShipConfig.option_names()}
+    cfg = ShipConfig.resolve(cli, config_path=args.config)
+    logging.getLogger("botocore").setLevel(logging.WARNING)  # one line per event of ours, not theirs
+    stop = threading.Event()
+    shipper = Shipper(cfg, stop=stop)
+    try:
+        if cfg.once or cfg.dry_run:
+            t0 = time.monotonic()
+            summary = shipper.run_pass()
+            print(summary.render(dry_run=cfg.dry_run, seconds=time.monotonic() - t0), flush=True)
+            return 0 if summary.ok else 1
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        logging.getLogger("logarchive.ship").setLevel(logging.INFO)
+        return shipper.run_forever()
+    finally:
+        shipper.close()

@@ -1,0 +1,34 @@
+"""``logarchive-ship`` (or ``python -m chalicelib.shipper``): ``logarchive ship`` on its own.
+
+The same options and behaviour; it imports only the shipper, not every ``logarchive``
+subcommand, which keeps the resident daemon small (see docs/PERFORMANCE.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from ..commands.ship import DESCRIPTION, add_arguments, run
+from ..errors import LogarchiveError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="logarchive-ship", description=DESCRIPTION)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(message)s", stream=sys.stderr)
+    try:
+        return run(args)
+    except LogarchiveError as exc:
+        print(f"logarchive-ship: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""Options of ``logarchive ship``: command line, then ``LOGARCHIVE_SHIP_*``, then a TOML file.
+
+Every option has the three spellings: ``--max-age 24h``, ``LOGARCHIVE_SHIP_MAX_AGE=24h``,
+``max_age = "24h"`` in the file named by ``--config`` / ``LOGARCHIVE_SHIP_CONFIG``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import tomllib
+from dataclasses import dataclass, fields
+from typing import Any
+
+from ..errors import LogarchiveError
+
+ENV_PREFIX = "LOGARCHIVE_SHIP_"
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+_SIZE = re.compile(r"^\s*(\d+)\s*([kmg]i?b?)?\s*$", re.I)
+
+
+def parse_duration(text: str | float | int) -> float:
+    """``24h``, ``90m``, ``30s``, ``2d``, ``250ms`` or plain seconds; ``0``/``off`` disables."""
+    if isinstance(text, int | float):
+        return float(text)
+    if text.strip().lower() in ("off", "none", "never"):
+        return 0.0
+    m = _DURATION.match(text)
+    if not m:
+        raise LogarchiveError(f"{text!r} is not a duration (like 24h, 90m, 30s)")
+    return float(m[1]) * _UNITS[m[2]]
+
+
+def parse_size(text: str | int) -> int:
+    if isinstance(text, int):
+        return text
+    m = _SIZE.match(text)
+    if not m:
+        raise LogarchiveError(f"{text!r} is not a size (like 8MiB)")
+    unit = (m[2] or "").lower()[:1]
+    return int(m[1]) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[unit]
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass
+class ShipConfig:
+    docker_root: str = "/var/lib/docker"
+    staging: str = ""
+    stack: str = ""
+    state: str = "/var/lib/logarchive/ship.db"
+    host: str = ""
+    once: bool = False
+    interval: float = 0.0  # seconds between passes in daemon mode
+    max_age: float = 24 * 3600.0  # 0 = off
+    settle: float = 30.0  # a stopped container's unterminated last line ships after this quiet time
+    dry_run: bool = False
+    endpoint_url: str = ""
+    region: str = ""
+    part_size: int = 8 << 20
+    concurrency: int = 1  # parts in flight; each more costs ~3 MiB RSS (see docs/PERFORMANCE.md)
+    max_attempts: int = 8
+    app_label: str = "logarchive.app_id"
+    database_label: str = "logarchive.database_id"
+    endpoint_label: str = "logarchive.endpoint_id"
+    service_label: str = "logarchive.service_id"
+
+    @classmethod
+    def option_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def resolve(cls, cli: dict[str, Any], env: dict[str, str] | None = None,
+                config_path: str | None = None) -> ShipConfig:
+        """Merge: command line (non-None values) > environment > config file > defaults."""
+        env = os.environ if env is None else env
+        merged: dict[str, Any] = {}
+        path = config_path or env.get(ENV_PREFIX + "CONFIG")
+        if path:
+            try:
+                with open(path, "rb") as fh:
+                    data = tomllib.load(fh)
+            except OSError as exc:
+                raise LogarchiveError(f"config file {path}: {exc.strerror or exc}") from None
+            except tomllib.TOMLDecodeError as exc:
+                raise LogarchiveError(f"config file {path}: {exc}") from None
+            data = data.get("ship", data)  # a [ship] table, or top-level keys
+            for k, v in data.items():
+                name = k.replace("-", "_")
+                if name not in cls.option_names():
+                    raise LogarchiveError(f"config file {path}: unknown option {k!r}")
+                merged[name] = v
+        for name in cls.option_names():
+            if ENV_PREFIX + name.upper() in env:
+                merged[name] = env[ENV_PREFIX + name.upper()]
+        for name, v in cli.items():
+            if v is not None and name in cls.option_names():
+                merged[name] = v
+        cfg = cls()
+        for name, v in merged.items():
+            setattr(cfg, name, _coerce(name, v, getattr(cls(), name)))
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        if not self.host:
+            self.host = socket.gethostname().split(".")[0]
+        if not self.stack:
+            raise LogarchiveError("--stack is required (or LOGARCHIVE_SHIP_STACK, or stack = … in a config)")
+        if not self.staging:
+            raise LogarchiveError("--staging s3://BUCKET/PREFIX is required")
+        if not self.once and self.interval <= 0 and not self.dry_run:
+            raise LogarchiveError("choose --once or --interval SECONDS")
+        if "/" in self.host or "/" in self.stack:
+            raise LogarchiveError("stack and host names cannot contain '/'")
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    if name in ("interval", "max_age", "settle"):
+        return parse_duration(value)
+    if name == "part_size":
+        return parse_size(value)
+    if isinstance(default, bool):
+        return _bool(value)
+    if isinstance(default, int):
+        return int(value)
+    return str(value)

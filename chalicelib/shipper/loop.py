@@ -1,0 +1,383 @@
+"""One pass over Docker's data root, and the daemon loop around it.
+
+Per container, files are taken oldest content first (``.N`` … ``.1``, live) and a problem
+with one stops that container for this pass, so that segment numbers follow the order in
+which Docker wrote the bytes. A pending segment left by a killed run is finished first.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+import time
+from typing import Any, BinaryIO
+
+from .. import layout
+from ..errors import LogarchiveError
+from . import eligibility
+from .config import ShipConfig
+from .identity import GzipIncomplete, read_head, same_file
+from .report import Summary, human
+from .scan import Container, LogFile, scan_root
+from .segment import GZIP, IDENTITY, Measured, SegmentChanged, Staged, measure, rfc3339
+from .state import Segment, Source, State, unplan
+from .upload import Conflict, Interrupted, Staging, Uploader, UploadError, make_client
+
+log = logging.getLogger("logarchive.ship")
+
+COMPRESSING = "rotated file being compressed by Docker (the plain copy ships instead)"
+EMPTY = "empty file"
+VANISHED = "file renamed or removed between scan and read"
+REPLACED = "another file took this name between scan and read"
+CHANGED = "file changed while being read (truncated or rewritten): nothing staged"
+GZ_BAD = "compressed file incomplete or corrupt (retried next pass)"
+DENIED = "permission denied"
+SHRANK = "file is shorter than what was already staged (truncated by hand?)"
+NO_CONFIG = "container config unreadable: its live log waits, rotated logs still ship"
+S3_FAILED = "S3 upload failed (retried next pass)"
+CONFLICT = "staging key holds another object (left untouched)"
+LOST = "bytes deleted by Docker before they could be staged"
+ROOT = "Docker data root unreadable"
+
+
+def _label(cid: str, f: LogFile) -> str:
+    """``0123456789ab…-json.log.1``: short enough for a log line, exact enough to find."""
+    return f"{cid[:12]}…{f.name[len(cid):]}" if f.name.startswith(cid) else f"{cid[:12]}/{f.name}"
+
+
+def _exclusive(path: str) -> BinaryIO:
+    """One shipper per state file: two would plan the same segment numbers. The kernel drops
+    the lock when the process dies, kill -9 included."""
+    fh = open(path, "ab")
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        raise LogarchiveError(f"another logarchive ship is running with the state {path[:-5]}") from None
+    return fh
+
+
+class Shipper:
+    def __init__(self, cfg: ShipConfig, *, client: Any = None, stop: threading.Event | None = None) -> None:
+        self.cfg = cfg
+        self.staging = Staging.parse(cfg.staging)
+        self.stop = stop or threading.Event()
+        self._lock: BinaryIO | None = None
+        if not cfg.dry_run:
+            os.makedirs(os.path.dirname(os.path.abspath(cfg.state)), exist_ok=True)
+            self._lock = _exclusive(cfg.state + ".lock")
+        self.state = State(cfg.state, readonly=cfg.dry_run)
+        self.client = client or make_client(cfg.endpoint_url or None, cfg.region or None, cfg.max_attempts)
+        self.uploader = Uploader(self.client, self.staging.bucket, part_size=cfg.part_size,
+                                 concurrency=cfg.concurrency, stop=self.stop)
+        self._dry_next: dict[str, int] = {}
+
+    def close(self) -> None:
+        self.state.close()
+        if self._lock is not None:
+            self._lock.close()
+
+    # -- the loop ----------------------------------------------------------------------
+    def run_forever(self) -> int:
+        """Passes every ``interval`` seconds until ``stop`` is set (SIGTERM); returns 0."""
+        log.info("shipping %s to %s every %gs", self.cfg.docker_root, self.staging.url(), self.cfg.interval)
+        while not self.stop.is_set():
+            t0 = time.monotonic()
+            s = self.run_pass()
+            if s.segments or s.problems:
+                log.info("pass: %d segments (%s) shipped, %d problems%s", s.segments, human(s.bytes),
+                         sum(s.problems.values()),
+                         "".join(f"; {n}× {r}" for r, n in s.problems.most_common(3)))
+            self.stop.wait(max(0.0, self.cfg.interval - (time.monotonic() - t0)))
+        log.info("stopped cleanly")
+        return 0
+
+    def run_pass(self) -> Summary:
+        s = Summary()
+        try:
+            containers = scan_root(self.cfg.docker_root)
+        except OSError as exc:
+            self._problem(s, ROOT, self.cfg.docker_root, exc.strerror or str(exc))
+            return s
+        s.containers = len(containers)
+        present = {c.id for c in containers}
+        for seg in self.state.pending():
+            if seg.container_id not in present and not self.stop.is_set():
+                self._retry(None, seg, [], s)  # the container was removed with a segment pending
+        for c in containers:
+            if self.stop.is_set():
+                break
+            self._container(c, s)
+        return s
+
+    # -- one container -------------------------------------------------------------------
+    def _container(self, c: Container, s: Summary) -> None:
+        s.names[c.id] = c.name
+        for name, cause in c.file_errors:
+            self._problem(s, f"cannot read: {cause}", f"{c.id[:12]}/{name}")
+        if c.config_error:
+            self._problem(s, NO_CONFIG, c.id[:12], c.config_error)
+        files = [f for f in c.ordered_files()]
+        plain = {f.rotation for f in files if not f.gz}
+        for seg in self.state.pending(c.id):
+            if not self._retry(c, seg, files, s):
+                return
+        for f in files:
+            if self.stop.is_set():
+                return
+            if f.gz and f.rotation in plain:
+                s.wait(COMPRESSING, _label(c.id, f))
+                continue
+            if not self._file(c, f, s):
+                return
+
+    def _open(self, f: LogFile, label: str, s: Summary) -> BinaryIO | None:
+        try:
+            fh = open(f.path, "rb")
+        except FileNotFoundError:
+            self._transient(s, VANISHED, label)
+            return None
+        except PermissionError:
+            self._problem(s, DENIED, label)
+            return None
+        except OSError as exc:
+            self._problem(s, f"cannot open: {exc.strerror or exc}", label)
+            return None
+        if not same_file(fh, f.dev, f.ino):
+            fh.close()
+            self._transient(s, REPLACED, label)
+            return None
+        return fh
+
+    def _head(self, fh: BinaryIO, f: LogFile, label: str, s: Summary) -> bytes | None:
+        try:
+            return read_head(fh, f.gz)
+        except GzipIncomplete as exc:
+            self._problem(s, GZ_BAD, label, str(exc))
+        except OSError as exc:
+            self._problem(s, f"read error: {exc.strerror or exc}", label)
+        return None
+
+    def _file(self, c: Container, f: LogFile, s: Summary) -> bool:
+        """Ship what is closed and new in ``f``; False stops this container for this pass."""
+        label = _label(c.id, f)
+        fh = self._open(f, label, s)
+        if fh is None:
+            return False
+        with fh:
+            head = self._head(fh, f, label, s)
+            if head is None:
+                return False
+            if not head:
+                s.wait(EMPTY, label)
+                return True
+            src = self.state.match(c.id, head, f.dev, f.ino)
+            if src is not None and src.complete:
+                return True
+            shipped = src.shipped_end if src else 0
+            st = os.fstat(fh.fileno())
+            if not f.gz and st.st_size < shipped:
+                self._problem(s, SHRANK, label, f"{st.st_size} < {shipped} bytes")
+                return False
+            encoding, end, closes = IDENTITY, None, True
+            if f.gz:
+                encoding = GZIP if shipped == 0 else IDENTITY  # a tail after a --max-age segment
+            elif f.rotation > 0:
+                d = eligibility.rotated(st.st_size, shipped)
+                if d.end is None:
+                    if src is not None:
+                        self.state.mark_complete(src.id)
+                    return True
+                end = d.end
+            else:
+                if c.running is None:
+                    return True  # config unreadable: counted once for the container
+                d = eligibility.live(fh, c, st.st_size, st.st_mtime, shipped, now=time.time(),
+                                     max_age=self.cfg.max_age, settle=self.cfg.settle)
+                if d.end is None:
+                    if d.reason != eligibility.NOTHING_NEW:
+                        s.wait(d.reason, label)
+                    return True
+                end, closes = d.end, False
+            staged = Staged(fh, f.gz, encoding, shipped, end)
+            try:
+                m = measure(staged, self._part_size(staged, st.st_size))
+            except GzipIncomplete as exc:
+                self._problem(s, GZ_BAD, label, str(exc))
+                return False
+            except SegmentChanged as exc:
+                self._transient(s, CHANGED, label, str(exc))
+                return False
+            if m.end <= shipped:  # a .gz holding nothing beyond what already shipped
+                if src is not None:
+                    self.state.mark_complete(src.id)
+                return True
+            if src is None:
+                src = self.state.new_source(c.id, head, f.dev, f.ino)
+            else:
+                self.state.grow_head(src, head, f.dev, f.ino)
+            seg = self._segment(c, f, m, src, closes)
+            if self.cfg.dry_run:
+                s.planned.append(f"{label} bytes [{m.start}, {m.end}) as segment {seg.segment} "
+                                 f"({human(m.size)}, {seg.encoding}) -> {self.staging.url(seg.key)}")
+                s.shipped(c.id, m.size)
+                return True
+            self.state.plan(src, seg)
+            return self._send(seg, staged, m, label, s, fresh=True)
+
+    def _part_size(self, staged: Staged, file_size: int) -> int:
+        """Part size to hash parts by while measuring (0 when the size is not known up front)."""
+        if staged.encoding == GZIP:
+            return self.uploader.part_size_for(file_size)
+        if staged.gz or staged.end is None:
+            return 0
+        return self.uploader.part_size_for(staged.end - staged.start)
+
+    def _segment(self, c: Container, f: LogFile, m: Measured, src: Source, closes: bool) -> Segment:
+        if self.cfg.dry_run:
+            number = self._dry_next.get(c.id) or self.state.next_segment(c.id)
+            self._dry_next[c.id] = number + 1
+        else:
+            number = self.state.next_segment(c.id)
+        kind, rid, sid = self._classify(c)
+        meta = {
+            "logarchive-stack": self.cfg.stack,
+            "logarchive-host": self.cfg.host,
+            "logarchive-container-id": c.id,
+            "logarchive-container-name": c.name,
+            "logarchive-kind": kind,
+            "logarchive-resource-id": rid,
+            "logarchive-service-id": sid,
+            "logarchive-segment": str(number),
+            "logarchive-rotation": str(f.rotation),
+            "logarchive-byte-start": str(m.start),
+            "logarchive-byte-end": str(m.end),
+            "logarchive-first-time": rfc3339(m.first),
+            "logarchive-last-time": rfc3339(m.last),
+            "logarchive-lines": str(m.lines),
+            "logarchive-sha256": m.sha256,
+            "logarchive-encoding": m.encoding,
+        }
+        key = self.staging.key(self.cfg.stack, self.cfg.host, c.id, number, m.sha256, m.encoding)
+        return Segment(c.id, number, src.id, "new", key, m.start, m.end, m.encoding, m.size, m.sha256,
+                       closes, meta)
+
+    def _classify(self, c: Container) -> tuple[str, str, str]:
+        """(kind, resource id, service id) from the container's labels; see layout.py."""
+        labels, cfg = c.labels, self.cfg
+        for kind, name in (("apps", cfg.app_label), ("databases", cfg.database_label),
+                           ("proxy", cfg.endpoint_label)):
+            rid = labels.get(name, "")
+            if not rid:
+                continue
+            sid = labels.get(cfg.service_label, "") if kind == "apps" else ""
+            if layout.ID_RE.match(rid) and (kind != "apps" or layout.ID_RE.match(sid)):
+                return kind, rid, sid
+            log.warning("%s: label %s=%r (service %r) is not a valid id; staged as unlabeled",
+                        c.id[:12], name, rid, sid)
+            break
+        return layout.UNLABELED, "", ""
+
+    # -- sending ---------------------------------------------------------------------------
+    def _send(self, seg: Segment, staged: Staged, m: Measured, label: str, s: Summary, *,
+              fresh: bool) -> bool:
+        try:
+            outcome = self.uploader.upload(seg.key, staged, m, seg.metadata)
+        except (SegmentChanged, GzipIncomplete) as exc:
+            # Nothing was created (checked before PutObject / CompleteMultipartUpload).
+            if fresh:
+                unplan(self.state, seg)
+            else:
+                self.state.abandon(seg)
+            self._transient(s, CHANGED, label, str(exc))
+            return False
+        except Conflict as exc:
+            self.state.abandon(seg)
+            self._problem(s, CONFLICT, label, str(exc))
+            return False
+        except UploadError as exc:
+            self._problem(s, S3_FAILED, label, str(exc))
+            return False
+        except Interrupted:
+            log.info("%s: upload interrupted by shutdown (resumes on the next start)", label)
+            return False
+        except OSError as exc:
+            self._problem(s, f"read error: {exc.strerror or exc}", label)
+            return False
+        self.state.shipped(seg)
+        s.shipped(seg.container_id, seg.size, recovered=outcome == "existed")
+        log.info("%s: bytes [%d, %d) staged as segment %d (%s, %s%s) -> %s", label, seg.start, seg.end,
+                 seg.segment, human(seg.size), seg.encoding,
+                 ", found already staged" if outcome == "existed" else "", self.staging.url(seg.key))
+        return True
+
+    def _retry(self, c: Container | None, seg: Segment, files: list[LogFile], s: Summary) -> bool:
+        """Finish a segment planned by an earlier (killed) run: same bytes, same key."""
+        cid = seg.container_id
+        label = f"{cid[:12]} segment {seg.segment}"
+        if self.cfg.dry_run:
+            s.planned.append(f"{label}: finish the interrupted upload to {self.staging.url(seg.key)}")
+            return False
+        try:
+            found = self.uploader.existing_sha(seg.key)
+        except UploadError as exc:
+            self._problem(s, S3_FAILED, label, str(exc))
+            return False
+        if found == seg.sha256:
+            self.state.shipped(seg)
+            s.shipped(cid, seg.size, recovered=True)
+            log.info("%s: found already staged at %s (recorded now)", label, self.staging.url(seg.key))
+            return True
+        if found is not None:
+            self.state.abandon(seg)
+            self._problem(s, CONFLICT, label, f"sha256 {found!r}")
+            return True
+        src = self.state.source(seg.source_id)
+        plain = {f.rotation for f in files if not f.gz}
+        clean = c is not None and not c.file_errors
+        for f in files:
+            if (f.gz and f.rotation in plain) or (seg.encoding == GZIP and not f.gz):
+                continue
+            fh = self._open(f, _label(cid, f), s)
+            if fh is None:
+                clean = False
+                continue
+            with fh:
+                head = self._head(fh, f, _label(cid, f), s)
+                if head is None:
+                    clean = False
+                    continue
+                if src.matches(head):
+                    return self._resend(seg, fh, f, s)
+        if clean or c is None:
+            self.state.abandon(seg)
+            self._problem(s, LOST, label, f"bytes [{seg.start}, {seg.end}) of a file no longer on disk")
+            return True
+        return False
+
+    def _resend(self, seg: Segment, fh: BinaryIO, f: LogFile, s: Summary) -> bool:
+        """Measure the planned range again (parts hashes are not kept) and send it."""
+        label = _label(seg.container_id, f)
+        log.info("%s: sending segment %d again, as planned by an interrupted run", label, seg.segment)
+        staged = Staged(fh, f.gz, seg.encoding, seg.start, seg.end)
+        try:
+            m = measure(staged, self._part_size(staged, os.fstat(fh.fileno()).st_size))
+        except (SegmentChanged, GzipIncomplete) as exc:
+            self.state.abandon(seg)
+            self._transient(s, CHANGED, label, str(exc))
+            return False
+        if (m.sha256, m.size) != (seg.sha256, seg.size):
+            self.state.abandon(seg)
+            self._transient(s, CHANGED, label, "the planned bytes are not on disk any more")
+            return False
+        return self._send(seg, staged, m, label, s, fresh=False)
+
+    def _transient(self, s: Summary, reason: str, what: str, detail: str = "") -> None:
+        s.retry(reason, what)
+        log.warning("%s: %s%s", what, reason, f" ({detail})" if detail else "")
+
+    def _problem(self, s: Summary, reason: str, what: str, detail: str = "") -> None:
+        s.problem(reason, what)
+        log.warning("%s: %s%s", what, reason, f" ({detail})" if detail else "")

@@ -1,0 +1,98 @@
+"""The summary of a pass: what shipped, what waits and why, what failed and why."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+@dataclass
+class Summary:
+    containers: int = 0
+    segments: int = 0
+    bytes: int = 0
+    recovered: int = 0  # pending segments of a killed run, found already staged
+    shipped_containers: set[str] = field(default_factory=set)
+    names: dict[str, str] = field(default_factory=dict)  # container id -> name
+    per_container: dict[str, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
+    waiting: Counter = field(default_factory=Counter)
+    retried: Counter = field(default_factory=Counter)  # transient races with Docker: next pass
+    problems: Counter = field(default_factory=Counter)
+    examples: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    planned: list[str] = field(default_factory=list)  # --dry-run lines
+
+    def shipped(self, container_id: str, size: int, *, recovered: bool = False) -> None:
+        self.segments += 1
+        self.bytes += size
+        self.recovered += int(recovered)
+        self.shipped_containers.add(container_id)
+        self.per_container[container_id][0] += 1
+        self.per_container[container_id][1] += size
+
+    def wait(self, reason: str, what: str) -> None:
+        self.waiting[reason] += 1
+        self._example(reason, what)
+
+    def retry(self, reason: str, what: str) -> None:
+        self.retried[reason] += 1
+        self._example(reason, what)
+
+    def problem(self, reason: str, what: str) -> None:
+        self.problems[reason] += 1
+        self._example(reason, what)
+
+    def _example(self, reason: str, what: str) -> None:
+        if len(self.examples[reason]) < 3:
+            self.examples[reason].append(what)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def render(self, *, dry_run: bool = False, seconds: float = 0.0) -> str:
+        verb = "would ship" if dry_run else "shipped"
+        lines = [
+            f"logarchive ship: {plural(self.containers, 'container')} scanned in {seconds:.1f} s",
+            f"  {verb}: {plural(self.segments, 'segment')}, {human(self.bytes)}, "
+            f"from {plural(len(self.shipped_containers), 'container')}"
+            + (f" ({self.recovered} finished from an interrupted run)" if self.recovered else ""),
+        ]
+        shown = sorted(self.per_container.items(), key=lambda kv: -kv[1][1])
+        for cid, (n, size) in shown[:10]:
+            name = self.names.get(cid) or "?"
+            lines.append(f"    {name} ({cid[:12]}): {plural(n, 'segment')}, {human(size)}")
+        if len(shown) > 10:
+            lines.append(f"    … and {len(shown) - 10} more containers")
+        lines += [f"    {p}" for p in self.planned]
+        if self.waiting:
+            lines.append("  not shipped yet (normal, retried every pass):")
+            lines += self._block(self.waiting)
+        if self.retried:
+            lines.append("  skipped this pass (Docker renamed or rewrote the file meanwhile; "
+                         "retried next pass):")
+            lines += self._block(self.retried)
+        if self.problems:
+            lines.append("  problems (one log line each above; retried next pass where that can help):")
+            lines += self._block(self.problems)
+        else:
+            lines.append("  problems: none")
+        return "\n".join(lines)
+
+    def _block(self, counts: Counter) -> list[str]:
+        out = []
+        for reason, n in counts.most_common():
+            eg = ", ".join(self.examples.get(reason, []))
+            out.append(f"    {n:5d} × {reason}" + (f"  (e.g. {eg})" if eg else ""))
+        return out

@@ -1,0 +1,142 @@
+"""Read Docker's data root from files: containers, their log settings and their log files.
+
+No daemon or socket: ``containers/<id>/config.v2.json``, ``hostconfig.json`` and
+``<id>-json.log`` with its rotated siblings ``.1`` … ``.N`` (``.N.gz`` when compress=true).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from ..dockerlog import parse_docker_time
+
+_LOG_NAME = re.compile(r"^(?P<cid>[0-9a-f]{12,64})-json\.log(?:\.(?P<rot>\d+))?(?P<gz>\.gz)?$")
+_CONTAINER_DIR = re.compile(r"^[0-9a-f]{12,64}$")
+
+
+@dataclass(frozen=True)
+class LogFile:
+    """One physical log file as seen by the scan (its name changes, its content does not)."""
+
+    path: str
+    rotation: int  # 0 = the live ``-json.log``
+    gz: bool
+    dev: int
+    ino: int
+    size: int  # bytes on disk (compressed size for .gz)
+    mtime: float
+
+    @property
+    def name(self) -> str:
+        return os.path.basename(self.path)
+
+    @property
+    def live(self) -> bool:
+        return self.rotation == 0 and not self.gz
+
+
+@dataclass
+class Container:
+    """One container directory; ``config_error`` is set when config.v2.json cannot be read."""
+
+    id: str
+    path: str
+    name: str = ""
+    running: bool | None = None  # None: unknown (config unreadable)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    log_driver: str = "json-file"
+    max_file: int | None = None
+    compress: bool = False
+    config_error: str | None = None
+    files: list[LogFile] = field(default_factory=list)
+    file_errors: list[tuple[str, str]] = field(default_factory=list)  # (name, cause)
+
+    def ordered_files(self) -> list[LogFile]:
+        """Oldest content first: ``.N`` … ``.1``, then the live file; plain before ``.gz``."""
+        return sorted(self.files, key=lambda f: (-f.rotation, f.gz))
+
+
+def _time(value: object) -> datetime | None:
+    if not isinstance(value, str) or value.startswith("0001-01-01"):
+        return None
+    try:
+        return parse_docker_time(value)
+    except ValueError:
+        return None
+
+
+def _read_json(path: str) -> dict:
+    with open(path, "rb") as fh:
+        data = json.load(fh)
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    return data
+
+
+def read_container(path: str, cid: str) -> Container:
+    """Load one container's settings and list its log files (errors recorded, never raised)."""
+    c = Container(id=cid, path=path)
+    try:
+        cfg = _read_json(os.path.join(path, "config.v2.json"))
+        state = cfg.get("State") or {}
+        c.running = bool(state.get("Running")) or bool(state.get("Restarting"))
+        c.started_at = _time(state.get("StartedAt"))
+        c.finished_at = _time(state.get("FinishedAt"))
+        c.name = str(cfg.get("Name") or "").lstrip("/")
+        labels = (cfg.get("Config") or {}).get("Labels") or {}
+        c.labels = {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
+    except FileNotFoundError:
+        c.config_error = "config.v2.json missing"
+    except PermissionError:
+        c.config_error = "config.v2.json: permission denied"
+    except (ValueError, AttributeError, TypeError) as exc:
+        c.config_error = f"config.v2.json corrupt ({type(exc).__name__})"
+    except OSError as exc:
+        c.config_error = f"config.v2.json unreadable ({exc.strerror or exc})"
+    try:
+        host = _read_json(os.path.join(path, "hostconfig.json"))
+        log_config = host.get("LogConfig") or {}
+        c.log_driver = str(log_config.get("Type") or "json-file")
+        opts = log_config.get("Config") or {}
+        if "max-file" in opts:
+            c.max_file = int(opts["max-file"])
+        c.compress = str(opts.get("compress", "")).lower() == "true"
+    except (OSError, ValueError, AttributeError, TypeError):
+        pass  # the log settings only describe; the files on disk are what ships
+    try:
+        entries = list(os.scandir(path))
+    except OSError as exc:
+        c.file_errors.append((cid, f"cannot list the container folder ({exc.strerror or exc})"))
+        return c
+    for entry in entries:
+        m = _LOG_NAME.match(entry.name)
+        if not m or m["cid"] != cid:
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            continue  # renamed or removed since the listing: the next pass sees it
+        except OSError as exc:
+            c.file_errors.append((entry.name, exc.strerror or str(exc)))
+            continue
+        c.files.append(LogFile(
+            path=entry.path, rotation=int(m["rot"] or 0), gz=bool(m["gz"]),
+            dev=st.st_dev, ino=st.st_ino, size=st.st_size, mtime=st.st_mtime,
+        ))
+    return c
+
+
+def scan_root(docker_root: str) -> list[Container]:
+    """All containers under ``<docker_root>/containers``; raises OSError if that is unreadable."""
+    base = os.path.join(docker_root, "containers")
+    found = []
+    for entry in sorted(os.scandir(base), key=lambda e: e.name):
+        if _CONTAINER_DIR.match(entry.name) and entry.is_dir(follow_symlinks=False):
+            found.append(read_container(entry.path, entry.name))
+    return found

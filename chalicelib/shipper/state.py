@@ -1,0 +1,274 @@
+"""The local record of what shipped: SQLite in WAL mode, one transaction per step.
+
+A segment goes ``pending`` (planned: number, byte range, SHA-256 and metadata fixed and
+committed *before* any byte is sent) → ``shipped`` (committed only after S3 confirmed the
+upload) or ``abandoned`` (its bytes were deleted by Docker before they could be sent). A
+restart after ``kill -9`` finds the pending segment and sends exactly the same bytes to
+exactly the same key, so the crash window between S3's answer and the commit is closed by
+the conditional create plus that same key, never by guessing.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+
+from .identity import head_sha
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS containers (
+    container_id TEXT PRIMARY KEY,
+    next_segment INTEGER NOT NULL DEFAULT 1
+);
+CREATE TABLE IF NOT EXISTS sources (
+    id INTEGER PRIMARY KEY,
+    container_id TEXT NOT NULL,
+    head_len INTEGER NOT NULL,
+    head_sha TEXT NOT NULL,
+    dev INTEGER NOT NULL,
+    ino INTEGER NOT NULL,
+    shipped_end INTEGER NOT NULL DEFAULT 0,   -- logical bytes [0, shipped_end) are staged
+    complete INTEGER NOT NULL DEFAULT 0,      -- a closed copy was staged to its very end
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sources_by_head ON sources(container_id, head_len, head_sha);
+CREATE TABLE IF NOT EXISTS segments (
+    container_id TEXT NOT NULL,
+    segment INTEGER NOT NULL,
+    source_id INTEGER NOT NULL,
+    state TEXT NOT NULL,                      -- pending | shipped | abandoned
+    key TEXT NOT NULL,
+    start INTEGER NOT NULL,                   -- logical byte range [start, end) of the source
+    end INTEGER NOT NULL,
+    encoding TEXT NOT NULL,                   -- identity | gzip (the staged bytes)
+    size INTEGER NOT NULL,                    -- staged bytes
+    sha256 TEXT NOT NULL,                     -- of the staged bytes
+    closes INTEGER NOT NULL,                  -- staging it makes the source complete
+    metadata TEXT NOT NULL,                   -- the S3 user metadata, JSON
+    planned REAL NOT NULL,
+    finished REAL,
+    PRIMARY KEY (container_id, segment)
+);
+CREATE INDEX IF NOT EXISTS pending_segments ON segments(state) WHERE state = 'pending';
+"""
+
+
+@dataclass
+class Source:
+    id: int
+    container_id: str
+    head_len: int
+    head_sha: str
+    dev: int
+    ino: int
+    shipped_end: int
+    complete: bool
+
+    def matches(self, head: bytes) -> bool:
+        """Does a file whose first (up to HEAD_MAX) logical bytes are ``head`` hold this source?"""
+        return 0 < self.head_len <= len(head) and head_sha(head[: self.head_len]) == self.head_sha
+
+
+@dataclass
+class Segment:
+    container_id: str
+    segment: int
+    source_id: int
+    state: str
+    key: str
+    start: int
+    end: int
+    encoding: str
+    size: int
+    sha256: str
+    closes: bool
+    metadata: dict[str, str]
+
+
+class State:
+    """Open (and create) the store at ``path``; ``readonly`` for ``--dry-run``."""
+
+    def __init__(self, path: str, *, readonly: bool = False) -> None:
+        self.readonly = readonly
+        if readonly:
+            try:
+                self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+                self.db.execute("SELECT 1 FROM segments LIMIT 1")
+            except sqlite3.Error:
+                self.db = sqlite3.connect(":memory:", isolation_level=None)
+                self.db.executescript(_SCHEMA)
+            return
+        self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        # FULL: a commit survives power loss too, not only kill -9 of this process.
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _tx(self) -> _Tx:
+        return _Tx(self.db)
+
+    # -- reads -------------------------------------------------------------------------
+    def sources(self, container_id: str) -> list[Source]:
+        rows = self.db.execute(
+            "SELECT id, container_id, head_len, head_sha, dev, ino, shipped_end, complete "
+            "FROM sources WHERE container_id = ? ORDER BY id", (container_id,)
+        ).fetchall()
+        return [Source(*r[:7], bool(r[7])) for r in rows]
+
+    def source(self, source_id: int) -> Source:
+        r = self.db.execute(
+            "SELECT id, container_id, head_len, head_sha, dev, ino, shipped_end, complete "
+            "FROM sources WHERE id = ?", (source_id,)
+        ).fetchone()
+        return Source(*r[:7], bool(r[7]))
+
+    def match(self, container_id: str, head: bytes, dev: int, ino: int) -> Source | None:
+        """The source held by a file with this head; the same inode wins, then the longest head.
+
+        One indexed lookup per distinct recorded head length (almost always just HEAD_MAX),
+        so the cost does not grow with the number of rotations a container has seen.
+        """
+        lengths = [r[0] for r in self.db.execute(
+            "SELECT DISTINCT head_len FROM sources WHERE container_id = ? AND head_len BETWEEN 1 AND ?",
+            (container_id, len(head)),
+        )]
+        found: list[Source] = []
+        for n in lengths:
+            rows = self.db.execute(
+                "SELECT id, container_id, head_len, head_sha, dev, ino, shipped_end, complete "
+                "FROM sources WHERE container_id = ? AND head_len = ? AND head_sha = ?",
+                (container_id, n, head_sha(head[:n])),
+            ).fetchall()
+            found += [Source(*r[:7], bool(r[7])) for r in rows]
+        if not found:
+            return None
+        found.sort(key=lambda s: ((s.dev, s.ino) == (dev, ino), s.head_len, s.id), reverse=True)
+        return found[0]
+
+    def pending(self, container_id: str | None = None) -> list[Segment]:
+        sql = ("SELECT container_id, segment, source_id, state, key, start, end, encoding, size, "
+               "sha256, closes, metadata FROM segments WHERE state = 'pending'")
+        args: tuple = ()
+        if container_id is not None:
+            sql += " AND container_id = ?"
+            args = (container_id,)
+        rows = self.db.execute(sql + " ORDER BY container_id, segment", args).fetchall()
+        return [Segment(*r[:10], bool(r[10]), json.loads(r[11])) for r in rows]
+
+    def next_segment(self, container_id: str) -> int:
+        r = self.db.execute(
+            "SELECT next_segment FROM containers WHERE container_id = ?", (container_id,)
+        ).fetchone()
+        return r[0] if r else 1
+
+    def shipped_segments(self, container_id: str) -> list[tuple[int, str]]:
+        return self.db.execute(
+            "SELECT segment, key FROM segments WHERE container_id = ? AND state = 'shipped' "
+            "ORDER BY segment", (container_id,)
+        ).fetchall()
+
+    # -- writes (each one transaction) ---------------------------------------------------
+    def new_source(self, container_id: str, head: bytes, dev: int, ino: int) -> Source:
+        """A source seen for the first time (recorded only together with its first plan)."""
+        return Source(0, container_id, len(head), head_sha(head), dev, ino, 0, False)
+
+    def plan(self, src: Source, seg: Segment) -> Segment:
+        """Record the intent to stage ``seg``: its number is reserved, its range fixed."""
+        if self.readonly:
+            return seg
+        with self._tx() as db:
+            if src.id == 0:
+                cur = db.execute(
+                    "INSERT INTO sources (container_id, head_len, head_sha, dev, ino, created) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (src.container_id, src.head_len, src.head_sha, src.dev, src.ino, time.time()),
+                )
+                src.id = int(cur.lastrowid or 0)
+            seg.source_id = src.id
+            db.execute(
+                "INSERT INTO containers (container_id, next_segment) VALUES (?, ?) "
+                "ON CONFLICT(container_id) DO UPDATE SET next_segment = excluded.next_segment",
+                (seg.container_id, seg.segment + 1),
+            )
+            db.execute(
+                "INSERT INTO segments (container_id, segment, source_id, state, key, start, end, "
+                "encoding, size, sha256, closes, metadata, planned) "
+                "VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (seg.container_id, seg.segment, seg.source_id, seg.key, seg.start, seg.end,
+                 seg.encoding, seg.size, seg.sha256, int(seg.closes), json.dumps(seg.metadata),
+                 time.time()),
+            )
+        seg.state = "pending"
+        return seg
+
+    def shipped(self, seg: Segment) -> None:
+        """S3 confirmed: the range counts as staged from now on."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE segments SET state = 'shipped', finished = ? "
+                "WHERE container_id = ? AND segment = ?",
+                (time.time(), seg.container_id, seg.segment),
+            )
+            db.execute(
+                "UPDATE sources SET shipped_end = MAX(shipped_end, ?), complete = complete OR ? "
+                "WHERE id = ?", (seg.end, int(seg.closes), seg.source_id),
+            )
+        seg.state = "shipped"
+
+    def abandon(self, seg: Segment) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE segments SET state = 'abandoned', finished = ? "
+                "WHERE container_id = ? AND segment = ?",
+                (time.time(), seg.container_id, seg.segment),
+            )
+        seg.state = "abandoned"
+
+    def mark_complete(self, source_id: int) -> None:
+        if not self.readonly:
+            with self._tx() as db:
+                db.execute("UPDATE sources SET complete = 1 WHERE id = ?", (source_id,))
+
+    def grow_head(self, src: Source, head: bytes, dev: int, ino: int) -> None:
+        """Remember a longer head (up to HEAD_MAX) and the inode the source lives in now."""
+        if self.readonly or src.id == 0:
+            return
+        if len(head) <= src.head_len and (dev, ino) == (src.dev, src.ino):
+            return
+        new_len = max(src.head_len, len(head))
+        sha = head_sha(head[:new_len])
+        with self._tx() as db:
+            db.execute(
+                "UPDATE sources SET head_len = ?, head_sha = ?, dev = ?, ino = ? WHERE id = ?",
+                (new_len, sha, dev, ino, src.id),
+            )
+        src.head_len, src.head_sha, src.dev, src.ino = new_len, sha, dev, ino
+
+
+class _Tx:
+    """``BEGIN IMMEDIATE`` … ``COMMIT`` (or ``ROLLBACK`` on error)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def unplan(state: State, seg: Segment) -> None:
+    """Forget a pending segment that certainly created nothing (its bytes changed before
+    anything was sent in this very process), so that its number is used again: no gap."""
+    with state._tx() as db:
+        db.execute("DELETE FROM segments WHERE container_id = ? AND segment = ? AND state = 'pending'",
+                   (seg.container_id, seg.segment))
+        db.execute("UPDATE containers SET next_segment = ? WHERE container_id = ? AND next_segment = ?",
+                   (seg.segment, seg.container_id, seg.segment + 1))

@@ -1,0 +1,104 @@
+"""The fake Docker data root for tests, and the crash test's writer process.
+
+The builder lives in ``chalicelib/shipper/fakedocker.py`` (``make demo`` uses it too); this
+module re-exports it. As a script, ``python tests/dockerfake.py --root R --truth T …`` is the
+writer of ``tests/test_ship_crash.py``: it writes and rotates logs like dockerd while the
+shipper is killed and restarted, and records every byte it wrote.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+from chalicelib.shipper.fakedocker import FakeContainer, FakeDockerRoot, docker_time, json_line
+
+__all__ = ["FakeContainer", "FakeDockerRoot", "docker_time", "json_line", "writer_main"]
+
+
+# -- the crash test's writer process --------------------------------------------------------
+def _staged_bytes(s3, bucket: str, prefix: str, cache: dict[str, int]) -> int:
+    total = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            if obj["Key"] not in cache:
+                meta = s3.head_object(Bucket=bucket, Key=obj["Key"])["Metadata"]
+                cache[obj["Key"]] = int(meta["logarchive-byte-end"]) - int(meta["logarchive-byte-start"])
+            total += cache[obj["Key"]]
+    return total
+
+
+def writer_main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--root", required=True)
+    ap.add_argument("--truth", required=True)
+    ap.add_argument("--rotations", type=int, default=200)
+    ap.add_argument("--bucket", required=True)
+    ap.add_argument("--prefix", required=True, help="<prefix>/<stack>/<host>")
+    ap.add_argument("--seed", type=int, default=1)
+    a = ap.parse_args(argv)
+    import boto3  # only the writer process needs it
+
+    s3 = boto3.client("s3")
+    rnd = random.Random(a.seed)
+    fake = FakeDockerRoot(Path(a.root))
+    size = 6000
+    cs = [
+        fake.add("web-1", labels={"logarchive.app_id": "11", "logarchive.service_id": "7"},
+                 max_size=size, max_file=3, compress=True),
+        fake.add("db-1", labels={"logarchive.database_id": "22"}, max_size=size, max_file=3, compress=True),
+        fake.add("proxy-1", labels={"logarchive.endpoint_id": "33"}, max_size=size, max_file=3),
+        fake.add("worker-1", max_size=size, max_file=5, compress=True),
+    ]
+    caches: dict[str, dict[str, int]] = {c.id: {} for c in cs}
+    seq = 0
+    deadline = time.monotonic() + 240
+    while sum(c.rotations for c in cs) < a.rotations:
+        for c in cs:
+            if not c.running:
+                if rnd.random() < 0.05:  # restart: dockerd starts the process before recording it
+                    c.write(json_line("restarted"))
+                    c.start()
+                continue
+            for _ in range(rnd.randint(1, 4)):
+                seq += 1
+                line = json_line(f"{c.name} message {seq} " + "x" * rnd.randint(0, 300),
+                                 rnd.choice(("stdout", "stderr")))
+                limit = c.next_rotation_deletes_up_to()
+                if limit is not None and c.max_size and c.log_path.stat().st_size >= c.max_size:
+                    # A shipper that keeps up: the bytes this rotation deletes must be staged.
+                    prefix = f"{a.prefix}/{c.id}/"
+                    while _staged_bytes(s3, a.bucket, prefix, caches[c.id]) < limit:
+                        if time.monotonic() > deadline:
+                            print(f"writer: gave up waiting for {c.name}", file=sys.stderr)
+                            return 3
+                        time.sleep(0.05)
+                if rnd.random() < 0.2:  # a line in two writes: readers see half a line
+                    cut = rnd.randint(1, len(line) - 1)
+                    c.write(line[:cut])
+                    c.compress_step(2048)
+                    c.write(line[cut:], rotate=False)
+                else:
+                    c.write(line)
+            c.compress_step(2048)
+            if c.name == "worker-1" and rnd.random() < 0.03:
+                c.stop()
+        time.sleep(0.004)
+    for c in cs:
+        if c.running:
+            c.stop()
+        c.finish_compression()
+    truth = Path(a.truth)
+    truth.mkdir(parents=True, exist_ok=True)
+    for c in cs:
+        (truth / c.id).write_bytes(bytes(c.written))
+    print(json.dumps({"rotations": sum(c.rotations for c in cs), "bytes": sum(len(c.written) for c in cs)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(writer_main())
