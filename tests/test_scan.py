@@ -13,7 +13,8 @@ from chalicelib.codec import seal
 from chalicelib.dockerlog import LogLine
 from chalicelib.errors import IntegrityError
 from chalicelib.keyring import Keyring, MasterKey
-from chalicelib.scan import make_filter, matching_lines, quick_reject, scan_archive
+from chalicelib.linefilter import matching_lines, quick_reject
+from chalicelib.scan import make_filter, scan_archive
 
 
 def go_json(obj: dict) -> bytes:
