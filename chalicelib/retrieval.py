@@ -13,7 +13,6 @@ stream, only after ``codec.unseal`` returned.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -80,24 +79,13 @@ def read_envelope(s3: Any, bucket: str, key: str, metadata: dict[str, str]) -> E
         raise _s3_error(key, exc, "reading its instruction file: ") from None
     if len(text) > 1 << 16:
         raise EnvelopeError(f"{key}: instruction file is too large to be an envelope")
-    env_fields = _instruction_fields(text, key)
+    env_fields = envelope.instruction_fields(text, name=key)
     # The SDKs keep x-amz-unencrypted-content-length in the object's metadata, not in the
     # instruction file: take it from there when the file lacks it.
     lowered = {k.lower(): v for k, v in metadata.items()}
     if envelope.UNENCRYPTED_LENGTH not in env_fields and envelope.UNENCRYPTED_LENGTH in lowered:
         env_fields[envelope.UNENCRYPTED_LENGTH] = lowered[envelope.UNENCRYPTED_LENGTH]
     return Envelope.from_fields(env_fields, name=key)
-
-
-def _instruction_fields(text: bytes, key: str) -> dict[str, str]:
-    # Envelope.from_instruction validates; we want the dict to merge one metadata field in.
-    try:
-        data = json.loads(text)
-    except ValueError:
-        raise EnvelopeError(f"{key}: instruction file is not JSON") from None
-    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
-        raise EnvelopeError(f"{key}: instruction file is not a JSON object of strings")
-    return {k.lower(): v for k, v in data.items()}
 
 
 class _Discard:
