@@ -18,7 +18,9 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -34,15 +36,17 @@ from .selection import (
     Selection,
     SelectionError,
     find_archives,
+    find_archives_via_api,
     listing_prefixes,
     parse_date,
     parse_instant,
 )
 
 __all__ = [
-    "FORMATS", "Match", "Outcome", "OutputOptions", "Retriever", "Selection", "SelectionError",
-    "download_all", "find_archives", "listing_prefixes", "parse_date", "parse_instant",
-    "read_envelope", "run_parallel", "stream_all", "verify_all", "write_output",
+    "FORMATS", "ApiRetriever", "Match", "Outcome", "OutputOptions", "Retriever", "Selection",
+    "SelectionError", "download_all", "find_archives", "find_archives_via_api", "listing_prefixes",
+    "parse_date", "parse_instant", "read_envelope", "run_parallel", "stream_all", "verify_all",
+    "write_output",
 ]
 
 log = logging.getLogger(__name__)
@@ -132,7 +136,9 @@ class Retriever:
         if removed:
             log.info("removed %d temporary file(s) an interrupted run left in %s", len(removed), directory)
 
-    def _open(self, key: str) -> tuple[Any, Envelope]:
+    def _open(self, match: Match) -> tuple[Any, Envelope]:
+        """The object's body (``iter_chunks``, ``close``) and its envelope."""
+        key = match.key
         try:
             resp = self.s3.get_object(Bucket=self.bucket, Key=key)
         except Exception as exc:
@@ -144,14 +150,13 @@ class Retriever:
             raise
         return resp["Body"], env
 
-    def _unseal_into(
-        self, key: str, key_hint: str | None, dst: Any, *, decompress: bool
-    ) -> codec.UnsealResult:
-        body, env = self._open(key)
+    def _unseal_into(self, match: Match, dst: Any, *, decompress: bool) -> codec.UnsealResult:
+        key = match.key
+        body, env = self._open(match)
         try:
             return codec.unseal(
                 body.iter_chunks(READ_CHUNK), dst, env, self.keyring,
-                name=key, key_hint=key_hint, decompress=decompress,
+                name=key, key_hint=match.archive.key_id, decompress=decompress,
             )
         except LogarchiveError:
             raise
@@ -164,7 +169,7 @@ class Retriever:
     def verify(self, match: Match) -> Outcome:
         """Check the object's tag; writes nothing."""
         try:
-            res = self._unseal_into(match.key, match.archive.key_id, _Discard(), decompress=False)
+            res = self._unseal_into(match, _Discard(), decompress=False)
         except LogarchiveError as exc:
             return Outcome(match.key, False, str(exc))
         return Outcome(match.key, True, ciphertext_bytes=res.ciphertext_bytes, output_bytes=res.gzip_bytes)
@@ -199,7 +204,7 @@ class Retriever:
         """Decrypt into ``parts[0]`` (the archive's gzip), then, once the tag verified, derive
         the requested output from it. Returns (the part holding the output, result, size)."""
         first = parts[0]
-        res = self._unseal_into(match.key, match.archive.key_id, first.file, decompress=False)
+        res = self._unseal_into(match, first.file, decompress=False)
         first.close()
         # The tag verified: from here on the plaintext may be released.
         if not self.opts.plain and not self.opts.line_level:
@@ -227,6 +232,71 @@ class Retriever:
         finally:
             for p in parts:
                 p.release()
+
+
+class ApiRetriever(Retriever):
+    """A ``Retriever`` that gets the encrypted bytes through the retrieval API (``--api-url``).
+
+    ``GET /archives/{id}`` answers a presigned URL of the object's version, so the caller
+    needs no S3 permission; the envelope comes with the object's metadata headers. From
+    there on everything is ``Retriever``'s: the same verification, temporary files, outputs
+    and error lines. ``api`` is an ``api_client.ApiClient``.
+    """
+
+    def __init__(self, api: Any, keyring: Keyring, opts: OutputOptions | None = None) -> None:
+        super().__init__(None, "", keyring, opts)
+        self.api = api
+
+    def _open(self, match: Match) -> tuple[Any, Envelope]:
+        key = match.key
+        if match.archive_id is None:
+            raise LogarchiveError(f"{key}: no archive id (it was not found through the API)")
+        try:
+            url = self.api.archive(match.archive_id).get("download_url")
+        except LogarchiveError as exc:  # ApiError (one line: status and message), unreachable
+            raise LogarchiveError(f"{key}: {exc}") from None
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            raise LogarchiveError(f"{key}: the API answered no download URL")
+        try:
+            resp = urllib.request.urlopen(url, timeout=self.api.timeout)
+        except urllib.error.HTTPError as exc:  # e.g. 403: the URL expired or lacks permission
+            exc.close()
+            raise LogarchiveError(f"{key}: download failed (HTTP {exc.code})") from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", None) or type(exc).__name__
+            raise LogarchiveError(f"{key}: download failed ({reason})") from None
+        try:
+            env = _envelope_of_headers(resp.headers, key)
+        except BaseException:
+            resp.close()
+            raise
+        return _HttpBody(resp), env
+
+
+def _envelope_of_headers(headers: Any, key: str) -> Envelope:
+    """The envelope in an S3 GET response's ``x-amz-meta-*`` headers."""
+    prefix = "x-amz-meta-"
+    metadata = {k.lower()[len(prefix):]: v for k, v in headers.items() if k.lower().startswith(prefix)}
+    if envelope.has_envelope(metadata) and not envelope.uses_instruction_file(metadata):
+        return Envelope.from_fields(metadata, name=key)
+    # The API serves objects only, not their instruction files.
+    raise EnvelopeError(
+        f"{key}: its envelope is in {key}{envelope.INSTRUCTION_SUFFIX}, which the API does not serve "
+        "(retrieve it without --api-url)"
+    )
+
+
+class _HttpBody:
+    """An HTTP response with the two methods of a botocore body that ``Retriever`` uses."""
+
+    def __init__(self, resp: Any) -> None:
+        self._resp = resp
+
+    def iter_chunks(self, size: int) -> Iterator[bytes]:
+        return codec.iter_chunks(self._resp, size)
+
+    def close(self) -> None:
+        self._resp.close()
 
 
 # ---------------------------------------------------------------------------------------
