@@ -257,16 +257,23 @@ def find_archives(s3: Any, bucket: str, sel: Selection, *, on_skip: OnSkip | Non
     for prefix in listing_prefixes(s3, bucket, sel, on_skip=on_skip):
         for obj in _objects(s3, bucket, prefix):
             key = obj["Key"]
-            if is_instruction_file(key) or key.endswith("/") or not sel.matches_key(key):
-                continue
-            try:
-                archive = layout.parse(key)
-            except LayoutError as exc:
-                _skip(f"{exc} (skipped)", on_skip)
-                continue
-            if sel.matches(archive):
+            archive = _selected(key, sel, on_skip)
+            if archive is not None:
                 found[key] = Match(key, archive, int(obj.get("Size", 0)), obj.get("LastModified"))
     return sorted(found.values(), key=lambda m: m.sort_key)
+
+
+def _selected(key: str, sel: Selection, on_skip: OnSkip | None) -> layout.ArchiveKey | None:
+    """The parsed key when ``sel`` selects it; instruction files and folders are skipped
+    silently, keys that do not parse with a warning."""
+    if is_instruction_file(key) or key.endswith("/") or not sel.matches_key(key):
+        return None
+    try:
+        archive = layout.parse(key)
+    except LayoutError as exc:
+        _skip(f"{exc} (skipped)", on_skip)
+        return None
+    return archive if sel.matches(archive) else None
 
 
 # ---------------------------------------------------------------------------------------
@@ -318,14 +325,8 @@ def find_archives_via_api(api: Any, sel: Selection, *, on_skip: OnSkip | None = 
         if not isinstance(key, str) or not isinstance(archive_id, str):
             _skip(f"the API answered an archive without a key or an id ({str(entry)[:80]}), skipped", on_skip)
             continue
-        if is_instruction_file(key) or not sel.matches_key(key):
-            continue
-        try:
-            archive = layout.parse(key)
-        except LayoutError as exc:
-            _skip(f"{exc} (skipped)", on_skip)
-            continue
-        if sel.matches(archive):
+        archive = _selected(key, sel, on_skip)
+        if archive is not None:
             size = entry.get("size")
             found[key] = Match(key, archive, size if isinstance(size, int) else 0, archive_id=archive_id)
     return sorted(found.values(), key=lambda m: m.sort_key)
