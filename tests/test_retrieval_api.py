@@ -169,7 +169,7 @@ def test_what_the_index_cannot_answer_is_one_clear_line(stack, capsys) -> None:
     assert rc == 0 and len(out.splitlines()) == 1 and C2 in out
     # Without --api-url (and without a bucket) nothing has changed: the bucket is required.
     rc, _, err = run_cli(["logs-from-archive", "--stack", STACK, "--app-id", "42"], capsys)
-    assert rc == 1 and "--bucket" in err
+    assert rc == 2 and "the following arguments are required: --bucket" in err
 
 
 def test_without_api_url_no_service_is_needed(stack, capsys, monkeypatch) -> None:

@@ -148,8 +148,10 @@ def _find(args: argparse.Namespace, sel: retrieval.Selection, api: ApiClient | N
 
 def run(args: argparse.Namespace) -> int:
     _quiet_boto(args)
-    if not args.bucket and not args.api_url:
-        raise retrieval.SelectionError("the following arguments are required: --bucket (or --api-url)")
+    if not args.bucket and not args.api_url:  # a usage error, as argparse reports them
+        print(f"logarchive {args.command}: error: the following arguments are required: --bucket "
+              "(or --api-url)", file=sys.stderr)
+        return 2
     sel = _selection(args)
     sel.validate(index=args.api_url is not None)
     if args.jobs < 1:
