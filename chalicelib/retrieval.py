@@ -18,6 +18,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -25,7 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from . import aws, codec, envelope, partfile
+from . import api_client, aws, codec, envelope, partfile
 from .envelope import Envelope
 from .errors import EnvelopeError, LogarchiveError
 from .keyring import Keyring
@@ -257,20 +258,31 @@ class ApiRetriever(Retriever):
             raise LogarchiveError(f"{key}: {exc}") from None
         if not isinstance(url, str) or not url.startswith(("https://", "http://")):
             raise LogarchiveError(f"{key}: the API answered no download URL")
-        try:
-            resp = urllib.request.urlopen(url, timeout=self.api.timeout)
-        except urllib.error.HTTPError as exc:  # e.g. 403: the URL expired or lacks permission
-            exc.close()
-            raise LogarchiveError(f"{key}: download failed (HTTP {exc.code})") from None
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", None) or type(exc).__name__
-            raise LogarchiveError(f"{key}: download failed ({reason})") from None
+        resp = self._get(url, key)
         try:
             env = _envelope_of_headers(resp.headers, key)
         except BaseException:
             resp.close()
             raise
         return _HttpBody(resp), env
+
+
+    def _get(self, url: str, key: str) -> Any:
+        """The open response of a presigned GET; S3's transient answers (500, 503) and
+        connection failures are retried, as botocore retries them on the bucket path."""
+        for attempt in range(1, api_client.ATTEMPTS + 1):
+            try:
+                return urllib.request.urlopen(url, timeout=self.api.timeout)
+            except urllib.error.HTTPError as exc:  # e.g. 403: the URL expired; 404: the version is gone
+                exc.close()
+                if exc.code not in (500, 502, 503, 504) or attempt == api_client.ATTEMPTS:
+                    raise LogarchiveError(f"{key}: download failed (HTTP {exc.code})") from None
+            except (urllib.error.URLError, OSError) as exc:
+                if attempt == api_client.ATTEMPTS:
+                    reason = getattr(exc, "reason", None) or type(exc).__name__
+                    raise LogarchiveError(f"{key}: download failed ({reason})") from None
+            time.sleep(api_client.BACKOFF_SECONDS * 2 ** (attempt - 1))
+        raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _envelope_of_headers(headers: Any, key: str) -> Envelope:

@@ -17,7 +17,7 @@ from chalice.local import ChaliceRequestHandler
 from helpers_index import STACK, docker_line, http_server, put_archive, s3_event, setup_stack
 from retrieval_helpers import files_under, leftovers, run_cli
 
-from chalicelib import selection
+from chalicelib import api_client, selection
 from chalicelib.keyring import MasterKey
 
 MASTER = MasterKey(b"\x05" * 32)
@@ -53,11 +53,23 @@ def stack(monkeypatch, buckets, tmp_path):
     import app
 
     requested: list[str] = []
+    faults: dict[str, int] = {}  # path prefix -> how many requests still get API Gateway's 503
 
     class Recording(ChaliceRequestHandler):
         def parse_request(self):  # type: ignore[override]
             ok = super().parse_request()
             requested.append(self.path)
+            for prefix, n in faults.items():
+                if ok and n > 0 and self.path.startswith(prefix):
+                    faults[prefix] = n - 1
+                    body = b'{"message":"Service Unavailable"}'
+                    self.send_response(503)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    self.close_connection = True
+                    return False
             return ok
 
     keys = [put_archive(buckets.archive, body, master=MASTER, **opts)[0] for body, opts in ARCHIVES]
@@ -67,7 +79,7 @@ def stack(monkeypatch, buckets, tmp_path):
         for key in keys:
             client.lambda_.invoke("index_archive", s3_event(buckets.archive, key))
     with http_server(app.app, Recording) as base:
-        yield base, requested, keys, str(key_file), buckets.archive
+        yield base, requested, keys, str(key_file), buckets.archive, faults
 
 
 SEARCHES = [
@@ -91,7 +103,7 @@ def both(capsys, base: str, bucket: str, argv: list[str]) -> tuple[tuple, tuple]
 
 @pytest.mark.parametrize("search", SEARCHES)
 def test_lists_the_same_archives_as_the_bucket(stack, capsys, monkeypatch, search) -> None:
-    base, requested, keys, _, bucket = stack
+    base, requested, keys, _, bucket, _ = stack
     monkeypatch.setattr(selection, "API_PAGE", 1)  # one archive a page: every next_token is followed
     listed, via_api = both(capsys, base, bucket, search)
     assert via_api == listed
@@ -104,7 +116,7 @@ def test_lists_the_same_archives_as_the_bucket(stack, capsys, monkeypatch, searc
                                        (["--decompress", "--start", "2022-01-01T12:00:00Z"], 2)])
 def test_downloads_the_same_bytes_as_the_bucket(stack, capsysbinary, tmp_path, output, n) -> None:
     capsys = capsysbinary  # gzip on stdout
-    base, requested, keys, key_file, bucket = stack
+    base, requested, keys, key_file, bucket, _ = stack
     search = ["--app-id", "42", "--start-date", "2022-01-01", "--end-date", "2022-01-02",
               "--decryption-keys-file", key_file] + output
     d1, d2 = tmp_path / "bucket", tmp_path / "api"
@@ -126,7 +138,7 @@ def test_downloads_the_same_bytes_as_the_bucket(stack, capsysbinary, tmp_path, o
 
 
 def test_api_errors_are_one_line_and_a_failed_exit(stack, capsys, monkeypatch, tmp_path) -> None:
-    base, _, keys, key_file, bucket = stack
+    base, _, keys, key_file, bucket, _ = stack
     argv = ["logs-from-archive", "--stack", STACK, "--app-id", "42", "--start-date", "2022-01-01",
             "--end-date", "2022-01-02", "--decryption-keys-file", key_file, "--endpoint-url", DEAD]
     # The service misconfigured: the API answers 500; nothing else happens.
@@ -174,9 +186,25 @@ def test_what_the_index_cannot_answer_is_one_clear_line(stack, capsys) -> None:
 
 def test_without_api_url_no_service_is_needed(stack, capsys, monkeypatch) -> None:
     """The bucket path never touches the API or its tables."""
-    base, requested, _, key_file, bucket = stack
+    base, requested, _, key_file, bucket, _ = stack
     for name in [k for k in os.environ if k.startswith("LOGARCHIVE_")]:
         monkeypatch.delenv(name)
     rc, out, _ = run_cli(["logs-from-archive", "--stack", STACK, "--bucket", bucket, "--app-id", "42",
                           "--decryption-keys-file", key_file, "--verify-only"], capsys)
     assert rc == 0 and len(out.splitlines()) == 4 and requested == []
+
+
+def test_transient_api_errors_are_retried_and_persistent_ones_reported(stack, capsys, monkeypatch, tmp_path) -> None:
+    base, requested, _, key_file, bucket, faults = stack
+    monkeypatch.setattr(api_client, "BACKOFF_SECONDS", 0.0)
+    search = ["--app-id", "42", "--start-date", "2022-01-01", "--end-date", "2022-01-02",
+              "--decryption-keys-file", key_file]
+    faults.update({"/archives?": 2, "/archives/": 2})  # two 503s on the search, two on the downloads
+    a, b = both(capsys, base, bucket, search + ["--download-location", "-", "--format", "jsonl"])
+    assert a == b and a[0] == 0 and len(a[1].splitlines()) == 6
+    assert faults == {"/archives?": 0, "/archives/": 0} and len(requested) == 2 + 1 + 2 + 3
+    faults["/archives?"] = 99  # API Gateway keeps failing: one line, exit 1, after ATTEMPTS tries
+    rc, out, err = run_cli(["logs-from-archive", "--stack", STACK, "--api-url", base] + search, capsys)
+    errors = [x for x in err.splitlines() if "error" in x]
+    assert rc == 1 and out == "" and faults["/archives?"] == 99 - api_client.ATTEMPTS
+    assert errors == [f"logarchive: error: {base}: cannot search the index (API answered 503: Service Unavailable)"]
