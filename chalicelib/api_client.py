@@ -32,6 +32,15 @@ class ApiError(LogarchiveError):
         self.status = status
 
 
+class ApiUnreachable(LogarchiveError):
+    """No HTTP answer at all (connection refused or reset, DNS, timeout)."""
+
+
+RETRY_STATUS = {429, 502, 503, 504}
+ATTEMPTS = 3
+BACKOFF_SECONDS = 0.25
+
+
 class ApiClient:
     def __init__(self, base_url: str, *, region: str | None = None, session: Any = None,
                  timeout: float = 30.0) -> None:
@@ -63,6 +72,20 @@ class ApiClient:
         return req
 
     def request(self, method: str, path: str, params: dict[str, Any] | None = None, body: Any = None) -> Any:
+        """One API call; a GET is retried (re-signed, with backoff) on throttling, on API
+        Gateway's transient 502/503/504 and when the API cannot be reached. POST is not
+        retried: it creates a job."""
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                return self._send(method, path, params, body)
+            except (ApiError, ApiUnreachable) as exc:
+                transient = isinstance(exc, ApiUnreachable) or exc.status in RETRY_STATUS
+                if not transient or method != "GET" or attempt == ATTEMPTS:
+                    raise
+            time.sleep(BACKOFF_SECONDS * 2 ** (attempt - 1))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _send(self, method: str, path: str, params: dict[str, Any] | None, body: Any) -> Any:
         req = self.signed(method, path, params, body)
         prepared = req.prepare()
         http = urllib.request.Request(prepared.url, data=prepared.body, method=method,
@@ -75,12 +98,14 @@ class ApiClient:
             try:
                 err = json.loads(raw)
                 msg = (err.get("error") or {}).get("message") or err.get("Message") or err.get("message")
-            except ValueError:
+            except (ValueError, AttributeError):  # not JSON, or JSON but not an object
                 msg = None
             text = raw[:200].decode("utf-8", "replace").strip()
             raise ApiError(exc.code, msg or text or exc.reason) from None
         except urllib.error.URLError as exc:
-            raise LogarchiveError(f"API at {self.base_url} unreachable: {exc.reason}") from None
+            raise ApiUnreachable(f"API at {self.base_url} unreachable: {exc.reason}") from None
+        except (TimeoutError, ConnectionError) as exc:  # while reading the answer
+            raise ApiUnreachable(f"API at {self.base_url} unreachable: {type(exc).__name__}") from None
 
     # -- operations ---------------------------------------------------------------
     def archives(self, *, start: str, end: str, stack: str | None = None, limit: int = 100,

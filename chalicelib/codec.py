@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
@@ -103,7 +103,7 @@ def seal(
     return SealResult(envelope, plain, digest.hexdigest(), gz, out)
 
 
-class _Gunzip:
+class Gunzip:
     """Streaming gunzip that follows concatenated gzip members (as ``gzip -d`` does).
 
     Output comes in pieces of at most ``GUNZIP_OUT`` bytes whatever the compression ratio,
@@ -149,6 +149,17 @@ class _Gunzip:
             raise IntegrityError(f"{self._name}: gzip stream is truncated")
 
 
+def gunzip(chunks: Iterable[bytes], name: str) -> Iterator[bytes]:
+    """Streaming gunzip of an iterable of gzip blocks (``Gunzip`` fed block by block, then closed).
+
+    Raises ``IntegrityError`` naming ``name`` on a corrupt or truncated stream.
+    """
+    g = Gunzip(name)
+    for chunk in chunks:
+        yield from g.feed(chunk)
+    g.close()
+
+
 @dataclass(frozen=True)
 class UnsealResult:
     ciphertext_bytes: int
@@ -165,7 +176,7 @@ class _Output:
 
     def __init__(self, dst: Writable, name: str, decompress: bool) -> None:
         self._dst = dst
-        self._gunzip = _Gunzip(name) if decompress else None
+        self._gunzip = Gunzip(name) if decompress else None
         self.gz = 0  # decrypted (gzip) bytes
         self.out = 0  # bytes written to dst
         self.error: IntegrityError | None = None

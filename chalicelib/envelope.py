@@ -137,13 +137,19 @@ class Envelope:
 
     @classmethod
     def from_instruction(cls, text: str | bytes, *, name: str) -> Envelope:
-        try:
-            data = json.loads(text)
-        except ValueError:
-            raise EnvelopeError(f"{name}: instruction file is not JSON") from None
-        if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
-            raise EnvelopeError(f"{name}: instruction file is not a JSON object of strings")
-        return cls.from_fields(data, name=name)
+        return cls.from_fields(instruction_fields(text, name=name), name=name)
+
+
+def instruction_fields(text: str | bytes, *, name: str) -> dict[str, str]:
+    """The fields of an instruction file (names lowercased), before validation: readers
+    merge a field of the object's metadata into them."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise EnvelopeError(f"{name}: instruction file is not JSON") from None
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        raise EnvelopeError(f"{name}: instruction file is not a JSON object of strings")
+    return {k.lower(): v for k, v in data.items()}
 
 
 def has_envelope(metadata: Mapping[str, str]) -> bool:

@@ -14,8 +14,9 @@ from typing import Any, BinaryIO
 from isal import igzip
 
 from . import codec
-from .dockerlog import LineFilter, LogLine, line_time, split_lines
+from .dockerlog import LineFilter, LogLine, split_lines
 from .errors import LogarchiveError
+from .linefilter import accepts
 
 READ_CHUNK = codec.CHUNK
 FORMATS = ("jsonl", "text")
@@ -59,32 +60,19 @@ class OutputOptions:
 def _render(lines: Iterable[bytes], opts: OutputOptions) -> Iterator[bytes]:
     """The kept lines of a verified, decompressed stream, in the output format.
 
-    Cheap byte-level tests reject most lines before the JSON parse (the costly part). They
-    only ever reject lines the full filter would reject too: a line of a stream contains
-    that stream's name, and a line's time is what ``dockerlog.line_time`` reads. Survivors
-    go through the exact ``LineFilter``.
+    The filter runs through ``linefilter`` (byte-level pre-check, then the exact test).
     """
-    filt = opts.line_filter
-    stream_bytes = filt.stream.encode() if filt.stream is not None else None
-    timed = filt.start is not None or filt.end is not None
     text = opts.fmt == "text"
-    parse = text or filt.grep is not None or filt.stream is not None
+    test = accepts(opts.line_filter) if opts.line_filter.active else None
     for raw in lines:
-        if stream_bytes is not None and stream_bytes not in raw:
+        kept: LogLine | bool = True if test is None else test(raw)
+        if not kept:
             continue
-        if timed:
-            when = line_time(raw)
-            if when is None or (filt.start is not None and when < filt.start):
-                continue
-            if filt.end is not None and when >= filt.end:
-                continue
-        if not parse:
+        if not text:
             yield raw + b"\n"
             continue
-        line = LogLine.parse(raw)
-        if filt.active and not filt.matches(line):
-            continue
-        if text and line.log is not None:
+        line = kept if isinstance(kept, LogLine) else LogLine.parse(raw)
+        if line.log is not None:
             yield line.log.encode("utf-8", "surrogatepass")
         else:
             yield raw + b"\n"

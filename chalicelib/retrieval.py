@@ -13,18 +13,20 @@ stream, only after ``codec.unseal`` returned.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from . import aws, codec, envelope, partfile
+from . import api_client, aws, codec, envelope, partfile
 from .envelope import Envelope
 from .errors import EnvelopeError, LogarchiveError
 from .keyring import Keyring
@@ -35,15 +37,17 @@ from .selection import (
     Selection,
     SelectionError,
     find_archives,
+    find_archives_via_api,
     listing_prefixes,
     parse_date,
     parse_instant,
 )
 
 __all__ = [
-    "FORMATS", "Match", "Outcome", "OutputOptions", "Retriever", "Selection", "SelectionError",
-    "download_all", "find_archives", "listing_prefixes", "parse_date", "parse_instant",
-    "read_envelope", "run_parallel", "stream_all", "verify_all", "write_output",
+    "FORMATS", "ApiRetriever", "Match", "Outcome", "OutputOptions", "Retriever", "Selection",
+    "SelectionError", "download_all", "find_archives", "find_archives_via_api", "listing_prefixes",
+    "parse_date", "parse_instant", "read_envelope", "run_parallel", "stream_all", "verify_all",
+    "write_output",
 ]
 
 log = logging.getLogger(__name__)
@@ -80,24 +84,13 @@ def read_envelope(s3: Any, bucket: str, key: str, metadata: dict[str, str]) -> E
         raise _s3_error(key, exc, "reading its instruction file: ") from None
     if len(text) > 1 << 16:
         raise EnvelopeError(f"{key}: instruction file is too large to be an envelope")
-    env_fields = _instruction_fields(text, key)
+    env_fields = envelope.instruction_fields(text, name=key)
     # The SDKs keep x-amz-unencrypted-content-length in the object's metadata, not in the
     # instruction file: take it from there when the file lacks it.
     lowered = {k.lower(): v for k, v in metadata.items()}
     if envelope.UNENCRYPTED_LENGTH not in env_fields and envelope.UNENCRYPTED_LENGTH in lowered:
         env_fields[envelope.UNENCRYPTED_LENGTH] = lowered[envelope.UNENCRYPTED_LENGTH]
     return Envelope.from_fields(env_fields, name=key)
-
-
-def _instruction_fields(text: bytes, key: str) -> dict[str, str]:
-    # Envelope.from_instruction validates; we want the dict to merge one metadata field in.
-    try:
-        data = json.loads(text)
-    except ValueError:
-        raise EnvelopeError(f"{key}: instruction file is not JSON") from None
-    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
-        raise EnvelopeError(f"{key}: instruction file is not a JSON object of strings")
-    return {k.lower(): v for k, v in data.items()}
 
 
 class _Discard:
@@ -144,7 +137,9 @@ class Retriever:
         if removed:
             log.info("removed %d temporary file(s) an interrupted run left in %s", len(removed), directory)
 
-    def _open(self, key: str) -> tuple[Any, Envelope]:
+    def _open(self, match: Match) -> tuple[Any, Envelope]:
+        """The object's body (``iter_chunks``, ``close``) and its envelope."""
+        key = match.key
         try:
             resp = self.s3.get_object(Bucket=self.bucket, Key=key)
         except Exception as exc:
@@ -156,14 +151,13 @@ class Retriever:
             raise
         return resp["Body"], env
 
-    def _unseal_into(
-        self, key: str, key_hint: str | None, dst: Any, *, decompress: bool
-    ) -> codec.UnsealResult:
-        body, env = self._open(key)
+    def _unseal_into(self, match: Match, dst: Any, *, decompress: bool) -> codec.UnsealResult:
+        key = match.key
+        body, env = self._open(match)
         try:
             return codec.unseal(
                 body.iter_chunks(READ_CHUNK), dst, env, self.keyring,
-                name=key, key_hint=key_hint, decompress=decompress,
+                name=key, key_hint=match.archive.key_id, decompress=decompress,
             )
         except LogarchiveError:
             raise
@@ -176,7 +170,7 @@ class Retriever:
     def verify(self, match: Match) -> Outcome:
         """Check the object's tag; writes nothing."""
         try:
-            res = self._unseal_into(match.key, match.archive.key_id, _Discard(), decompress=False)
+            res = self._unseal_into(match, _Discard(), decompress=False)
         except LogarchiveError as exc:
             return Outcome(match.key, False, str(exc))
         return Outcome(match.key, True, ciphertext_bytes=res.ciphertext_bytes, output_bytes=res.gzip_bytes)
@@ -211,7 +205,7 @@ class Retriever:
         """Decrypt into ``parts[0]`` (the archive's gzip), then, once the tag verified, derive
         the requested output from it. Returns (the part holding the output, result, size)."""
         first = parts[0]
-        res = self._unseal_into(match.key, match.archive.key_id, first.file, decompress=False)
+        res = self._unseal_into(match, first.file, decompress=False)
         first.close()
         # The tag verified: from here on the plaintext may be released.
         if not self.opts.plain and not self.opts.line_level:
@@ -239,6 +233,82 @@ class Retriever:
         finally:
             for p in parts:
                 p.release()
+
+
+class ApiRetriever(Retriever):
+    """A ``Retriever`` that gets the encrypted bytes through the retrieval API (``--api-url``).
+
+    ``GET /archives/{id}`` answers a presigned URL of the object's version, so the caller
+    needs no S3 permission; the envelope comes with the object's metadata headers. From
+    there on everything is ``Retriever``'s: the same verification, temporary files, outputs
+    and error lines. ``api`` is an ``api_client.ApiClient``.
+    """
+
+    def __init__(self, api: Any, keyring: Keyring, opts: OutputOptions | None = None) -> None:
+        super().__init__(None, "", keyring, opts)
+        self.api = api
+
+    def _open(self, match: Match) -> tuple[Any, Envelope]:
+        key = match.key
+        if match.archive_id is None:
+            raise LogarchiveError(f"{key}: no archive id (it was not found through the API)")
+        try:
+            url = self.api.archive(match.archive_id).get("download_url")
+        except LogarchiveError as exc:  # ApiError (one line: status and message), unreachable
+            raise LogarchiveError(f"{key}: {exc}") from None
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            raise LogarchiveError(f"{key}: the API answered no download URL")
+        resp = self._get(url, key)
+        try:
+            env = _envelope_of_headers(resp.headers, key)
+        except BaseException:
+            resp.close()
+            raise
+        return _HttpBody(resp), env
+
+
+    def _get(self, url: str, key: str) -> Any:
+        """The open response of a presigned GET; S3's transient answers (500, 503) and
+        connection failures are retried, as botocore retries them on the bucket path."""
+        for attempt in range(1, api_client.ATTEMPTS + 1):
+            try:
+                return urllib.request.urlopen(url, timeout=self.api.timeout)
+            except urllib.error.HTTPError as exc:  # e.g. 403: the URL expired; 404: the version is gone
+                exc.close()
+                if exc.code not in (500, 502, 503, 504) or attempt == api_client.ATTEMPTS:
+                    raise LogarchiveError(f"{key}: download failed (HTTP {exc.code})") from None
+            except (urllib.error.URLError, OSError) as exc:
+                if attempt == api_client.ATTEMPTS:
+                    reason = getattr(exc, "reason", None) or type(exc).__name__
+                    raise LogarchiveError(f"{key}: download failed ({reason})") from None
+            time.sleep(api_client.BACKOFF_SECONDS * 2 ** (attempt - 1))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _envelope_of_headers(headers: Any, key: str) -> Envelope:
+    """The envelope in an S3 GET response's ``x-amz-meta-*`` headers."""
+    prefix = "x-amz-meta-"
+    metadata = {k.lower()[len(prefix):]: v for k, v in headers.items() if k.lower().startswith(prefix)}
+    if envelope.has_envelope(metadata) and not envelope.uses_instruction_file(metadata):
+        return Envelope.from_fields(metadata, name=key)
+    # The API serves objects only, not their instruction files.
+    raise EnvelopeError(
+        f"{key}: its envelope is in {key}{envelope.INSTRUCTION_SUFFIX}, which the API does not serve "
+        "(retrieve it without --api-url)"
+    )
+
+
+class _HttpBody:
+    """An HTTP response with the two methods of a botocore body that ``Retriever`` uses."""
+
+    def __init__(self, resp: Any) -> None:
+        self._resp = resp
+
+    def iter_chunks(self, size: int) -> Iterator[bytes]:
+        return codec.iter_chunks(self._resp, size)
+
+    def close(self) -> None:
+        self._resp.close()
 
 
 # ---------------------------------------------------------------------------------------

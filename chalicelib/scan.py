@@ -1,17 +1,18 @@
 """Scan one sealed archive: decrypt, gunzip, split lines, filter, write matches (gzip JSON lines).
 
-Small functions so the CLI's retrieval and the retrieval Lambda share them:
-``make_filter`` builds the :class:`~chalicelib.dockerlog.LineFilter` of a request,
-``MatchWriter`` is the sink ``codec.unseal`` writes plaintext into, and ``scan_archive`` runs
-one archive into a temporary file. Matches are the archived lines, byte for byte (each is a
-Docker json-file JSON object), one a line, gzip-compressed. The caller releases the temporary
-file only after ``scan_archive`` returned: by then the GCM tag has verified.
+Small functions so the CLI's retrieval and the retrieval Lambda share them: ``make_filter``
+builds the :class:`~chalicelib.dockerlog.LineFilter` of a request (lines are tested through
+``linefilter``, shared with the CLI's output writer), ``MatchWriter`` is the sink
+``codec.unseal`` writes plaintext into, and ``scan_archive`` runs one archive into a temporary
+file. Matches are the archived lines, byte for byte (each is a Docker json-file JSON object),
+one a line, gzip-compressed. The caller releases the temporary file only after
+``scan_archive`` returned: by then the GCM tag has verified.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import BinaryIO
@@ -19,10 +20,13 @@ from typing import BinaryIO
 from isal import isal_zlib
 
 from .codec import unseal
-from .dockerlog import LineFilter, LogLine, line_time
+from .dockerlog import LineFilter
 from .envelope import Envelope
-from .errors import IntegrityError
 from .keyring import Keyring
+from .linefilter import accepts, matching_lines, quick_reject, raw_needle
+
+__all__ = ["MatchWriter", "ScanStats", "make_filter", "scan_archive",
+           "matching_lines", "quick_reject", "raw_needle"]  # the last three: re-exported (their former home)
 
 GZIP_WBITS = 31
 
@@ -38,59 +42,6 @@ def make_filter(
     return LineFilter(start=start, end=end, stream=stream, grep=pattern)
 
 
-# Characters Go's encoding/json (Docker's writer) never escapes: a needle made only of these
-# appears verbatim in the raw line whenever it appears in the decoded ``log`` text.
-_VERBATIM = re.compile(r"^[A-Za-z0-9 _.,:;!?@#$%^*()\[\]{}=+~`|/'-]+$")
-
-
-def raw_needle(flt: LineFilter) -> bytes | None:
-    """Bytes every matching raw line contains, when the grep allows one (else None)."""
-    if flt.grep is None:
-        return None
-    literal = re.sub(r"\\(.)", r"\1", flt.grep.pattern)
-    # Only when the pattern is exactly an escaped literal of never-escaped characters.
-    if re.escape(literal) == flt.grep.pattern and _VERBATIM.match(literal):
-        return literal.encode()
-    return None
-
-
-def quick_reject(flt: LineFilter) -> Callable[[bytes], bool]:
-    """A cheap test on raw bytes that is true only for lines ``flt`` would refuse anyway.
-
-    Each check is a necessary condition of a match (needle bytes present, the stream's value
-    present, the ``time`` field inside the range), so lines it passes still get the exact test.
-    """
-    needle = raw_needle(flt)
-    stream = f'"{flt.stream}"'.encode() if flt.stream else None
-    ranged = flt.start is not None or flt.end is not None
-
-    def reject(raw: bytes) -> bool:
-        if needle is not None and needle not in raw:
-            return True
-        if stream is not None and stream not in raw:
-            return True
-        if ranged:
-            t = line_time(raw)
-            if t is not None and (
-                (flt.start is not None and t < flt.start) or (flt.end is not None and t >= flt.end)
-            ):
-                return True
-        return False
-
-    return reject
-
-
-def matching_lines(lines: Iterable[bytes], flt: LineFilter) -> Iterator[bytes]:
-    """The raw lines ``flt`` accepts (all of them when it is inactive)."""
-    if not flt.active:
-        yield from (raw for raw in lines if raw)
-        return
-    reject = quick_reject(flt)
-    for raw in lines:
-        if raw and not reject(raw) and flt.matches(LogLine.parse(raw)):
-            yield raw
-
-
 class MatchWriter:
     """A ``codec.Writable``: splits plaintext into lines and gzips the matching ones into ``out``."""
 
@@ -100,7 +51,7 @@ class MatchWriter:
         self._gz = isal_zlib.compressobj(level, isal_zlib.DEFLATED, GZIP_WBITS)
         self._partial = b""
         self._needle = raw_needle(flt) if flt.active else None
-        self._reject = quick_reject(flt) if flt.active else None
+        self._accepts = accepts(flt) if flt.active else None
         self.lines_seen = 0  # lines, empty ones included
         self.lines_matched = 0
         self.plaintext_bytes = 0
@@ -129,8 +80,8 @@ class MatchWriter:
 
     def _needle_lines(self, block: bytes) -> Iterator[bytes]:
         """Only the lines holding the needle are even looked at (found by ``bytes.find``)."""
-        needle, reject, flt = self._needle, self._reject, self._flt
-        assert needle is not None and reject is not None
+        needle, test = self._needle, self._accepts
+        assert needle is not None and test is not None
         pos = 0
         while True:
             i = block.find(needle, pos)
@@ -140,7 +91,7 @@ class MatchWriter:
             end = block.find(b"\n", i)
             end = len(block) if end < 0 else end
             raw = block[start:end]
-            if not reject(raw) and flt.matches(LogLine.parse(raw)):
+            if test(raw):
                 yield raw
             pos = end + 1
 
@@ -171,12 +122,8 @@ def scan_archive(
 ) -> ScanStats:
     """Decrypt + gunzip + filter one archive into ``out`` (a temporary file: see module doc)."""
     sink = MatchWriter(out, flt)
-    try:
-        result = unseal(chunks, sink, envelope, keyring, name=name, key_hint=key_hint, decompress=True)
-    except isal_zlib.error:
-        # Tampered ciphertext decrypts to a broken gzip stream before the tag is reached.
-        raise IntegrityError(
-            f"{name}: authentication failed (tampered or damaged: its gzip stream is corrupt)"
-        ) from None
+    # Tampered ciphertext: codec.unseal holds back the gzip error it causes and reports the
+    # failed tag instead, so there is nothing to translate here.
+    result = unseal(chunks, sink, envelope, keyring, name=name, key_hint=key_hint, decompress=True)
     sink.close()
     return ScanStats(result.ciphertext_bytes, sink.plaintext_bytes, sink.lines_seen, sink.lines_matched)

@@ -76,17 +76,26 @@ class Selection:
     start: datetime | None = None  # second-precision bounds: [start, end)
     end: datetime | None = None
 
-    def validate(self) -> None:
-        """The reference CLI's rules, with its messages."""
+    def validate(self, *, index: bool = False) -> None:
+        """The reference CLI's rules, with its messages.
+
+        ``index``: the search goes to the retrieval API's index, which is asked by resource:
+        an id is required, and ``--string-matches`` may narrow its answer (on the keys).
+        """
         if not layout.STACK_RE.match(self.stack):
             raise SelectionError(f"--stack {self.stack!r} is not a valid stack name")
         ids = [x for x in (self.resource_id, self.container_id) if x is not None]
+        if index and not ids:
+            raise SelectionError(
+                "--api-url searches the index by resource: give one of --app-id, --database-id, "
+                "--endpoint-id or --container-id (--string-matches alone needs the bucket listing)"
+            )
         if not self.string_matches and not ids:
             raise SelectionError(
                 "You must specify an option to identify the logs to download, either: "
                 "--string-matches, --app-id, --database-id, --endpoint-id, or --container-id"
             )
-        if self.string_matches and ids:
+        if self.string_matches and ids and not index:
             raise SelectionError(
                 "You cannot pass --app-id, --database-id, --endpoint-id, or --container-id "
                 "when using --string-matches."
@@ -96,7 +105,7 @@ class Selection:
                 "You must specify only one of --app-id, --database-id, --endpoint-id or --container-id"
             )
         dates = (self.start_date, self.end_date)
-        if self.string_matches and any(d is not None for d in dates):
+        if self.string_matches and any(d is not None for d in dates) and not index:
             raise SelectionError(
                 "The options --start-date/--end-date cannot be used when searching by string"
             )
@@ -178,6 +187,7 @@ class Match:
     archive: layout.ArchiveKey
     size: int = 0
     last_modified: datetime | None = None
+    archive_id: str | None = None  # the retrieval API's opaque id (found through its index)
 
     @property
     def relative_path(self) -> str:
@@ -247,13 +257,76 @@ def find_archives(s3: Any, bucket: str, sel: Selection, *, on_skip: OnSkip | Non
     for prefix in listing_prefixes(s3, bucket, sel, on_skip=on_skip):
         for obj in _objects(s3, bucket, prefix):
             key = obj["Key"]
-            if is_instruction_file(key) or key.endswith("/") or not sel.matches_key(key):
-                continue
-            try:
-                archive = layout.parse(key)
-            except LayoutError as exc:
-                _skip(f"{exc} (skipped)", on_skip)
-                continue
-            if sel.matches(archive):
+            archive = _selected(key, sel, on_skip)
+            if archive is not None:
                 found[key] = Match(key, archive, int(obj.get("Size", 0)), obj.get("LastModified"))
+    return sorted(found.values(), key=lambda m: m.sort_key)
+
+
+def _selected(key: str, sel: Selection, on_skip: OnSkip | None) -> layout.ArchiveKey | None:
+    """The parsed key when ``sel`` selects it; instruction files and folders are skipped
+    silently, keys that do not parse with a warning."""
+    if is_instruction_file(key) or key.endswith("/") or not sel.matches_key(key):
+        return None
+    try:
+        archive = layout.parse(key)
+    except LayoutError as exc:
+        _skip(f"{exc} (skipped)", on_skip)
+        return None
+    return archive if sel.matches(archive) else None
+
+
+# ---------------------------------------------------------------------------------------
+# Through the retrieval API's index (``--api-url``)
+# ---------------------------------------------------------------------------------------
+
+API_SELECTORS = {"apps": "app_id", "databases": "database_id", "proxy": "endpoint_id"}
+API_PAGE = 1000  # archives asked for a page (the API's maximum)
+API_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def api_query(sel: Selection, *, now: datetime | None = None) -> dict[str, str]:
+    """The ``GET /archives`` parameters of ``sel``: stack, its id, and ``[start, end)``.
+
+    The index is read hour by hour, so the range must start somewhere: the dates or
+    ``--start``. Without an end it runs to tomorrow (no line is written later than now).
+    """
+    lo, hi = sel.window
+    if lo is None:
+        raise SelectionError(
+            "--api-url needs a time range: --start-date/--end-date or --start (the index is read by time)"
+        )
+    if hi is None:
+        hi = (now or datetime.now(UTC)).replace(microsecond=0) + timedelta(days=1)
+        if hi <= lo:
+            raise SelectionError("--start is in the future")
+    params = {"stack": sel.stack, "start": lo.strftime(API_TIME_FORMAT), "end": hi.strftime(API_TIME_FORMAT)}
+    if sel.resource_id is not None:
+        assert sel.kind is not None
+        params[API_SELECTORS[sel.kind]] = sel.resource_id
+    else:
+        assert sel.container_id is not None
+        params["container_id"] = sel.container_id
+    return params
+
+
+def find_archives_via_api(api: Any, sel: Selection, *, on_skip: OnSkip | None = None) -> list[Match]:
+    """What ``find_archives`` finds, asked of the index (``api``: an ``api_client.ApiClient``).
+
+    Every page is followed (``next_token``). Each answer is checked like a listed key: it must
+    parse and ``sel`` must select it (so the API can only narrow the listing's answer, never
+    name a key outside the stack), and ``--string-matches`` filters on the keys.
+    """
+    sel.validate(index=True)
+    params = api_query(sel)
+    found: dict[str, Match] = {}
+    for entry in api.archives(limit=API_PAGE, **params):
+        key, archive_id = entry.get("s3_key"), entry.get("id")
+        if not isinstance(key, str) or not isinstance(archive_id, str):
+            _skip(f"the API answered an archive without a key or an id ({str(entry)[:80]}), skipped", on_skip)
+            continue
+        archive = _selected(key, sel, on_skip)
+        if archive is not None:
+            size = entry.get("size")
+            found[key] = Match(key, archive, size if isinstance(size, int) else 0, archive_id=archive_id)
     return sorted(found.values(), key=lambda m: m.sort_key)

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import threading
 
 import pytest
-from chalice.config import Config
-from chalice.local import ChaliceRequestHandler, LocalDevServer
-from helpers_index import docker_line, pump, put_archive, s3_event, setup_stack
+from chalice.local import ChaliceRequestHandler
+from helpers_index import docker_line, http_server, pump, put_archive, s3_event, setup_stack
 
 from chalicelib.api_client import ApiClient, ApiError
 from chalicelib.keyring import MasterKey
@@ -32,17 +30,9 @@ def served(monkeypatch, buckets, tmp_path):
             seen.append(dict(self.headers.items()))
             return ok
 
-    server = LocalDevServer(app.app, Config.create(), "127.0.0.1", 0, handler_cls=Recording)
-    port = server.server.server_address[1]
-    thread = threading.Thread(target=server.server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with http_server(app.app, Recording) as base:
         with Client(app.app, stage_name="test", project_dir=str(tmp_path)) as client:
-            yield f"http://127.0.0.1:{port}", client, buckets, url, seen
-    finally:
-        server.shutdown()
-        server.server.server_close()
-        thread.join(timeout=5)
+            yield base, client, buckets, url, seen
 
 
 def test_signed_requests_list_and_retrieve(served) -> None:

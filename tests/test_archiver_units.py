@@ -42,8 +42,7 @@ def test_block_scan_equals_per_line(name, block):
 def test_gunzip_members_bounds_and_truncation():
     import gzip
 
-    from chalicelib.archiver.gunzip import gunzip
-    from chalicelib.codec import CHUNK
+    from chalicelib.codec import CHUNK, gunzip
     from chalicelib.errors import IntegrityError
 
     a, b = docker_lines(100, seed=1), b"\0" * (8 * CHUNK)  # the second member: ratio ~1000x

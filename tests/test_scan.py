@@ -13,7 +13,8 @@ from chalicelib.codec import seal
 from chalicelib.dockerlog import LogLine
 from chalicelib.errors import IntegrityError
 from chalicelib.keyring import Keyring, MasterKey
-from chalicelib.scan import make_filter, matching_lines, quick_reject, scan_archive
+from chalicelib.linefilter import matching_lines, quick_reject
+from chalicelib.scan import make_filter, scan_archive
 
 
 def go_json(obj: dict) -> bytes:
@@ -79,3 +80,17 @@ def test_match_writer_equals_the_exact_filter_for_any_block_size(grep, block) ->
     want = [raw for raw in LINES + [LINES[3]] if flt.matches(LogLine.parse(raw))]
     assert gzip.decompress(out.getvalue()).splitlines() == want
     assert w.lines_matched == len(want) and w.lines_seen == len(LINES) + 2
+
+
+def test_scan_archive_reports_a_broken_gzip_header_as_failed_authentication() -> None:
+    """Damage at the gzip magic breaks gunzip long before the tag: still one IntegrityError
+    saying "authentication failed" (codec.unseal holds the gzip error back), nothing written."""
+    ring = Keyring([MasterKey.generate()])
+    sealed = io.BytesIO()
+    env = seal(io.BytesIO(b"".join(x + b"\n" for x in LINES) * 50), sealed, ring).envelope
+    bad = bytearray(sealed.getvalue())
+    bad[0] ^= 0x40
+    out = io.BytesIO()
+    with pytest.raises(IntegrityError, match="authentication failed"):
+        scan_archive(io.BytesIO(bytes(bad)), env, ring, make_filter(grep="timeout"), out, name="obj")
+    assert out.getvalue() == b""

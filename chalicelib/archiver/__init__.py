@@ -3,7 +3,7 @@
 Modules: ``staged`` (the shipper's contract), ``messages`` (work items), ``scheduler`` (list and
 fan out), ``lease`` (in-flight marks), ``worker`` (one staged object → verified archive
 object), ``batch`` (SQS batches, remaining time), ``s3io`` (repeatable S3 operations),
-``quarantine``, ``replication`` (direct / s3-replication), ``gunzip``, ``prefetch`` (read-ahead),
+``quarantine``, ``replication`` (direct / s3-replication), ``prefetch`` (read-ahead),
 ``telemetry`` (Powertools),
 ``handlers`` (what app.py calls).
 

@@ -23,17 +23,14 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, BinaryIO
 
-from isal import isal_zlib
-
 from .. import aws
-from ..codec import CHUNK, seal
+from ..codec import CHUNK, gunzip, seal
 from ..dockerlog import TimeSpan
 from ..errors import IntegrityError, LogarchiveError
 from ..keyring import Keyring
 from ..layout import ArchiveKey
 from ..settings import Settings
 from . import s3io
-from .gunzip import gunzip
 from .messages import Job
 from .prefetch import read_ahead
 from .quarantine import quarantine
@@ -155,7 +152,7 @@ class Worker:
                     self._plain_blocks(resp["Body"], meta.encoding, staged_digest, job.name, got),
                     fh, self.keyring, on_plaintext=span.feed,
                 )
-            except (isal_zlib.error, IntegrityError) as exc:
+            except IntegrityError as exc:  # codec.gunzip reports any gzip damage as one
                 raise BadStagedObject(f"gzip stream is damaged ({_ascii(str(exc), 80)})") from None
             span.close()
             clock.lap("read+seal")

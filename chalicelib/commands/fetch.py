@@ -15,7 +15,10 @@ import re
 import sys
 from typing import Any
 
+import boto3
+
 from .. import aws, retrieval
+from ..api_client import ApiClient
 from ..errors import LogarchiveError
 from ..keyring import Keyring, gather_keys
 from ._common import add_endpoint_options, add_key_options
@@ -38,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Without --download-location, lists the matching archives. Exit status 1 if "
         "nothing matched or any object failed; every other object is still processed.",
     )
-    p.add_argument("--bucket", required=True, help="the S3 bucket of the archive")
+    p.add_argument("--bucket", help="the S3 bucket of the archive (required unless --api-url)")
     p.add_argument("--stack", required=True, help="the stack whose logs to search")
     add_endpoint_options(p)
     add_key_options(p)
@@ -64,6 +67,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     more.add_argument("--jobs", type=int, default=4, metavar="N", help="parallel downloads (default 4)")
     more.add_argument("--verify-only", action="store_true",
                       help="check every matching archive's authentication tag; write no plaintext")
+    more.add_argument("--api-url", metavar="URL",
+                      help="search the retrieval API's index and download through its presigned URLs "
+                      "(SigV4-signed; needs an id and a time range); decryption stays local")
     p.set_defaults(func=run)
 
 
@@ -108,10 +114,46 @@ def _progress(total: int, enabled: bool) -> Any:
     return tqdm(total=total, unit="file", file=sys.stderr, dynamic_ncols=True)
 
 
+def _api_client(args: argparse.Namespace) -> ApiClient:
+    # Signing region: the execute-api host's, else --region, else the credential chain's.
+    session = boto3.session.Session(region_name=args.region) if args.region else None
+    return ApiClient(args.api_url, session=session)
+
+
+def _find(args: argparse.Namespace, sel: retrieval.Selection, api: ApiClient | None) -> list[retrieval.Match]:
+    """The matches: from the API's index with ``--api-url``, else by listing the bucket."""
+    if api is not None:
+        try:
+            return retrieval.find_archives_via_api(api, sel)
+        except retrieval.SelectionError:
+            raise
+        except LogarchiveError as exc:  # ApiError (status and message), unreachable, no credentials
+            raise LogarchiveError(f"{args.api_url}: cannot search the index ({exc})") from None
+        except Exception as exc:  # an answer that is not the API's JSON
+            raise LogarchiveError(
+                f"{args.api_url}: cannot search the index (unexpected answer: {type(exc).__name__})"
+            ) from None
+    try:
+        s3 = aws.client("s3", endpoint_url=args.endpoint_url, region=args.region)
+    except Exception as exc:  # botocore: invalid endpoint URL or region name
+        raise LogarchiveError(f"cannot create an S3 client: {exc}") from None
+    try:
+        return retrieval.find_archives(s3, args.bucket, sel)
+    except LogarchiveError:
+        raise
+    except Exception as exc:  # botocore: NoSuchBucket, AccessDenied, no credentials, no network
+        code = aws.error_code(exc)
+        raise LogarchiveError(f"bucket {args.bucket}: cannot list archives ({code})") from None
+
+
 def run(args: argparse.Namespace) -> int:
     _quiet_boto(args)
+    if not args.bucket and not args.api_url:  # a usage error, as argparse reports them
+        print(f"logarchive {args.command}: error: the following arguments are required: --bucket "
+              "(or --api-url)", file=sys.stderr)
+        return 2
     sel = _selection(args)
-    sel.validate()
+    sel.validate(index=args.api_url is not None)
     if args.jobs < 1:
         raise LogarchiveError("--jobs must be at least 1")
     grep = None
@@ -123,17 +165,8 @@ def run(args: argparse.Namespace) -> int:
     opts = retrieval.OutputOptions(
         decompress=args.decompress, fmt=args.fmt, line_filter=sel.line_filter(stream=args.stream, grep=grep)
     )
-    try:
-        s3 = aws.client("s3", endpoint_url=args.endpoint_url, region=args.region)
-    except Exception as exc:  # botocore: invalid endpoint URL or region name
-        raise LogarchiveError(f"cannot create an S3 client: {exc}") from None
-    try:
-        matches = retrieval.find_archives(s3, args.bucket, sel)
-    except LogarchiveError:
-        raise
-    except Exception as exc:  # botocore: NoSuchBucket, AccessDenied, no credentials, no network
-        code = aws.error_code(exc)
-        raise LogarchiveError(f"bucket {args.bucket}: cannot list archives ({code})") from None
+    api = _api_client(args) if args.api_url else None
+    matches = _find(args, sel, api)
     if not matches:
         raise LogarchiveError("No files found that matched all criteria")
     log.info("Found %d matching files...", len(matches))
@@ -147,7 +180,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     keyring = _keyring(args)
-    retriever = retrieval.Retriever(s3, args.bucket, keyring, opts)
+    if api is not None:
+        retriever: retrieval.Retriever = retrieval.ApiRetriever(api, keyring, opts)
+    else:
+        retriever = retrieval.Retriever(aws.client("s3", endpoint_url=args.endpoint_url, region=args.region),
+                                        args.bucket, keyring, opts)
     bar = _progress(len(matches), sys.stdout.isatty() and not to_stdout)
 
     def report(outcome: retrieval.Outcome) -> None:
