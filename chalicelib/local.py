@@ -98,7 +98,14 @@ def reset(endpoint: str) -> None:
 
 
 def create_buckets(endpoint: str, names: tuple[str, ...]) -> None:
-    s3 = boto3.client("s3", endpoint_url=endpoint, region_name=LOCAL_REGION)
+    # The local server's own throwaway credentials: `local up` runs where none are configured.
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=LOCAL_REGION,
+        aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    )
     for name in names:
         s3.create_bucket(Bucket=name)
         s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
