@@ -1,12 +1,17 @@
 """One archiver worker on a large staged object against the local moto server, versus
 ``codec.seal`` of the same file on local disk in the same run: the cost of S3 I/O.
 
-    .venv/bin/python bench/bench_archive.py [--mb 500] [--replicate]
+    .venv/bin/python bench/bench_archive.py [--mb 500] [--replicate] [--fanout 1000] [--small 200]
 
 Each measurement runs in a child process so its peak RSS (ru_maxrss) is its own. The worker
 child does exactly what the Lambda does for one SQS record (GET → gunzip? → seal into a temp
 file → conditional multipart upload → HEAD verify → [copy to the customer bucket] → delete).
 The moto server is a third process on the same 2 cores, so absolute numbers are a floor.
+
+``--small N`` measures the per-object overhead ``o`` (docs/SCALING.md): N staged objects of
+``--small-kb`` KB each through ``logarchive archive --once`` (the CLI, in process hand-over),
+minus the same command over an empty staging prefix (start-up and listing); the baseline in the
+same run is N single 10 KB PUTs to the same server, one S3 round trip each.
 """
 
 from __future__ import annotations
@@ -139,6 +144,60 @@ def bench_fanout(s3, buckets, n: int) -> None:
           f"({n / seconds:.0f} objects/s; 10,000 would take {10_000 / (n / seconds):.0f}s)", flush=True)
 
 
+def bench_small(s3, endpoint: str, buckets, n: int, kb: int, tmp: str) -> None:
+    """Seconds per object of ``logarchive archive --once`` for ``n`` small staged objects."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from chalicelib.keyring import MasterKey
+
+    key_file = os.path.join(tmp, "key.b64")
+    with open(key_file, "w") as fh:
+        fh.write(MasterKey.generate().to_base64() + "\n")
+
+    source = os.path.join(tmp, "small-source.log")
+    generate(source, 1_000_000)
+    with open(source, "rb") as fh:
+        lines = fh.read().splitlines(keepends=True)
+    os.unlink(source)
+
+    def stage(i: int) -> None:
+        data, j = b"", (i * 37) % (len(lines) // 2)  # whole lines, about kb KB, a different slice each
+        while len(data) < kb * 1000:
+            data += lines[j]
+            j += 1
+        cid = hashlib.sha256(b"small-%d" % i).hexdigest()
+        meta = {"logarchive-stack": "bench", "logarchive-container-id": cid, "logarchive-kind": "apps",
+                "logarchive-resource-id": "1", "logarchive-service-id": "2", "logarchive-segment": "1",
+                "logarchive-encoding": "identity", "logarchive-sha256": hashlib.sha256(data).hexdigest(),
+                "logarchive-host": "bench", "logarchive-container-name": f"web.{i}"}
+        s3.put_object(Bucket=buckets.staging, Key=f"small/{cid}/00000001.log", Body=data, Metadata=meta)
+
+    def archive_once() -> tuple[float, str]:
+        cmd = [os.path.join(os.path.dirname(sys.executable), "logarchive"), "archive", "--once",
+               "--staging", f"s3://{buckets.staging}/small/", "--archive-bucket", buckets.archive,
+               "--stack", "bench", "--key-file", key_file, "--endpoint-url", endpoint,
+               "--region", "us-east-1"]
+        t0 = time.perf_counter()
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+        return time.perf_counter() - t0, out.stdout.strip().splitlines()[-1]
+
+    empty, _ = archive_once()
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(stage, range(n)))
+    body = os.urandom(kb * 1000)
+    t0 = time.perf_counter()
+    for i in range(n):
+        s3.put_object(Bucket=buckets.customer, Key=f"put/{i}", Body=body)
+    put = (time.perf_counter() - t0) / n
+    full, summary = archive_once()
+    assert summary.startswith(f"{n} archived"), summary
+    o = (full - empty) / n
+    print(f"small objects: {n} x {kb} KB staged -> logarchive archive --once in {full:.1f}s, "
+          f"empty run {empty:.1f}s: o = {o * 1000:.0f} ms per object "
+          f"(= {o / put:.1f} x one {kb} KB PUT, {put * 1000:.1f} ms, to the same server); {summary}",
+          flush=True)
+
+
 def run_child(*args: str) -> dict:
     out = subprocess.run([sys.executable, __file__, "--child", *args], check=True, capture_output=True,
                          text=True)
@@ -151,6 +210,9 @@ def main() -> int:
     p.add_argument("--replicate", action="store_true", help="also time direct replication to one bucket")
     p.add_argument("--fanout", type=int, default=1000,
                    help="also time the scheduler over this many staged objects (0: skip)")
+    p.add_argument("--small", type=int, default=200,
+                   help="also time this many small staged objects through `logarchive archive --once` (0: skip)")
+    p.add_argument("--small-kb", type=int, default=10, help="size of each small object in KB (default 10)")
     p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
@@ -206,6 +268,8 @@ def main() -> int:
                     s3.delete_object(Bucket=buckets.archive, Key=v["Key"], VersionId=v["VersionId"])
             if args.fanout:
                 bench_fanout(s3, buckets, args.fanout)
+            if args.small:
+                bench_small(s3, endpoint, buckets, args.small, args.small_kb, tmp)
     return 0
 
 

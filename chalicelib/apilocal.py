@@ -124,6 +124,7 @@ def ask(client: Any, queue_url: str, question: dict[str, Any]) -> tuple[dict[str
 def _sample_archives(bucket: str, stack: str, master: Any) -> list[str]:
     """A few archives as the archiver writes them (v3 key, envelope, logarchive metadata)."""
     from . import layout
+    from .archiver.metadata import archive_metadata
     from .codec import seal
     from .keyring import Keyring
 
@@ -170,15 +171,10 @@ def _sample_archives(bucket: str, stack: str, master: Any) -> list[str]:
             start=min(times),
             end=max(times),
         ).key()
-        meta = {
-            **res.envelope.to_fields(),
-            "logarchive-key-id": master.key_id,
-            "logarchive-first-time": min(times).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-            "logarchive-last-time": max(times).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-            "logarchive-lines": str(len(lines)),
-            "logarchive-bytes": str(len(body)),
-            "logarchive-sha256": res.plaintext_sha256,
-        }
+        meta = archive_metadata(
+            res, key_id=master.key_id, first=min(times), last=max(times), lines=len(lines),
+            host="demo-host", container_name=f"app-{rid}.{cid[:4]}",
+        )
         s3.put_object(Bucket=bucket, Key=key, Body=out.getvalue(), Metadata=meta)
         keys.append(key)
     return keys

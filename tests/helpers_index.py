@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import boto3
 
 from chalicelib import apilocal, layout
+from chalicelib.archiver.metadata import archive_metadata
 from chalicelib.codec import seal
 from chalicelib.keyring import Keyring, MasterKey
 
@@ -73,14 +74,8 @@ def put_archive(bucket: str, lines: list[bytes], *, master: MasterKey, kind: str
                             start=t0, end=t1).key()
     meta = dict(res.envelope.to_fields())
     if metadata:
-        meta.update({
-            "logarchive-key-id": master.key_id,
-            "logarchive-first-time": t0.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-            "logarchive-last-time": t1.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-            "logarchive-lines": str(len(lines)), "logarchive-bytes": str(len(body)),
-            "logarchive-sha256": res.plaintext_sha256, "logarchive-host": "host1",
-            "logarchive-container-name": "web.1", "logarchive-source": "staging/x",
-        })
+        meta = archive_metadata(res, key_id=master.key_id, first=t0, last=t1, lines=len(lines), host="host1",
+                                container_name="web.1", source="staging/x")
     resp = boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=out.getvalue(), Metadata=meta)
     return key, resp.get("VersionId", "")
 

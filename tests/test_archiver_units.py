@@ -53,3 +53,33 @@ def test_gunzip_members_bounds_and_truncation():
         assert max(map(len, pieces)) <= CHUNK
     with pytest.raises(IntegrityError):
         list(gunzip([blob[:-5]], "x"))
+
+
+def test_archive_metadata_is_what_the_indexer_reads():
+    """The one builder of the archive object's metadata and the indexer's reader agree."""
+    import io
+    from datetime import UTC, datetime
+
+    from chalicelib.archiver.metadata import archive_metadata
+    from chalicelib.codec import seal
+    from chalicelib.index.indexer import entry_from_head
+    from chalicelib.keyring import Keyring, MasterKey
+    from chalicelib.layout import ArchiveKey
+
+    data = docker_lines(50, seed=4)
+    master = MasterKey.generate()
+    sealed = seal(io.BytesIO(data), io.BytesIO(), Keyring([master]))
+    first = datetime(2022, 1, 1, 12, 0, 0, 123456, tzinfo=UTC)
+    last = datetime(2022, 1, 1, 13, 30, tzinfo=UTC)
+    meta = archive_metadata(sealed, key_id=master.key_id, first=first, last=last, lines=50, host="hôst",
+                            container_name="web.1", segment=3, source="staged/x")
+    assert meta["logarchive-host"] == "h?st"  # S3 metadata is ASCII
+    assert meta["logarchive-segment"] == "3" and meta["x-amz-key-v2"] == sealed.envelope.to_fields()["x-amz-key-v2"]
+    assert "logarchive-segment" not in archive_metadata(sealed, key_id="k", first=first, last=last, lines=1)
+    key = ArchiveKey(stack="s", key_id=master.key_id, kind="apps", resource_id="1", service_id="2",
+                     container_id="ab" * 32, rotation=3, start=first, end=last)
+    entry = entry_from_head("b", key.key(), key, {"Metadata": meta, "ContentLength": sealed.ciphertext_bytes},
+                            state="live", seq="0")
+    assert (entry.first, entry.last, entry.lines) == (first, last, 50)
+    assert (entry.raw_bytes, entry.sha256) == (len(data), sealed.plaintext_sha256)
+    assert (entry.host, entry.container_name) == ("h?st", "web.1")

@@ -52,6 +52,24 @@ def test_direct_mode_writes_every_destination_replication_mode_only_the_archive(
     assert replicated.replication_role_arn == "arn:aws:iam::123456789012:role/logarchive-t-replication"
 
 
+def test_scheduler_may_sweep_abandoned_uploads_where_workers_write() -> None:
+    """scheduler.run aborts day-old multipart uploads in the archive and direct destinations."""
+    for mode, swept in (("direct", ("arc", "cust-a", "cust-b")), ("s3-replication", ("arc",))):
+        res = StageResources.from_env("t", {**ENV, "LOGARCHIVE_REPLICATION_MODE": mode})
+        policy = iam.function_policy(res, "archive_scheduler")
+        for bucket in swept:
+            assert "s3:ListBucketMultipartUploads" in actions_on(policy, f"arn:aws:s3:::{bucket}")
+            assert "s3:AbortMultipartUpload" in actions_on(policy, f"arn:aws:s3:::{bucket}/s1/shareable/*")
+
+
+def test_indexer_reads_metadata_and_writes_the_index_only() -> None:
+    policy = iam.function_policy(StageResources.from_env("t", ENV), "index_archive")
+    assert actions_on(policy, "arn:aws:s3:::arc") == {"s3:ListBucket", "s3:ListBucketVersions"}
+    assert actions_on(policy, "arn:aws:s3:::arc/s1/shareable/*") == {"s3:GetObject", "s3:GetObjectVersion"}
+    table = "arn:aws:dynamodb:eu-west-1:123456789012:table/idx"
+    assert actions_on(policy, table) == {"dynamodb:GetItem", "dynamodb:PutItem"}
+
+
 def test_arns_come_from_the_queue_urls_account_and_region() -> None:
     res = StageResources.from_env("t", ENV)
     text = json.dumps([iam.function_policy(res, fn) for fn in FUNCTIONS])

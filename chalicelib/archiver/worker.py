@@ -32,6 +32,7 @@ from ..layout import ArchiveKey
 from ..settings import Settings
 from . import s3io
 from .messages import Job
+from .metadata import archive_metadata, ascii_value, fmt_time
 from .prefetch import read_ahead
 from .quarantine import quarantine
 from .replication import mark_pending, replicate_file, replicate_object
@@ -75,14 +76,6 @@ class _Phases:
 
 class BadStagedObject(LogarchiveError):
     """The staged object cannot be archived as it is: it goes to quarantine."""
-
-
-def fmt_time(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _ascii(text: str, limit: int = 256) -> str:
-    return text.encode("ascii", "replace").decode()[:limit]
 
 
 class Worker:
@@ -153,7 +146,7 @@ class Worker:
                     fh, self.keyring, on_plaintext=span.feed,
                 )
             except IntegrityError as exc:  # codec.gunzip reports any gzip damage as one
-                raise BadStagedObject(f"gzip stream is damaged ({_ascii(str(exc), 80)})") from None
+                raise BadStagedObject(f"gzip stream is damaged ({ascii_value(str(exc), 80)})") from None
             span.close()
             clock.lap("read+seal")
             if got[0] != job.size:  # a short read is a transport fault: retry, do not judge the bytes
@@ -182,19 +175,10 @@ class Worker:
                 resource_id=meta.resource_id, service_id=meta.service_id, container_id=meta.container_id,
                 rotation=meta.segment, start=first, end=last,
             )
-            metadata = {
-                **sealed.envelope.to_fields(),
-                "logarchive-key-id": self.keyring.encrypting_component,
-                "logarchive-first-time": fmt_time(first),
-                "logarchive-last-time": fmt_time(last),
-                "logarchive-lines": str(span.lines),
-                "logarchive-bytes": str(sealed.plaintext_bytes),
-                "logarchive-sha256": sealed.plaintext_sha256,
-                "logarchive-host": _ascii(meta.host),
-                "logarchive-container-name": _ascii(meta.container_name),
-                "logarchive-segment": str(meta.segment),
-                "logarchive-source": _ascii(job.key, 1024),
-            }
+            metadata = archive_metadata(
+                sealed, key_id=self.keyring.encrypting_component, first=first, last=last, lines=span.lines,
+                host=meta.host, container_name=meta.container_name, segment=meta.segment, source=job.key,
+            )
             key, created = self._place(base, meta.segment or 0, fh, sealed.ciphertext_bytes, metadata)
             clock.lap("upload+verify")
             self._replicate(key, created, fh, sealed.ciphertext_bytes, metadata)

@@ -71,19 +71,26 @@ def _keys(res: StageResources, *, encrypt: bool, decrypt: bool) -> list[Statemen
 
 
 def archive_scheduler(res: StageResources) -> list[Statement]:
+    swept = (res.archive_bucket, *res.direct_destinations)
     statements = [
         _list("ListStaging", res.staging_bucket),
         _st("ReadStagedMetadata", ["s3:GetObject"], _objects(res.staging_bucket, res.staging_prefix)),
         _st("FanOut", ["sqs:SendMessage", "sqs:GetQueueAttributes"], res.work_queue.arn),
         # In-flight leases (chalicelib/archiver/lease.py): conditional put, release by delete.
         _st("RunLease", ["dynamodb:PutItem", "dynamodb:DeleteItem"], res.table_arn(res.idempotency_table)),
+        # Every run aborts multipart uploads crashed workers left (scheduler.py, older than a day)
+        # in the archive bucket and every bucket the worker writes directly.
+        *[_list(f"ListUploads{i}", b) for i, b in enumerate(swept)],
+        _st("AbortAbandonedUploads", ["s3:AbortMultipartUpload"],
+            [_objects(b, res.archive_prefix) for b in swept]),
     ]
     if res.replication_mode == "s3-replication":
         statements += [
             # Pending-replication markers: read the status of each archive (HEAD), clear the marker.
             _st("PendingMarkers", ["s3:GetObject", "s3:DeleteObject"],
                 _objects(res.staging_bucket, PENDING_PREFIX)),
-            _list("ListArchives", res.archive_bucket, versions=True),
+            # ListBucketVersions on top of ListUploads0 (the archive bucket)
+            _st("ListArchiveVersions", ["s3:ListBucketVersions"], f"arn:aws:s3:::{res.archive_bucket}"),
             _st("ReadArchives", ["s3:GetObject", "s3:GetObjectVersion"],
                 _objects(res.archive_bucket, res.archive_prefix)),
             # Re-drive of FAILED or stalled replication: a direct copy to each destination.
@@ -116,14 +123,17 @@ def archive_worker(res: StageResources) -> list[Statement]:
 
 
 def index_archive(res: StageResources) -> list[Statement]:
-    table = res.table_arn(res.index_table)
+    # Invoked by the EventBridge rule of the archive bucket's "Object Created"/"Object Deleted"
+    # events (the rule's resource policy on the function, not this role, allows that). Per event
+    # it HEADs the key; on 404 it lists that key's versions and HEADs the newest data version.
     return [
-        _list("ListArchives", res.archive_bucket, versions=True),
+        # ListBucket: a HEAD of a deleted key answers 404, not 403; ListBucketVersions: the lookup.
+        _st("ListArchives", ["s3:ListBucket", "s3:ListBucketVersions"], _bucket(res.archive_bucket)),
         # Metadata only (HEAD), of the current or a given version; never the body's keys.
         _st("ReadArchiveMetadata", ["s3:GetObject", "s3:GetObjectVersion"],
             _objects(res.archive_bucket, res.archive_prefix)),
-        _st("Index", [*DDB_READ_WRITE, "dynamodb:Query", "dynamodb:BatchWriteItem"],
-            [table, f"{table}/index/*"]),
+        # index/store.py: a consistent GetItem of the head, then conditional PutItems.
+        _st("Index", ["dynamodb:GetItem", "dynamodb:PutItem"], res.table_arn(res.index_table)),
     ]
 
 

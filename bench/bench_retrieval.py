@@ -5,7 +5,7 @@ Seals N generated Docker json-file logs, uploads them under the v3 layout, then 
 baseline is one job writing the archived gzip (what the reference CLI does). Prints MB/s of
 log bytes (uncompressed) and the ratio to that baseline.
 
-    .venv/bin/python bench/retrieval_throughput.py [--objects 16] [--mb 4]
+    .venv/bin/python bench/bench_retrieval.py [--objects 16] [--mb 4]
 """
 
 from __future__ import annotations

@@ -1,0 +1,57 @@
+"""The archive object's user metadata: the one definition of that contract.
+
+docs/ARCHITECTURE.md ("Archive object") lists the names. The worker writes them from a seal
+result; the indexer reads them from a HEAD, so it never opens the body. Anything else that
+writes archive objects as the archiver does (``apilocal``'s sample archives, test helpers)
+builds the metadata here too, so the names cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from ..codec import SealResult
+
+
+def fmt_time(t: datetime) -> str:
+    """RFC 3339 UTC with microseconds: string order is time order."""
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def ascii_value(text: str, limit: int = 256) -> str:
+    """S3 user metadata must be ASCII; the staged values already are (the shipper encodes)."""
+    return text.encode("ascii", "replace").decode()[:limit]
+
+
+def archive_metadata(
+    sealed: SealResult,
+    *,
+    key_id: str,
+    first: datetime,
+    last: datetime,
+    lines: int,
+    host: str = "",
+    container_name: str = "",
+    segment: int | None = None,
+    source: str = "",
+) -> dict[str, str]:
+    """The envelope fields plus the ``logarchive-*`` fields of one archive object.
+
+    ``first``/``last`` are the first and last line times, ``lines`` the line count and
+    ``source`` the staged key; bytes and SHA-256 are the raw log's, from ``sealed``.
+    """
+    meta = {
+        **sealed.envelope.to_fields(),
+        "logarchive-key-id": key_id,
+        "logarchive-first-time": fmt_time(first),
+        "logarchive-last-time": fmt_time(last),
+        "logarchive-lines": str(lines),
+        "logarchive-bytes": str(sealed.plaintext_bytes),
+        "logarchive-sha256": sealed.plaintext_sha256,
+        "logarchive-host": ascii_value(host),
+        "logarchive-container-name": ascii_value(container_name),
+    }
+    if segment is not None:
+        meta["logarchive-segment"] = str(segment)
+    meta["logarchive-source"] = ascii_value(source, 1024)
+    return meta
