@@ -4,7 +4,7 @@ import os
 
 from chalice import Chalice, ConvertToMiddleware, Cron
 
-from chalicelib import api, services
+from chalicelib import api, services, settings
 from chalicelib.archiver import WORK_QUEUE_NAME, handlers, telemetry
 from chalicelib.index.events import S3OrEventBridgeEvent
 
@@ -35,7 +35,8 @@ def archive_scheduler(event):
 
 
 @app.on_sqs_message(
-    queue=_queue_name("LOGARCHIVE_WORK_QUEUE_URL", WORK_QUEUE_NAME), batch_size=10, name="archive_worker"
+    queue=_queue_name("LOGARCHIVE_WORK_QUEUE_URL", WORK_QUEUE_NAME), batch_size=10, name="archive_worker",
+    maximum_concurrency=settings.max_concurrency("archive_worker"),
 )
 def archive_worker(event):
     return handlers.run_worker([record.to_dict() for record in event], event.context)
@@ -54,7 +55,8 @@ index_archive.event_class = S3OrEventBridgeEvent
 
 
 @app.on_sqs_message(
-    queue=_queue_name("LOGARCHIVE_RETRIEVAL_QUEUE_URL", "logarchive-retrieval"), batch_size=10
+    queue=_queue_name("LOGARCHIVE_RETRIEVAL_QUEUE_URL", "logarchive-retrieval"), batch_size=10,
+    maximum_concurrency=settings.max_concurrency("retrieval_worker"),
 )
 def retrieval_worker(event):
     return services.retrieval_batch(event.to_dict(), event.context)
