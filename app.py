@@ -4,8 +4,8 @@ import os
 
 from chalice import Chalice, ConvertToMiddleware, Cron
 
-from chalicelib import api, services, settings
-from chalicelib.archiver import WORK_QUEUE_NAME, handlers, telemetry
+from chalicelib import api, services, settings, telemetry
+from chalicelib.archiver import WORK_QUEUE_NAME, handlers
 from chalicelib.index.events import S3OrEventBridgeEvent
 
 app = Chalice(app_name="logarchive")
@@ -15,6 +15,9 @@ app.register_blueprint(api.bp)
 # so they run as middleware that hands them the original event and the Lambda context.
 for _wrapper in telemetry.lambda_wrappers():
     app.register_middleware(ConvertToMiddleware(_wrapper), "all")
+# Registered after (so inside) log_metrics: what they count is in the same flush.
+app.register_middleware(telemetry.count_errors, "all")
+app.register_middleware(telemetry.count_request, "http")
 telemetry.adopt_package_logs()
 
 
