@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -27,8 +28,12 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
-SERVICE = "logarchive"
-NAMESPACE = "Logarchive"
+# The stage's POWERTOOLS_SERVICE_NAME / POWERTOOLS_METRICS_NAMESPACE (.chalice/config.json) win;
+# the defaults are the committed values, so local runs publish where a deployed stage does.
+DEFAULT_SERVICE = "logarchive"
+DEFAULT_NAMESPACE = "logarchive"
+SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "").strip() or DEFAULT_SERVICE
+NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "").strip() or DEFAULT_NAMESPACE
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
