@@ -4,8 +4,8 @@ import os
 
 from chalice import Chalice, ConvertToMiddleware, Cron
 
-from chalicelib import api, services
-from chalicelib.archiver import WORK_QUEUE_NAME, handlers, telemetry
+from chalicelib import api, services, settings, telemetry
+from chalicelib.archiver import WORK_QUEUE_NAME, handlers
 from chalicelib.index.events import S3OrEventBridgeEvent
 
 app = Chalice(app_name="logarchive")
@@ -15,6 +15,9 @@ app.register_blueprint(api.bp)
 # so they run as middleware that hands them the original event and the Lambda context.
 for _wrapper in telemetry.lambda_wrappers():
     app.register_middleware(ConvertToMiddleware(_wrapper), "all")
+# Registered after (so inside) log_metrics: what they count is in the same flush.
+app.register_middleware(telemetry.count_errors, "all")
+app.register_middleware(telemetry.count_request, "http")
 telemetry.adopt_package_logs()
 
 
@@ -35,7 +38,8 @@ def archive_scheduler(event):
 
 
 @app.on_sqs_message(
-    queue=_queue_name("LOGARCHIVE_WORK_QUEUE_URL", WORK_QUEUE_NAME), batch_size=10, name="archive_worker"
+    queue=_queue_name("LOGARCHIVE_WORK_QUEUE_URL", WORK_QUEUE_NAME), batch_size=10, name="archive_worker",
+    maximum_concurrency=settings.max_concurrency("archive_worker"),
 )
 def archive_worker(event):
     return handlers.run_worker([record.to_dict() for record in event], event.context)
@@ -54,7 +58,8 @@ index_archive.event_class = S3OrEventBridgeEvent
 
 
 @app.on_sqs_message(
-    queue=_queue_name("LOGARCHIVE_RETRIEVAL_QUEUE_URL", "logarchive-retrieval"), batch_size=10
+    queue=_queue_name("LOGARCHIVE_RETRIEVAL_QUEUE_URL", "logarchive-retrieval"), batch_size=10,
+    maximum_concurrency=settings.max_concurrency("retrieval_worker"),
 )
 def retrieval_worker(event):
     return services.retrieval_batch(event.to_dict(), event.context)

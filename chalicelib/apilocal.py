@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import tempfile
 import urllib.request
 import warnings
@@ -205,6 +206,7 @@ def main() -> int:
             "LOGARCHIVE_KEYS": master.to_base64(),
         }
         keys = _sample_archives(buckets.archive, stack, master)
+        os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # no EMF lines in the output
         import app  # the Chalice app at the project root
 
         # chalice's local mode does not enforce IAM auth; API Gateway does (SigV4, execute-api).

@@ -158,7 +158,6 @@ def api_step(endpoint: str, buckets: local.StackBuckets, key_b64: str, fake: Fak
     import app  # the Chalice app at the project root
 
     warnings.filterwarnings("ignore", "IAMAuthorizer is not a supported in local mode")
-    warnings.filterwarnings("ignore", "No application metrics to publish")
     with (
         tempfile.TemporaryDirectory() as tmp,
         Client(app.app, stage_name="local", project_dir=apilocal.write_stage(tmp, env)) as client,

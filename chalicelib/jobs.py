@@ -30,7 +30,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from . import aws
+from . import aws, telemetry
 from .apiparams import RetrievalRequest
 from .envelope import Envelope
 from .errors import LogarchiveError
@@ -99,6 +99,7 @@ class Jobs:
             TableName=self.table, Item=to_item(attrs), ConditionExpression="attribute_not_exists(pk)"
         )
         self._send([{"type": "plan", "job_id": job_id, "after": None}])
+        telemetry.count("RetrievalJobsCreated")
         return job_id
 
     def get(self, job_id: str) -> dict[str, Any] | None:
@@ -169,11 +170,13 @@ class Jobs:
         job = self.get(job_id)
         if job is None:
             log.warning("plan: job %s not found (expired?)", job_id)
+            telemetry.count("RetrievalJobsMissing")
             return "missing"
         req = RetrievalRequest.from_attrs(job)
         page = self.index.query(req.selector, req.start, req.end, limit=PLAN_PAGE, after=after)
         ids = sorted({e.archive_id for e in page.entries})
-        self._add_tasks(job_id, ids)
+        # Counted as the job's archives_total is: once per task, however often a page is replayed.
+        telemetry.count("RetrievalArchivesPlanned", self._add_tasks(job_id, ids))
         self._send([{"type": "scan", "job_id": job_id, "archive_id": a} for a in ids])
         if page.next is not None:
             self._send([{"type": "plan", "job_id": job_id, "after": position_to_dict(page.next)}])
@@ -206,8 +209,10 @@ class Jobs:
             }
         }
 
-    def _add_tasks(self, job_id: str, ids: list[str]) -> None:
-        """Create missing tasks and count each exactly once (a chunk at a time, else one by one)."""
+    def _add_tasks(self, job_id: str, ids: list[str]) -> int:
+        """Create missing tasks and count each exactly once (a chunk at a time, else one by one);
+        returns how many were new."""
+        created = 0
         for i in range(0, len(ids), TXN_CHUNK):
             chunk = ids[i : i + TXN_CHUNK]
             try:
@@ -217,6 +222,7 @@ class Jobs:
                         self._count(job_id, archives_total=len(chunk)),
                     ]
                 )
+                created += len(chunk)
                 continue
             except ClientError as exc:
                 if exc.response["Error"]["Code"] != "TransactionCanceledException":
@@ -226,9 +232,11 @@ class Jobs:
                     self.ddb.transact_write_items(
                         TransactItems=[self._task_put(job_id, a), self._count(job_id, archives_total=1)]
                     )
+                    created += 1
                 except ClientError as exc:
                     if exc.response["Error"]["Code"] != "TransactionCanceledException":
                         raise
+        return created
 
     def _finish(
         self, job_id: str, archive_id: str, status: str, counts: dict[str, int], **fields: Any
@@ -271,19 +279,15 @@ class Jobs:
         job, task = self.get(job_id), self._task(job_id, archive_id)
         if job is None or task is None:
             log.warning("scan: job %s / task %s not found", job_id, archive_id)
+            telemetry.count("RetrievalJobsMissing")
             return "missing"
         if task.get("status") != "pending":
+            telemetry.count("RetrievalScansRepeated")  # a duplicate delivery of a finished task
             return "already " + str(task.get("status"))
         req = RetrievalRequest.from_attrs(job)
         entry = self.index.get(req.selector.stack, archive_id)
         if entry is None or entry.state == "removed":
-            self._finish(
-                job_id,
-                archive_id,
-                "failed",
-                {"archives_done": 1, "archives_failed": 1},
-                error=f"archive {archive_id} is no longer in the archive bucket",
-            )
+            self._failed(job_id, archive_id, f"archive {archive_id} is no longer in the archive bucket")
             return "failed"
         name = f"s3://{entry.bucket}/{entry.key}"
         s3 = aws.client("s3")
@@ -321,11 +325,9 @@ class Jobs:
                     )
         except LogarchiveError as exc:
             log.error("%s", exc)
-            self._finish(
-                job_id, archive_id, "failed", {"archives_done": 1, "archives_failed": 1}, error=str(exc)
-            )
+            self._failed(job_id, archive_id, str(exc))
             return "failed"
-        self._finish(
+        finished = self._finish(
             job_id,
             archive_id,
             "done",
@@ -338,7 +340,21 @@ class Jobs:
             result_key=result_key,
             lines_matched=stats.lines_matched,
         )
+        if finished:  # counted with the job's counters: a replayed scan adds nothing
+            telemetry.count("RetrievalArchivesScanned")
+            telemetry.add_bytes("RetrievalBytesScanned", stats.ciphertext_bytes)
+            telemetry.add_bytes("RetrievalPlaintextBytes", stats.plaintext_bytes)
+            telemetry.count("RetrievalLinesMatched", stats.lines_matched)
+        else:
+            telemetry.count("RetrievalScansRepeated")
         return "done"
+
+    def _failed(self, job_id: str, archive_id: str, error: str) -> None:
+        counts = {"archives_done": 1, "archives_failed": 1}
+        if self._finish(job_id, archive_id, "failed", counts, error=error):
+            telemetry.count("RetrievalArchivesFailed")
+        else:
+            telemetry.count("RetrievalScansRepeated")
 
 
 def _ser_value(v: Any) -> dict[str, Any]:

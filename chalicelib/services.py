@@ -5,10 +5,12 @@ Lambda handlers and the API call these, so every entry point reads the same sett
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
+from . import telemetry
 from .errors import LogarchiveError
 from .index import Indexer, IndexStore
 from .jobs import Jobs
@@ -47,9 +49,26 @@ def jobs(s: Settings | None = None) -> Jobs:
     )
 
 
+# Indexer.index_object outcomes -> metric: entries written (by the state they record), or
+# records that wrote nothing (an older event than the index holds, not an archive key, or
+# another bucket's or stack's object).
+INDEX_METRICS = {
+    "live": "IndexEntriesLive",
+    "deleted": "IndexEntriesDeleted",
+    "removed": "IndexEntriesRemoved",
+    "stale": "IndexRecordsStale",
+    "skipped": "IndexRecordsSkipped",
+    "ignored": "IndexRecordsIgnored",
+}
+
+
 def index_archive_event(event: dict[str, Any]) -> dict[str, Any]:
     """S3 notification or EventBridge event -> index; raises on AWS errors so Lambda retries."""
-    return {"outcomes": indexer().handle_event(event)}
+    outcomes = indexer().handle_event(event)
+    telemetry.count("IndexRecords", len(outcomes))  # 0 too: an event without an object record
+    for outcome, n in Counter(outcomes).items():
+        telemetry.count(INDEX_METRICS.get(outcome, "IndexRecordsOther"), n)
+    return {"outcomes": outcomes}
 
 
 def retrieval_batch(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
@@ -65,6 +84,10 @@ def retrieval_batch(event: dict[str, Any], context: Any = None) -> dict[str, Any
     # A batch whose every record failed is still answered with the list (not an exception):
     # Lambda then retries exactly those records, as it would retry the whole batch.
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-    return process_partial_response(
+    response = process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
     )
+    # Per-step counts come from Jobs (plan, scan); these say how many messages came and failed.
+    telemetry.count("RetrievalMessages", len(event.get("Records", [])))
+    telemetry.count("RetrievalMessageErrors", len(response.get("batchItemFailures", [])))
+    return response

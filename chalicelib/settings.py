@@ -7,6 +7,7 @@ through :class:`Settings`, so the two run the same code with the same names.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from .errors import LogarchiveError
@@ -25,6 +26,31 @@ def _int(name: str, default: float) -> float:
         return float(text)
     except ValueError:
         raise LogarchiveError(f"${name} must be a number, not {text!r}") from None
+
+
+# Lambda's cap on concurrent invocations of each SQS worker (event source ``ScalingConfig``):
+# about twice the peak hour's need, docs/SCALING.md. Per stage in .chalice/config.json.
+MAX_CONCURRENCY = {
+    "archive_worker": ("LOGARCHIVE_ARCHIVE_MAX_CONCURRENCY", 25),
+    "retrieval_worker": ("LOGARCHIVE_RETRIEVAL_MAX_CONCURRENCY", 25),
+}
+MAX_CONCURRENCY_RANGE = (2, 1000)  # what Lambda accepts
+
+
+def max_concurrency(function: str, env: Mapping[str, str] | None = None) -> int:
+    """The ``MaximumConcurrency`` of ``function``'s SQS event source, from ``env`` (default: os.environ).
+
+    app.py reads it when Chalice imports it for ``deploy`` or ``package`` (the stage's
+    environment is loaded first); ``setup deployment-files`` validates the same value.
+    """
+    name, default = MAX_CONCURRENCY[function]
+    text = str((os.environ if env is None else env).get(name, "")).strip()
+    if not text:
+        return default
+    low, high = MAX_CONCURRENCY_RANGE
+    if not text.isdigit() or not low <= int(text) <= high:
+        raise LogarchiveError(f"${name} must be a whole number from {low} to {high}, not {text!r}")
+    return int(text)
 
 
 def _list(name: str) -> tuple[str, ...]:

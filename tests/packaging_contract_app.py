@@ -7,7 +7,8 @@ and event source the deployment expects (docs/OPERATIONS.md, "What app.py must k
 - ``archive_scheduler``: ``@app.schedule(Cron(30, '*', '?', '*', '*', '*'))``;
 - ``archive_worker`` / ``retrieval_worker``: ``@app.on_sqs_message`` on the queue named by
   the last part of ``$LOGARCHIVE_WORK_QUEUE_URL`` / ``$LOGARCHIVE_RETRIEVAL_QUEUE_URL``
-  (Chalice sets the stage's environment before it imports app.py);
+  (Chalice sets the stage's environment before it imports app.py), capped by
+  ``maximum_concurrency=settings.max_concurrency(<function>)`` (the stage's setting);
 - ``index_archive``: ``@app.on_cw_event`` on S3 "Object Created" events (``on_s3_event``
   cannot be packaged: CloudFormation cannot change an existing bucket's notifications);
 - routes: every one but ``/health`` with ``authorizer=IAMAuthorizer()``.
@@ -16,6 +17,8 @@ and event source the deployment expects (docs/OPERATIONS.md, "What app.py must k
 import os
 
 from chalice import Chalice, Cron, IAMAuthorizer
+
+from chalicelib.settings import max_concurrency
 
 app = Chalice(app_name="logarchive")
 iam = IAMAuthorizer()
@@ -45,12 +48,14 @@ def archive_scheduler(event) -> None:
     return None
 
 
-@app.on_sqs_message(queue=_queue_name("LOGARCHIVE_WORK_QUEUE_URL"), batch_size=1)
+@app.on_sqs_message(queue=_queue_name("LOGARCHIVE_WORK_QUEUE_URL"), batch_size=1,
+                    maximum_concurrency=max_concurrency("archive_worker"))
 def archive_worker(event) -> None:
     return None
 
 
-@app.on_sqs_message(queue=_queue_name("LOGARCHIVE_RETRIEVAL_QUEUE_URL"), batch_size=1)
+@app.on_sqs_message(queue=_queue_name("LOGARCHIVE_RETRIEVAL_QUEUE_URL"), batch_size=1,
+                    maximum_concurrency=max_concurrency("retrieval_worker"))
 def retrieval_worker(event) -> None:
     return None
 

@@ -10,6 +10,7 @@ import boto3
 import pytest
 from chalice import IAMAuthorizer
 from chalice.test import Client
+from emf import totals
 from helpers_index import STACK, docker_line, put_archive, s3_event, setup_stack
 
 from chalicelib.index import archive_id_of
@@ -61,6 +62,35 @@ def test_every_route_but_health_carries_the_iam_authorizer() -> None:
 def test_health(api) -> None:
     client, _ = api
     assert get(client, "/health") == (200, {"status": "ok"})
+
+
+def test_requests_are_counted_by_route_pattern_and_status(api, capsys) -> None:
+    client, _ = api
+    capsys.readouterr()
+    assert get(client, "/health")[0] == 200
+    assert get(client, "/health")[0] == 200
+    assert get(client, "/archives/" + "0" * 32)[0] == 404
+    assert get(client, "/archives", stack=STACK)[0] == 400  # no selector
+    out = capsys.readouterr().out
+    assert totals(out, route="GET /health", status="200")["ApiRequests"] == 2
+    # the route pattern, never the raw path (one metric per route, whatever the ids)
+    assert totals(out, route="GET /archives/{archive_id}", status="404")["ApiRequests"] == 1
+    assert totals(out, route="GET /archives", status="400")["ApiRequests"] == 1
+    assert totals(out)["ApiRequests"] == 4
+
+
+def test_disabled_metrics_collect_and_print_nothing(api, capsys, monkeypatch, recwarn) -> None:
+    """POWERTOOLS_METRICS_DISABLED (the local demos): no EMF, no warning, nothing held back."""
+    client, _ = api
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    capsys.readouterr()
+    for _ in range(3):
+        assert get(client, "/health")[0] == 200
+    assert totals(capsys.readouterr().out) == {}
+    assert not [w for w in recwarn if "metrics" in str(w.message)]
+    monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED")
+    assert get(client, "/health")[0] == 200
+    assert totals(capsys.readouterr().out)["ApiRequests"] == 1
 
 
 def seed(client, b, n: int = 3) -> list[str]:

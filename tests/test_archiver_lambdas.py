@@ -22,6 +22,7 @@ from archiver_support import (
     sqs_event,
     stage,
 )
+from emf import totals
 
 from chalicelib import layout
 
@@ -92,16 +93,20 @@ def test_overlapping_scheduler_runs_send_once(buckets, env, client):
     assert len(drain_bodies(env["queue_url"])) == 1
 
 
-def test_duplicate_and_concurrent_deliveries_make_one_version(buckets, env, client):
+def test_duplicate_and_concurrent_deliveries_make_one_version(buckets, env, client, capsys):
     s3 = boto3.client("s3")
     staged = [stage(s3, buckets.staging, "a", docker_lines(50), segment=1)]
     run_scheduler(client)
     body = drain_bodies(env["queue_url"])[0]
+    capsys.readouterr()
     # the same message twice in one batch, then again in a later delivery
     event = sqs_event(client, [body, body])
     assert client.lambda_.invoke("archive_worker", event).payload == {"batchItemFailures": []}
     assert client.lambda_.invoke("archive_worker", sqs_event(client, [body])).payload == {"batchItemFailures": []}
     assert_converged(buckets, env["keyring"], staged, destinations=(buckets.customer,))
+    # the duplicates found nothing left to archive, and say so
+    m = totals(capsys.readouterr().out)
+    assert (m["ObjectsArchived"], m["ObjectsGone"], m["ArchiveFailures"]) == (1, 2, 0)
 
 
 def test_race_between_two_workers(buckets, env, client):

@@ -94,7 +94,17 @@ def test_secret_and_parameter_arns() -> None:
     ({"LOGARCHIVE_REPLICATION_MODE": "both"}, "LOGARCHIVE_REPLICATION_MODE"),
     ({"LOGARCHIVE_RETRIEVAL_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/r"},
      "different accounts or regions"),
+    ({"LOGARCHIVE_ARCHIVE_MAX_CONCURRENCY": "1"}, "LOGARCHIVE_ARCHIVE_MAX_CONCURRENCY must be .* 2 to 1000"),
+    ({"LOGARCHIVE_RETRIEVAL_MAX_CONCURRENCY": "ten"}, "LOGARCHIVE_RETRIEVAL_MAX_CONCURRENCY"),
 ])
 def test_bad_settings_are_refused(change: dict, message: str) -> None:
     with pytest.raises(DeploymentConfigError, match=message):
         StageResources.from_env("t", {**ENV, **change})
+
+
+def test_worker_concurrency_caps_default_to_docs_scaling_and_follow_the_stage() -> None:
+    res = StageResources.from_env("t", ENV)
+    assert (res.archive_max_concurrency, res.retrieval_max_concurrency) == (25, 25)
+    res = StageResources.from_env("t", {**ENV, "LOGARCHIVE_ARCHIVE_MAX_CONCURRENCY": "40",
+                                        "LOGARCHIVE_RETRIEVAL_MAX_CONCURRENCY": " 8 "})
+    assert (res.archive_max_concurrency, res.retrieval_max_concurrency) == (40, 8)

@@ -7,6 +7,7 @@ import json
 import boto3
 import pytest
 from chalice.test import Client
+from emf import totals
 from helpers_index import (
     INDEX_TABLE,
     STACK,
@@ -179,7 +180,29 @@ def test_other_objects_and_other_buckets_are_not_indexed(env) -> None:
     assert table_items() == 0
 
 
-def test_dynamodb_failure_mid_write_is_repaired_by_the_retry(env) -> None:
+def test_indexer_metrics_count_each_outcome(env, capsys) -> None:
+    client, b = env
+    s3 = boto3.client("s3")
+    s3.put_object(Bucket=b.archive, Key="README.txt", Body=b"x")
+    key, _ = put_archive(b.archive, lines(("2022-01-01T12:00:00Z", "stdout", "x")), master=MASTER)
+    other, _ = put_archive(b.customer, lines(("2022-01-01T12:00:00Z", "stdout", "x")), master=MASTER)
+    capsys.readouterr()
+    outcomes = [client.lambda_.invoke("index_archive", ev).payload["outcomes"] for ev in (
+        s3_event(b.archive, key, sequencer="20"),
+        s3_event(b.archive, key, sequencer="10"),  # older than what the index holds
+        s3_event(b.archive, "README.txt"),
+        s3_event(b.customer, other),
+        {"source": "aws.s3", "detail": {}},  # no object in it
+    )]
+    assert outcomes == [["live"], ["stale"], ["skipped"], ["ignored"], []]
+    m = totals(capsys.readouterr().out)
+    assert m["IndexRecords"] == 4
+    assert (m["IndexEntriesLive"], m["IndexRecordsStale"], m["IndexRecordsSkipped"], m["IndexRecordsIgnored"]) \
+        == (1, 1, 1, 1)
+    assert m["IndexEntriesDeleted"] == m["IndexEntriesRemoved"] == m["UnhandledErrors"] == 0
+
+
+def test_dynamodb_failure_mid_write_is_repaired_by_the_retry(env, capsys) -> None:
     """Fault injection on the real client: the 3rd PutItem fails; Lambda's retry completes the entry."""
     client, b = env
     key, _ = put_archive(b.archive, lines(("2022-01-01T12:00:00Z", "stdout", "a"), ("2022-01-01T14:30:00Z", "stdout", "b")),
@@ -194,9 +217,12 @@ def test_dynamodb_failure_mid_write_is_repaired_by_the_retry(env) -> None:
 
     ddb.meta.events.register("before-call.dynamodb.PutItem", boom)
     try:
+        capsys.readouterr()
         with pytest.raises(ConnectionError):
             client.lambda_.invoke("index_archive", s3_event(b.archive, key))
         assert store().get(STACK, archive_id_of(key)) is None  # the head is written last
+        failed = totals(capsys.readouterr().out)  # the failed run still publishes
+        assert failed["UnhandledErrors"] == 1 and failed["IndexEntriesLive"] == 0
         client.lambda_.invoke("index_archive", s3_event(b.archive, key))
     finally:
         ddb.meta.events.unregister("before-call.dynamodb.PutItem", boom)

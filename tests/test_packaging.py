@@ -185,6 +185,20 @@ def test_sqs_mappings_report_batch_failures_and_queues_have_dlqs(packaged) -> No
     assert {f for f, _ in mappings} == expected
 
 
+def test_sqs_workers_concurrency_is_capped_per_stage(packaged) -> None:
+    """MaximumConcurrency (docs/SCALING.md) comes from the stage's settings, not a constant."""
+    t, stage = packaged["template"], packaged["stage"]
+    res = deployment.stage_resources(packaged["config"], stage)
+    want = {"ArchiveWorker": res.archive_max_concurrency, "RetrievalWorker": res.retrieval_max_concurrency}
+    env = deployment.stage_env(packaged["config"], stage)
+    assert want["ArchiveWorker"] == int(env["LOGARCHIVE_ARCHIVE_MAX_CONCURRENCY"])
+    assert want["RetrievalWorker"] == int(env["LOGARCHIVE_RETRIEVAL_MAX_CONCURRENCY"])
+    got = {fname: ev["Properties"].get("ScalingConfig") for fname, fn in _functions(t).items()
+           for ev in fn["Properties"].get("Events", {}).values() if ev["Type"] == "SQS"}
+    assert got == {f: {"MaximumConcurrency": n} for f, n in want.items() if f in got}
+    assert set(got) == {"ArchiveWorker", "RetrievalWorker"} & set(_functions(t))
+
+
 def test_dead_letter_queues_have_alarms(packaged) -> None:
     t = packaged["template"]
     alarmed = {a["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0]

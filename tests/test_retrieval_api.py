@@ -50,6 +50,9 @@ def stack(monkeypatch, buckets, tmp_path):
     from chalice.test import Client
 
     setup_stack(monkeypatch, buckets, MASTER, tmp_path)
+    # The API's EMF lines would land on this process's stdout, which the CLI output shares
+    # (tests/test_api.py asserts the API's metrics).
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
     import app
 
     requested: list[str] = []

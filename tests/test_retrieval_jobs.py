@@ -9,6 +9,7 @@ import urllib.request
 import boto3
 import pytest
 from chalice.test import Client
+from emf import totals
 from helpers_index import JOBS_TABLE, docker_line, pump, put_archive, s3_event, setup_stack
 
 from chalicelib import aws
@@ -80,9 +81,10 @@ ASK = {"app_id": "42", "start": "2022-01-01T12:00:00Z", "end": "2022-01-01T12:05
        "stream": "stderr", "grep": "timeout"}
 
 
-def test_all_stderr_lines_of_app_42_between_1200_and_1205_containing_timeout(stack) -> None:
+def test_all_stderr_lines_of_app_42_between_1200_and_1205_containing_timeout(stack, capsys) -> None:
     client, b, url = stack
     want = seed_app42(client, b)
+    capsys.readouterr()
     r = client.http.post("/retrievals", headers={"Content-Type": "application/json"}, body=json.dumps(ASK).encode())
     assert r.status_code == 202
     job_id = json.loads(r.body)["id"]
@@ -96,11 +98,18 @@ def test_all_stderr_lines_of_app_42_between_1200_and_1205_containing_timeout(sta
     assert p["bytes_scanned"] > 0 and p["plaintext_bytes"] > p["bytes_scanned"] // 10
     got = result_lines(body)
     assert sorted(got) == sorted(want) and len(got) == len(set(got)) == p["lines_matched"] == 4
+    # the worker's metrics agree with the job's counters; one plan and three scan messages
+    m = totals(capsys.readouterr().out)
+    assert (m["RetrievalJobsCreated"], m["RetrievalArchivesPlanned"], m["RetrievalArchivesScanned"]) == (1, 3, 3)
+    assert (m["RetrievalMessages"], m["RetrievalMessageErrors"], m["RetrievalArchivesFailed"]) == (4, 0, 0)
+    assert m["RetrievalLinesMatched"] == 4 and m["RetrievalScansRepeated"] == 0
+    assert (m["RetrievalBytesScanned"], m["RetrievalPlaintextBytes"]) == (p["bytes_scanned"], p["plaintext_bytes"])
 
 
-def test_replayed_messages_count_nothing_twice(stack) -> None:
+def test_replayed_messages_count_nothing_twice(stack, capsys) -> None:
     client, b, url = stack
     seed_app42(client, b)
+    capsys.readouterr()
     r = client.http.post("/retrievals", headers={"Content-Type": "application/json"}, body=json.dumps(ASK).encode())
     job_id = json.loads(r.body)["id"]
     # deliver every message twice (SQS is at-least-once): receive, copy, then let the pump run
@@ -119,9 +128,12 @@ def test_replayed_messages_count_nothing_twice(stack) -> None:
     p = body["progress"]
     assert body["status"] == "succeeded" and (p["archives_done"], p["archives_total"], p["lines_matched"]) == (3, 3, 4)
     assert len(result_lines(body)) == 4
+    m = totals(capsys.readouterr().out)  # nor do the metrics: replays show as repeated scans
+    assert (m["RetrievalArchivesPlanned"], m["RetrievalArchivesScanned"], m["RetrievalLinesMatched"]) == (3, 3, 4)
+    assert m["RetrievalScansRepeated"] >= 1 and m["RetrievalMessages"] > 4
 
 
-def test_partial_batch_failure_retries_only_the_failed_record(stack) -> None:
+def test_partial_batch_failure_retries_only_the_failed_record(stack, capsys) -> None:
     """The 1st result upload fails (injected on the real S3 client): only that record comes back."""
     client, b, url = stack
     want = seed_app42(client, b)
@@ -143,12 +155,14 @@ def test_partial_batch_failure_retries_only_the_failed_record(stack) -> None:
         s3.meta.events.unregister("before-parameter-build.s3.PutObject", boom)
     failures = [f for p in payloads for f in p["batchItemFailures"]]
     assert len(failures) == 1  # one record of its batch; the others in that batch succeeded
+    m = totals(capsys.readouterr().out)
+    assert (m["RetrievalMessageErrors"], m["RetrievalArchivesScanned"]) == (1, 3)
     assert any(len(p.get("batchItemFailures", [])) == 0 for p in payloads)
     body = json.loads(client.http.get(f"/retrievals/{job_id}").body)
     assert body["status"] == "succeeded" and sorted(result_lines(body)) == sorted(want)
 
 
-def test_tampered_archive_fails_alone_and_releases_nothing(stack) -> None:
+def test_tampered_archive_fails_alone_and_releases_nothing(stack, capsys) -> None:
     client, b, url = stack
     want = seed_app42(client, b)
     s3 = boto3.client("s3")
@@ -165,6 +179,8 @@ def test_tampered_archive_fails_alone_and_releases_nothing(stack) -> None:
     body = json.loads(client.http.get(f"/retrievals/{job_id}").body)
     assert body["status"] == "completed_with_errors"
     assert (body["progress"]["archives_done"], body["progress"]["archives_failed"]) == (3, 1)
+    m = totals(capsys.readouterr().out)
+    assert (m["RetrievalArchivesFailed"], m["RetrievalArchivesScanned"], m["RetrievalMessageErrors"]) == (1, 2, 0)
     failed = [x for x in body["results"] if x["status"] == "failed"]
     assert len(failed) == 1 and "authentication failed" in failed[0]["error"] and "url" not in failed[0]
     assert "\n" not in failed[0]["error"]

@@ -4,8 +4,7 @@ Modules: ``staged`` (the shipper's contract), ``messages`` (work items), ``sched
 fan out), ``lease`` (in-flight marks), ``worker`` (one staged object → verified archive
 object), ``batch`` (SQS batches, remaining time), ``s3io`` (repeatable S3 operations),
 ``quarantine``, ``replication`` (direct / s3-replication), ``prefetch`` (read-ahead),
-``telemetry`` (Powertools),
-``handlers`` (what app.py calls).
+``handlers`` (what app.py calls). Powertools telemetry is app-wide: ``chalicelib.telemetry``.
 
 Exactly once, and why conditional writes rather than Powertools Idempotency
 --------------------------------------------------------------------------

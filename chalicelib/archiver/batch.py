@@ -12,7 +12,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from . import telemetry
+from .. import telemetry
 from .messages import Job
 from .worker import Outcome, Status, Worker
 
@@ -68,5 +68,6 @@ def record(outcome: Outcome) -> None:
                  outcome.archive_key, outcome.bytes_in, outcome.bytes_out)
     elif outcome.status is Status.QUARANTINED:
         telemetry.count("ObjectsQuarantined")
-    else:
+    else:  # GONE or SUPERSEDED: a duplicate delivery or a re-staged key, nothing to archive
+        telemetry.count("ObjectsGone" if outcome.status is Status.GONE else "ObjectsSuperseded")
         log.info("%s: %s", outcome.job.name, outcome.status.value)

@@ -105,7 +105,7 @@ def check_pending(
     keep_going: Any = None,
 ) -> ReplicationReport:
     """The scheduler's replication check over the pending markers (s3-replication mode)."""
-    from . import telemetry
+    from .. import telemetry
 
     now = now or datetime.now(UTC)
     report = ReplicationReport()

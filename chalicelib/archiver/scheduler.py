@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from . import s3io, telemetry
+from .. import telemetry
+from . import s3io
 from .lease import Leases
 from .messages import Job
 from .replication import ReplicationReport, check_pending

@@ -47,8 +47,8 @@ def run(args: argparse.Namespace) -> int:
     from ..archiver import scheduler
     from ..archiver.batch import handle_batch
     from ..archiver.lease import Leases
-    from ..archiver.telemetry import metrics
     from ..archiver.worker import Outcome, Status, Worker
+    from ..telemetry import metrics
 
     if args.endpoint_url:
         os.environ["AWS_ENDPOINT_URL"] = args.endpoint_url

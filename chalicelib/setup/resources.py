@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 from ..errors import LogarchiveError
+from ..settings import max_concurrency
 
 APP_NAME = "logarchive"
 # The Lambda functions of app.py (docs/ARCHITECTURE.md), and their CloudFormation names
@@ -78,6 +79,9 @@ class StageResources:
     kms_key_arn: str
     keys_secret: str
     keys_parameter: str
+    # MaximumConcurrency of the SQS workers' event sources (app.py passes it to Chalice).
+    archive_max_concurrency: int
+    retrieval_max_concurrency: int
 
     @classmethod
     def from_env(cls, stage: str, env: dict[str, str]) -> StageResources:
@@ -98,6 +102,10 @@ class StageResources:
         mode = str(env.get("LOGARCHIVE_REPLICATION_MODE", "direct")).strip()
         if mode not in ("direct", "s3-replication"):
             raise DeploymentConfigError(f"stage {stage}: LOGARCHIVE_REPLICATION_MODE={mode!r}")
+        try:
+            caps = {fn: max_concurrency(fn, env) for fn in ("archive_worker", "retrieval_worker")}
+        except LogarchiveError as exc:
+            raise DeploymentConfigError(f"stage {stage}: {exc}") from None
         res = cls(
             stage=stage,
             region=work.region,
@@ -119,6 +127,8 @@ class StageResources:
             kms_key_arn=kms,
             keys_secret=str(env.get("LOGARCHIVE_KEYS_SECRET", "")).strip(),
             keys_parameter=str(env.get("LOGARCHIVE_KEYS_PARAMETER", "")).strip(),
+            archive_max_concurrency=caps["archive_worker"],
+            retrieval_max_concurrency=caps["retrieval_worker"],
         )
         if not (res.kms_key_arn or res.keys_secret or res.keys_parameter):
             raise DeploymentConfigError(
