@@ -41,6 +41,7 @@ import boto3
 
 from chalicelib import layout
 from chalicelib.keyring import MasterKey
+from chalicelib.shipper.loop import LOST
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK, HOST, PREFIX = "teststack", "host-1", "staged"
@@ -144,6 +145,12 @@ class Windows:
         self.undeleted += bool(customer & staged)
 
 
+def _problems(summary: str) -> set[str]:
+    """The problem reasons of a ``ship --once`` summary."""
+    block = summary.partition("  problems (")[2].splitlines()[1:]
+    return {line.split(" × ", 1)[1].split("  (e.g.")[0] for line in block if " × " in line}
+
+
 def _count(path: Path, pattern: str) -> int:
     return len(re.findall(pattern, path.read_text(errors="replace")))
 
@@ -215,6 +222,13 @@ def _run(seed: int, buckets, aws_endpoint: str, tmp: Path) -> None:
     # Containers stopped: one clean pass on each side finishes what the killed runs left.
     final = subprocess.run([*ship, "--once", "--settle", "0"], cwd=ROOT, env=env, capture_output=True,
                            timeout=120)
+    if final.returncode == 1 and _problems(final.stdout.decode()) == {LOST}:
+        # A segment that a killed shipper sent but did not record, that the archiver has taken
+        # out of staging and whose file Docker has rotated away since, cannot be told on the
+        # host from bytes Docker deleted before they were sent: abandoned with a problem (once).
+        # The byte check below proves that they arrived.
+        final = subprocess.run([*ship, "--once", "--settle", "0"], cwd=ROOT, env=env, capture_output=True,
+                               timeout=120)
     assert final.returncode == 0, final.stdout.decode() + final.stderr.decode()[-3000:]
     done = subprocess.run(archive, cwd=ROOT, env=env, capture_output=True, timeout=120)
     assert done.returncode == 0, done.stdout.decode()[-2000:] + done.stderr.decode()[-3000:]
