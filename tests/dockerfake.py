@@ -3,7 +3,9 @@
 The builder lives in ``chalicelib/shipper/fakedocker.py`` (``make demo`` uses it too); this
 module re-exports it. As a script, ``python tests/dockerfake.py --root R --truth T …`` is the
 writer of ``tests/test_ship_crash.py``: it writes and rotates logs like dockerd while the
-shipper is killed and restarted, and records every byte it wrote.
+shipper is killed and restarted, and records every byte it wrote. It never rotates away bytes
+that are not staged yet; with ``--archive-bucket`` (``tests/test_e2e_exactly_once.py``, an
+archiver running too) bytes the archiver already took out of staging count as staged.
 """
 
 from __future__ import annotations

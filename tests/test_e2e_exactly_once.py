@@ -188,7 +188,7 @@ def _run(seed: int, buckets, aws_endpoint: str, tmp: Path) -> None:
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
     shipper = Lane("shipper", [*ship, "--interval", "0.05", "--max-age", "0.5s", "--settle", "2s"], env,
-                   random.Random(rnd.random()), (0.2, 1.5), tmp / "shipper.log", down=(0.0, 0.8))
+                   random.Random(rnd.random()), (0.2, 1.5), tmp / "shipper.log", down=(0.0, 0.5))
     archiver = Lane("archiver", archive, env, random.Random(rnd.random()), (0.3, 2.0), tmp / "archiver.log",
                     finish=0.3, overlap=0.25, on_kill=Windows(buckets))
     stop = threading.Event()
