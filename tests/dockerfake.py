@@ -3,7 +3,9 @@
 The builder lives in ``chalicelib/shipper/fakedocker.py`` (``make demo`` uses it too); this
 module re-exports it. As a script, ``python tests/dockerfake.py --root R --truth T …`` is the
 writer of ``tests/test_ship_crash.py``: it writes and rotates logs like dockerd while the
-shipper is killed and restarted, and records every byte it wrote.
+shipper is killed and restarted, and records every byte it wrote. It never rotates away bytes
+that are not staged yet; with ``--archive-bucket`` (``tests/test_e2e_exactly_once.py``, an
+archiver running too) bytes the archiver already took out of staging count as staged.
 """
 
 from __future__ import annotations
@@ -21,15 +23,36 @@ __all__ = ["FakeContainer", "FakeDockerRoot", "docker_time", "json_line", "write
 
 
 # -- the crash test's writer process --------------------------------------------------------
-def _staged_bytes(s3, bucket: str, prefix: str, cache: dict[str, int]) -> int:
-    total = 0
+def _segments(s3, bucket: str, prefix: str, cache: dict[str, tuple[int, int]], *,
+              contains: str = "", archived: bool = False) -> dict[int, int]:
+    """{segment: log bytes} of the objects under ``prefix`` (staged, or ``archived`` objects)."""
+    out = {}
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
+            if contains not in obj["Key"]:
+                continue
             if obj["Key"] not in cache:
-                meta = s3.head_object(Bucket=bucket, Key=obj["Key"])["Metadata"]
-                cache[obj["Key"]] = int(meta["logarchive-byte-end"]) - int(meta["logarchive-byte-start"])
-            total += cache[obj["Key"]]
-    return total
+                try:
+                    meta = s3.head_object(Bucket=bucket, Key=obj["Key"])["Metadata"]
+                except s3.exceptions.ClientError:  # archived and deleted since the listing: counted
+                    continue                       # in the archive bucket, on the next look
+                size = (int(meta["logarchive-bytes"]) if archived
+                        else int(meta["logarchive-byte-end"]) - int(meta["logarchive-byte-start"]))
+                cache[obj["Key"]] = (int(meta["logarchive-segment"]), size)
+            segment, size = cache[obj["Key"]]
+            out[segment] = size
+    return out
+
+
+def _staged_bytes(s3, bucket: str, prefix: str, cache: dict[str, tuple[int, int]],
+                  archive: tuple[str, str, str] | None = None) -> int:
+    """Log bytes staged for one container; with ``archive`` (bucket, prefix, container id),
+    also those the archiver already took out of staging (each segment counted once)."""
+    segs = _segments(s3, bucket, prefix, cache)  # staging first: what leaves it is archived by then
+    if archive is not None:
+        abucket, aprefix, cid = archive
+        segs.update(_segments(s3, abucket, aprefix, cache, contains=f"/{cid}-json.log.", archived=True))
+    return sum(segs.values())
 
 
 def writer_main(argv: list[str] | None = None) -> int:
@@ -40,6 +63,8 @@ def writer_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bucket", required=True)
     ap.add_argument("--prefix", required=True, help="<prefix>/<stack>/<host>")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--archive-bucket", help="an archiver runs too: bytes it archived count as staged")
+    ap.add_argument("--archive-prefix", default="", help="<stack>/shareable/ in --archive-bucket")
     a = ap.parse_args(argv)
     import boto3  # only the writer process needs it
 
@@ -54,7 +79,7 @@ def writer_main(argv: list[str] | None = None) -> int:
         fake.add("proxy-1", labels={"logarchive.endpoint_id": "33"}, max_size=size, max_file=3),
         fake.add("worker-1", max_size=size, max_file=5, compress=True),
     ]
-    caches: dict[str, dict[str, int]] = {c.id: {} for c in cs}
+    caches: dict[str, dict[str, tuple[int, int]]] = {c.id: {} for c in cs}
     seq = 0
     deadline = time.monotonic() + 240
     while sum(c.rotations for c in cs) < a.rotations:
@@ -72,7 +97,8 @@ def writer_main(argv: list[str] | None = None) -> int:
                 if limit is not None and c.max_size and c.log_path.stat().st_size >= c.max_size:
                     # A shipper that keeps up: the bytes this rotation deletes must be staged.
                     prefix = f"{a.prefix}/{c.id}/"
-                    while _staged_bytes(s3, a.bucket, prefix, caches[c.id]) < limit:
+                    archive = (a.archive_bucket, a.archive_prefix, c.id) if a.archive_bucket else None
+                    while _staged_bytes(s3, a.bucket, prefix, caches[c.id], archive) < limit:
                         if time.monotonic() > deadline:
                             print(f"writer: gave up waiting for {c.name}", file=sys.stderr)
                             return 3

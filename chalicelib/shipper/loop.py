@@ -353,7 +353,10 @@ class Shipper:
                     return self._resend(seg, fh, f, s)
         if clean or c is None:
             self.state.abandon(seg)
-            self._problem(s, LOST, label, f"bytes [{seg.start}, {seg.end}) of a file no longer on disk")
+            # Nothing at the key: never sent, or sent by the killed run and since archived (the
+            # archiver deletes what it archived). The host cannot tell which: say both.
+            self._problem(s, LOST, label, f"bytes [{seg.start}, {seg.end}) of a file no longer on disk; "
+                          "unless the interrupted run had sent them and they are archived already")
             return True
         return False
 
