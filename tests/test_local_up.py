@@ -30,6 +30,6 @@ def test_local_up_serves_versioned_stack_buckets_until_ctrl_c() -> None:
             assert s3.get_bucket_versioning(Bucket=name)["Status"] == "Enabled"
     finally:
         proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=30)
+        out, _ = proc.communicate(timeout=90)
     assert proc.returncode == 0
     assert "stopping" in out
