@@ -321,8 +321,14 @@ def assert_converged(buckets: Any, keyring: Keyring, staged: list[Staged], *,
     no multipart upload left, the staging prefix empty except quarantine."""
     s3 = boto3.client("s3")
     left = [o["Key"] for o in s3.list_objects_v2(Bucket=buckets.staging).get("Contents", [])]
-    assert sorted(k for k in left if not k.startswith("replication-pending/")) == sorted(
+    assert sorted(k for k in left if not k.startswith(("replication-pending/", "archived/"))) == sorted(
         "quarantine/" + k for k in quarantined)
+    # an "archived" marker for every archived staged key (and only those), naming its archive
+    markers = sorted(k for k in left if k.startswith("archived/"))
+    assert markers == sorted("archived/" + s.key for s in staged if s.key not in quarantined)
+    for m in markers:
+        named = s3.head_object(Bucket=buckets.staging, Key=m)["Metadata"]["logarchive-archive-key"]
+        assert head_or_none(s3, buckets.archive, named) is not None, f"{m} names a missing archive {named}"
     expected = sorted(s.data for s in staged if s.key not in quarantined)
     for bucket in (buckets.archive, *destinations):
         got = archived(s3, bucket, keyring)

@@ -4,6 +4,7 @@ duplicates, overlapping runs, remaining time, bad input, collisions, replication
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 
 import boto3
@@ -82,6 +83,24 @@ def test_schedule_and_archive_end_to_end(buckets, env, client, capsys):
     emf = [json.loads(line) for line in out.splitlines() if '"_aws"' in line]
     names = {m["Name"] for doc in emf for d in doc["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
     assert {"ObjectsArchived", "BytesIn", "BytesOut", "ArchiveLag", "ObjectsScheduled"} <= names
+
+
+def test_archived_marker_names_the_archive_and_is_never_work(buckets, env, client, monkeypatch):
+    """``archived/<staged key>`` is left before the staged object goes; even a scheduler that
+    lists the whole bucket (no staging prefix) never takes a marker for a staged segment."""
+    monkeypatch.setenv("LOGARCHIVE_STAGING_PREFIX", "")
+    s3 = boto3.client("s3")
+    one = stage(s3, buckets.staging, "a", docker_lines(10, seed=3), segment=1)
+    assert run_scheduler(client)["scheduled"] == 1
+    assert deliver(client, env["queue_url"]) == 1
+    head = s3.head_object(Bucket=buckets.staging, Key="archived/" + one.key)
+    assert head["ContentLength"] == 0
+    assert head["Metadata"]["logarchive-archive-key"] == next(iter(archived(s3, buckets.archive, env["keyring"])))
+    assert head["Metadata"]["logarchive-sha256"] == hashlib.sha256(one.data).hexdigest()  # the staged bytes'
+    report = run_scheduler(client)
+    assert (report["listed"], report["scheduled"]) == (0, 0)
+    assert deliver(client, env["queue_url"]) == 0
+    assert not s3.list_objects_v2(Bucket=buckets.staging, Prefix="quarantine/").get("Contents")
 
 
 def test_overlapping_scheduler_runs_send_once(buckets, env, client):
@@ -194,7 +213,7 @@ def test_remaining_time_stops_mid_batch(buckets, env, monkeypatch):
     result = app.handler_map["archive_worker"](event, ctx)
     failed = [f["itemIdentifier"] for f in result["batchItemFailures"]]
     assert failed and "m0" not in failed and failed == [f"m{i}" for i in range(3 - len(failed), 3)]
-    assert len(s3.list_objects_v2(Bucket=buckets.staging)["Contents"]) == len(failed)
+    assert len(s3.list_objects_v2(Bucket=buckets.staging, Prefix=STAGING_PREFIX)["Contents"]) == len(failed)
 
 
 @pytest.mark.parametrize("case", ["bad-metadata", "zero-bytes", "sha-mismatch", "bad-gzip", "no-times",

@@ -18,6 +18,7 @@ import pytest
 from dockerfake import FakeDockerRoot, json_line
 
 from chalicelib import cli
+from chalicelib.keyring import MasterKey
 from chalicelib.shipper.config import ShipConfig
 from chalicelib.shipper.loop import Shipper
 from chalicelib.shipper.upload import make_client
@@ -337,6 +338,72 @@ def test_crash_between_s3_success_and_commit_is_recovered_without_duplicate(buck
     segs = staged(buckets.staging, c.id)
     assert [m["logarchive-segment"] for m, _ in segs] == ["1", "2"]
     assert b"".join(b for _, b in segs) == bytes(c.written)
+
+
+def test_segment_archived_before_its_commit_and_rotated_away_is_recorded_not_lost(
+        buckets, fake, tmp_path, capsys) -> None:
+    """Killed after S3 took the segment, before the state said so; the archiver archives and
+    unstages it; Docker rotates the file away. The archiver's marker says it is archived."""
+    c = fake.add("app", max_size=1, max_file=1)  # every write rotates: the old file is deleted
+    c.write(b"".join(json_line(f"line {i}") for i in range(10)), rotate=False)
+    c.stop()
+    first = _shipper(tmp_path, buckets.staging)
+
+    def die(**_):
+        raise _Killed()
+
+    first.client.meta.events.register("after-call.s3.PutObject", die)
+    with pytest.raises(_Killed):
+        first.run_pass()
+    first.close()
+    (seg_meta, seg_bytes), = staged(buckets.staging)
+    assert bytes(c.written) == seg_bytes
+    key_file = tmp_path / "master.key"
+    key_file.write_text(MasterKey.generate().to_base64())
+    assert cli.main(["archive", "--once", "--staging", f"s3://{buckets.staging}/staged/",
+                     "--archive-bucket", buckets.archive, "--key-file", str(key_file), "--stack", STACK]) == 0
+    s3 = boto3.client("s3")
+    archives = [o["Key"] for o in s3.list_objects_v2(Bucket=buckets.archive).get("Contents", [])]
+    assert len(archives) == 1 and staged(buckets.staging) == []
+    c.start()
+    after = c.log("after the rotation")  # the staged file is deleted: only this line is on disk
+    c.stop()
+    assert c.rotations == 1
+    capsys.readouterr()
+    rc, out = ship(tmp_path, buckets.staging, capsys)
+    assert rc == 0, out
+    assert "deleted by Docker" not in out
+    second = _shipper(tmp_path, buckets.staging)
+    assert second.state.pending() == []
+    second.close()
+    # nothing sent again: the only staged segment is the new one, number 2
+    (meta2, body2), = staged(buckets.staging)
+    assert meta2["logarchive-segment"] == "2" and body2 == after
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=buckets.archive).get("Contents", [])] == archives
+
+
+def test_lost_when_no_marker_says_archived(buckets, fake, tmp_path, capsys) -> None:
+    """The same crash, but the staged object vanished without an archive (no marker): lost."""
+    c = fake.add("app", max_size=1, max_file=1)
+    c.write(json_line("only line"), rotate=False)
+    c.stop()
+    first = _shipper(tmp_path, buckets.staging)
+
+    def die(**_):
+        raise _Killed()
+
+    first.client.meta.events.register("after-call.s3.PutObject", die)
+    with pytest.raises(_Killed):
+        first.run_pass()
+    first.close()
+    s3 = boto3.client("s3")
+    for o in s3.list_objects_v2(Bucket=buckets.staging).get("Contents", []):
+        s3.delete_object(Bucket=buckets.staging, Key=o["Key"])  # not by the archiver: no marker
+    c.start()
+    c.log("after the rotation")
+    c.stop()
+    rc, out = ship(tmp_path, buckets.staging, capsys)
+    assert rc == 1 and "bytes deleted by Docker before they could be staged" in out, out
 
 
 def test_multipart_upload_and_file_changed_during_upload(buckets, fake, tmp_path) -> None:

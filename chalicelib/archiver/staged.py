@@ -18,7 +18,11 @@ from ..layout import CONTAINER_RE, ID_RE, KINDS, UNLABELED
 PREFIX = "logarchive-"
 QUARANTINE_PREFIX = "quarantine/"  # bad staged objects, moved aside with a reason
 PENDING_PREFIX = "replication-pending/"  # s3-replication: archive keys still to confirm
-RESERVED_PREFIXES = (QUARANTINE_PREFIX, PENDING_PREFIX)
+# ``archived/<staged key>``: written after the archive is verified, before the staged version is
+# deleted, so a shipper killed between its PUT and its state commit can tell "archived" from "lost".
+ARCHIVED_PREFIX = "archived/"
+ARCHIVED_META = "logarchive-archive-key"  # the marker's metadata: the archive object's key
+RESERVED_PREFIXES = (QUARANTINE_PREFIX, PENDING_PREFIX, ARCHIVED_PREFIX)
 ENCODINGS = ("identity", "gzip")
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 
@@ -26,6 +30,11 @@ _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 def is_reserved(key: str) -> bool:
     """Keys of the staging bucket the archiver itself writes (never staged segments)."""
     return key.startswith(RESERVED_PREFIXES)
+
+
+def archived_marker(key: str) -> str:
+    """The marker key that says the staged object ``key`` was archived."""
+    return ARCHIVED_PREFIX + key
 
 
 def _time(value: str) -> datetime | None:

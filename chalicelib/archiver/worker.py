@@ -5,8 +5,10 @@ Per work item:
   temporary file (bounded memory; the envelope is complete only at the end, and S3 metadata is
   fixed at upload) → conditional create of the v3 key in the archive bucket → HEAD-verify →
   ``direct`` mode: the same bytes and metadata to every ``replicate_to`` bucket, verified;
-  ``s3-replication`` mode: a marker for the scheduler's replication check → delete exactly the
-  staged version that was archived. Bad input is quarantined, never dropped, never retried forever.
+  ``s3-replication`` mode: a marker for the scheduler's replication check → ``archived/<staged
+  key>`` (the archive key in its metadata, for a shipper that lost its record of the PUT) →
+  delete exactly the staged version that was archived. Bad input is quarantined, never dropped,
+  never retried forever.
 
 Exactly once: see ``chalicelib/archiver/__init__.py``.
 """
@@ -185,6 +187,8 @@ class Worker:
             clock.lap("replicate")
         for w in warnings:
             log.warning("%s: %s", job.name, w)
+        # The marker first: a shipper that staged this key but did not record it finds it there.
+        s3io.mark_archived(self.s3, job.bucket, job.key, archive_key=key, sha256=meta.sha256)
         s3io.delete_exact(self.s3, job.bucket, job.key, version_id=job.version_id, etag=job.etag)
         clock.lap("delete")
         return Outcome(

@@ -352,11 +352,21 @@ class Shipper:
                 if src.matches(head):
                     return self._resend(seg, fh, f, s)
         if clean or c is None:
+            # Nothing at the key and not on disk: never sent, or sent by the killed run and since
+            # archived and unstaged. The archiver's marker tells which.
+            try:
+                archived = self.uploader.archived_as(seg.key, seg.sha256)
+            except UploadError as exc:
+                self._problem(s, S3_FAILED, label, str(exc))
+                return False
+            if archived is not None:
+                self.state.shipped(seg)
+                s.shipped(cid, seg.size, recovered=True)
+                log.info("%s: staged by an interrupted run and archived already as %s (recorded now)",
+                         label, archived)
+                return True
             self.state.abandon(seg)
-            # Nothing at the key: never sent, or sent by the killed run and since archived (the
-            # archiver deletes what it archived). The host cannot tell which: say both.
-            self._problem(s, LOST, label, f"bytes [{seg.start}, {seg.end}) of a file no longer on disk; "
-                          "unless the interrupted run had sent them and they are archived already")
+            self._problem(s, LOST, label, f"bytes [{seg.start}, {seg.end}) of a file no longer on disk")
             return True
         return False
 

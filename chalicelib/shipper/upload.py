@@ -28,6 +28,9 @@ from ..errors import LogarchiveError
 from .segment import GZIP, Measured, SegmentChanged, Staged
 
 MAX_PARTS = 10000
+# The archiver's "archived" markers (chalicelib/archiver/staged.py ARCHIVED_PREFIX; not imported:
+# the shipper stays free of the archiver's dependencies).
+ARCHIVED_PREFIX = "archived/"
 MIN_PART = 5 * 1024 * 1024
 
 
@@ -113,6 +116,26 @@ class Uploader:
         except BotoCoreError as exc:
             raise UploadError(f"s3://{self.bucket}/{key}: {exc}") from None
         return head.get("Metadata", {}).get("logarchive-sha256", "")
+
+    def archived_as(self, key: str, sha256: str) -> str | None:
+        """The archive key the archiver recorded in ``archived/<key>`` for these bytes, or None.
+
+        The archiver writes that marker after verifying the archive and before deleting the
+        staged object (chalicelib/archiver/staged.py), so a segment staged by a run killed
+        before its state commit is known to be archived, not lost."""
+        marker = ARCHIVED_PREFIX + key
+        try:
+            head = self.s3.head_object(Bucket=self.bucket, Key=marker)
+        except ClientError as exc:
+            if _code(exc) in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise UploadError(f"s3://{self.bucket}/{marker}: HEAD failed ({_code(exc)})") from None
+        except BotoCoreError as exc:
+            raise UploadError(f"s3://{self.bucket}/{marker}: {exc}") from None
+        meta = head.get("Metadata", {})
+        if meta.get("logarchive-sha256", sha256) != sha256:
+            return None  # a marker of other bytes under the same key: not this segment
+        return meta.get("logarchive-archive-key") or "?"
 
     def part_size_for(self, size: int) -> int:
         """The part size for an object of ``size`` bytes (grown to stay within 10,000 parts)."""
