@@ -23,6 +23,7 @@ S3_MULTIPART = ["s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]
 # The archiver's reserved prefixes at the root of the staging bucket (chalicelib/archiver/staged.py).
 QUARANTINE_PREFIX = "quarantine/"
 PENDING_PREFIX = "replication-pending/"
+ARCHIVED_PREFIX = "archived/"
 
 
 def _st(sid: str, actions: list[str], resources: list[str] | str, **extra: Any) -> Statement:
@@ -112,6 +113,9 @@ def archive_worker(res: StageResources) -> list[Statement]:
         # Bad input is moved aside (copy with reason metadata and a tag), never dropped.
         _st("Quarantine", ["s3:PutObject", "s3:PutObjectTagging", "s3:GetObject", *S3_MULTIPART],
             _objects(res.staging_bucket, QUARANTINE_PREFIX)),
+        # "archived" markers (empty, the archive key in metadata), left before the staged delete.
+        _st("MarkArchived", ["s3:PutObject"],
+            _objects(res.staging_bucket, ARCHIVED_PREFIX + res.staging_prefix)),
         *[_list(f"ListDestination{i}", b) for i, b in enumerate(destinations)],
         _st("WriteArchives", ["s3:PutObject", "s3:GetObject", *S3_MULTIPART],
             [_objects(b, res.archive_prefix) for b in destinations]),
