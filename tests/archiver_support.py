@@ -325,7 +325,7 @@ def assert_converged(buckets: Any, keyring: Keyring, staged: list[Staged], *,
         "quarantine/" + k for k in quarantined)
     # an "archived" marker for every archived staged key (and only those), naming its archive
     markers = sorted(k for k in left if k.startswith("archived/"))
-    assert markers == sorted("archived/" + s.key for s in staged if s.key not in quarantined)
+    assert markers == sorted({"archived/" + s.key for s in staged if s.key not in quarantined})
     for m in markers:
         named = s3.head_object(Bucket=buckets.staging, Key=m)["Metadata"]["logarchive-archive-key"]
         assert head_or_none(s3, buckets.archive, named) is not None, f"{m} names a missing archive {named}"

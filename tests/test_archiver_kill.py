@@ -37,7 +37,7 @@ def test_sigkill_at_any_moment_then_rerun_converges(buckets, aws_endpoint, tmp_p
             proc.kill()
             killed += 1
         proc.wait()
-        states.append((delay, len(s3.list_objects_v2(Bucket=buckets.staging).get("Contents", [])),
+        states.append((delay, len(s3.list_objects_v2(Bucket=buckets.staging, Prefix=STAGING_PREFIX).get("Contents", [])),
                        len(s3.list_objects_v2(Bucket=buckets.archive).get("Contents", [])),
                        len(s3.list_multipart_uploads(Bucket=buckets.archive).get("Uploads", []))))
     print("delay, staged left, archived, open uploads:", states)

@@ -279,7 +279,7 @@ def test_staged_key_overwritten_after_listing(buckets, env, client):
     new = stage(s3, buckets.staging, "same", docker_lines(12, seed=2), segment=2, key="staged/same")
     assert old.key == new.key
     deliver(client, env["queue_url"])
-    assert [o["Key"] for o in s3.list_objects_v2(Bucket=buckets.staging)["Contents"]] == [new.key]
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=buckets.staging, Prefix=STAGING_PREFIX)["Contents"]] == [new.key]
     run_scheduler(client)
     deliver(client, env["queue_url"])
     assert_converged(buckets, env["keyring"], [old, new], destinations=(buckets.customer,))
