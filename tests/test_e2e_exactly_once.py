@@ -299,6 +299,7 @@ def _run(seed: int, buckets, aws_endpoint: str, tmp: Path) -> None:
     print(f"writer {stats}; chaos {t_chaos:.1f}s, total {time.monotonic() - t_start:.1f}s\n"
           f"shipper: killed {shipper.kills}x; after a kill {_count(slog, 'again, as planned')} segments sent again, "
           f"{_count(slog, 'found already staged')} found already staged, "
+          f"{_count(slog, 'archived already as')} found archived (marker), "
           f"{_count(slog, 'deleted by Docker before')} abandoned (bytes gone)\n"
           f"archiver: killed {archiver.kills}x ({w.uncopied} left an archive without its customer copy, "
           f"{w.undeleted} a copied segment still staged), {sum(archiver.finished.values())} runs finished "

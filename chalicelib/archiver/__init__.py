@@ -13,7 +13,9 @@ every write of it is a conditional create (``If-None-Match: *``; for multipart u
 completion). A retry, a duplicate SQS delivery or an overlapping run either creates the only
 version of that key or finds it, compares ``logarchive-sha256`` and byte count, and carries on
 to the delete. The staged version is deleted only after the archive object (and, in direct
-mode, every copy) passed a HEAD check. So the guarantee lives where the bytes live.
+mode, every copy) passed a HEAD check, and after the ``archived/<staged key>`` marker was left
+(for a shipper that staged the object but crashed before recording it). So the guarantee lives
+where the bytes live.
 
 Powertools Idempotency (a DynamoDB record per payload) was considered and not used in the worker:
 it cannot make the S3 side effect atomic with its record — a crash after the upload and before
