@@ -314,12 +314,9 @@ class _Killed(BaseException):
     """Stands for kill -9 right after S3 answered (BaseException: nothing catches it)."""
 
 
-def test_crash_between_s3_success_and_commit_is_recovered_without_duplicate(buckets, fake, tmp_path) -> None:
-    c = fake.add("app")
-    for i in range(10):
-        c.log(f"line {i}")
-    c.stop()
-    first = _shipper(tmp_path, buckets.staging)
+def _ship_killed_after_put(tmp_path, bucket: str) -> None:
+    """One pass killed right after S3 accepted an upload, before the state recorded it."""
+    first = _shipper(tmp_path, bucket)
 
     def die(**_):
         raise _Killed()
@@ -328,6 +325,14 @@ def test_crash_between_s3_success_and_commit_is_recovered_without_duplicate(buck
     with pytest.raises(_Killed):
         first.run_pass()
     first.close()
+
+
+def test_crash_between_s3_success_and_commit_is_recovered_without_duplicate(buckets, fake, tmp_path) -> None:
+    c = fake.add("app")
+    for i in range(10):
+        c.log(f"line {i}")
+    c.stop()
+    _ship_killed_after_put(tmp_path, buckets.staging)
     assert len(staged(buckets.staging)) == 1  # S3 has it, the state does not say so yet
     c.start()
     c.log("written after the crash")  # the live file grew: the retry must not re-plan
@@ -347,15 +352,7 @@ def test_segment_archived_before_its_commit_and_rotated_away_is_recorded_not_los
     c = fake.add("app", max_size=1, max_file=1)  # every write rotates: the old file is deleted
     c.write(b"".join(json_line(f"line {i}") for i in range(10)), rotate=False)
     c.stop()
-    first = _shipper(tmp_path, buckets.staging)
-
-    def die(**_):
-        raise _Killed()
-
-    first.client.meta.events.register("after-call.s3.PutObject", die)
-    with pytest.raises(_Killed):
-        first.run_pass()
-    first.close()
+    _ship_killed_after_put(tmp_path, buckets.staging)
     (seg_meta, seg_bytes), = staged(buckets.staging)
     assert bytes(c.written) == seg_bytes
     key_file = tmp_path / "master.key"
@@ -387,15 +384,7 @@ def test_lost_when_no_marker_says_archived(buckets, fake, tmp_path, capsys) -> N
     c = fake.add("app", max_size=1, max_file=1)
     c.write(json_line("only line"), rotate=False)
     c.stop()
-    first = _shipper(tmp_path, buckets.staging)
-
-    def die(**_):
-        raise _Killed()
-
-    first.client.meta.events.register("after-call.s3.PutObject", die)
-    with pytest.raises(_Killed):
-        first.run_pass()
-    first.close()
+    _ship_killed_after_put(tmp_path, buckets.staging)
     s3 = boto3.client("s3")
     for o in s3.list_objects_v2(Bucket=buckets.staging).get("Contents", []):
         s3.delete_object(Bucket=buckets.staging, Key=o["Key"])  # not by the archiver: no marker

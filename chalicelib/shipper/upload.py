@@ -105,8 +105,8 @@ class Uploader:
         self.concurrency = max(1, concurrency)
         self.stop = stop or threading.Event()
 
-    def existing_sha(self, key: str) -> str | None:
-        """``logarchive-sha256`` of the object at ``key``; None when there is none."""
+    def _head_metadata(self, key: str) -> dict[str, str] | None:
+        """The user metadata of the object at ``key``; None when there is none."""
         try:
             head = self.s3.head_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
@@ -115,7 +115,12 @@ class Uploader:
             raise UploadError(f"s3://{self.bucket}/{key}: HEAD failed ({_code(exc)})") from None
         except BotoCoreError as exc:
             raise UploadError(f"s3://{self.bucket}/{key}: {exc}") from None
-        return head.get("Metadata", {}).get("logarchive-sha256", "")
+        return head.get("Metadata", {})
+
+    def existing_sha(self, key: str) -> str | None:
+        """``logarchive-sha256`` of the object at ``key``; None when there is none."""
+        meta = self._head_metadata(key)
+        return None if meta is None else meta.get("logarchive-sha256", "")
 
     def archived_as(self, key: str, sha256: str) -> str | None:
         """The archive key the archiver recorded in ``archived/<key>`` for these bytes, or None.
@@ -123,18 +128,9 @@ class Uploader:
         The archiver writes that marker after verifying the archive and before deleting the
         staged object (chalicelib/archiver/staged.py), so a segment staged by a run killed
         before its state commit is known to be archived, not lost."""
-        marker = ARCHIVED_PREFIX + key
-        try:
-            head = self.s3.head_object(Bucket=self.bucket, Key=marker)
-        except ClientError as exc:
-            if _code(exc) in ("404", "NoSuchKey", "NotFound"):
-                return None
-            raise UploadError(f"s3://{self.bucket}/{marker}: HEAD failed ({_code(exc)})") from None
-        except BotoCoreError as exc:
-            raise UploadError(f"s3://{self.bucket}/{marker}: {exc}") from None
-        meta = head.get("Metadata", {})
-        if meta.get("logarchive-sha256", sha256) != sha256:
-            return None  # a marker of other bytes under the same key: not this segment
+        meta = self._head_metadata(ARCHIVED_PREFIX + key)
+        if meta is None or meta.get("logarchive-sha256", sha256) != sha256:
+            return None  # no marker, or a marker of other bytes under the same key
         return meta.get("logarchive-archive-key") or "?"
 
     def part_size_for(self, size: int) -> int:
