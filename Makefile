@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml requirements.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m chalicelib.demo
+	$(BIN)/python -m chalicelib.devkit.demo
 
 test: $(STAMP)
 	$(BIN)/ruff check .

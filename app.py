@@ -4,12 +4,15 @@ import os
 
 from chalice import Chalice, ConvertToMiddleware, Cron
 
-from chalicelib import api, services, settings, telemetry
+from chalicelib import settings, telemetry
+from chalicelib.api import routes
 from chalicelib.archiver import WORK_QUEUE_NAME, handlers
+from chalicelib.index import handlers as index_handlers
 from chalicelib.index.events import S3OrEventBridgeEvent
+from chalicelib.jobs import handlers as job_handlers
 
 app = Chalice(app_name="logarchive")
-app.register_blueprint(api.bp)
+app.register_blueprint(routes.bp)
 
 # Powertools Logger/Metrics/Tracer: decorators on Chalice handlers break (one wrapped event),
 # so they run as middleware that hands them the original event and the Lambda context.
@@ -50,7 +53,7 @@ def archive_worker(event):
 # bucket's notifications). The rule is scoped to the archive bucket by the merge template.
 @app.on_cw_event({"source": ["aws.s3"], "detail-type": ["Object Created", "Object Deleted"]})
 def index_archive(event):
-    return services.index_archive_event(event.to_dict())
+    return index_handlers.index_archive_event(event.to_dict())
 
 
 # The same function also reads plain S3 notifications (for example relayed through SQS).
@@ -62,4 +65,4 @@ index_archive.event_class = S3OrEventBridgeEvent
     maximum_concurrency=settings.max_concurrency("retrieval_worker"),
 )
 def retrieval_worker(event):
-    return services.retrieval_batch(event.to_dict(), event.context)
+    return job_handlers.retrieval_batch(event.to_dict(), event.context)

@@ -96,13 +96,14 @@ def child_seal(path: str) -> dict:
 
 
 def child_worker(endpoint: str, staging: str, key: str, archive: str, replicate: str) -> dict:
-    from chalicelib import aws, local
+    from chalicelib import aws
     from chalicelib.archiver.messages import Job
     from chalicelib.archiver.worker import Worker
+    from chalicelib.devkit import local_aws
     from chalicelib.keyring import Keyring, MasterKey
     from chalicelib.settings import Settings
 
-    local.use_endpoint(endpoint)
+    local_aws.use_endpoint(endpoint)
     s3 = aws.client("s3")
     head = s3.head_object(Bucket=staging, Key=key)
     settings = Settings(stack="bench", staging_bucket=staging, archive_bucket=archive,
@@ -221,7 +222,7 @@ def main() -> int:
         print(json.dumps(result))
         return 0
 
-    from chalicelib import local
+    from chalicelib.devkit import local_aws
 
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "staged.log")
@@ -234,13 +235,13 @@ def main() -> int:
               f"ratio {size / seal_r['bytes_out']:.1f}x, peak RSS {seal_r['rss_mb']:.0f} MB", flush=True)
         runs = [("worker, archive bucket only", "")] + ([("worker + direct copy to customer", "x")]
                                                        if args.replicate else [])
-        with local.moto_server() as endpoint:
-            local.use_endpoint(endpoint)
-            buckets = local.StackBuckets.for_stack("bench")
-            local.create_buckets(endpoint, buckets.all())
+        with local_aws.moto_server() as endpoint:
+            local_aws.use_endpoint(endpoint)
+            buckets = local_aws.StackBuckets.for_stack("bench")
+            local_aws.create_buckets(endpoint, buckets.all())
             import boto3
 
-            s3 = boto3.client("s3", endpoint_url=endpoint, region_name=local.LOCAL_REGION,
+            s3 = boto3.client("s3", endpoint_url=endpoint, region_name=local_aws.LOCAL_REGION,
                               aws_access_key_id="testing", aws_secret_access_key="testing")
             sha = hashlib.sha256()
             with open(path, "rb") as fh:

@@ -47,7 +47,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from chalicelib import layout, local  # noqa: E402
+from chalicelib import layout  # noqa: E402
+from chalicelib.devkit import local_aws  # noqa: E402
 from chalicelib.index import schema  # noqa: E402
 from chalicelib.index.schema import Entry  # noqa: E402
 from chalicelib.index.store import IndexStore, Selector, to_item  # noqa: E402
@@ -237,8 +238,8 @@ def bench_index(target: int, load_days: float) -> None:
           f"{sum(r.cls == 'quiet' for r in resources)} quiet)")
 
     # measured: the first days in moto
-    with local.moto_server() as endpoint:
-        local.use_endpoint(endpoint)
+    with local_aws.moto_server() as endpoint:
+        local_aws.use_endpoint(endpoint)
         import boto3
 
         ddb = boto3.client("dynamodb")
@@ -314,8 +315,8 @@ def _write(ddb: Any, batch: list[dict[str, Any]]) -> None:
 # -- part 2 -------------------------------------------------------------------------------
 def bench_scan(mb: int) -> None:
     from chalicelib.codec import seal, unseal
+    from chalicelib.jobs.scanner import make_filter, scan_archive
     from chalicelib.keyring import Keyring, MasterKey
-    from chalicelib.scan import make_filter, scan_archive
 
     rnd = random.Random(1)
     words = ("GET POST /api/v1/users /health 200 404 500 took ms user session cache miss hit db query "

@@ -23,7 +23,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import boto3  # noqa: E402
 
-from chalicelib import codec, layout, local, retrieval  # noqa: E402
+from chalicelib import codec, layout, retrieval  # noqa: E402
+from chalicelib.devkit import local_aws
 from chalicelib.dockerlog import LineFilter  # noqa: E402
 from chalicelib.keyring import Keyring, MasterKey  # noqa: E402
 
@@ -49,9 +50,9 @@ def main() -> None:
     args = ap.parse_args()
     key = MasterKey.generate()
     ring = Keyring([key])
-    with local.moto_server() as endpoint:
-        local.use_endpoint(endpoint)
-        local.create_buckets(endpoint, ("bench-logs",))
+    with local_aws.moto_server() as endpoint:
+        local_aws.use_endpoint(endpoint)
+        local_aws.create_buckets(endpoint, ("bench-logs",))
         s3 = boto3.client("s3")
         raw_total = gz_total = 0
         for n in range(args.objects):

@@ -27,8 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from chalicelib import local  # noqa: E402
-from chalicelib.shipper.fakedocker import FakeDockerRoot, docker_time  # noqa: E402
+from chalicelib.devkit import local_aws  # noqa: E402
+from chalicelib.devkit.fakedocker import FakeDockerRoot, docker_time  # noqa: E402
 
 OUT = ROOT / "bench" / "out" / "ship"
 BUCKET = "bench-logarchive-staging"
@@ -86,7 +86,7 @@ def run_child(cmd: list[str], env: dict) -> tuple[float, float, int]:
 
 
 def bench(endpoint: str, root: Path, path: Path, label: str) -> None:
-    env = {**os.environ, **local.LOCAL_CREDENTIALS, "AWS_ENDPOINT_URL": endpoint, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, **local_aws.LOCAL_CREDENTIALS, "AWS_ENDPOINT_URL": endpoint, "PYTHONPATH": str(ROOT)}
     size_mb = path.stat().st_size / 2**20
     subprocess.run(["sync"], check=False)
     # Warm the page cache once so both runs read from memory, not from the disk.
@@ -122,13 +122,13 @@ def main() -> int:
           f"Python {platform.python_version()}, {platform.system()} {platform.release()}")
     root = OUT / "docker"
     path = make_rotated_log(root, a.size_mb * 2**20)
-    with local.moto_server() as endpoint:
-        local.use_endpoint(endpoint)
-        local.create_buckets(endpoint, (BUCKET,))
+    with local_aws.moto_server() as endpoint:
+        local_aws.use_endpoint(endpoint)
+        local_aws.create_buckets(endpoint, (BUCKET,))
         bench(endpoint, root, path, "moto")
     if a.rss_size_mb:
         path = make_rotated_log(root, a.rss_size_mb * 2**20)
-        port = local.free_port()
+        port = local_aws.free_port()
         sink = subprocess.Popen([sys.executable, str(ROOT / "bench" / "s3sink.py"), str(port)])
         try:
             time.sleep(0.5)

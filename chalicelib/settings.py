@@ -53,6 +53,13 @@ def max_concurrency(function: str, env: Mapping[str, str] | None = None) -> int:
     return int(text)
 
 
+def require(value: str, name: str) -> str:
+    """``value``, or one line naming the unset setting ``name``."""
+    if not value:
+        raise LogarchiveError(f"{name} is not set")
+    return value
+
+
 def _list(name: str) -> tuple[str, ...]:
     return tuple(x for x in (p.strip() for p in _env(name).split(",")) if x)
 

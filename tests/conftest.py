@@ -11,14 +11,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from chalicelib import aws, local
+from chalicelib import aws
+from chalicelib.devkit import local_aws
 
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
-    saved = {k: os.environ.get(k) for k in (*local.LOCAL_CREDENTIALS, "AWS_ENDPOINT_URL")}
-    with local.moto_server() as endpoint:
-        local.use_endpoint(endpoint)
+    saved = {k: os.environ.get(k) for k in (*local_aws.LOCAL_CREDENTIALS, "AWS_ENDPOINT_URL")}
+    with local_aws.moto_server() as endpoint:
+        local_aws.use_endpoint(endpoint)
         yield endpoint
     for k, v in saved.items():
         if v is None:
@@ -31,13 +32,13 @@ def moto_endpoint() -> Iterator[str]:
 @pytest.fixture
 def aws_endpoint(moto_endpoint: str) -> str:
     """A clean local AWS for one test (state reset, clients re-created)."""
-    local.reset(moto_endpoint)
-    local.use_endpoint(moto_endpoint)
+    local_aws.reset(moto_endpoint)
+    local_aws.use_endpoint(moto_endpoint)
     return moto_endpoint
 
 
 @pytest.fixture
-def buckets(aws_endpoint: str) -> local.StackBuckets:
-    b = local.StackBuckets.for_stack("teststack")
-    local.create_buckets(aws_endpoint, b.all())
+def buckets(aws_endpoint: str) -> local_aws.StackBuckets:
+    b = local_aws.StackBuckets.for_stack("teststack")
+    local_aws.create_buckets(aws_endpoint, b.all())
     return b

@@ -1,6 +1,6 @@
 """The fake Docker data root for tests, and the crash test's writer process.
 
-The builder lives in ``chalicelib/shipper/fakedocker.py`` (``make demo`` uses it too); this
+The builder lives in ``chalicelib/devkit/fakedocker.py`` (``make demo`` uses it too); this
 module re-exports it. As a script, ``python tests/dockerfake.py --root R --truth T …`` is the
 writer of ``tests/test_ship_crash.py``: it writes and rotates logs like dockerd while the
 shipper is killed and restarted, and records every byte it wrote. It never rotates away bytes
@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from chalicelib.shipper.fakedocker import FakeContainer, FakeDockerRoot, docker_time, json_line
+from chalicelib.devkit.fakedocker import FakeContainer, FakeDockerRoot, docker_time, json_line
 
 __all__ = ["FakeContainer", "FakeDockerRoot", "docker_time", "json_line", "writer_main"]
 

@@ -11,9 +11,10 @@ from datetime import UTC, datetime
 
 import boto3
 
-from chalicelib import apilocal, layout
+from chalicelib import layout
 from chalicelib.archiver.metadata import archive_metadata
 from chalicelib.codec import seal
+from chalicelib.devkit import local_stack
 from chalicelib.keyring import Keyring, MasterKey
 
 STACK = "teststack"
@@ -26,7 +27,7 @@ def t(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
 
 
-create_table = apilocal.create_table
+create_table = local_stack.create_table
 
 
 def setup_stack(monkeypatch, buckets, master: MasterKey, project_dir) -> str:
@@ -47,7 +48,7 @@ def setup_stack(monkeypatch, buckets, master: MasterKey, project_dir) -> str:
     }
     for k, v in env.items():
         monkeypatch.setenv(k, v)
-    apilocal.write_stage(project_dir, env, stage="test")
+    local_stack.write_stage(project_dir, env, stage="test")
     return url
 
 
@@ -103,7 +104,7 @@ def eventbridge_event(bucket: str, key: str, detail_type: str = "Object Created"
 
 def pump(client, queue_url: str, *, max_rounds: int = 50) -> list[dict]:
     """Act as Lambda's SQS event source (receive, invoke retrieval_worker, delete the successes)."""
-    return apilocal.drain(client, queue_url, max_rounds=max_rounds)
+    return local_stack.drain(client, queue_url, max_rounds=max_rounds)
 
 
 @contextmanager

@@ -8,7 +8,7 @@ import pytest
 from chalice.local import ChaliceRequestHandler
 from helpers_index import docker_line, http_server, pump, put_archive, s3_event, setup_stack
 
-from chalicelib.api_client import ApiClient, ApiError
+from chalicelib.download.api_client import ApiClient, ApiError
 from chalicelib.keyring import MasterKey
 
 MASTER = MasterKey(b"\x04" * 32)

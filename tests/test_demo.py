@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_demo_restores_exact_bytes_and_answers_the_api_question() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "chalicelib.demo"], cwd=ROOT, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "chalicelib.devkit.demo"], cwd=ROOT, capture_output=True, text=True, timeout=300
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "restored bytes equal what Docker wrote: yes; API answer exact: yes" in proc.stdout

@@ -15,7 +15,7 @@ import boto3
 import pytest
 from retrieval_helpers import STACK, archive_key, docker_lines, leftovers, put_archive, run_cli, t
 
-from chalicelib import retrieval
+from chalicelib.download import retrieval
 from chalicelib.keyring import KEYS_ENV, Keyring, MasterKey, keys_from_parameter_store, read_key_file
 
 DATA = docker_lines(t("2022-12-01T00:00:00"), t("2022-12-01T00:10:00"), n=200, tag="seal ")

@@ -9,11 +9,11 @@ import sys
 
 import boto3
 
-from chalicelib import local
+from chalicelib.devkit import local_aws
 
 
 def test_local_up_serves_versioned_stack_buckets_until_ctrl_c() -> None:
-    port = local.free_port()
+    port = local_aws.free_port()
     env = {k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "chalicelib.cli", "local", "up", "--port", str(port), "--stack", "acme"],
@@ -25,7 +25,7 @@ def test_local_up_serves_versioned_stack_buckets_until_ctrl_c() -> None:
         s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
                           aws_access_key_id="testing", aws_secret_access_key="testing")
         names = {b["Name"] for b in s3.list_buckets()["Buckets"]}
-        assert names == set(local.StackBuckets.for_stack("acme").all())
+        assert names == set(local_aws.StackBuckets.for_stack("acme").all())
         for name in names:
             assert s3.get_bucket_versioning(Bucket=name)["Status"] == "Enabled"
     finally:

@@ -21,7 +21,7 @@ from retrieval_helpers import (
     t,
 )
 
-from chalicelib import logoutput, retrieval
+from chalicelib.download import logoutput, retrieval
 from chalicelib.keyring import Keyring, MasterKey
 
 K1, K2 = MasterKey.generate(), MasterKey.generate()

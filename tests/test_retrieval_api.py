@@ -17,7 +17,7 @@ from chalice.local import ChaliceRequestHandler
 from helpers_index import STACK, docker_line, http_server, put_archive, s3_event, setup_stack
 from retrieval_helpers import files_under, leftovers, run_cli
 
-from chalicelib import api_client, selection
+from chalicelib.download import api_client, selection
 from chalicelib.keyring import MasterKey
 
 MASTER = MasterKey(b"\x05" * 32)

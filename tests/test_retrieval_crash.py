@@ -13,14 +13,14 @@ import time
 import boto3
 from retrieval_helpers import STACK, archive_key, files_under, leftovers, put_archive, t
 
-from chalicelib import partfile
+from chalicelib.download import partfile
 from chalicelib.keyring import Keyring, MasterKey
 
 K = MasterKey.generate()
 
 CHILD = """
 import sys, time
-from chalicelib.partfile import PartFile
+from chalicelib.download.partfile import PartFile
 p = PartFile(sys.argv[1])
 p.write(b"unverified plaintext" * 1000)
 p.file.flush()

@@ -231,7 +231,7 @@ def test_connection_lost_mid_body_then_rerun(buckets, tmp_path) -> None:
     and rewrites the rest atomically with the same bytes."""
     from botocore.exceptions import ReadTimeoutError
 
-    from chalicelib import retrieval
+    from chalicelib.download import retrieval
 
     s3, ring = boto3.client("s3"), Keyring([K1])
     data = {}

@@ -224,11 +224,11 @@ def test_archive_gone_since_indexing_fails_its_task_only(stack) -> None:
 
 
 def test_local_api_demo_answers_the_question() -> None:
-    """``python -m chalicelib.apilocal``: its own local AWS, the question, exactly the lines."""
+    """``python -m chalicelib.devkit.local_stack``: its own local AWS, the question, exactly the lines."""
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-m", "chalicelib.apilocal"], capture_output=True, text=True, timeout=120,
+    out = subprocess.run([sys.executable, "-m", "chalicelib.devkit.local_stack"], capture_output=True, text=True, timeout=120,
                          cwd=str(__import__("pathlib").Path(__file__).resolve().parent.parent))
     assert out.returncode == 0, out.stderr[-2000:]
     got = [json.loads(x)["log"] for x in out.stdout.splitlines() if x.startswith("  {")]

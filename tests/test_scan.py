@@ -12,9 +12,9 @@ import pytest
 from chalicelib.codec import seal
 from chalicelib.dockerlog import LogLine
 from chalicelib.errors import IntegrityError
+from chalicelib.jobs.scanner import make_filter, scan_archive
 from chalicelib.keyring import Keyring, MasterKey
 from chalicelib.linefilter import matching_lines, quick_reject
-from chalicelib.scan import make_filter, scan_archive
 
 
 def go_json(obj: dict) -> bytes:
@@ -68,7 +68,7 @@ def test_scan_archive_writes_only_matches_and_refuses_tampering() -> None:
 def test_match_writer_equals_the_exact_filter_for_any_block_size(grep, block) -> None:
     import gzip
 
-    from chalicelib.scan import MatchWriter
+    from chalicelib.jobs.scanner import MatchWriter
 
     flt = make_filter(datetime(2022, 1, 1, 12, tzinfo=UTC), datetime(2022, 1, 1, 12, 5, tzinfo=UTC), None, grep)
     data = b"\n".join(LINES) + b"\n\n" + LINES[3]  # an empty line, and a last line without newline

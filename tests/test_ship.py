@@ -288,7 +288,7 @@ def _permission_denied(buckets, fake, tmp_path) -> None:
 
 
 def test_s3_unreachable_fails_cleanly_and_retries(buckets, fake, tmp_path, capsys) -> None:
-    from chalicelib.local import free_port
+    from chalicelib.devkit.local_aws import free_port
 
     c = fake.add("app")
     c.log("hello")

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from . import layout
-from .index.store import Selector
+from .. import layout
+from ..index.store import Selector
 
 TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(Z|[+-]\d{2}:\d{2})?$")
 SELECTORS = {
@@ -132,7 +132,7 @@ def parse_grep(value: Any) -> str | None:
 
 
 def parse_archive_id(value: Any) -> str:
-    from .index.schema import ARCHIVE_ID_RE
+    from ..index.schema import ARCHIVE_ID_RE
 
     if not isinstance(value, str) or not ARCHIVE_ID_RE.match(value):
         raise ParamError("archive id must be 32 lowercase hex digits")

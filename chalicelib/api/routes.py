@@ -12,11 +12,15 @@ from typing import Any
 
 from chalice import Blueprint, IAMAuthorizer, Response
 
-from . import apiparams as P
-from . import aws, services, tokens
-from .errors import LogarchiveError
-from .index.store import Position
-from .jobs import position_from_dict, position_to_dict
+from .. import aws
+from ..errors import LogarchiveError
+from ..index.handlers import index_store
+from ..index.store import Position
+from ..jobs.handlers import jobs as job_store
+from ..jobs.steps import position_from_dict, position_to_dict
+from ..settings import Settings
+from . import params as P
+from . import tokens
 
 log = logging.getLogger(__name__)
 bp = Blueprint(__name__)
@@ -69,7 +73,7 @@ def _query() -> dict[str, Any]:
 def list_archives() -> Any:
     params = _query()
     P.reject_unknown(params, LIST_PARAMS)
-    s = services.settings()
+    s = Settings.from_env()
     stack = P.parse_stack(params.get("stack"), s.stack)
     sel = P.parse_selector(params, stack)
     start, end = P.parse_range(params)
@@ -82,7 +86,7 @@ def list_archives() -> Any:
             after = position_from_dict(tokens.verify(scope, params["next_token"]))
         except (KeyError, ValueError, TypeError) as exc:
             raise P.ParamError(f"next_token: {exc}") from None
-    store = services.index_store(s)
+    store = index_store(s)
     try:
         page = store.query(sel, start, end, limit=limit, after=after, include_deleted=include_deleted)
     except ValueError as exc:
@@ -101,10 +105,10 @@ def list_archives() -> Any:
 def get_archive(archive_id: str) -> Any:
     P.reject_unknown(_query(), set())
     archive_id = P.parse_archive_id(archive_id)
-    s = services.settings()
+    s = Settings.from_env()
     if not s.stack:
         raise LogarchiveError("LOGARCHIVE_STACK is not set")
-    entry = services.index_store(s).get(s.stack, archive_id)
+    entry = index_store(s).get(s.stack, archive_id)
     in_scope = entry is not None and entry.key.startswith(f"{s.stack}/shareable/") and (
         not s.archive_bucket or entry.bucket == s.archive_bucket
     )
@@ -132,9 +136,9 @@ def create_retrieval() -> Any:
         body = json.loads(raw or b"null")
     except ValueError:
         raise P.ParamError("the request body is not JSON") from None
-    s = services.settings()
+    s = Settings.from_env()
     req = P.parse_retrieval(body, s.stack)
-    job_id = services.jobs(s).create(req)
+    job_id = job_store(s).create(req)
     return Response(
         body={"id": job_id, "status": "planning"},
         status_code=202,
@@ -149,8 +153,8 @@ def get_retrieval(job_id: str) -> Any:
     P.reject_unknown(params, {"limit", "next_token"})
     job_id = P.parse_job_id(job_id)
     limit = P.parse_limit(params.get("limit"))
-    s = services.settings()
-    jobs = services.jobs(s)
+    s = Settings.from_env()
+    jobs = job_store(s)
     job = jobs.get(job_id)
     if job is None or (s.stack and job.get("stack") != s.stack):
         return _error(404, "NotFound", f"retrieval {job_id} not found")

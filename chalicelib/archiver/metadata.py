@@ -2,7 +2,7 @@
 
 docs/ARCHITECTURE.md ("Archive object") lists the names. The worker writes them from a seal
 result; the indexer reads them from a HEAD, so it never opens the body. Anything else that
-writes archive objects as the archiver does (``apilocal``'s sample archives, test helpers)
+writes archive objects as the archiver does (``devkit.local_stack``'s sample archives, test helpers)
 builds the metadata here too, so the names cannot drift apart.
 """
 

@@ -17,8 +17,9 @@ from typing import Any
 
 import boto3
 
-from .. import aws, retrieval
-from ..api_client import ApiClient
+from .. import aws
+from ..download import retrieval
+from ..download.api_client import ApiClient
 from ..errors import LogarchiveError
 from ..keyring import Keyring, gather_keys
 from ._common import add_endpoint_options, add_key_options

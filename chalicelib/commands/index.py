@@ -56,7 +56,7 @@ def run_backfill(args: argparse.Namespace) -> int:
 def run_query(args: argparse.Namespace) -> int:
     import json
 
-    from .. import apiparams as P
+    from ..api import params as P
 
     params = {k: getattr(args, k) for k in ("app_id", "database_id", "endpoint_id", "container_id")}
     try:

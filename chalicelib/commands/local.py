@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from .. import local
+from ..devkit import local_aws
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,12 +18,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_up(args: argparse.Namespace) -> int:
-    buckets = local.StackBuckets.for_stack(args.stack)
-    with local.moto_server(args.port) as endpoint:
-        local.create_buckets(endpoint, buckets.all())
+    buckets = local_aws.StackBuckets.for_stack(args.stack)
+    with local_aws.moto_server(args.port) as endpoint:
+        local_aws.create_buckets(endpoint, buckets.all())
         print(f"local AWS up at {endpoint}")
         print(f"  export AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID=testing "
-              f"AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION={local.LOCAL_REGION}")
+              f"AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION={local_aws.LOCAL_REGION}")
         print(f"  buckets (versioned): {', '.join(buckets.all())}")
         print("Ctrl-C to stop.", flush=True)
         try:

@@ -14,11 +14,12 @@ import shutil
 import sys
 import tempfile
 
-from .. import aws, codec, envelope, partfile, retrieval
+from .. import aws, codec, envelope
+from ..download import partfile, retrieval
+from ..download.partfile import PartFile
 from ..envelope import Envelope
 from ..errors import EnvelopeError, LogarchiveError
 from ..keyring import Keyring, gather_keys
-from ..partfile import PartFile
 from ._common import add_endpoint_options, add_key_options
 
 MAX_INSTRUCTION = 1 << 16

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import boto3
 
-from . import apilocal, local
-from .shipper.fakedocker import FakeContainer, FakeDockerRoot
+from . import local_aws, local_stack
+from .fakedocker import FakeContainer, FakeDockerRoot
 
 OUT = Path("demo-output")
 STACK = "demo"
@@ -86,7 +86,7 @@ def ship_step(endpoint: str, staging_bucket: str) -> FakeDockerRoot:
     return fake
 
 
-def archive_step(endpoint: str, buckets: local.StackBuckets, key_file: Path) -> None:
+def archive_step(endpoint: str, buckets: local_aws.StackBuckets, key_file: Path) -> None:
     say("2. logarchive archive: staged segments -> gzip -> AES-256-GCM -> archive + customer bucket")
     run(["archive", "--once", "--staging", f"s3://{buckets.staging}/staged", "--archive-bucket",
          buckets.archive, "--replicate-to", buckets.customer, "--stack", STACK,
@@ -99,7 +99,9 @@ def archive_step(endpoint: str, buckets: local.StackBuckets, key_file: Path) -> 
         print(f"  {obj['Size']:7d}  {obj['Key']}")
 
 
-def restore_step(endpoint: str, buckets: local.StackBuckets, key_file: Path, fake: FakeDockerRoot) -> bool:
+def restore_step(
+    endpoint: str, buckets: local_aws.StackBuckets, key_file: Path, fake: FakeDockerRoot
+) -> bool:
     say("3. logarchive logs-from-archive: search, download and decrypt from the customer bucket")
     common = ["--bucket", buckets.customer, "--stack", STACK, "--decryption-keys-file", str(key_file),
               "--endpoint-url", endpoint]
@@ -131,22 +133,22 @@ def _segment_number(path: Path) -> int:
     return int(parts[2]) if len(parts) > 6 and parts[2].isdigit() else 0
 
 
-def api_step(endpoint: str, buckets: local.StackBuckets, key_b64: str, fake: FakeDockerRoot) -> bool:
+def api_step(endpoint: str, buckets: local_aws.StackBuckets, key_b64: str, fake: FakeDockerRoot) -> bool:
     say("4. the index and the retrieval API (API Gateway + Lambda, through chalice.test.Client)")
     from chalice.test import Client
 
     results_bucket = f"{STACK}-logarchive-results"
-    local.create_buckets(endpoint, (results_bucket,))
-    apilocal.create_table(apilocal.INDEX_TABLE)
-    apilocal.create_table(apilocal.JOBS_TABLE)
-    queue_url = apilocal.create_queue()
-    run(["index", "backfill", "--bucket", buckets.archive, "--table", apilocal.INDEX_TABLE,
+    local_aws.create_buckets(endpoint, (results_bucket,))
+    local_stack.create_table(local_stack.INDEX_TABLE)
+    local_stack.create_table(local_stack.JOBS_TABLE)
+    queue_url = local_stack.create_queue()
+    run(["index", "backfill", "--bucket", buckets.archive, "--table", local_stack.INDEX_TABLE,
          "--stack", STACK, "--endpoint-url", endpoint])
     env = {
         "LOGARCHIVE_STACK": STACK,
         "LOGARCHIVE_ARCHIVE_BUCKET": buckets.archive,
-        "LOGARCHIVE_INDEX_TABLE": apilocal.INDEX_TABLE,
-        "LOGARCHIVE_JOBS_TABLE": apilocal.JOBS_TABLE,
+        "LOGARCHIVE_INDEX_TABLE": local_stack.INDEX_TABLE,
+        "LOGARCHIVE_JOBS_TABLE": local_stack.JOBS_TABLE,
         "LOGARCHIVE_RETRIEVAL_QUEUE_URL": queue_url,
         "LOGARCHIVE_RESULTS_BUCKET": results_bucket,
         "LOGARCHIVE_KEYS": key_b64,
@@ -160,7 +162,7 @@ def api_step(endpoint: str, buckets: local.StackBuckets, key_b64: str, fake: Fak
     warnings.filterwarnings("ignore", "IAMAuthorizer is not a supported in local mode")
     with (
         tempfile.TemporaryDirectory() as tmp,
-        Client(app.app, stage_name="local", project_dir=apilocal.write_stage(tmp, env)) as client,
+        Client(app.app, stage_name="local", project_dir=local_stack.write_stage(tmp, env)) as client,
     ):
         query = f"/archives?stack={STACK}&app_id={APP_ID}&start={question['start']}&end={question['end']}"
         page = json.loads(client.http.get(query).body)
@@ -168,7 +170,7 @@ def api_step(endpoint: str, buckets: local.StackBuckets, key_b64: str, fake: Fak
             raise RuntimeError(f"GET {query}: {page}")
         print(f"GET {query}: {len(page['archives'])} archives, {page['items_read']} index items read")
         print(f"POST /retrievals {json.dumps(question)}")
-        status, lines = apilocal.ask(client, queue_url, question)
+        status, lines = local_stack.ask(client, queue_url, question)
     p = status["progress"]
     print(f"GET /retrievals/{status['id']}: {status['status']}, archives {p['archives_done']}/"
           f"{p['archives_total']}, {p['bytes_scanned']} bytes scanned, {len(lines)} lines:")
@@ -203,10 +205,10 @@ def _iso(t: datetime) -> str:
 def main() -> int:
     shutil.rmtree(OUT, ignore_errors=True)
     OUT.mkdir()
-    buckets = local.StackBuckets.for_stack(STACK)
-    with local.moto_server() as endpoint:
-        local.use_endpoint(endpoint)
-        local.create_buckets(endpoint, buckets.all())
+    buckets = local_aws.StackBuckets.for_stack(STACK)
+    with local_aws.moto_server() as endpoint:
+        local_aws.use_endpoint(endpoint)
+        local_aws.create_buckets(endpoint, buckets.all())
         print(f"local AWS at {endpoint}; versioned buckets {', '.join(buckets.all())}")
         say("0. logarchive keys generate: the customer's master key (only its id is ever printed)")
         key_file = OUT / "master.key"

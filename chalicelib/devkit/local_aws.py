@@ -85,7 +85,7 @@ def use_endpoint(endpoint: str) -> None:
     """Point this process's boto3 at ``endpoint`` with throwaway credentials."""
     os.environ.update(LOCAL_CREDENTIALS)
     os.environ["AWS_ENDPOINT_URL"] = endpoint
-    from . import aws
+    from .. import aws
 
     aws.reset_clients()
 

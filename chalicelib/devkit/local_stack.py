@@ -1,6 +1,6 @@
 """The retrieval API on the embedded local AWS: tables, queue, a queue pump, and a demo.
 
-``python -m chalicelib.apilocal`` asks the API the issue's question end to end on a fresh
+``python -m chalicelib.devkit.local_stack`` asks the API the issue's question end to end on a fresh
 local AWS: sample archives are sealed into the archive bucket, indexed by the ``index_archive``
 Lambda, a retrieval is posted to ``POST /retrievals``, the ``retrieval_worker`` Lambda drains
 the queue (this module plays Lambda's SQS event source), and the lines come back from the
@@ -124,10 +124,10 @@ def ask(client: Any, queue_url: str, question: dict[str, Any]) -> tuple[dict[str
 
 def _sample_archives(bucket: str, stack: str, master: Any) -> list[str]:
     """A few archives as the archiver writes them (v3 key, envelope, logarchive metadata)."""
-    from . import layout
-    from .archiver.metadata import archive_metadata
-    from .codec import seal
-    from .keyring import Keyring
+    from .. import layout
+    from ..archiver.metadata import archive_metadata
+    from ..codec import seal
+    from ..keyring import Keyring
 
     def line(t: str, stream: str, text: str) -> bytes:
         return json.dumps({"log": text + "\n", "stream": stream, "time": t}, separators=(",", ":")).encode()
@@ -159,7 +159,7 @@ def _sample_archives(bucket: str, stack: str, master: Any) -> list[str]:
         body = b"".join(x + b"\n" for x in lines)
         out = io.BytesIO()
         res = seal(io.BytesIO(body), out, Keyring([master]))
-        from .dockerlog import line_time
+        from ..dockerlog import line_time
 
         times = [t for t in (line_time(x) for x in lines) if t]
         key = layout.ArchiveKey(
@@ -184,15 +184,15 @@ def _sample_archives(bucket: str, stack: str, master: Any) -> list[str]:
 def main() -> int:
     from chalice.test import Client
 
-    from . import local
-    from .keyring import MasterKey
+    from ..keyring import MasterKey
+    from . import local_aws
 
     stack = "demo"
-    buckets = local.StackBuckets.for_stack(stack)
+    buckets = local_aws.StackBuckets.for_stack(stack)
     master = MasterKey.generate()
-    with local.moto_server() as endpoint:
-        local.use_endpoint(endpoint)
-        local.create_buckets(endpoint, (*buckets.all(), f"{stack}-logarchive-results"))
+    with local_aws.moto_server() as endpoint:
+        local_aws.use_endpoint(endpoint)
+        local_aws.create_buckets(endpoint, (*buckets.all(), f"{stack}-logarchive-results"))
         create_table(INDEX_TABLE)
         create_table(JOBS_TABLE)
         url = create_queue()

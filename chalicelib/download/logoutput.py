@@ -13,10 +13,10 @@ from typing import Any, BinaryIO
 
 from isal import igzip
 
-from . import codec
-from .dockerlog import LineFilter, LogLine, split_lines
-from .errors import LogarchiveError
-from .linefilter import accepts
+from .. import codec
+from ..dockerlog import LineFilter, LogLine, split_lines
+from ..errors import LogarchiveError
+from ..linefilter import accepts
 
 READ_CHUNK = codec.CHUNK
 FORMATS = ("jsonl", "text")

@@ -26,10 +26,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from . import api_client, aws, codec, envelope, partfile
-from .envelope import Envelope
-from .errors import EnvelopeError, LogarchiveError
-from .keyring import Keyring
+from .. import aws, codec, envelope
+from ..envelope import Envelope
+from ..errors import EnvelopeError, LogarchiveError
+from ..keyring import Keyring
+from . import api_client, partfile
 from .logoutput import FORMATS, READ_CHUNK, OutputOptions, write_output
 from .partfile import PartFile
 from .selection import (

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from . import envelope, layout
-from .dockerlog import LineFilter
-from .errors import LayoutError, LogarchiveError
+from .. import envelope, layout
+from ..dockerlog import LineFilter
+from ..errors import LayoutError, LogarchiveError
 
 log = logging.getLogger(__name__)
 

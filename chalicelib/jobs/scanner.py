@@ -19,11 +19,11 @@ from typing import BinaryIO
 
 from isal import isal_zlib
 
-from .codec import unseal
-from .dockerlog import LineFilter
-from .envelope import Envelope
-from .keyring import Keyring
-from .linefilter import accepts, matching_lines, quick_reject, raw_needle
+from ..codec import unseal
+from ..dockerlog import LineFilter
+from ..envelope import Envelope
+from ..keyring import Keyring
+from ..linefilter import accepts, matching_lines, quick_reject, raw_needle
 
 __all__ = ["MatchWriter", "ScanStats", "make_filter", "scan_archive",
            "matching_lines", "quick_reject", "raw_needle"]  # the last three: re-exported (their former home)

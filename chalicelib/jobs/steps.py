@@ -30,14 +30,14 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from . import aws, telemetry
-from .apiparams import RetrievalRequest
-from .envelope import Envelope
-from .errors import LogarchiveError
-from .index import schema
-from .index.store import IndexStore, Position, from_item, to_item
-from .keyring import Keyring
-from .scan import make_filter, scan_archive
+from .. import aws, telemetry
+from ..api.params import RetrievalRequest
+from ..envelope import Envelope
+from ..errors import LogarchiveError
+from ..index import schema
+from ..index.store import IndexStore, Position, from_item, to_item
+from ..keyring import Keyring
+from .scanner import make_filter, scan_archive
 
 log = logging.getLogger(__name__)
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")

@@ -89,7 +89,7 @@ def infra_resources(res: StageResources) -> dict[str, Any]:
         "RetrievalQueue": _queue(res.retrieval_queue.name, "RetrievalDeadLetterQueue"),
         # Powertools Idempotency's default schema: partition key "id", TTL "expiration".
         "IdempotencyTable": _table(res.idempotency_table, [("id", "HASH")], ttl="expiration"),
-        # Index and jobs: pk/sk strings (chalicelib/index/schema.py, chalicelib/jobs.py); the
+        # Index and jobs: pk/sk strings (chalicelib/index/schema.py, chalicelib/jobs/); the
         # index keeps deletion tombstones until their TTL.
         "IndexTable": _table(res.index_table, [("pk", "HASH"), ("sk", "RANGE")], ttl="expires_at",
                              retain=True),

@@ -10,9 +10,9 @@ Modules, one job each:
 - ``segment``     read a segment's bytes twice (metadata, then upload) from one open file
 - ``upload``      conditional, checksummed, multipart-capable upload to the staging bucket
 - ``loop``        one pass over the data root, and the daemon loop
+- ``cli``         the command-line front (description, arguments, run) of both commands
 - ``report``      the summary of a pass: shipped, waiting, skipped, problems
 - ``__main__``    ``logarchive-ship``: the command alone, with only the shipper's imports
-- ``fakedocker``  a dockerd-like fake data root for ``make demo`` and the tests (not used here)
 
 The operator's guide is docs/SHIPPER.md.
 """

@@ -10,8 +10,8 @@ import argparse
 import logging
 import sys
 
-from ..commands.ship import DESCRIPTION, add_arguments, run
 from ..errors import LogarchiveError
+from .cli import DESCRIPTION, add_arguments, run
 
 
 def main(argv: list[str] | None = None) -> int:

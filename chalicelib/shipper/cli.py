@@ -1,4 +1,5 @@
-"""``logarchive ship``: stage closed Docker container logs in S3, each byte exactly once."""
+"""The shipper's command-line front, shared by ``logarchive ship`` and ``logarchive-ship``:
+its description, its arguments and one run."""
 
 from __future__ import annotations
 
@@ -8,23 +9,14 @@ import signal
 import threading
 import time
 
-from ..shipper.config import ENV_PREFIX, ShipConfig
-from ..shipper.loop import Shipper
+from .config import ENV_PREFIX, ShipConfig
+from .loop import Shipper
 
 DESCRIPTION = (
     "Stage every closed Docker json-file log (rotated files, logs of stopped containers, "
     "and with --max-age old parts of running ones) in S3, each byte exactly once. Every "
     f"option can also be set as {ENV_PREFIX}<NAME> or in a TOML file (--config)."
 )
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "ship",
-        help="stage closed container logs of this Docker host in S3 (the host shipper)",
-        description=DESCRIPTION,
-    )
-    add_arguments(p)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
