@@ -9,7 +9,7 @@ import sys
 
 from .. import aws
 from ..errors import LogarchiveError
-from ..setup import bucket_policy, check, deployment, post_deploy, replication
+from ..setup import bucket_policy, check, deployment, object_lock, post_deploy, replication
 from ._common import add_endpoint_options
 
 ROLE_ENV = "LOGARCHIVE_REPLICATION_ROLE_ARN"
@@ -43,6 +43,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="object versions to inspect for foreign content (at most 1000)")
     add_endpoint_options(cp)
     cp.set_defaults(func=run_check)
+
+    lp = ssub.add_parser("object-lock",
+                         help="enable S3 Object Lock on a versioned bucket with a default retention")
+    lp.add_argument("--bucket", required=True)
+    lp.add_argument("--mode", required=True, choices=object_lock.MODES,
+                    help="compliance: nobody, root included, can delete or shorten it (needs --yes)")
+    lp.add_argument("--days", required=True, type=int, help="default retention of every new object")
+    lp.add_argument("--dry-run", action="store_true", help="print the configuration, change nothing")
+    lp.add_argument("--yes", action="store_true", help="confirm compliance mode, which cannot be undone")
+    add_endpoint_options(lp)
+    lp.set_defaults(func=run_object_lock)
 
     dp = ssub.add_parser("deployment-files",
                          help="IAM policy files and CloudFormation templates from .chalice/config.json")
@@ -108,6 +119,29 @@ def run_check(args: argparse.Namespace) -> int:
     print(f"{args.bucket}: " + (f"{len(failed)} check(s) failed: {', '.join(failed)}" if failed
                                  else "ready for log archives"))
     return 1 if failed else 0
+
+
+def run_object_lock(args: argparse.Namespace) -> int:
+    s3 = aws.client("s3", endpoint_url=args.endpoint_url, region=args.region)
+    config, problems = object_lock.plan(s3, args.bucket, args.mode, args.days)
+    before = object_lock.state(s3, args.bucket).describe()
+    print(f"s3://{args.bucket}: {before}; will set {args.mode.upper()} {args.days} days default retention "
+          "(objects written from now on; existing versions keep theirs)")
+    if args.mode == "compliance":
+        print("compliance mode: no one, the account's root user included, can delete these objects or "
+              f"shorten their retention for {args.days} days, and Object Lock cannot be disabled")
+    if args.dry_run:
+        print(json.dumps(config, indent=2))
+    for p in problems:
+        print(f"logarchive: error: {p}", file=sys.stderr)
+    if problems or args.dry_run:
+        return 1 if problems else 0
+    if args.mode == "compliance" and not args.yes:
+        print("logarchive: error: compliance mode cannot be undone: run again with --yes", file=sys.stderr)
+        return 1
+    object_lock.apply(s3, args.bucket, config)
+    print(f"s3://{args.bucket}: {object_lock.state(s3, args.bucket).describe()}")
+    return 0
 
 
 def run_deployment_files(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from . import bucket_policy
+from . import bucket_policy, object_lock
 
 SEED_VERSIONING_FIX = (
     "To enable S3 bucket versioning via the AWS Console, visit the Properties tab of your S3 "
@@ -125,6 +125,35 @@ def check_policy(s3: Any, bucket: str, role_arn: str = "") -> CheckResult:
     return CheckResult("policy", False, f"the policy does not give {best[0]}: {'; '.join(best[1])}", fix)
 
 
+def check_object_lock(s3: Any, bucket: str, stack: str = "") -> CheckResult:
+    """Lock mode and default retention, and what the newest object of the stack is held for.
+
+    Reported, not required; it fails only when an object is held for less than the default.
+    (GetObjectRetention is not used: HEAD answers the same, and the local AWS answers it 500.)"""
+    lock = object_lock.state(s3, bucket)
+    if not lock.enabled:
+        return CheckResult("object lock", True, "not enabled (optional: logarchive setup object-lock "
+                           f"--bucket {bucket} --mode governance --days N)")
+    prefix = f"{stack}/shareable/" if stack else ""
+    newest = None
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for o in page.get("Contents", []):
+            if newest is None or o["LastModified"] > newest["LastModified"]:
+                newest = o
+    if newest is None:
+        return CheckResult("object lock", True, f"{lock.describe()}; no object to sample yet")
+    h = s3.head_object(Bucket=bucket, Key=newest["Key"])
+    mode, until = h.get("ObjectLockMode"), h.get("ObjectLockRetainUntilDate")
+    held = f"{mode} until {until:%Y-%m-%d}" if mode and until else "no retention"
+    why = object_lock.retention_short(h["LastModified"], mode, until, lock)
+    detail = f"{lock.describe()}; newest object {newest['Key']}: {held}"
+    if why:
+        return CheckResult("object lock", False, f"{detail} ({why})",
+                           "Objects written before the default retention was set keep theirs; set "
+                           "retention on them (s3:PutObjectRetention) or wait for them to age out.")
+    return CheckResult("object lock", True, detail)
+
+
 def run_checks(
     s3: Any,
     bucket: str,
@@ -140,6 +169,7 @@ def run_checks(
         ("region", lambda: check_region(s3, bucket, stack_region)),
         ("dedicated", lambda: check_dedicated(s3, bucket, stack, sample)),
         ("policy", lambda: check_policy(s3, bucket, role_arn)),
+        ("object lock", lambda: check_object_lock(s3, bucket, stack)),
     ]
     results = []
     for name, run in checks:
