@@ -1,0 +1,103 @@
+"""``logarchive audit``: prove a stack's archive whole and unchanged from the bucket and the
+public signing keys alone (docs/AUDIT.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from .. import aws
+from ..errors import LogarchiveError
+from ._common import add_endpoint_options
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "audit",
+        help="prove a stack's archive whole and unchanged (signed digests, S3 checksums, segments)",
+        description="Exit 0 with one summary line when everything holds; otherwise exit 1 and one "
+        "line per finding naming the object. Reads the digests, one listing and one HEAD per "
+        "archive; never archive bodies unless --deep. Needs no service and no master key.",
+    )
+    p.add_argument("--bucket", required=True, help="the archive bucket or the customer's copy")
+    p.add_argument("--stack", required=True)
+    p.add_argument("--public-key-file", nargs="+", required=True, metavar="FILE",
+                   help="public signing key(s), PEM (several: keys rotated over the audited time)")
+    p.add_argument("--start-date", help="YYYY-MM-DD (UTC), with --end-date: archives whose lines overlap "
+                   "these days")
+    p.add_argument("--end-date", help="YYYY-MM-DD (UTC), included whole")
+    p.add_argument("--ship-state", action="append", default=[], metavar="FILE",
+                   help="a host shipper's state (its --state file; repeatable, one a host): every "
+                   "segment it staged must be archived once --grace has passed")
+    p.add_argument("--grace", default="2h", help="how long a staged segment may wait for archiving "
+                   "(default 2h; archiving runs hourly)")
+    p.add_argument("--deep", action="store_true",
+                   help="also read every archive's body and check its SHA-256 against the digest")
+    p.add_argument("--format", dest="fmt", choices=("text", "jsonl"), default="text")
+    p.add_argument("--report", metavar="FILE.html", help="also write the auditor's report here")
+    p.add_argument("--jobs", type=int, default=16, metavar="N", help="parallel S3 requests (default 16)")
+    add_endpoint_options(p)
+    p.set_defaults(func=run)
+
+
+def _public_keys(paths: list[str]) -> list[Any]:
+    from .. import digest
+
+    keys = []
+    for path in paths:
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read()
+        except OSError as exc:
+            raise LogarchiveError(f"public key file {path}: {exc.strerror or exc}") from None
+        keys.append(digest.load_public_key(data, name=f"public key file {path}"))
+    return keys
+
+
+def _progress(enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return lambda total, what: tqdm(total=total, unit="obj", desc=what, file=sys.stderr,
+                                    dynamic_ncols=True, leave=False)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..audit import checks, report
+    from ..download.selection import SelectionError, parse_date
+    from .fetch import _quiet_boto
+
+    _quiet_boto(args)
+    try:
+        grace = checks.parse_grace(args.grace)
+    except ValueError as exc:
+        raise LogarchiveError(str(exc)) from None
+    start = parse_date(args.start_date, "--start-date") if args.start_date else None
+    end = parse_date(args.end_date, "--end-date") if args.end_date else None
+    if (start is None) != (end is None):
+        raise SelectionError("You must pass both --start-date and --end-date")
+    if start and end and end < start:
+        raise SelectionError("End date must be after start date.")
+    opts = checks.Options(
+        bucket=args.bucket, stack=args.stack, public_keys=_public_keys(args.public_key_file),
+        start_date=start, end_date=end, ship_states=args.ship_state, grace=grace, deep=args.deep,
+        workers=max(1, args.jobs),
+    )
+    s3 = aws.client("s3", endpoint_url=args.endpoint_url, region=args.region)
+    result = checks.run(opts, s3, progress=_progress(sys.stderr.isatty()))
+    if args.fmt == "jsonl":
+        for f in result.findings:
+            print(json.dumps(f.to_dict()))
+        for key in result.pending:
+            print(json.dumps({"pending": f"s3://{args.bucket}/{key}"}))
+        print(json.dumps({"summary": result.summary(), "ok": result.ok}))
+    else:
+        for f in result.findings:
+            print(f.line())
+        print(result.summary())
+    if args.report:
+        report.write(args.report, result, opts)
+    return 0 if result.ok else 1
