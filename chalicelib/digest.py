@@ -472,5 +472,11 @@ def follows(signed: SignedDigest, previous: SignedDigest) -> str | None:
     return None
 
 
+def same_s3_checksum(a: str | None, b: str | None) -> bool:
+    """S3 writes a composite (multipart) checksum as ``<base64>-<parts>``; the local AWS leaves
+    out the suffix. The base64 value decides."""
+    return bool(a) and bool(b) and (a or "").split("-")[0] == (b or "").split("-")[0]
+
+
 def is_sha256_hex(text: str | None) -> bool:
     return bool(text) and bool(_HEX64.match(text or ""))

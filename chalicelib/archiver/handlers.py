@@ -7,7 +7,7 @@ from typing import Any
 
 from .. import aws
 from ..settings import Settings
-from . import scheduler
+from . import scheduler, sealing
 from .batch import handle_batch
 from .lease import Leases
 from .worker import Worker
@@ -22,11 +22,14 @@ def run_scheduler(context: Any, settings: Settings | None = None) -> dict:
     def keep_going() -> bool:
         return context is None or context.get_remaining_time_in_millis() > settings.worker_reserve_ms
 
+    s3 = aws.client("s3")
     report = scheduler.run(
         settings, scheduler.SqsSender(aws.client("sqs"), settings.work_queue_url),
-        s3=aws.client("s3"), leases=leases, keep_going=keep_going,
+        s3=s3, leases=leases, keep_going=keep_going,
     )
-    return asdict(report)
+    # The one sealer of the stack's digests: what workers finished since the last digest.
+    sealed = sealing.seal_digest(settings, s3, leases=leases)
+    return {**asdict(report), "digest": asdict(sealed) if sealed else None}
 
 
 def run_worker(records: list[dict], context: Any, settings: Settings | None = None) -> dict:

@@ -60,6 +60,8 @@ class StagedMeta:
     sha256: str | None
     encoding: str
     problem: str | None  # why this object must be quarantined, or None
+    byte_start: int | None = None  # [start, end) in the source file (optional: for the digest only)
+    byte_end: int | None = None
 
     @classmethod
     def parse(cls, metadata: Mapping[str, str]) -> StagedMeta:
@@ -92,6 +94,7 @@ class StagedMeta:
         if sha is not None and not _SHA_RE.match(sha):
             problems.append("sha256 is not 64 hex digits")
         lines_text = get("lines")
+        start_text, end_text = get("byte-start"), get("byte-end")
         return cls(
             stack=get("stack"),
             host=get("host"),
@@ -107,4 +110,6 @@ class StagedMeta:
             sha256=sha,
             encoding=encoding,
             problem="; ".join(problems) or None,
+            byte_start=int(start_text) if start_text.isdigit() else None,
+            byte_end=int(end_text) if end_text.isdigit() else None,
         )
