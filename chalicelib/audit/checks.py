@@ -478,9 +478,9 @@ def _segment_in_window(s: ShippedSegment, window: tuple[datetime, datetime] | No
 
 def _fmt_grace(g: timedelta) -> str:
     secs = int(g.total_seconds())
-    if secs % 3600 == 0:
+    if secs and secs % 3600 == 0:
         return f"{secs // 3600}h"
-    if secs % 60 == 0:
+    if secs and secs % 60 == 0:
         return f"{secs // 60}m"
     return f"{secs}s"
 

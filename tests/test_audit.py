@@ -1,0 +1,208 @@
+"""``logarchive audit`` end to end, through the CLI only, on the local AWS.
+
+Two hosts ship, ``archive --once --signing-key-file`` runs twice, and the audit of the customer
+bucket passes. Then each way of losing or changing the archive is done, caught by its name, and
+undone, after which the audit passes again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import boto3
+import pytest
+from dockerfake import FakeDockerRoot
+
+from chalicelib import layout
+from chalicelib.cli import main
+
+STACK = "teststack"
+
+
+class Scene:
+    def __init__(self, buckets, tmp: Path, capsys) -> None:
+        self.b, self.tmp, self.capsys = buckets, tmp, capsys
+        self.s3 = boto3.client("s3")
+        self.hosts = {h: FakeDockerRoot(tmp / h) for h in ("host-a", "host-b")}
+        self.key_file = tmp / "master.key"
+        self.private, self.public = tmp / "signing.pem", tmp / "signing.pub"
+
+    def cli(self, *argv: str) -> tuple[int, str, str]:
+        rc = main(list(argv))
+        got = self.capsys.readouterr()
+        return rc, got.out, got.err
+
+    def ship(self, host: str) -> None:
+        rc, out, err = self.cli(
+            "ship", "--docker-root", str(self.tmp / host), "--staging", f"s3://{self.b.staging}/staged",
+            "--stack", STACK, "--host", host, "--state", str(self.state(host)), "--once", "--settle", "0")
+        assert rc == 0, out + err
+
+    def state(self, host: str) -> Path:
+        return self.tmp / f"{host}.db"
+
+    def archive(self) -> str:
+        rc, out, err = self.cli(
+            "archive", "--once", "--staging", f"s3://{self.b.staging}/staged", "--archive-bucket",
+            self.b.archive, "--replicate-to", self.b.customer, "--stack", STACK,
+            "--key-file", str(self.key_file), "--signing-key-file", str(self.private))
+        assert rc == 0, out + err
+        return out
+
+    def audit(self, *extra: str, public: Path | None = None) -> tuple[int, list[str]]:
+        rc, out, err = self.cli("audit", "--bucket", self.b.customer, "--stack", STACK,
+                                "--public-key-file", str(public or self.public), *extra)
+        assert "Traceback" not in err, err
+        return rc, out.splitlines()
+
+    def passes(self, *extra: str) -> str:
+        rc, lines = self.audit(*extra)
+        assert rc == 0 and len(lines) == 1, lines
+        return lines[0]
+
+    def caught(self, kind: str, obj: str, *extra: str, public: Path | None = None) -> list[str]:
+        rc, lines = self.audit(*extra, public=public)
+        assert rc == 1, lines
+        found = [line for line in lines if line.startswith(f"{kind}: ") and obj in line]
+        assert found, (kind, obj, lines)
+        return lines
+
+    def keys(self, prefix: str) -> list[str]:
+        return [o["Key"] for o in self.s3.list_objects_v2(Bucket=self.b.customer, Prefix=prefix)
+                .get("Contents", [])]
+
+    def undo_latest(self, key: str) -> None:
+        """Remove the newest version (or delete marker) of ``key``: what was there before is back."""
+        v = self.s3.list_object_versions(Bucket=self.b.customer, Prefix=key)
+        newest = [x for x in v.get("Versions", []) + v.get("DeleteMarkers", []) if x["Key"] == key
+                  and x["IsLatest"]][0]
+        self.s3.delete_object(Bucket=self.b.customer, Key=key, VersionId=newest["VersionId"])
+
+
+def logs(c, n: int, tag: str) -> None:
+    for i in range(n):
+        c.log(f"{tag} line {i} " + "x" * 40)
+
+
+@pytest.fixture
+def scene(buckets, tmp_path, capsys) -> Scene:
+    sc = Scene(buckets, tmp_path, capsys)
+    assert sc.cli("keys", "generate", "--output", str(sc.key_file))[0] == 0
+    rc, out, _ = sc.cli("keys", "signing-generate", "--private-key-file", str(sc.private),
+                        "--public-key-file", str(sc.public))
+    assert rc == 0 and len(out.strip()) == 64
+    a, b = sc.hosts["host-a"], sc.hosts["host-b"]
+    web = a.add("web-1", labels={"logarchive.app_id": "42", "logarchive.service_id": "7"},
+                max_size=2500, max_file=9)
+    db = b.add("db-1", labels={"logarchive.database_id": "9"})
+    logs(web, 60, "web")
+    logs(db, 20, "db")
+    db.stop()
+    sc.ship("host-a")
+    sc.ship("host-b")
+    sc.archive()
+    logs(web, 40, "web again")
+    web.stop()
+    job = b.add("job-1", labels={"logarchive.app_id": "42", "logarchive.service_id": "8"})
+    logs(job, 5, "job")
+    job.stop()
+    sc.ship("host-a")
+    sc.ship("host-b")
+    sc.archive()
+    return sc
+
+
+def test_audit_passes_then_catches_each_change_by_name_and_passes_once_undone(scene: Scene) -> None:
+    sc = scene
+    summary = sc.passes()
+    assert summary.startswith("2 digests, ") and ", 3 containers contiguous, 0 pending" in summary
+    archives = sc.keys(f"{STACK}/shareable/")
+    digests = sorted(sc.keys("_logarchive/digests/"))
+    assert len(digests) == 2 and len(archives) >= 5
+    assert f"{len(archives)} archives" in summary
+    # Aptible's tool lists "<stack>" without a slash and stops at a key it does not know: it sees
+    # archives only, and our own logs-from-archive lists the stack as before.
+    assert all(layout.parse(k) for k in sc.keys(STACK))
+    assert sc.cli("logs-from-archive", "--bucket", sc.b.customer, "--stack", STACK, "--app-id", "42")[0] == 0
+
+    victim = next(k for k in archives if "/apps-42/service-7/" in k)
+    sc.s3.delete_object(Bucket=sc.b.customer, Key=victim)
+    sc.caught("archive missing", victim)
+    sc.undo_latest(victim)
+    sc.passes()
+
+    # Same size, and S3 holds a SHA-256 checksum of the new bytes: only that checksum tells.
+    size = sc.s3.head_object(Bucket=sc.b.customer, Key=victim)["ContentLength"]
+    sc.s3.put_object(Bucket=sc.b.customer, Key=victim, Body=os.urandom(size), ChecksumAlgorithm="SHA256")
+    lines = sc.caught("archive changed", victim)
+    assert "S3's SHA-256 checksum is " in lines[0] and "bytes, the digest recorded" not in lines[0]
+    sc.caught("archive changed", victim, "--deep")
+    sc.undo_latest(victim)
+    sc.passes()
+    sc.passes("--deep")
+
+    first, second = digests
+    got = sc.s3.get_object(Bucket=sc.b.customer, Key=second)
+    doc = json.loads(got["Body"].read())
+    doc["archives"] = doc["archives"][1:]  # an archive struck from the record
+    edited = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+    sc.s3.put_object(Bucket=sc.b.customer, Key=second, Body=edited, Metadata=got["Metadata"])
+    sc.caught("digest edited", second)
+    sc.undo_latest(second)
+    sc.passes()
+
+    sc.s3.delete_object(Bucket=sc.b.customer, Key=first)
+    sc.caught("digest missing", first)
+    sc.undo_latest(first)
+    sc.passes()
+
+    other_private, other_public = sc.tmp / "other.pem", sc.tmp / "other.pub"
+    assert sc.cli("keys", "signing-generate", "--private-key-file", str(other_private),
+                  "--public-key-file", str(other_public))[0] == 0
+    sc.caught("bad signature", first, public=other_public)
+    sc.passes()  # the right key again; several keys may be given, for rotation
+    rc, lines = sc.audit("--public-key-file", str(other_public), str(sc.public))
+    assert rc == 0, lines
+
+
+def test_a_staged_segment_lost_before_archiving_is_a_gap_and_shipped_but_never_archived(scene: Scene) -> None:
+    sc = scene
+    a = sc.hosts["host-a"]
+    api = a.add("api-1", labels={"logarchive.app_id": "42", "logarchive.service_id": "9"},
+                max_size=2000, max_file=9)
+    logs(api, 120, "api")
+    api.stop()
+    sc.ship("host-a")
+    staged = sorted(
+        o["Key"] for o in sc.s3.list_objects_v2(Bucket=sc.b.staging, Prefix="staged/").get("Contents", [])
+         if f"/{api.id}/" in o["Key"])
+    assert len(staged) >= 3
+    lost = staged[1]  # segment 2: its neighbours arrive, it does not
+    kept = sc.s3.get_object(Bucket=sc.b.staging, Key=lost)
+    body, meta = kept["Body"].read(), kept["Metadata"]
+    sc.s3.delete_object(Bucket=sc.b.staging, Key=lost)
+    sc.archive()
+
+    lines = sc.caught("segment gap", api.id)
+    assert any("segment 2 missing" in line for line in lines), lines
+    state = ["--ship-state", str(sc.state("host-a")), "--ship-state", str(sc.state("host-b"))]
+    lines = sc.caught("shipped but never archived", lost, *state, "--grace", "0s")
+    assert sum(line.startswith("shipped but never archived: ") for line in lines) == 1, lines
+    # Within the grace period it is only waiting.
+    rc, lines = sc.audit(*state)
+    assert rc == 1 and not any(line.startswith("shipped but never archived") for line in lines)
+
+    report = sc.tmp / "audit.html"
+    rc, lines = sc.audit("--format", "jsonl", "--report", str(report))
+    found = [json.loads(x) for x in lines]
+    assert rc == 1 and found[-1]["ok"] is False
+    assert [f["finding"] for f in found[:-1]] == ["segment gap"] and found[0]["container_id"] == api.id
+    html = report.read_text()
+    assert "segment gap" in html and "class='red'" in html and "<script" not in html and "http" not in html
+
+    sc.s3.put_object(Bucket=sc.b.staging, Key=lost, Body=body, Metadata=meta)
+    sc.archive()
+    summary = sc.passes(*state, "--grace", "0s")
+    assert summary.startswith("4 digests, ") and "4 containers contiguous" in summary
