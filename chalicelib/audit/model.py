@@ -95,7 +95,7 @@ class AuditResult:
     def cell(self, resource: str, day: date) -> Cell:
         return self.grid.setdefault((resource, day), Cell())
 
-    def summary(self) -> str:
+    def counts(self) -> str:
         s = (f"{len(self.digests)} digests, {self.archives} archives, "
              f"{self.containers_contiguous} containers contiguous, {len(self.pending)} pending")
         if self.before_digests:
@@ -104,6 +104,10 @@ class AuditResult:
             s += f", {len(self.explained)} explained"
         if self.shipped_pending:
             s += f", {self.shipped_pending} shipped within the grace period"
-        if not self.ok:
-            s = f"audit of s3://{self.bucket} stack {self.stack} FAILED: {len(self.findings)} findings; " + s
         return s
+
+    def summary(self) -> str:
+        if self.ok:
+            return self.counts()
+        failed = f"audit of s3://{self.bucket} stack {self.stack} FAILED: {len(self.findings)} findings"
+        return f"{failed}; {self.counts()}"

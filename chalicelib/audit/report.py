@@ -31,7 +31,7 @@ code{font-size:12px;word-break:break-all}
 def render(result: AuditResult, opts: Any) -> str:
     days = sorted({d for (_, d) in result.grid})
     resources = sorted({r for (r, _) in result.grid})
-    verdict = ("pass", "PASSED") if result.ok else ("fail", "FAILED")
+    verdict = ("pass", "PASSED") if result.ok else ("fail", f"FAILED, {len(result.findings)} findings")
     scope = (f"{opts.start_date} – {opts.end_date}" if getattr(opts, "start_date", None)
              else "all archives of the stack")
     out = [
@@ -41,7 +41,7 @@ def render(result: AuditResult, opts: Any) -> str:
         f"<code>s3://{escape(result.bucket)}</code></h1>",
         f"<p>Scope: {escape(str(scope))}. Audited at {datetime.now(UTC):%Y-%m-%d %H:%M:%SZ}. "
         f"{escape(result.lock)}.</p>",
-        f"<p class='verdict {verdict[0]}'>{verdict[1]}: {escape(result.summary())}</p>",
+        f"<p class='verdict {verdict[0]}'>{verdict[1]}: {escape(result.counts())}</p>",
         "<h2>Coverage (resources × days of the archives' first lines)</h2>",
         "<p class='legend'><span class='green'>verified</span><span class='amber'>pending or explained"
         "</span><span class='red'>finding</span></p>",
