@@ -140,3 +140,25 @@ def test_openssl_alone_verifies_both_algorithms(tmp_path: Path):
         msg.write_bytes(msg.read_bytes().replace(b"\nnull", b"\nnul1") if n == 1 else msg.read_bytes() + b"x")
         bad = subprocess.run(args, capture_output=True, text=True)
         assert bad.returncode != 0
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None or shutil.which("xxd") is None, reason="no openssl or xxd")
+def test_the_verify_script_of_docs_audit_md(tmp_path: Path):
+    """docs/AUDIT.md's shell script, as printed there, on both vector digests and an edited one."""
+    doc = (Path(__file__).parent.parent / "docs" / "AUDIT.md").read_text()
+    script = doc.split("```sh\n# verify-digest.sh", 1)[1].split("```", 1)[0]
+    (tmp_path / "verify.sh").write_text("# verify-digest.sh" + script)
+
+    def run(n: int, body: bytes, pub: str) -> subprocess.CompletedProcess:
+        (tmp_path / "d.json").write_bytes(body)
+        (tmp_path / "sig.hex").write_text(vec(f"digest-{n}.sig").hex() + "\n")
+        return subprocess.run(["bash", "verify.sh", "d.json", vec(f"digest-{n}.key").decode(), "sig.hex",
+                               str(V / pub)], cwd=tmp_path, capture_output=True, text=True)
+
+    assert run(1, vec("digest-1.json"), "ed25519-public.pem").returncode == 0
+    assert (tmp_path / "signing-string").read_bytes() == vec("digest-1.signing-string")
+    assert run(2, vec("digest-2.json"), "p256-public.pem").returncode == 0
+    assert (tmp_path / "signing-string").read_bytes() == vec("digest-2.signing-string")
+    edited = vec("digest-1.json").replace(b'"raw_bytes":4567', b'"raw_bytes":4568')
+    assert run(1, edited, "ed25519-public.pem").returncode == 1
+    assert run(2, vec("digest-2.json"), "ed25519-public.pem").returncode != 0  # wrong key

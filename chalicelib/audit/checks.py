@@ -321,7 +321,7 @@ def _judge(opts: Options, res: AuditResult, a: _Archive, policy: LockState,
     elif e.s3_checksum_sha256:
         if head.checksum_sha256 is None:
             problems.append("no S3 checksum where the digest recorded one (--deep re-hashes the body)")
-        elif head.checksum_sha256 != e.s3_checksum_sha256:
+        elif not digestfmt.same_s3_checksum(head.checksum_sha256, e.s3_checksum_sha256):
             problems.append(f"S3's SHA-256 checksum is {head.checksum_sha256}, the digest recorded "
                             f"{e.s3_checksum_sha256}")
     elif not problems:

@@ -82,6 +82,10 @@ class StageResources:
     # MaximumConcurrency of the SQS workers' event sources (app.py passes it to Chalice).
     archive_max_concurrency: int
     retrieval_max_concurrency: int
+    # The digest signing key (docs/AUDIT.md): a KMS key ARN, or an Ed25519 PEM in a secret/parameter.
+    signing_kms_key_arn: str = ""
+    signing_key_secret: str = ""
+    signing_key_parameter: str = ""
 
     @classmethod
     def from_env(cls, stage: str, env: dict[str, str]) -> StageResources:
@@ -99,6 +103,9 @@ class StageResources:
         if kms and not kms.startswith("arn:"):
             # A policy needs the key's ARN; an alias or bare id cannot be scoped.
             raise DeploymentConfigError(f"stage {stage}: LOGARCHIVE_KMS_KEY_ID must be a key ARN")
+        signing_kms = str(env.get("LOGARCHIVE_SIGNING_KMS_KEY_ID", "")).strip()
+        if signing_kms and not signing_kms.startswith("arn:"):
+            raise DeploymentConfigError(f"stage {stage}: LOGARCHIVE_SIGNING_KMS_KEY_ID must be a key ARN")
         mode = str(env.get("LOGARCHIVE_REPLICATION_MODE", "direct")).strip()
         if mode not in ("direct", "s3-replication"):
             raise DeploymentConfigError(f"stage {stage}: LOGARCHIVE_REPLICATION_MODE={mode!r}")
@@ -129,6 +136,9 @@ class StageResources:
             keys_parameter=str(env.get("LOGARCHIVE_KEYS_PARAMETER", "")).strip(),
             archive_max_concurrency=caps["archive_worker"],
             retrieval_max_concurrency=caps["retrieval_worker"],
+            signing_kms_key_arn=signing_kms,
+            signing_key_secret=str(env.get("LOGARCHIVE_SIGNING_KEY_SECRET", "")).strip(),
+            signing_key_parameter=str(env.get("LOGARCHIVE_SIGNING_KEY_PARAMETER", "")).strip(),
         )
         if not (res.kms_key_arn or res.keys_secret or res.keys_parameter):
             raise DeploymentConfigError(
@@ -165,17 +175,27 @@ class StageResources:
 
     @property
     def secret_arn(self) -> str:
-        if self.keys_secret.startswith("arn:"):
-            return self.keys_secret
+        return self.secret_arn_of(self.keys_secret)
+
+    def secret_arn_of(self, name: str) -> str:
+        if name.startswith("arn:"):
+            return name
         # Secrets Manager appends "-" and six random characters to a secret's ARN.
-        return f"arn:aws:secretsmanager:{self.region}:{self.account}:secret:{self.keys_secret}-??????"
+        return f"arn:aws:secretsmanager:{self.region}:{self.account}:secret:{name}-??????"
 
     @property
     def parameter_arn(self) -> str:
-        if self.keys_parameter.startswith("arn:"):
-            return self.keys_parameter
-        name = self.keys_parameter.lstrip("/")
-        return f"arn:aws:ssm:{self.region}:{self.account}:parameter/{name}"
+        return self.parameter_arn_of(self.keys_parameter)
+
+    def parameter_arn_of(self, name: str) -> str:
+        if name.startswith("arn:"):
+            return name
+        return f"arn:aws:ssm:{self.region}:{self.account}:parameter/{name.lstrip('/')}"
+
+    @property
+    def digests(self) -> bool:
+        """A signing key is named: workers record, the scheduler seals (docs/AUDIT.md)."""
+        return bool(self.signing_kms_key_arn or self.signing_key_secret or self.signing_key_parameter)
 
     @property
     def direct_destinations(self) -> tuple[str, ...]:
