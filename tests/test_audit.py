@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import boto3
@@ -89,7 +89,10 @@ def logs(c, n: int, tag: str) -> None:
 
 @pytest.fixture
 def scene(buckets, tmp_path, capsys) -> Scene:
-    sc = Scene(buckets, tmp_path, capsys)
+    return two_hosts_two_runs(Scene(buckets, tmp_path, capsys))
+
+
+def two_hosts_two_runs(sc: Scene) -> Scene:
     assert sc.cli("keys", "generate", "--output", str(sc.key_file))[0] == 0
     rc, out, _ = sc.cli("keys", "signing-generate", "--private-key-file", str(sc.private),
                         "--public-key-file", str(sc.public))
@@ -211,3 +214,42 @@ def test_a_staged_segment_lost_before_archiving_is_a_gap_and_shipped_but_never_a
     sc.archive()
     summary = sc.passes(*state, "--grace", "0s")
     assert summary.startswith("4 digests, ") and "4 containers contiguous" in summary
+
+
+def test_a_quarantined_segment_is_explained_not_a_gap(scene: Scene) -> None:
+    sc = scene
+    api = sc.hosts["host-a"].add("api-1", labels={"logarchive.app_id": "42", "logarchive.service_id": "9"},
+                                 max_size=2000, max_file=9)
+    logs(api, 120, "api")
+    api.stop()
+    sc.ship("host-a")
+    staged = sorted(o["Key"] for o in sc.s3.list_objects_v2(Bucket=sc.b.staging, Prefix="staged/")["Contents"]
+                    if f"/{api.id}/" in o["Key"])
+    bad = sc.s3.get_object(Bucket=sc.b.staging, Key=staged[1])
+    sc.s3.put_object(Bucket=sc.b.staging, Key=staged[1], Body=b"not what the shipper hashed",
+                     Metadata=bad["Metadata"])
+    rc, out, _ = sc.cli(
+        "archive", "--once", "--staging", f"s3://{sc.b.staging}/staged", "--archive-bucket", sc.b.archive,
+        "--replicate-to", sc.b.customer, "--stack", STACK, "--key-file", str(sc.key_file),
+        "--signing-key-file", str(sc.private))
+    assert rc == 1  # one quarantined
+    summary = sc.passes("--ship-state", str(sc.state("host-a")), "--grace", "0s")
+    assert "4 containers contiguous" in summary and ", 1 explained" in summary
+
+
+def test_retention_shorter_than_the_buckets_default_is_caught(buckets, tmp_path, capsys) -> None:
+    sc = Scene(buckets, tmp_path, capsys)
+    # (the local AWS enables Object Lock on an empty bucket only)
+    assert sc.cli("setup", "object-lock", "--bucket", buckets.customer, "--mode", "governance",
+                  "--days", "30")[0] == 0
+    two_hosts_two_runs(sc)
+    sc.passes()
+    victim = sc.keys(f"{STACK}/shareable/")[0]
+    held = sc.s3.head_object(Bucket=sc.b.customer, Key=victim)["ObjectLockRetainUntilDate"]
+    sc.s3.put_object_retention(Bucket=sc.b.customer, Key=victim, BypassGovernanceRetention=True, Retention={
+        "Mode": "GOVERNANCE", "RetainUntilDate": datetime.now(UTC) + timedelta(days=1)})
+    lines = sc.caught("retention shorter than the bucket's policy", victim)
+    assert "the bucket's default is GOVERNANCE 30 days" in lines[0]
+    sc.s3.put_object_retention(Bucket=sc.b.customer, Key=victim, Retention={
+        "Mode": "GOVERNANCE", "RetainUntilDate": held})
+    sc.passes()
