@@ -44,11 +44,12 @@ class Scene:
     def state(self, host: str) -> Path:
         return self.tmp / f"{host}.db"
 
-    def archive(self) -> str:
+    def archive(self, *, signed: bool = True) -> str:
+        signing = ["--signing-key-file", str(self.private)] if signed else []
         rc, out, err = self.cli(
             "archive", "--once", "--staging", f"s3://{self.b.staging}/staged", "--archive-bucket",
             self.b.archive, "--replicate-to", self.b.customer, "--stack", STACK,
-            "--key-file", str(self.key_file), "--signing-key-file", str(self.private))
+            "--key-file", str(self.key_file), *signing)
         assert rc == 0, out + err
         return out
 
@@ -92,7 +93,7 @@ def scene(buckets, tmp_path, capsys) -> Scene:
     return two_hosts_two_runs(Scene(buckets, tmp_path, capsys))
 
 
-def two_hosts_two_runs(sc: Scene) -> Scene:
+def two_hosts_two_runs(sc: Scene, *, first_signed: bool = True) -> Scene:
     assert sc.cli("keys", "generate", "--output", str(sc.key_file))[0] == 0
     rc, out, _ = sc.cli("keys", "signing-generate", "--private-key-file", str(sc.private),
                         "--public-key-file", str(sc.public))
@@ -106,7 +107,7 @@ def two_hosts_two_runs(sc: Scene) -> Scene:
     db.stop()
     sc.ship("host-a")
     sc.ship("host-b")
-    sc.archive()
+    sc.archive(signed=first_signed)
     logs(web, 40, "web again")
     web.stop()
     job = b.add("job-1", labels={"logarchive.app_id": "42", "logarchive.service_id": "8"})
@@ -253,3 +254,20 @@ def test_retention_shorter_than_the_buckets_default_is_caught(buckets, tmp_path,
     sc.s3.put_object_retention(Bucket=sc.b.customer, Key=victim, Retention={
         "Mode": "GOVERNANCE", "RetainUntilDate": held})
     sc.passes()
+
+
+def test_archives_before_digests_began_are_reported_once_then_backfilled(buckets, tmp_path, capsys) -> None:
+    sc = two_hosts_two_runs(Scene(buckets, tmp_path, capsys), first_signed=False)
+    summary = sc.passes()
+    before = int(summary.split(" before digests began")[0].rsplit(", ", 1)[1])
+    assert summary.startswith("1 digests, ") and before >= 2
+    rc, out, err = sc.cli("digest", "backfill", "--bucket", sc.b.archive, "--stack", STACK,
+                          "--signing-key-file", str(sc.private), "--replicate-to", sc.b.customer)
+    assert rc == 0, err
+    assert out.splitlines()[-1] == f"{before} of {before} archives before digests began backfilled"
+    summary = sc.passes()
+    assert summary.startswith("2 digests, ") and "before digests began" not in summary
+    # From now on they are proven: replacing one is caught.
+    old = next(k for k in sc.keys(f"{STACK}/shareable/") if "/databases-9/" in k)
+    sc.s3.put_object(Bucket=sc.b.customer, Key=old, Body=b"x", ChecksumAlgorithm="SHA256")
+    sc.caught("archive changed", old)

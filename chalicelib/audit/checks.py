@@ -294,12 +294,12 @@ def _judge(opts: Options, res: AuditResult, a: _Archive, policy: LockState,
         return
     if a.entry is None:
         modified = a.listed.last_modified if a.listed else None
-        if last_end is None or (modified and modified > last_end - opts.grace):
-            res.pending.append(a.key)
+        if first_start is not None and modified and modified < first_start:
+            res.before_digests.append(a.key)
             if cell:
                 cell.pending += 1
-        elif first_start is not None and modified and modified < first_start:
-            res.before_digests.append(a.key)
+        elif last_end is None or (modified and modified > last_end - opts.grace):
+            res.pending.append(a.key)
             if cell:
                 cell.pending += 1
         else:
@@ -324,14 +324,18 @@ def _judge(opts: Options, res: AuditResult, a: _Archive, policy: LockState,
         elif not digestfmt.same_s3_checksum(head.checksum_sha256, e.s3_checksum_sha256):
             problems.append(f"S3's SHA-256 checksum is {head.checksum_sha256}, the digest recorded "
                             f"{e.s3_checksum_sha256}")
-    elif not problems:
-        problems.append("the digest recorded no S3 checksum: only --deep can prove its bytes")
+    size_only = body is None and not e.s3_checksum_sha256
     if problems:
         finding(model.ARCHIVE_CHANGED, "; ".join(problems) + f" (digest {a.digest_key})")
         return
     if _check_retention(res, name, head.last_modified, head.lock_mode, head.retain_until, policy, a):
         if cell:
             cell.findings += 1
+        return
+    if size_only:  # the digest recorded no S3 checksum: only --deep proves these bytes
+        res.size_only.append(a.key)
+        if cell:
+            cell.explained += 1
         return
     res.verified += 1
     if cell:

@@ -82,6 +82,7 @@ class AuditResult:
     pending: list[str] = field(default_factory=list)  # keys newer than the last digest
     before_digests: list[str] = field(default_factory=list)  # keys older than the first digest
     explained: list[str] = field(default_factory=list)  # one line per explained gap
+    size_only: list[str] = field(default_factory=list)  # keys whose digest entry has no S3 checksum
     containers: int = 0
     containers_contiguous: int = 0
     shipped_pending: int = 0  # shipped within the grace period, not archived yet
@@ -102,6 +103,8 @@ class AuditResult:
             s += f", {len(self.before_digests)} before digests began"
         if self.explained:
             s += f", {len(self.explained)} explained"
+        if self.size_only:
+            s += f", {len(self.size_only)} size-checked only (no S3 checksum recorded; --deep proves them)"
         if self.shipped_pending:
             s += f", {self.shipped_pending} shipped within the grace period"
         return s

@@ -1,0 +1,62 @@
+"""``logarchive digest backfill``: seal archives older than the first digest (docs/AUDIT.md)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .. import aws
+from ..errors import LogarchiveError
+from ._common import add_endpoint_options
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("digest", help="digests of the archive (docs/AUDIT.md)")
+    dsub = p.add_subparsers(dest="digest_command", required=True)
+    bp = dsub.add_parser(
+        "backfill", help="seal the archives that predate the first digest into the next digest",
+        description="Reads each archive older than the first digest whole (its SHA-256 is what is "
+        "sealed), records it, and seals the next digest of the chain. Proves those archives "
+        "unchanged from now on, not since they were archived.")
+    bp.add_argument("--bucket", required=True, help="the archive bucket (where the chain head is)")
+    bp.add_argument("--stack", required=True)
+    bp.add_argument("--signing-key-file", required=True, metavar="P",
+                    help="the Ed25519 private key the archiver signs with (PEM)")
+    bp.add_argument("--replicate-to", nargs="+", default=[], metavar="BUCKET",
+                    help="direct-mode customer bucket(s): the digest is copied there as archives are")
+    bp.add_argument("--part-size-mb", type=int, default=16,
+                    help="the archiver's LOGARCHIVE_PART_SIZE_MB (to record a multipart checksum)")
+    bp.add_argument("--dry-run", action="store_true", help="list what would be sealed, change nothing")
+    add_endpoint_options(bp)
+    bp.set_defaults(func=run_backfill)
+
+
+def run_backfill(args: argparse.Namespace) -> int:
+    from ..audit.backfill import backfill
+    from ..digest import Ed25519Signer
+    from .audit import _progress
+    from .fetch import _quiet_boto
+
+    _quiet_boto(args)
+    signer = Ed25519Signer.from_file(args.signing_key_file)
+    if args.part_size_mb < 5:
+        raise LogarchiveError(f"--part-size-mb {args.part_size_mb}: S3's minimum part is 5 MB")
+    s3 = aws.client("s3", endpoint_url=args.endpoint_url, region=args.region)
+    res = backfill(s3, bucket=args.bucket, stack=args.stack, signer=signer, copies=tuple(args.replicate_to),
+                   part_size=args.part_size_mb * 1024 * 1024, dry_run=args.dry_run,
+                   progress=_progress(sys.stderr.isatty()))
+    if args.dry_run:
+        for key in res.candidates:
+            print(f"would seal s3://{args.bucket}/{key}")
+        print(f"{len(res.candidates)} archives before digests began")
+        return 0
+    for line in res.failed:
+        print(f"logarchive: error: {line}", file=sys.stderr)
+    if res.sealed is not None and res.sealed.key:
+        print(f"sealed digest s3://{args.bucket}/{res.sealed.key} ({res.sealed.archives} archives)")
+    elif res.recorded:
+        print("logarchive: error: recorded, but not sealed: another sealer extended the chain first; "
+              "its next seal takes them", file=sys.stderr)
+        return 1
+    print(f"{len(res.recorded)} of {len(res.candidates)} archives before digests began backfilled")
+    return 1 if res.failed else 0
