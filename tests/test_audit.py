@@ -53,8 +53,8 @@ class Scene:
         assert rc == 0, out + err
         return out
 
-    def audit(self, *extra: str, public: Path | None = None) -> tuple[int, list[str]]:
-        rc, out, err = self.cli("audit", "--bucket", self.b.customer, "--stack", STACK,
+    def audit(self, *extra: str, public: Path | None = None, bucket: str = "") -> tuple[int, list[str]]:
+        rc, out, err = self.cli("audit", "--bucket", bucket or self.b.customer, "--stack", STACK,
                                 "--public-key-file", str(public or self.public), *extra)
         assert "Traceback" not in err, err
         return rc, out.splitlines()
@@ -64,8 +64,8 @@ class Scene:
         assert rc == 0 and len(lines) == 1, lines
         return lines[0]
 
-    def caught(self, kind: str, obj: str, *extra: str, public: Path | None = None) -> list[str]:
-        rc, lines = self.audit(*extra, public=public)
+    def caught(self, kind: str, obj: str, *extra: str, public: Path | None = None, bucket: str = "") -> list[str]:
+        rc, lines = self.audit(*extra, public=public, bucket=bucket)
         assert rc == 1, lines
         found = [line for line in lines if line.startswith(f"{kind}: ") and obj in line]
         assert found, (kind, obj, lines)
@@ -75,12 +75,13 @@ class Scene:
         return [o["Key"] for o in self.s3.list_objects_v2(Bucket=self.b.customer, Prefix=prefix)
                 .get("Contents", [])]
 
-    def undo_latest(self, key: str) -> None:
+    def undo_latest(self, key: str, bucket: str = "") -> None:
         """Remove the newest version (or delete marker) of ``key``: what was there before is back."""
-        v = self.s3.list_object_versions(Bucket=self.b.customer, Prefix=key)
+        bucket = bucket or self.b.customer
+        v = self.s3.list_object_versions(Bucket=bucket, Prefix=key)
         newest = [x for x in v.get("Versions", []) + v.get("DeleteMarkers", []) if x["Key"] == key
                   and x["IsLatest"]][0]
-        self.s3.delete_object(Bucket=self.b.customer, Key=key, VersionId=newest["VersionId"])
+        self.s3.delete_object(Bucket=bucket, Key=key, VersionId=newest["VersionId"])
 
 
 def logs(c, n: int, tag: str) -> None:
@@ -165,6 +166,17 @@ def test_audit_passes_then_catches_each_change_by_name_and_passes_once_undone(sc
     sc.s3.delete_object(Bucket=sc.b.customer, Key=first)
     sc.caught("digest missing", first)
     sc.undo_latest(first)
+    sc.passes()
+
+    # The newest digest: a copy cannot tell (its archives look pending), but the archive
+    # bucket's chain head still names it.
+    for bucket in (sc.b.customer, sc.b.archive):
+        sc.s3.delete_object(Bucket=bucket, Key=second)
+    rc, lines = sc.audit()
+    assert rc == 0 and ", 0 pending" not in lines[0], lines
+    sc.caught("digest missing", second, bucket=sc.b.archive)
+    for bucket in (sc.b.customer, sc.b.archive):
+        sc.undo_latest(second, bucket)
     sc.passes()
 
     other_private, other_public = sc.tmp / "other.pem", sc.tmp / "other.pub"
@@ -271,3 +283,22 @@ def test_archives_before_digests_began_are_reported_once_then_backfilled(buckets
     old = next(k for k in sc.keys(f"{STACK}/shareable/") if "/databases-9/" in k)
     sc.s3.put_object(Bucket=sc.b.customer, Key=old, Body=b"x", ChecksumAlgorithm="SHA256")
     sc.caught("archive changed", old)
+
+
+def test_bad_input_is_one_line_and_a_non_zero_exit(scene: Scene) -> None:
+    sc = scene
+    junk = sc.tmp / "junk.pub"
+    junk.write_text("not a key")
+    cases = [
+        (["--bucket", "no-such-bucket", "--public-key-file", str(sc.public)], "no-such-bucket"),
+        (["--bucket", sc.b.customer, "--public-key-file", str(junk)], str(junk)),
+        (["--bucket", sc.b.customer, "--public-key-file", str(sc.tmp / "absent.pub")], "absent.pub"),
+        (["--bucket", sc.b.customer, "--public-key-file", str(sc.public), "--ship-state", str(junk)], str(junk)),
+        (["--bucket", sc.b.customer, "--public-key-file", str(sc.public), "--grace", "soon"], "--grace"),
+        (["--bucket", sc.b.customer, "--public-key-file", str(sc.public), "--start-date", "2026-13-01",
+          "--end-date", "2026-12-01"], "--start-date"),
+    ]
+    for argv, named in cases:
+        rc, out, err = sc.cli("audit", "--stack", STACK, *argv)
+        assert rc == 1 and out == "", (argv, out, err)
+        assert err.count("\n") == 1 and err.startswith("logarchive: error: ") and named in err, (argv, err)

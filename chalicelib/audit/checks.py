@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError
 
 from .. import digest as digestfmt
 from .. import layout
+from ..archiver import sealing
 from ..aws import error_code
 from ..errors import LayoutError, LogarchiveError
 from ..setup import object_lock
@@ -97,6 +98,7 @@ def run(opts: Options, s3: Any, progress: Callable[[int, str], Any] | None = Non
     """The whole audit; ``progress(total, what)`` returns something with ``update()`` and
     ``close()`` (a tqdm bar), or is None."""
     res = AuditResult(bucket=opts.bucket, stack=opts.stack)
+    shipped = [seg for path in opts.ship_states for seg in read_segments(path)]  # bad files fail first
     window = opts.window()
     try:
         policy = object_lock.state(s3, opts.bucket)
@@ -142,10 +144,10 @@ def run(opts: Options, s3: Any, progress: Callable[[int, str], Any] | None = Non
     res.archives = len(archives)
     for a in sorted(archives.values(), key=lambda x: x.key):
         _judge(opts, res, a, policy, deep, first_start, last_end)
-    explained = _explained(events, opts, res)
+    explained = _explained(events, shipped, opts)
     _completeness(opts, res, archives, known_segments, explained)
     if opts.ship_states:
-        _ship_states(opts, res, known_segments, explained)
+        _ship_states(opts, res, shipped, known_segments, explained)
     if not verified and not res.digests and archives:
         where = _url(opts.bucket, digestfmt.stack_digests_prefix(opts.stack))
         res.findings.append(Finding(model.DIGEST_MISSING, where,
@@ -174,7 +176,8 @@ def _digests(opts: Options, s3: Any, pool: ThreadPoolExecutor, res: AuditResult,
         name = _url(opts.bucket, d.key)
         named = digestfmt.parse_digest_key(d.key)
         if d.signed is None:
-            kind = model.BAD_SIGNATURE if "no logarchive-digest-signature" in d.error else model.DIGEST_EDITED
+            kind = (model.BAD_SIGNATURE if "no logarchive-digest-signature" in d.error
+                    else model.DIGEST_MISSING if d.error.startswith("cannot read") else model.DIGEST_EDITED)
             res.findings.append(Finding(kind, name, d.error))
             res.digests.append(DigestRow(d.key, named[1] if named else None, "", 0, 0, "", kind))
             continue
@@ -202,6 +205,7 @@ def _digests(opts: Options, s3: Any, pool: ThreadPoolExecutor, res: AuditResult,
         _check_retention(res, name, d.last_modified, d.lock_mode, d.retain_until, policy)
         verified.append(d.signed)
     _chain(opts, res, chain)
+    _head(opts, s3, res, chain)
     verified.sort(key=lambda s: s.digest.sequence)
     return verified
 
@@ -235,6 +239,24 @@ def _chain(opts: Options, res: AuditResult, chain: list[digestfmt.SignedDigest])
         why = digestfmt.follows(cur, prev)
         if why:
             res.findings.append(Finding(model.BROKEN_CHAIN, _url(opts.bucket, cur.key), why))
+
+
+def _head(opts: Options, s3: Any, res: AuditResult, chain: list[digestfmt.SignedDigest]) -> None:
+    """The archive bucket also holds the chain head, a copy of the newest digest: the newest
+    digest deleted there shows. (A copy such as the customer's bucket has no head.)"""
+    head = reads.load_digest(s3, opts.bucket, sealing.head_key(opts.stack))
+    if head.signed is None:
+        return
+    try:
+        digestfmt.verify(head.signed, opts.public_keys)
+    except digestfmt.DigestError:
+        return  # not evidence of anything: an unverified head names nothing
+    newest = max((s.digest.sequence for s in chain), default=0)
+    if head.signed.digest.sequence > newest:
+        res.findings.append(Finding(
+            model.DIGEST_MISSING, _url(opts.bucket, head.signed.key),
+            f"the chain head names it (sequence {head.signed.digest.sequence}); the newest digest "
+            f"found is sequence {newest}"))
 
 
 def _span(verified: list[digestfmt.SignedDigest]) -> tuple[datetime | None, datetime | None]:
@@ -356,17 +378,16 @@ def _check_retention(res: AuditResult, name: str, modified: datetime | None, mod
 
 # -- completeness ---------------------------------------------------------------------------------
 
-def _explained(events: Iterable[digestfmt.ExplainedEvent], opts: Options,
-               res: AuditResult) -> dict[str, dict[int, str]]:
+def _explained(events: Iterable[digestfmt.ExplainedEvent], shipped: list[ShippedSegment],
+               opts: Options) -> dict[str, dict[int, str]]:
     """(container → segment → why) for every explained gap: digests' events, shippers' abandons."""
     out: dict[str, dict[int, str]] = defaultdict(dict)
     for e in events:
         if e.segment is not None:
             out[e.container_id][int(e.segment)] = f"{e.type}: {e.reason}"
-    for path in opts.ship_states:
-        for s in read_segments(path):
-            if s.state == "abandoned" and s.stack in ("", opts.stack):
-                out[s.container_id][s.segment] = f"abandoned on host {s.host} (bytes deleted before staging)"
+    for s in shipped:
+        if s.state == "abandoned" and s.stack in ("", opts.stack):
+            out[s.container_id][s.segment] = f"abandoned on host {s.host} (bytes deleted before staging)"
     return out
 
 
@@ -385,9 +406,14 @@ def _completeness(opts: Options, res: AuditResult, archives: dict[str, _Archive]
         present |= {s for s in known[cid] if s < 1000 or s // 1000 not in known[cid]}
         why = explained.get(cid, {})
         gaps_before = len(res.findings)
-        top = max(present | set(why), default=0)
-        missing = [n for n in range(1, top + 1) if n not in present and n not in why]
-        for n in sorted(set(why) & set(range(1, top + 1)) - present):
+        low, top = 1, max(present | set(why), default=0)
+        if opts.window() is not None:
+            # Only between this range's first and last segment: archives outside the range may
+            # have expired by the bucket's lifecycle, and the next range's are not ours to judge.
+            in_range = {s for a in items if (s := a.segment(known[cid])) is not None}
+            low, top = min(in_range, default=1), max(in_range, default=0)
+        missing = [n for n in range(low, top + 1) if n not in present and n not in why]
+        for n in sorted(set(why) & set(range(low, top + 1)) - present):
             res.explained.append(f"container {cid[:12]} segment {n}: {why[n]}")
         sample = min(items, key=lambda a: a.key)
         for run_ in _runs(missing):
@@ -447,26 +473,25 @@ def _bytes(opts: Options, res: AuditResult, cid: str, items: list[_Archive], kno
         prev = n
 
 
-def _ship_states(opts: Options, res: AuditResult, known: dict[str, set[int]],
-                 explained: dict[str, dict[int, str]]) -> None:
+def _ship_states(opts: Options, res: AuditResult, shipped: list[ShippedSegment],
+                 known: dict[str, set[int]], explained: dict[str, dict[int, str]]) -> None:
     """Every segment a host staged (state ``shipped``) must be archived once the grace is over."""
     window = opts.window()
-    for path in opts.ship_states:
-        for s in read_segments(path):
-            if s.state != "shipped" or s.stack not in ("", opts.stack) or not _segment_in_window(s, window):
-                continue
-            archived = s.segment in known.get(s.container_id, set()) or any(
-                n // 1000 == s.segment for n in known.get(s.container_id, set()) if n >= 1000)
-            if archived or s.segment in explained.get(s.container_id, {}):
-                continue
-            if s.finished is not None and s.finished > opts.now - opts.grace:
-                res.shipped_pending += 1
-                continue
-            when = f"{s.finished:%Y-%m-%dT%H:%M:%SZ}" if s.finished else "at an unknown time"
-            res.findings.append(Finding(
-                model.SHIPPED_NOT_ARCHIVED, s.name(),
-                f"container {s.container_id[:12]} segment {s.segment} (bytes [{s.byte_start}, {s.byte_end})) "
-                f"staged {when}, no archive after the {_fmt_grace(opts.grace)} grace", s.container_id))
+    for s in shipped:
+        if s.state != "shipped" or s.stack not in ("", opts.stack) or not _segment_in_window(s, window):
+            continue
+        archived = s.segment in known.get(s.container_id, set()) or any(
+            n // 1000 == s.segment for n in known.get(s.container_id, set()) if n >= 1000)
+        if archived or s.segment in explained.get(s.container_id, {}):
+            continue
+        if s.finished is not None and s.finished > opts.now - opts.grace:
+            res.shipped_pending += 1
+            continue
+        when = f"{s.finished:%Y-%m-%dT%H:%M:%SZ}" if s.finished else "at an unknown time"
+        res.findings.append(Finding(
+            model.SHIPPED_NOT_ARCHIVED, s.name(),
+            f"container {s.container_id[:12]} segment {s.segment} (bytes [{s.byte_start}, {s.byte_end})) "
+            f"staged {when}, no archive after the {_fmt_grace(opts.grace)} grace", s.container_id))
 
 
 def _segment_in_window(s: ShippedSegment, window: tuple[datetime, datetime] | None) -> bool:
