@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -58,6 +58,22 @@ class Position:
     hour: datetime
     segment: str
     sk: str | None = None
+
+    def to_token(self) -> dict[str, Any]:
+        """The position as a small JSON object (signed into API page tokens, carried in plan messages)."""
+        return {"h": schema.hour_label(self.hour), "s": self.segment, "k": self.sk}
+
+    @classmethod
+    def from_token(cls, d: dict[str, Any] | None) -> Position | None:
+        """The inverse of ``to_token``; an empty token means "from the start" (``None``).
+        Raises ``ValueError``/``KeyError``/``TypeError`` on a malformed one."""
+        if not d:
+            return None
+        hour = datetime.strptime(str(d["h"]), "%Y-%m-%dT%H").replace(tzinfo=UTC)
+        seg, sk = d.get("s"), d.get("k")
+        if seg not in (START, CONT) or not (sk is None or (isinstance(sk, str) and sk.startswith(seg + "#"))):
+            raise ValueError("bad position")
+        return cls(hour, seg, sk)
 
 
 @dataclass
