@@ -12,6 +12,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from .. import aws
+from ..awserrors import is_conditional_check_failed
 from . import schema
 from .schema import CONT, HOUR, START, Entry
 
@@ -106,7 +107,7 @@ class IndexStore:
             )
             return True
         except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            if is_conditional_check_failed(exc):
                 return False
             raise
 
