@@ -30,7 +30,7 @@ class Jobs:
         self.queue_url = queue_url
         self.results_bucket, self.results_prefix = results_bucket, results_prefix
         self.planner = Planner(self.table, index, queue_url)
-        self.scanner = ScanStep(
+        self.scan_step = ScanStep(
             self.table, index, results_bucket=results_bucket, results_prefix=results_prefix
         )
 
@@ -73,5 +73,5 @@ class Jobs:
         """Run one queue message (its JSON body); raises for a message to retry."""
         msg = messages.from_body(body)
         if isinstance(msg, Scan):
-            return self.scanner.scan(msg, keyring_factory)
+            return self.scan_step.scan(msg, keyring_factory)
         return self.planner.plan(msg)
