@@ -19,7 +19,7 @@ from .. import digest as digestfmt
 from .. import layout
 from ..archiver import s3io
 from ..archiver.sealing import Sealer, SealReport, record_archive
-from ..aws import error_code
+from ..awserrors import error_code
 from ..errors import LayoutError
 from . import bucket as reads
 
@@ -101,7 +101,7 @@ def backfill(s3: Any, *, bucket: str, stack: str, signer: digestfmt.Signer, copi
             record_archive(s3, bucket, stack, _entry(s3, bucket, key, part_size))
             return key, ""
         except Exception as exc:  # noqa: BLE001 - one object's failure is its line; the rest go on
-            return key, error_code(exc) if hasattr(exc, "response") else str(exc).split("\n")[0][:200]
+            return key, error_code(exc) or str(exc).split("\n")[0][:200]
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for key, err in pool.map(one, res.candidates):
             if err:

@@ -13,7 +13,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from .. import digest as digestfmt
-from ..aws import error_code
+from ..awserrors import error_label, is_not_found
 from ..errors import LogarchiveError
 
 
@@ -62,7 +62,7 @@ def list_archives(s3: Any, bucket: str, stack: str) -> list[Listed]:
     try:
         return _list(s3, bucket, f"{stack}/shareable/")
     except ClientError as exc:
-        raise LogarchiveError(f"s3://{bucket}/{stack}/shareable/: cannot list ({error_code(exc)})") from None
+        raise LogarchiveError(f"s3://{bucket}/{stack}/shareable/: cannot list ({error_label(exc)})") from None
 
 
 def digest_prefixes(stack: str, start: date | None, today: date) -> list[str]:
@@ -81,7 +81,7 @@ def list_digests(s3: Any, bucket: str, prefixes: list[str]) -> list[Listed]:
         try:
             out += _list(s3, bucket, prefix)
         except ClientError as exc:
-            raise LogarchiveError(f"s3://{bucket}/{prefix}: cannot list ({error_code(exc)})") from None
+            raise LogarchiveError(f"s3://{bucket}/{prefix}: cannot list ({error_label(exc)})") from None
     return out
 
 
@@ -91,7 +91,7 @@ def load_digest(s3: Any, bucket: str, key: str) -> LoadedDigest:
         got = s3.get_object(Bucket=bucket, Key=key)
         body = got["Body"].read()
     except ClientError as exc:
-        return LoadedDigest(key, None, f"cannot read ({error_code(exc)})")
+        return LoadedDigest(key, None, f"cannot read ({error_label(exc)})")
     lock = (got.get("ObjectLockMode"), got.get("ObjectLockRetainUntilDate"), got.get("LastModified"))
     try:
         signed = digestfmt.from_object(body, got.get("Metadata", {}), name=name)
@@ -104,10 +104,9 @@ def head_archive(s3: Any, bucket: str, key: str) -> Head:
     try:
         h = s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
     except ClientError as exc:
-        code = error_code(exc)
-        if code in ("404", "NoSuchKey", "NotFound"):
+        if is_not_found(exc):
             return Head(key, False)
-        return Head(key, False, error=f"cannot HEAD ({code})")
+        return Head(key, False, error=f"cannot HEAD ({error_label(exc)})")
     return Head(
         key, True, size=int(h.get("ContentLength", 0)), checksum_sha256=h.get("ChecksumSHA256"),
         last_modified=h.get("LastModified"), lock_mode=h.get("ObjectLockMode"),

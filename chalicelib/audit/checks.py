@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 from .. import digest as digestfmt
 from .. import layout
 from ..archiver import sealing
-from ..aws import error_code
+from ..awserrors import error_label
 from ..errors import LayoutError, LogarchiveError
 from ..setup import object_lock
 from ..setup.object_lock import LockState
@@ -104,7 +104,7 @@ def run(opts: Options, s3: Any, progress: Callable[[int, str], Any] | None = Non
         policy = object_lock.state(s3, opts.bucket)
     except ClientError as exc:
         raise LogarchiveError(f"s3://{opts.bucket}: cannot read its Object Lock configuration "
-                              f"({error_code(exc)})") from None
+                              f"({error_label(exc)})") from None
     res.lock = policy.describe()
 
     listed = reads.list_archives(s3, opts.bucket, opts.stack)

@@ -13,7 +13,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from ..aws import error_code
+from ..awserrors import error_code, error_label
 from ..errors import LogarchiveError
 
 MODES = ("governance", "compliance")
@@ -64,7 +64,7 @@ def plan(s3: Any, bucket: str, mode: str, days: int) -> tuple[dict[str, Any], li
     try:
         status = s3.get_bucket_versioning(Bucket=bucket).get("Status")
     except ClientError as exc:
-        raise LogarchiveError(f"s3://{bucket}: cannot read versioning ({error_code(exc)})") from None
+        raise LogarchiveError(f"s3://{bucket}: cannot read versioning ({error_label(exc)})") from None
     if status != "Enabled":
         problems.append(f"s3://{bucket}: versioning is {status or 'never enabled'}; Object Lock needs "
                         "versioning enabled (aws s3api put-bucket-versioning --bucket "
@@ -82,7 +82,7 @@ def apply(s3: Any, bucket: str, config: dict[str, Any]) -> None:
         s3.put_object_lock_configuration(Bucket=bucket, ObjectLockConfiguration=config)
     except ClientError as exc:
         raise LogarchiveError(f"s3://{bucket}: PutObjectLockConfiguration failed "
-                              f"({error_code(exc)})") from None
+                              f"({error_label(exc)})") from None
 
 
 def retention_short(last_modified: datetime, mode: str | None, until: datetime | None,
