@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -152,6 +153,13 @@ def test_audit_passes_then_catches_each_change_by_name_and_passes_once_undone(sc
     sc.undo_latest(victim)
     sc.passes()
     sc.passes("--deep")
+    # The same bytes stored again without a SHA-256 checksum: unproven by a HEAD, proven by --deep.
+    same = sc.s3.get_object(Bucket=sc.b.customer, Key=victim)
+    sc.s3.put_object(Bucket=sc.b.customer, Key=victim, Body=same["Body"].read(), Metadata=same["Metadata"])
+    lines = sc.caught("archive changed", victim)
+    assert "no S3 checksum where the digest recorded one" in lines[0]
+    sc.passes("--deep")
+    sc.undo_latest(victim)
 
     first, second = digests
     got = sc.s3.get_object(Bucket=sc.b.customer, Key=second)
@@ -222,6 +230,18 @@ def test_a_staged_segment_lost_before_archiving_is_a_gap_and_shipped_but_never_a
     assert [f["finding"] for f in found[:-1]] == ["segment gap"] and found[0]["container_id"] == api.id
     html = report.read_text()
     assert "segment gap" in html and "class='red'" in html and "<script" not in html and "http" not in html
+
+    # Had Docker deleted those bytes before they were staged, the shipper would have recorded the
+    # segment abandoned: with its state, the gap is explained, not a loss.
+    db = sqlite3.connect(sc.state("host-a"))
+    with db:
+        db.execute("UPDATE segments SET state = 'abandoned' WHERE key = ?", (lost,))
+    summary = sc.passes(*state, "--grace", "0s")
+    assert ", 1 explained" in summary
+    with db:
+        db.execute("UPDATE segments SET state = 'shipped' WHERE key = ?", (lost,))
+    db.close()
+    sc.caught("shipped but never archived", lost, *state, "--grace", "0s")
 
     sc.s3.put_object(Bucket=sc.b.staging, Key=lost, Body=body, Metadata=meta)
     sc.archive()
