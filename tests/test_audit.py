@@ -140,7 +140,9 @@ def test_audit_passes_then_catches_each_change_by_name_and_passes_once_undone(sc
 
     victim = next(k for k in archives if "/apps-42/service-7/" in k)
     sc.s3.delete_object(Bucket=sc.b.customer, Key=victim)
-    sc.caught("archive missing", victim)
+    states = [f"--ship-state={sc.state(h)}" for h in sc.hosts]
+    lines = sc.caught("archive missing", victim, *states, "--grace", "0s")
+    assert len(lines) == 2, lines  # that one line: no gap, and it was archived once
     sc.undo_latest(victim)
     sc.passes()
 

@@ -129,6 +129,8 @@ def run(opts: Options, s3: Any, progress: Callable[[int, str], Any] | None = Non
         for signed in verified:
             events += signed.digest.events
             for entry in signed.digest.archives:
+                if entry.segment is not None:  # archived, even if deleted since: not "never archived"
+                    known_segments[entry.container_id].add(int(entry.segment))
                 try:
                     parsed = layout.parse(entry.key)
                 except LayoutError:
