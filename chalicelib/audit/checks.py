@@ -329,6 +329,9 @@ def _judge(opts: Options, res: AuditResult, a: _Archive, policy: LockState,
         else:
             finding(model.ARCHIVE_IN_NO_DIGEST, f"last modified {modified:%Y-%m-%dT%H:%M:%SZ}, "
                     f"before the last digest ended ({last_end:%Y-%m-%dT%H:%M:%SZ})")
+        if head is not None and head.found and _check_retention(
+                res, name, head.last_modified, head.lock_mode, head.retain_until, policy, a) and cell:
+            cell.findings += 1  # a pending archive must be held as long as any other
         return
     e = a.entry
     if head is None or not head.found:
