@@ -295,7 +295,7 @@ def test_archives_before_digests_began_are_reported_once_then_backfilled(buckets
     sc = two_hosts_two_runs(Scene(buckets, tmp_path, capsys), first_signed=False)
     summary = sc.passes()
     before = int(summary.split(" before digests began")[0].rsplit(", ", 1)[1])
-    assert summary.startswith("1 digests, ") and before >= 2
+    assert summary.startswith("1 digest, ") and before >= 2
     rc, out, err = sc.cli("digest", "backfill", "--bucket", sc.b.archive, "--stack", STACK,
                           "--signing-key-file", str(sc.private), "--replicate-to", sc.b.customer)
     assert rc == 0, err

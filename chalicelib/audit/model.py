@@ -97,8 +97,8 @@ class AuditResult:
         return self.grid.setdefault((resource, day), Cell())
 
     def counts(self) -> str:
-        s = (f"{len(self.digests)} digests, {self.archives} archives, "
-             f"{self.containers_contiguous} containers contiguous, {len(self.pending)} pending")
+        s = (f"{_n(len(self.digests), 'digest')}, {_n(self.archives, 'archive')}, "
+             f"{_n(self.containers_contiguous, 'container')} contiguous, {len(self.pending)} pending")
         if self.before_digests:
             s += f", {len(self.before_digests)} before digests began"
         if self.explained:
@@ -112,5 +112,9 @@ class AuditResult:
     def summary(self) -> str:
         if self.ok:
             return self.counts()
-        failed = f"audit of s3://{self.bucket} stack {self.stack} FAILED: {len(self.findings)} findings"
+        failed = f"audit of s3://{self.bucket} stack {self.stack} FAILED: {_n(len(self.findings), 'finding')}"
         return f"{failed}; {self.counts()}"
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"

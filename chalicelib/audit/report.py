@@ -31,7 +31,8 @@ code{font-size:12px;word-break:break-all}
 def render(result: AuditResult, opts: Any) -> str:
     days = sorted({d for (_, d) in result.grid})
     resources = sorted({r for (r, _) in result.grid})
-    verdict = ("pass", "PASSED") if result.ok else ("fail", f"FAILED, {len(result.findings)} findings")
+    n = len(result.findings)
+    verdict = ("pass", "PASSED") if result.ok else ("fail", f"FAILED, {n} finding{'' if n == 1 else 's'}")
     scope = (f"{opts.start_date} – {opts.end_date}" if getattr(opts, "start_date", None)
              else "all archives of the stack")
     out = [
@@ -98,6 +99,15 @@ def render(result: AuditResult, opts: Any) -> str:
         out.append(f"<h2>Explained gaps ({len(result.explained)})</h2><ul>")
         out += [f"<li>{escape(x)}</li>" for x in result.explained]
         out.append("</ul>")
+    out.append("<h2>What this audit does not prove</h2><ul>"
+               "<li>The newest digest: deleting it before the next one is sealed leaves no trace in a "
+               "copy of the archive (Object Lock prevents it).</li>"
+               "<li>Pending archives: no digest lists them yet.</li>"
+               "<li>Archives from before digests began, until a backfill seals them.</li>"
+               "<li>Bytes no shipper staged (deleted by Docker first, or on a host whose state was not "
+               "given), and a lost last segment without the hosts' states.</li>"
+               "<li>Who held the signing key: a digest proves only that its holder signed it.</li>"
+               "</ul><p>docs/AUDIT.md §1 explains each.</p>")
     out.append("</body></html>\n")
     return "\n".join(out)
 
