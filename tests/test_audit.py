@@ -325,3 +325,24 @@ def test_bad_input_is_one_line_and_a_non_zero_exit(scene: Scene) -> None:
         rc, out, err = sc.cli("audit", "--stack", STACK, *argv)
         assert rc == 1 and out == "", (argv, out, err)
         assert err.count("\n") == 1 and err.startswith("logarchive: error: ") and named in err, (argv, err)
+
+
+def test_bytes_that_do_not_continue_the_previous_segment_are_a_gap(scene: Scene) -> None:
+    sc = scene
+    api = sc.hosts["host-a"].add("api-1", labels={"logarchive.app_id": "42", "logarchive.service_id": "9"})
+    logs(api, 30, "api")
+    api.stop()
+    sc.ship("host-a")
+    key = next(o["Key"] for o in sc.s3.list_objects_v2(Bucket=sc.b.staging, Prefix="staged/")["Contents"]
+               if f"/{api.id}/" in o["Key"])
+    # As if a host had staged this segment claiming bytes 100 further on: its numbers still run on.
+    got = sc.s3.get_object(Bucket=sc.b.staging, Key=key)
+    meta = dict(got["Metadata"])
+    meta["logarchive-segment"] = "2"
+    for name in ("logarchive-byte-start", "logarchive-byte-end"):
+        meta[name] = str(int(meta[name]) + 100)
+    sc.s3.put_object(Bucket=sc.b.staging, Key=key.replace("/00000001-", "/00000002-"), Body=got["Body"].read(),
+                     Metadata=meta)
+    sc.archive()
+    lines = sc.caught("segment gap", ".log.2.")
+    assert any("bytes [100, " in line and "do not continue segment 1" in line for line in lines), lines

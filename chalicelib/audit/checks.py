@@ -146,8 +146,8 @@ def run(opts: Options, s3: Any, progress: Callable[[int, str], Any] | None = Non
     res.archives = len(archives)
     for a in sorted(archives.values(), key=lambda x: x.key):
         _judge(opts, res, a, policy, deep, first_start, last_end)
-    explained = _explained(events, shipped, opts)
-    _completeness(opts, res, archives, known_segments, explained)
+    explained, skipped = _explained(events, shipped, opts)
+    _completeness(opts, res, archives, known_segments, explained, skipped)
     if opts.ship_states:
         _ship_states(opts, res, shipped, known_segments, explained)
     if not verified and not res.digests and archives:
@@ -384,20 +384,25 @@ def _check_retention(res: AuditResult, name: str, modified: datetime | None, mod
 # -- completeness ---------------------------------------------------------------------------------
 
 def _explained(events: Iterable[digestfmt.ExplainedEvent], shipped: list[ShippedSegment],
-               opts: Options) -> dict[str, dict[int, str]]:
-    """(container → segment → why) for every explained gap: digests' events, shippers' abandons."""
+               opts: Options) -> tuple[dict[str, dict[int, str]], dict[str, list[tuple[int, int]]]]:
+    """(container → segment → why) for every explained gap (digests' events, shippers'
+    abandons), and (container → byte ranges) explained without a segment (a source cut back)."""
     out: dict[str, dict[int, str]] = defaultdict(dict)
+    skips: dict[str, list[tuple[int, int]]] = defaultdict(list)
     for e in events:
         if e.segment is not None:
             out[e.container_id][int(e.segment)] = f"{e.type}: {e.reason}"
+        elif e.byte_start is not None and e.byte_end is not None:
+            skips[e.container_id].append((int(e.byte_start), int(e.byte_end)))
     for s in shipped:
         if s.state == "abandoned" and s.stack in ("", opts.stack):
             out[s.container_id][s.segment] = f"abandoned on host {s.host} (bytes deleted before staging)"
-    return out
+    return out, skips
 
 
 def _completeness(opts: Options, res: AuditResult, archives: dict[str, _Archive],
-                  known: dict[str, set[int]], explained: dict[str, dict[int, str]]) -> None:
+                  known: dict[str, set[int]], explained: dict[str, dict[int, str]],
+                  skipped: dict[str, list[tuple[int, int]]]) -> None:
     """Per container: segment numbers 1, 2, 3… with no hole, and each segment's bytes continuing
     the previous one's (or starting a new file at byte 0)."""
     by_container: dict[str, list[_Archive]] = defaultdict(list)
@@ -430,7 +435,7 @@ def _completeness(opts: Options, res: AuditResult, archives: dict[str, _Archive]
                 f"{seg} missing" + (f" (after {after})" if after else ""), cid, sample.resource, sample.day))
             if sample.day:
                 res.cell(sample.resource, sample.day).findings += 1
-        _bytes(opts, res, cid, items, known[cid], why, set(missing))
+        _bytes(opts, res, cid, items, why, skipped.get(cid, []))
         if len(res.findings) == gaps_before:
             res.containers_contiguous += 1
 
@@ -452,10 +457,10 @@ def _neighbour(items: list[_Archive], known: set[int], n: int) -> str:
     return ""
 
 
-def _bytes(opts: Options, res: AuditResult, cid: str, items: list[_Archive], known: set[int],
-           why: dict[int, str], missing: set[int]) -> None:
-    """Signed byte ranges only: each segment starts at 0 (a new file) or where an earlier one of
-    the container ended."""
+def _bytes(opts: Options, res: AuditResult, cid: str, items: list[_Archive], why: dict[int, str],
+           skips: list[tuple[int, int]]) -> None:
+    """Signed byte ranges only: each segment starts at 0 (a new file), where an earlier one of the
+    container ended, or where an explained range that began there ends."""
     signed = sorted((a for a in items if a.entry is not None and a.entry.byte_start is not None
                      and a.entry.segment is not None), key=lambda a: int(a.entry.segment))  # type: ignore[union-attr]
     ends: set[int] = set()
@@ -464,9 +469,9 @@ def _bytes(opts: Options, res: AuditResult, cid: str, items: list[_Archive], kno
         e = a.entry
         assert e is not None and e.byte_start is not None and e.byte_end is not None and e.segment is not None
         n = int(e.segment)
-        follows_known = prev is not None and n == prev + 1 and not (set(range(prev + 1, n)) & missing)
-        if (prev is not None and follows_known and e.byte_start != 0 and e.byte_start not in ends
-                and n not in why and (n - 1) not in why):
+        skipped = any(hi == e.byte_start and lo in ends for lo, hi in skips)  # a cut-back range
+        if (prev is not None and n == prev + 1 and e.byte_start != 0 and e.byte_start not in ends
+                and not skipped and n not in why and (n - 1) not in why):
             res.findings.append(Finding(
                 model.SEGMENT_GAP, _url(opts.bucket, a.key),
                 f"bytes [{e.byte_start}, {e.byte_end}) do not continue segment {prev} of container "
