@@ -116,8 +116,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"archived {o.job.name} -> s3://{settings.archive_bucket}/{o.archive_key}")
     for o in quarantined:
         print(f"quarantined {o.job.name} -> s3://{o.job.bucket}/{o.archive_key}: {o.reason}", file=sys.stderr)
+    explained = [o for o in outcomes if o.status is Status.EXPLAINED]
+    for o in explained:
+        print(f"explained {o.job.name}: {o.reason}")
     raw = sum(o.bytes_in for o in archived)
-    print(f"{len(archived)} archived ({raw} log bytes), {len(quarantined)} quarantined, {failed} failed")
+    print(f"{len(archived)} archived ({raw} log bytes), {len(quarantined)} quarantined, {failed} failed"
+          + (f", {len(explained)} explained" if explained else ""))
     return 1 if failed or quarantined else 0
 
 
