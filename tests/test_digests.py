@@ -323,3 +323,14 @@ def test_a_segment_the_shipper_abandoned_is_explained_in_the_digest(buckets, fak
     assert (event.byte_start, event.byte_end) == (0, len(json_line("only line")))
     assert "deleted by Docker" in event.reason and event.source == events[0]
     assert [e.segment for e in d.digest.archives] == [2]  # the gap at 1 is the explained one
+
+
+def test_an_ed25519_key_from_secrets_manager_or_ssm_signs(aws_endpoint):
+    """The Lambda's other key sources: the PEM in a secret or a SecureString parameter."""
+    boto3.client("secretsmanager").create_secret(Name="logarchive/t/signing", SecretString=_pem().decode())
+    boto3.client("ssm").put_parameter(Name="/logarchive/t/signing", Value=_pem().decode(), Type="SecureString")
+    want = fmt.public_key_id(load_public_key(_public_pem()))
+    for setting in ({"signing_key_secret": "logarchive/t/signing"}, {"signing_key_parameter": "/logarchive/t/signing"}):
+        signer = sealing.signer_from_settings(replace(Settings(), **setting))
+        assert (signer.algorithm, signer.key_id) == (fmt.ED25519, want)
+    assert sealing.signer_from_settings(Settings()) is None and not Settings().digests

@@ -100,13 +100,15 @@ def run(args: argparse.Namespace) -> int:
             if not records:
                 break
         failed = len(records)
-    metrics.clear_metrics()  # no EMF on a terminal: the summary below says it
+    sealed = None
     if signer is not None:
         from ..archiver.sealing import seal_digest
 
         sealed = seal_digest(settings, s3, leases=leases, signer=signer)
         if sealed is None or not sealed.key:
             raise LogarchiveError(f"digest of {settings.stack} not sealed: another run holds the seal")
+    metrics.clear_metrics()  # no EMF on a terminal: the summary below says it
+    if sealed is not None:
         print(f"sealed digest s3://{settings.archive_bucket}/{sealed.key} "
               f"({sealed.archives} archives, {sealed.events} explained events)")
     failed += report.send_failed
