@@ -22,6 +22,8 @@ from archiver_support import (
     run_scheduler,
     stage,
 )
+from dockerfake import FakeDockerRoot, json_line
+from test_ship import lose_a_staged_segment, ship
 
 from chalicelib import aws, cli
 from chalicelib import digest as fmt
@@ -30,6 +32,7 @@ from chalicelib.archiver.lease import Leases
 from chalicelib.archiver.messages import Job
 from chalicelib.archiver.worker import Status, Worker
 from chalicelib.digest import Ed25519Signer, load_public_key
+from chalicelib.keyring import MasterKey
 from chalicelib.settings import Settings
 
 
@@ -237,6 +240,12 @@ def test_signing_key_problems_are_one_line(buckets, monkeypatch, tmp_path, capsy
 
 # -- helpers ---------------------------------------------------------------------------------
 
+
+@pytest.fixture
+def fake(tmp_path) -> FakeDockerRoot:
+    return FakeDockerRoot(tmp_path / "docker")
+
+
 VECTORS = os.path.join(os.path.dirname(__file__), "vectors", "digest")
 
 
@@ -284,3 +293,44 @@ def test_a_retry_records_the_object_s3_kept_not_its_own_seal(buckets, monkeypatc
     assert entry.s3_part_size == 5 * 1024 * 1024
     assert_entries_match_stored_objects(s3, buckets.archive, [entry])
     assert_entries_match_stored_objects(s3, buckets.customer, [entry])
+
+
+def test_a_segment_the_shipper_abandoned_is_explained_in_the_digest(buckets, fake, tmp_path, capsys):
+    """The shipper's S3 PUT succeeded but it was killed before recording it; the staged object then
+    vanished (not archived: no marker) and Docker rotated the bytes away. The shipper abandons the
+    segment and stages an explanation; the archiver puts it in the digest as an explained event."""
+    c = lose_a_staged_segment(fake, tmp_path, buckets.staging)
+    s3 = boto3.client("s3")
+    rc, out = ship(tmp_path, buckets.staging, capsys)
+    assert rc == 1 and "bytes deleted by Docker before they could be staged" in out, out
+    events = [o["Key"] for o in s3.list_objects_v2(Bucket=buckets.staging).get("Contents", [])
+              if o["Key"].endswith(".event")]
+    assert events == [f"staged/teststack/host-1/{c.id}/00000001-abandoned.event"]
+    rc, out = ship(tmp_path, buckets.staging, capsys)  # staged once: the state says it is explained
+    assert len([o for o in s3.list_objects_v2(Bucket=buckets.staging)["Contents"] if o["Key"].endswith(".event")]) == 1
+    key_file, private = tmp_path / "master.key", tmp_path / "signing.pem"
+    key_file.write_text(MasterKey.generate().to_base64())
+    private.write_bytes(_pem())
+    assert cli.main(["archive", "--once", "--staging", f"s3://{buckets.staging}/staged/", "--archive-bucket",
+                     buckets.archive, "--key-file", str(key_file), "--stack", "teststack",
+                     "--signing-key-file", str(private)]) == 0
+    out = capsys.readouterr().out
+    assert "1 archived" in out and "1 explained" in out and "(1 archives, 1 explained events)" in out
+    assert s3.list_objects_v2(Bucket=buckets.staging, Prefix="staged/").get("KeyCount") == 0
+    (d,) = digests_in(s3, buckets.archive)
+    (event,) = d.digest.events
+    assert (event.type, event.container_id, event.segment) == ("abandoned", c.id, 1)
+    assert (event.byte_start, event.byte_end) == (0, len(json_line("only line")))
+    assert "deleted by Docker" in event.reason and event.source == events[0]
+    assert [e.segment for e in d.digest.archives] == [2]  # the gap at 1 is the explained one
+
+
+def test_an_ed25519_key_from_secrets_manager_or_ssm_signs(aws_endpoint):
+    """The Lambda's other key sources: the PEM in a secret or a SecureString parameter."""
+    boto3.client("secretsmanager").create_secret(Name="logarchive/t/signing", SecretString=_pem().decode())
+    boto3.client("ssm").put_parameter(Name="/logarchive/t/signing", Value=_pem().decode(), Type="SecureString")
+    want = fmt.public_key_id(load_public_key(_public_pem()))
+    for setting in ({"signing_key_secret": "logarchive/t/signing"}, {"signing_key_parameter": "/logarchive/t/signing"}):
+        signer = sealing.signer_from_settings(replace(Settings(), **setting))
+        assert (signer.algorithm, signer.key_id) == (fmt.ED25519, want)
+    assert sealing.signer_from_settings(Settings()) is None and not Settings().digests

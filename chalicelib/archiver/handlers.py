@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
 from typing import Any
 
-from .. import aws
+from .. import aws, telemetry
 from ..settings import Settings
 from . import scheduler, sealing
 from .batch import handle_batch
 from .lease import Leases
 from .worker import Worker
+
+log = logging.getLogger(__name__)
 
 
 def run_scheduler(context: Any, settings: Settings | None = None) -> dict:
@@ -28,7 +31,12 @@ def run_scheduler(context: Any, settings: Settings | None = None) -> dict:
         s3=s3, leases=leases, keep_going=keep_going,
     )
     # The one sealer of the stack's digests: what workers finished since the last digest.
-    sealed = sealing.seal_digest(settings, s3, leases=leases)
+    try:
+        sealed = sealing.seal_digest(settings, s3, leases=leases)
+    except Exception as exc:  # the records stay; the next hour's run seals them (and completes this one)
+        log.error("digest of %s not sealed (%s: %s)", settings.stack, type(exc).__name__, str(exc)[:300])
+        telemetry.count("DigestSealFailures")
+        sealed = None
     return {**asdict(report), "digest": asdict(sealed) if sealed else None}
 
 

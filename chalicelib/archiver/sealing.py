@@ -33,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .. import digest as fmt
+from .. import telemetry
 from ..awserrors import is_not_found, is_precondition_failed
 from ..digest import ArchiveEntry, ExplainedEvent, SignedDigest, Signer, canonical_json
 from ..errors import LogarchiveError
@@ -226,6 +227,8 @@ class Sealer:
         self._delete(consumed)
         report.key, report.sequence = signed.key, next_digest.sequence
         report.archives, report.events = len(archives), len(events)
+        telemetry.count("DigestsSealed")
+        telemetry.count("DigestArchives", report.archives)
         log.info("sealed digest %s: %d archives, %d explained events", signed.key, report.archives,
                  report.events)
         return report

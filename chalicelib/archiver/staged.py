@@ -24,6 +24,10 @@ ARCHIVED_PREFIX = "archived/"
 ARCHIVED_META = "logarchive-archive-key"  # the marker's metadata: the archive object's key
 RESERVED_PREFIXES = (QUARANTINE_PREFIX, PENDING_PREFIX, ARCHIVED_PREFIX)
 ENCODINGS = ("identity", "gzip")
+# An empty staged object that explains a gap instead of carrying bytes: the shipper's
+# ``<segment:08d>-abandoned.event`` (docs/AUDIT.md). Its reason is in EVENT_REASON_META.
+EVENT_META = "logarchive-event"
+EVENT_REASON_META = "logarchive-event-reason"
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 
 

@@ -28,7 +28,7 @@ from typing import Any, BinaryIO
 from .. import aws
 from ..awserrors import is_not_found, is_precondition_failed
 from ..codec import CHUNK, gunzip, seal
-from ..digest import ArchiveEntry, ExplainedEvent, same_s3_checksum
+from ..digest import EVENT_ABANDONED, EVENT_QUARANTINED, ArchiveEntry, ExplainedEvent, same_s3_checksum
 from ..dockerlog import TimeSpan
 from ..errors import IntegrityError, LogarchiveError
 from ..keyring import Keyring
@@ -41,7 +41,7 @@ from .prefetch import read_ahead
 from .quarantine import quarantine
 from .replication import mark_pending, replicate_file, replicate_object
 from .sealing import record_archive, record_event
-from .staged import QUARANTINE_PREFIX, StagedMeta
+from .staged import EVENT_META, EVENT_REASON_META, QUARANTINE_PREFIX, StagedMeta
 
 log = logging.getLogger(__name__)
 MAX_VARIANTS = 100
@@ -53,6 +53,7 @@ class Status(StrEnum):
     GONE = "gone"  # the staged version no longer exists: someone finished it
     SUPERSEDED = "superseded"  # the staged key now holds other bytes; that version gets its own item
     QUARANTINED = "quarantined"
+    EXPLAINED = "explained"  # an explanation of a gap (no bytes): recorded for the digest, unstaged
 
 
 @dataclass
@@ -120,6 +121,9 @@ class Worker:
         etag = resp.get("ETag", job.etag)
         exact = replace(job, etag=etag, version_id=version_id, size=resp.get("ContentLength", job.size))
         raw_meta = resp.get("Metadata", {})
+        if raw_meta.get(EVENT_META) == "abandoned" and resp.get("ContentLength", 0) == 0:
+            resp["Body"].close()
+            return self._explain(exact, raw_meta)
         try:
             return self._archive_body(exact, resp, raw_meta)
         except BadStagedObject as exc:
@@ -263,6 +267,21 @@ class Worker:
             "s3_part_size": kept.part_size if same_s3_checksum(held, kept.s3_sha256) else None,
         }
 
+    def _explain(self, job: Job, raw_meta: dict[str, str]) -> Outcome:
+        """The shipper's explanation of an abandoned segment: into the digest records, then unstaged."""
+        meta = StagedMeta.parse(raw_meta)
+        reason = ascii_value(raw_meta.get(EVENT_REASON_META, ""), 512)
+        stack = self.settings.stack or meta.stack
+        if self.settings.digests and stack:
+            record_event(self.s3, self.settings.archive_bucket, stack, ExplainedEvent(
+                type=EVENT_ABANDONED, container_id=meta.container_id[:64], host=ascii_value(meta.host),
+                source=job.key, segment=meta.segment, byte_start=meta.byte_start, byte_end=meta.byte_end,
+                reason=reason, at=fmt_time(datetime.now(UTC)),
+            ))
+        s3io.delete_exact(self.s3, job.bucket, job.key, version_id=job.version_id, etag=job.etag)
+        return Outcome(Status.EXPLAINED, job,
+                       reason=f"segment {meta.segment} abandoned by the shipper: {reason}")
+
     def _record_quarantine(self, job: Job, raw_meta: dict[str, str], reason: str) -> None:
         """An explained event for the digest, recorded before the staged version goes."""
         meta = StagedMeta.parse(raw_meta)
@@ -270,7 +289,7 @@ class Worker:
         if not (self.settings.digests and stack):
             return
         record_event(self.s3, self.settings.archive_bucket, stack, ExplainedEvent(
-            type="quarantined", container_id=meta.container_id[:64], host=ascii_value(meta.host),
+            type=EVENT_QUARANTINED, container_id=meta.container_id[:64], host=ascii_value(meta.host),
             source=job.key, segment=meta.segment, byte_start=meta.byte_start, byte_end=meta.byte_end,
             reason=ascii_value(reason, 512), at=fmt_time(datetime.now(UTC)),
             location=QUARANTINE_PREFIX + job.key,

@@ -395,7 +395,7 @@ def _explained(events: Iterable[digestfmt.ExplainedEvent], shipped: list[Shipped
         elif e.byte_start is not None and e.byte_end is not None:
             skips[e.container_id].append((int(e.byte_start), int(e.byte_end)))
     for s in shipped:
-        if s.state == "abandoned" and s.stack in ("", opts.stack):
+        if s.state in ("abandoned", "explained") and s.stack in ("", opts.stack):
             out[s.container_id][s.segment] = f"abandoned on host {s.host} (bytes deleted before staging)"
     return out, skips
 

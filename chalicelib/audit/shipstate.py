@@ -20,7 +20,7 @@ class ShippedSegment:
     state_file: str
     container_id: str
     segment: int
-    state: str  # shipped | abandoned | pending
+    state: str  # pending | shipped | abandoned | explained (abandoned, and its explanation staged)
     staged_key: str
     host: str
     stack: str

@@ -100,13 +100,15 @@ def run(args: argparse.Namespace) -> int:
             if not records:
                 break
         failed = len(records)
-    metrics.clear_metrics()  # no EMF on a terminal: the summary below says it
+    sealed = None
     if signer is not None:
         from ..archiver.sealing import seal_digest
 
         sealed = seal_digest(settings, s3, leases=leases, signer=signer)
         if sealed is None or not sealed.key:
             raise LogarchiveError(f"digest of {settings.stack} not sealed: another run holds the seal")
+    metrics.clear_metrics()  # no EMF on a terminal: the summary below says it
+    if sealed is not None:
         print(f"sealed digest s3://{settings.archive_bucket}/{sealed.key} "
               f"({sealed.archives} archives, {sealed.events} explained events)")
     failed += report.send_failed
@@ -116,8 +118,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"archived {o.job.name} -> s3://{settings.archive_bucket}/{o.archive_key}")
     for o in quarantined:
         print(f"quarantined {o.job.name} -> s3://{o.job.bucket}/{o.archive_key}: {o.reason}", file=sys.stderr)
+    explained = [o for o in outcomes if o.status is Status.EXPLAINED]
+    for o in explained:
+        print(f"explained {o.job.name}: {o.reason}")
     raw = sum(o.bytes_in for o in archived)
-    print(f"{len(archived)} archived ({raw} log bytes), {len(quarantined)} quarantined, {failed} failed")
+    print(f"{len(archived)} archived ({raw} log bytes), {len(quarantined)} quarantined, {failed} failed"
+          + (f", {len(explained)} explained" if explained else ""))
     return 1 if failed or quarantined else 0
 
 
