@@ -37,7 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also read every archive's body and check its SHA-256 against the digest")
     p.add_argument("--format", dest="fmt", choices=("text", "jsonl"), default="text")
     p.add_argument("--report", metavar="FILE.html", help="also write the auditor's report here")
-    p.add_argument("--jobs", type=int, default=16, metavar="N", help="parallel S3 requests (default 16)")
+    p.add_argument("--jobs", type=int, default=16, metavar="N",
+                   help="parallel S3 requests (default 16, at most 32: the client's connection pool)")
     add_endpoint_options(p)
     p.set_defaults(func=run)
 
@@ -84,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     opts = checks.Options(
         bucket=args.bucket, stack=args.stack, public_keys=_public_keys(args.public_key_file),
         start_date=start, end_date=end, ship_states=args.ship_state, grace=grace, deep=args.deep,
-        workers=max(1, args.jobs),
+        workers=min(32, max(1, args.jobs)),
     )
     s3 = aws.client("s3", endpoint_url=args.endpoint_url, region=args.region)
     result = checks.run(opts, s3, progress=_progress(sys.stderr.isatty()))
