@@ -34,9 +34,9 @@ from typing import Any
 
 from .. import digest as fmt
 from .. import telemetry
+from ..awserrors import is_not_found, is_precondition_failed
 from ..digest import ArchiveEntry, ExplainedEvent, SignedDigest, Signer, canonical_json
 from ..errors import LogarchiveError
-from . import s3io
 
 log = logging.getLogger(__name__)
 HEAD_PREFIX = fmt.RESERVED_PREFIX + "digest-head/"
@@ -107,7 +107,7 @@ class Sealer:
         try:
             resp = self.s3.get_object(Bucket=self.bucket, Key=key)
         except Exception as exc:
-            if s3io.is_missing(exc):
+            if is_not_found(exc):
                 return None, None
             raise
         body = resp["Body"].read()
@@ -127,7 +127,7 @@ class Sealer:
                                    ChecksumAlgorithm="SHA256")
                 continue
             except Exception as exc:
-                if not s3io.is_precondition_failed(exc):
+                if not is_precondition_failed(exc):
                     raise
             held = self.s3.get_object(Bucket=bucket, Key=signed.key)
             if held["Body"].read() != signed.body:
@@ -150,7 +150,7 @@ class Sealer:
         try:
             return json.loads(self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
         except Exception as exc:
-            if s3io.is_missing(exc):
+            if is_not_found(exc):
                 return None  # consumed by a sealer that lost the lease meanwhile
             if isinstance(exc, ValueError):
                 log.error("s3://%s/%s: digest record is not JSON; left in place", self.bucket, key)
@@ -217,7 +217,7 @@ class Sealer:
             self.s3.put_object(Bucket=self.bucket, Key=head_key(self.stack), Body=signed.body,
                                Metadata=signed.metadata(), ContentType="application/json", **commit)
         except Exception as exc:
-            if s3io.is_precondition_failed(exc):
+            if is_precondition_failed(exc):
                 log.warning("digest of %s: another sealer extended the chain first; records left for it",
                             self.stack)
                 report.lost_race = True
