@@ -243,7 +243,8 @@ def run(args: argparse.Namespace) -> int:
         sorted_out = _sort_out_indexed(matches)
     for o in sorted_out.done:
         report(o)
-    restores = _restore(args, s3, sorted_out, say) if sorted_out.cold else None
+    any_cold = sorted_out.cold or (args.restore and sorted_out.restored)
+    restores = _restore(args, s3, sorted_out, say) if any_cold else None
 
     def run_on(selected: list[retrieval.Match]) -> list[retrieval.Outcome]:
         jobs = args.jobs

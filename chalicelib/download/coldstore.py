@@ -217,7 +217,7 @@ def poll_intervals(first: float = FIRST_POLL_SECONDS, most: float = MAX_POLL_SEC
     delay = first
     while True:
         yield delay
-        delay = min(most, delay * 2 if delay > 0 else most)
+        delay = min(most, delay * 2)
 
 
 def wait_restored(
