@@ -8,6 +8,7 @@ import os
 import sys
 
 from .. import aws
+from ..awserrors import error_label
 from ..errors import LogarchiveError
 from ..setup import bucket_policy, check, deployment, lifecycle, post_deploy, replication
 from ._common import add_endpoint_options
@@ -119,7 +120,7 @@ def run_lifecycle(args: argparse.Namespace) -> int:
             source = "the bucket's Object Lock default"
         except Exception as exc:
             raise LogarchiveError(f"bucket {args.bucket}: cannot read its Object Lock configuration "
-                                  f"({aws.error_code(exc)})") from None
+                                  f"({error_label(exc)})") from None
     problems = lifecycle.validate(plan, retention, source)
     for p in problems:
         print(f"logarchive: error: {p}", file=sys.stderr)
@@ -132,7 +133,7 @@ def run_lifecycle(args: argparse.Namespace) -> int:
         config = lifecycle.configure(s3, args.bucket, plan, dry_run=args.dry_run)
     except Exception as exc:
         raise LogarchiveError(f"bucket {args.bucket}: cannot {'read' if args.dry_run else 'set'} its "
-                              f"lifecycle configuration ({aws.error_code(exc)})") from None
+                              f"lifecycle configuration ({error_label(exc)})") from None
     if args.dry_run:
         print(json.dumps(config, indent=2))
         return 0

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from .. import aws
+from ..awserrors import error_code, error_label
 from ..errors import LogarchiveError
 
 COLD_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
@@ -91,7 +91,7 @@ def head(s3: Any, bucket: str, key: str) -> dict[str, Any]:
     try:
         return s3.head_object(Bucket=bucket, Key=key)
     except Exception as exc:  # botocore: 403, 404, connection errors
-        code = aws.error_code(exc)
+        code = error_label(exc)
         raise LogarchiveError(f"{key}: cannot read its storage class (S3 error {code})") from None
 
 
@@ -122,7 +122,7 @@ def check_tier(key: str, state: ColdState, tier: str) -> None:
 
 def restore_error(key: str, exc: BaseException, state: ColdState, tier: str) -> LogarchiveError:
     """One line per refused restore, by S3's error code."""
-    code = aws.error_code(exc)
+    code = error_label(exc)
     if code == "InvalidObjectState":
         why = f"S3 says it is not archived (InvalidObjectState; listed as {state.label}): nothing to restore"
     elif code == "GlacierExpeditedRetrievalNotAvailable":
@@ -144,7 +144,7 @@ def request_restore(s3: Any, bucket: str, key: str, state: ColdState, tier: str,
     try:
         s3.restore_object(Bucket=bucket, Key=key, RestoreRequest=restore_request(state, tier, days))
     except Exception as exc:
-        if aws.error_code(exc) == "RestoreAlreadyInProgress":
+        if error_code(exc) == "RestoreAlreadyInProgress":
             return "in progress"
         raise restore_error(key, exc, state, tier) from None
     return "requested"
@@ -286,7 +286,7 @@ class ColdArchiveError(LogarchiveError):
 
 def cold_error(key: str, exc: BaseException, how: str) -> ColdArchiveError | None:
     """The ``ColdArchiveError`` a botocore GET error means, if it means one."""
-    if aws.error_code(exc) != "InvalidObjectState":
+    if error_code(exc) != "InvalidObjectState":
         return None
     response = getattr(exc, "response", None) or {}
     cls = (response.get("Error") or {}).get("StorageClass") or "an archive storage class"
