@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 from helpers_index import STACK, docker_line, put_archive
 from retrieval_helpers import files_under, leftovers, run_cli
 
-from chalicelib import aws
+from chalicelib import aws, restores
 from chalicelib.devkit import local_aws
 from chalicelib.download import coldstore
 from chalicelib.errors import LogarchiveError
@@ -71,7 +71,7 @@ def cold(buckets, tmp_path, moto_endpoint):
 
 
 @pytest.fixture
-def restores() -> list[dict]:
+def restore_calls() -> list[dict]:
     """RestoreObject requests the CLI sends, seen on the real (cached) client."""
     calls: list[dict] = []
     aws.client("s3").meta.events.register(
@@ -110,12 +110,12 @@ def test_listing_names_the_cold_ones_without_a_download(cold, capsys, caplog) ->
     assert "2 of these archives are in cold storage (DEEP_ARCHIVE: 1, GLACIER: 1)" in caplog.text
 
 
-def test_restore_requests_then_a_rerun_downloads_and_skips_what_is_written(cold, capsys, restores) -> None:
+def test_restore_requests_then_a_rerun_downloads_and_skips_what_is_written(cold, capsys, restore_calls) -> None:
     rc, _, err = run_cli(cold.argv("--restore", "--restore-tier", "Standard", "--restore-days", "2"), capsys)
     # The local S3 restores at once, but this run saw them cold: it asked and did not wait.
     assert rc == 1
     assert {(r["Key"], r["RestoreRequest"]["Days"], r["RestoreRequest"]["GlacierJobParameters"]["Tier"])
-            for r in restores} == {(cold.keys["glacier"], 2, "Standard"), (cold.keys["deep"], 2, "Standard")}
+            for r in restore_calls} == {(cold.keys["glacier"], 2, "Standard"), (cold.keys["deep"], 2, "Standard")}
     assert ("cold archives: 2 (DEEP_ARCHIVE: 1, GLACIER: 1); restore requested: 2, in progress: 0, ready: 0"
             in err)
     [estimate] = [x for x in err.splitlines() if "estimated cost" in x]
@@ -124,17 +124,17 @@ def test_restore_requests_then_a_rerun_downloads_and_skips_what_is_written(cold,
     assert set(cold.written()) == {"hot", "instant"}
     inode = cold.path("hot").stat().st_ino
 
-    restores.clear()
+    restore_calls.clear()
     rc, out, err = run_cli(cold.argv("--restore"), capsys)
     assert rc == 0, err
-    assert restores == []  # restored copies are there: nothing asked again
+    assert restore_calls == []  # restored copies are there: nothing asked again
     assert "restore requested: 0, in progress: 0, ready: 2" in err
     assert cold.written() == cold.raw
     assert cold.path("hot").stat().st_ino == inode  # written and verified before: not fetched again
     assert str(cold.path("hot")) in out.splitlines()
 
 
-def test_restore_wait_downloads_each_as_its_restore_completes(cold, capsys, restores, moto_endpoint) -> None:
+def test_restore_wait_downloads_each_as_its_restore_completes(cold, capsys, restore_calls, moto_endpoint) -> None:
     # Each restore reports ongoing-request="true" to three reads, then completes.
     local_aws.slow_restores(moto_endpoint, 3)
     answers: list[str] = []  # the Restore header of every HEAD answer the CLI got
@@ -143,7 +143,7 @@ def test_restore_wait_downloads_each_as_its_restore_completes(cold, capsys, rest
     rc, _, err = run_cli(cold.argv("--restore", "--wait"), capsys)
     assert rc == 0, err
     assert "restore requested: 2, in progress: 0, ready: 0" in err
-    assert len(restores) == 2
+    assert len(restore_calls) == 2
     # Polls saw both restores under way before they completed: the CLI waited.
     assert answers.count('ongoing-request="true"') >= 2
     assert answers[-1].startswith('ongoing-request="false"')
@@ -151,13 +151,13 @@ def test_restore_wait_downloads_each_as_its_restore_completes(cold, capsys, rest
     assert not leftovers(str(cold.dest))
 
 
-def test_a_restore_under_way_is_not_requested_again(cold, capsys, restores, moto_endpoint) -> None:
+def test_a_restore_under_way_is_not_requested_again(cold, capsys, restore_calls, moto_endpoint) -> None:
     local_aws.slow_restores(moto_endpoint, 3)
     assert run_cli(cold.argv("--restore"), capsys)[0] == 1
-    assert len(restores) == 2
-    restores.clear()
+    assert len(restore_calls) == 2
+    restore_calls.clear()
     rc, _, err = run_cli(cold.argv("--restore"), capsys)
-    assert rc == 1 and restores == []
+    assert rc == 1 and restore_calls == []
     assert "restore requested: 0, in progress: 2, ready: 0" in err
     without = run_cli(cold.argv(), capsys)[2]
     assert f"logarchive: error: {cold.keys['glacier']}: in GLACIER, restore under way" in errors(without)
@@ -172,19 +172,19 @@ def test_a_rerun_fetches_again_a_file_that_does_not_verify(cold, capsys) -> None
     assert written["hot"] == cold.raw["hot"] and written["instant"] == cold.raw["instant"]
 
 
-def test_expedited_is_refused_for_deep_archive_only(cold, capsys, restores) -> None:
+def test_expedited_is_refused_for_deep_archive_only(cold, capsys, restore_calls) -> None:
     rc, _, err = run_cli(cold.argv("--restore", "--restore-tier", "Expedited"), capsys)
     assert rc == 1
-    assert [r["Key"] for r in restores] == [cold.keys["glacier"]]
+    assert [r["Key"] for r in restore_calls] == [cold.keys["glacier"]]
     assert f"logarchive: error: {cold.keys['deep']}: restore refused: DEEP_ARCHIVE has no Expedited retrieval: " \
            "use --restore-tier Standard or Bulk" in errors(err)
     assert "restore requested: 1, in progress: 0, ready: 0, refused: 1" in err
 
 
 def test_restoring_a_standard_object_is_one_line(cold) -> None:
-    state = coldstore.ColdState("GLACIER", coldstore.COLD)  # listed cold, copied back to STANDARD since
+    state = restores.ColdState("GLACIER", restores.COLD)  # listed cold, copied back to STANDARD since
     with pytest.raises(LogarchiveError) as info:
-        coldstore.request_restore(cold.s3, cold.bucket, cold.keys["hot"], state, "Bulk", 7)
+        restores.request_restore(cold.s3, cold.bucket, cold.keys["hot"], state, "Bulk", 7)
     assert str(info.value) == (f"{cold.keys['hot']}: restore refused: S3 says it is not archived "
                                "(InvalidObjectState; listed as GLACIER): nothing to restore")
 
@@ -198,7 +198,7 @@ def test_restoring_a_standard_object_is_one_line(cold) -> None:
 def test_refused_restores_are_one_line_by_error_code(code, tier, message) -> None:
     # AWS refuses these where the local S3 accepts: their messages by S3's error codes.
     exc = ClientError({"Error": {"Code": code, "Message": "x\ny"}}, "RestoreObject")
-    err = coldstore.restore_error("s/shareable/v3/k", exc, coldstore.ColdState("DEEP_ARCHIVE", "cold"), tier)
+    err = restores.restore_error("s/shareable/v3/k", exc, restores.ColdState("DEEP_ARCHIVE", "cold"), tier)
     assert str(err).startswith("s/shareable/v3/k: restore refused: ") and message in str(err)
     assert "\n" not in str(err)
 
@@ -211,30 +211,30 @@ def test_wait_needs_restore_and_restore_needs_the_bucket(cold, capsys) -> None:
 
 
 def test_states_from_head_answers() -> None:
-    st = coldstore.state_of
-    assert st("STANDARD", {}).state == coldstore.READABLE
+    st = restores.state_of
+    assert st("STANDARD", {}).state == restores.READABLE
     assert st("GLACIER_IR", {"StorageClass": "GLACIER_IR"}).readable
-    assert st("GLACIER", {"StorageClass": "GLACIER"}).state == coldstore.COLD
-    assert st("GLACIER", {"Restore": 'ongoing-request="true"'}).state == coldstore.RESTORING
+    assert st("GLACIER", {"StorageClass": "GLACIER"}).state == restores.COLD
+    assert st("GLACIER", {"Restore": 'ongoing-request="true"'}).state == restores.RESTORING
     done = st("DEEP_ARCHIVE", {"Restore": 'ongoing-request="false", expiry-date="Fri, 21 Dec 2012 00:00:00 GMT"'})
-    assert done.state == coldstore.RESTORED and done.restore_expiry == "Fri, 21 Dec 2012 00:00:00 GMT"
+    assert done.state == restores.RESTORED and done.restore_expiry == "Fri, 21 Dec 2012 00:00:00 GMT"
     # Intelligent-Tiering: cold only in an archive tier, and then restored without days or tier.
     assert st("INTELLIGENT_TIERING", {}).readable
     it = st("INTELLIGENT_TIERING", {"ArchiveStatus": "DEEP_ARCHIVE_ACCESS"})
-    assert it.state == coldstore.COLD and it.label == "INTELLIGENT_TIERING/DEEP_ARCHIVE_ACCESS"
-    assert coldstore.restore_request(it, "Bulk", 7) == {}
-    assert coldstore.restore_request(done, "Bulk", 3) == {"Days": 3, "GlacierJobParameters": {"Tier": "Bulk"}}
+    assert it.state == restores.COLD and it.label == "INTELLIGENT_TIERING/DEEP_ARCHIVE_ACCESS"
+    assert restores.restore_request(it, "Bulk", 7) == {}
+    assert restores.restore_request(done, "Bulk", 3) == {"Days": 3, "GlacierJobParameters": {"Tier": "Bulk"}}
 
 
 def test_estimates_use_the_dated_list_prices() -> None:
     gib = coldstore.GB
-    deep = coldstore.ColdState("DEEP_ARCHIVE", coldstore.COLD)
-    glacier = coldstore.ColdState("GLACIER", coldstore.COLD)
+    deep = restores.ColdState("DEEP_ARCHIVE", restores.COLD)
+    glacier = restores.ColdState("GLACIER", restores.COLD)
     e = coldstore.estimate([(deep, 100 * gib)], "Bulk", 30)
     assert e.cost == pytest.approx(100 * 0.0025 + 0.025 / 1000 + 100 * 0.023)
     assert e.times == ("within 48 hours",)
     assert coldstore.estimate([(glacier, 10 * gib)], "Bulk", 0).cost == 0.0  # Flexible Retrieval Bulk is free
-    it = coldstore.ColdState("INTELLIGENT_TIERING", coldstore.COLD, "ARCHIVE_ACCESS")
+    it = restores.ColdState("INTELLIGENT_TIERING", restores.COLD, "ARCHIVE_ACCESS")
     assert coldstore.estimate([(it, 10 * gib)], "Bulk", 7).cost == 0.0
 
 

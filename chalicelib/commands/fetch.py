@@ -22,7 +22,7 @@ from typing import Any
 
 import boto3
 
-from .. import aws
+from .. import aws, restores
 from ..awserrors import error_label
 from ..download import coldstore, retrieval
 from ..download.api_client import ApiClient
@@ -82,8 +82,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     cold.add_argument("--restore", action="store_true",
                       help="request their restore (a restore under way is not asked again), print counts "
                       "and the estimated cost and time")
-    cold.add_argument("--restore-tier", choices=coldstore.TIERS, default=coldstore.DEFAULT_TIER,
-                      help=f"retrieval tier (default {coldstore.DEFAULT_TIER}; not for Intelligent-Tiering)")
+    cold.add_argument("--restore-tier", choices=restores.TIERS, default=restores.DEFAULT_TIER,
+                      help=f"retrieval tier (default {restores.DEFAULT_TIER}; not for Intelligent-Tiering)")
     cold.add_argument("--restore-days", type=int, default=coldstore.DEFAULT_DAYS, metavar="D",
                       help=f"days S3 keeps each restored copy (default {coldstore.DEFAULT_DAYS})")
     cold.add_argument("--wait", action="store_true",
@@ -198,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.verify_only and args.download_location is None:
         for m in matches:
             print(m.relative_path)
-        listed_cold = Counter(m.storage_class for m in matches if m.storage_class in coldstore.COLD_CLASSES)
+        listed_cold = Counter(m.storage_class for m in matches if m.storage_class in restores.COLD_CLASSES)
         if listed_cold:
             log.warning("%d of these archives are in cold storage (%s): downloading them needs --restore",
                         sum(listed_cold.values()), _by_class(listed_cold))
@@ -245,7 +245,7 @@ def run(args: argparse.Namespace) -> int:
     for o in sorted_out.done:
         report(o)
     any_cold = sorted_out.cold or (args.restore and sorted_out.restored)
-    restores = _restore(args, s3, sorted_out, say) if any_cold else None
+    asked = _restore(args, s3, sorted_out, say) if any_cold else None
 
     def run_on(selected: list[retrieval.Match]) -> list[retrieval.Outcome]:
         jobs = args.jobs
@@ -262,7 +262,7 @@ def run(args: argparse.Namespace) -> int:
         report(outcome)
 
     try:
-        waiting = restores.waiting if restores is not None and args.wait else {}
+        waiting = asked.waiting if asked is not None and args.wait else {}
         if waiting and downloading:
             outcomes = retrieval.run_as_ready(
                 lambda m: retriever.download(m, args.download_location), sorted_out.ready,
@@ -284,8 +284,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
-    outcomes = [*sorted_out.done, *outcomes, *lost_waiting, *(restores.lost if restores is not None else [])]
-    not_yet = restores.not_yet if restores is not None and not args.wait else []
+    outcomes = [*sorted_out.done, *outcomes, *lost_waiting, *(asked.lost if asked is not None else [])]
+    not_yet = asked.not_yet if asked is not None and not args.wait else []
     _advise(args, api is not None, outcomes, not_yet, sorted_out)
     failed = sum(1 for o in outcomes if not o.ok)
     skipped = sum(1 for o in outcomes if o.skipped)
@@ -324,7 +324,7 @@ class _Sorted:
 
     ready: list[retrieval.Match] = field(default_factory=list)  # readable now
     done: list[retrieval.Outcome] = field(default_factory=list)  # written earlier, or failed already
-    cold: dict[str, tuple[retrieval.Match, coldstore.ColdState]] = field(default_factory=dict)
+    cold: dict[str, tuple[retrieval.Match, restores.ColdState]] = field(default_factory=dict)
     restored: int = 0  # cold archives whose restored copy is there
 
 
@@ -339,7 +339,7 @@ def _sort_out(
     def written(m: retrieval.Match) -> bool:
         return downloading and os.path.isfile(retriever.output_path(m, dest))
 
-    keys = [m.key for m in matches if coldstore.may_be_cold(m.storage_class) or written(m)]
+    keys = [m.key for m in matches if restores.may_be_cold(m.storage_class) or written(m)]
     heads = coldstore.heads(s3, args.bucket, keys, jobs=args.jobs)
     out = _Sorted()
     for m in matches:
@@ -351,10 +351,10 @@ def _sort_out(
         elif downloading and retriever.written_and_verified(m, dest, head.get("Metadata") or {}):
             out.done.append(retrieval.Outcome(m.key, True, path=retriever.output_path(m, dest), skipped=True))
         else:
-            state = coldstore.state_of(m.storage_class, head)
+            state = restores.state_of(m.storage_class, head)
             if state.readable:
                 out.ready.append(m)
-                out.restored += state.state == coldstore.RESTORED
+                out.restored += state.state == restores.RESTORED
             else:
                 out.cold[m.key] = (m, state)
     return out
@@ -365,7 +365,7 @@ def _sort_out_indexed(matches: list[retrieval.Match]) -> _Sorted:
     to the download says it of the others)."""
     out = _Sorted()
     for m in matches:
-        if m.storage_class in coldstore.COLD_CLASSES:
+        if m.storage_class in restores.COLD_CLASSES:
             err = coldstore.ColdArchiveError(m.key, m.storage_class, retrieval.API_RESTORE_HOW)
             out.done.append(retrieval.Outcome(m.key, False, str(err), storage_class=m.storage_class))
         else:
@@ -387,17 +387,17 @@ def _restore(args: argparse.Namespace, s3: Any, sorted_out: _Sorted, say: Callab
     if not args.restore:
         not_yet = []
         for m, st in cold.values():
-            what = "restore under way" if st.state == coldstore.RESTORING else "not restored"
+            what = "restore under way" if st.state == restores.RESTORING else "not restored"
             not_yet.append(retrieval.Outcome(m.key, False, f"{m.key}: in {st.label}, {what}",
                                              storage_class=st.label))
         return _Restores({}, not_yet, [])
 
-    def one(item: tuple[retrieval.Match, coldstore.ColdState]) -> str | LogarchiveError:
+    def one(item: tuple[retrieval.Match, restores.ColdState]) -> str | LogarchiveError:
         m, st = item
-        if st.state == coldstore.RESTORING:
+        if st.state == restores.RESTORING:
             return "in progress"
         try:
-            return coldstore.request_restore(s3, args.bucket, m.key, st, args.restore_tier, args.restore_days)
+            return restores.request_restore(s3, args.bucket, m.key, st, args.restore_tier, args.restore_days)
         except LogarchiveError as exc:
             return exc
 
@@ -493,9 +493,9 @@ def _advise(
         return
     print(f"logarchive: {n} archive(s) in cold storage ({_by_class(cold)}) were not downloaded; to restore "
           f"and download them run: {_rerun(args, '--restore', '--wait')}", file=sys.stderr)
-    items = [(st, m.size) for m, st in sorted_out.cold.values() if st.state == coldstore.COLD]
+    items = [(st, m.size) for m, st in sorted_out.cold.values() if st.state == restores.COLD]
     if items:
-        tier, days = coldstore.DEFAULT_TIER, coldstore.DEFAULT_DAYS
+        tier, days = restores.DEFAULT_TIER, coldstore.DEFAULT_DAYS
         print(f"logarchive: {coldstore.estimate(items, tier, days).text(tier, days)}", file=sys.stderr)
 
 
