@@ -119,14 +119,20 @@ def restore_error(key: str, exc: BaseException, state: ColdState, tier: str) -> 
     return LogarchiveError(f"{key}: restore refused: {why}")
 
 
-def request_restore(s3: Any, bucket: str, key: str, state: ColdState, tier: str, days: int) -> str:
-    """Ask S3 to restore one cold archive. Returns ``requested``, or ``in progress`` when S3
-    already works on it (asked again after a HEAD said so, by another run, or concurrently)."""
-    check_tier(key, state, tier)
+def request_restore(
+    s3: Any, bucket: str, key: str, state: ColdState, tier: str, days: int, *, version_id: str = "",
+    name: str = "",
+) -> str:
+    """Ask S3 to restore one cold archive (``version_id``: that version). Returns ``requested``,
+    or ``in progress`` when S3 already works on it (asked again after a HEAD said so, by another
+    run, or concurrently). ``name`` (default: the key) is how errors call the object."""
+    name = name or key
+    check_tier(name, state, tier)
+    kwargs = {"VersionId": version_id} if version_id else {}
     try:
-        s3.restore_object(Bucket=bucket, Key=key, RestoreRequest=restore_request(state, tier, days))
+        s3.restore_object(Bucket=bucket, Key=key, RestoreRequest=restore_request(state, tier, days), **kwargs)
     except Exception as exc:
         if error_code(exc) == "RestoreAlreadyInProgress":
             return "in progress"
-        raise restore_error(key, exc, state, tier) from None
+        raise restore_error(name, exc, state, tier) from None
     return "requested"
