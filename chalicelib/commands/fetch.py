@@ -200,7 +200,8 @@ def run(args: argparse.Namespace) -> int:
             print(m.relative_path)
         listed_cold = Counter(m.storage_class for m in matches if m.storage_class in restores.COLD_CLASSES)
         if listed_cold:
-            log.warning("%d of these archives are in cold storage (%s): downloading them needs --restore",
+            log.warning("%d of these archives are in cold storage (%s): downloading them needs a restore "
+                        "(--restore) unless one is under way or done",
                         sum(listed_cold.values()), _by_class(listed_cold))
         log.warning("No files were downloaded. Please provide a location with --download-location "
                     "to download the files.")
@@ -240,8 +241,8 @@ def run(args: argparse.Namespace) -> int:
     downloading = not args.verify_only and not to_stdout
     if s3 is not None:
         sorted_out = _sort_out(args, s3, retriever, matches, downloading=downloading)
-    else:
-        sorted_out = _sort_out_indexed(matches)
+    else:  # through the API: S3's answer to each presigned GET says which are cold
+        sorted_out = _Sorted(ready=list(matches))
     for o in sorted_out.done:
         report(o)
     any_cold = sorted_out.cold or (args.restore and sorted_out.restored)
@@ -360,19 +361,6 @@ def _sort_out(
     return out
 
 
-def _sort_out_indexed(matches: list[retrieval.Match]) -> _Sorted:
-    """Through the API: the index's storage class says which archives are cold (S3's answer
-    to the download says it of the others)."""
-    out = _Sorted()
-    for m in matches:
-        if m.storage_class in restores.COLD_CLASSES:
-            err = coldstore.ColdArchiveError(m.key, m.storage_class, retrieval.API_RESTORE_HOW)
-            out.done.append(retrieval.Outcome(m.key, False, str(err), storage_class=m.storage_class))
-        else:
-            out.ready.append(m)
-    return out
-
-
 @dataclass
 class _Restores:
     waiting: dict[str, retrieval.Match]  # restore requested or under way
@@ -479,9 +467,9 @@ def _advise(
         return
     n = sum(cold.values())
     if via_api:
-        print(f"logarchive: {n} archive(s) in cold storage ({_by_class(cold)}) were not downloaded: restore "
-              "them with read access to the bucket: "
-              f"{_rerun_bucket_hint(args)}", file=sys.stderr)
+        print(f"logarchive: {n} archive(s) in cold storage ({_by_class(cold)}) were not downloaded: start a "
+              "retrieval job (POST /retrievals), which restores them and finishes on its own, or restore "
+              f"them with access to the bucket: {_rerun_bucket_hint(args)}", file=sys.stderr)
         return
     if args.restore:
         if not_yet:
