@@ -241,3 +241,12 @@ def test_estimates_use_the_dated_list_prices() -> None:
 def test_poll_intervals_back_off_to_a_ceiling() -> None:
     gaps = coldstore.poll_intervals(60, 900)
     assert [next(gaps) for _ in range(7)] == [60, 120, 240, 480, 900, 900, 900]
+
+
+def test_restore_wait_to_stdout_streams_every_archive_in_order(cold, capsysbinary, moto_endpoint) -> None:
+    local_aws.slow_restores(moto_endpoint, 3)
+    argv = cold.argv("--restore", "--wait")
+    argv[argv.index(str(cold.dest))] = "-"
+    rc, out, err = run_cli(argv, capsysbinary)
+    assert rc == 0, err
+    assert gzip.decompress(out) == b"".join(cold.raw[name] for name in CLASSES)  # container order

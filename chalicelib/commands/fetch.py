@@ -334,22 +334,31 @@ def _sort_out(
     *, downloading: bool,
 ) -> _Sorted:
     """One HEAD for each archive that may be cold or whose output an earlier run may have
-    written; the others are ready as listed."""
+    written (that file is checked in the same task, ``--jobs`` at a time); the others are
+    ready as listed."""
     dest = args.download_location
 
     def written(m: retrieval.Match) -> bool:
         return downloading and os.path.isfile(retriever.output_path(m, dest))
 
-    keys = [m.key for m in matches if restores.may_be_cold(m.storage_class) or written(m)]
-    heads = coldstore.heads(s3, args.bucket, keys, jobs=args.jobs)
+    def inspect(m: retrieval.Match) -> tuple[coldstore.Head | LogarchiveError, bool]:
+        try:
+            head = coldstore.head(s3, args.bucket, m.key)
+        except LogarchiveError as exc:
+            return exc, False
+        return head, written(m) and retriever.written_and_verified(m, dest, head.get("Metadata") or {})
+
+    candidates = [m for m in matches if restores.may_be_cold(m.storage_class) or written(m)]
+    with ThreadPoolExecutor(max_workers=args.jobs, thread_name_prefix="logarchive-head") as pool:
+        inspected = dict(zip((m.key for m in candidates), pool.map(inspect, candidates), strict=True))
     out = _Sorted()
     for m in matches:
-        head = heads.get(m.key)
+        head, verified = inspected.get(m.key, (None, False))
         if head is None:
             out.ready.append(m)
         elif isinstance(head, LogarchiveError):
             out.done.append(retrieval.Outcome(m.key, False, str(head)))
-        elif downloading and retriever.written_and_verified(m, dest, head.get("Metadata") or {}):
+        elif verified:
             out.done.append(retrieval.Outcome(m.key, True, path=retriever.output_path(m, dest), skipped=True))
         else:
             state = restores.state_of(m.storage_class, head)

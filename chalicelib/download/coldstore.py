@@ -9,7 +9,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +19,10 @@ from ..restores import COLD, INTELLIGENT_TIERING, ColdState, state_of
 DEFAULT_DAYS = 7
 
 
-def head(s3: Any, bucket: str, key: str) -> dict[str, Any]:
+Head = dict[str, Any]
+
+
+def head(s3: Any, bucket: str, key: str) -> Head:
     try:
         return s3.head_object(Bucket=bucket, Key=key)
     except Exception as exc:  # botocore: 403, 404, connection errors
@@ -139,23 +141,6 @@ def wait_restored(
                 del left[key]
                 on_error(key, LogarchiveError(f"{key}: its restore is no longer under way and no copy is "
                                               "there: run again with --restore"))
-
-
-Head = dict[str, Any]
-
-
-def heads(s3: Any, bucket: str, keys: list[str], *, jobs: int = 4) -> dict[str, Head | LogarchiveError]:
-    """HEAD each key, in parallel; a failure is that key's one-line error."""
-    def one(key: str) -> Head | LogarchiveError:
-        try:
-            return head(s3, bucket, key)
-        except LogarchiveError as exc:
-            return exc
-
-    if not keys:
-        return {}
-    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="logarchive-head") as pool:
-        return dict(zip(keys, pool.map(one, keys), strict=True))
 
 
 class ColdArchiveError(LogarchiveError):
