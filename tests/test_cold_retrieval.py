@@ -9,6 +9,10 @@ object answers ``ongoing-request="true"`` for that many reads.
 from __future__ import annotations
 
 import gzip
+import os
+import signal
+import subprocess
+import sys
 
 import boto3
 import pytest
@@ -23,6 +27,7 @@ from chalicelib.errors import LogarchiveError
 from chalicelib.keyring import MasterKey
 
 MASTER = MasterKey(b"\x07" * 32)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLASSES = {"hot": None, "instant": "GLACIER_IR", "glacier": "GLACIER", "deep": "DEEP_ARCHIVE"}
 
 
@@ -250,3 +255,34 @@ def test_restore_wait_to_stdout_streams_every_archive_in_order(cold, capsysbinar
     rc, out, err = run_cli(argv, capsysbinary)
     assert rc == 0, err
     assert gzip.decompress(out) == b"".join(cold.raw[name] for name in CLASSES)  # container order
+
+
+def test_ctrl_c_while_waiting_then_a_rerun_skips_what_is_written_and_asks_nothing_again(
+    cold, capsys, restore_calls, moto_endpoint,
+) -> None:
+    local_aws.slow_restores(moto_endpoint, 3)
+    argv = [a if a != "0" else "3600" for a in cold.argv("--restore", "--wait")]  # waits an hour to poll
+    child = subprocess.Popen([sys.executable, "-m", "chalicelib.cli", *argv], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        # The readable archives are written while the restores are under way.
+        written = [child.stdout.readline().strip() for _ in range(2)]
+        assert sorted(written) == sorted([str(cold.path("hot")), str(cold.path("instant"))])
+        child.send_signal(signal.SIGINT)
+        assert child.wait(timeout=60) == 130
+        err = child.stderr.read()
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.stdout.close()
+        child.stderr.close()
+    assert "restore requested: 2, in progress: 0, ready: 0" in err and "Traceback" not in err
+    inode = cold.path("hot").stat().st_ino
+
+    rc, out, err = run_cli(cold.argv("--restore", "--wait"), capsys)
+    assert rc == 0, err
+    assert restore_calls == []  # both restores were under way: not asked again
+    assert "restore requested: 0, in progress: 2, ready: 0" in err
+    assert cold.written() == cold.raw
+    assert cold.path("hot").stat().st_ino == inode  # written and verified before: skipped
+    assert not leftovers(str(cold.dest))
