@@ -38,8 +38,10 @@ def head_state(s3: Any, bucket: str, key: str, storage_class: str | None) -> Col
 # Estimates (list prices, dated)
 # ---------------------------------------------------------------------------------------
 
-# S3 list prices in us-east-1 as published on aws.amazon.com/s3/pricing in May 2026: per GB
-# retrieved, per 1,000 restore requests, and the typical time to a readable copy.
+# S3 list prices in us-east-1 as known for May 2026 (aws.amazon.com/s3/pricing; not re-read
+# from AWS on the build machine, which has no internet; Flexible Retrieval Bulk is free per
+# AWS's restore documentation): per GB retrieved, per 1,000 restore requests, and the typical
+# time to a readable copy. Check them before quoting.
 PRICES_AS_OF = "us-east-1 list prices, May 2026"
 RESTORE_PRICES: dict[tuple[str, str], tuple[float, float, str]] = {
     ("GLACIER", "Expedited"): (0.03, 10.00, "1-5 minutes"),
