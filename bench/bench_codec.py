@@ -143,10 +143,10 @@ def naive_unseal(src: Path, dst: Path, envelope) -> int:
 
 
 # --- ours --------------------------------------------------------------------------------
-def our_seal(src: Path, dst: Path, level: int = codec.DEFAULT_LEVEL) -> codec.SealResult:
+def our_seal(src: Path, dst: Path, compression: str | None = None, threads: int = 1) -> codec.SealResult:
     ring = Keyring([KEY])
     with open(src, "rb") as fin, open(dst, "wb") as fout:
-        return codec.seal(fin, fout, ring, level=level)
+        return codec.seal(fin, fout, ring, compression=compression, threads=threads)
 
 
 def our_unseal(src: Path, dst: Path, envelope, *, decompress: bool) -> codec.UnsealResult:
