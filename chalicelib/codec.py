@@ -120,7 +120,8 @@ PRESETS = {
     for p in (
         Preset("fast", "ISA-L level 1: fastest, 1.15-1.5x the size of gzip -6", (_isal1,)),
         Preset("default", "the fastest of libdeflate 6, zlib-ng 6, libdeflate 7 that reaches "
-               "0.945x the size of gzip -6 on a sample: 0.89-0.95x, 1.3-2x its speed", (_libdeflate6, _zlib_ng6, _libdeflate7)),
+               "0.945x the size of gzip -6 on a sample: 0.89-0.95x, 1.3-2x its speed",
+               (_libdeflate6, _zlib_ng6, _libdeflate7)),
         Preset("small", "libdeflate level 8: 0.83-0.9x the size of gzip -6, slower than it", (_libdeflate8,)),
     )
 }
