@@ -14,7 +14,8 @@ format, 1 MiB chunks into AES-256-GCM, no hashing, one process):
    ``python bench/naive_seal.py`` on one core (``taskset -c 0`` when there is one), start-up
    included, by the child's CPU time (user + sys) and by wall clock;
 3. ``codec.unseal`` + gunzip of the default preset's archive: plaintext MB/s on one core;
-4. peak RSS of ``logarchive seal`` (all threads) and of unseal on a ``--rss-size-mb`` file.
+4. peak RSS (``VmHWM``) of ``logarchive seal`` (all threads) and of unseal on a
+   ``--rss-size-mb`` file.
 
 Every figure is the best of ``--repeat``. MB = 10^6 bytes. The machine may be shared: CPU
 time is the one-core figure; wall clock is what a run saw.
@@ -167,6 +168,19 @@ def whole_process(src: Path, work: Path, repeat: int) -> dict:
 
 
 # --- 4. peak memory ------------------------------------------------------------------------------
+def seal_child(argv: list[str]) -> int:
+    """``--child-seal ARGS…``: ``logarchive ARGS…`` in this process, then its peak RSS.
+
+    ``VmHWM``, not the child's ``ru_maxrss``: Linux carries the forking parent's high-water
+    mark into the child's ``ru_maxrss`` across ``exec``.
+    """
+    from chalicelib import cli
+
+    rc = cli.main(argv)
+    print(json.dumps({"rc": rc, "hwm_mb": vm_hwm_mb()}))
+    return rc
+
+
 def unseal_child(args: list[str]) -> int:
     """``--child-unseal IN OUT``: one unseal + gunzip, report this process's peak RSS."""
     from chalicelib.envelope import Envelope
@@ -186,20 +200,16 @@ def vm_hwm_mb() -> float:
 
 
 def measure_rss(src: Path, work: Path) -> dict[str, float]:
-    """Peak RSS (ru_maxrss of each child) of ``logarchive seal`` (every thread) and of unseal."""
+    """Peak RSS (``VmHWM`` of each child) of ``logarchive seal`` (every thread) and of unseal."""
     keyfile = work / "bench.key"
     keyfile.write_text(KEY.to_base64() + "\n")
     sealed, opened = work / "rss.sealed", work / "rss.unsealed"
     out = {}
     for p in sorted(codec.PRESETS, key=lambda x: x == codec.DEFAULT_COMPRESSION):  # unseal reads default's
-        proc = subprocess.Popen([sys.executable, "-m", "chalicelib.cli", "seal", "--compression", p,
-                                 "--key-file", str(keyfile), str(src), str(sealed)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        if proc.returncode:
-            raise SystemExit(f"seal of {src.name} failed ({proc.returncode})")
-        out[f"seal {p}"] = usage.ru_maxrss * 1024 / 1e6
+        proc = subprocess.run([sys.executable, __file__, "--child-seal", "seal", "--compression", p,
+                               "--key-file", str(keyfile), str(src), str(sealed)],
+                              capture_output=True, text=True, check=True)
+        out[f"seal {p}"] = json.loads(proc.stdout)["hwm_mb"]
     proc = subprocess.run([sys.executable, __file__, "--child-unseal", str(sealed), str(opened)],
                           capture_output=True, text=True, check=True)
     out["unseal + gunzip"] = json.loads(proc.stdout)["hwm_mb"]
@@ -256,6 +266,8 @@ def machine() -> dict[str, str]:
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--child-unseal":
         return unseal_child(sys.argv[2:])
+    if len(sys.argv) > 1 and sys.argv[1] == "--child-seal":
+        return seal_child(sys.argv[2:])
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--size-mb", type=int, default=200, help="loggen file for the whole-process run (MB)")
     ap.add_argument("--corpus-mb", type=int, default=24, help="about this much of each corpus (MB)")
