@@ -16,6 +16,7 @@ import json
 import random
 import shutil
 import subprocess
+import sys
 import zlib
 from datetime import timedelta
 from pathlib import Path
@@ -279,3 +280,14 @@ def test_worker_lambda_records_the_stage_preset(buckets, tmp_path, monkeypatch) 
     assert got["Metadata"]["logarchive-compression"] == "small"
     gz = decrypted_gzip(got["Body"].read(), Envelope.from_fields(got["Metadata"], name=keys[0]), env["keyring"])
     assert members(gz) == [DATA[:M], DATA[M:2 * M], DATA[2 * M:]]
+
+
+def test_seal_starts_without_loading_boto3() -> None:
+    """``logarchive seal`` registers only its own command module: no boto3 at start-up (~0.3 s)."""
+    code = ("import sys; from chalicelib import cli; cli.build_parser(['seal', '--help']); "
+            "print('boto3' in sys.modules, 'chalicelib.commands.archive' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "False"]
+    code = ("import sys; from chalicelib import cli; p = cli.build_parser(['--help']); "
+            "print('chalicelib.commands.archive' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split() == ["True"]
