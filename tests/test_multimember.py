@@ -291,3 +291,27 @@ def test_seal_starts_without_loading_boto3() -> None:
     code = ("import sys; from chalicelib import cli; p = cli.build_parser(['--help']); "
             "print('chalicelib.commands.archive' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split() == ["True"]
+
+
+def test_archive_command_compression_option_overrides_the_stage_setting(buckets, tmp_path, monkeypatch, capsys) -> None:
+    from archiver_support import STAGING_PREFIX
+
+    from chalicelib import cli
+
+    env = archiver_env(monkeypatch, buckets)
+    monkeypatch.delenv("LOGARCHIVE_KEYS")
+    monkeypatch.setenv("LOGARCHIVE_COMPRESSION", "small")
+    key_file = tmp_path / "keys"
+    key_file.write_text(env["key"].to_base64() + "\n")
+    s3 = boto3.client("s3")
+    cut = DATA.rfind(b"\n", 0, M // 2) + 1  # two segments of whole lines
+    stage(s3, buckets.staging, "a-json.log", DATA[:cut], segment=1)
+    argv = ["archive", "--once", "--staging", f"s3://{buckets.staging}/{STAGING_PREFIX}",
+            "--archive-bucket", buckets.archive, "--key-file", str(key_file), "--stack", "teststack"]
+    assert cli.main([*argv, "--compression", "fast"]) == 0, capsys.readouterr()
+    stage(s3, buckets.staging, "b-json.log", DATA[cut:M], segment=2)
+    assert cli.main(argv) == 0, capsys.readouterr()  # no option: the stage setting
+    heads = {o["Key"]: s3.head_object(Bucket=buckets.archive, Key=o["Key"])["Metadata"]
+             for o in s3.list_objects_v2(Bucket=buckets.archive, Prefix="teststack/")["Contents"]}
+    assert sorted((m["logarchive-segment"], m["logarchive-compression"]) for m in heads.values()) == [
+        ("1", "fast"), ("2", "small")]
