@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from .codec import DEFAULT_COMPRESSION, preset
 from .errors import LogarchiveError
 from .keyring import Keyring, gather_keys, keys_from_parameter_store
 
@@ -53,6 +54,13 @@ def max_concurrency(function: str, env: Mapping[str, str] | None = None) -> int:
     return int(text)
 
 
+def _compression(name: str) -> str:
+    try:
+        return preset(_env(name)).name
+    except LogarchiveError as exc:
+        raise LogarchiveError(f"${name}: {exc}") from None
+
+
 def require(value: str, name: str) -> str:
     """``value``, or one line naming the unset setting ``name``."""
     if not value:
@@ -93,6 +101,7 @@ class Settings:
     signing_key_secret: str = ""
     signing_key_parameter: str = ""
     signing_key_file: str = ""  # local runs (``archive --once --signing-key-file``)
+    compression: str = DEFAULT_COMPRESSION  # the worker's codec.PRESETS name
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -122,6 +131,7 @@ class Settings:
             signing_kms_key_id=_env("LOGARCHIVE_SIGNING_KMS_KEY_ID"),
             signing_key_secret=_env("LOGARCHIVE_SIGNING_KEY_SECRET"),
             signing_key_parameter=_env("LOGARCHIVE_SIGNING_KEY_PARAMETER"),
+            compression=_compression("LOGARCHIVE_COMPRESSION"),
         )
 
     @property
