@@ -140,8 +140,22 @@ class StageResources:
     # --- names and ARNs ---------------------------------------------------------------------
 
     def function_name(self, function: str) -> str:
-        """The deployed function name (``chalice deploy``'s; the merge template sets the same)."""
+        """The deployed function name (``chalice deploy``'s; the merge template sets the same).
+
+        Chalice names the API handler ``<app>-<stage>``, without the handler's name (its old
+        deployer's name, kept for compatibility); every other function ``<app>-<stage>-<name>``.
+        """
+        if function == "api_handler":
+            return f"{APP_NAME}-{self.stage}"
         return f"{APP_NAME}-{self.stage}-{function}"
+
+    def role_name(self, function: str) -> str:
+        """The role ``chalice deploy`` creates for a function with its own policy file."""
+        return f"{APP_NAME}-{self.stage}-{function}"
+
+    def rule_name(self, function: str) -> str:
+        """The EventBridge rule ``chalice deploy`` creates for a scheduled or event handler."""
+        return f"{APP_NAME}-{self.stage}-{function}-event"
 
     @property
     def replication_role_name(self) -> str:
