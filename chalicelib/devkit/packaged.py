@@ -27,7 +27,7 @@ import boto3
 
 from ..keyring import Keyring, MasterKey
 from ..setup import deployment, package
-from ..setup.resources import StageResources
+from ..setup.resources import APP_NAME, StageResources, deployed_rule_name
 from . import local_aws
 
 ACCOUNT = "123456789012"  # the embedded AWS's account
@@ -270,7 +270,8 @@ def run_every_handler(lambdas: PackagedLambdas, question: dict[str, Any]) -> Flo
 
     stage, s3 = lambdas.stage, boto3.client("s3")
     res = stage.res
-    report = lambdas.invoke("archive_scheduler", scheduled_event(res.rule_name("archive_scheduler"))).payload
+    rule = deployed_rule_name(APP_NAME, res.stage, "archive_scheduler")
+    report = lambdas.invoke("archive_scheduler", scheduled_event(rule)).payload
     local_stack.drain(lambdas, stage.queues[res.work_queue.name], function="archive_worker")
     listed = s3.list_objects_v2(Bucket=res.archive_bucket, Prefix=res.archive_prefix).get("Contents", [])
     if len(listed) != 1:

@@ -20,6 +20,22 @@ FUNCTIONS = ("archive_scheduler", "archive_worker", "index_archive", "retrieval_
 _QUEUE_URL = re.compile(r"^https://sqs\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/(\d{12})/([A-Za-z0-9_-]{1,80})$")
 
 
+def deployed_function_name(app: str, stage: str, function: str) -> str:
+    """The name ``chalice deploy`` gives a function: ``<app>-<stage>-<name>``, but the API
+    handler's is ``<app>-<stage>`` (its old deployer's name, kept for compatibility)."""
+    return f"{app}-{stage}" if function == "api_handler" else f"{app}-{stage}-{function}"
+
+
+def deployed_role_name(app: str, stage: str, function: str) -> str:
+    """The role ``chalice deploy`` creates for a function with its own policy file."""
+    return f"{app}-{stage}-{function}"
+
+
+def deployed_rule_name(app: str, stage: str, function: str) -> str:
+    """The EventBridge rule ``chalice deploy`` creates for a scheduled or event handler."""
+    return f"{app}-{stage}-{function}-event"
+
+
 class DeploymentConfigError(LogarchiveError):
     """.chalice/config.json lacks or misstates a setting the deployment needs."""
 
@@ -140,22 +156,8 @@ class StageResources:
     # --- names and ARNs ---------------------------------------------------------------------
 
     def function_name(self, function: str) -> str:
-        """The deployed function name (``chalice deploy``'s; the merge template sets the same).
-
-        Chalice names the API handler ``<app>-<stage>``, without the handler's name (its old
-        deployer's name, kept for compatibility); every other function ``<app>-<stage>-<name>``.
-        """
-        if function == "api_handler":
-            return f"{APP_NAME}-{self.stage}"
-        return f"{APP_NAME}-{self.stage}-{function}"
-
-    def role_name(self, function: str) -> str:
-        """The role ``chalice deploy`` creates for a function with its own policy file."""
-        return f"{APP_NAME}-{self.stage}-{function}"
-
-    def rule_name(self, function: str) -> str:
-        """The EventBridge rule ``chalice deploy`` creates for a scheduled or event handler."""
-        return f"{APP_NAME}-{self.stage}-{function}-event"
+        """The deployed function name (``chalice deploy``'s; the merge template sets the same)."""
+        return deployed_function_name(APP_NAME, self.stage, function)
 
     @property
     def replication_role_name(self) -> str:
