@@ -12,6 +12,7 @@ from botocore.exceptions import ClientError
 from .. import aws
 from ..errors import LogarchiveError
 from ..setup import bucket_policy, check, deployment, post_deploy, replication, teardown
+from ..setup.resources import deployed_function_name
 from ._common import add_endpoint_options
 
 ROLE_ENV = "LOGARCHIVE_REPLICATION_ROLE_ARN"
@@ -136,7 +137,7 @@ def run_post_deploy(args: argparse.Namespace) -> int:
     client = aws.client("lambda", endpoint_url=args.endpoint_url, region=args.region)
     missing = []
     for fn in post_deploy.SQS_FUNCTIONS:
-        name = f"{args.app_name}-{args.stage}-{fn}"
+        name = deployed_function_name(args.app_name, args.stage, fn)
         found = post_deploy.enable_partial_batch_responses(client, name)
         if not found:
             missing.append(name)
