@@ -67,3 +67,25 @@ def test_every_handler_runs_from_the_deployment_package(task_root, aws_endpoint,
         assert gzip.decompress(resp.read()) == data
     # The Lambdas published their metrics (EMF on stdout) as deployed.
     assert any('"ObjectsArchived"' in i.stdout for i in lambdas.invocations)
+
+
+def test_every_module_ships_unchecked_bytecode_for_this_runtime(task_root) -> None:
+    """Lambda's code directory is read-only: a module without a usable .pyc is compiled at every
+    cold start, and a timestamp-checked one counts as stale once unzipped."""
+    import importlib.util
+
+    sources = [p for p in task_root.rglob("*.py")]
+    assert len(sources) > 500
+    for source in sources:
+        pyc = Path(importlib.util.cache_from_source(str(source)))
+        header = pyc.read_bytes()[:16]
+        assert header[:4] == importlib.util.MAGIC_NUMBER, source
+        assert int.from_bytes(header[4:8], "little") == 0b01, f"{pyc}: not an unchecked hash-based .pyc"
+        assert header[8:16] == importlib.util.source_hash(source.read_bytes()), source
+
+
+def test_bytecode_of_another_python_is_refused(tmp_path) -> None:
+    from chalicelib.setup import package
+
+    with pytest.raises(package.PackageError, match=r"the runtime is python3\.2 but this is python3\.\d+"):
+        package.add_bytecode(tmp_path / "deployment.zip", "python3.2")
