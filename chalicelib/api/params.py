@@ -7,12 +7,12 @@ turns them into ``400`` with a JSON body. Nothing here ever yields a bucket or a
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .. import layout
 from ..index.store import Selector
+from ..jobs.request import RetrievalRequest
 
 TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(Z|[+-]\d{2}:\d{2})?$")
 SELECTORS = {
@@ -143,36 +143,6 @@ def parse_job_id(value: Any) -> str:
     if not isinstance(value, str) or not JOB_ID_RE.match(value):
         raise ParamError("retrieval id must be 32 lowercase hex digits")
     return value
-
-
-@dataclass(frozen=True)
-class RetrievalRequest:
-    selector: Selector
-    start: datetime
-    end: datetime
-    stream: str | None
-    grep: str | None
-
-    def to_attrs(self) -> dict[str, Any]:
-        return {
-            "stack": self.selector.stack,
-            "sel_kind": self.selector.kind,
-            "sel_id": self.selector.ident,
-            "start": self.start.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "end": self.end.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "stream": self.stream or "",
-            "grep": self.grep or "",
-        }
-
-    @classmethod
-    def from_attrs(cls, d: dict[str, Any]) -> RetrievalRequest:
-        return cls(
-            Selector(d["stack"], d["sel_kind"], d["sel_id"]),
-            parse_time("start", d["start"]),
-            parse_time("end", d["end"]),
-            d.get("stream") or None,
-            d.get("grep") or None,
-        )
 
 
 RETRIEVAL_FIELDS = {"stack", *SELECTORS, "start", "end", "stream", "grep"}
