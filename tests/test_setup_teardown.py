@@ -190,3 +190,20 @@ def test_without_yes_and_no_terminal_nothing_is_removed(leftovers, capsys) -> No
     assert code == 1
     assert err == "logarchive: error: teardown: not removing without --yes (standard input is not a terminal)\n"
     assert inventory() == before
+
+
+def test_a_failed_removal_names_the_resource_and_the_rest_still_go(leftovers) -> None:
+    from chalicelib.setup import teardown
+
+    clients = {s: boto3.client(s) for s in ("lambda", "iam", "events", "apigateway", "cloudformation")}
+    inv = teardown.find(clients, "logarchive", "dev")
+    # Gone between the listing and the removal (someone else removed it meanwhile).
+    boto3.client("lambda").delete_function(FunctionName="logarchive-dev-archive_scheduler")
+    results = list(teardown.remove_all(clients, inv.remove))
+    failed = [(f.id, error) for f, error in results if error]
+    assert [name for name, _ in failed] == ["logarchive-dev-archive_scheduler"]
+    assert "\n" not in failed[0][1] and failed[0][1].startswith("ResourceNotFoundException")
+    assert len(results) == len(inv.remove)
+    left = inventory()
+    assert not {"logarchive-dev", "logarchive-dev-archive_worker", "logarchive-dev-retrieval_worker"} & left["functions"]
+    assert not {f"logarchive-dev-{fn}" for fn in ALL if fn != "index_archive"} & left["roles"]

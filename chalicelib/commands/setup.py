@@ -7,8 +7,6 @@ import json
 import os
 import sys
 
-from botocore.exceptions import ClientError
-
 from .. import aws
 from ..errors import LogarchiveError
 from ..setup import bucket_policy, check, deployment, post_deploy, replication, teardown
@@ -175,14 +173,10 @@ def run_teardown(args: argparse.Namespace) -> int:
             print("nothing removed")
             return 1
     failed = 0
-    for found in inv.remove:
-        try:
-            teardown.remove(clients, found)
-        except ClientError as exc:
+    for found, error in teardown.remove_all(clients, inv.remove):
+        if error:
             failed += 1
-            err = exc.response.get("Error", {})
-            print(f"logarchive: error: {found.kind} {found.id}: {err.get('Code')}: {err.get('Message')}",
-                  file=sys.stderr)
-            continue
-        print(f"removed {found.kind} {found.id}")
+            print(f"logarchive: error: {found.kind} {found.id}: {error}", file=sys.stderr)
+        else:
+            print(f"removed {found.kind} {found.id}")
     return 1 if failed else 0

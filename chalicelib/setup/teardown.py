@@ -19,6 +19,7 @@ looked at. Removal goes from the triggers inwards: mappings, rules, the API, fun
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -196,3 +197,15 @@ def remove(clients: dict[str, Any], found: Found) -> None:
         iam.delete_role(RoleName=found.id)
     else:
         raise ValueError(found.kind)
+
+
+def remove_all(clients: dict[str, Any], found: list[Found]) -> Iterator[tuple[Found, str]]:
+    """Remove each in turn; yields (resource, "" or one line of why it failed) and goes on."""
+    for item in found:
+        try:
+            remove(clients, item)
+        except ClientError as exc:
+            err = exc.response.get("Error", {})
+            yield item, f"{err.get('Code', 'error')}: {err.get('Message', '')}".strip()
+            continue
+        yield item, ""
