@@ -1,10 +1,11 @@
 """The Lambda deployment package: ``chalice package``, then bytecode compiled for the runtime.
 
 Lambda's code directory is read-only, so a package without ``.pyc`` files compiles every
-module it imports on every cold start. The bytecode is compiled with
-``--invalidation-mode unchecked-hash``: a timestamp-checked ``.pyc`` compares the source's
-mtime, which unzipping does not keep exactly (zip stores local time to 2 s), so it counts
-as stale and is silently ignored. ``.pyc`` files are specific to the Python minor version,
+module it imports on every cold start. The ``.pyc`` files are those ``compileall
+--invalidation-mode unchecked-hash`` writes (PEP 552), written straight into the zip (no
+unzip and re-zip), with the code's paths under ``/var/task``: a timestamp-checked ``.pyc``
+compares the source's mtime, which unzipping does not keep exactly (zip stores local time to
+2 s), so it counts as stale and is silently ignored. ``.pyc`` files are specific to the Python minor version,
 so the building interpreter must be the runtime's (Chalice takes the runtime from it too).
 
 ``python -m chalicelib.setup.package --stage S OUT`` is what ``make package`` runs.
