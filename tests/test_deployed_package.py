@@ -89,3 +89,15 @@ def test_bytecode_of_another_python_is_refused(tmp_path) -> None:
 
     with pytest.raises(package.PackageError, match=r"the runtime is python3\.2 but this is python3\.\d+"):
         package.add_bytecode(tmp_path / "deployment.zip", "python3.2")
+
+
+def test_bytecode_is_what_compileall_unchecked_hash_writes(tmp_path) -> None:
+    import py_compile
+
+    from chalicelib.setup import package
+
+    source = ROOT / "chalicelib" / "setup" / "teardown.py"
+    cfile = tmp_path / "teardown.pyc"
+    py_compile.compile(str(source), cfile=str(cfile), dfile="/var/task/chalicelib/setup/teardown.py",
+                       invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH, doraise=True)
+    assert package.hash_pyc(source.read_bytes(), "/var/task/chalicelib/setup/teardown.py") == cfile.read_bytes()
