@@ -93,9 +93,14 @@ def first_invocations(task: Path, dev: packaged.LocalStage, tmp: Path) -> list[t
           **{"logarchive-stack": dev.res.stack})
     question = {"app_id": "42", "start": "2022-01-01T12:00:00Z", "end": "2022-01-01T13:00:00Z"}
     packaged.run_every_handler(lambdas, question)
-    names = ["archive_scheduler", "archive_worker", "index_archive", "api_handler (POST)",
-             "retrieval_worker (plan)", "retrieval_worker (scan)", "api_handler (GET)"]
-    return list(zip(names, (i.timings for i in lambdas.invocations), strict=False))
+    # The first invocation of each function is its cold start; later ones (the second API
+    # call, the retrieval worker's scan after its plan) are cold here too, and shown as such.
+    seen: dict[str, int] = {}
+    rows = []
+    for i in lambdas.invocations:
+        seen[i.function] = seen.get(i.function, 0) + 1
+        rows.append((i.function + (f" ({seen[i.function]})" if seen[i.function] > 1 else ""), i.timings))
+    return rows
 
 
 def main(argv: list[str]) -> int:
@@ -147,7 +152,7 @@ def main(argv: list[str]) -> int:
                 dev = packaged.stage_on_local_aws(ROOT, args.stage, endpoint)
                 runs[name] = first_invocations(task, dev, tmp)
             print(f"   {'handler':26} {'compiled: import':>17} {'invoke':>7} {'source only: import':>20} {'invoke':>7}")
-            for (name, c), (_, s) in zip(runs["compiled"], runs["source only"], strict=True):
+            for (name, c), (_, s) in zip(runs["compiled"], runs["source only"], strict=False):
                 print(f"   {name:26} {c['import_s']:17.3f} {c['invoke_s']:7.3f} {s['import_s']:20.3f} "
                       f"{s['invoke_s']:7.3f}")
             report["handlers"] = {k: dict(v) for k, v in runs.items()}

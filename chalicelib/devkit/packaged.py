@@ -145,6 +145,7 @@ def stage_on_local_aws(project_root: Path, stage: str, endpoint: str) -> LocalSt
 
 @dataclass
 class Invocation:
+    function: str
     payload: Any
     stdout: str
     stderr: str
@@ -202,7 +203,7 @@ class PackagedLambdas:
         if out["outside"]:
             raise RuntimeError(f"{function} imported modules from outside the package: {out['outside']}")
         timings = {k: v for k, v in out.items() if k.endswith("_s")}
-        invocation = Invocation(out["result"], proc.stdout, proc.stderr, timings)
+        invocation = Invocation(function, out["result"], proc.stdout, proc.stderr, timings)
         self.invocations.append(invocation)
         return invocation
 
