@@ -70,8 +70,15 @@ def wheelhouse(requirements: Path, cache_dir: Path) -> Path:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise PackageError(f"pip download of {requirements}: {last}")
     (partial / ".complete").touch()
-    shutil.rmtree(dest, ignore_errors=True)
-    partial.rename(dest)
+    if dest.exists() and not (dest / ".complete").exists():
+        shutil.rmtree(dest, ignore_errors=True)  # never completed: not in use
+    try:
+        partial.rename(dest)
+    except OSError:
+        # Another build finished the same wheelhouse first: use it.
+        shutil.rmtree(partial, ignore_errors=True)
+        if not (dest / ".complete").exists():
+            raise PackageError(f"{dest}: cannot be written") from None
     return dest
 
 
