@@ -25,6 +25,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from ..awserrors import error_code, error_label
 from .resources import FUNCTIONS, deployed_function_name, deployed_role_name, deployed_rule_name
 
 CHALICE_TAG = "aws-chalice"
@@ -49,12 +50,8 @@ class Inventory:
     kept: list[tuple[str, str]] = field(default_factory=list)  # (resource, why it stays)
 
 
-def _code(exc: ClientError) -> str:
-    return exc.response.get("Error", {}).get("Code", "")
-
-
 def _missing(exc: ClientError) -> bool:
-    return _code(exc) in ("ResourceNotFoundException", "NoSuchEntity", "NotFoundException")
+    return error_code(exc) in ("ResourceNotFoundException", "NoSuchEntity", "NotFoundException")
 
 
 def stack_owned(cloudformation: Any) -> set[str]:
@@ -205,7 +202,7 @@ def remove_all(clients: dict[str, Any], found: list[Found]) -> Iterator[tuple[Fo
         try:
             remove(clients, item)
         except ClientError as exc:
-            err = exc.response.get("Error", {})
-            yield item, f"{err.get('Code', 'error')}: {err.get('Message', '')}".strip()
+            message = (exc.response.get("Error") or {}).get("Message", "")
+            yield item, f"{error_label(exc)}: {message}".strip()
             continue
         yield item, ""
