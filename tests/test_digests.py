@@ -334,3 +334,28 @@ def test_an_ed25519_key_from_secrets_manager_or_ssm_signs(aws_endpoint):
         signer = sealing.signer_from_settings(replace(Settings(), **setting))
         assert (signer.algorithm, signer.key_id) == (fmt.ED25519, want)
     assert sealing.signer_from_settings(Settings()) is None and not Settings().digests
+
+
+def test_a_segment_after_a_cut_back_source_explains_the_discontinuity(buckets, monkeypatch, tmp_path):
+    """The shipper marks the first segment after it found a log cut back (``logarchive-cut-from``:
+    what it had shipped up to); the digest carries that as a cut-back event beside the archive."""
+    env = archiver_env(monkeypatch, buckets)
+    signing = tmp_path / "signing.pem"
+    signing.write_bytes(_pem())
+    settings = replace(Settings.from_env(), signing_key_file=str(signing))
+    s3 = aws.client("s3")
+    data = docker_lines(10, seed=4)
+    staged = stage(s3, buckets.staging, "cut", data, segment=5, cid="e" * 64,
+                   **{"logarchive-byte-start": "120", "logarchive-byte-end": str(120 + len(data)),
+                      "logarchive-cut-from": "9000"})
+    head = s3.head_object(Bucket=buckets.staging, Key=staged.key)
+    outcome = Worker(settings, env["keyring"]).archive(
+        Job(bucket=buckets.staging, key=staged.key, etag=head["ETag"], size=head["ContentLength"]))
+    assert outcome.status is Status.ARCHIVED
+    signer = sealing.signer_from_settings(settings)
+    report = sealing.Sealer(s3, bucket=buckets.archive, stack="teststack", signer=signer).seal()
+    assert (report.archives, report.events) == (1, 1)
+    (d,) = digests_in(s3, buckets.archive)
+    (event,) = d.digest.events
+    assert (event.type, event.segment, event.byte_start, event.byte_end) == ("cut-back", 5, 120, 9000)
+    assert event.source == staged.key == d.digest.archives[0].source

@@ -65,13 +65,13 @@ def record_archive(s3: Any, bucket: str, stack: str, entry: ArchiveEntry) -> Non
     """Leave the record of a finished archive (a plain PUT: a repeat writes the same record)."""
     body = canonical_json({"archive": entry.to_dict(), "recorded_at": fmt.fmt_time(datetime.now(UTC))})
     s3.put_object(Bucket=bucket, Key=archive_record_key(stack, entry.key), Body=body,
-                  ContentType="application/json")
+                  ContentType="application/json", ChecksumAlgorithm="SHA256")
 
 
 def record_event(s3: Any, bucket: str, stack: str, event: ExplainedEvent) -> None:
     body = canonical_json({"event": event.to_dict(), "recorded_at": event.at})
     s3.put_object(Bucket=bucket, Key=event_record_key(stack, event), Body=body,
-                  ContentType="application/json")
+                  ContentType="application/json", ChecksumAlgorithm="SHA256")
 
 
 @dataclass
@@ -215,7 +215,8 @@ class Sealer:
         commit: dict[str, Any] = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
         try:
             self.s3.put_object(Bucket=self.bucket, Key=head_key(self.stack), Body=signed.body,
-                               Metadata=signed.metadata(), ContentType="application/json", **commit)
+                               Metadata=signed.metadata(), ContentType="application/json",
+                               ChecksumAlgorithm="SHA256", **commit)
         except Exception as exc:
             if is_precondition_failed(exc):
                 log.warning("digest of %s: another sealer extended the chain first; records left for it",

@@ -28,6 +28,8 @@ ENCODINGS = ("identity", "gzip")
 # ``<segment:08d>-abandoned.event`` (docs/AUDIT.md). Its reason is in EVENT_REASON_META.
 EVENT_META = "logarchive-event"
 EVENT_REASON_META = "logarchive-event-reason"
+# On a segment after the shipper found its source cut back: the offset it had shipped up to.
+CUT_FROM_META = "logarchive-cut-from"
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 
 

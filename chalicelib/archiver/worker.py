@@ -29,7 +29,14 @@ from typing import Any, BinaryIO
 from .. import aws
 from ..awserrors import is_not_found, is_precondition_failed
 from ..codec import CHUNK, gunzip, seal
-from ..digest import EVENT_ABANDONED, EVENT_QUARANTINED, ArchiveEntry, ExplainedEvent, same_s3_checksum
+from ..digest import (
+    EVENT_ABANDONED,
+    EVENT_CUT_BACK,
+    EVENT_QUARANTINED,
+    ArchiveEntry,
+    ExplainedEvent,
+    same_s3_checksum,
+)
 from ..dockerlog import TimeSpan
 from ..errors import IntegrityError, LogarchiveError
 from ..keyring import Keyring
@@ -42,7 +49,7 @@ from .prefetch import read_ahead
 from .quarantine import quarantine
 from .replication import mark_pending, replicate_file, replicate_object
 from .sealing import record_archive, record_event
-from .staged import EVENT_META, EVENT_REASON_META, QUARANTINE_PREFIX, StagedMeta
+from .staged import CUT_FROM_META, EVENT_META, EVENT_REASON_META, QUARANTINE_PREFIX, StagedMeta
 
 log = logging.getLogger(__name__)
 MAX_VARIANTS = 100
@@ -206,6 +213,7 @@ class Worker:
                     byte_start=meta.byte_start, byte_end=meta.byte_end,
                     first_time=fmt_time(first), last_time=fmt_time(last),
                 ))
+                self._record_cut_back(job, raw_meta, meta, stack)
         for w in warnings:
             log.warning("%s: %s", job.name, w)
         # The marker first: a shipper that staged this key but did not record it finds it there.
@@ -282,6 +290,19 @@ class Worker:
         s3io.delete_exact(self.s3, job.bucket, job.key, version_id=job.version_id, etag=job.etag)
         return Outcome(Status.EXPLAINED, job,
                        reason=f"segment {meta.segment} abandoned by the shipper: {reason}")
+
+    def _record_cut_back(self, job: Job, raw_meta: dict[str, str], meta: StagedMeta, stack: str) -> None:
+        """The shipper found the source cut back before this segment (``logarchive-cut-from``: what
+        it had shipped up to): the byte discontinuity is explained, not a loss."""
+        cut_from = raw_meta.get(CUT_FROM_META, "").strip()
+        if not cut_from.isdigit():
+            return
+        record_event(self.s3, self.settings.archive_bucket, stack, ExplainedEvent(
+            type=EVENT_CUT_BACK, container_id=meta.container_id, host=ascii_value(meta.host), source=job.key,
+            segment=meta.segment, byte_start=meta.byte_start, byte_end=int(cut_from),
+            reason=f"source cut back after bytes up to {cut_from} had shipped; this segment starts at "
+                   f"{meta.byte_start}", at=fmt_time(datetime.now(UTC)),
+        ))
 
     def _record_quarantine(self, job: Job, raw_meta: dict[str, str], reason: str) -> None:
         """An explained event for the digest, recorded before the staged version goes."""
