@@ -74,9 +74,16 @@ class _Archive:
         if self.entry is not None and self.entry.segment is not None:
             return int(self.entry.segment)
         n = self.parsed.rotation
-        if n is not None and n >= 1000 and n % 1000 and n // 1000 in known:
-            return n // 1000  # a collision variant of segment n // 1000
+        if n is not None and is_variant(n, known):
+            return n // 1000
         return n
+
+
+def is_variant(n: int, known: set[int]) -> bool:
+    """Is key number ``n`` the archiver's collision variant ``N*1000+k`` of segment N (not a real
+    segment ``n``)? Segment N is there and segment N*1000 is not: a container with that many
+    segments has real numbers there."""
+    return n > 1000 and n % 1000 != 0 and n // 1000 in known and (n // 1000) * 1000 not in known
 
 
 def _in_window(a: layout.ArchiveKey, window: tuple[datetime, datetime] | None) -> bool:
@@ -413,7 +420,7 @@ def _completeness(opts: Options, res: AuditResult, archives: dict[str, _Archive]
             continue
         res.containers += 1
         present = {s for a in items if (s := a.segment(known[cid])) is not None}
-        present |= {s for s in known[cid] if s < 1000 or s // 1000 not in known[cid]}
+        present |= {s for s in known[cid] if not is_variant(s, known[cid])}
         why = explained.get(cid, {})
         gaps_before = len(res.findings)
         low, top = 1, max(present | set(why), default=0)
@@ -490,8 +497,9 @@ def _ship_states(opts: Options, res: AuditResult, shipped: list[ShippedSegment],
     for s in shipped:
         if s.state != "shipped" or s.stack not in ("", opts.stack) or not _segment_in_window(s, window):
             continue
-        archived = s.segment in known.get(s.container_id, set()) or any(
-            n // 1000 == s.segment for n in known.get(s.container_id, set()) if n >= 1000)
+        numbers = known.get(s.container_id, set())
+        archived = s.segment in numbers or any(
+            n // 1000 == s.segment for n in numbers if is_variant(n, numbers))
         if archived or s.segment in explained.get(s.container_id, {}):
             continue
         if s.finished is not None and s.finished > opts.now - opts.grace:
