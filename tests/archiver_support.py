@@ -24,6 +24,7 @@ from chalicelib import aws
 from chalicelib.codec import unseal
 from chalicelib.envelope import Envelope
 from chalicelib.keyring import Keyring, MasterKey
+from chalicelib.staged import staged_metadata
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:  # app.py lives at the project root
@@ -57,27 +58,12 @@ def contract_metadata(data: bytes, *, cid: str, segment: int, encoding: str = "i
     span.feed(data)
     span.close()
 
-    def fmt(t: datetime | None) -> str:
-        return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if t else ""
-
-    meta = {
-        "logarchive-stack": "teststack",
-        "logarchive-host": "host-1",
-        "logarchive-container-id": cid,
-        "logarchive-container-name": "web.1",
-        "logarchive-kind": "apps",
-        "logarchive-resource-id": "42",
-        "logarchive-service-id": "7",
-        "logarchive-segment": str(segment),
-        "logarchive-rotation": "1",
-        "logarchive-byte-start": "0",
-        "logarchive-byte-end": str(len(data)),
-        "logarchive-first-time": fmt(span.first),
-        "logarchive-last-time": fmt(span.last),
-        "logarchive-lines": str(span.lines),
-        "logarchive-sha256": hashlib.sha256(staged if staged is not None else data).hexdigest(),
-        "logarchive-encoding": encoding,
-    }
+    meta = staged_metadata(
+        stack="teststack", host="host-1", container_id=cid, container_name="web.1", kind="apps",
+        resource_id="42", service_id="7", segment=segment, rotation=1, byte_start=0, byte_end=len(data),
+        first=span.first, last=span.last, lines=span.lines,
+        sha256=hashlib.sha256(staged if staged is not None else data).hexdigest(), encoding=encoding,
+    )
     meta.update(overrides)
     return {k: v for k, v in meta.items() if v is not None}
 

@@ -29,6 +29,8 @@ BOUNDARIES = {
     ),
     # the AWS error vocabulary is shared with the shipper: botocore at most
     "chalicelib.awserrors": ("boto3", "botocore"),
+    # the staged-object contract: written by the shipper, read by the archiver
+    "chalicelib.staged": ("boto3", "botocore", "cryptography", "chalicelib.archiver", "chalicelib.shipper"),
 }
 
 

@@ -16,11 +16,11 @@ from typing import Any, Protocol
 
 from .. import telemetry
 from ..awserrors import error_label
+from ..staged import is_reserved
 from . import s3io
 from .lease import Leases
 from .messages import Job
 from .replication import ReplicationReport, check_pending
-from .staged import is_reserved
 
 log = logging.getLogger(__name__)
 ABANDONED_UPLOAD_AGE = timedelta(days=1)

@@ -33,13 +33,13 @@ from ..errors import IntegrityError, LogarchiveError
 from ..keyring import Keyring
 from ..layout import ArchiveKey
 from ..settings import Settings
+from ..staged import StagedMeta
 from . import s3io
 from .messages import Job
 from .metadata import archive_metadata, ascii_value, fmt_time
 from .prefetch import read_ahead
 from .quarantine import quarantine
 from .replication import mark_pending, replicate_file, replicate_object
-from .staged import StagedMeta
 
 log = logging.getLogger(__name__)
 MAX_VARIANTS = 100

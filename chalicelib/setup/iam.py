@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..staged import ARCHIVED_PREFIX, PENDING_PREFIX, QUARANTINE_PREFIX
 from .resources import StageResources
 
 Statement = dict[str, Any]
@@ -20,10 +21,6 @@ DDB_READ_WRITE = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
 # TransactWriteItems is authorised per item: put/update/delete and ConditionCheckItem.
 JOBS_ACTIONS = [*DDB_READ_WRITE, "dynamodb:Query", "dynamodb:ConditionCheckItem"]
 S3_MULTIPART = ["s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]
-# The archiver's reserved prefixes at the root of the staging bucket (chalicelib/archiver/staged.py).
-QUARANTINE_PREFIX = "quarantine/"
-PENDING_PREFIX = "replication-pending/"
-ARCHIVED_PREFIX = "archived/"
 
 
 def _st(sid: str, actions: list[str], resources: list[str] | str, **extra: Any) -> Statement:
