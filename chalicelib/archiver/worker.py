@@ -32,7 +32,7 @@ from ..dockerlog import TimeSpan
 from ..errors import IntegrityError, LogarchiveError
 from ..keyring import Keyring
 from ..layout import ArchiveKey
-from ..settings import Settings
+from ..settings import ReplicationMode, Settings
 from ..staged import StagedMeta
 from . import s3io
 from .messages import Job
@@ -262,7 +262,7 @@ class Worker:
 
     def _replicate(self, key: str, created: bool, fh: BinaryIO, size: int, metadata: dict[str, str]) -> None:
         s = self.settings
-        if s.replication_mode == "s3-replication":
+        if s.replication_mode == ReplicationMode.S3_REPLICATION:
             mark_pending(self.s3, s, key)
             return
         if not s.replicate_to:

@@ -16,7 +16,7 @@ from typing import Any
 
 from .. import aws
 from ..errors import LogarchiveError
-from ..settings import Settings
+from ..settings import ReplicationMode, Settings
 from ._common import add_endpoint_options, add_key_options, keyring_from_args
 
 
@@ -26,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--staging", required=True, metavar="s3://BUCKET/PREFIX", help="where the shipper stages")
     p.add_argument("--archive-bucket", required=True, metavar="NAME", help="the versioned archive bucket")
     p.add_argument("--replicate-to", nargs="+", default=[], metavar="BUCKET", help="customer bucket(s)")
-    p.add_argument("--replication-mode", choices=("direct", "s3-replication"), default="direct")
+    p.add_argument("--replication-mode", choices=[m.value for m in ReplicationMode],
+                   default=ReplicationMode.DIRECT.value)
     p.add_argument("--stack", default=os.environ.get("LOGARCHIVE_STACK", ""), help="stack in archive keys")
     p.add_argument("--queue-url", help="hand work over through this SQS queue instead of in process")
     p.add_argument("--table", help="idempotency table for the scheduler's in-flight leases")
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     settings = replace(
         Settings.from_env(), stack=args.stack, staging_bucket=bucket, staging_prefix=prefix,
         archive_bucket=args.archive_bucket, replicate_to=tuple(args.replicate_to),
-        replication_mode=args.replication_mode, work_queue_url=args.queue_url or "",
+        replication_mode=ReplicationMode(args.replication_mode), work_queue_url=args.queue_url or "",
         idempotency_table=args.table or "",
     )
     keyring = keyring_from_args(args)
