@@ -24,6 +24,7 @@ from chalicelib import aws
 from chalicelib.codec import unseal
 from chalicelib.envelope import Envelope
 from chalicelib.keyring import Keyring, MasterKey
+from chalicelib.sqs_pump import pump
 from chalicelib.staged import staged_metadata
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -149,39 +150,18 @@ class Crash(BaseException):
 
 
 def deliver(client: Any, queue_url: str, *, rounds: int = 1) -> int:
-    """Lambda's SQS event source: batches of 10 to archive_worker, successes deleted,
-    failures (and a crashed invocation's whole batch) visible again. Returns deliveries."""
-    sqs = boto3.client("sqs")
-    deliveries = 0
-    for _ in range(rounds):
-        seen: set[str] = set()
-        while True:
-            msgs = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10,
-                                       VisibilityTimeout=300).get("Messages", [])
-            for m in msgs:
-                if m["MessageId"] in seen:  # its redelivery belongs to the next round
-                    sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"],
-                                                  VisibilityTimeout=0)
-            msgs = [m for m in msgs if m["MessageId"] not in seen]
-            if not msgs:
-                break
-            seen.update(m["MessageId"] for m in msgs)
-            deliveries += len(msgs)
-            event = sqs_event(client, [m["Body"] for m in msgs], [m["MessageId"] for m in msgs])
-            try:
-                failed = {f["itemIdentifier"]
-                          for f in client.lambda_.invoke("archive_worker", event).payload["batchItemFailures"]}
-            except (Crash, ClientError, ReadTimeoutError):
-                failed = {m["MessageId"] for m in msgs}
-            for m in msgs:
-                if m["MessageId"] in failed:
-                    sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"],
-                                                  VisibilityTimeout=0)
-                else:
-                    sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
-        if not seen:
-            break
-    return deliveries
+    """Lambda's SQS event source (``sqs_pump``): batches of 10 to archive_worker, successes
+    deleted, failures (and a crashed invocation's whole batch) visible again. Returns deliveries."""
+
+    def invoke(records: list[dict]) -> list[str]:
+        event = sqs_event(client, [r["body"] for r in records], [r["messageId"] for r in records])
+        try:
+            return [f["itemIdentifier"]
+                    for f in client.lambda_.invoke("archive_worker", event).payload["batchItemFailures"]]
+        except (Crash, ClientError, ReadTimeoutError):
+            return [r["messageId"] for r in records]
+
+    return pump(boto3.client("sqs"), queue_url, invoke, attempts=rounds).deliveries
 
 
 # -- faults ------------------------------------------------------------------------------------
