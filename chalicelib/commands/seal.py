@@ -14,13 +14,12 @@ import shutil
 import sys
 import tempfile
 
-from .. import aws, codec, envelope
+from .. import codec, envelope
 from ..download import partfile, retrieval
 from ..download.partfile import PartFile
 from ..envelope import Envelope
 from ..errors import EnvelopeError, LogarchiveError
-from ..keyring import Keyring, gather_keys
-from ._common import add_endpoint_options, add_key_options
+from ._common import add_endpoint_options, add_key_options, keyring_from_args
 
 MAX_INSTRUCTION = 1 << 16
 
@@ -43,15 +42,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     u.set_defaults(func=run_unseal)
 
 
-def _keyring(args: argparse.Namespace, *, kms_key_id: str | None = None) -> Keyring:
-    return Keyring(
-        gather_keys(inline=args.decryption_keys, files=args.key_files),
-        kms_key_id=kms_key_id,
-        allow_legacy=getattr(args, "allow_legacy_cbc", False),
-        kms_client_factory=lambda: aws.client("kms", endpoint_url=args.endpoint_url, region=args.region),
-    )
-
-
 def _part_beside(path: str) -> PartFile:
     directory = os.path.dirname(os.path.abspath(path))
     partfile.sweep(directory)  # what a killed earlier run left here
@@ -62,7 +52,7 @@ def _part_beside(path: str) -> PartFile:
 
 
 def run_seal(args: argparse.Namespace) -> int:
-    ring = _keyring(args, kms_key_id=args.kms_key_id)
+    ring = keyring_from_args(args, kms_key_id=args.kms_key_id)
     if not ring.can_encrypt:
         raise LogarchiveError("seal needs a key: --key-file FILE, $LOGARCHIVE_KEYS or --kms-key-id")
     try:
@@ -83,7 +73,7 @@ def run_seal(args: argparse.Namespace) -> int:
             src.close()
     print(
         f"sealed {args.input}: {result.plaintext_bytes} bytes -> {result.ciphertext_bytes} "
-        f"(key {ring.encrypting_component[:12]}…, envelope in {args.output}{envelope.INSTRUCTION_SUFFIX})",
+        f"(key {ring.encrypting_key_id[:12]}…, envelope in {args.output}{envelope.INSTRUCTION_SUFFIX})",
         file=sys.stderr,
     )
     return 0
@@ -105,7 +95,7 @@ def read_instruction(path: str) -> Envelope:
 
 def run_unseal(args: argparse.Namespace) -> int:
     env = read_instruction(args.input)
-    ring = _keyring(args)
+    ring = keyring_from_args(args)
     to_stdout = args.output == "-"
     scratch = tempfile.mkdtemp(prefix="logarchive-") if to_stdout else None
     parts: list[PartFile] = []
