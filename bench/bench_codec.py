@@ -1,4 +1,4 @@
-"""Seal/unseal throughput and peak memory of chalicelib.codec (issue 2, item 9).
+"""Seal/unseal throughput and peak memory of chalicelib.codec .
 
     python bench/bench_codec.py [--size-mb 200] [--rss-size-mb 1000] [--repeat 3] [--json FILE]
 
