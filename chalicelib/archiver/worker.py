@@ -174,12 +174,12 @@ class Worker:
             if span.untimed_lines:
                 warnings.append(f"{span.untimed_lines} of {span.lines} lines have no time (kept byte-exact)")
             base = ArchiveKey(
-                stack=stack, key_id=self.keyring.encrypting_component, kind=meta.kind,
+                stack=stack, key_id=self.keyring.encrypting_key_id, kind=meta.kind,
                 resource_id=meta.resource_id, service_id=meta.service_id, container_id=meta.container_id,
                 rotation=meta.segment, start=first, end=last,
             )
             metadata = archive_metadata(
-                sealed, key_id=self.keyring.encrypting_component, first=first, last=last, lines=span.lines,
+                sealed, key_id=self.keyring.encrypting_key_id, first=first, last=last, lines=span.lines,
                 host=meta.host, container_name=meta.container_name, segment=meta.segment, source=job.key,
             )
             key, created = self._place(base, meta.segment or 0, fh, sealed.ciphertext_bytes, metadata)
