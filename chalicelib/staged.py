@@ -51,7 +51,7 @@ def staged_key(prefix: str, stack: str, host: str, container_id: str, segment: i
 
 
 def fmt_time(t: datetime | None) -> str:
-    """RFC 3339 UTC with microseconds, or "" when the segment has no timed line."""
+    """RFC 3339 UTC with microseconds (string order is time order), or "" for no time."""
     return "" if t is None else t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 

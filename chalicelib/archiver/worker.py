@@ -33,10 +33,10 @@ from ..errors import IntegrityError, LogarchiveError
 from ..keyring import Keyring
 from ..layout import ArchiveKey
 from ..settings import ReplicationMode, Settings
-from ..staged import StagedMeta
+from ..staged import StagedMeta, fmt_time
 from . import s3io
 from .messages import Job
-from .metadata import archive_metadata, ascii_value, fmt_time
+from .metadata import archive_metadata, ascii_value
 from .prefetch import read_ahead
 from .quarantine import quarantine
 from .replication import mark_pending, replicate_file, replicate_object
