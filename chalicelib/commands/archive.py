@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--replicate-to", nargs="+", default=[], metavar="BUCKET", help="customer bucket(s)")
     p.add_argument("--replication-mode", choices=[m.value for m in ReplicationMode],
                    default=ReplicationMode.DIRECT.value)
-    p.add_argument("--stack", default=os.environ.get("LOGARCHIVE_STACK", ""), help="stack in archive keys")
+    p.add_argument("--stack", help="stack in archive keys (default: $LOGARCHIVE_STACK)")
     p.add_argument("--queue-url", help="hand work over through this SQS queue instead of in process")
     p.add_argument("--table", help="idempotency table for the scheduler's in-flight leases")
     p.add_argument("--attempts", type=int, default=3, help="deliveries of a failing item (default 3)")
@@ -58,8 +58,9 @@ def run(args: argparse.Namespace) -> int:
         os.environ["AWS_DEFAULT_REGION"] = args.region
     aws.reset_clients()
     bucket, prefix = parse_s3_url(args.staging)
+    env = Settings.from_env()
     settings = replace(
-        Settings.from_env(), stack=args.stack, staging_bucket=bucket, staging_prefix=prefix,
+        env, stack=args.stack or env.stack, staging_bucket=bucket, staging_prefix=prefix,
         archive_bucket=args.archive_bucket, replicate_to=tuple(args.replicate_to),
         replication_mode=ReplicationMode(args.replication_mode), work_queue_url=args.queue_url or "",
         idempotency_table=args.table or "",
