@@ -90,7 +90,7 @@ def test_we_read_the_official_clients_v2_object(buckets, kms_key: str) -> None:
     assert out.getvalue() == DATA
 
 
-def test_kms_key_component_is_sha256_of_configured_id(kms_key: str) -> None:
+def test_kms_key_id_is_sha256_of_configured_id(kms_key: str) -> None:
     import hashlib
 
     ring = Keyring(kms_key_id=kms_key)

@@ -3,9 +3,25 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
-from .. import aws
+from ..codec import DEFAULT_COMPRESSION, PRESETS
 from ..keyring import KEYS_ENV, Keyring, gather_keys
+
+
+def positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {text!r}")
+    return int(text)
+
+
+def add_compression_option(p: argparse.ArgumentParser, default: str | None = None) -> None:
+    """``--compression fast|default|small`` (docs/PERFORMANCE.md: what each costs)."""
+    p.add_argument(
+        "--compression", choices=tuple(PRESETS), default=default,
+        help="; ".join(f"{x.name}: {x.summary}" for x in PRESETS.values())
+        + f" (default: {default or DEFAULT_COMPRESSION})",
+    )
 
 
 def add_endpoint_options(p: argparse.ArgumentParser) -> None:
@@ -41,6 +57,13 @@ def add_key_options(p: argparse.ArgumentParser, *, encrypt: bool = False) -> Non
     )
 
 
+def _kms_client(args: argparse.Namespace) -> Any:  # boto3 loads only when a KMS key is used
+    from .. import aws
+
+    return aws.client("kms", endpoint_url=getattr(args, "endpoint_url", None),
+                      region=getattr(args, "region", None))
+
+
 def keyring_from_args(args: argparse.Namespace, *, kms_key_id: str | None = None) -> Keyring:
     """The key ring of every command: the keys of ``add_key_options`` (and ``$LOGARCHIVE_KEYS``),
     ``kms_key_id`` to encrypt with KMS; KMS is reached through the command's endpoint and region."""
@@ -48,6 +71,5 @@ def keyring_from_args(args: argparse.Namespace, *, kms_key_id: str | None = None
         gather_keys(inline=args.decryption_keys, files=args.key_files),
         kms_key_id=kms_key_id,
         allow_legacy=getattr(args, "allow_legacy_cbc", False),
-        kms_client_factory=lambda: aws.client(
-            "kms", endpoint_url=getattr(args, "endpoint_url", None), region=getattr(args, "region", None)),
+        kms_client_factory=lambda: _kms_client(args),
     )

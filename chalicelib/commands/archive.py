@@ -18,7 +18,7 @@ from typing import Any
 from .. import aws
 from ..errors import LogarchiveError
 from ..settings import ReplicationMode, Settings
-from ._common import add_endpoint_options, add_key_options, keyring_from_args
+from ._common import add_compression_option, add_endpoint_options, add_key_options, keyring_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--queue-url", help="hand work over through this SQS queue instead of in process")
     p.add_argument("--table", help="idempotency table for the scheduler's in-flight leases")
     p.add_argument("--attempts", type=int, default=3, help="deliveries of a failing item (default 3)")
+    add_compression_option(p)  # else $LOGARCHIVE_COMPRESSION, as the worker Lambda
     add_key_options(p, encrypt=True)
     add_endpoint_options(p)
     p.set_defaults(func=run)
@@ -60,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     bucket, prefix = parse_s3_url(args.staging)
     env = Settings.from_env()
     settings = replace(
-        env, stack=args.stack or env.stack, staging_bucket=bucket, staging_prefix=prefix,
+        env, compression=args.compression or env.compression,
+        stack=args.stack or env.stack, staging_bucket=bucket, staging_prefix=prefix,
         archive_bucket=args.archive_bucket, replicate_to=tuple(args.replicate_to),
         replication_mode=ReplicationMode(args.replication_mode), work_queue_url=args.queue_url or "",
         idempotency_table=args.table or "",
