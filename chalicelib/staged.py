@@ -5,7 +5,8 @@ segment's key and S3 user metadata; ``StagedMeta.parse`` turns that metadata bac
 fields and says why an object cannot be archived (``problem``); softer inconsistencies (lines
 or times that disagree with the bytes) are left to the worker, which prefers what the bytes say.
 The reserved prefixes are the archiver's own keys in the staging bucket; ``archived/<key>`` is
-also read by the shipper. Standard library only: the shipper imports this module.
+also read by the shipper, which imports this module: it needs only ``dockerlog``, ``layout`` and
+the standard library.
 """
 
 from __future__ import annotations
