@@ -21,6 +21,22 @@ FUNCTIONS = ("archive_scheduler", "archive_worker", "index_archive", "retrieval_
 _QUEUE_URL = re.compile(r"^https://sqs\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/(\d{12})/([A-Za-z0-9_-]{1,80})$")
 
 
+def deployed_function_name(app: str, stage: str, function: str) -> str:
+    """The name ``chalice deploy`` gives a function: ``<app>-<stage>-<name>``, but the API
+    handler's is ``<app>-<stage>`` (its old deployer's name, kept for compatibility)."""
+    return f"{app}-{stage}" if function == "api_handler" else f"{app}-{stage}-{function}"
+
+
+def deployed_role_name(app: str, stage: str, function: str) -> str:
+    """The role ``chalice deploy`` creates for a function with its own policy file."""
+    return f"{app}-{stage}-{function}"
+
+
+def deployed_rule_name(app: str, stage: str, function: str) -> str:
+    """The EventBridge rule ``chalice deploy`` creates for a scheduled or event handler."""
+    return f"{app}-{stage}-{function}-event"
+
+
 class DeploymentConfigError(LogarchiveError):
     """.chalice/config.json lacks or misstates a setting the deployment needs."""
 
@@ -139,7 +155,7 @@ class StageResources:
 
     def function_name(self, function: str) -> str:
         """The deployed function name (``chalice deploy``'s; the merge template sets the same)."""
-        return f"{APP_NAME}-{self.stage}-{function}"
+        return deployed_function_name(APP_NAME, self.stage, function)
 
     @property
     def replication_role_name(self) -> str:
