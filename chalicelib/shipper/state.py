@@ -56,6 +56,8 @@ CREATE TABLE IF NOT EXISTS segments (
     PRIMARY KEY (container_id, segment)
 );
 CREATE INDEX IF NOT EXISTS pending_segments ON segments(state) WHERE state = 'pending';
+-- every pass looks for abandoned segments whose explanation is not staged yet
+CREATE INDEX IF NOT EXISTS abandoned_segments ON segments(state) WHERE state = 'abandoned';
 """
 
 
