@@ -8,14 +8,10 @@ builds the metadata here too, so the names cannot drift apart.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from ..codec import SealResult
-
-
-def fmt_time(t: datetime) -> str:
-    """RFC 3339 UTC with microseconds: string order is time order."""
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+from ..staged import fmt_time  # the staged and the archive object's times share one format
 
 
 def ascii_value(text: str, limit: int = 256) -> str:

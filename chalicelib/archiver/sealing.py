@@ -278,9 +278,8 @@ def seal_digest(settings: Any, s3: Any, *, leases: Any = None, signer: Signer | 
         log.info("digest of %s: another run holds the seal lease", settings.stack)
         return SealReport(lost_race=True)
     try:
-        copies = settings.replicate_to if settings.replication_mode == "direct" else ()
         sealer = Sealer(s3, bucket=settings.archive_bucket, stack=settings.stack, signer=signer,
-                        copies=copies)
+                        copies=settings.direct_destinations)
         return sealer.seal(now=now)
     finally:
         if leases is not None:

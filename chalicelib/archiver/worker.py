@@ -41,15 +41,15 @@ from ..dockerlog import TimeSpan
 from ..errors import IntegrityError, LogarchiveError
 from ..keyring import Keyring
 from ..layout import ArchiveKey
-from ..settings import Settings
+from ..settings import ReplicationMode, Settings
+from ..staged import CUT_FROM_META, EVENT_META, EVENT_REASON_META, QUARANTINE_PREFIX, StagedMeta, fmt_time
 from . import s3io
 from .messages import Job
-from .metadata import archive_metadata, ascii_value, fmt_time
+from .metadata import archive_metadata, ascii_value
 from .prefetch import read_ahead
 from .quarantine import quarantine
 from .replication import mark_pending, replicate_file, replicate_object
 from .sealing import record_archive, record_event
-from .staged import CUT_FROM_META, EVENT_META, EVENT_REASON_META, QUARANTINE_PREFIX, StagedMeta
 
 log = logging.getLogger(__name__)
 MAX_VARIANTS = 100
@@ -189,12 +189,12 @@ class Worker:
             if span.untimed_lines:
                 warnings.append(f"{span.untimed_lines} of {span.lines} lines have no time (kept byte-exact)")
             base = ArchiveKey(
-                stack=stack, key_id=self.keyring.encrypting_component, kind=meta.kind,
+                stack=stack, key_id=self.keyring.encrypting_key_id, kind=meta.kind,
                 resource_id=meta.resource_id, service_id=meta.service_id, container_id=meta.container_id,
                 rotation=meta.segment, start=first, end=last,
             )
             metadata = archive_metadata(
-                sealed, key_id=self.keyring.encrypting_component, first=first, last=last, lines=span.lines,
+                sealed, key_id=self.keyring.encrypting_key_id, first=first, last=last, lines=span.lines,
                 host=meta.host, container_name=meta.container_name, segment=meta.segment, source=job.key,
             )
             sums = s3io.file_checksums(fh, sealed.ciphertext_bytes, self.part_size)
@@ -208,7 +208,7 @@ class Worker:
                 record_archive(self.s3, self.settings.archive_bucket, stack, ArchiveEntry(
                     key=key, **self._stored(key, created, head, sums),
                     raw_sha256=sealed.plaintext_sha256, raw_bytes=sealed.plaintext_bytes, lines=span.lines,
-                    key_id=self.keyring.encrypting_component, container_id=meta.container_id,
+                    key_id=self.keyring.encrypting_key_id, container_id=meta.container_id,
                     host=ascii_value(meta.host), source=job.key, segment=meta.segment,
                     byte_start=meta.byte_start, byte_end=meta.byte_end,
                     first_time=fmt_time(first), last_time=fmt_time(last),
@@ -353,7 +353,7 @@ class Worker:
         sums: s3io.Checksums | None = None,
     ) -> None:
         s = self.settings
-        if s.replication_mode == "s3-replication":
+        if s.replication_mode == ReplicationMode.S3_REPLICATION:
             mark_pending(self.s3, s, key)
             return
         if not s.replicate_to:

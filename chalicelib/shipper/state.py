@@ -16,9 +16,10 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
+from ..staged import EVENT_REASON_META
 from .identity import head_sha
 
-ABANDONED_REASON = "logarchive-event-reason"  # kept in an abandoned segment's metadata
+ABANDONED_REASON = EVENT_REASON_META  # kept in an abandoned segment's metadata
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS containers (
@@ -55,6 +56,8 @@ CREATE TABLE IF NOT EXISTS segments (
     PRIMARY KEY (container_id, segment)
 );
 CREATE INDEX IF NOT EXISTS pending_segments ON segments(state) WHERE state = 'pending';
+-- every pass looks for abandoned segments whose explanation is not staged yet
+CREATE INDEX IF NOT EXISTS abandoned_segments ON segments(state) WHERE state = 'abandoned';
 """
 
 
