@@ -20,12 +20,20 @@ _TIME_RE = re.compile(rb'"time":"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.\d+)?(Z
 
 def parse_docker_time(text: str) -> datetime:
     """RFC 3339 with up to nanoseconds (Docker's), to an aware UTC datetime (µs precision)."""
-    m = re.match(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-]\d{2}:\d{2})$", text)
+    m = re.match(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-]\d{2}:\d{2})\Z", text, re.ASCII)
     if not m:
         raise ValueError(f"not an RFC 3339 time: {text[:40]!r}")
     frac = (m[2] or ".0")[1:7].ljust(6, "0")
     tz = "+00:00" if m[3] == "Z" else m[3]
     return datetime.fromisoformat(f"{m[1]}.{frac}{tz}").astimezone(UTC)
+
+
+def format_utc(t: datetime) -> str:
+    """RFC 3339 UTC with microseconds; the year always four digits (strftime's ``%Y`` writes
+    ``999``, which no parser here reads back and which sorts after ``1000``)."""
+    t = t.astimezone(UTC)
+    return (f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}"
+            f".{t.microsecond:06d}Z")
 
 
 def line_time(line: bytes) -> datetime | None:
@@ -37,6 +45,15 @@ def line_time(line: bytes) -> datetime | None:
     tz = "+00:00" if m[3] == b"Z" else m[3].decode()
     try:
         return datetime.fromisoformat(f"{m[1].decode()}.{frac}{tz}").astimezone(UTC)
+    except (ValueError, OverflowError):  # no such date, or an offset that leaves years 1-9999
+        return None
+
+
+def _z_time(raw: bytes) -> datetime | None:
+    """A ``_Z_TIME_RE`` match (``Z`` mapped to ``!``) as a datetime; None if it is no date."""
+    frac = raw[20:26].decode().ljust(6, "0") if len(raw) > 19 else "000000"
+    try:
+        return datetime.fromisoformat(f"{raw[:19].decode()}.{frac}+00:00")
     except ValueError:
         return None
 
@@ -69,20 +86,19 @@ class TimeSpan:
         """
         n = chunk.count(b"\n")
         found = _Z_TIME_RE.findall(chunk.translate(_Z_LOW))
-        if len(found) < n and _OFFSET_TIME_RE.search(chunk):
+        extremes = [_z_time(raw) for raw in (min(found), max(found))] if found else []
+        if (len(found) < n and _OFFSET_TIME_RE.search(chunk)) or None in extremes:
+            # an offset time, or an extreme that is no date (year 0, month 13): line by line
             for line in chunk.split(b"\n")[:-1]:
                 self._line(line)
             return
         self.lines += n
         self.untimed_lines += max(0, n - len(found))
-        if found:
-            for raw in (min(found), max(found)):
-                frac = raw[20:26].decode().ljust(6, "0") if len(raw) > 19 else "000000"
-                t = datetime.fromisoformat(f"{raw[:19].decode()}.{frac}+00:00")
-                if self.first is None or t < self.first:
-                    self.first = t
-                if self.last is None or t > self.last:
-                    self.last = t
+        for t in extremes:
+            if self.first is None or t < self.first:
+                self.first = t
+            if self.last is None or t > self.last:
+                self.last = t
 
     def _line(self, line: bytes) -> None:
         self.lines += 1

@@ -24,7 +24,7 @@ from .dockerlog import LineFilter, LogLine, line_time
 
 # Characters Go's encoding/json (Docker's writer) never escapes: a needle made only of these
 # appears verbatim in the raw line whenever it appears in the decoded ``log`` text.
-_VERBATIM = re.compile(r"^[A-Za-z0-9 _.,:;!?@#$%^*()\[\]{}=+~`|/'-]+$")
+_VERBATIM = re.compile(r"^[A-Za-z0-9 _.,:;!?@#$%^*()\[\]{}=+~`|/'-]+\Z")
 
 Verdict = Callable[[bytes], "bool | None"]
 

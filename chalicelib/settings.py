@@ -48,7 +48,7 @@ def max_concurrency(function: str, env: Mapping[str, str] | None = None) -> int:
     if not text:
         return default
     low, high = MAX_CONCURRENCY_RANGE
-    if not text.isdigit() or not low <= int(text) <= high:
+    if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
         raise LogarchiveError(f"${name} must be a whole number from {low} to {high}, not {text!r}")
     return int(text)
 

@@ -8,14 +8,15 @@ builds the metadata here too, so the names cannot drift apart.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from ..codec import SealResult
+from ..dockerlog import format_utc
 
 
 def fmt_time(t: datetime) -> str:
     """RFC 3339 UTC with microseconds: string order is time order."""
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return format_utc(t)
 
 
 def ascii_value(text: str, limit: int = 256) -> str:

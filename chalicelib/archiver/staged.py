@@ -24,7 +24,7 @@ ARCHIVED_PREFIX = "archived/"
 ARCHIVED_META = "logarchive-archive-key"  # the marker's metadata: the archive object's key
 RESERVED_PREFIXES = (QUARANTINE_PREFIX, PENDING_PREFIX, ARCHIVED_PREFIX)
 ENCODINGS = ("identity", "gzip")
-_SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+_SHA_RE = re.compile(r"^[0-9a-f]{64}\Z")
 
 
 def is_reserved(key: str) -> bool:
@@ -82,7 +82,7 @@ class StagedMeta:
         if kind == "apps" and not (sid and ID_RE.match(sid)):
             problems.append("apps without a valid service-id")
         seg_text = get("segment")
-        segment = int(seg_text) if seg_text.isdigit() else None
+        segment = int(seg_text) if seg_text.isascii() and seg_text.isdigit() else None
         if segment is None:
             problems.append(f"segment {seg_text[:20]!r} is not a number" if seg_text else "no segment")
         encoding = get("encoding") or "identity"
@@ -103,7 +103,7 @@ class StagedMeta:
             segment=segment,
             first_time=_time(get("first-time")),
             last_time=_time(get("last-time")),
-            lines=int(lines_text) if lines_text.isdigit() else None,
+            lines=int(lines_text) if lines_text.isascii() and lines_text.isdigit() else None,
             sha256=sha,
             encoding=encoding,
             problem="; ".join(problems) or None,

@@ -28,7 +28,7 @@ from typing import Any, BinaryIO
 from .. import aws
 from ..codec import CHUNK, gunzip, seal
 from ..dockerlog import TimeSpan
-from ..errors import IntegrityError, LogarchiveError
+from ..errors import IntegrityError, LayoutError, LogarchiveError
 from ..keyring import Keyring
 from ..layout import ArchiveKey
 from ..settings import Settings
@@ -172,11 +172,15 @@ class Worker:
                 warnings.extend(self._compare(meta, span))
             if span.untimed_lines:
                 warnings.append(f"{span.untimed_lines} of {span.lines} lines have no time (kept byte-exact)")
-            base = ArchiveKey(
-                stack=stack, key_id=self.keyring.encrypting_component, kind=meta.kind,
-                resource_id=meta.resource_id, service_id=meta.service_id, container_id=meta.container_id,
-                rotation=meta.segment, start=first, end=last,
-            )
+            try:  # what the layout cannot name would be archived unreadable: quarantine it
+                base = ArchiveKey(
+                    stack=stack, key_id=self.keyring.encrypting_component, kind=meta.kind,
+                    resource_id=meta.resource_id, service_id=meta.service_id, container_id=meta.container_id,
+                    rotation=meta.segment, start=first, end=last,
+                )
+                base.key()
+            except LayoutError as exc:
+                raise BadStagedObject(f"segment {meta.segment} has no archive key: {exc}") from None
             metadata = archive_metadata(
                 sealed, key_id=self.keyring.encrypting_component, first=first, last=last, lines=span.lines,
                 host=meta.host, container_name=meta.container_name, segment=meta.segment, source=job.key,

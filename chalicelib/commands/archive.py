@@ -16,6 +16,7 @@ from typing import Any
 
 from .. import aws
 from ..errors import LogarchiveError
+from ..layout import STACK_RE
 from ..settings import Settings
 from ._common import add_endpoint_options, add_key_options, keyring_from_args
 
@@ -27,7 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--archive-bucket", required=True, metavar="NAME", help="the versioned archive bucket")
     p.add_argument("--replicate-to", nargs="+", default=[], metavar="BUCKET", help="customer bucket(s)")
     p.add_argument("--replication-mode", choices=("direct", "s3-replication"), default="direct")
-    p.add_argument("--stack", default=os.environ.get("LOGARCHIVE_STACK", ""), help="stack in archive keys")
+    p.add_argument("--stack", default=os.environ.get("LOGARCHIVE_STACK", ""),
+                   help="stack in archive keys (required; default $LOGARCHIVE_STACK); objects staged "
+                        "for another stack are quarantined")
     p.add_argument("--queue-url", help="hand work over through this SQS queue instead of in process")
     p.add_argument("--table", help="idempotency table for the scheduler's in-flight leases")
     p.add_argument("--attempts", type=int, default=3, help="deliveries of a failing item (default 3)")
@@ -54,6 +57,12 @@ def run(args: argparse.Namespace) -> int:
         os.environ["AWS_ENDPOINT_URL"] = args.endpoint_url
     if args.region:
         os.environ["AWS_DEFAULT_REGION"] = args.region
+    # Without a stack each staged object would name its own, and a shipper's word would
+    # decide where in the archive bucket (and under which customer prefix) its bytes land.
+    if not args.stack:
+        raise LogarchiveError("--stack (or $LOGARCHIVE_STACK) is required: the stack of the archive keys")
+    if not STACK_RE.match(args.stack):
+        raise LogarchiveError(f"--stack {args.stack[:70]!r}: not a stack name ({STACK_RE.pattern})")
     aws.reset_clients()
     bucket, prefix = parse_s3_url(args.staging)
     settings = replace(

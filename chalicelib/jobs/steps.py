@@ -40,7 +40,7 @@ from ..keyring import Keyring
 from .scanner import make_filter, scan_archive
 
 log = logging.getLogger(__name__)
-_HEX32 = re.compile(r"^[0-9a-f]{32}$")
+_HEX32 = re.compile(r"^[0-9a-f]{32}\Z")
 JOB_TTL_DAYS = 7
 PLAN_PAGE = 200
 TXN_CHUNK = 50

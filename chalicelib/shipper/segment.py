@@ -14,12 +14,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import BinaryIO
 
 from isal import isal_zlib
 
-from ..dockerlog import line_time
+from ..dockerlog import format_utc, line_time
 from .identity import BLOCK, GzipIncomplete, iter_range, iter_raw
 
 IDENTITY = "identity"
@@ -70,7 +70,7 @@ class Measured:
 
 
 def rfc3339(t: datetime | None) -> str:
-    return "" if t is None else t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return "" if t is None else format_utc(t)
 
 
 class LineStats:
