@@ -177,3 +177,11 @@ def test_archive_once_without_a_stack_is_refused(buckets, env, monkeypatch, tmp_
     assert not s3.list_objects_v2(Bucket=buckets.archive).get("Contents")
     assert cli.main([*argv, "--stack", "bad\n"]) != 0
     assert "--stack" in capsys.readouterr().err
+
+
+def test_a_cut_recorded_by_the_shipper_reaches_the_archive_metadata(buckets, env):
+    s3 = boto3.client("s3")
+    staged = stage(s3, buckets.staging, "cut", docker_lines(3), segment=2, **{"logarchive-cut-from": "14400"})
+    out = _archive(buckets, env, staged)
+    assert out.status is Status.ARCHIVED
+    assert s3.head_object(Bucket=buckets.archive, Key=out.archive_key)["Metadata"]["logarchive-cut-from"] == "14400"

@@ -59,6 +59,7 @@ class StagedMeta:
     lines: int | None
     sha256: str | None
     encoding: str
+    cut_from: int | None  # the source was cut back after staging up to this offset (optional)
     problem: str | None  # why this object must be quarantined, or None
 
     @classmethod
@@ -92,6 +93,7 @@ class StagedMeta:
         if sha is not None and not _SHA_RE.match(sha):
             problems.append("sha256 is not 64 hex digits")
         lines_text = get("lines")
+        cut_text = get("cut-from")
         return cls(
             stack=get("stack"),
             host=get("host"),
@@ -106,5 +108,6 @@ class StagedMeta:
             lines=int(lines_text) if lines_text.isascii() and lines_text.isdigit() else None,
             sha256=sha,
             encoding=encoding,
+            cut_from=int(cut_text) if cut_text.isascii() and cut_text.isdigit() else None,
             problem="; ".join(problems) or None,
         )

@@ -184,6 +184,7 @@ class Worker:
             metadata = archive_metadata(
                 sealed, key_id=self.keyring.encrypting_component, first=first, last=last, lines=span.lines,
                 host=meta.host, container_name=meta.container_name, segment=meta.segment, source=job.key,
+                cut_from=meta.cut_from,
             )
             key, created = self._place(base, meta.segment or 0, fh, sealed.ciphertext_bytes, metadata)
             clock.lap("upload+verify")

@@ -22,7 +22,7 @@ from .identity import GzipIncomplete, read_head, same_file
 from .report import Summary, human
 from .scan import Container, LogFile, scan_root
 from .segment import GZIP, IDENTITY, Measured, SegmentChanged, Staged, measure, rfc3339
-from .state import Segment, Source, State, unplan
+from .state import CUT_FROM, Segment, Source, State, unplan
 from .upload import Conflict, Interrupted, Staging, Uploader, UploadError, make_client
 
 log = logging.getLogger("logarchive.ship")
@@ -179,7 +179,11 @@ class Shipper:
             shipped = src.shipped_end if src else 0
             st = os.fstat(fh.fileno())
             if not f.gz and st.st_size < shipped:
-                self._problem(s, SHRANK, label, f"{st.st_size} < {shipped} bytes")
+                # What it still holds was shipped; what is written after ships from its new end.
+                self._problem(s, SHRANK, label, f"{st.st_size} < {shipped} bytes; shipping resumes "
+                              f"at byte {st.st_size}, the cut recorded in the next segment")
+                if src is not None and not self.cfg.dry_run:
+                    self.state.cut(src, st.st_size)
                 return False
             encoding, end, closes = IDENTITY, None, True
             if f.gz:
@@ -260,6 +264,9 @@ class Shipper:
             "logarchive-sha256": m.sha256,
             "logarchive-encoding": m.encoding,
         }
+        cut_from = self.state.cut_from(src.id) if src.id else None
+        if cut_from is not None:
+            meta[CUT_FROM] = str(cut_from)
         key = self.staging.key(self.cfg.stack, self.cfg.host, c.id, number, m.sha256, m.encoding)
         return Segment(c.id, number, src.id, "new", key, m.start, m.end, m.encoding, m.size, m.sha256,
                        closes, meta)

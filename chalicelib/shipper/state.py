@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 from .identity import head_sha
 
+CUT_FROM = "logarchive-cut-from"  # staged metadata: the source was cut back from this offset
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS containers (
     container_id TEXT PRIMARY KEY,
@@ -52,6 +54,10 @@ CREATE TABLE IF NOT EXISTS segments (
     PRIMARY KEY (container_id, segment)
 );
 CREATE INDEX IF NOT EXISTS pending_segments ON segments(state) WHERE state = 'pending';
+CREATE TABLE IF NOT EXISTS cuts (
+    source_id INTEGER PRIMARY KEY,            -- a source found shorter than what had shipped
+    cut_from INTEGER NOT NULL                 -- its shipped end before the cut; told to the next segment
+);
 """
 
 
@@ -166,6 +172,11 @@ class State:
         ).fetchone()
         return r[0] if r else 1
 
+    def cut_from(self, source_id: int) -> int | None:
+        """The shipped end before a cut not yet recorded in a staged segment, if any."""
+        r = self.db.execute("SELECT cut_from FROM cuts WHERE source_id = ?", (source_id,)).fetchone()
+        return r[0] if r else None
+
     def shipped_segments(self, container_id: str) -> list[tuple[int, str]]:
         return self.db.execute(
             "SELECT segment, key FROM segments WHERE container_id = ? AND state = 'shipped' "
@@ -218,7 +229,21 @@ class State:
                 "UPDATE sources SET shipped_end = MAX(shipped_end, ?), complete = complete OR ? "
                 "WHERE id = ?", (seg.end, int(seg.closes), seg.source_id),
             )
+            if CUT_FROM in seg.metadata:  # staged with the segment: an audit finds it there
+                db.execute("DELETE FROM cuts WHERE source_id = ?", (seg.source_id,))
         seg.state = "shipped"
+
+    def cut(self, src: Source, size: int) -> None:
+        """``src`` is now ``size`` bytes, less than had shipped: what it still holds was shipped,
+        so bytes written from now on ship from ``size``. The old end waits for the next segment."""
+        if self.readonly:
+            return
+        with self._tx() as db:
+            db.execute("UPDATE sources SET shipped_end = ? WHERE id = ?", (size, src.id))
+            db.execute("INSERT INTO cuts (source_id, cut_from) VALUES (?, ?) "
+                       "ON CONFLICT(source_id) DO UPDATE SET cut_from = MAX(cut_from, excluded.cut_from)",
+                       (src.id, src.shipped_end))
+        src.shipped_end = size
 
     def abandon(self, seg: Segment) -> None:
         with self._tx() as db:
