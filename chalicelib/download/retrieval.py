@@ -152,13 +152,14 @@ class Retriever:
             raise
         return resp["Body"], env
 
-    def _unseal_into(self, match: Match, dst: Any, *, decompress: bool) -> codec.UnsealResult:
+    def _unseal_into(self, match: Match, dst: Any, *, decompress: bool, check_gzip: bool = False
+                     ) -> codec.UnsealResult:
         key = match.key
         body, env = self._open(match)
         try:
             return codec.unseal(
                 body.iter_chunks(READ_CHUNK), dst, env, self.keyring,
-                name=key, key_hint=match.archive.key_id, decompress=decompress,
+                name=key, key_hint=match.archive.key_id, decompress=decompress, check_gzip=check_gzip,
             )
         except LogarchiveError:
             raise
@@ -171,7 +172,7 @@ class Retriever:
     def verify(self, match: Match) -> Outcome:
         """Check the object's tag; writes nothing."""
         try:
-            res = self._unseal_into(match, _Discard(), decompress=False)
+            res = self._unseal_into(match, _Discard(), decompress=False, check_gzip=True)
         except LogarchiveError as exc:
             return Outcome(match.key, False, str(exc))
         return Outcome(match.key, True, ciphertext_bytes=res.ciphertext_bytes, output_bytes=res.gzip_bytes)
@@ -206,10 +207,12 @@ class Retriever:
         """Decrypt into ``parts[0]`` (the archive's gzip), then, once the tag verified, derive
         the requested output from it. Returns (the part holding the output, result, size)."""
         first = parts[0]
-        res = self._unseal_into(match, first.file, decompress=False)
+        as_archived = not self.opts.plain and not self.opts.line_level
+        # The archive's gzip written as it is must be one; other outputs gunzip it anyway.
+        res = self._unseal_into(match, first.file, decompress=False, check_gzip=as_archived)
         first.close()
         # The tag verified: from here on the plaintext may be released.
-        if not self.opts.plain and not self.opts.line_level:
+        if as_archived:
             return first, res, res.output_bytes
         second = PartFile(directory, durable=durable)
         parts.append(second)
