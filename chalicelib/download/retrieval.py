@@ -128,15 +128,17 @@ class Retriever:
         self._swept: set[str] = set()
         self._sweep_lock = threading.Lock()
 
-    def _sweep_once(self, directory: str) -> None:
-        """Remove the temporary files a killed earlier run left where we are about to write."""
+    def _sweep_once(self, directory: str, shown: str | None = None) -> None:
+        """Remove the temporary files a killed earlier run left where we are about to write
+        (``directory``, which ``shown`` names for people and for remembering it was swept)."""
+        shown = shown or directory
         with self._sweep_lock:
-            if directory in self._swept:
+            if shown in self._swept:
                 return
-            self._swept.add(directory)
+            self._swept.add(shown)
             removed = partfile.sweep(directory)
         if removed:
-            log.info("removed %d temporary file(s) an interrupted run left in %s", len(removed), directory)
+            log.info("removed %d temporary file(s) an interrupted run left in %s", len(removed), shown)
 
     def _open(self, match: Match) -> tuple[Any, Envelope]:
         """The object's body (``iter_chunks``, ``close``) and its envelope."""
@@ -179,18 +181,21 @@ class Retriever:
 
     def download(self, match: Match, dest_dir: str) -> Outcome:
         """Decrypt into ``dest_dir/<relative path>``; nothing is left there on failure."""
-        final = os.path.join(dest_dir, self.opts.output_name(match.relative_path))
-        directory = os.path.dirname(final)
+        relative = self.opts.output_name(match.relative_path)
+        final = os.path.join(dest_dir, relative)
         parts: list[PartFile] = []
+        dir_fd = None
         try:
             try:
-                os.makedirs(directory, exist_ok=True)
-                self._sweep_once(directory)
+                os.makedirs(dest_dir, exist_ok=True)
+                # Below dest_dir no symbolic link is followed, now or while we write.
+                dir_fd, directory = partfile.open_below(dest_dir, os.path.dirname(relative))
+                self._sweep_once(directory, os.path.dirname(final))
                 parts.append(PartFile(directory))
             except OSError as exc:
                 raise LogarchiveError(f"{match.key}: cannot write {final}: {exc.strerror or exc}") from None
             produced, res, out_bytes = self._produce(match, parts, directory, durable=True)
-            produced.commit(final)
+            produced.commit(os.path.join(directory, os.path.basename(final)))
             return Outcome(match.key, True, path=final, ciphertext_bytes=res.ciphertext_bytes,
                            output_bytes=out_bytes)
         except LogarchiveError as exc:
@@ -200,6 +205,8 @@ class Retriever:
         finally:
             for p in parts:
                 p.release()
+            if dir_fd is not None:
+                os.close(dir_fd)
 
     def _produce(
         self, match: Match, parts: list[PartFile], directory: str, *, durable: bool
