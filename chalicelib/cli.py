@@ -13,7 +13,7 @@ import pkgutil
 import sys
 
 from . import __version__, commands
-from .errors import LogarchiveError
+from .errors import LogarchiveError, describe, stdout_gone
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(message)s",
         stream=sys.stderr,
     )
+    if not args.verbose:  # botocore says at INFO where it found each endpoint: not for users
+        logging.getLogger("botocore").setLevel(logging.WARNING)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -54,6 +56,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        return stdout_gone()
+    except Exception as exc:  # the last resort: still one line (--verbose shows the traceback)
+        if args.verbose:
+            raise
+        print(f"logarchive: error: {describe(exc)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 from .. import aws
-from ..errors import LogarchiveError
+from ..errors import LogarchiveError, describe
 from ..layout import STACK_RE
 from ..settings import Settings
 from ._common import add_endpoint_options, add_key_options, keyring_from_args
@@ -75,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     if not keyring.can_encrypt:
         raise LogarchiveError("no master key: give --key-file or set $LOGARCHIVE_KEYS")
     s3, sqs = aws.client("s3"), aws.client("sqs")
+    _check_buckets(s3, [settings.archive_bucket, *settings.replicate_to])
     leases = None
     if args.table:
         leases = Leases(aws.client("dynamodb"), args.table, settings.schedule_lease_seconds)
@@ -109,6 +110,21 @@ def run(args: argparse.Namespace) -> int:
     raw = sum(o.bytes_in for o in archived)
     print(f"{len(archived)} archived ({raw} log bytes), {len(quarantined)} quarantined, {failed} failed")
     return 1 if failed or quarantined else 0
+
+
+def _check_buckets(s3: Any, buckets: list[str]) -> None:
+    """Stop before any work when a bucket to write into is missing or AWS is out of reach: every
+    object would fail the same way (in Lambda, SQS redelivery is the retry)."""
+    for bucket in buckets:
+        try:
+            s3.head_bucket(Bucket=bucket)
+        except Exception as exc:
+            code = aws.error_code(exc)
+            if code in ("404", "NoSuchBucket", "NotFound"):
+                raise LogarchiveError(f"s3://{bucket}: no such bucket (NoSuchBucket)") from None
+            if code in ("403", "AccessDenied"):
+                continue  # writing may still be allowed without s3:ListBucket
+            raise LogarchiveError(f"s3://{bucket}: {describe(exc)}") from None
 
 
 def _drain_queue(sqs: Any, url: str, worker: Any, outcomes: list, handle_batch: Any, attempts: int) -> int:

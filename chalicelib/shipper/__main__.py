@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 
-from ..errors import LogarchiveError
+from ..errors import LogarchiveError, describe, stdout_gone
 from .cli import DESCRIPTION, add_arguments, run
 
 
@@ -28,6 +28,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        return stdout_gone()
+    except Exception as exc:  # the last resort: still one line (--verbose shows the traceback)
+        if args.verbose:
+            raise
+        print(f"logarchive-ship: error: {describe(exc)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -11,10 +11,12 @@ the conditional create plus that same key, never by guessing.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from dataclasses import dataclass
 
+from ..errors import LogarchiveError
 from .identity import head_sha
 
 CUT_FROM = "logarchive-cut-from"  # staged metadata: the source was cut back from this offset
@@ -93,10 +95,34 @@ class Segment:
     metadata: dict[str, str]
 
 
+def busy_seconds() -> float:
+    """How long to wait for a state file another program has locked: 30 s, or
+    ``$LOGARCHIVE_STATE_BUSY_SECONDS``."""
+    try:
+        return max(0.0, float(os.environ.get("LOGARCHIVE_STATE_BUSY_SECONDS", "30")))
+    except ValueError:
+        return 30.0
+
+
+def state_error(path: str, exc: sqlite3.Error) -> LogarchiveError:
+    """One line for a state file SQLite cannot use (corrupt, locked, a directory…)."""
+    cause = str(exc) or type(exc).__name__
+    if "locked" in cause:
+        cause += f" by another program (waited {busy_seconds():g} s)"
+    return LogarchiveError(f"state file {path}: {cause}")
+
+
 class State:
     """Open (and create) the store at ``path``; ``readonly`` for ``--dry-run``."""
 
     def __init__(self, path: str, *, readonly: bool = False) -> None:
+        try:
+            self._open(path, readonly)
+        except sqlite3.Error as exc:
+            raise state_error(path, exc) from None
+
+    def _open(self, path: str, readonly: bool) -> None:
+        self.path = path
         self.readonly = readonly
         if readonly:
             try:
@@ -106,7 +132,7 @@ class State:
                 self.db = sqlite3.connect(":memory:", isolation_level=None)
                 self.db.executescript(_SCHEMA)
             return
-        self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
+        self.db = sqlite3.connect(path, isolation_level=None, timeout=busy_seconds())
         self.db.execute("PRAGMA journal_mode=WAL")
         # FULL: a commit survives power loss too, not only kill -9 of this process.
         self.db.execute("PRAGMA synchronous=FULL")
