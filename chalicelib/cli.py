@@ -13,7 +13,7 @@ import pkgutil
 import sys
 
 from . import __version__, commands
-from .errors import LogarchiveError, describe, stdout_gone
+from .errors import run_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,21 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    try:
-        return int(args.func(args) or 0)
-    except LogarchiveError as exc:
-        # One line, no traceback: these messages never hold key material.
-        print(f"logarchive: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        return stdout_gone()
-    except Exception as exc:  # the last resort: still one line (--verbose shows the traceback)
-        if args.verbose:
-            raise
-        print(f"logarchive: error: {describe(exc)}", file=sys.stderr)
-        return 1
+    return run_command("logarchive", args.func, args)
 
 
 if __name__ == "__main__":  # pragma: no cover

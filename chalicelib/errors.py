@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
+from typing import Any
 
 
 class LogarchiveError(Exception):
@@ -54,3 +56,23 @@ def stdout_gone() -> int:
     except (OSError, ValueError):
         pass
     return 141
+
+
+def run_command(prog: str, func: Callable[[Any], int | None], args: Any) -> int:
+    """Run a command's function: its errors one line each on stderr, never a traceback
+    (unless ``args.verbose``, for an error nobody expected)."""
+    try:
+        return int(func(args) or 0)
+    except LogarchiveError as exc:
+        # One line, no traceback: these messages never hold key material.
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return stdout_gone()
+    except Exception as exc:  # the last resort: still one line
+        if getattr(args, "verbose", False):
+            raise
+        print(f"{prog}: error: {describe(exc)}", file=sys.stderr)
+        return 1

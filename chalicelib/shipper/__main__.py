@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 
-from ..errors import LogarchiveError, describe, stdout_gone
+from ..errors import run_command
 from .cli import DESCRIPTION, add_arguments, run
 
 
@@ -21,20 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(message)s", stream=sys.stderr)
-    try:
-        return run(args)
-    except LogarchiveError as exc:
-        print(f"logarchive-ship: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        return stdout_gone()
-    except Exception as exc:  # the last resort: still one line (--verbose shows the traceback)
-        if args.verbose:
-            raise
-        print(f"logarchive-ship: error: {describe(exc)}", file=sys.stderr)
-        return 1
+    return run_command("logarchive-ship", run, args)
 
 
 if __name__ == "__main__":
