@@ -82,6 +82,7 @@ class Settings:
     kms_key_id: str = ""
     keys_secret: str = ""  # Secrets Manager secret holding base64 keys, one a line
     keys_parameter: str = ""  # SSM SecureString parameter holding the same
+    api_token_secret: str = ""  # Secrets Manager secret (name or ARN): the HMAC key of page tokens
     # archiver tuning (issue 4)
     schedule_lease_seconds: int = 10800  # a scheduled staged object is not re-sent for this long
     worker_reserve_ms: int = 20000  # stop taking records when less than this (+ size estimate) remains
@@ -109,6 +110,7 @@ class Settings:
             kms_key_id=_env("LOGARCHIVE_KMS_KEY_ID"),
             keys_secret=_env("LOGARCHIVE_KEYS_SECRET"),
             keys_parameter=_env("LOGARCHIVE_KEYS_PARAMETER"),
+            api_token_secret=_env("LOGARCHIVE_API_TOKEN_SECRET"),
             schedule_lease_seconds=int(_int("LOGARCHIVE_SCHEDULE_LEASE_SECONDS", 10800)),
             worker_reserve_ms=int(_int("LOGARCHIVE_WORKER_RESERVE_MS", 20000)),
             worker_min_mb_per_s=_int("LOGARCHIVE_WORKER_MIN_MB_PER_S", 20.0),

@@ -58,6 +58,11 @@ class Queue:
         return f"{self.name}-dlq"
 
 
+def api_token_secret_name(stage: str) -> str:
+    """The secret a stage's template generates to sign the API's page tokens."""
+    return f"{APP_NAME}-{stage}-api-token"
+
+
 @dataclass(frozen=True)
 class StageResources:
     stage: str
@@ -79,6 +84,7 @@ class StageResources:
     kms_key_arn: str
     keys_secret: str
     keys_parameter: str
+    api_token_secret: str  # Secrets Manager secret signing the API's page tokens (name or ARN)
     # MaximumConcurrency of the SQS workers' event sources (app.py passes it to Chalice).
     archive_max_concurrency: int
     retrieval_max_concurrency: int
@@ -127,6 +133,8 @@ class StageResources:
             kms_key_arn=kms,
             keys_secret=str(env.get("LOGARCHIVE_KEYS_SECRET", "")).strip(),
             keys_parameter=str(env.get("LOGARCHIVE_KEYS_PARAMETER", "")).strip(),
+            api_token_secret=(str(env.get("LOGARCHIVE_API_TOKEN_SECRET", "")).strip()
+                              or api_token_secret_name(stage)),
             archive_max_concurrency=caps["archive_worker"],
             retrieval_max_concurrency=caps["retrieval_worker"],
         )
@@ -169,6 +177,12 @@ class StageResources:
             return self.keys_secret
         # Secrets Manager appends "-" and six random characters to a secret's ARN.
         return f"arn:aws:secretsmanager:{self.region}:{self.account}:secret:{self.keys_secret}-??????"
+
+    @property
+    def api_token_secret_arn(self) -> str:
+        if self.api_token_secret.startswith("arn:"):
+            return self.api_token_secret
+        return f"arn:aws:secretsmanager:{self.region}:{self.account}:secret:{self.api_token_secret}-??????"
 
     @property
     def parameter_arn(self) -> str:
