@@ -39,6 +39,18 @@ def _objects(name: str, prefix: str = "") -> str:
     return f"arn:aws:s3:::{name}/{prefix}*"
 
 
+def _create_once(sid: str, resources: list[str]) -> list[Statement]:
+    """PutObject that cannot overwrite: S3 checks it as well as our code (s3io.create_once).
+    PutObject and CompleteMultipartUpload must carry If-None-Match; CreateMultipartUpload and
+    UploadPart (also s3:PutObject, and taking no such header) are no object creation."""
+    if_none_match = {"Null": {"s3:if-none-match": "false"}}
+    parts = {"Bool": {"s3:ObjectCreationOperation": "false"}}
+    return [
+        _st(f"{sid}IfNoneMatch", ["s3:PutObject"], resources, Condition=if_none_match),
+        _st(f"{sid}Parts", ["s3:PutObject"], resources, Condition=parts),
+    ]
+
+
 def _list(sid: str, bucket: str, *, versions: bool = False) -> Statement:
     # No s3:prefix condition: S3 answers a HEAD of a missing key with 404 only when the
     # caller may list the bucket, and a HEAD carries no prefix (the condition would turn
@@ -85,6 +97,7 @@ def archive_scheduler(res: StageResources) -> list[Statement]:
         _st("AbortAbandonedUploads", ["s3:AbortMultipartUpload"],
             [_objects(b, res.archive_prefix) for b in swept]),
     ]
+    redriven = [_objects(b, res.archive_prefix) for b in res.replicate_to]
     if res.replication_mode == "s3-replication":
         statements += [
             # Pending-replication markers: read the status of each archive (HEAD), clear the marker.
@@ -96,8 +109,8 @@ def archive_scheduler(res: StageResources) -> list[Statement]:
                 _objects(res.archive_bucket, res.archive_prefix)),
             # Re-drive of FAILED or stalled replication: a direct copy to each destination.
             *[_list(f"ListDestination{i}", b) for i, b in enumerate(res.replicate_to)],
-            *([_st("RedriveReplication", ["s3:PutObject", "s3:GetObject", *S3_MULTIPART],
-                   [_objects(b, res.archive_prefix) for b in res.replicate_to])] if res.replicate_to else []),
+            *([_st("RedriveReplication", ["s3:GetObject", *S3_MULTIPART], redriven),
+               *_create_once("RedriveReplication", redriven)] if res.replicate_to else []),
         ]
     return statements
 
@@ -117,8 +130,9 @@ def archive_worker(res: StageResources) -> list[Statement]:
         _st("MarkArchived", ["s3:PutObject"],
             _objects(res.staging_bucket, ARCHIVED_PREFIX + res.staging_prefix)),
         *[_list(f"ListDestination{i}", b) for i, b in enumerate(destinations)],
-        _st("WriteArchives", ["s3:PutObject", "s3:GetObject", *S3_MULTIPART],
+        _st("WriteArchives", ["s3:GetObject", *S3_MULTIPART],
             [_objects(b, res.archive_prefix) for b in destinations]),
+        *_create_once("WriteArchives", [_objects(b, res.archive_prefix) for b in destinations]),
         *_keys(res, encrypt=True, decrypt=False),
     ]
     if res.replication_mode == "s3-replication":
