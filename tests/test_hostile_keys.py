@@ -18,7 +18,7 @@ from chalicelib.archiver.messages import Job
 from chalicelib.archiver.staged import StagedMeta
 from chalicelib.archiver.worker import Status, Worker
 from chalicelib.dockerlog import TimeSpan, line_time
-from chalicelib.errors import LayoutError
+from chalicelib.errors import LayoutError, LogarchiveError
 from chalicelib.settings import Settings
 
 ID_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_"
@@ -185,3 +185,14 @@ def test_a_cut_recorded_by_the_shipper_reaches_the_archive_metadata(buckets, env
     out = _archive(buckets, env, staged)
     assert out.status is Status.ARCHIVED
     assert s3.head_object(Bucket=buckets.archive, Key=out.archive_key)["Metadata"]["logarchive-cut-from"] == "14400"
+
+
+def test_shipper_durations_and_sizes_are_ascii_digits():
+    from chalicelib.shipper.config import parse_duration, parse_size
+
+    assert (parse_duration("90s"), parse_size("8MiB")) == (90.0, 8 << 20)
+    for bad in ("９０s", "\u0663s"):
+        with pytest.raises(LogarchiveError):
+            parse_duration(bad)
+    with pytest.raises(LogarchiveError):
+        parse_size("８MiB")
