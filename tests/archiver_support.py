@@ -307,10 +307,10 @@ def decrypt(s3: Any, bucket: str, key: str, keyring: Keyring) -> bytes:
     return out.getvalue()
 
 
-def archived(s3: Any, bucket: str, keyring: Keyring) -> dict[str, bytes]:
+def archived(s3: Any, bucket: str, keyring: Keyring, *, stack: str = "teststack") -> dict[str, bytes]:
     """Every object under the stack's archive prefix, decrypted."""
     out = {}
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="teststack/"):
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{stack}/"):
         for obj in page.get("Contents", []):
             out[obj["Key"]] = decrypt(s3, bucket, obj["Key"], keyring)
     return out

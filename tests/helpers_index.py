@@ -126,3 +126,16 @@ def http_server(chalice_app, handler_cls=None) -> Iterator[str]:
         server.shutdown()
         server.server.server_close()
         thread.join(timeout=5)
+
+
+def result_lines(body: dict) -> list[bytes]:
+    """Every line of a retrieval job's results (``GET /retrievals/{id}``), through their URLs."""
+    import gzip
+    import urllib.request
+
+    out = []
+    for r in body["results"]:
+        if "url" in r:
+            with urllib.request.urlopen(r["url"], timeout=10) as resp:
+                out += gzip.decompress(resp.read()).splitlines()
+    return out

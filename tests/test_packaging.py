@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from chalicelib.index.indexer import INDEXER_EVENTS
 from chalicelib.setup import deployment
 from chalicelib.setup.resources import FUNCTIONS, cfn_name
 
@@ -134,7 +135,7 @@ def test_every_function_is_known_and_configured(packaged) -> None:
         settings = config["lambda_functions"][by_cfn[name]]
         assert props["MemorySize"] == settings["lambda_memory_size"]
         assert props["Timeout"] == settings["lambda_timeout"]
-        assert props["FunctionName"] == f"logarchive-{stage}-{by_cfn[name]}"
+        assert props["FunctionName"] == deployment.stage_resources(config, stage).function_name(by_cfn[name])
         assert props["Tracing"] == "Active"
         policy = deployment.iam.function_policy(deployment.stage_resources(config, stage), by_cfn[name])
         role = t["Resources"][props["Role"]["Fn::GetAtt"][0]]
@@ -256,7 +257,9 @@ def test_indexer_rule_is_scoped_to_the_archive_bucket(packaged) -> None:
     pattern = event["Properties"]["Pattern"]
     archive = deployment.stage_resources(packaged["config"], packaged["stage"]).archive_bucket
     assert pattern["source"] == ["aws.s3"]
-    assert sorted(pattern["detail-type"]) == ["Object Created", "Object Deleted"]
+    # What app.py subscribes to: object changes for the index, completed restores for jobs.
+    assert sorted(pattern["detail-type"]) == sorted(INDEXER_EVENTS) == [
+        "Object Created", "Object Deleted", "Object Restore Completed", "Object Storage Class Changed"]
     assert pattern["detail"]["bucket"]["name"] == [archive]
 
 
@@ -278,3 +281,50 @@ def test_chalice_deploy_preflight(packaged) -> None:
     assert proc.returncode == 0, proc.stderr
     stage = packaged["stage"]
     assert f"archive_worker policy-{stage}-archive_worker.json" in proc.stdout
+
+
+# Chalice's own naming (chalice.deploy.appgraph, what `chalice deploy` creates): every
+# function's name, role and policy file, read from the models Chalice builds for the stage.
+DEPLOY_NAMES = """
+import json, sys
+from chalice.cli.factory import CLIFactory
+from chalice.deploy import models
+from chalice.deploy.appgraph import ApplicationGraphBuilder, DependencyBuilder
+config = CLIFactory(sys.argv[1]).create_config_obj(chalice_stage_name=sys.argv[2])
+graph = ApplicationGraphBuilder().build(config, sys.argv[2])
+print(json.dumps({r.resource_name: {"function": r.function_name, "policy": r.role.policy.filename}
+                  for r in DependencyBuilder().build_dependencies(graph)
+                  if isinstance(r, models.LambdaFunction)}))
+"""
+
+
+def _log_grant(policy: dict[str, Any]) -> list[str]:
+    """The log groups a policy lets its function write to, without the ``:*`` stream suffix."""
+    groups = set()
+    for st in policy["Statement"]:
+        if "logs:PutLogEvents" in st["Action"]:
+            for arn in st["Resource"]:
+                groups.add(arn.removesuffix(":*").split(":log-group:", 1)[1])
+    return sorted(groups)
+
+
+def test_log_grants_match_the_function_names_chalice_deploy_creates(packaged) -> None:
+    proc = subprocess.run([sys.executable, "-c", DEPLOY_NAMES, str(packaged["project"]), packaged["stage"]],
+                          env=_env(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    deployed = json.loads(proc.stdout)
+    assert sorted(deployed) == sorted(FUNCTIONS)
+    for fn, names in deployed.items():
+        policy = json.loads(Path(packaged["project"], names["policy"]).read_text())
+        assert _log_grant(policy) == [f"/aws/lambda/{names['function']}"], fn
+
+
+def test_log_grants_match_the_function_names_chalice_package_creates(packaged) -> None:
+    t = packaged["template"]
+    for name, fn in _functions(t).items():
+        # Without a FunctionName, CloudFormation would make one up and no grant could match it.
+        function_name = fn["Properties"].get("FunctionName")
+        assert function_name, f"{name} has no FunctionName"
+        role = t["Resources"][fn["Properties"]["Role"]["Fn::GetAtt"][0]]
+        policy = role["Properties"]["Policies"][0]["PolicyDocument"]
+        assert _log_grant(policy) == [f"/aws/lambda/{function_name}"], name

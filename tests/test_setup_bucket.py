@@ -309,7 +309,7 @@ def test_check_accepts_broader_grants(aws_endpoint, capsys) -> None:
 def test_check_of_a_missing_bucket_fails_every_check(aws_endpoint, capsys) -> None:
     rc, out = run_check(capsys, "no-such-bucket", "--role-arn", ROLE)
     assert rc == 1
-    assert out.count("cannot check: NoSuchBucket") == 4
+    assert out.count("cannot check: NoSuchBucket") == 5  # versioning, region, dedicated, policy, lifecycle
 
 
 def test_conditional_statements_do_not_count_as_grants() -> None:

@@ -7,12 +7,13 @@ turns them into ``400`` with a JSON body. Nothing here ever yields a bucket or a
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .. import layout
 from ..index.store import Selector
+from ..jobs.request import RetrievalRequest
+from ..restores import DEFAULT_TIER, TIERS
 
 TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(Z|[+-]\d{2}:\d{2})?\Z", re.ASCII)
 SELECTORS = {
@@ -145,37 +146,15 @@ def parse_job_id(value: Any) -> str:
     return value
 
 
-@dataclass(frozen=True)
-class RetrievalRequest:
-    selector: Selector
-    start: datetime
-    end: datetime
-    stream: str | None
-    grep: str | None
-
-    def to_attrs(self) -> dict[str, Any]:
-        return {
-            "stack": self.selector.stack,
-            "sel_kind": self.selector.kind,
-            "sel_id": self.selector.ident,
-            "start": self.start.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "end": self.end.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "stream": self.stream or "",
-            "grep": self.grep or "",
-        }
-
-    @classmethod
-    def from_attrs(cls, d: dict[str, Any]) -> RetrievalRequest:
-        return cls(
-            Selector(d["stack"], d["sel_kind"], d["sel_id"]),
-            parse_time("start", d["start"]),
-            parse_time("end", d["end"]),
-            d.get("stream") or None,
-            d.get("grep") or None,
-        )
+RETRIEVAL_FIELDS = {"stack", *SELECTORS, "start", "end", "stream", "grep", "restore_tier"}
 
 
-RETRIEVAL_FIELDS = {"stack", *SELECTORS, "start", "end", "stream", "grep"}
+def parse_restore_tier(value: Any) -> str:
+    if value is None:
+        return DEFAULT_TIER
+    if value not in TIERS:
+        raise ParamError(f"restore_tier must be one of {', '.join(TIERS)}")
+    return str(value)
 
 
 def parse_retrieval(body: Any, served_stack: str) -> RetrievalRequest:
@@ -185,4 +164,5 @@ def parse_retrieval(body: Any, served_stack: str) -> RetrievalRequest:
     stack = parse_stack(body.get("stack"), served_stack)
     sel = parse_selector(body, stack)
     start, end = parse_range(body, max_range=MAX_JOB_RANGE)
-    return RetrievalRequest(sel, start, end, parse_stream(body.get("stream")), parse_grep(body.get("grep")))
+    return RetrievalRequest(sel, start, end, parse_stream(body.get("stream")), parse_grep(body.get("grep")),
+                            parse_restore_tier(body.get("restore_tier")))

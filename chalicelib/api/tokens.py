@@ -22,7 +22,7 @@ import json
 import time
 from typing import Any
 
-from .. import aws
+from ..awserrors import error_label
 from ..errors import LogarchiveError
 from ..settings import Settings
 
@@ -45,7 +45,7 @@ def _secret() -> bytes:
     try:
         value = parameters.get_secret(name, max_age=SECRET_MAX_AGE)
     except Exception as exc:  # GetParameterError wraps the AWS error
-        cause = aws.error_code(exc.__cause__ or exc)
+        cause = error_label(exc.__cause__ or exc)
         raise LogarchiveError(f"{SECRET_ENV} {name}: cannot be read ({cause})") from None
     key = value if isinstance(value, bytes) else str(value).encode()
     if len(key) < 16:

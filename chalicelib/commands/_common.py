@@ -4,7 +4,23 @@ from __future__ import annotations
 
 import argparse
 
+from ..codec import DEFAULT_COMPRESSION, PRESETS
 from ..keyring import KEYS_ENV, Keyring, gather_keys
+
+
+def positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {text!r}")
+    return int(text)
+
+
+def add_compression_option(p: argparse.ArgumentParser, default: str | None = None) -> None:
+    """``--compression fast|default|small`` (docs/PERFORMANCE.md: what each costs)."""
+    p.add_argument(
+        "--compression", choices=tuple(PRESETS), default=default,
+        help="; ".join(f"{x.name}: {x.summary}" for x in PRESETS.values())
+        + f" (default: {default or DEFAULT_COMPRESSION})",
+    )
 
 
 def add_endpoint_options(p: argparse.ArgumentParser) -> None:

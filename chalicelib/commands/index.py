@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from .. import aws, layout
+from ..awserrors import error_code
 from ..errors import LogarchiveError, describe
 from ..index import Indexer, IndexStore
 from ._common import add_endpoint_options
@@ -42,9 +43,9 @@ def run_backfill(args: argparse.Namespace) -> int:
     try:  # one line before any work, rather than one per archive
         ddb.describe_table(TableName=args.table)
     except Exception as exc:
-        if aws.error_code(exc) == "ResourceNotFoundException":
+        if error_code(exc) == "ResourceNotFoundException":
             raise LogarchiveError(f"table {args.table}: does not exist") from None
-        if aws.error_code(exc) not in ("AccessDeniedException", "AccessDenied"):
+        if error_code(exc) not in ("AccessDeniedException", "AccessDenied"):
             raise LogarchiveError(f"table {args.table}: {describe(exc)}") from None
     indexer = Indexer(IndexStore(args.table, client=ddb), bucket=args.bucket, stack=args.stack, s3=s3)
     counts: dict[str, int] = {}

@@ -14,13 +14,13 @@ import shutil
 import sys
 import tempfile
 
-from .. import aws, codec, envelope
-from ..download import partfile, retrieval
+from .. import codec, envelope
+from ..download import partfile
 from ..download.partfile import PartFile
 from ..envelope import Envelope
 from ..errors import EnvelopeError, LogarchiveError
 from ..keyring import Keyring, gather_keys
-from ._common import add_endpoint_options, add_key_options
+from ._common import add_compression_option, add_endpoint_options, add_key_options, positive_int
 
 MAX_INSTRUCTION = 1 << 16
 
@@ -32,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_key_options(s, encrypt=True)
     add_endpoint_options(s)
     s.add_argument("--kms-key-id", help="wrap the data key with this KMS key instead of a raw key")
+    add_compression_option(s)
+    s.add_argument("--threads", type=positive_int, metavar="N",
+                   help="compress with N threads (default: every CPU this process may use)")
     s.set_defaults(func=run_seal)
 
     u = sub.add_parser("unseal", help="decrypt a sealed local file (envelope from IN.instruction)")
@@ -43,12 +46,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     u.set_defaults(func=run_unseal)
 
 
+def _kms_client(args: argparse.Namespace):  # boto3 loads only when a KMS key is used
+    from .. import aws
+
+    return aws.client("kms", endpoint_url=args.endpoint_url, region=args.region)
+
+
 def _keyring(args: argparse.Namespace, *, kms_key_id: str | None = None) -> Keyring:
     return Keyring(
         gather_keys(inline=args.decryption_keys, files=args.key_files),
         kms_key_id=kms_key_id,
         allow_legacy=getattr(args, "allow_legacy_cbc", False),
-        kms_client_factory=lambda: aws.client("kms", endpoint_url=args.endpoint_url, region=args.region),
+        kms_client_factory=lambda: _kms_client(args),
     )
 
 
@@ -71,7 +80,8 @@ def run_seal(args: argparse.Namespace) -> int:
         raise LogarchiveError(f"{args.input}: {exc.strerror or exc}") from None
     try:
         with _part_beside(args.output) as body, _part_beside(args.output) as instr:
-            result = codec.seal(src, body.file, ring)
+            result = codec.seal(src, body.file, ring, compression=args.compression,
+                                threads=args.threads, sha256=False)
             instr.write(result.envelope.to_instruction().encode())
             # The envelope first: an OUT without its instruction file would be unreadable.
             instr.commit(args.output + envelope.INSTRUCTION_SUFFIX)
@@ -83,7 +93,8 @@ def run_seal(args: argparse.Namespace) -> int:
             src.close()
     print(
         f"sealed {args.input}: {result.plaintext_bytes} bytes -> {result.ciphertext_bytes} "
-        f"(key {ring.encrypting_component[:12]}…, envelope in {args.output}{envelope.INSTRUCTION_SUFFIX})",
+        f"(compression {result.compression}, key {ring.encrypting_component[:12]}…, "
+        f"envelope in {args.output}{envelope.INSTRUCTION_SUFFIX})",
         file=sys.stderr,
     )
     return 0
@@ -104,6 +115,8 @@ def read_instruction(path: str) -> Envelope:
 
 
 def run_unseal(args: argparse.Namespace) -> int:
+    from ..download import retrieval
+
     env = read_instruction(args.input)
     ring = _keyring(args)
     to_stdout = args.output == "-"

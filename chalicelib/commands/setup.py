@@ -8,8 +8,10 @@ import os
 import sys
 
 from .. import aws
+from ..awserrors import error_label
 from ..errors import LogarchiveError
-from ..setup import bucket_policy, check, deployment, post_deploy, replication
+from ..setup import bucket_policy, check, deployment, lifecycle, post_deploy, replication, teardown
+from ..setup.resources import deployed_function_name
 from ._common import add_endpoint_options
 
 ROLE_ENV = "LOGARCHIVE_REPLICATION_ROLE_ARN"
@@ -41,8 +43,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     cp.add_argument("--stack", default="", help="only keys under <stack>/shareable/ count as ours")
     cp.add_argument("--sample", type=int, default=check.DEFAULT_SAMPLE,
                     help="object versions to inspect for foreign content (at most 1000)")
+    cp.add_argument("--retention-days", type=int, metavar="R",
+                    help="warn when a lifecycle rule expires archives sooner (default: Object Lock's)")
     add_endpoint_options(cp)
     cp.set_defaults(func=run_check)
+
+    lp = ssub.add_parser("lifecycle", help="move the stack's archives to a colder class, expire them later")
+    lp.add_argument("--bucket", required=True, help="the customer's bucket or the archive bucket")
+    lp.add_argument("--stack", required=True, help="the rule covers <stack>/shareable/ only")
+    lp.add_argument("--transition-days", type=int, required=True, metavar="N",
+                    help="days after an archive's creation that it moves to --storage-class")
+    lp.add_argument("--storage-class", required=True, choices=lifecycle.STORAGE_CLASSES)
+    lp.add_argument("--expire-days", type=int, metavar="M", help="days after creation that archives expire")
+    lp.add_argument("--retention-days", type=int, metavar="R",
+                    help="refuse an expiry before this (default: the bucket's Object Lock default)")
+    lp.add_argument("--dry-run", action="store_true", help="print the configuration, change nothing")
+    add_endpoint_options(lp)
+    lp.set_defaults(func=run_lifecycle)
 
     dp = ssub.add_parser("deployment-files",
                          help="IAM policy files and CloudFormation templates from .chalice/config.json")
@@ -57,6 +74,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     ep.add_argument("--app-name", default="logarchive")
     add_endpoint_options(ep)
     ep.set_defaults(func=run_post_deploy)
+
+    tp = ssub.add_parser("teardown",
+                         help="remove what `chalice deploy` made for a stage (after a failed deploy)")
+    tp.add_argument("--stage", required=True)
+    tp.add_argument("--app-name", default="logarchive")
+    tp.add_argument("--dry-run", action="store_true", help="show what would be removed, remove nothing")
+    tp.add_argument("--yes", action="store_true", help="remove without asking")
+    add_endpoint_options(tp)
+    tp.set_defaults(func=run_teardown)
 
 
 def run_bucket_policy(args: argparse.Namespace) -> int:
@@ -94,16 +120,51 @@ def run_replication(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_lifecycle(args: argparse.Namespace) -> int:
+    s3 = aws.client("s3", endpoint_url=args.endpoint_url, region=args.region)
+    plan = lifecycle.RetentionPlan(args.stack, args.transition_days, args.storage_class, args.expire_days)
+    retention, source = args.retention_days, "--retention-days"
+    if retention is None:
+        try:
+            retention = lifecycle.object_lock_days(s3, args.bucket)
+            source = "the bucket's Object Lock default"
+        except Exception as exc:
+            raise LogarchiveError(f"bucket {args.bucket}: cannot read its Object Lock configuration "
+                                  f"({error_label(exc)})") from None
+    problems = lifecycle.validate(plan, retention, source)
+    for p in problems:
+        print(f"logarchive: error: {p}", file=sys.stderr)
+    if problems:
+        return 1
+    warning = lifecycle.early_deletion_warning(plan)
+    if warning:
+        print(f"logarchive: warning: {warning}", file=sys.stderr)
+    try:
+        config = lifecycle.configure(s3, args.bucket, plan, dry_run=args.dry_run)
+    except Exception as exc:
+        raise LogarchiveError(f"bucket {args.bucket}: cannot {'read' if args.dry_run else 'set'} its "
+                              f"lifecycle configuration ({error_label(exc)})") from None
+    if args.dry_run:
+        print(json.dumps(config, indent=2))
+        return 0
+    print(json.dumps(lifecycle.build_rule(plan), indent=2))
+    print(f"lifecycle of {args.bucket}: rule {lifecycle.rule_id(args.stack)} set "
+          f"({len(config['Rules'])} rule(s) in all)")
+    return 0
+
+
 def run_check(args: argparse.Namespace) -> int:
     s3 = aws.client("s3", endpoint_url=args.endpoint_url, region=args.region)
     results = check.run_checks(
         s3, args.bucket, stack_region=args.stack_region, role_arn=args.role_arn,
-        stack=args.stack, sample=args.sample,
+        stack=args.stack, sample=args.sample, retention_days=args.retention_days,
     )
     for r in results:
         print(f"{'ok  ' if r.ok else 'FAIL'} {r.name}: {r.detail}")
         if not r.ok and r.fix:
             print(f"     fix: {r.fix}")
+        for w in r.warnings:
+            print(f"warn {r.name}: {w}")
     failed = [r.name for r in results if not r.ok]
     print(f"{args.bucket}: " + (f"{len(failed)} check(s) failed: {', '.join(failed)}" if failed
                                  else "ready for log archives"))
@@ -125,7 +186,7 @@ def run_post_deploy(args: argparse.Namespace) -> int:
     client = aws.client("lambda", endpoint_url=args.endpoint_url, region=args.region)
     missing = []
     for fn in post_deploy.SQS_FUNCTIONS:
-        name = f"{args.app_name}-{args.stage}-{fn}"
+        name = deployed_function_name(args.app_name, args.stage, fn)
         found = post_deploy.enable_partial_batch_responses(client, name)
         if not found:
             missing.append(name)
@@ -137,3 +198,36 @@ def run_post_deploy(args: argparse.Namespace) -> int:
     for name in missing:
         print(f"logarchive: error: {name} has no SQS event source (deployed?)", file=sys.stderr)
     return 1 if missing else 0
+
+
+def run_teardown(args: argparse.Namespace) -> int:
+    clients = {name: aws.client(name, endpoint_url=args.endpoint_url, region=args.region)
+               for name in ("lambda", "iam", "events", "apigateway", "cloudformation")}
+    inv = teardown.find(clients, args.app_name, args.stage)
+    for what, why in inv.kept:
+        print(f"kept: {what}: {why}")
+    if not inv.remove:
+        print(f"nothing of {args.app_name} stage {args.stage} to remove")
+        return 0
+    print(f"{args.app_name} stage {args.stage}, made by `chalice deploy` "
+          f"({len(inv.remove)}, in removal order):")
+    for found in inv.remove:
+        print(f"  {found}")
+    print("Buckets, tables, queues, secrets, parameters, keys and CloudFormation stacks "
+          "are left as they are.")
+    if args.dry_run:
+        return 0
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise LogarchiveError("teardown: not removing without --yes (standard input is not a terminal)")
+        if input(f"Type the stage name ({args.stage}) to remove these: ").strip() != args.stage:
+            print("nothing removed")
+            return 1
+    failed = 0
+    for found, error in teardown.remove_all(clients, inv.remove):
+        if error:
+            failed += 1
+            print(f"logarchive: error: {found.kind} {found.id}: {error}", file=sys.stderr)
+        else:
+            print(f"removed {found.kind} {found.id}")
+    return 1 if failed else 0

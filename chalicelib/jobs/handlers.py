@@ -3,15 +3,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
-
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
 from .. import telemetry
 from ..index.handlers import index_store
+from ..index.indexer import parse_event
 from ..settings import Settings, require
-from .steps import Jobs
+from .service import Jobs
 
 
 def jobs(s: Settings | None = None) -> Jobs:
@@ -28,11 +26,15 @@ def jobs(s: Settings | None = None) -> Jobs:
 
 def retrieval_batch(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """SQS batch -> plan/scan steps; failed records are reported, the rest are deleted."""
+    # Powertools' batch utility (and its event data classes) only in the function that uses it:
+    # every function of the app imports this module.
+    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+
     s = Settings.from_env()
     j = jobs(s)
 
     def record_handler(record: Any) -> str:
-        return j.handle(json.loads(record.body), s.keyring)
+        return j.handle(record.body, s.keyring)
 
     # A batch whose every record failed is still answered with the list (not an exception):
     # Lambda then retries exactly those records, as it would retry the whole batch.
@@ -44,3 +46,17 @@ def retrieval_batch(event: dict[str, Any], context: Any = None) -> dict[str, Any
     telemetry.count("RetrievalMessages", len(event.get("Records", [])))
     telemetry.count("RetrievalMessageErrors", len(response.get("batchItemFailures", [])))
     return response
+
+
+def restore_completed_event(event: dict[str, Any]) -> dict[str, Any]:
+    """S3's "Object Restore Completed" (EventBridge, to the index_archive function): resume the
+    retrieval jobs waiting for that archive. Another bucket's events are ignored."""
+    s = Settings.from_env()
+    j = jobs(s)
+    resumed = 0
+    for record in parse_event(event):
+        if s.archive_bucket and record.bucket != s.archive_bucket:
+            continue
+        resumed += j.restore_completed(record.key)
+    telemetry.count("RetrievalTasksResumed", resumed)  # 0 too: no job was waiting
+    return {"resumed": resumed}

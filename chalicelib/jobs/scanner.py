@@ -19,7 +19,7 @@ from typing import BinaryIO
 
 from isal import isal_zlib
 
-from ..codec import unseal
+from ..codec import FAST_LEVEL, unseal
 from ..dockerlog import LineFilter, LineSplitter, LongLine
 from ..envelope import Envelope
 from ..keyring import Keyring
@@ -49,7 +49,7 @@ class MatchWriter:
     ``dockerlog.LONG_LINE`` is spooled to a temporary file, judged as ``linefilter`` says, and
     written whole if it passes."""
 
-    def __init__(self, out: BinaryIO, flt: LineFilter, *, level: int = 1) -> None:
+    def __init__(self, out: BinaryIO, flt: LineFilter, *, level: int = FAST_LEVEL) -> None:
         self._out = out
         self._flt = flt
         self._gz = isal_zlib.compressobj(level, isal_zlib.DEFLATED, GZIP_WBITS)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..codec import PRESETS
 from ..errors import LogarchiveError
 from ..settings import max_concurrency
 
@@ -18,6 +19,22 @@ APP_NAME = "logarchive"
 # as ``chalice package`` writes them.
 FUNCTIONS = ("archive_scheduler", "archive_worker", "index_archive", "retrieval_worker", "api_handler")
 _QUEUE_URL = re.compile(r"^https://sqs\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/(\d{12})/([A-Za-z0-9_-]{1,80})$")
+
+
+def deployed_function_name(app: str, stage: str, function: str) -> str:
+    """The name ``chalice deploy`` gives a function: ``<app>-<stage>-<name>``, but the API
+    handler's is ``<app>-<stage>`` (its old deployer's name, kept for compatibility)."""
+    return f"{app}-{stage}" if function == "api_handler" else f"{app}-{stage}-{function}"
+
+
+def deployed_role_name(app: str, stage: str, function: str) -> str:
+    """The role ``chalice deploy`` creates for a function with its own policy file."""
+    return f"{app}-{stage}-{function}"
+
+
+def deployed_rule_name(app: str, stage: str, function: str) -> str:
+    """The EventBridge rule ``chalice deploy`` creates for a scheduled or event handler."""
+    return f"{app}-{stage}-{function}-event"
 
 
 class DeploymentConfigError(LogarchiveError):
@@ -108,6 +125,10 @@ class StageResources:
         mode = str(env.get("LOGARCHIVE_REPLICATION_MODE", "direct")).strip()
         if mode not in ("direct", "s3-replication"):
             raise DeploymentConfigError(f"stage {stage}: LOGARCHIVE_REPLICATION_MODE={mode!r}")
+        compression = str(env.get("LOGARCHIVE_COMPRESSION", "")).strip()
+        if compression and compression not in PRESETS:  # else every worker run would fail on it
+            raise DeploymentConfigError(
+                f"stage {stage}: LOGARCHIVE_COMPRESSION={compression!r} is not one of {', '.join(PRESETS)}")
         try:
             caps = {fn: max_concurrency(fn, env) for fn in ("archive_worker", "retrieval_worker")}
         except LogarchiveError as exc:
@@ -149,7 +170,7 @@ class StageResources:
 
     def function_name(self, function: str) -> str:
         """The deployed function name (``chalice deploy``'s; the merge template sets the same)."""
-        return f"{APP_NAME}-{self.stage}-{function}"
+        return deployed_function_name(APP_NAME, self.stage, function)
 
     @property
     def replication_role_name(self) -> str:
