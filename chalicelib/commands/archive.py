@@ -49,6 +49,12 @@ def parse_s3_url(url: str) -> tuple[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Without a stack each staged object would name its own, and a shipper's word would
+    # decide where in the archive bucket (and under which customer prefix) its bytes land.
+    if not args.stack:
+        raise LogarchiveError("--stack (or $LOGARCHIVE_STACK) is required: the stack of the archive keys")
+    if not STACK_RE.match(args.stack):
+        raise LogarchiveError(f"--stack {args.stack[:70]!r}: not a stack name ({STACK_RE.pattern})")
     from ..archiver import scheduler
     from ..archiver.batch import handle_batch
     from ..archiver.lease import Leases
@@ -59,12 +65,6 @@ def run(args: argparse.Namespace) -> int:
         os.environ["AWS_ENDPOINT_URL"] = args.endpoint_url
     if args.region:
         os.environ["AWS_DEFAULT_REGION"] = args.region
-    # Without a stack each staged object would name its own, and a shipper's word would
-    # decide where in the archive bucket (and under which customer prefix) its bytes land.
-    if not args.stack:
-        raise LogarchiveError("--stack (or $LOGARCHIVE_STACK) is required: the stack of the archive keys")
-    if not STACK_RE.match(args.stack):
-        raise LogarchiveError(f"--stack {args.stack[:70]!r}: not a stack name ({STACK_RE.pattern})")
     aws.reset_clients()
     bucket, prefix = parse_s3_url(args.staging)
     env_settings = Settings.from_env()
