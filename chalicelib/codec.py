@@ -372,7 +372,7 @@ def unseal(
     keyring: Keyring,
     *,
     name: str,
-    key_hint: str | None = None,
+    key_id: str | None = None,
     decompress: bool = False,
     check_gzip: bool = False,
 ) -> UnsealResult:
@@ -383,7 +383,7 @@ def unseal(
 
     ``dst`` must be a temporary sink: on any exception its content is not to be used.
     """
-    data_key = keyring.unwrap(envelope, name=name, key_hint=key_hint)
+    data_key = keyring.unwrap(envelope, name=name, key_id=key_id)
     if envelope.legacy:
         return _unseal_cbc(chunks, dst, envelope, data_key, name=name, decompress=decompress,
                            check_gzip=check_gzip)

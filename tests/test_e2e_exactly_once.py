@@ -41,8 +41,8 @@ import boto3
 from patience import cpu_seconds, patience
 
 from chalicelib import layout
-from chalicelib.archiver.staged import ARCHIVED_PREFIX
 from chalicelib.keyring import MasterKey
+from chalicelib.staged import ARCHIVED_PREFIX
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK, HOST, PREFIX = "teststack", "host-1", "staged"

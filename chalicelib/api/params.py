@@ -39,7 +39,7 @@ def reject_unknown(params: dict[str, Any], allowed: set[str]) -> None:
         raise ParamError(f"unknown parameter(s): {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
 
 
-def parse_time(name: str, value: Any) -> datetime:
+def parse_rfc3339_seconds(name: str, value: Any) -> datetime:
     """RFC 3339 to the second (``Z`` or an offset; no offset means UTC)."""
     if not isinstance(value, str) or not TIME_RE.match(value):
         raise ParamError(f"{name} must be a time like 2022-01-01T12:00:00Z (to the second)")
@@ -82,7 +82,7 @@ def parse_selector(params: dict[str, Any], stack: str) -> Selector:
 def parse_range(params: dict[str, Any], *, max_range: timedelta | None = None) -> tuple[datetime, datetime]:
     if params.get("start") is None or params.get("end") is None:
         raise ParamError("start and end are required")
-    start, end = parse_time("start", params["start"]), parse_time("end", params["end"])
+    start, end = parse_rfc3339_seconds("start", params["start"]), parse_rfc3339_seconds("end", params["end"])
     if end <= start:
         raise ParamError("end must be after start")
     if max_range is not None and end - start > max_range:

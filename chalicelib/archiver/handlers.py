@@ -2,34 +2,35 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
 from typing import Any
 
-from .. import aws
+from .. import telemetry
 from ..settings import Settings
-from . import scheduler
-from .batch import handle_batch
-from .lease import Leases
-from .worker import Worker
+from .service import build
+
+log = logging.getLogger(__name__)
 
 
 def run_scheduler(context: Any, settings: Settings | None = None) -> dict:
     settings = settings or Settings.from_env()
-    leases = None
-    if settings.idempotency_table:
-        leases = Leases(aws.client("dynamodb"), settings.idempotency_table, settings.schedule_lease_seconds)
 
     def keep_going() -> bool:
         return context is None or context.get_remaining_time_in_millis() > settings.worker_reserve_ms
 
-    report = scheduler.run(
-        settings, scheduler.SqsSender(aws.client("sqs"), settings.work_queue_url),
-        s3=aws.client("s3"), leases=leases, keep_going=keep_going,
-    )
-    return asdict(report)
+    archiver = build(settings)
+    report = archiver.schedule(keep_going=keep_going)
+    # The one sealer of the stack's digests: what workers finished since the last digest.
+    try:
+        sealed = archiver.seal()
+    except Exception as exc:  # the records stay; the next hour's run seals them (and completes this one)
+        log.error("digest of %s not sealed (%s: %s)", settings.stack, type(exc).__name__, str(exc)[:300])
+        telemetry.count("DigestSealFailures")
+        sealed = None
+    return {**asdict(report), "digest": asdict(sealed) if sealed else None}
 
 
 def run_worker(records: list[dict], context: Any, settings: Settings | None = None) -> dict:
     settings = settings or Settings.from_env()
-    worker = Worker(settings, settings.keyring())
-    return handle_batch(records, context, worker)
+    return build(settings, settings.keyring()).handle(records, context)

@@ -11,12 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from ..codec import SealResult
-from ..dockerlog import format_utc
-
-
-def fmt_time(t: datetime) -> str:
-    """RFC 3339 UTC with microseconds: string order is time order."""
-    return format_utc(t)
+from ..staged import fmt_time  # the staged and the archive object's times share one format
 
 
 def ascii_value(text: str, limit: int = 256) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from ..codec import DEFAULT_COMPRESSION, PRESETS
 from ..keyring import KEYS_ENV, Keyring, gather_keys
@@ -56,6 +57,19 @@ def add_key_options(p: argparse.ArgumentParser, *, encrypt: bool = False) -> Non
     )
 
 
-def keyring_from_args(args: argparse.Namespace) -> Keyring:
-    keys = gather_keys(inline=args.decryption_keys, files=args.key_files)
-    return Keyring(keys, allow_legacy=getattr(args, "allow_legacy_cbc", False))
+def _kms_client(args: argparse.Namespace) -> Any:  # boto3 loads only when a KMS key is used
+    from .. import aws
+
+    return aws.client("kms", endpoint_url=getattr(args, "endpoint_url", None),
+                      region=getattr(args, "region", None))
+
+
+def keyring_from_args(args: argparse.Namespace, *, kms_key_id: str | None = None) -> Keyring:
+    """The key ring of every command: the keys of ``add_key_options`` (and ``$LOGARCHIVE_KEYS``),
+    ``kms_key_id`` to encrypt with KMS; KMS is reached through the command's endpoint and region."""
+    return Keyring(
+        gather_keys(inline=args.decryption_keys, files=args.key_files),
+        kms_key_id=kms_key_id,
+        allow_legacy=getattr(args, "allow_legacy_cbc", False),
+        kms_client_factory=lambda: _kms_client(args),
+    )

@@ -1,9 +1,10 @@
 """``logarchive archive --once``: the Lambdas' scheduler and worker code, run locally.
 
-The scheduler lists the staging prefix and produces the same work items; they reach the same
-``handle_batch`` either in process (default) or through an SQS queue (``--queue-url``), which
-this command then drains the way Lambda's event source mapping does (delete what succeeded,
-make the rest visible again). Rounds repeat while items fail, up to ``--attempts``.
+The archiver is wired as the Lambdas wire it (``archiver.service.build``). The scheduler lists
+the staging prefix and produces the same work items; they reach the same worker either in
+process (default) or through an SQS queue (``--queue-url``), which this command then drains
+with ``sqs_pump``, the way Lambda's event source mapping does (delete what succeeded, make the
+rest visible again). Rounds repeat while items fail, up to ``--attempts``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from .. import aws
 from ..awserrors import error_code
 from ..errors import LogarchiveError, describe
 from ..layout import STACK_RE
-from ..settings import Settings
+from ..settings import ReplicationMode, Settings
 from ._common import add_compression_option, add_endpoint_options, add_key_options, keyring_from_args
 
 
@@ -28,13 +29,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--staging", required=True, metavar="s3://BUCKET/PREFIX", help="where the shipper stages")
     p.add_argument("--archive-bucket", required=True, metavar="NAME", help="the versioned archive bucket")
     p.add_argument("--replicate-to", nargs="+", default=[], metavar="BUCKET", help="customer bucket(s)")
-    p.add_argument("--replication-mode", choices=("direct", "s3-replication"), default="direct")
-    p.add_argument("--stack", default=os.environ.get("LOGARCHIVE_STACK", ""),
-                   help="stack in archive keys (required; default $LOGARCHIVE_STACK); objects staged "
-                        "for another stack are quarantined")
+    p.add_argument("--replication-mode", choices=[m.value for m in ReplicationMode],
+                   default=ReplicationMode.DIRECT.value)
+    p.add_argument("--stack", help="stack in archive keys (required; default: $LOGARCHIVE_STACK); objects "
+                   "staged for another stack are quarantined")
     p.add_argument("--queue-url", help="hand work over through this SQS queue instead of in process")
     p.add_argument("--table", help="idempotency table for the scheduler's in-flight leases")
     p.add_argument("--attempts", type=int, default=3, help="deliveries of a failing item (default 3)")
+    p.add_argument("--signing-key-file", metavar="P",
+                   help="Ed25519 private key (PEM, `keys signing-generate`): record what is archived and "
+                   "seal a signed digest of it before exiting (docs/AUDIT.md)")
     add_compression_option(p)  # else $LOGARCHIVE_COMPRESSION, as the worker Lambda
     add_key_options(p, encrypt=True)
     add_endpoint_options(p)
@@ -51,14 +55,16 @@ def parse_s3_url(url: str) -> tuple[str, str]:
 def run(args: argparse.Namespace) -> int:
     # Without a stack each staged object would name its own, and a shipper's word would
     # decide where in the archive bucket (and under which customer prefix) its bytes land.
-    if not args.stack:
+    # Checked before the archiver is imported (Powertools' logger binds stdout at import).
+    stack = args.stack or Settings.from_env().stack
+    if not stack:
         raise LogarchiveError("--stack (or $LOGARCHIVE_STACK) is required: the stack of the archive keys")
-    if not STACK_RE.match(args.stack):
-        raise LogarchiveError(f"--stack {args.stack[:70]!r}: not a stack name ({STACK_RE.pattern})")
+    if not STACK_RE.match(stack):
+        raise LogarchiveError(f"--stack {stack[:70]!r}: not a stack name ({STACK_RE.pattern})")
     from ..archiver import scheduler
-    from ..archiver.batch import handle_batch
-    from ..archiver.lease import Leases
-    from ..archiver.worker import Outcome, Status, Worker
+    from ..archiver.service import build
+    from ..archiver.worker import Outcome, Status
+    from ..sqs_pump import pump
     from ..telemetry import metrics
 
     if args.endpoint_url:
@@ -67,43 +73,60 @@ def run(args: argparse.Namespace) -> int:
         os.environ["AWS_DEFAULT_REGION"] = args.region
     aws.reset_clients()
     bucket, prefix = parse_s3_url(args.staging)
-    env_settings = Settings.from_env()
+    env = Settings.from_env()
     settings = replace(
-        env_settings, compression=args.compression or env_settings.compression,
-        stack=args.stack, staging_bucket=bucket, staging_prefix=prefix,
+        env, compression=args.compression or env.compression,
+        stack=stack, staging_bucket=bucket, staging_prefix=prefix,
         archive_bucket=args.archive_bucket, replicate_to=tuple(args.replicate_to),
-        replication_mode=args.replication_mode, work_queue_url=args.queue_url or "",
+        replication_mode=ReplicationMode(args.replication_mode), work_queue_url=args.queue_url or "",
         idempotency_table=args.table or "",
+        signing_key_file=args.signing_key_file or "",
     )
+    signer = None
+    if args.signing_key_file:
+        from ..archiver.sealing import signer_from_settings
+
+        signer = signer_from_settings(settings)  # a bad key file fails before any work
+        if not settings.stack:
+            raise LogarchiveError("--signing-key-file needs --stack (or $LOGARCHIVE_STACK)")
     keyring = keyring_from_args(args)
     if not keyring.can_encrypt:
         raise LogarchiveError("no master key: give --key-file or set $LOGARCHIVE_KEYS")
-    s3, sqs = aws.client("s3"), aws.client("sqs")
-    _check_buckets(s3, [settings.archive_bucket, *settings.replicate_to])
-    leases = None
-    if args.table:
-        leases = Leases(aws.client("dynamodb"), args.table, settings.schedule_lease_seconds)
-    worker = Worker(settings, keyring)
+    _check_buckets(aws.client("s3"), [settings.archive_bucket, *settings.replicate_to])
+    archiver = build(settings, keyring)
     outcomes: list[Outcome] = []
-    sender: Any = scheduler.SqsSender(sqs, args.queue_url) if args.queue_url else scheduler.ListSender()
-    report = scheduler.run(settings, sender, s3=s3, leases=leases)
+    sender: Any = None if args.queue_url else scheduler.ListSender()
+    report = archiver.schedule(sender)
     attempts = max(1, args.attempts)
+
+    def failures(records: list[dict]) -> list[str]:
+        return [f["itemIdentifier"] for f in archiver.handle(records, None, outcomes)["batchItemFailures"]]
+
     if args.queue_url:
-        failed = _drain_queue(sqs, args.queue_url, worker, outcomes, handle_batch, attempts)
+        # Lambda's event source, played here: a message that failed ``attempts`` times stays
+        # hidden in the queue for the rest of this run (a redrive policy would move it to the DLQ).
+        failed = len(pump(archiver.sqs, args.queue_url, failures, attempts=attempts, visibility_timeout=900,
+                          release_failed=False).failed)
     else:
         records = [{"messageId": str(i), "body": b} for i, b in enumerate(sender.bodies)]
         for _ in range(attempts):  # what SQS redelivery does, in process
             retry = []
             for i in range(0, len(records), 10):
                 batch = records[i:i + 10]
-                result = handle_batch(batch, None, worker, outcomes)
-                bad = {f["itemIdentifier"] for f in result["batchItemFailures"]}
+                bad = set(failures(batch))
                 retry.extend(r for r in batch if r["messageId"] in bad)
             records = retry
             if not records:
                 break
         failed = len(records)
+    sealed = archiver.seal(signer) if signer is not None else None
+    if signer is not None:
+        if sealed is None or not sealed.key:
+            raise LogarchiveError(f"digest of {settings.stack} not sealed: another run holds the seal")
     metrics.clear_metrics()  # no EMF on a terminal: the summary below says it
+    if sealed is not None:
+        print(f"sealed digest s3://{settings.archive_bucket}/{sealed.key} "
+              f"({sealed.archives} archives, {sealed.events} explained events)")
     failed += report.send_failed
     quarantined = [o for o in outcomes if o.status is Status.QUARANTINED]
     archived = [o for o in outcomes if o.status in (Status.ARCHIVED, Status.ALREADY_ARCHIVED)]
@@ -111,8 +134,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"archived {o.job.name} -> s3://{settings.archive_bucket}/{o.archive_key}")
     for o in quarantined:
         print(f"quarantined {o.job.name} -> s3://{o.job.bucket}/{o.archive_key}: {o.reason}", file=sys.stderr)
+    explained = [o for o in outcomes if o.status is Status.EXPLAINED]
+    for o in explained:
+        print(f"explained {o.job.name}: {o.reason}")
     raw = sum(o.bytes_in for o in archived)
-    print(f"{len(archived)} archived ({raw} log bytes), {len(quarantined)} quarantined, {failed} failed")
+    print(f"{len(archived)} archived ({raw} log bytes), {len(quarantined)} quarantined, {failed} failed"
+          + (f", {len(explained)} explained" if explained else ""))
     return 1 if failed or quarantined else 0
 
 
@@ -129,36 +156,3 @@ def _check_buckets(s3: Any, buckets: list[str]) -> None:
             if code in ("403", "AccessDenied"):
                 continue  # writing may still be allowed without s3:ListBucket
             raise LogarchiveError(f"s3://{bucket}: {describe(exc)}") from None
-
-
-def _drain_queue(sqs: Any, url: str, worker: Any, outcomes: list, handle_batch: Any, attempts: int) -> int:
-    """What Lambda's SQS event source does: batches in, successes deleted, failures visible again.
-
-    A message that failed ``attempts`` times is left in the queue (where a redrive policy would
-    move it to the dead-letter queue) and counted as failed.
-    """
-    tries: dict[str, int] = {}
-    given_up: set[str] = set()
-    while True:
-        resp = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0,
-                                   VisibilityTimeout=900)
-        messages = [m for m in resp.get("Messages", []) if m["MessageId"] not in given_up]
-        if not messages:
-            return len(given_up)
-        records = [{"messageId": m["MessageId"], "body": m["Body"], "receiptHandle": m["ReceiptHandle"]}
-                   for m in messages]
-        result = handle_batch(records, None, worker, outcomes)
-        bad = {f["itemIdentifier"] for f in result["batchItemFailures"]}
-        done = [r for r in records if r["messageId"] not in bad]
-        if done:
-            sqs.delete_message_batch(QueueUrl=url, Entries=[
-                {"Id": str(i), "ReceiptHandle": r["receiptHandle"]} for i, r in enumerate(done)])
-        for r in records:
-            if r["messageId"] not in bad:
-                continue
-            tries[r["messageId"]] = tries.get(r["messageId"], 0) + 1
-            if tries[r["messageId"]] >= attempts:
-                given_up.add(r["messageId"])  # stays invisible: this run will not see it again
-            else:
-                sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=r["receiptHandle"],
-                                              VisibilityTimeout=0)

@@ -27,8 +27,7 @@ from ..awserrors import error_label
 from ..download import coldstore, retrieval
 from ..download.api_client import ApiClient
 from ..errors import LogarchiveError
-from ..keyring import Keyring, gather_keys
-from ._common import add_endpoint_options, add_key_options
+from ._common import add_endpoint_options, add_key_options, keyring_from_args
 
 log = logging.getLogger("logarchive")
 
@@ -118,16 +117,6 @@ def _selection(args: argparse.Namespace) -> retrieval.Selection:
     )
 
 
-def _keyring(args: argparse.Namespace) -> Keyring:
-    keys = gather_keys(inline=args.decryption_keys, files=args.key_files)
-    return Keyring(
-        keys,
-        allow_legacy=args.allow_legacy_cbc,
-        # KMS-wrapped objects: the same endpoint and region as the bucket.
-        kms_client_factory=lambda: aws.client("kms", endpoint_url=args.endpoint_url, region=args.region),
-    )
-
-
 def _progress(total: int, enabled: bool) -> Any:
     if not enabled:
         return None
@@ -207,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
                     "to download the files.")
         return 0
 
-    keyring = _keyring(args)
+    keyring = keyring_from_args(args)
     s3 = None
     if api is not None:
         retriever: retrieval.Retriever = retrieval.ApiRetriever(api, keyring, opts)

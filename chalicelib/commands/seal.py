@@ -19,8 +19,13 @@ from ..download import partfile
 from ..download.partfile import PartFile
 from ..envelope import Envelope
 from ..errors import EnvelopeError, LogarchiveError
-from ..keyring import Keyring, gather_keys
-from ._common import add_compression_option, add_endpoint_options, add_key_options, positive_int
+from ._common import (
+    add_compression_option,
+    add_endpoint_options,
+    add_key_options,
+    keyring_from_args,
+    positive_int,
+)
 
 MAX_INSTRUCTION = 1 << 16
 
@@ -46,21 +51,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     u.set_defaults(func=run_unseal)
 
 
-def _kms_client(args: argparse.Namespace):  # boto3 loads only when a KMS key is used
-    from .. import aws
-
-    return aws.client("kms", endpoint_url=args.endpoint_url, region=args.region)
-
-
-def _keyring(args: argparse.Namespace, *, kms_key_id: str | None = None) -> Keyring:
-    return Keyring(
-        gather_keys(inline=args.decryption_keys, files=args.key_files),
-        kms_key_id=kms_key_id,
-        allow_legacy=getattr(args, "allow_legacy_cbc", False),
-        kms_client_factory=lambda: _kms_client(args),
-    )
-
-
 def _part_beside(path: str) -> PartFile:
     directory = os.path.dirname(os.path.abspath(path))
     partfile.sweep(directory)  # what a killed earlier run left here
@@ -71,7 +61,7 @@ def _part_beside(path: str) -> PartFile:
 
 
 def run_seal(args: argparse.Namespace) -> int:
-    ring = _keyring(args, kms_key_id=args.kms_key_id)
+    ring = keyring_from_args(args, kms_key_id=args.kms_key_id)
     if not ring.can_encrypt:
         raise LogarchiveError("seal needs a key: --key-file FILE, $LOGARCHIVE_KEYS or --kms-key-id")
     try:
@@ -93,7 +83,7 @@ def run_seal(args: argparse.Namespace) -> int:
             src.close()
     print(
         f"sealed {args.input}: {result.plaintext_bytes} bytes -> {result.ciphertext_bytes} "
-        f"(compression {result.compression}, key {ring.encrypting_component[:12]}…, "
+        f"(compression {result.compression}, key {ring.encrypting_key_id[:12]}…, "
         f"envelope in {args.output}{envelope.INSTRUCTION_SUFFIX})",
         file=sys.stderr,
     )
@@ -118,7 +108,7 @@ def run_unseal(args: argparse.Namespace) -> int:
     from ..download import retrieval
 
     env = read_instruction(args.input)
-    ring = _keyring(args)
+    ring = keyring_from_args(args)
     to_stdout = args.output == "-"
     scratch = tempfile.mkdtemp(prefix="logarchive-") if to_stdout else None
     parts: list[PartFile] = []

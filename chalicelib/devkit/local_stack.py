@@ -22,6 +22,8 @@ from typing import Any
 
 import boto3
 
+from ..sqs_pump import pump
+
 INDEX_TABLE = "logarchive-index"
 JOBS_TABLE = "logarchive-jobs"
 QUEUE = "logarchive-retrieval"
@@ -73,43 +75,17 @@ def write_stage(root: str | Path, env: dict[str, str], stage: str = "local") -> 
 def drain(
     client: Any, queue_url: str, *, function: str = "retrieval_worker", max_rounds: int = 200
 ) -> list[dict]:
-    """Play Lambda's SQS event source: receive, invoke, delete what succeeded, release the rest."""
-    sqs = boto3.client("sqs")
+    """Play Lambda's SQS event source (``sqs_pump``) for ``function``; its response payloads."""
     payloads = []
-    for _ in range(max_rounds):
-        msgs = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=60).get(
-            "Messages", []
-        )
-        if not msgs:
-            return payloads
-        arn = "arn:aws:sqs:us-east-1:123456789012:" + queue_url.rsplit("/", 1)[-1]
-        event = {
-            "Records": [
-                {
-                    "messageId": m["MessageId"],
-                    "receiptHandle": m["ReceiptHandle"],
-                    "body": m["Body"],
-                    "attributes": {"ApproximateReceiveCount": "1"},
-                    "messageAttributes": {},
-                    "md5OfBody": m["MD5OfBody"],
-                    "eventSource": "aws:sqs",
-                    "eventSourceARN": arn,
-                    "awsRegion": "us-east-1",
-                }
-                for m in msgs
-            ]
-        }
-        payload = client.lambda_.invoke(function, event).payload
+
+    def invoke(records: list[dict]) -> list[str]:
+        payload = client.lambda_.invoke(function, {"Records": records}).payload
         payloads.append(payload)
-        failed = {f["itemIdentifier"] for f in payload.get("batchItemFailures", [])}
-        for m in msgs:
-            if m["MessageId"] in failed:
-                sqs.change_message_visibility(
-                    QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0
-                )
-            else:
-                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
-    raise RuntimeError(f"queue {queue_url} did not drain in {max_rounds} rounds")
+        return [f["itemIdentifier"] for f in payload.get("batchItemFailures", [])]
+
+    if pump(boto3.client("sqs"), queue_url, invoke, attempts=max_rounds, visibility_timeout=60).failed:
+        raise RuntimeError(f"queue {queue_url} did not drain in {max_rounds} rounds")
+    return payloads
 
 
 def ask(client: Any, queue_url: str, question: dict[str, Any]) -> tuple[dict[str, Any], list[bytes]]:

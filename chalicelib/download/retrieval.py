@@ -1,9 +1,10 @@
 """Get archives back: download, decrypt, verify, then write, filter or stream them.
 
-A library (no printing): the ``logarchive logs-from-archive`` command and the retrieval
-Lambdas both call it. ``selection`` finds the archives; per-object results come back as
-``Outcome`` values and through an optional ``on_done`` callback (a progress bar, a report).
-One object's failure is its own ``Outcome``; it never stops the others.
+A library (no printing) of the ``logarchive logs-from-archive`` command; no Lambda imports
+it (the retrieval worker shares ``archive_object``, ``codec`` and ``linefilter`` with it).
+``selection`` finds the archives; per-object results come back as ``Outcome`` values and
+through an optional ``on_done`` callback (a progress bar, a report). One object's failure
+is its own ``Outcome``; it never stops the others.
 
 Plaintext is never released before its GCM tag verified: every object is decrypted into a
 locked temporary file (``partfile``) in the destination directory, which is renamed into
@@ -143,7 +144,7 @@ class Retriever:
         try:
             return codec.unseal(
                 body.iter_chunks(READ_CHUNK), dst, env, self.keyring,
-                name=key, key_hint=match.archive.key_id, decompress=decompress, check_gzip=check_gzip,
+                name=key, key_id=match.archive.key_id, decompress=decompress, check_gzip=check_gzip,
             )
         except LogarchiveError:
             raise
@@ -419,20 +420,10 @@ def run_parallel(
     unexpected still becomes a failed Outcome naming the object, so one bad object never
     stops the others.
     """
-    guarded = _guard(fn, on_done)
     if jobs <= 1 or len(matches) <= 1:
+        guarded = _guard(fn, on_done)
         return [guarded(m) for m in matches]
-    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="logarchive-get")
-    try:
-        futures = [pool.submit(guarded, m) for m in matches]
-        return [f.result() for f in futures]
-    except BaseException:
-        # Ctrl-C: start no new object; the ones running finish (or fail) and clean up
-        # their temporary files before this returns.
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    finally:
-        pool.shutdown(wait=True)
+    return run_as_ready(fn, matches, lambda submit: None, jobs=jobs, on_done=on_done)
 
 
 def download_all(

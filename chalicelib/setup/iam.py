@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..archiver.sealing import head_key
+from ..digest import pending_prefix, stack_digests_prefix
+from ..settings import ReplicationMode
+from ..staged import ARCHIVED_PREFIX, PENDING_PREFIX, QUARANTINE_PREFIX
 from .resources import StageResources
 
 Statement = dict[str, Any]
@@ -20,10 +24,6 @@ DDB_READ_WRITE = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
 # TransactWriteItems is authorised per item: put/update/delete and ConditionCheckItem.
 JOBS_ACTIONS = [*DDB_READ_WRITE, "dynamodb:Query", "dynamodb:ConditionCheckItem"]
 S3_MULTIPART = ["s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]
-# The archiver's reserved prefixes at the root of the staging bucket (chalicelib/archiver/staged.py).
-QUARANTINE_PREFIX = "quarantine/"
-PENDING_PREFIX = "replication-pending/"
-ARCHIVED_PREFIX = "archived/"
 
 
 def _st(sid: str, actions: list[str], resources: list[str] | str, **extra: Any) -> Statement:
@@ -83,6 +83,33 @@ def _keys(res: StageResources, *, encrypt: bool, decrypt: bool) -> list[Statemen
     return out
 
 
+def _digest_sealing(res: StageResources) -> list[Statement]:
+    """The scheduler alone seals digests (chalicelib/archiver/sealing.py): it reads and clears the
+    workers' records, moves the chain head, writes each digest to the archive bucket (and, in
+    direct mode, every customer bucket; S3 Replication's second rule otherwise), and signs."""
+    if not res.digests:
+        return []
+    stack = res.stack
+    statements = [
+        _st("DigestRecords", ["s3:GetObject", "s3:DeleteObject"],
+            _objects(res.archive_bucket, pending_prefix(stack))),
+        _st("DigestChainHead", ["s3:GetObject", "s3:PutObject"],
+            f"arn:aws:s3:::{res.archive_bucket}/{head_key(stack)}"),
+        _st("WriteDigests", ["s3:GetObject", "s3:PutObject"],
+            [_objects(b, stack_digests_prefix(stack))
+             for b in (res.archive_bucket, *res.direct_destinations)]),
+    ]
+    if res.signing_kms_key_arn:
+        statements.append(_st("SignDigestsKms", ["kms:Sign", "kms:GetPublicKey"], res.signing_kms_key_arn))
+    elif res.signing_key_secret:
+        statements.append(_st("SigningKeySecret", ["secretsmanager:GetSecretValue"],
+                              res.secret_arn_of(res.signing_key_secret)))
+    else:
+        statements.append(_st("SigningKeyParameter", ["ssm:GetParameter"],
+                              res.parameter_arn_of(res.signing_key_parameter)))
+    return statements
+
+
 def archive_scheduler(res: StageResources) -> list[Statement]:
     swept = (res.archive_bucket, *res.direct_destinations)
     statements = [
@@ -98,7 +125,7 @@ def archive_scheduler(res: StageResources) -> list[Statement]:
             [_objects(b, res.archive_prefix) for b in swept]),
     ]
     redriven = [_objects(b, res.archive_prefix) for b in res.replicate_to]
-    if res.replication_mode == "s3-replication":
+    if res.replication_mode == ReplicationMode.S3_REPLICATION:
         statements += [
             # Pending-replication markers: read the status of each archive (HEAD), clear the marker.
             _st("PendingMarkers", ["s3:GetObject", "s3:DeleteObject"],
@@ -112,7 +139,7 @@ def archive_scheduler(res: StageResources) -> list[Statement]:
             *([_st("RedriveReplication", ["s3:GetObject", *S3_MULTIPART], redriven),
                *_create_once("RedriveReplication", redriven)] if res.replicate_to else []),
         ]
-    return statements
+    return statements + _digest_sealing(res)
 
 
 def archive_worker(res: StageResources) -> list[Statement]:
@@ -135,8 +162,12 @@ def archive_worker(res: StageResources) -> list[Statement]:
         *_create_once("WriteArchives", [_objects(b, res.archive_prefix) for b in destinations]),
         *_keys(res, encrypt=True, decrypt=False),
     ]
-    if res.replication_mode == "s3-replication":
+    if res.replication_mode == ReplicationMode.S3_REPLICATION:
         statements.append(_st("MarkPending", ["s3:PutObject"], _objects(res.staging_bucket, PENDING_PREFIX)))
+    if res.digests:
+        # A record of each finished archive or quarantined segment, for the scheduler's next digest.
+        statements.append(_st("RecordForDigest", ["s3:PutObject"],
+                              _objects(res.archive_bucket, pending_prefix(res.stack))))
     return statements
 
 

@@ -1,8 +1,9 @@
-"""What one deployment stage uses, read from its environment variables in .chalice/config.json.
+"""What one deployment stage uses, from its environment variables in .chalice/config.json.
 
-The stage's ``environment_variables`` (the same names ``settings.Settings`` reads) are the
-single source of truth: the IAM policy files, the merge template and the infra template
-are all generated from them (``deployment.py``), so names cannot drift apart.
+The stage's ``environment_variables`` are the single source of truth, read by the Lambdas'
+own reader (``Settings.from_env``); this module adds the deploy-time checks (what must be
+set, ARNs, queue URLs) and derives names. The IAM policy files, the merge template and the
+infra template are all generated from the result (``deployment.py``), so names cannot drift apart.
 """
 
 from __future__ import annotations
@@ -10,9 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..codec import PRESETS
 from ..errors import LogarchiveError
-from ..settings import max_concurrency
+from ..settings import Env, ReplicationMode, Settings, max_concurrency
 
 APP_NAME = "logarchive"
 # The Lambda functions of app.py (docs/ARCHITECTURE.md), and their CloudFormation names
@@ -90,7 +90,7 @@ class StageResources:
     staging_prefix: str
     archive_bucket: str
     replicate_to: tuple[str, ...]
-    replication_mode: str
+    replication_mode: ReplicationMode
     work_queue: Queue
     retrieval_queue: Queue
     idempotency_table: str
@@ -105,59 +105,60 @@ class StageResources:
     # MaximumConcurrency of the SQS workers' event sources (app.py passes it to Chalice).
     archive_max_concurrency: int
     retrieval_max_concurrency: int
+    # The digest signing key (docs/AUDIT.md): a KMS key ARN, or an Ed25519 PEM in a secret/parameter.
+    signing_kms_key_arn: str = ""
+    signing_key_secret: str = ""
+    signing_key_parameter: str = ""
 
     @classmethod
-    def from_env(cls, stage: str, env: dict[str, str]) -> StageResources:
-        def need(name: str) -> str:
-            value = str(env.get(name, "")).strip()
+    def from_env(cls, stage: str, env: Env) -> StageResources:
+        try:
+            s = Settings.from_env(env)
+            caps = {fn: max_concurrency(fn, env) for fn in ("archive_worker", "retrieval_worker")}
+        except LogarchiveError as exc:
+            raise DeploymentConfigError(f"stage {stage}: {exc}") from None
+
+        def need(value: str, name: str) -> str:
             if not value:
                 raise DeploymentConfigError(f"stage {stage}: environment variable {name} is not set")
             return value
 
-        work = Queue.parse(need("LOGARCHIVE_WORK_QUEUE_URL"), "LOGARCHIVE_WORK_QUEUE_URL")
-        retrieval = Queue.parse(need("LOGARCHIVE_RETRIEVAL_QUEUE_URL"), "LOGARCHIVE_RETRIEVAL_QUEUE_URL")
+        work = Queue.parse(need(s.work_queue_url, "LOGARCHIVE_WORK_QUEUE_URL"), "LOGARCHIVE_WORK_QUEUE_URL")
+        retrieval = Queue.parse(need(s.retrieval_queue_url, "LOGARCHIVE_RETRIEVAL_QUEUE_URL"),
+                                "LOGARCHIVE_RETRIEVAL_QUEUE_URL")
         if (retrieval.region, retrieval.account) != (work.region, work.account):
             raise DeploymentConfigError(f"stage {stage}: the two queues are in different accounts or regions")
-        kms = str(env.get("LOGARCHIVE_KMS_KEY_ID", "")).strip()
-        if kms and not kms.startswith("arn:"):
+        if s.kms_key_id and not s.kms_key_id.startswith("arn:"):
             # A policy needs the key's ARN; an alias or bare id cannot be scoped.
             raise DeploymentConfigError(f"stage {stage}: LOGARCHIVE_KMS_KEY_ID must be a key ARN")
-        mode = str(env.get("LOGARCHIVE_REPLICATION_MODE", "direct")).strip()
-        if mode not in ("direct", "s3-replication"):
-            raise DeploymentConfigError(f"stage {stage}: LOGARCHIVE_REPLICATION_MODE={mode!r}")
-        compression = str(env.get("LOGARCHIVE_COMPRESSION", "")).strip()
-        if compression and compression not in PRESETS:  # else every worker run would fail on it
-            raise DeploymentConfigError(
-                f"stage {stage}: LOGARCHIVE_COMPRESSION={compression!r} is not one of {', '.join(PRESETS)}")
-        try:
-            caps = {fn: max_concurrency(fn, env) for fn in ("archive_worker", "retrieval_worker")}
-        except LogarchiveError as exc:
-            raise DeploymentConfigError(f"stage {stage}: {exc}") from None
+        if s.signing_kms_key_id and not s.signing_kms_key_id.startswith("arn:"):
+            raise DeploymentConfigError(f"stage {stage}: LOGARCHIVE_SIGNING_KMS_KEY_ID must be a key ARN")
         res = cls(
             stage=stage,
             region=work.region,
             account=work.account,
-            stack=need("LOGARCHIVE_STACK"),
-            staging_bucket=need("LOGARCHIVE_STAGING_BUCKET"),
-            staging_prefix=str(env.get("LOGARCHIVE_STAGING_PREFIX", "")).strip(),
-            archive_bucket=need("LOGARCHIVE_ARCHIVE_BUCKET"),
-            replicate_to=tuple(b.strip() for b in str(env.get("LOGARCHIVE_REPLICATE_TO", "")).split(",")
-                               if b.strip()),
-            replication_mode=mode,
+            stack=need(s.stack, "LOGARCHIVE_STACK"),
+            staging_bucket=need(s.staging_bucket, "LOGARCHIVE_STAGING_BUCKET"),
+            staging_prefix=s.staging_prefix,
+            archive_bucket=need(s.archive_bucket, "LOGARCHIVE_ARCHIVE_BUCKET"),
+            replicate_to=s.replicate_to,
+            replication_mode=s.replication_mode,
             work_queue=work,
             retrieval_queue=retrieval,
-            idempotency_table=need("LOGARCHIVE_IDEMPOTENCY_TABLE"),
-            index_table=need("LOGARCHIVE_INDEX_TABLE"),
-            jobs_table=need("LOGARCHIVE_JOBS_TABLE"),
-            results_bucket=need("LOGARCHIVE_RESULTS_BUCKET"),
-            results_prefix=str(env.get("LOGARCHIVE_RESULTS_PREFIX", "retrievals/")).strip(),
-            kms_key_arn=kms,
-            keys_secret=str(env.get("LOGARCHIVE_KEYS_SECRET", "")).strip(),
-            keys_parameter=str(env.get("LOGARCHIVE_KEYS_PARAMETER", "")).strip(),
-            api_token_secret=(str(env.get("LOGARCHIVE_API_TOKEN_SECRET", "")).strip()
-                              or api_token_secret_name(stage)),
+            idempotency_table=need(s.idempotency_table, "LOGARCHIVE_IDEMPOTENCY_TABLE"),
+            index_table=need(s.index_table, "LOGARCHIVE_INDEX_TABLE"),
+            jobs_table=need(s.jobs_table, "LOGARCHIVE_JOBS_TABLE"),
+            results_bucket=need(s.results_bucket, "LOGARCHIVE_RESULTS_BUCKET"),
+            results_prefix=s.results_prefix,
+            kms_key_arn=s.kms_key_id,
+            keys_secret=s.keys_secret,
+            keys_parameter=s.keys_parameter,
+            api_token_secret=s.api_token_secret or api_token_secret_name(stage),
             archive_max_concurrency=caps["archive_worker"],
             retrieval_max_concurrency=caps["retrieval_worker"],
+            signing_kms_key_arn=s.signing_kms_key_id,
+            signing_key_secret=s.signing_key_secret,
+            signing_key_parameter=s.signing_key_parameter,
         )
         if not (res.kms_key_arn or res.keys_secret or res.keys_parameter):
             raise DeploymentConfigError(
@@ -194,10 +195,13 @@ class StageResources:
 
     @property
     def secret_arn(self) -> str:
-        if self.keys_secret.startswith("arn:"):
-            return self.keys_secret
+        return self.secret_arn_of(self.keys_secret)
+
+    def secret_arn_of(self, name: str) -> str:
+        if name.startswith("arn:"):
+            return name
         # Secrets Manager appends "-" and six random characters to a secret's ARN.
-        return f"arn:aws:secretsmanager:{self.region}:{self.account}:secret:{self.keys_secret}-??????"
+        return f"arn:aws:secretsmanager:{self.region}:{self.account}:secret:{name}-??????"
 
     @property
     def api_token_secret_arn(self) -> str:
@@ -207,11 +211,18 @@ class StageResources:
 
     @property
     def parameter_arn(self) -> str:
-        if self.keys_parameter.startswith("arn:"):
-            return self.keys_parameter
-        name = self.keys_parameter.lstrip("/")
-        return f"arn:aws:ssm:{self.region}:{self.account}:parameter/{name}"
+        return self.parameter_arn_of(self.keys_parameter)
+
+    def parameter_arn_of(self, name: str) -> str:
+        if name.startswith("arn:"):
+            return name
+        return f"arn:aws:ssm:{self.region}:{self.account}:parameter/{name.lstrip('/')}"
+
+    @property
+    def digests(self) -> bool:
+        """A signing key is named: workers record, the scheduler seals (docs/AUDIT.md)."""
+        return bool(self.signing_kms_key_arn or self.signing_key_secret or self.signing_key_parameter)
 
     @property
     def direct_destinations(self) -> tuple[str, ...]:
-        return self.replicate_to if self.replication_mode == "direct" else ()
+        return self.replicate_to if self.replication_mode == ReplicationMode.DIRECT else ()

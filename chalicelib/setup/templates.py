@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..settings import ReplicationMode
 from .iam import replication_role_policy
 from .post_deploy import EPHEMERAL_STORAGE_MB
 from .resources import StageResources, cfn_name
@@ -126,7 +127,7 @@ def infra_resources(res: StageResources) -> dict[str, Any]:
                 "GenerateSecretString": {"PasswordLength": 64, "ExcludePunctuation": True},
             },
         }
-    if res.replication_mode == "s3-replication":
+    if res.replication_mode == ReplicationMode.S3_REPLICATION:
         resources["ReplicationRole"] = {
             "Type": "AWS::IAM::Role",
             "Properties": {
@@ -149,7 +150,7 @@ def infra_outputs(res: StageResources) -> dict[str, Any]:
         "RetrievalQueueUrl": {"Value": {"Ref": "RetrievalQueue"}},
         "AlarmTopicArn": {"Value": {"Ref": "AlarmTopic"}},
     }
-    if res.replication_mode == "s3-replication":
+    if res.replication_mode == ReplicationMode.S3_REPLICATION:
         outputs["ReplicationRoleArn"] = {"Value": {"Fn::GetAtt": ["ReplicationRole", "Arn"]}}
     return outputs
 
@@ -184,7 +185,10 @@ def function_overrides(res: StageResources) -> dict[str, Any]:
                 # index/indexer.py INDEXER_EVENTS (the restore completion resumes retrieval jobs).
                 "detail-type": ["Object Created", "Object Deleted", "Object Storage Class Changed",
                                 "Object Restore Completed"],
-                "detail": {"bucket": {"name": [res.archive_bucket]}},
+                # Archives only: the sealer's records and digests under _logarchive/ are no
+                # index entries (the indexer would skip them, one invocation each).
+                "detail": {"bucket": {"name": [res.archive_bucket]},
+                           "object": {"key": [{"prefix": res.archive_prefix}]}},
             }},
         }
     }

@@ -19,11 +19,9 @@ from typing import BinaryIO
 
 from isal import isal_zlib
 
-from ..dockerlog import format_utc, line_time
+from ..dockerlog import line_time
+from ..staged import GZIP
 from .identity import BLOCK, GzipIncomplete, iter_range, iter_raw
-
-IDENTITY = "identity"
-GZIP = "gzip"
 
 
 class SegmentChanged(Exception):
@@ -67,10 +65,6 @@ class Measured:
     last: datetime | None
     part_size: int = 0  # the parts hashed below (0: none)
     parts: tuple[tuple[bytes, int], ...] = field(default=(), repr=False)  # (sha256, crc32) each
-
-
-def rfc3339(t: datetime | None) -> str:
-    return "" if t is None else format_utc(t)
 
 
 class LineStats:

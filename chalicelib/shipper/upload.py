@@ -26,12 +26,10 @@ from isal import isal_zlib
 
 from ..awserrors import error_code, error_label, is_not_found, is_precondition_failed
 from ..errors import LogarchiveError
-from .segment import GZIP, Measured, SegmentChanged, Staged
+from ..staged import SHA256_META, archived_as, archived_marker, staged_key
+from .segment import Measured, SegmentChanged, Staged
 
 MAX_PARTS = 10000
-# The archiver's "archived" markers (chalicelib/archiver/staged.py ARCHIVED_PREFIX; not imported:
-# the shipper stays free of the archiver's dependencies).
-ARCHIVED_PREFIX = "archived/"
 MIN_PART = 5 * 1024 * 1024
 
 
@@ -60,8 +58,11 @@ class Staging:
         return cls(bucket, prefix.strip("/"))
 
     def key(self, stack: str, host: str, container_id: str, segment: int, sha256: str, encoding: str) -> str:
-        name = f"{segment:08d}-{sha256[:16]}.log" + (".gz" if encoding == GZIP else "")
-        parts = [p for p in (self.prefix, stack, host, container_id, name) if p]
+        return staged_key(self.prefix, stack, host, container_id, segment, sha256, encoding)
+
+    def event_key(self, stack: str, host: str, container_id: str, segment: int, event: str) -> str:
+        """Where the explanation of segment ``segment`` is staged: ``…/<segment:08d>-<event>.event``."""
+        parts = [p for p in (self.prefix, stack, host, container_id, f"{segment:08d}-{event}.event") if p]
         return "/".join(parts)
 
     def url(self, key: str = "") -> str:
@@ -117,18 +118,16 @@ class Uploader:
     def existing_sha(self, key: str) -> str | None:
         """``logarchive-sha256`` of the object at ``key``; None when there is none."""
         meta = self._head_metadata(key)
-        return None if meta is None else meta.get("logarchive-sha256", "")
+        return None if meta is None else meta.get(SHA256_META, "")
 
     def archived_as(self, key: str, sha256: str) -> str | None:
         """The archive key the archiver recorded in ``archived/<key>`` for these bytes, or None.
 
         The archiver writes that marker after verifying the archive and before deleting the
-        staged object (chalicelib/archiver/staged.py), so a segment staged by a run killed
+        staged object (chalicelib/staged.py), so a segment staged by a run killed
         before its state commit is known to be archived, not lost."""
-        meta = self._head_metadata(ARCHIVED_PREFIX + key)
-        if meta is None or meta.get("logarchive-sha256", sha256) != sha256:
-            return None  # no marker, or a marker of other bytes under the same key
-        return meta.get("logarchive-archive-key") or "?"
+        meta = self._head_metadata(archived_marker(key))
+        return None if meta is None else archived_as(meta, sha256)
 
     def part_size_for(self, size: int) -> int:
         """The part size for an object of ``size`` bytes (grown to stay within 10,000 parts)."""
@@ -172,6 +171,18 @@ class Uploader:
             ChecksumSHA256=_b64(digest), ContentType="application/octet-stream",
         )
         return "created"
+
+    def stage_event(self, key: str, metadata: dict[str, str]) -> None:
+        """An empty object whose metadata explains a gap (created once; a repeat finds it there)."""
+        meta = {k: ascii_value(v) for k, v in metadata.items()}
+        try:
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body=b"", IfNoneMatch="*", Metadata=meta,
+                               ContentType="application/octet-stream")
+        except ClientError as exc:
+            if not is_precondition_failed(exc):
+                raise UploadError(f"s3://{self.bucket}/{key}: {error_label(exc)}") from None
+        except BotoCoreError as exc:
+            raise UploadError(f"s3://{self.bucket}/{key}: {exc}") from None
 
     def abort_stale(self, key: str) -> None:
         """Abort multipart uploads a killed earlier attempt left behind for ``key``."""
