@@ -15,7 +15,7 @@ from archiver_support import STAGING_PREFIX, archived, archiver_env, docker_line
 
 from chalicelib import cli, layout
 from chalicelib.archiver.messages import Job
-from chalicelib.archiver.staged import StagedMeta
+from chalicelib.staged import StagedMeta
 from chalicelib.archiver.worker import Status, Worker
 from chalicelib.dockerlog import TimeSpan, line_time
 from chalicelib.errors import LayoutError, LogarchiveError
