@@ -15,11 +15,11 @@ from archiver_support import STAGING_PREFIX, archived, archiver_env, docker_line
 
 from chalicelib import cli, layout
 from chalicelib.archiver.messages import Job
-from chalicelib.staged import StagedMeta
 from chalicelib.archiver.worker import Status, Worker
 from chalicelib.dockerlog import TimeSpan, line_time
 from chalicelib.errors import LayoutError, LogarchiveError
 from chalicelib.settings import Settings
+from chalicelib.staged import StagedMeta
 
 ID_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_"
 EXTREME_TIMES = [

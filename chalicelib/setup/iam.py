@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..archiver.sealing import head_key
 from ..digest import pending_prefix, stack_digests_prefix
 from ..settings import ReplicationMode
 from ..staged import ARCHIVED_PREFIX, PENDING_PREFIX, QUARANTINE_PREFIX
@@ -89,6 +88,10 @@ def _digest_sealing(res: StageResources) -> list[Statement]:
     direct mode, every customer bucket; S3 Replication's second rule otherwise), and signs."""
     if not res.digests:
         return []
+    # Imported here: sealing loads telemetry, whose Powertools logger would print every CLI
+    # command's log records as JSON on stdout (commands/setup imports this module).
+    from ..archiver.sealing import head_key
+
     stack = res.stack
     statements = [
         _st("DigestRecords", ["s3:GetObject", "s3:DeleteObject"],
