@@ -13,7 +13,7 @@ import pkgutil
 import sys
 
 from . import __version__, commands
-from .errors import LogarchiveError
+from .errors import run_command
 
 
 def _command_modules(argv: list[str] | None) -> list[str]:
@@ -57,17 +57,12 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(message)s",
         stream=sys.stderr,
     )
+    if not args.verbose:  # botocore says at INFO where it found each endpoint: not for users
+        logging.getLogger("botocore").setLevel(logging.WARNING)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    try:
-        return int(args.func(args) or 0)
-    except LogarchiveError as exc:
-        # One line, no traceback: these messages never hold key material.
-        print(f"logarchive: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    return run_command("logarchive", args.func, args)
 
 
 if __name__ == "__main__":  # pragma: no cover

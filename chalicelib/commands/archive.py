@@ -16,7 +16,9 @@ from dataclasses import replace
 from typing import Any
 
 from .. import aws
-from ..errors import LogarchiveError
+from ..awserrors import error_code
+from ..errors import LogarchiveError, describe
+from ..layout import STACK_RE
 from ..settings import ReplicationMode, Settings
 from ._common import add_compression_option, add_endpoint_options, add_key_options, keyring_from_args
 
@@ -29,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--replicate-to", nargs="+", default=[], metavar="BUCKET", help="customer bucket(s)")
     p.add_argument("--replication-mode", choices=[m.value for m in ReplicationMode],
                    default=ReplicationMode.DIRECT.value)
-    p.add_argument("--stack", help="stack in archive keys (default: $LOGARCHIVE_STACK)")
+    p.add_argument("--stack", help="stack in archive keys (required; default: $LOGARCHIVE_STACK); objects "
+                   "staged for another stack are quarantined")
     p.add_argument("--queue-url", help="hand work over through this SQS queue instead of in process")
     p.add_argument("--table", help="idempotency table for the scheduler's in-flight leases")
     p.add_argument("--attempts", type=int, default=3, help="deliveries of a failing item (default 3)")
@@ -50,6 +53,14 @@ def parse_s3_url(url: str) -> tuple[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Without a stack each staged object would name its own, and a shipper's word would
+    # decide where in the archive bucket (and under which customer prefix) its bytes land.
+    # Checked before the archiver is imported (Powertools' logger binds stdout at import).
+    stack = args.stack or Settings.from_env().stack
+    if not stack:
+        raise LogarchiveError("--stack (or $LOGARCHIVE_STACK) is required: the stack of the archive keys")
+    if not STACK_RE.match(stack):
+        raise LogarchiveError(f"--stack {stack[:70]!r}: not a stack name ({STACK_RE.pattern})")
     from ..archiver import scheduler
     from ..archiver.service import build
     from ..archiver.worker import Outcome, Status
@@ -65,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     env = Settings.from_env()
     settings = replace(
         env, compression=args.compression or env.compression,
-        stack=args.stack or env.stack, staging_bucket=bucket, staging_prefix=prefix,
+        stack=stack, staging_bucket=bucket, staging_prefix=prefix,
         archive_bucket=args.archive_bucket, replicate_to=tuple(args.replicate_to),
         replication_mode=ReplicationMode(args.replication_mode), work_queue_url=args.queue_url or "",
         idempotency_table=args.table or "",
@@ -81,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
     keyring = keyring_from_args(args)
     if not keyring.can_encrypt:
         raise LogarchiveError("no master key: give --key-file or set $LOGARCHIVE_KEYS")
+    _check_buckets(aws.client("s3"), [settings.archive_bucket, *settings.replicate_to])
     archiver = build(settings, keyring)
     outcomes: list[Outcome] = []
     sender: Any = None if args.queue_url else scheduler.ListSender()
@@ -129,3 +141,18 @@ def run(args: argparse.Namespace) -> int:
     print(f"{len(archived)} archived ({raw} log bytes), {len(quarantined)} quarantined, {failed} failed"
           + (f", {len(explained)} explained" if explained else ""))
     return 1 if failed or quarantined else 0
+
+
+def _check_buckets(s3: Any, buckets: list[str]) -> None:
+    """Stop before any work when a bucket to write into is missing or AWS is out of reach: every
+    object would fail the same way (in Lambda, SQS redelivery is the retry)."""
+    for bucket in buckets:
+        try:
+            s3.head_bucket(Bucket=bucket)
+        except Exception as exc:
+            code = error_code(exc)
+            if code in ("404", "NoSuchBucket", "NotFound"):
+                raise LogarchiveError(f"s3://{bucket}: no such bucket (NoSuchBucket)") from None
+            if code in ("403", "AccessDenied"):
+                continue  # writing may still be allowed without s3:ListBucket
+            raise LogarchiveError(f"s3://{bucket}: {describe(exc)}") from None

@@ -157,6 +157,7 @@ def api_step(endpoint: str, buckets: local_aws.StackBuckets, key_b64: str, fake:
         "LOGARCHIVE_RETRIEVAL_QUEUE_URL": queue_url,
         "LOGARCHIVE_RESULTS_BUCKET": results_bucket,
         "LOGARCHIVE_KEYS": key_b64,
+        "LOGARCHIVE_API_TOKEN_SECRET": local_stack.create_token_secret(f"logarchive-{STACK}-api-token"),
     }
     now = datetime.now(UTC).replace(microsecond=0)
     question = {"app_id": APP_ID, "start": _iso(now - timedelta(hours=1)),

@@ -48,6 +48,14 @@ def create_queue(name: str = QUEUE) -> str:
     ]
 
 
+def create_token_secret(name: str) -> str:
+    """The secret that signs the API's page tokens, as a stage's template generates it."""
+    import secrets
+
+    boto3.client("secretsmanager").create_secret(Name=name, SecretString=secrets.token_urlsafe(48))
+    return name
+
+
 def write_stage(root: str | Path, env: dict[str, str], stage: str = "local") -> str:
     """Make ``root`` a project dir whose ``.chalice/config.json`` has one stage carrying ``env``."""
     root = Path(root)
@@ -180,6 +188,7 @@ def main() -> int:
             "LOGARCHIVE_RETRIEVAL_QUEUE_URL": url,
             "LOGARCHIVE_RESULTS_BUCKET": f"{stack}-logarchive-results",
             "LOGARCHIVE_KEYS": master.to_base64(),
+            "LOGARCHIVE_API_TOKEN_SECRET": create_token_secret(f"logarchive-{stack}-api-token"),
         }
         keys = _sample_archives(buckets.archive, stack, master)
         os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # no EMF lines in the output

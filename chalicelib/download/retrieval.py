@@ -115,15 +115,17 @@ class Retriever:
         self._swept: set[str] = set()
         self._sweep_lock = threading.Lock()
 
-    def _sweep_once(self, directory: str) -> None:
-        """Remove the temporary files a killed earlier run left where we are about to write."""
+    def _sweep_once(self, directory: str, shown: str | None = None) -> None:
+        """Remove the temporary files a killed earlier run left where we are about to write
+        (``directory``, which ``shown`` names for people and for remembering it was swept)."""
+        shown = shown or directory
         with self._sweep_lock:
-            if directory in self._swept:
+            if shown in self._swept:
                 return
-            self._swept.add(directory)
+            self._swept.add(shown)
             removed = partfile.sweep(directory)
         if removed:
-            log.info("removed %d temporary file(s) an interrupted run left in %s", len(removed), directory)
+            log.info("removed %d temporary file(s) an interrupted run left in %s", len(removed), shown)
 
     def _open(self, match: Match) -> tuple[Any, Envelope]:
         """The object's body (``iter_chunks``, ``close``) and its envelope."""
@@ -135,13 +137,14 @@ class Retriever:
             raise coldstore.cold_error(match.key, exc, RESTORE_HOW) or _s3_error(match.key, exc) from None
         return obj.body, obj.envelope
 
-    def _unseal_into(self, match: Match, dst: Any, *, decompress: bool) -> codec.UnsealResult:
+    def _unseal_into(self, match: Match, dst: Any, *, decompress: bool, check_gzip: bool = False
+                     ) -> codec.UnsealResult:
         key = match.key
         body, env = self._open(match)
         try:
             return codec.unseal(
                 body.iter_chunks(READ_CHUNK), dst, env, self.keyring,
-                name=key, key_id=match.archive.key_id, decompress=decompress,
+                name=key, key_id=match.archive.key_id, decompress=decompress, check_gzip=check_gzip,
             )
         except LogarchiveError:
             raise
@@ -153,7 +156,7 @@ class Retriever:
     def verify(self, match: Match) -> Outcome:
         """Check the object's tag; writes nothing."""
         try:
-            res = self._unseal_into(match, _Discard(), decompress=False)
+            res = self._unseal_into(match, _Discard(), decompress=False, check_gzip=True)
         except LogarchiveError as exc:
             return _failed(match, exc)
         return Outcome(match.key, True, ciphertext_bytes=res.ciphertext_bytes, output_bytes=res.gzip_bytes)
@@ -187,18 +190,21 @@ class Retriever:
 
     def download(self, match: Match, dest_dir: str) -> Outcome:
         """Decrypt into ``dest_dir/<relative path>``; nothing is left there on failure."""
+        relative = self.opts.output_name(match.relative_path)
         final = self.output_path(match, dest_dir)
-        directory = os.path.dirname(final)
         parts: list[PartFile] = []
+        dir_fd = None
         try:
             try:
-                os.makedirs(directory, exist_ok=True)
-                self._sweep_once(directory)
+                os.makedirs(dest_dir, exist_ok=True)
+                # Below dest_dir no symbolic link is followed, now or while we write.
+                dir_fd, directory = partfile.open_below(dest_dir, os.path.dirname(relative))
+                self._sweep_once(directory, os.path.dirname(final))
                 parts.append(PartFile(directory))
             except OSError as exc:
                 raise LogarchiveError(f"{match.key}: cannot write {final}: {exc.strerror or exc}") from None
             produced, res, out_bytes = self._produce(match, parts, directory, durable=True)
-            produced.commit(final)
+            produced.commit(os.path.join(directory, os.path.basename(final)))
             return Outcome(match.key, True, path=final, ciphertext_bytes=res.ciphertext_bytes,
                            output_bytes=out_bytes)
         except LogarchiveError as exc:
@@ -208,6 +214,8 @@ class Retriever:
         finally:
             for p in parts:
                 p.release()
+            if dir_fd is not None:
+                os.close(dir_fd)
 
     def _produce(
         self, match: Match, parts: list[PartFile], directory: str, *, durable: bool
@@ -215,10 +223,12 @@ class Retriever:
         """Decrypt into ``parts[0]`` (the archive's gzip), then, once the tag verified, derive
         the requested output from it. Returns (the part holding the output, result, size)."""
         first = parts[0]
-        res = self._unseal_into(match, first.file, decompress=False)
+        as_archived = not self.opts.plain and not self.opts.line_level
+        # The archive's gzip written as it is must be one; other outputs gunzip it anyway.
+        res = self._unseal_into(match, first.file, decompress=False, check_gzip=as_archived)
         first.close()
         # The tag verified: from here on the plaintext may be released.
-        if not self.opts.plain and not self.opts.line_level:
+        if as_archived:
             return first, res, res.output_bytes
         second = PartFile(directory, durable=durable)
         parts.append(second)

@@ -6,11 +6,13 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import sqlite3
 import threading
 import time
 
 from .config import ENV_PREFIX, ShipConfig
 from .loop import Shipper
+from .state import state_error
 
 DESCRIPTION = (
     "Stage every closed Docker json-file log (rotated files, logs of stopped containers, "
@@ -56,14 +58,20 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     shipper = Shipper(cfg, stop=stop)
     try:
-        if cfg.once or cfg.dry_run:
-            t0 = time.monotonic()
-            summary = shipper.run_pass()
-            print(summary.render(dry_run=cfg.dry_run, seconds=time.monotonic() - t0), flush=True)
-            return 0 if summary.ok else 1
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
-        logging.getLogger("logarchive.ship").setLevel(logging.INFO)
-        return shipper.run_forever()
+        return _run(cfg, shipper, stop)
+    except sqlite3.Error as exc:  # the state file failed mid-pass (locked, disk full, damaged)
+        raise state_error(cfg.state, exc) from None
     finally:
         shipper.close()
+
+
+def _run(cfg: ShipConfig, shipper: Shipper, stop: threading.Event) -> int:
+    if cfg.once or cfg.dry_run:
+        t0 = time.monotonic()
+        summary = shipper.run_pass()
+        print(summary.render(dry_run=cfg.dry_run, seconds=time.monotonic() - t0), flush=True)
+        return 0 if summary.ok else 1
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    logging.getLogger("logarchive.ship").setLevel(logging.INFO)
+    return shipper.run_forever()
