@@ -43,6 +43,11 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(message)s",
         stream=sys.stderr,
     )
+    if not args.verbose:
+        # botocore says "Found credentials in ..." and "Found endpoint for ..." at INFO: noise
+        # for a CLI user, shown with -v.
+        for name in ("botocore", "boto3", "urllib3", "aws_lambda_powertools"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

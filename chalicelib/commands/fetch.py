@@ -27,13 +27,6 @@ from ._common import add_endpoint_options, add_key_options
 log = logging.getLogger("logarchive")
 
 
-def _quiet_boto(args: argparse.Namespace) -> None:
-    # botocore logs "Found credentials in ..." at INFO: noise for a CLI user.
-    if not getattr(args, "verbose", False):
-        for name in ("botocore", "boto3", "urllib3"):
-            logging.getLogger(name).setLevel(logging.WARNING)
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "logs-from-archive",
@@ -148,7 +141,6 @@ def _find(args: argparse.Namespace, sel: retrieval.Selection, api: ApiClient | N
 
 
 def run(args: argparse.Namespace) -> int:
-    _quiet_boto(args)
     if not args.bucket and not args.api_url:  # a usage error, as argparse reports them
         print(f"logarchive {args.command}: error: the following arguments are required: --bucket "
               "(or --api-url)", file=sys.stderr)

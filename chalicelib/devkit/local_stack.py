@@ -14,29 +14,37 @@ import gzip
 import io
 import json
 import os
+import sys
 import tempfile
+import threading
+import time
 import urllib.request
 import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import boto3
+
+from .. import aws
+from .local_aws import StackBuckets
 
 INDEX_TABLE = "logarchive-index"
 JOBS_TABLE = "logarchive-jobs"
 QUEUE = "logarchive-retrieval"
 
 
-def create_table(name: str) -> None:
-    """A table with the ``pk``/``sk`` string keys the index and the jobs tables both use."""
+def create_table(name: str, keys: tuple[str, ...] = ("pk", "sk")) -> None:
+    """A table with string keys: ``pk``/``sk`` (the index and the jobs tables), or ``id`` (leases)."""
     boto3.client("dynamodb").create_table(
         TableName=name,
         BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
+        KeySchema=[
+            {"AttributeName": k, "KeyType": kind} for k, kind in zip(keys, ("HASH", "RANGE"), strict=False)
         ],
+        AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"} for k in keys],
     )
 
 
@@ -62,10 +70,46 @@ def write_stage(root: str | Path, env: dict[str, str], stage: str = "local") -> 
     return str(root)
 
 
+def deliver(
+    invoke: Callable[[str, dict], Any], function: str, queue_url: str, msgs: list[dict]
+) -> dict[str, Any]:
+    """Hand received SQS messages to ``function`` as Lambda's event source does: one batch event;
+    delete what succeeded, make the failed visible again. Returns the function's answer."""
+    sqs = aws.client("sqs")
+    arn = "arn:aws:sqs:us-east-1:123456789012:" + queue_url.rsplit("/", 1)[-1]
+    event = {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": {"ApproximateReceiveCount": (m.get("Attributes") or {}).get(
+                    "ApproximateReceiveCount", "1")},
+                "messageAttributes": {},
+                "md5OfBody": m["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": arn,
+                "awsRegion": "us-east-1",
+            }
+            for m in msgs
+        ]
+    }
+    payload = invoke(function, event) or {}
+    failed = {f["itemIdentifier"] for f in payload.get("batchItemFailures", [])}
+    for m in msgs:
+        if m["MessageId"] in failed:
+            sqs.change_message_visibility(
+                QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0
+            )
+        else:
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
+    return payload
+
+
 def drain(
     client: Any, queue_url: str, *, function: str = "retrieval_worker", max_rounds: int = 200
 ) -> list[dict]:
-    """Play Lambda's SQS event source: receive, invoke, delete what succeeded, release the rest."""
+    """Play Lambda's SQS event source until the queue is empty (``client``: ``chalice.test.Client``)."""
     sqs = boto3.client("sqs")
     payloads = []
     for _ in range(max_rounds):
@@ -74,33 +118,9 @@ def drain(
         )
         if not msgs:
             return payloads
-        arn = "arn:aws:sqs:us-east-1:123456789012:" + queue_url.rsplit("/", 1)[-1]
-        event = {
-            "Records": [
-                {
-                    "messageId": m["MessageId"],
-                    "receiptHandle": m["ReceiptHandle"],
-                    "body": m["Body"],
-                    "attributes": {"ApproximateReceiveCount": "1"},
-                    "messageAttributes": {},
-                    "md5OfBody": m["MD5OfBody"],
-                    "eventSource": "aws:sqs",
-                    "eventSourceARN": arn,
-                    "awsRegion": "us-east-1",
-                }
-                for m in msgs
-            ]
-        }
-        payload = client.lambda_.invoke(function, event).payload
-        payloads.append(payload)
-        failed = {f["itemIdentifier"] for f in payload.get("batchItemFailures", [])}
-        for m in msgs:
-            if m["MessageId"] in failed:
-                sqs.change_message_visibility(
-                    QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0
-                )
-            else:
-                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
+        payloads.append(
+            deliver(lambda fn, ev: client.lambda_.invoke(fn, ev).payload, function, queue_url, msgs)
+        )
     raise RuntimeError(f"queue {queue_url} did not drain in {max_rounds} rounds")
 
 
@@ -118,6 +138,317 @@ def ask(client: Any, queue_url: str, question: dict[str, Any]) -> tuple[dict[str
     for res in status["results"]:
         if "url" in res:
             with urllib.request.urlopen(res["url"], timeout=30) as resp:
+                lines += gzip.decompress(resp.read()).splitlines()
+    return status, lines
+
+
+def chalice_app() -> Any:
+    """The Chalice app of ``app.py`` at the project root (the Lambdas' own code), from any cwd."""
+    root = Path(__file__).resolve().parents[2]
+    if (root / "app.py").is_file() and str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    import app
+
+    return app.app
+
+
+LOCAL_ACCOUNT = "123456789012"  # moto's default account
+LOCAL_TIMEOUT_MS = 900_000  # the remaining time local Lambda invocations start with (Lambda's maximum)
+
+
+@dataclass(frozen=True)
+class LocalStage:
+    """Everything one stage has, on the local AWS: names derived from the stack only."""
+
+    stack: str
+
+    @property
+    def buckets(self) -> StackBuckets:
+        return StackBuckets.for_stack(self.stack)
+
+    @property
+    def results_bucket(self) -> str:
+        return f"{self.stack}-logarchive-results"
+
+    def table(self, what: str) -> str:
+        return f"{self.stack}-logarchive-{what}"
+
+    def queue(self, what: str) -> str:
+        return f"{self.stack}-logarchive-{what}"
+
+    @property
+    def keys_secret(self) -> str:
+        return f"{self.stack}-logarchive-keys"
+
+    @property
+    def token_secret(self) -> str:
+        return f"{self.stack}-logarchive-api-token"
+
+    TABLES = {"index": ("pk", "sk"), "jobs": ("pk", "sk"), "leases": ("id",)}
+    # the archiver's work queue; retrieval jobs; the archive bucket's S3 notifications (what
+    # EventBridge delivers to the indexer in AWS)
+    QUEUES = ("work", "retrieval", "index-events")
+
+    def describe(self, *, keys: bool = False) -> list[str]:
+        """The names, one per line, as ``local up`` prints them."""
+        b = self.buckets
+        return [
+            f"buckets (versioned): {b.staging} (staging), {b.archive} (archive), {b.customer} (customer), "
+            f"{self.results_bucket} (retrieval results)",
+            "tables: " + ", ".join(self.table(t) for t in self.TABLES),
+            "queues: " + ", ".join(self.queue(q) for q in self.QUEUES),
+            f"secrets: {self.token_secret} (API page tokens)"
+            + (f", {self.keys_secret} (the --key-file keys)" if keys else ""),
+        ]
+
+
+def provision(
+    endpoint: str, stage: LocalStage, *, keys_text: str | None = None
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Create the stage's buckets, tables, queues and secrets.
+
+    Returns the Lambdas' environment (``LOGARCHIVE_*``) and the queue URLs by queue role.
+
+    The archive bucket notifies the ``index-events`` queue of every object created or deleted.
+    """
+    from . import local_aws
+
+    b = stage.buckets
+    local_aws.create_buckets(endpoint, (*b.all(), stage.results_bucket))
+    for what, keys in stage.TABLES.items():
+        create_table(stage.table(what), keys)
+    sqs = boto3.client("sqs")
+    urls = {q: create_queue(stage.queue(q)) for q in stage.QUEUES}
+    events_arn = f"arn:aws:sqs:{local_aws.LOCAL_REGION}:{LOCAL_ACCOUNT}:{stage.queue('index-events')}"
+    boto3.client("s3").put_bucket_notification_configuration(
+        Bucket=b.archive,
+        NotificationConfiguration={"QueueConfigurations": [
+            {"QueueArn": events_arn, "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]}
+        ]},
+    )
+    sqs.purge_queue(QueueUrl=urls["index-events"])  # moto's s3:TestEvent on configuration
+    secrets = boto3.client("secretsmanager")
+    token = secrets.get_random_password(PasswordLength=48, ExcludePunctuation=True)["RandomPassword"]
+    secrets.create_secret(Name=stage.token_secret, SecretString=token)
+    env = {
+        "LOGARCHIVE_STACK": stage.stack,
+        "LOGARCHIVE_STAGING_BUCKET": b.staging,
+        "LOGARCHIVE_ARCHIVE_BUCKET": b.archive,
+        "LOGARCHIVE_REPLICATE_TO": b.customer,
+        "LOGARCHIVE_WORK_QUEUE_URL": urls["work"],
+        "LOGARCHIVE_IDEMPOTENCY_TABLE": stage.table("leases"),
+        "LOGARCHIVE_INDEX_TABLE": stage.table("index"),
+        "LOGARCHIVE_JOBS_TABLE": stage.table("jobs"),
+        "LOGARCHIVE_RETRIEVAL_QUEUE_URL": urls["retrieval"],
+        "LOGARCHIVE_RESULTS_BUCKET": stage.results_bucket,
+        # The API reads its token secret's value from the environment (a deployed stage puts
+        # the Secrets Manager secret's value there); the secret exists here as it does there.
+        "LOGARCHIVE_API_TOKEN_SECRET": token,
+    }
+    if keys_text is not None:
+        secrets.create_secret(Name=stage.keys_secret, SecretString=keys_text)
+        env["LOGARCHIVE_KEYS_SECRET"] = stage.keys_secret
+    return env, urls
+
+
+class LambdaPump:
+    """Lambda's event sources, played in one thread: the archive bucket's notifications go to
+    ``index_archive``, retrieval job messages to ``retrieval_worker``.
+
+    Every invocation (and every API request, through :meth:`invoke`) holds one lock: the
+    handlers run one at a time, as separate Lambda instances would not share this process.
+    A message failing ``max_receives`` times is dropped with one line on stderr (the dead-letter
+    queue's job in AWS).
+    """
+
+    def __init__(self, chalice_app: Any, routes: dict[str, str], *, max_receives: int = 3,
+                 on_error: Callable[[str], None] | None = None) -> None:
+        self.app = chalice_app
+        self.routes = routes  # queue URL -> function name
+        self.max_receives = max_receives
+        self.lock = threading.RLock()
+        self.on_error = on_error or (lambda line: print(line, file=sys.stderr, flush=True))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lambda-pump", daemon=True)
+
+    def invoke(self, function: str, event: dict) -> Any:
+        from chalice.local import LambdaContext
+
+        with self.lock:
+            return self.app.handler_map[function](
+                event, LambdaContext(function, memory_size=1024, max_runtime_ms=LOCAL_TIMEOUT_MS)
+            )
+
+    def _invoke_index(self, function: str, event: dict) -> dict:
+        # The indexer takes the S3 notification itself, not the SQS envelope around it.
+        failures = []
+        for record in event["Records"]:
+            try:
+                self.invoke(function, json.loads(record["body"]))
+            except Exception as exc:  # the Lambda raised: SQS delivers the message again
+                self._report(function, record, exc)
+                failures.append({"itemIdentifier": record["messageId"]})
+        return {"batchItemFailures": failures}
+
+    def _report(self, function: str, record: dict, exc: Exception) -> None:
+        receives = int(record["attributes"]["ApproximateReceiveCount"])
+        fate = "dropped" if receives >= self.max_receives else "will retry"
+        self.on_error(f"logarchive local: {function} failed on message {record['messageId']} "
+                      f"(delivery {receives}, {fate}): {type(exc).__name__}: {exc}")
+
+    def poll_once(self) -> int:
+        """Receive from every queue once and invoke; returns the number of messages handled."""
+        sqs = aws.client("sqs")
+        handled = 0
+        for url, function in self.routes.items():
+            msgs = sqs.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=LOCAL_TIMEOUT_MS // 1000,
+                AttributeNames=["ApproximateReceiveCount"],
+            ).get("Messages", [])
+            if not msgs:
+                continue
+            handled += len(msgs)
+            invoke = self._invoke_index if function == "index_archive" else self._invoke_batch
+            deliver(invoke, function, url, msgs)
+            self._drop_exhausted(url, msgs)
+        return handled
+
+    def _invoke_batch(self, function: str, event: dict) -> dict:
+        try:
+            return self.invoke(function, event) or {}
+        except Exception as exc:  # the whole batch failed
+            for record in event["Records"]:
+                self._report(function, record, exc)
+            return {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in event["Records"]]}
+
+    def _drop_exhausted(self, url: str, msgs: list[dict]) -> None:
+        sqs = aws.client("sqs")
+        for m in msgs:
+            if int((m.get("Attributes") or {}).get("ApproximateReceiveCount", "1")) >= self.max_receives:
+                try:
+                    sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+                except Exception:  # already deleted after its success
+                    pass
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                busy = self.poll_once()
+            except Exception as exc:  # the local AWS went away (stopping) or a transient error
+                if self._stop.is_set():
+                    return
+                self.on_error(f"logarchive local: queue pump: {type(exc).__name__}: {exc}")
+                busy = 0
+            if not busy:
+                self._stop.wait(0.25)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
+@contextmanager
+def api_server(
+    chalice_app: Any, port: int = 0, *, lock: Any = None, handler_cls: Any = None
+) -> Iterator[str]:
+    """``chalice_app`` on chalice's local HTTP server (``chalice local``) in a thread; yields its URL.
+
+    API Gateway's IAM authorization is not enforced by chalice's local server. With ``lock``,
+    each request holds it (see :class:`LambdaPump`).
+    """
+    from chalice.config import Config
+    from chalice.local import ChaliceRequestHandler, LocalDevServer
+
+    handler_cls = handler_cls or ChaliceRequestHandler
+    if lock is not None:
+        base = handler_cls
+
+        class LockedHandler(base):
+            def _generic_handle(self) -> None:
+                with lock:
+                    super()._generic_handle()
+
+            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_PATCH = do_OPTIONS = _generic_handle
+
+        handler_cls = LockedHandler
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "IAMAuthorizer is not a supported in local mode")
+        server = LocalDevServer(chalice_app, Config.create(), "127.0.0.1", port, handler_cls=handler_cls)
+    bound = server.server.server_address[1]
+    thread = threading.Thread(target=server.server.serve_forever, name="api-server", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{bound}"
+    finally:
+        server.shutdown()
+        server.server.server_close()
+        thread.join(timeout=5)
+
+
+@contextmanager
+def running_stage(
+    endpoint: str, stack: str, *, keys_text: str | None = None, api_port: int | None = None
+) -> Iterator[str | None]:
+    """A provisioned stage on the local AWS at ``endpoint``, its Lambdas fed from their queues.
+
+    Archives are indexed as they land; with ``api_port`` (0: any free port) the API is served
+    and retrieval jobs run (their keys: ``keys_text``). Yields the API's URL (or None).
+    """
+    from . import local_aws
+
+    local_aws.use_endpoint(endpoint)
+    env, urls = provision(endpoint, LocalStage(stack), keys_text=keys_text)
+    os.environ.update(env)
+    os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"  # no EMF lines on a terminal
+    os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+    app = chalice_app()
+    routes = {urls["index-events"]: "index_archive"}
+    if api_port is not None:
+        routes[urls["retrieval"]] = "retrieval_worker"
+    pump = LambdaPump(app, routes)
+    pump.start()
+    try:
+        if api_port is None:
+            yield None
+        else:
+            with api_server(app, api_port, lock=pump.lock) as url:
+                yield url
+    finally:
+        pump.stop()
+
+
+def _get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=60) as resp:
+        return json.load(resp)
+
+
+def wait_indexed(api_url: str, query: str, n: int) -> list[dict]:
+    """Until ``GET /archives?QUERY`` lists at least ``n`` archives (the indexer runs as they land)."""
+    while True:
+        archives = _get_json(f"{api_url}/archives?{query}")["archives"]
+        if len(archives) >= n:
+            return archives
+        time.sleep(0.2)
+
+
+def ask_over_http(api_url: str, question: dict[str, Any]) -> tuple[dict[str, Any], list[bytes]]:
+    """``POST /retrievals``, wait until the job is done, return its final status and matched lines."""
+    req = urllib.request.Request(f"{api_url}/retrievals", data=json.dumps(question).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        job_id = json.load(resp)["id"]
+    while True:  # the retrieval worker runs from the queue, as the Lambda would
+        status = _get_json(f"{api_url}/retrievals/{job_id}?limit=1000")
+        if status["status"] not in ("planning", "running"):
+            break
+        time.sleep(0.2)
+    lines: list[bytes] = []
+    for res in status["results"]:
+        if "url" in res:
+            with urllib.request.urlopen(res["url"], timeout=60) as resp:
                 lines += gzip.decompress(resp.read()).splitlines()
     return status, lines
 
