@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -21,7 +22,7 @@ import time
 import urllib.request
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -152,6 +153,7 @@ def chalice_app() -> Any:
     return app.app
 
 
+log = logging.getLogger("logarchive.local")
 LOCAL_ACCOUNT = "123456789012"  # moto's default account
 LOCAL_TIMEOUT_MS = 900_000  # the remaining time local Lambda invocations start with (Lambda's maximum)
 
@@ -362,21 +364,21 @@ def api_server(
     from chalice.config import Config
     from chalice.local import ChaliceRequestHandler, LocalDevServer
 
-    handler_cls = handler_cls or ChaliceRequestHandler
-    if lock is not None:
-        base = handler_cls
+    base = handler_cls or ChaliceRequestHandler
 
-        class LockedHandler(base):
-            def _generic_handle(self) -> None:
-                with lock:
-                    super()._generic_handle()
+    class LocalHandler(base):
+        def _generic_handle(self) -> None:
+            with lock or nullcontext():
+                super()._generic_handle()
 
-            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_PATCH = do_OPTIONS = _generic_handle
+        do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_PATCH = do_OPTIONS = _generic_handle
 
-        handler_cls = LockedHandler
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "IAMAuthorizer is not a supported in local mode")
-        server = LocalDevServer(chalice_app, Config.create(), "127.0.0.1", port, handler_cls=handler_cls)
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
+            log.debug("api: " + format, *args)  # the access log, with -v
+
+    # Said once here and in `local up`'s banner, not on every request.
+    warnings.filterwarnings("ignore", "IAMAuthorizer is not a supported in local mode")
+    server = LocalDevServer(chalice_app, Config.create(), "127.0.0.1", port, handler_cls=LocalHandler)
     bound = server.server.server_address[1]
     thread = threading.Thread(target=server.server.serve_forever, name="api-server", daemon=True)
     thread.start()
