@@ -11,13 +11,38 @@ import importlib
 import logging
 import pkgutil
 import sys
+from typing import NoReturn
 
 from . import __version__, commands
-from .errors import LogarchiveError
+from .errors import LogarchiveError, UsageError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, naming every missing option at once: a missing required option and a missing
+    choice of a required group (``--bucket`` or ``--api-url``) are reported together."""
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        self._given = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
+    def _missing_groups(self) -> list[str]:
+        given = {a.split("=", 1)[0] for a in getattr(self, "_given", []) if a.startswith("-")}
+        missing = []
+        for group in self._mutually_exclusive_groups:
+            options = [o for a in group._group_actions for o in a.option_strings if o.startswith("--")]
+            if group.required and not given & {o for a in group._group_actions for o in a.option_strings}:
+                missing.append("one of " + " ".join(options))
+        return missing
+
+    def error(self, message: str) -> NoReturn:
+        prefix = "the following arguments are required: "
+        if message.startswith(prefix):
+            message += "".join(f", {m}" for m in self._missing_groups())
+        super().error(message)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="logarchive",
         description=(
             "Archive container logs to S3 and get them back, "
@@ -37,7 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # usage error (2), --help or --version (0): a status, as from a command
+        return int(exc.code or 0)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(message)s",
@@ -53,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
+    except UsageError as exc:
+        # Options that contradict each other: a usage error, as argparse's own (status 2).
+        print(f"logarchive: error: {exc}", file=sys.stderr)
+        return 2
     except LogarchiveError as exc:
         # One line, no traceback: these messages never hold key material.
         print(f"logarchive: error: {exc}", file=sys.stderr)

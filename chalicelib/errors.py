@@ -7,6 +7,10 @@ class LogarchiveError(Exception):
     """Base class: ``str(err)`` is one line fit for an operator, never holding key bytes."""
 
 
+class UsageError(LogarchiveError):
+    """The command line asks for something impossible: missing or conflicting options (exit 2)."""
+
+
 class EnvelopeError(LogarchiveError):
     """The encryption envelope (metadata or instruction file) is missing or malformed."""
 

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from .. import layout
+from .. import layout, times
 from ..index.store import Selector
 
-TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(Z|[+-]\d{2}:\d{2})?$")
 SELECTORS = {
     "app_id": "apps",
     "database_id": "databases",
@@ -39,17 +38,11 @@ def reject_unknown(params: dict[str, Any], allowed: set[str]) -> None:
 
 
 def parse_time(name: str, value: Any) -> datetime:
-    """RFC 3339 to the second (``Z`` or an offset; no offset means UTC)."""
-    if not isinstance(value, str) or not TIME_RE.match(value):
-        raise ParamError(f"{name} must be a time like 2022-01-01T12:00:00Z (to the second)")
+    """The one time syntax of the CLI and the API (``chalicelib.times``)."""
     try:
-        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        t = (t if t.tzinfo else t.replace(tzinfo=UTC)).astimezone(UTC)
-    except (ValueError, OverflowError):
-        raise ParamError(f"{name} is not a valid time: {value!r}") from None
-    if not 1970 <= t.year <= 2200:
-        raise ParamError(f"{name} must be between the years 1970 and 2200")
-    return t
+        return times.parse_time(value)
+    except times.TimeSyntaxError as exc:
+        raise ParamError(f"{name} {exc}") from None
 
 
 def parse_stack(value: Any, served: str) -> str:

@@ -33,13 +33,28 @@ def add_key_options(p: argparse.ArgumentParser, *, encrypt: bool = False) -> Non
         metavar="FILE",
         help="file of base64 keys, one a line" + (" (the first encrypts)" if encrypt else ""),
     )
-    p.add_argument(
-        "--allow-legacy-cbc",
-        action="store_true",
-        help="also read legacy AES/CBC objects, which carry no authentication tag",
-    )
+    if encrypt:
+        # Encrypting commands never read old objects: a decryption-only option would be a no-op.
+        p.add_argument("--kms-key-id", metavar="KEY",
+                       help="wrap each data key with this KMS key instead of a raw key (default: the "
+                       "first raw key)")
+    else:
+        p.add_argument(
+            "--allow-legacy-cbc",
+            action="store_true",
+            help="also read legacy AES/CBC objects, which carry no authentication tag (default: refuse them)",
+        )
 
 
 def keyring_from_args(args: argparse.Namespace) -> Keyring:
+    """The key ring of the key options, KMS through the command's endpoint and region."""
+    from .. import aws
+
     keys = gather_keys(inline=args.decryption_keys, files=args.key_files)
-    return Keyring(keys, allow_legacy=getattr(args, "allow_legacy_cbc", False))
+    endpoint, region = getattr(args, "endpoint_url", None), getattr(args, "region", None)
+    return Keyring(
+        keys,
+        kms_key_id=getattr(args, "kms_key_id", None) or None,
+        allow_legacy=getattr(args, "allow_legacy_cbc", False),
+        kms_client_factory=lambda: aws.client("kms", endpoint_url=endpoint, region=region),
+    )

@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 from .. import aws
-from ..errors import LogarchiveError
+from ..errors import LogarchiveError, UsageError
 from ..settings import Settings
 from ._common import add_endpoint_options, add_key_options, keyring_from_args
 
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     )
     keyring = keyring_from_args(args)
     if not keyring.can_encrypt:
-        raise LogarchiveError("no master key: give --key-file or set $LOGARCHIVE_KEYS")
+        raise UsageError("no master key: give --key-file, --kms-key-id or set $LOGARCHIVE_KEYS")
     s3, sqs = aws.client("s3"), aws.client("sqs")
     leases = None
     if args.table:

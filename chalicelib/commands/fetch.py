@@ -20,9 +20,8 @@ import boto3
 from .. import aws
 from ..download import retrieval
 from ..download.api_client import ApiClient
-from ..errors import LogarchiveError
-from ..keyring import Keyring, gather_keys
-from ._common import add_endpoint_options, add_key_options
+from ..errors import LogarchiveError, UsageError
+from ._common import add_endpoint_options, add_key_options, keyring_from_args
 
 log = logging.getLogger("logarchive")
 
@@ -35,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Without --download-location, lists the matching archives. Exit status 1 if "
         "nothing matched or any object failed; every other object is still processed.",
     )
-    p.add_argument("--bucket", help="the S3 bucket of the archive (required unless --api-url)")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--bucket", help="the S3 bucket of the archive (or --api-url)")
     p.add_argument("--stack", required=True, help="the stack whose logs to search")
     add_endpoint_options(p)
     add_key_options(p)
@@ -61,7 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     more.add_argument("--jobs", type=int, default=4, metavar="N", help="parallel downloads (default 4)")
     more.add_argument("--verify-only", action="store_true",
                       help="check every matching archive's authentication tag; write no plaintext")
-    more.add_argument("--api-url", metavar="URL",
+    where.add_argument("--api-url", metavar="URL",
                       help="search the retrieval API's index and download through its presigned URLs "
                       "(SigV4-signed; needs an id and a time range); decryption stays local")
     p.set_defaults(func=run)
@@ -87,16 +87,6 @@ def _selection(args: argparse.Namespace) -> retrieval.Selection:
         end_date=retrieval.parse_date(args.end_date, "--end-date") if args.end_date else None,
         start=retrieval.parse_instant(args.start, "--start") if args.start else None,
         end=retrieval.parse_instant(args.end, "--end") if args.end else None,
-    )
-
-
-def _keyring(args: argparse.Namespace) -> Keyring:
-    keys = gather_keys(inline=args.decryption_keys, files=args.key_files)
-    return Keyring(
-        keys,
-        allow_legacy=args.allow_legacy_cbc,
-        # KMS-wrapped objects: the same endpoint and region as the bucket.
-        kms_client_factory=lambda: aws.client("kms", endpoint_url=args.endpoint_url, region=args.region),
     )
 
 
@@ -141,20 +131,16 @@ def _find(args: argparse.Namespace, sel: retrieval.Selection, api: ApiClient | N
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.bucket and not args.api_url:  # a usage error, as argparse reports them
-        print(f"logarchive {args.command}: error: the following arguments are required: --bucket "
-              "(or --api-url)", file=sys.stderr)
-        return 2
     sel = _selection(args)
     sel.validate(index=args.api_url is not None)
     if args.jobs < 1:
-        raise LogarchiveError("--jobs must be at least 1")
+        raise UsageError("--jobs must be at least 1")
     grep = None
     if args.grep is not None:
         try:
             grep = re.compile(args.grep)
         except re.error as exc:
-            raise LogarchiveError(f"--grep {args.grep!r}: not a valid regular expression ({exc})") from None
+            raise UsageError(f"--grep {args.grep!r}: not a valid regular expression ({exc})") from None
     opts = retrieval.OutputOptions(
         decompress=args.decompress, fmt=args.fmt, line_filter=sel.line_filter(stream=args.stream, grep=grep)
     )
@@ -172,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
                     "to download the files.")
         return 0
 
-    keyring = _keyring(args)
+    keyring = keyring_from_args(args)
     if api is not None:
         retriever: retrieval.Retriever = retrieval.ApiRetriever(api, keyring, opts)
     else:

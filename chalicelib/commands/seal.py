@@ -14,13 +14,12 @@ import shutil
 import sys
 import tempfile
 
-from .. import aws, codec, envelope
+from .. import codec, envelope
 from ..download import partfile, retrieval
 from ..download.partfile import PartFile
 from ..envelope import Envelope
-from ..errors import EnvelopeError, LogarchiveError
-from ..keyring import Keyring, gather_keys
-from ._common import add_endpoint_options, add_key_options
+from ..errors import EnvelopeError, LogarchiveError, UsageError
+from ._common import add_endpoint_options, add_key_options, keyring_from_args
 
 MAX_INSTRUCTION = 1 << 16
 
@@ -31,7 +30,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("output", metavar="OUT", help="sealed file to write")
     add_key_options(s, encrypt=True)
     add_endpoint_options(s)
-    s.add_argument("--kms-key-id", help="wrap the data key with this KMS key instead of a raw key")
     s.set_defaults(func=run_seal)
 
     u = sub.add_parser("unseal", help="decrypt a sealed local file (envelope from IN.instruction)")
@@ -41,15 +39,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_key_options(u)
     add_endpoint_options(u)
     u.set_defaults(func=run_unseal)
-
-
-def _keyring(args: argparse.Namespace, *, kms_key_id: str | None = None) -> Keyring:
-    return Keyring(
-        gather_keys(inline=args.decryption_keys, files=args.key_files),
-        kms_key_id=kms_key_id,
-        allow_legacy=getattr(args, "allow_legacy_cbc", False),
-        kms_client_factory=lambda: aws.client("kms", endpoint_url=args.endpoint_url, region=args.region),
-    )
 
 
 def _part_beside(path: str) -> PartFile:
@@ -62,9 +51,9 @@ def _part_beside(path: str) -> PartFile:
 
 
 def run_seal(args: argparse.Namespace) -> int:
-    ring = _keyring(args, kms_key_id=args.kms_key_id)
+    ring = keyring_from_args(args)
     if not ring.can_encrypt:
-        raise LogarchiveError("seal needs a key: --key-file FILE, $LOGARCHIVE_KEYS or --kms-key-id")
+        raise UsageError("seal needs a key: --key-file FILE, $LOGARCHIVE_KEYS or --kms-key-id")
     try:
         src = sys.stdin.buffer if args.input == "-" else open(args.input, "rb")
     except OSError as exc:
@@ -105,7 +94,7 @@ def read_instruction(path: str) -> Envelope:
 
 def run_unseal(args: argparse.Namespace) -> int:
     env = read_instruction(args.input)
-    ring = _keyring(args)
+    ring = keyring_from_args(args)
     to_stdout = args.output == "-"
     scratch = tempfile.mkdtemp(prefix="logarchive-") if to_stdout else None
     parts: list[PartFile] = []

@@ -24,16 +24,16 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from .. import envelope, layout
+from .. import envelope, layout, times
 from ..dockerlog import LineFilter
-from ..errors import LayoutError, LogarchiveError
+from ..errors import LayoutError, UsageError
 
 log = logging.getLogger(__name__)
 
 ONE_SECOND = timedelta(seconds=1)
 
 
-class SelectionError(LogarchiveError):
+class SelectionError(UsageError):
     """The search options contradict each other (same rules as the reference CLI)."""
 
 
@@ -50,16 +50,11 @@ def parse_date(text: str, option: str) -> date:
 
 
 def parse_instant(text: str, option: str) -> datetime:
-    """ISO-8601 to an aware UTC datetime, second precision (a naive time is UTC)."""
+    """The one time syntax of the CLI and the API (``chalicelib.times``)."""
     try:
-        t = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise SelectionError(
-            f"{option} {text!r}: not an ISO-8601 time (e.g. 2022-08-24T21:12:33Z)"
-        ) from None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=UTC)
-    return t.astimezone(UTC).replace(microsecond=0)
+        return times.parse_time(text)
+    except times.TimeSyntaxError as exc:
+        raise SelectionError(f"{option} {text!r} {exc}") from None
 
 
 @dataclass(frozen=True)
