@@ -22,7 +22,7 @@ def add_key_options(p: argparse.ArgumentParser, *, encrypt: bool = False) -> Non
         default=[],
         metavar="KEY",
         help="base64 keys (visible in process listings: prefer --decryption-keys-file "
-        f"or ${KEYS_ENV})",
+        f"or ${KEYS_ENV}; default: none)",
     )
     p.add_argument(
         "--decryption-keys-file",
@@ -31,7 +31,8 @@ def add_key_options(p: argparse.ArgumentParser, *, encrypt: bool = False) -> Non
         action="append",
         default=[],
         metavar="FILE",
-        help="file of base64 keys, one a line" + (" (the first encrypts)" if encrypt else ""),
+        help="file of base64 keys, one a line" + (", the first encrypts" if encrypt else "")
+        + f"; repeatable (default: ${KEYS_ENV} only)",
     )
     if encrypt:
         # Encrypting commands never read old objects: a decryption-only option would be a no-op.

@@ -25,11 +25,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--once", action="store_true", required=True, help="one scheduler run, then its work")
     p.add_argument("--staging", required=True, metavar="s3://BUCKET/PREFIX", help="where the shipper stages")
     p.add_argument("--archive-bucket", required=True, metavar="NAME", help="the versioned archive bucket")
-    p.add_argument("--replicate-to", nargs="+", default=[], metavar="BUCKET", help="customer bucket(s)")
-    p.add_argument("--replication-mode", choices=("direct", "s3-replication"), default="direct")
-    p.add_argument("--stack", default=os.environ.get("LOGARCHIVE_STACK", ""), help="stack in archive keys")
-    p.add_argument("--queue-url", help="hand work over through this SQS queue instead of in process")
-    p.add_argument("--table", help="idempotency table for the scheduler's in-flight leases")
+    p.add_argument("--replicate-to", nargs="+", default=[], metavar="BUCKET",
+                   help="customer bucket(s) to copy each archive to (default: none)")
+    p.add_argument("--replication-mode", choices=("direct", "s3-replication"), default="direct",
+                   help="direct: the worker copies; s3-replication: S3 Replication does (default: direct)")
+    p.add_argument("--stack", default=os.environ.get("LOGARCHIVE_STACK", ""),
+                   help="stack in archive keys (default: $LOGARCHIVE_STACK)")
+    p.add_argument("--queue-url", help="hand work over through this SQS queue (default: in process)")
+    p.add_argument("--table", help="idempotency table for the scheduler's in-flight leases (default: none)")
     p.add_argument("--attempts", type=int, default=3, help="deliveries of a failing item (default 3)")
     add_key_options(p, encrypt=True)
     add_endpoint_options(p)

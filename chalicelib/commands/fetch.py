@@ -21,9 +21,11 @@ from .. import aws
 from ..download import retrieval
 from ..download.api_client import ApiClient
 from ..errors import LogarchiveError, UsageError
+from ..times import SYNTAX
 from ._common import add_endpoint_options, add_key_options, keyring_from_args
 
-log = logging.getLogger("logarchive")
+# Not "logarchive": that is the Lambdas' Powertools logger (JSON on stdout) once telemetry is loaded.
+log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,35 +37,45 @@ def register(sub: argparse._SubParsersAction) -> None:
         "nothing matched or any object failed; every other object is still processed.",
     )
     where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--bucket", help="the S3 bucket of the archive (or --api-url)")
+    where.add_argument("--bucket", help="the S3 bucket of the archive (this or --api-url is required)")
     p.add_argument("--stack", required=True, help="the stack whose logs to search")
     add_endpoint_options(p)
     add_key_options(p)
     p.add_argument("--download-location", metavar="DIR",
-                   help="download here (DIR/<key less its first four components>); '-' writes to stdout")
+                   help="download here (DIR/<key less its first four components>); '-' writes to stdout "
+                   "(default: only list the matching archives)")
     p.add_argument("--string-matches", nargs="+", default=[], metavar="S",
-                   help="keep keys containing all of these strings")
+                   help="keep keys in which each of these regular expressions is found (default: none)")
     ids = p.add_argument_group("resource (exactly one, or --string-matches)")
-    ids.add_argument("--app-id")
-    ids.add_argument("--database-id")
-    ids.add_argument("--endpoint-id")
-    ids.add_argument("--container-id", help="container id or a prefix of at least 12 characters")
-    p.add_argument("--start-date", help="YYYY-MM-DD (UTC), with --end-date: archives overlapping these days")
-    p.add_argument("--end-date", help="YYYY-MM-DD (UTC), included whole")
+    ids.add_argument("--app-id", metavar="N", help="an app's id (default: none)")
+    ids.add_argument("--database-id", metavar="N", help="a database's id (default: none)")
+    ids.add_argument("--endpoint-id", metavar="N", help="an endpoint's id (default: none)")
+    ids.add_argument("--container-id", metavar="ID",
+                     help="container id or a prefix of at least 12 characters (default: none)")
+    p.add_argument("--start-date",
+                   help="YYYY-MM-DD (UTC), with --end-date: archives overlapping these days (default: all "
+                        "days)")
+    p.add_argument("--end-date", help="YYYY-MM-DD (UTC), included whole (default: all days)")
     more = p.add_argument_group("beyond the reference CLI")
-    more.add_argument("--start", help="ISO-8601 time (UTC unless an offset is given): drop lines before it")
-    more.add_argument("--end", help="ISO-8601 time: drop lines at or after it")
-    more.add_argument("--grep", metavar="PATTERN", help="keep lines whose log text matches this regex")
-    more.add_argument("--stream", choices=("stdout", "stderr"), help="keep lines of this stream only")
+    more.add_argument("--start", help=f"drop lines before this time: {SYNTAX} (default: none dropped)")
+    more.add_argument("--end", help="drop lines at or after this time, same syntax (default: none dropped)")
+    more.add_argument("--grep", metavar="PATTERN",
+                      help="keep lines whose log text matches this regex (default: all lines)")
+    more.add_argument("--stream", choices=("stdout", "stderr"),
+                      help="keep lines of this stream only (default: both)")
     more.add_argument("--decompress", action="store_true", help="write the logs uncompressed (.jsonl)")
     more.add_argument("--format", dest="fmt", choices=retrieval.FORMATS,
-                      help="jsonl: the original lines; text: only their log text (implies --decompress)")
+                      help="jsonl: the original lines; text: only their log text; either implies "
+                           "--decompress "
+                      "(default: the archive's gzip as is)")
     more.add_argument("--jobs", type=int, default=4, metavar="N", help="parallel downloads (default 4)")
     more.add_argument("--verify-only", action="store_true",
                       help="check every matching archive's authentication tag; write no plaintext")
     where.add_argument("--api-url", metavar="URL",
                       help="search the retrieval API's index and download through its presigned URLs "
-                      "(SigV4-signed; needs an id and a time range); decryption stays local")
+                      "(SigV4-signed; needs an id and a time range); decryption stays local (this or "
+                      "--bucket "
+                       "is required)")
     p.set_defaults(func=run)
 
 

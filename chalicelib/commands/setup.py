@@ -7,8 +7,10 @@ import json
 import os
 import sys
 
+import boto3
+
 from .. import aws
-from ..errors import LogarchiveError
+from ..errors import LogarchiveError, UsageError
 from ..setup import bucket_policy, check, deployment, post_deploy, replication
 from ._common import add_endpoint_options
 
@@ -28,19 +30,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     rp.add_argument("--source-bucket", required=True, help="the archive bucket")
     rp.add_argument("--dest-bucket", required=True, help="the customer's bucket")
     rp.add_argument("--role-arn", required=True, help="the role S3 assumes to replicate")
-    rp.add_argument("--dest-account", default="", help="the customer's account id (owner override)")
-    rp.add_argument("--prefix", default="", help="replicate only keys under this prefix")
+    rp.add_argument("--dest-account", default="",
+                    help="the customer's account id, for the owner override (default: none)")
+    rp.add_argument("--prefix", default="", help="replicate only keys under this prefix (default: all keys)")
     rp.add_argument("--dry-run", action="store_true", help="print the configuration, change nothing")
     add_endpoint_options(rp)
     rp.set_defaults(func=run_replication)
 
     cp = ssub.add_parser("check", help="check a customer bucket against the prerequisites")
-    cp.add_argument("--bucket", required=True)
-    cp.add_argument("--stack-region", required=True, help="the region the stack runs in")
-    cp.add_argument("--role-arn", default="", help="the replication role the policy must grant")
-    cp.add_argument("--stack", default="", help="only keys under <stack>/shareable/ count as ours")
+    cp.add_argument("--bucket", required=True, help="the customer's bucket")
+    cp.add_argument("--stack-region",
+                    help="the region the stack runs in (default: --region, else the session's region)")
+    cp.add_argument("--role-arn", default="",
+                    help="the replication role the policy must grant (default: any)")
+    cp.add_argument("--stack", default="",
+                    help="only keys under <stack>/shareable/ count as ours (default: any stack's)")
     cp.add_argument("--sample", type=int, default=check.DEFAULT_SAMPLE,
-                    help="object versions to inspect for foreign content (at most 1000)")
+                    help="object versions to inspect for foreign content, at most 1000 (default: "
+                         "%(default)s)")
     add_endpoint_options(cp)
     cp.set_defaults(func=run_check)
 
@@ -53,8 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     ep = ssub.add_parser("post-deploy",
                          help="after `chalice deploy`: partial batch responses, workers' /tmp size")
-    ep.add_argument("--stage", required=True)
-    ep.add_argument("--app-name", default="logarchive")
+    ep.add_argument("--stage", required=True, help="the deployed Chalice stage")
+    ep.add_argument("--app-name", default="logarchive", help="the Chalice app name (default: logarchive)")
     add_endpoint_options(ep)
     ep.set_defaults(func=run_post_deploy)
 
@@ -96,8 +103,11 @@ def run_replication(args: argparse.Namespace) -> int:
 
 def run_check(args: argparse.Namespace) -> int:
     s3 = aws.client("s3", endpoint_url=args.endpoint_url, region=args.region)
+    stack_region = args.stack_region or args.region or boto3.session.Session().region_name
+    if not stack_region:
+        raise UsageError("--stack-region is needed: no region is configured (--region, $AWS_DEFAULT_REGION)")
     results = check.run_checks(
-        s3, args.bucket, stack_region=args.stack_region, role_arn=args.role_arn,
+        s3, args.bucket, stack_region=stack_region, role_arn=args.role_arn,
         stack=args.stack, sample=args.sample,
     )
     for r in results:

@@ -141,6 +141,12 @@ def run_checks(
         ("dedicated", lambda: check_dedicated(s3, bucket, stack, sample)),
         ("policy", lambda: check_policy(s3, bucket, role_arn)),
     ]
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except ClientError as exc:
+        if _code(exc) in ("404", "NoSuchBucket", "NotFound"):
+            return [CheckResult("exists", False, f"bucket {bucket} does not exist",
+                                "Check the name, or create the bucket (versioned, in the stack's region).")]
     results = []
     for name, run in checks:
         try:

@@ -20,16 +20,19 @@ DESCRIPTION = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help=f"TOML file of options (also ${ENV_PREFIX}CONFIG)")
+    p.add_argument("--config", help=f"TOML file of options (default: ${ENV_PREFIX}CONFIG, else none)")
     p.add_argument("--docker-root", help="Docker's data root (default /var/lib/docker)")
-    p.add_argument("--staging", help="s3://BUCKET/PREFIX to stage segments in")
-    p.add_argument("--stack", help="stack name (first part of every staging key)")
+    p.add_argument("--staging",
+                   help="s3://BUCKET/PREFIX to stage segments in (required, here or in the config)")
+    p.add_argument("--stack",
+                   help="stack name, the first part of every staging key (required, here or in the config)")
     p.add_argument("--state", help="SQLite state file (default /var/lib/logarchive/ship.db)")
     p.add_argument("--host", help="host name recorded on each segment (default: this host's)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--once", action="store_const", const=True, default=None,
                       help="one pass, print a summary, exit (1 if a problem was met)")
-    mode.add_argument("--interval", help="daemon mode: a pass every INTERVAL (like 60s); SIGTERM stops")
+    mode.add_argument("--interval", help="daemon mode: a pass every INTERVAL (like 60s); SIGTERM stops "
+                      "(default: none; --once or --interval is required)")
     p.add_argument("--max-age", help="ship a running container's log once its oldest unshipped line "
                    "is older than this (default 24h; 0 = never)")
     p.add_argument("--settle", help="quiet time before a stopped container's unterminated last line "
