@@ -116,6 +116,13 @@ def test_list_by_app_id_lists_only_its_prefixes_and_skips_foreign_keys(sc, capsy
         (["--container-id", CID_D], {"D"}),
         (["--string-matches", "databases-9", "2022-08-26"], {"B"}),
         (["--string-matches", "apps-4"], {"A1", "A2", "D", "E", "V2"}),
+        # Regular expressions searched in the full key, as the reference CLI applies them.
+        (["--string-matches", f"^{STACK}/shareable/v3/"], {"A1", "A2", "B", "C", "D", "E"}),
+        (["--string-matches", r"apps-4[23]/service-\d+/", r"\.2022-08-2[45]T"], {"A1", "A2", "E"}),
+        # Numeric ids read as numbers: 042 is app 42.
+        (["--app-id", "042"], {"A1", "A2", "D", "V2"}),
+        # Dates as the reference CLI reads real dates.
+        (["--app-id", "42", "--start-date", "2022-8-24", "--end-date", "2022-8-24"], {"A1"}),
         (["--app-id", "42", "--start-date", "2022-08-25", "--end-date", "2022-08-25"], {"A2"}),
         # The end date counts whole: A1 starts at 21:00 on the 24th (the reference CLI
         # stops at the end date's midnight and would miss it).
@@ -149,6 +156,9 @@ def test_selection(sc, capsys, args, expected) -> None:
         (["--app-id", "42", "--start-date", "01/02/2022", "--end-date", "2022-01-03"], "YYYY-MM-DD"),
         (["--container-id", CID_A[:11]], "at least the first 12 characters"),
         (["--app-id", "42", "--start", "yesterday"], "RFC 3339"),
+        (["--app-id", "42", "--start-date", "2022-08-25x", "--end-date", "2022-08-26"], "YYYY-MM-DD"),
+        (["--string-matches", "(a+)+b"], "exponential time"),
+        (["--string-matches", "(apps"], "not a valid regular expression"),
         (["--app-id", "42", "--grep", "("], "not a valid regular expression"),
     ],
 )
