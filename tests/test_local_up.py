@@ -73,6 +73,9 @@ def test_local_up_api_answers_what_the_bucket_holds(tmp_path: Path) -> None:
                   "--archive-bucket", f"{STACK}-logarchive-archive", "--replicate-to", f"{STACK}-customer-logs",
                   "--stack", STACK, "--key-file", str(key_file), env=env).stdout
         archived = [x for x in out.splitlines() if x.startswith("archived ")]
+        some_key = archived[0].split(f"s3://{STACK}-logarchive-archive/", 1)[1]
+        head = _s3(up.endpoint).head_object(Bucket=f"{STACK}-customer-logs", Key=some_key)
+        assert head["Metadata"]["logarchive-content"] == "gzip, then S3EC v2 AES-GCM"
         app_archives = [x for x in archived if f"/apps-{APP}/" in x]
         assert len(app_archives) >= 3, out
         local_stack.wait_indexed(

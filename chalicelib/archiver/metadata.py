@@ -12,6 +12,10 @@ from datetime import UTC, datetime
 
 from ..codec import SealResult
 
+# What the body is, for whoever fetches the object without logarchive (``aws s3 cp``): the
+# ``.gz`` name notwithstanding, it is ciphertext.
+CONTENT = "gzip, then S3EC v2 AES-GCM"
+
 
 def fmt_time(t: datetime) -> str:
     """RFC 3339 UTC with microseconds: string order is time order."""
@@ -42,6 +46,7 @@ def archive_metadata(
     """
     meta = {
         **sealed.envelope.to_fields(),
+        "logarchive-content": CONTENT,
         "logarchive-key-id": key_id,
         "logarchive-first-time": fmt_time(first),
         "logarchive-last-time": fmt_time(last),

@@ -102,12 +102,15 @@ def _selection(args: argparse.Namespace) -> retrieval.Selection:
     )
 
 
-def _progress(total: int, enabled: bool) -> Any:
+def _progress(matches: list[retrieval.Match], enabled: bool) -> Any:
+    """A bar on stderr counting the archives' bytes (one large archive moves it too)."""
     if not enabled:
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="file", file=sys.stderr, dynamic_ncols=True)
+    total = sum(m.size for m in matches)
+    return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
+                dynamic_ncols=True, postfix={"archives": f"0/{len(matches)}"})
 
 
 def _api_client(args: argparse.Namespace) -> ApiClient:
@@ -176,24 +179,38 @@ def run(args: argparse.Namespace) -> int:
     else:
         retriever = retrieval.Retriever(aws.client("s3", endpoint_url=args.endpoint_url, region=args.region),
                                         args.bucket, keyring, opts)
-    bar = _progress(len(matches), sys.stdout.isatty() and not to_stdout)
+    sizes: dict[str, int] = {}
+    done = 0
+    bar = None
 
     def report(outcome: retrieval.Outcome) -> None:
+        nonlocal done
         if not outcome.ok:
             line = f"logarchive: error: {outcome.error}"
             if bar is not None:
                 bar.write(line, file=sys.stderr)
             else:
                 print(line, file=sys.stderr, flush=True)
-        elif not to_stdout:
+        elif not to_stdout and (args.verify_only or outcome.path is not None):
             line = f"verified {outcome.key}" if args.verify_only else str(outcome.path)
             if bar is not None:
                 bar.write(line)
             else:
                 print(line, flush=True)
         if bar is not None:
-            bar.update(1)
+            done += 1
+            bar.set_postfix(archives=f"{done}/{len(sizes)}", refresh=False)
+            bar.update(sizes.get(outcome.key, 0))
 
+    # Archives whose key is missing or unusable fail here, before any download starts.
+    problems = retriever.key_problems(matches)
+    blocked = [retrieval.Outcome(m.key, False, f"{m.key}: {problems[m.archive.key_id]}")
+               for m in matches if m.archive.key_id in problems]
+    for outcome in blocked:
+        report(outcome)
+    matches = [m for m in matches if m.archive.key_id not in problems]
+    sizes = {m.key: m.size for m in matches}
+    bar = _progress(matches, sys.stdout.isatty() and not to_stdout)
     try:
         if args.verify_only:
             outcomes = retrieval.verify_all(retriever, matches, jobs=args.jobs, on_done=report)
@@ -212,8 +229,17 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
+    outcomes = blocked + outcomes
     failed = sum(1 for o in outcomes if not o.ok)
     verb = "verified" if args.verify_only else "retrieved"
-    log.info("%s %d of %d archives%s", verb, len(outcomes) - failed, len(outcomes),
-             f"; {failed} failed" if failed else "")
+    summary = f"{verb} {len(outcomes) - failed} of {len(outcomes)} archives"
+    counted = [o for o in outcomes if o.ok and o.lines is not None]
+    if opts.line_filter.active and counted:
+        empty = sum(1 for o in counted if o.lines == 0)
+        summary += f"; {sum(o.lines or 0 for o in counted)} lines matched"
+        if empty and not to_stdout:
+            summary += f" ({empty} archive(s) without a matching line: no file written)"
+    if failed:
+        summary += f"; {failed} failed"
+    log.info("%s", summary)
     return 1 if failed else 0

@@ -269,9 +269,11 @@ class Match:
 
     @property
     def sort_key(self) -> tuple[Any, ...]:
+        # Container, then time; segments sharing their first (and last) second in the key's
+        # second-precision times go by the segment number, the per-container sequence.
         a = self.archive
         t = a.start or a.uploaded_at or datetime.min.replace(tzinfo=UTC)
-        return (a.container_id, t, a.rotation is None, -(a.rotation or 0), self.key)
+        return (a.container_id, t, a.end or t, a.rotation is None, a.rotation or 0, self.key)
 
 
 def _common_prefixes(s3: Any, bucket: str, prefix: str) -> Iterator[str]:
