@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import errno
 import signal
-import sys
 import threading
 from contextlib import ExitStack
 
-from ..errors import LogarchiveError
+from ..errors import LogarchiveError, UsageError
 
 DESCRIPTION = """\
 Start the embedded local AWS (moto's server on 127.0.0.1) with everything a stage has, and keep
@@ -33,7 +32,7 @@ keys of --key-file. Everything lives in memory and is gone when it stops.
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("local", help="run a whole stage locally (moto server on 127.0.0.1)")
-    lsub = p.add_subparsers(dest="local_command", required=True, metavar="up")
+    lsub = p.add_subparsers(dest="local_command", required=True, metavar="{up,fake-docker}")
     up = lsub.add_parser(
         "up", help="start it with the stack's buckets, tables, queues and API; stay up until Ctrl-C",
         description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -48,20 +47,22 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="file of base64 master keys, one a line, for retrieval jobs "
                     "(required with --api-port; default: none)")
     up.set_defaults(func=run_up)
-
-
-def _usage_error(message: str) -> int:
-    print(f"logarchive local up: error: {message}", file=sys.stderr)
-    return 2
+    fake = lsub.add_parser(
+        "fake-docker", help="write a Docker data root with a few exited containers, to ship from",
+        description="Writes DIR/containers/<id>/ as dockerd's json-file driver does: exited containers "
+        "of app 42 (rotated, compress=true) and database 9, a line a second from 2022-01-01T12:00:00Z.",
+    )
+    fake.add_argument("--root", required=True, metavar="DIR", help="the data root to create (must not exist)")
+    fake.set_defaults(func=run_fake_docker)
 
 
 def run_up(args: argparse.Namespace) -> int:
     if args.api_port is not None and not args.key_file:
-        return _usage_error("the following arguments are required with --api-port: --key-file")
+        raise UsageError("the following arguments are required with --api-port: --key-file")
     if args.key_file and args.api_port is None:
-        return _usage_error("--key-file is used only with --api-port")
+        raise UsageError("--key-file is used only with --api-port")
     if args.api_port is not None and args.api_port == args.port:
-        return _usage_error("--api-port must differ from --port")
+        raise UsageError("--api-port must differ from --port")
     from ..devkit import local_aws
 
     keys_text = None
@@ -104,4 +105,18 @@ def run_up(args: argparse.Namespace) -> int:
         raise LogarchiveError(f"--api-port {args.api_port} on 127.0.0.1 is taken ({exc.strerror})") from None
     except RuntimeError as exc:  # the moto child did not start
         raise LogarchiveError(str(exc)) from None
+    return 0
+
+
+def run_fake_docker(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..devkit.fakedocker import sample_host
+
+    root = Path(args.root)
+    if root.exists():
+        raise UsageError(f"--root {args.root}: already exists")
+    fake = sample_host(root)
+    for c in fake.containers:
+        print(f"{c.id[:12]}  {c.name:12s} {len(c.written):7d} bytes  exited")
     return 0

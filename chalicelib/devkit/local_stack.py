@@ -257,7 +257,7 @@ class LambdaPump:
     """Lambda's event sources, played in one thread: the archive bucket's notifications go to
     ``index_archive``, retrieval job messages to ``retrieval_worker``.
 
-    Every invocation (and every API request, through :meth:`invoke`) holds one lock: the
+    Every invocation (and every API request, see :func:`api_server`) holds one lock: the
     handlers run one at a time, as separate Lambda instances would not share this process.
     A message failing ``max_receives`` times is dropped with one line on stderr (the dead-letter
     queue's job in AWS).
@@ -298,11 +298,26 @@ class LambdaPump:
         self.on_error(f"logarchive local: {function} failed on message {record['messageId']} "
                       f"(delivery {receives}, {fate}): {type(exc).__name__}: {exc}")
 
-    def poll_once(self) -> int:
-        """Receive from every queue once and invoke; returns the number of messages handled."""
+    def poll_once(self, functions: tuple[str, ...] | None = None) -> int:
+        """Receive from every queue (of ``functions``) once and invoke; returns the number of
+        messages handled. Holds the lock throughout, so a message received is also handled
+        before anyone else (an API request) runs."""
+        with self.lock:
+            return self._poll(functions)
+
+    def catch_up(self, functions: tuple[str, ...] = ("index_archive",)) -> None:
+        """Handle everything waiting for ``functions`` now: an API request first indexes the
+        archives that already landed, so it answers what a script just archived."""
+        with self.lock:
+            while self._poll(functions):
+                pass
+
+    def _poll(self, functions: tuple[str, ...] | None) -> int:
         sqs = aws.client("sqs")
         handled = 0
         for url, function in self.routes.items():
+            if functions is not None and function not in functions:
+                continue
             msgs = sqs.receive_message(
                 QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=LOCAL_TIMEOUT_MS // 1000,
                 AttributeNames=["ApproximateReceiveCount"],
@@ -354,12 +369,12 @@ class LambdaPump:
 
 @contextmanager
 def api_server(
-    chalice_app: Any, port: int = 0, *, lock: Any = None, handler_cls: Any = None
+    chalice_app: Any, port: int = 0, *, pump: LambdaPump | None = None, handler_cls: Any = None
 ) -> Iterator[str]:
     """``chalice_app`` on chalice's local HTTP server (``chalice local``) in a thread; yields its URL.
 
-    API Gateway's IAM authorization is not enforced by chalice's local server. With ``lock``,
-    each request holds it (see :class:`LambdaPump`).
+    API Gateway's IAM authorization is not enforced by chalice's local server. With ``pump``,
+    each request holds its lock and first lets it index what already landed.
     """
     from chalice.config import Config
     from chalice.local import ChaliceRequestHandler, LocalDevServer
@@ -368,7 +383,9 @@ def api_server(
 
     class LocalHandler(base):
         def _generic_handle(self) -> None:
-            with lock or nullcontext():
+            with pump.lock if pump else nullcontext():
+                if pump:
+                    pump.catch_up()
                 super()._generic_handle()
 
         do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_PATCH = do_OPTIONS = _generic_handle
@@ -416,7 +433,7 @@ def running_stage(
         if api_port is None:
             yield None
         else:
-            with api_server(app, api_port, lock=pump.lock) as url:
+            with api_server(app, api_port, pump=pump) as url:
                 yield url
     finally:
         pump.stop()
