@@ -77,21 +77,27 @@ def run(args: argparse.Namespace) -> int:
     sender: Any = scheduler.SqsSender(sqs, args.queue_url) if args.queue_url else scheduler.ListSender()
     report = scheduler.run(settings, sender, s3=s3, leases=leases)
     attempts = max(1, args.attempts)
+    bodies = [] if args.queue_url else sender.bodies
+    bar = _progress(bodies, outcomes) if sys.stderr.isatty() else None
     if args.queue_url:
         failed = _drain_queue(sqs, args.queue_url, worker, outcomes, handle_batch, attempts)
     else:
-        records = [{"messageId": str(i), "body": b} for i, b in enumerate(sender.bodies)]
+        records = [{"messageId": str(i), "body": b} for i, b in enumerate(bodies)]
         for _ in range(attempts):  # what SQS redelivery does, in process
             retry = []
             for i in range(0, len(records), 10):
                 batch = records[i:i + 10]
                 result = handle_batch(batch, None, worker, outcomes)
+                if bar is not None:
+                    bar.advance()
                 bad = {f["itemIdentifier"] for f in result["batchItemFailures"]}
                 retry.extend(r for r in batch if r["messageId"] in bad)
             records = retry
             if not records:
                 break
         failed = len(records)
+    if bar is not None:
+        bar.close()
     metrics.clear_metrics()  # no EMF on a terminal: the summary below says it
     failed += report.send_failed
     quarantined = [o for o in outcomes if o.status is Status.QUARANTINED]
@@ -103,6 +109,35 @@ def run(args: argparse.Namespace) -> int:
     raw = sum(o.bytes_in for o in archived)
     print(f"{len(archived)} archived ({raw} log bytes), {len(quarantined)} quarantined, {failed} failed")
     return 1 if failed or quarantined else 0
+
+
+class _Progress:
+    """A bar on stderr over the staged bytes of this run, with archived / total segments."""
+
+    def __init__(self, bodies: list[str], outcomes: list[Any]) -> None:
+        from tqdm import tqdm
+
+        from ..archiver.messages import Job
+
+        self.outcomes, self.seen = outcomes, 0
+        self.total = len(bodies)
+        self.bar = tqdm(total=sum(Job.from_body(b).size for b in bodies), unit="B", unit_scale=True,
+                        unit_divisor=1024, file=sys.stderr, dynamic_ncols=True, desc="archiving",
+                        postfix={"segments": f"0/{self.total}"})
+
+    def advance(self) -> None:
+        new = self.outcomes[self.seen:]
+        self.seen = len(self.outcomes)
+        # One outcome per item handled (a failed delivery leaves none: it is tried again).
+        self.bar.set_postfix(segments=f"{len(self.outcomes)}/{self.total}", refresh=False)
+        self.bar.update(sum(o.job.size for o in new))
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _progress(bodies: list[str], outcomes: list[Any]) -> _Progress | None:
+    return _Progress(bodies, outcomes) if bodies else None
 
 
 def _drain_queue(sqs: Any, url: str, worker: Any, outcomes: list, handle_batch: Any, attempts: int) -> int:

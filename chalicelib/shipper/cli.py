@@ -6,11 +6,13 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import sys
 import threading
 import time
 
 from .config import ENV_PREFIX, ShipConfig
 from .loop import Shipper
+from .report import ProgressLine
 
 DESCRIPTION = (
     "Stage every closed Docker json-file log (rotated files, logs of stopped containers, "
@@ -57,11 +59,14 @@ def run(args: argparse.Namespace) -> int:
     cfg = ShipConfig.resolve(cli, config_path=args.config)
     logging.getLogger("botocore").setLevel(logging.WARNING)  # one line per event of ours, not theirs
     stop = threading.Event()
-    shipper = Shipper(cfg, stop=stop)
+    progress = ProgressLine() if (cfg.once and not cfg.dry_run and sys.stderr.isatty()) else None
+    shipper = Shipper(cfg, stop=stop, progress=progress)
     try:
         if cfg.once or cfg.dry_run:
             t0 = time.monotonic()
             summary = shipper.run_pass()
+            if progress is not None:
+                progress.close()
             print(summary.render(dry_run=cfg.dry_run, seconds=time.monotonic() - t0), flush=True)
             return 0 if summary.ok else 1
         for sig in (signal.SIGTERM, signal.SIGINT):
