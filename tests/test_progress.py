@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
-import pty
 import re
-import struct
-import subprocess
 import sys
-import termios
 from pathlib import Path
+
+from retrieval_helpers import on_terminal
 
 from chalicelib.devkit.fakedocker import sample_host
 from chalicelib.keyring import MasterKey
@@ -19,23 +16,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def on_tty(argv: list[str], env: dict[str, str], *, stdout_tty: bool = False) -> tuple[int, str]:
-    """Run a `logarchive` command with stderr (and maybe stdout) on a pseudo-terminal; all it wrote there."""
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))  # a terminal has a size
-    proc = subprocess.Popen([sys.executable, "-m", "chalicelib.cli", *argv], cwd=ROOT, env=env, stderr=slave,
-                            stdout=slave if stdout_tty else subprocess.DEVNULL)
-    os.close(slave)
-    chunks = []
-    while True:
-        try:
-            data = os.read(master, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not data:
-            break
-        chunks.append(data)
-    os.close(master)
-    return proc.wait(), b"".join(chunks).decode(errors="replace")
+    """Run a `logarchive` command with stderr (and maybe stdout) on a pseudo-terminal; all it showed there."""
+    rc, seen, _ = on_terminal([sys.executable, "-m", "chalicelib.cli", *argv], env, stdout=stdout_tty, stderr=True)
+    return rc, seen
 
 
 def test_ship_archive_and_retrieval_show_bytes_and_segments_on_a_terminal(buckets, tmp_path) -> None:

@@ -16,6 +16,7 @@ from retrieval_helpers import (
     docker_lines,
     files_under,
     leftovers,
+    on_terminal,
     put_archive,
     run_cli,
     t,
@@ -324,7 +325,6 @@ def test_library_outcomes_and_progress_callback(sc, tmp_path) -> None:
 
 
 def _run_process(argv: list[str], endpoint: str, *, tty: bool) -> tuple[int, str, str]:
-    import pty
     import subprocess
     import sys
 
@@ -333,22 +333,7 @@ def _run_process(argv: list[str], endpoint: str, *, tty: bool) -> tuple[int, str
     if not tty:
         p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
         return p.returncode, p.stdout, p.stderr
-    master, slave = pty.openpty()
-    p = subprocess.Popen(cmd, env=env, stdout=slave, stderr=subprocess.PIPE, text=True)
-    os.close(slave)
-    chunks = []
-    while True:
-        try:
-            b = os.read(master, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not b:
-            break
-        chunks.append(b)
-    err = p.stderr.read()
-    rc = p.wait(timeout=120)
-    os.close(master)
-    return rc, b"".join(chunks).decode(), err
+    return on_terminal(cmd, env, stdout=True, stderr=False)
 
 
 def test_progress_bar_only_on_a_terminal(sc, aws_endpoint, tmp_path) -> None:
