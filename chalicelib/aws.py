@@ -41,14 +41,3 @@ def reset_clients() -> None:
         _cache.clear()
 
 
-def error_code(exc: BaseException) -> str:
-    """A botocore error's code (``NoSuchKey``, ``AccessDenied``…), else the exception's class name.
-
-    Some botocore exceptions carry ``response = None`` (read timeouts), hence no plain getattr.
-    """
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        code = (response.get("Error") or {}).get("Code")
-        if code:
-            return str(code)
-    return type(exc).__name__

@@ -24,6 +24,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from .awserrors import error_label
 from .envelope import CEK_ALG_GCM, WRAP_AES_GCM, WRAP_KMS_CONTEXT, Envelope
 from .errors import KeyNotFoundError, LogarchiveError, UnsupportedFormatError
 
@@ -277,9 +278,7 @@ class Keyring:
         try:
             resp = self._kms().decrypt(CiphertextBlob=env.encrypted_key, EncryptionContext=context)
         except Exception as exc:  # botocore ClientError and connection errors
-            from .aws import error_code
-
-            code = error_code(exc)
+            code = error_label(exc)
             raise KeyNotFoundError(f"{name}: KMS could not unwrap the data key ({code})") from None
         return resp["Plaintext"]
 

@@ -27,6 +27,8 @@ BOUNDARIES = {
         "chalicelib.index", "chalicelib.commands", "chalicelib.jobs", "chalicelib.api",
         "chalicelib.download", "chalicelib.devkit",
     ),
+    # the AWS error vocabulary is shared with the shipper: botocore at most
+    "chalicelib.awserrors": ("boto3", "botocore"),
 }
 
 

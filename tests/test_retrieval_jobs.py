@@ -223,6 +223,29 @@ def test_archive_gone_since_indexing_fails_its_task_only(stack) -> None:
     assert sorted(result_lines(body)) == sorted(w for w in want if b"second container" not in w)
 
 
+def test_an_archive_whose_envelope_is_in_an_instruction_file_is_scanned(stack) -> None:
+    """The scan step opens archives as the CLI does: envelope from metadata or ``<key>.instruction``."""
+    from chalicelib.envelope import Envelope
+
+    client, b, url = stack
+    want = seed_app42(client, b)
+    s3 = boto3.client("s3")
+    victim = next(o["Key"] for o in s3.list_objects_v2(Bucket=b.archive)["Contents"] if f"/{C2}-json.log." in o["Key"])
+    obj = s3.get_object(Bucket=b.archive, Key=victim)
+    env = Envelope.from_fields(obj["Metadata"], name=victim)
+    meta = {k: v for k, v in obj["Metadata"].items() if k not in env.to_fields()}
+    s3.put_object(Bucket=b.archive, Key=victim + ".instruction", Body=env.to_instruction().encode())
+    s3.put_object(Bucket=b.archive, Key=victim, Body=obj["Body"].read(),
+                  Metadata={**meta, "x-amz-crypto-instr-file": ""})
+    client.lambda_.invoke("index_archive", s3_event(b.archive, victim, sequencer="FF"))  # the new version
+    r = client.http.post("/retrievals", headers={"Content-Type": "application/json"}, body=json.dumps(ASK).encode())
+    job_id = json.loads(r.body)["id"]
+    pump(client, url)
+    body = json.loads(client.http.get(f"/retrievals/{job_id}").body)
+    assert [x.get("error") for x in body["results"]] == [None, None, None]
+    assert body["status"] == "succeeded" and sorted(result_lines(body)) == sorted(want)
+
+
 def test_local_api_demo_answers_the_question() -> None:
     """``python -m chalicelib.devkit.local_stack``: its own local AWS, the question, exactly the lines."""
     import subprocess

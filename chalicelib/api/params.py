@@ -7,12 +7,12 @@ turns them into ``400`` with a JSON body. Nothing here ever yields a bucket or a
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from .. import layout, times
 from ..index.store import Selector
+from ..jobs.request import RetrievalRequest
 
 SELECTORS = {
     "app_id": "apps",
@@ -136,36 +136,6 @@ def parse_job_id(value: Any) -> str:
     if not isinstance(value, str) or not JOB_ID_RE.match(value):
         raise ParamError("retrieval id must be 32 lowercase hex digits")
     return value
-
-
-@dataclass(frozen=True)
-class RetrievalRequest:
-    selector: Selector
-    start: datetime
-    end: datetime
-    stream: str | None
-    grep: str | None
-
-    def to_attrs(self) -> dict[str, Any]:
-        return {
-            "stack": self.selector.stack,
-            "sel_kind": self.selector.kind,
-            "sel_id": self.selector.ident,
-            "start": self.start.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "end": self.end.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "stream": self.stream or "",
-            "grep": self.grep or "",
-        }
-
-    @classmethod
-    def from_attrs(cls, d: dict[str, Any]) -> RetrievalRequest:
-        return cls(
-            Selector(d["stack"], d["sel_kind"], d["sel_id"]),
-            parse_time("start", d["start"]),
-            parse_time("end", d["end"]),
-            d.get("stream") or None,
-            d.get("grep") or None,
-        )
 
 
 RETRIEVAL_FIELDS = {"stack", *SELECTORS, "start", "end", "stream", "grep"}

@@ -17,7 +17,7 @@ from ..errors import LogarchiveError
 from ..index.handlers import index_store
 from ..index.store import Position
 from ..jobs.handlers import jobs as job_store
-from ..jobs.steps import position_from_dict, position_to_dict
+from ..jobs.table import COUNTERS
 from ..settings import Settings
 from . import params as P
 from . import tokens
@@ -83,7 +83,7 @@ def list_archives() -> Any:
     after: Position | None = None
     if params.get("next_token"):
         try:
-            after = position_from_dict(tokens.verify(scope, params["next_token"]))
+            after = Position.from_token(tokens.verify(scope, params["next_token"]))
         except (KeyError, ValueError, TypeError) as exc:
             raise P.ParamError(f"next_token: {exc}") from None
     store = index_store(s)
@@ -94,7 +94,7 @@ def list_archives() -> Any:
     body: dict[str, Any] = {
         "archives": [e.public() for e in page.entries],
         "count": len(page.entries),
-        "next_token": tokens.issue(scope, position_to_dict(page.next)) if page.next else None,
+        "next_token": tokens.issue(scope, page.next.to_token()) if page.next else None,
         "items_read": page.items_read,
     }
     return body
@@ -167,23 +167,15 @@ def get_retrieval(job_id: str) -> Any:
     tasks, last = jobs.tasks(job_id, after=after, limit=limit)
     results = []
     for t in tasks:
-        aid = t["sk"][len("task#") :]
-        r = {"archive_id": aid, "status": t.get("status"), "lines_matched": int(t.get("lines_matched", 0))}
-        if t.get("result_key", "").startswith(f"{s.results_prefix}{job_id}/"):
-            r["url"] = jobs.presign(t["result_key"], expires=PRESIGN_SECONDS)
-        if t.get("error"):
-            r["error"] = t["error"]
+        r = {"archive_id": t.archive_id, "status": t.status, "lines_matched": t.lines_matched}
+        if (t.result_key or "").startswith(f"{s.results_prefix}{job_id}/"):
+            r["url"] = jobs.presign(t.result_key, expires=PRESIGN_SECONDS)
+        if t.error:
+            r["error"] = t.error
         results.append(r)
     n = {
         k: int(job.get(k, 0))
-        for k in (
-            "archives_total",
-            "archives_done",
-            "archives_failed",
-            "bytes_scanned",
-            "plaintext_bytes",
-            "lines_matched",
-        )
+        for k in COUNTERS
     }
     return {
         "id": job_id,

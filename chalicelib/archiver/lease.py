@@ -18,6 +18,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from ..awserrors import is_conditional_check_failed
 from .messages import Job
 
 
@@ -41,7 +42,7 @@ class Leases:
                 ExpressionAttributeValues={":now": {"N": str(now)}},
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if is_conditional_check_failed(exc):
                 return False
             raise
         return True

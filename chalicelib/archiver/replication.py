@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO
 
+from ..awserrors import error_label, is_precondition_failed
 from ..errors import LogarchiveError
 from ..settings import Settings
 from . import s3io
@@ -85,7 +86,7 @@ def mark_pending(s3: Any, settings: Settings, key: str) -> None:
             Metadata={"logarchive-archive-bucket": settings.archive_bucket},
         )
     except Exception as exc:
-        if not s3io.is_precondition_failed(exc):
+        if not is_precondition_failed(exc):
             raise
 
 
@@ -123,7 +124,7 @@ def check_pending(
             except Exception as exc:
                 report.errors += 1
                 log.error("replication check of s3://%s/%s failed: %s", settings.archive_bucket, key,
-                          s3io.error_code(exc) or type(exc).__name__)
+                          error_label(exc))
     telemetry.count("ReplicationFailed", report.failed)
     telemetry.count("ReplicationStalled", report.stalled)
     telemetry.count("ReplicationRedriven", report.redriven)

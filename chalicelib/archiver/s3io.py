@@ -19,6 +19,7 @@ from typing import Any, BinaryIO
 
 from botocore.exceptions import ClientError
 
+from ..awserrors import is_not_found, is_precondition_failed
 from ..envelope import TAG_BYTES, Envelope
 from ..errors import LogarchiveError
 from .staged import ARCHIVED_META, archived_marker
@@ -32,25 +33,11 @@ class VerifyError(LogarchiveError):
     """An archive object does not match what was sealed."""
 
 
-def error_code(exc: BaseException) -> str:
-    if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Code", ""))
-    return ""
-
-
-def is_missing(exc: BaseException) -> bool:
-    return error_code(exc) in ("404", "NoSuchKey", "NoSuchVersion", "NotFound")
-
-
-def is_precondition_failed(exc: BaseException) -> bool:
-    return error_code(exc) in ("412", "PreconditionFailed")
-
-
 def head_or_none(s3: Any, bucket: str, key: str) -> dict | None:
     try:
         return s3.head_object(Bucket=bucket, Key=key)
     except ClientError as exc:
-        if is_missing(exc):
+        if is_not_found(exc):
             return None
         raise
 
@@ -190,7 +177,7 @@ def delete_exact(s3: Any, bucket: str, key: str, *, version_id: str | None, etag
     try:
         s3.delete_object(Bucket=bucket, Key=key, IfMatch=etag)
     except ClientError as exc:
-        if is_missing(exc) or is_precondition_failed(exc):
+        if is_not_found(exc) or is_precondition_failed(exc):
             return  # already gone, or replaced by a newer object that a later run archives
         raise
 

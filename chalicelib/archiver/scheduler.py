@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from .. import telemetry
+from ..awserrors import error_label
 from . import s3io
 from .lease import Leases
 from .messages import Job
@@ -46,7 +47,7 @@ class SqsSender:
                 )
             except Exception as exc:
                 log.error("SQS send of %d items failed: %s", len(chunk),
-                          s3io.error_code(exc) or type(exc).__name__)
+                          error_label(exc))
                 failed.extend(chunk)
                 continue
             failed.extend(chunk[int(f["Id"])] for f in resp.get("Failed", []))
@@ -83,7 +84,7 @@ def _acquire(leases: Leases, job: Job) -> bool:
     except Exception as exc:
         # Availability over de-duplication: the worker is idempotent, a duplicate costs only work.
         log.warning("%s: lease not taken (%s); sending anyway", job.name,
-                    s3io.error_code(exc) or type(exc).__name__)
+                    error_label(exc))
         return True
 
 
@@ -105,7 +106,7 @@ def run(
             report.aborted_uploads += s3io.abort_uploads(s3, bucket, older_than=ABANDONED_UPLOAD_AGE)
         except Exception as exc:  # the bucket's AbortIncompleteMultipartUpload rule is the backstop
             log.warning("s3://%s: sweep of abandoned uploads failed (%s)", bucket,
-                        s3io.error_code(exc) or type(exc).__name__)
+                        error_label(exc))
     pending: list[Job] = []
 
     def flush() -> None:

@@ -26,6 +26,7 @@ from enum import StrEnum
 from typing import Any, BinaryIO
 
 from .. import aws
+from ..awserrors import is_not_found, is_precondition_failed
 from ..codec import CHUNK, gunzip, seal
 from ..dockerlog import TimeSpan
 from ..errors import IntegrityError, LogarchiveError
@@ -103,9 +104,9 @@ class Worker:
         try:
             resp = s3.get_object(**get)
         except Exception as exc:
-            if s3io.is_missing(exc):
+            if is_not_found(exc):
                 return Outcome(Status.GONE, job)
-            if s3io.is_precondition_failed(exc):
+            if is_precondition_failed(exc):
                 # Overwritten since it was listed. In a versioned bucket the listed bytes are
                 # still there as a noncurrent version: archive that one, by version id.
                 version_id = s3io.find_version(s3, job.bucket, job.key, job.etag)

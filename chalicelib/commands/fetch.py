@@ -18,6 +18,7 @@ from typing import Any
 import boto3
 
 from .. import aws
+from ..awserrors import error_label
 from ..download import retrieval
 from ..download.api_client import ApiClient
 from ..errors import LogarchiveError, UsageError
@@ -141,7 +142,7 @@ def _find(args: argparse.Namespace, sel: retrieval.Selection, api: ApiClient | N
     except LogarchiveError:
         raise
     except Exception as exc:  # botocore: NoSuchBucket, AccessDenied, no credentials, no network
-        code = aws.error_code(exc)
+        code = error_label(exc)
         raise LogarchiveError(f"bucket {args.bucket}: cannot list archives ({code})") from None
 
 

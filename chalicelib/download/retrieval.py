@@ -26,7 +26,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from .. import aws, codec, envelope
+from .. import codec, envelope
+from ..archive_object import open_archive, read_envelope
+from ..awserrors import error_label
 from ..envelope import Envelope
 from ..errors import EnvelopeError, LogarchiveError
 from ..keyring import Keyring
@@ -47,7 +49,7 @@ from .selection import (
 __all__ = [
     "FORMATS", "ApiRetriever", "Match", "Outcome", "OutputOptions", "Retriever", "Selection",
     "SelectionError", "download_all", "find_archives", "find_archives_via_api", "listing_prefixes",
-    "parse_date", "parse_instant", "read_envelope", "run_parallel", "stream_all", "verify_all",
+    "parse_date", "parse_instant", "run_parallel", "stream_all", "verify_all",
     "write_output",
 ]
 
@@ -55,43 +57,12 @@ log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------------------------
-# Envelope
+# Errors
 # ---------------------------------------------------------------------------------------
 
 
 def _s3_error(key: str, exc: Exception, what: str = "") -> LogarchiveError:
-    code = aws.error_code(exc)
-    return LogarchiveError(f"{key}: {what}S3 error {code}")
-
-
-def read_envelope(s3: Any, bucket: str, key: str, metadata: dict[str, str]) -> Envelope:
-    """The object's envelope: from its metadata, or from ``<key>.instruction`` when the
-    metadata says so (``x-amz-crypto-instr-file``) or carries no envelope."""
-    if envelope.has_envelope(metadata) and not envelope.uses_instruction_file(metadata):
-        return Envelope.from_fields(metadata, name=key)
-    instr_key = key + envelope.INSTRUCTION_SUFFIX
-    try:
-        resp = s3.get_object(Bucket=bucket, Key=instr_key)
-        try:
-            text = resp["Body"].read((1 << 16) + 1)
-        finally:
-            resp["Body"].close()
-    except Exception as exc:  # botocore ClientError (NoSuchKey) and connection errors
-        code = aws.error_code(exc)
-        if code in ("NoSuchKey", "404"):
-            raise EnvelopeError(
-                f"{key}: no encryption envelope (no x-amz-key-v2 in its metadata and no {instr_key})"
-            ) from None
-        raise _s3_error(key, exc, "reading its instruction file: ") from None
-    if len(text) > 1 << 16:
-        raise EnvelopeError(f"{key}: instruction file is too large to be an envelope")
-    env_fields = envelope.instruction_fields(text, name=key)
-    # The SDKs keep x-amz-unencrypted-content-length in the object's metadata, not in the
-    # instruction file: take it from there when the file lacks it.
-    lowered = {k.lower(): v for k, v in metadata.items()}
-    if envelope.UNENCRYPTED_LENGTH not in env_fields and envelope.UNENCRYPTED_LENGTH in lowered:
-        env_fields[envelope.UNENCRYPTED_LENGTH] = lowered[envelope.UNENCRYPTED_LENGTH]
-    return Envelope.from_fields(env_fields, name=key)
+    return LogarchiveError(f"{key}: {what}S3 error {error_label(exc)}")
 
 
 class _Discard:
@@ -174,17 +145,13 @@ class Retriever:
 
     def _open(self, match: Match) -> tuple[Any, Envelope]:
         """The object's body (``iter_chunks``, ``close``) and its envelope."""
-        key = match.key
         try:
-            resp = self.s3.get_object(Bucket=self.bucket, Key=key)
-        except Exception as exc:
-            raise _s3_error(key, exc) from None
-        try:
-            env = read_envelope(self.s3, self.bucket, key, resp.get("Metadata") or {})
-        except BaseException:
-            resp["Body"].close()
+            obj = open_archive(self.s3, self.bucket, match.key)
+        except LogarchiveError:
             raise
-        return resp["Body"], env
+        except Exception as exc:
+            raise _s3_error(match.key, exc) from None
+        return obj.body, obj.envelope
 
     def _unseal_into(self, match: Match, dst: Any, *, decompress: bool) -> codec.UnsealResult:
         key = match.key
@@ -197,8 +164,7 @@ class Retriever:
         except LogarchiveError:
             raise
         except Exception as exc:  # connection reset mid-body, read timeouts
-            code = aws.error_code(exc)
-            raise LogarchiveError(f"{key}: download failed ({code})") from None
+            raise LogarchiveError(f"{key}: download failed ({error_label(exc)})") from None
         finally:
             body.close()
 

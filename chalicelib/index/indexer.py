@@ -18,6 +18,7 @@ from urllib.parse import unquote_plus
 from botocore.exceptions import ClientError
 
 from .. import aws, layout
+from ..awserrors import is_not_found
 from ..errors import LayoutError, LogarchiveError
 from . import schema
 from .schema import Entry
@@ -119,7 +120,7 @@ def _head(s3: Any, bucket: str, key: str, version_id: str | None = None) -> dict
     try:
         return s3.head_object(**kwargs)
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+        if is_not_found(exc):
             return None
         raise
 

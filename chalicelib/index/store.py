@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from .. import aws
+from ..awserrors import is_conditional_check_failed
 from . import schema
 from .schema import CONT, HOUR, START, Entry
 
@@ -59,6 +60,22 @@ class Position:
     segment: str
     sk: str | None = None
 
+    def to_token(self) -> dict[str, Any]:
+        """The position as a small JSON object (signed into API page tokens, carried in plan messages)."""
+        return {"h": schema.hour_label(self.hour), "s": self.segment, "k": self.sk}
+
+    @classmethod
+    def from_token(cls, d: dict[str, Any] | None) -> Position | None:
+        """The inverse of ``to_token``; an empty token means "from the start" (``None``).
+        Raises ``ValueError``/``KeyError``/``TypeError`` on a malformed one."""
+        if not d:
+            return None
+        hour = datetime.strptime(str(d["h"]), "%Y-%m-%dT%H").replace(tzinfo=UTC)
+        seg, sk = d.get("s"), d.get("k")
+        if seg not in (START, CONT) or not (sk is None or (isinstance(sk, str) and sk.startswith(seg + "#"))):
+            raise ValueError("bad position")
+        return cls(hour, seg, sk)
+
 
 @dataclass
 class Page:
@@ -90,7 +107,7 @@ class IndexStore:
             )
             return True
         except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            if is_conditional_check_failed(exc):
                 return False
             raise
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -11,7 +10,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from .. import telemetry
 from ..index.handlers import index_store
 from ..settings import Settings, require
-from .steps import Jobs
+from .service import Jobs
 
 
 def jobs(s: Settings | None = None) -> Jobs:
@@ -32,7 +31,7 @@ def retrieval_batch(event: dict[str, Any], context: Any = None) -> dict[str, Any
     j = jobs(s)
 
     def record_handler(record: Any) -> str:
-        return j.handle(json.loads(record.body), s.keyring)
+        return j.handle(record.body, s.keyring)
 
     # A batch whose every record failed is still answered with the list (not an exception):
     # Lambda then retries exactly those records, as it would retry the whole batch.

@@ -15,6 +15,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from ..awserrors import NOT_FOUND, error_code, error_label
 from . import bucket_policy
 
 SEED_VERSIONING_FIX = (
@@ -32,10 +33,6 @@ class CheckResult:
     ok: bool
     detail: str
     fix: str = ""
-
-
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", "error"))
 
 
 def _region_of(location: str | None) -> str:
@@ -107,7 +104,7 @@ def check_policy(s3: Any, bucket: str, role_arn: str = "") -> CheckResult:
     try:
         policy = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
     except ClientError as exc:
-        if _code(exc) == "NoSuchBucketPolicy":
+        if error_code(exc) == "NoSuchBucketPolicy":
             return CheckResult("policy", False, "the bucket has no bucket policy", fix)
         raise
     named = [p for p in bucket_policy.candidate_principals(policy) if p != "*"]
@@ -144,7 +141,7 @@ def run_checks(
     try:
         s3.head_bucket(Bucket=bucket)
     except ClientError as exc:
-        if _code(exc) in ("404", "NoSuchBucket", "NotFound"):
+        if error_code(exc) in NOT_FOUND | {"NoSuchBucket"}:
             return [CheckResult("exists", False, f"bucket {bucket} does not exist",
                                 "Check the name, or create the bucket (versioned, in the stack's region).")]
     results = []
@@ -156,7 +153,7 @@ def run_checks(
                 CheckResult(
                     name,
                     False,
-                    f"cannot check: {_code(exc)}",
+                    f"cannot check: {error_label(exc)}",
                     "Run the check with credentials of the bucket's account that may read its "
                     "versioning, location, object list and policy.",
                 )

@@ -14,6 +14,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from ..awserrors import error_code, error_label
 from ..errors import LogarchiveError
 from .bucket_policy import bucket_arn
 
@@ -91,7 +92,7 @@ def get_configuration(s3: Any, bucket: str) -> dict[str, Any] | None:
     try:
         return s3.get_bucket_replication(Bucket=bucket)["ReplicationConfiguration"]
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "ReplicationConfigurationNotFoundError":
+        if error_code(exc) == "ReplicationConfigurationNotFoundError":
             return None
         raise
 
@@ -109,7 +110,7 @@ def check_versioning(s3: Any, target: ReplicationTarget) -> tuple[list[str], lis
         try:
             status = versioning_status(s3, bucket)
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "error")
+            code = error_label(exc)
             if bucket == target.dest_bucket and code in ("AccessDenied", "403"):
                 warnings.append(
                     f"cannot read versioning of {bucket} ({code}): have its owner run "

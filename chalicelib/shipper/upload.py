@@ -24,6 +24,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from isal import isal_zlib
 
+from ..awserrors import error_code, error_label, is_not_found, is_precondition_failed
 from ..errors import LogarchiveError
 from .segment import GZIP, Measured, SegmentChanged, Staged
 
@@ -92,10 +93,6 @@ def _b64(digest: bytes) -> str:
     return base64.b64encode(digest).decode()
 
 
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
 class Uploader:
     def __init__(self, client: Any, bucket: str, *, part_size: int = 8 << 20, concurrency: int = 1,
                  stop: threading.Event | None = None) -> None:
@@ -110,9 +107,9 @@ class Uploader:
         try:
             head = self.s3.head_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
-            if _code(exc) in ("404", "NoSuchKey", "NotFound"):
+            if is_not_found(exc):
                 return None
-            raise UploadError(f"s3://{self.bucket}/{key}: HEAD failed ({_code(exc)})") from None
+            raise UploadError(f"s3://{self.bucket}/{key}: HEAD failed ({error_label(exc)})") from None
         except BotoCoreError as exc:
             raise UploadError(f"s3://{self.bucket}/{key}: {exc}") from None
         return head.get("Metadata", {})
@@ -153,9 +150,9 @@ class Uploader:
                 parts = self._buffered_parts(staged, m)
             return self._multipart(key, parts, meta)
         except ClientError as exc:
-            if _code(exc) == "PreconditionFailed":
+            if is_precondition_failed(exc):
                 return self._settle_existing(key, m.sha256)
-            raise UploadError(f"s3://{self.bucket}/{key}: {_code(exc) or exc}") from None
+            raise UploadError(f"s3://{self.bucket}/{key}: {error_code(exc) or exc}") from None
         except BotoCoreError as exc:
             raise UploadError(f"s3://{self.bucket}/{key}: {exc}") from None
 

@@ -1,0 +1,77 @@
+"""Retrieval jobs as the API and the worker see them: create, read, and run one message.
+
+The logic lives in ``planner`` and ``scan_step``, the persistence in ``table``, the wire
+format in ``messages``; this class puts them together for one stack.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from .. import aws, telemetry
+from ..errors import LogarchiveError
+from ..index.store import IndexStore
+from ..keyring import Keyring
+from . import messages
+from .messages import Plan, Scan
+from .planner import Planner
+from .request import RetrievalRequest
+from .scan_step import ScanStep
+from .table import EXISTS, JobsTable, Task
+
+
+class Jobs:
+    def __init__(
+        self, table: str, queue_url: str, *, results_bucket: str, results_prefix: str, index: IndexStore
+    ) -> None:
+        self.table = JobsTable(table)
+        self.queue_url = queue_url
+        self.results_bucket, self.results_prefix = results_bucket, results_prefix
+        self.planner = Planner(self.table, index, queue_url)
+        self.scan_step = ScanStep(
+            self.table, index, results_bucket=results_bucket, results_prefix=results_prefix
+        )
+
+    # -- API side -----------------------------------------------------------------
+    def create(self, req: RetrievalRequest) -> str:
+        job_id = uuid.uuid4().hex
+        if self.table.create_job(job_id, req) == EXISTS:
+            raise LogarchiveError(f"retrieval {job_id}: the new job id is taken")
+        messages.send(self.queue_url, [Plan(job_id)])
+        telemetry.count("RetrievalJobsCreated")
+        return job_id
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        return self.table.get_job(job_id)
+
+    def tasks(
+        self, job_id: str, *, after: str | None = None, limit: int = 100
+    ) -> tuple[list[Task], str | None]:
+        """A page of the job's tasks, and the archive id to continue after (``None``: the end)."""
+        return self.table.task_page(job_id, after=after, limit=limit)
+
+    @staticmethod
+    def status_of(job: dict[str, Any]) -> str:
+        total, done, failed = (
+            int(job.get(k, 0)) for k in ("archives_total", "archives_done", "archives_failed")
+        )
+        if not job.get("planned"):
+            return "planning"
+        if done < total:
+            return "running"
+        return "completed_with_errors" if failed else "succeeded"
+
+    def presign(self, key: str, *, expires: int = 900) -> str:
+        return aws.client("s3").generate_presigned_url(
+            "get_object", Params={"Bucket": self.results_bucket, "Key": key}, ExpiresIn=expires
+        )
+
+    # -- worker side --------------------------------------------------------------
+    def handle(self, body: str, keyring_factory: Callable[[], Keyring]) -> str:
+        """Run one queue message (its JSON body); raises for a message to retry."""
+        msg = messages.from_body(body)
+        if isinstance(msg, Scan):
+            return self.scan_step.scan(msg, keyring_factory)
+        return self.planner.plan(msg)

@@ -1,0 +1,222 @@
+"""The jobs table: job and task items, their counters, and the transactions that keep them exact.
+
+Jobs table (``pk`` HASH + ``sk`` RANGE, strings; TTL attribute ``expires_at``):
+
+- job item ``pk = job#<job_id>``, ``sk = job``: the request (stack, selector, start, end,
+  stream, grep), ``planned`` (bool), counters ``archives_total``, ``archives_done``,
+  ``archives_failed``, ``bytes_scanned`` (stored bytes read), ``plaintext_bytes``,
+  ``lines_matched``, ``created_at``, ``expires_at``.
+- task item ``pk = job#<job_id>``, ``sk = task#<archive_id>``: ``status`` (``pending`` |
+  ``done`` | ``failed``), ``result_key``, ``lines_matched``, ``error`` (one line).
+
+Each task is created together with its count in one transaction, and finished (``pending ->
+done|failed``) together with the job's counters in another: a replayed message counts nothing
+twice. DynamoDB's refusals come back as outcomes (``CREATED``/``EXISTS``,
+``FINISHED``/``ALREADY_FINISHED``); no caller sees ``TransactionCanceledException``. The
+``task#`` key layout is known only here.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from .. import aws
+from ..awserrors import is_conditional_check_failed, is_transaction_canceled
+from ..index.store import from_item, to_item
+from .request import RetrievalRequest
+
+JOB_TTL_DAYS = 7
+TXN_CHUNK = 50
+TASK_PREFIX = "task#"
+CREATED, EXISTS = "created", "exists"
+FINISHED, ALREADY_FINISHED = "finished", "already_finished"
+COUNTERS = (
+    "archives_total",
+    "archives_done",
+    "archives_failed",
+    "bytes_scanned",
+    "plaintext_bytes",
+    "lines_matched",
+)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One archive of a job, as the table holds it."""
+
+    archive_id: str
+    status: str
+    result_key: str | None = None
+    lines_matched: int = 0
+    error: str | None = None
+
+    @classmethod
+    def from_attrs(cls, attrs: dict[str, Any]) -> Task:
+        return cls(
+            archive_id=str(attrs["sk"])[len(TASK_PREFIX) :],
+            status=str(attrs.get("status")),
+            result_key=attrs.get("result_key"),
+            lines_matched=int(attrs.get("lines_matched", 0)),
+            error=attrs.get("error"),
+        )
+
+
+def _job_pk(job_id: str) -> str:
+    return f"job#{job_id}"
+
+
+def _job_key(job_id: str) -> dict[str, Any]:
+    return {"pk": {"S": _job_pk(job_id)}, "sk": {"S": "job"}}
+
+
+def _task_key(job_id: str, archive_id: str) -> dict[str, Any]:
+    return {"pk": {"S": _job_pk(job_id)}, "sk": {"S": f"{TASK_PREFIX}{archive_id}"}}
+
+
+def _ser_value(v: Any) -> dict[str, Any]:
+    return to_item({"v": v})["v"]
+
+
+class JobsTable:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @property
+    def ddb(self) -> Any:
+        return aws.client("dynamodb")
+
+    # -- jobs -----------------------------------------------------------------------
+    def create_job(self, job_id: str, req: RetrievalRequest) -> str:
+        """Write a new job item with zeroed counters: ``CREATED``, or ``EXISTS`` (the id is taken)."""
+        attrs = {
+            "pk": _job_pk(job_id),
+            "sk": "job",
+            **req.to_attrs(),
+            "planned": False,
+            **dict.fromkeys(COUNTERS, 0),
+            "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "expires_at": int(time.time()) + JOB_TTL_DAYS * 86400,
+        }
+        try:
+            self.ddb.put_item(
+                TableName=self.name, Item=to_item(attrs), ConditionExpression="attribute_not_exists(pk)"
+            )
+        except ClientError as exc:
+            if is_conditional_check_failed(exc):
+                return EXISTS
+            raise
+        return CREATED
+
+    def get_job(self, job_id: str) -> dict[str, Any] | None:
+        item = self.ddb.get_item(TableName=self.name, Key=_job_key(job_id), ConsistentRead=True).get("Item")
+        return from_item(item) if item else None
+
+    def set_planned(self, job_id: str) -> None:
+        self.ddb.update_item(
+            TableName=self.name,
+            Key=_job_key(job_id),
+            UpdateExpression="SET planned = :t",
+            ExpressionAttributeValues={":t": {"BOOL": True}},
+        )
+
+    # -- tasks ----------------------------------------------------------------------
+    def get_task(self, job_id: str, archive_id: str) -> Task | None:
+        item = self.ddb.get_item(
+            TableName=self.name, ConsistentRead=True, Key=_task_key(job_id, archive_id)
+        ).get("Item")
+        return Task.from_attrs(from_item(item)) if item else None
+
+    def task_page(
+        self, job_id: str, *, after: str | None = None, limit: int = 100
+    ) -> tuple[list[Task], str | None]:
+        """Up to ``limit`` tasks in archive-id order after the archive id ``after``; and the
+        archive id to continue after, or ``None`` at the end."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.name,
+            "Limit": limit,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :t)",
+            "ExpressionAttributeValues": {":pk": {"S": _job_pk(job_id)}, ":t": {"S": TASK_PREFIX}},
+        }
+        if after:
+            kwargs["ExclusiveStartKey"] = _task_key(job_id, after)
+        resp = self.ddb.query(**kwargs)
+        tasks = [Task.from_attrs(from_item(i)) for i in resp.get("Items", [])]
+        last = resp.get("LastEvaluatedKey")
+        return tasks, (last["sk"]["S"][len(TASK_PREFIX) :] if last else None)
+
+    def _task_put(self, job_id: str, archive_id: str) -> dict[str, Any]:
+        return {
+            "Put": {
+                "TableName": self.name,
+                "ConditionExpression": "attribute_not_exists(pk)",
+                "Item": to_item(
+                    {"pk": _job_pk(job_id), "sk": f"{TASK_PREFIX}{archive_id}", "status": "pending"}
+                ),
+            }
+        }
+
+    def _count(self, job_id: str, **adds: int) -> dict[str, Any]:
+        names = sorted(adds)
+        return {
+            "Update": {
+                "TableName": self.name,
+                "Key": _job_key(job_id),
+                "UpdateExpression": "ADD " + ", ".join(f"{n} :{n}" for n in names),
+                "ExpressionAttributeValues": {f":{n}": {"N": str(adds[n])} for n in names},
+            }
+        }
+
+    def _transact(self, items: list[dict[str, Any]]) -> bool:
+        """True when written; False when a condition refused it (the transaction was canceled)."""
+        try:
+            self.ddb.transact_write_items(TransactItems=items)
+        except ClientError as exc:
+            if is_transaction_canceled(exc):
+                return False
+            raise
+        return True
+
+    def add_task(self, job_id: str, archive_id: str) -> str:
+        """Create one pending task and count it: ``CREATED``, or ``EXISTS`` (counted before)."""
+        ok = self._transact([self._task_put(job_id, archive_id), self._count(job_id, archives_total=1)])
+        return CREATED if ok else EXISTS
+
+    def add_tasks(self, job_id: str, archive_ids: list[str]) -> int:
+        """Create missing tasks and count each exactly once (a chunk at a time, else one by one);
+        returns how many were new."""
+        created = 0
+        for i in range(0, len(archive_ids), TXN_CHUNK):
+            chunk = archive_ids[i : i + TXN_CHUNK]
+            puts = [self._task_put(job_id, a) for a in chunk]
+            if self._transact([*puts, self._count(job_id, archives_total=len(chunk))]):
+                created += len(chunk)
+                continue
+            # Some exist already (a replayed plan message): count only the new ones.
+            created += sum(self.add_task(job_id, a) == CREATED for a in chunk)
+        return created
+
+    def finish_task(
+        self, job_id: str, archive_id: str, status: str, counts: dict[str, int], **fields: Any
+    ) -> str:
+        """Move a pending task to ``status`` and add ``counts`` to the job in one transaction:
+        ``FINISHED``, or ``ALREADY_FINISHED`` (an earlier delivery did it; nothing counted)."""
+        sets = {"status": status, **{k: v for k, v in fields.items() if v is not None}}
+        names = {f"#{k}": k for k in sets}
+        values = {f":{k}": _ser_value(v) for k, v in sets.items()}
+        values[":pending"] = {"S": "pending"}
+        update = {
+            "Update": {
+                "TableName": self.name,
+                "Key": _task_key(job_id, archive_id),
+                "ConditionExpression": "#status = :pending",
+                "UpdateExpression": "SET " + ", ".join(f"#{k} = :{k}" for k in sets),
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": values,
+            }
+        }
+        return FINISHED if self._transact([update, self._count(job_id, **counts)]) else ALREADY_FINISHED
