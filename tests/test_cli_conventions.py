@@ -73,6 +73,16 @@ def test_usage_error_names_every_missing_option_and_exits_2(prefix, parser, caps
         assert all(a.option_strings[0] in err for a in g._group_actions), err
 
 
+def test_options_required_outside_argparse_are_usage_errors_too(capsys, monkeypatch) -> None:
+    monkeypatch.delenv("LOGARCHIVE_REPLICATION_ROLE_ARN", raising=False)
+    for argv, names in ((["ship"], ["--staging", "--stack", "one of --once --interval"]),
+                        (["setup", "bucket-policy", "--bucket", "b"], ["--role-arn"]),
+                        (["local", "up", "--api-port", "1"], ["--key-file"])):
+        rc, out, err = run_cli(argv, capsys)
+        assert rc == 2 and err.count("\n") == 1, (argv, err)
+        assert all(n in err for n in names), err
+
+
 def test_botocore_info_lines_only_with_verbose(moto_endpoint) -> None:
     env = {**os.environ, "AWS_ENDPOINT_URL": moto_endpoint}
     argv = [sys.executable, "-m", "chalicelib.cli", "logs-from-archive", "--bucket", "no-such-bucket",

@@ -64,7 +64,7 @@ def test_bucket_policy_role_from_environment(capsys, monkeypatch) -> None:
 
 def test_bucket_policy_without_role_fails(capsys, monkeypatch) -> None:
     monkeypatch.delenv("LOGARCHIVE_REPLICATION_ROLE_ARN", raising=False)
-    assert main(["setup", "bucket-policy", "--bucket", "b"]) == 1
+    assert main(["setup", "bucket-policy", "--bucket", "b"]) == 2  # a usage error
     assert "--role-arn" in capsys.readouterr().err
 
 

@@ -10,7 +10,7 @@ import sys
 import boto3
 
 from .. import aws
-from ..errors import LogarchiveError, UsageError
+from ..errors import UsageError
 from ..setup import bucket_policy, check, deployment, post_deploy, replication
 from ._common import add_endpoint_options
 
@@ -69,7 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_bucket_policy(args: argparse.Namespace) -> int:
     role = args.role_arn or os.environ.get(ROLE_ENV, "")
     if not role:
-        raise LogarchiveError(f"no replication role: pass --role-arn or set ${ROLE_ENV}")
+        raise UsageError(f"no replication role: pass --role-arn or set ${ROLE_ENV}")
     print(bucket_policy.dumps(bucket_policy.render(args.bucket, role)))
     return 0
 

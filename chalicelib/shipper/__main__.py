@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 
-from ..errors import LogarchiveError
+from ..errors import LogarchiveError, UsageError
 from .cli import DESCRIPTION, add_arguments, run
 
 
@@ -23,6 +23,9 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(message)s", stream=sys.stderr)
     try:
         return run(args)
+    except UsageError as exc:
+        print(f"logarchive-ship: error: {exc}", file=sys.stderr)
+        return 2
     except LogarchiveError as exc:
         print(f"logarchive-ship: error: {exc}", file=sys.stderr)
         return 1
