@@ -9,6 +9,7 @@ from chalicelib.api import routes
 from chalicelib.archiver import WORK_QUEUE_NAME, handlers
 from chalicelib.index import handlers as index_handlers
 from chalicelib.index.events import S3OrEventBridgeEvent
+from chalicelib.index.indexer import INDEXER_EVENTS, RESTORE_COMPLETED
 from chalicelib.jobs import handlers as job_handlers
 
 app = Chalice(app_name="logarchive")
@@ -48,12 +49,17 @@ def archive_worker(event):
     return handlers.run_worker([record.to_dict() for record in event], event.context)
 
 
-# S3 "Object Created"/"Object Deleted" events of the archive bucket through EventBridge: unlike
-# on_s3_event, this both deploys and packages (CloudFormation cannot change an existing
-# bucket's notifications). The rule is scoped to the archive bucket by the merge template.
-@app.on_cw_event({"source": ["aws.s3"], "detail-type": ["Object Created", "Object Deleted"]})
+# S3 events of the archive bucket through EventBridge ("Object Created", "Object Deleted",
+# "Object Storage Class Changed", "Object Restore Completed"): unlike on_s3_event, this both
+# deploys and packages (CloudFormation cannot change an existing bucket's notifications). The
+# rule is scoped to the archive bucket by the merge template. A completed restore resumes the
+# retrieval jobs waiting for it; every other event updates the index.
+@app.on_cw_event({"source": ["aws.s3"], "detail-type": list(INDEXER_EVENTS)})
 def index_archive(event):
-    return index_handlers.index_archive_event(event.to_dict())
+    body = event.to_dict()
+    if body.get("detail-type") == RESTORE_COMPLETED:
+        return job_handlers.restore_completed_event(body)
+    return index_handlers.index_archive_event(body)
 
 
 # The same function also reads plain S3 notifications (for example relayed through SQS).

@@ -23,9 +23,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import boto3  # noqa: E402
 
-from chalicelib import codec, layout, retrieval  # noqa: E402
+from chalicelib import codec, layout  # noqa: E402
 from chalicelib.devkit import local_aws
 from chalicelib.dockerlog import LineFilter  # noqa: E402
+from chalicelib.download import retrieval  # noqa: E402
 from chalicelib.keyring import Keyring, MasterKey  # noqa: E402
 
 

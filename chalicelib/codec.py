@@ -1,7 +1,9 @@
 """Streaming seal (gzip, then AES-256-GCM) and unseal, with bounded memory.
 
-Seal: plaintext log bytes -> gzip (ISA-L, standard RFC 1952 output) -> AES-256-GCM with a
-fresh data key and IV -> ciphertext followed by the 16-byte tag. The envelope's
+Seal: plaintext log bytes -> gzip -> AES-256-GCM with a fresh data key and IV -> ciphertext
+followed by the 16-byte tag. The gzip stream is a series of independent RFC 1952 members, one
+per ``MEMBER_BYTES`` of plaintext (``gzip -d`` and every stream reader read them as one file,
+docs/FORMAT.md), compressed in parallel in order by a compression preset (``PRESETS``). The envelope's
 ``x-amz-unencrypted-content-length`` is the length of the gzip stream, so the envelope is
 complete only when sealing ends: callers write the ciphertext to a file first and attach
 the envelope after (S3 metadata is fixed at upload time).
@@ -15,25 +17,134 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zlib
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
+import deflate
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from isal import isal_zlib
+from zlib_ng import zlib_ng
 
 from .envelope import IV_BYTES, TAG_BYTES, Envelope
-from .errors import IntegrityError
+from .errors import IntegrityError, LogarchiveError
 from .keyring import KEY_BYTES, Keyring
 
 CHUNK = 1 << 20  # 1 MiB: large enough for ISA-L and AES-NI to run at speed, small for RAM
 GZIP_WBITS = 31  # zlib's "gzip container" flag
 GUNZIP_WBITS = 47  # auto-detect zlib or gzip headers
-DEFAULT_LEVEL = 1  # ISA-L level 1: ~6x stdlib gzip -6, ~20% larger on varied logs (docs/PERFORMANCE.md)
+# Outputs we gzip again for a reader (job results, re-gzipped downloads) are short-lived: ISA-L
+# level 1, the fastest codec, whatever preset the archives use.
+FAST_LEVEL = 1
 GUNZIP_IN = 64 << 10  # gzip bytes per decompress call
 GUNZIP_OUT = 256 << 10  # most plaintext bytes one decompress call returns
+
+# --- compression presets (measured in bench/bench_codec.py, docs/PERFORMANCE.md) -------------
+# Plaintext per gzip member. Large enough that restarting the 32 KiB window at each member costs
+# little (0.2% against 16 MiB members, measured) and that a reader which stops after the first
+# member fails visibly on any real archive; small enough that the members in flight stay a few
+# tens of MB: (threads + 2) x 4 MiB of plaintext plus their compressed output.
+MEMBER_BYTES = 4 << 20
+PROBE_BYTES = 256 << 10  # sample of a member the default preset compresses every way it may
+PROBE_EVERY = 8  # members between probes (every 32 MiB of plaintext); the choice holds till the next
+PROBE_TARGET = 0.945  # the size against zlib 6 a codec must reach on the sample to be chosen
+
+
+def _isal1(data: bytes) -> bytes:
+    return isal_zlib.compress(data, 1, wbits=GZIP_WBITS)
+
+
+def _libdeflate6(data: bytes) -> bytes:
+    return deflate.gzip_compress(data, 6)
+
+
+def _libdeflate7(data: bytes) -> bytes:
+    return deflate.gzip_compress(data, 7)
+
+
+def _libdeflate8(data: bytes) -> bytes:
+    return deflate.gzip_compress(data, 8)
+
+
+def _zlib_ng6(data: bytes) -> bytes:
+    return zlib_ng.compress(data, 6, wbits=GZIP_WBITS)
+
+
+Codec = Callable[[bytes], bytes]  # plaintext -> one complete gzip member
+
+
+def choose_by_probe(sample: bytes, candidates: tuple[Codec, ...]) -> Codec:
+    """The first (fastest) candidate whose output for ``sample`` is at most ``PROBE_TARGET``
+    times zlib 6's (the peers' gzip -6); if none is, the one with the smallest output.
+
+    No one codec wins on every log: libdeflate 6 is ~2x zlib 6's speed at 0.91-0.95x its size
+    on most logs, but 0.97x on nginx's access log and 1.08x on a word salad, where its
+    shallower match search finds shorter matches; zlib-ng 6 and libdeflate 7 search deeper.
+    """
+    ref = len(zlib.compress(sample, 6, wbits=GZIP_WBITS))
+    tried = []
+    for codec in candidates:
+        size = len(codec(sample))
+        if size <= PROBE_TARGET * ref:
+            return codec
+        tried.append((size, len(tried), codec))
+    return min(tried)[2]
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    summary: str
+    candidates: tuple[Codec, ...]  # one: always that; more: chosen by probe, fastest first
+
+    def chooser(self) -> Callable[[int, bytes], Codec]:
+        """Member index and plaintext -> the codec that compresses it (probing as it goes)."""
+        if len(self.candidates) == 1:
+            return lambda _i, _data: self.candidates[0]
+        chosen = [self.candidates[0]]
+
+        def choose(i: int, data: bytes) -> Codec:
+            if i % PROBE_EVERY == 0:
+                chosen[0] = choose_by_probe(data[:PROBE_BYTES], self.candidates)
+            return chosen[0]
+
+        return choose
+
+
+PRESETS = {
+    p.name: p
+    for p in (
+        Preset("fast", "ISA-L level 1: fastest, 1.15-1.5x the size of gzip -6", (_isal1,)),
+        Preset("default", "the fastest of libdeflate 6, zlib-ng 6, libdeflate 7 that reaches "
+               "0.945x the size of gzip -6 on a sample: 0.89-0.95x, 1.3-2x its speed",
+               (_libdeflate6, _zlib_ng6, _libdeflate7)),
+        Preset("small", "libdeflate level 8: 0.83-0.9x the size of gzip -6, slower than it", (_libdeflate8,)),
+    )
+}
+DEFAULT_COMPRESSION = "default"
+
+
+def preset(name: str | None) -> Preset:
+    """The preset called ``name`` (empty or None: the default), or one line naming the choices."""
+    try:
+        return PRESETS[name or DEFAULT_COMPRESSION]
+    except KeyError:
+        raise LogarchiveError(
+            f"compression {name!r} is not one of {', '.join(PRESETS)}"
+        ) from None
+
+
+def default_threads() -> int:
+    """The CPUs this process may run on (a container's or taskset's limit, not the machine's)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 class Writable(Protocol):
@@ -44,9 +155,10 @@ class Writable(Protocol):
 class SealResult:
     envelope: Envelope
     plaintext_bytes: int  # raw log bytes read
-    plaintext_sha256: str  # of the raw log bytes
+    plaintext_sha256: str  # of the raw log bytes ("" when not asked for)
     gzip_bytes: int
     ciphertext_bytes: int  # including the tag
+    compression: str = DEFAULT_COMPRESSION  # the preset's name
 
 
 def iter_chunks(src: BinaryIO, size: int = CHUNK) -> Iterator[bytes]:
@@ -57,40 +169,79 @@ def iter_chunks(src: BinaryIO, size: int = CHUNK) -> Iterator[bytes]:
         yield block
 
 
+def gzip_members(
+    members: Iterable[bytes], chosen: Preset, threads: int
+) -> Iterator[bytes]:
+    """One gzip member per plaintext member, in order; ``threads`` compress at once.
+
+    At most ``threads + 1`` members are in flight (being compressed or waiting to be
+    written), so memory is bounded by the member size whatever the input's.
+    """
+    choose = chosen.chooser()
+    if threads <= 1:
+        for i, data in enumerate(members):
+            yield choose(i, data)(data)
+        return
+    with ThreadPoolExecutor(threads, thread_name_prefix="gzip-member") as pool:
+        pending: deque = deque()
+        for i, data in enumerate(members):
+            pending.append(pool.submit(choose(i, data), data))
+            if len(pending) > threads:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
 def seal(
     src: BinaryIO | Iterator[bytes],
     dst: Writable,
     keyring: Keyring,
     *,
-    level: int = DEFAULT_LEVEL,
+    compression: str | None = None,
+    threads: int | None = None,
     on_plaintext: Callable[[bytes], None] | None = None,
+    sha256: bool = True,
 ) -> SealResult:
     """Compress and encrypt ``src`` into ``dst``; returns the complete envelope.
 
-    ``on_plaintext`` sees every raw block (the archiver uses it to find line times).
+    ``compression`` names a preset (``PRESETS``; None: the default); ``threads`` compress
+    members in parallel (None: every CPU this process may use). ``on_plaintext`` sees every
+    raw block in order (the archiver uses it to find line times). ``sha256=False`` skips
+    hashing the plaintext (~8% of a default seal) where nobody records the hash.
     """
+    chosen = preset(compression)
     wrapped, data_key = keyring.wrap(os.urandom(KEY_BYTES))
     iv = os.urandom(IV_BYTES)
     encryptor = Cipher(algorithms.AES(data_key), modes.GCM(iv)).encryptor()
-    compressor = isal_zlib.compressobj(level, isal_zlib.DEFLATED, GZIP_WBITS)
-    digest = hashlib.sha256()
-    plain = gz = out = 0
-    blocks = iter_chunks(src) if hasattr(src, "read") else src
-    for block in blocks:
-        plain += len(block)
-        digest.update(block)
-        if on_plaintext is not None:
-            on_plaintext(block)
-        compressed = compressor.compress(block)
-        if compressed:
-            gz += len(compressed)
-            ct = encryptor.update(compressed)
-            out += len(ct)
-            dst.write(ct)
-    tail = compressor.flush()
-    gz += len(tail)
-    ct = encryptor.update(tail) + encryptor.finalize()
-    ct += encryptor.tag
+    digest = hashlib.sha256() if sha256 else None
+    plain = [0]
+    # A file is read a member at a time: each block is a member, never copied into one.
+    blocks = iter_chunks(src, MEMBER_BYTES) if hasattr(src, "read") else src
+
+    def members() -> Iterator[bytes]:
+        held: list[bytes] = []
+        size = 0
+        for block in blocks:
+            plain[0] += len(block)
+            if digest is not None:
+                digest.update(block)
+            if on_plaintext is not None:
+                on_plaintext(block)
+            held.append(block)
+            size += len(block)
+            if size >= MEMBER_BYTES:
+                yield b"".join(held)
+                held, size = [], 0
+        if held or not plain[0]:  # an empty input still gets one (empty) member: valid gzip
+            yield b"".join(held)
+
+    gz = out = 0
+    for member in gzip_members(members(), chosen, threads or default_threads()):
+        gz += len(member)
+        ct = encryptor.update(member)
+        out += len(ct)
+        dst.write(ct)
+    ct = encryptor.finalize() + encryptor.tag
     out += len(ct)
     dst.write(ct)
     envelope = Envelope(
@@ -100,7 +251,7 @@ def seal(
         matdesc=wrapped.matdesc,
         unencrypted_length=gz,
     )
-    return SealResult(envelope, plain, digest.hexdigest(), gz, out)
+    return SealResult(envelope, plain[0], digest.hexdigest() if digest else "", gz, out, chosen.name)
 
 
 class Gunzip:

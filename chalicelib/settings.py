@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from .codec import DEFAULT_COMPRESSION, preset
 from .errors import LogarchiveError
 from .keyring import Keyring, gather_keys, keys_from_parameter_store
 
@@ -53,6 +54,13 @@ def max_concurrency(function: str, env: Mapping[str, str] | None = None) -> int:
     return int(text)
 
 
+def _compression(name: str) -> str:
+    try:
+        return preset(_env(name)).name
+    except LogarchiveError as exc:
+        raise LogarchiveError(f"${name}: {exc}") from None
+
+
 def require(value: str, name: str) -> str:
     """``value``, or one line naming the unset setting ``name``."""
     if not value:
@@ -88,6 +96,7 @@ class Settings:
     worker_min_mb_per_s: float = 20.0  # pessimistic per-object throughput for that estimate
     part_size_mb: int = 16  # multipart part size of archive uploads (S3 minimum 5), 4 in flight
     replication_pending_seconds: int = 21600  # s3-replication: PENDING longer than this is re-driven
+    compression: str = DEFAULT_COMPRESSION  # the worker's codec.PRESETS name
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -114,6 +123,7 @@ class Settings:
             worker_min_mb_per_s=_int("LOGARCHIVE_WORKER_MIN_MB_PER_S", 20.0),
             part_size_mb=int(_int("LOGARCHIVE_PART_SIZE_MB", 16)),
             replication_pending_seconds=int(_int("LOGARCHIVE_REPLICATION_PENDING_SECONDS", 21600)),
+            compression=_compression("LOGARCHIVE_COMPRESSION"),
         )
 
     def keyring(self) -> Keyring:

@@ -107,3 +107,16 @@ def pump(client, queue_url: str, *, max_rounds: int = 50) -> list[dict]:
 def http_server(chalice_app, handler_cls=None):
     """The app on chalice's local HTTP server (``chalice local``) in a thread; yields its URL."""
     return local_stack.api_server(chalice_app, handler_cls=handler_cls)
+
+
+def result_lines(body: dict) -> list[bytes]:
+    """Every line of a retrieval job's results (``GET /retrievals/{id}``), through their URLs."""
+    import gzip
+    import urllib.request
+
+    out = []
+    for r in body["results"]:
+        if "url" in r:
+            with urllib.request.urlopen(r["url"], timeout=10) as resp:
+                out += gzip.decompress(resp.read()).splitlines()
+    return out

@@ -92,6 +92,7 @@ def test_secret_and_parameter_arns() -> None:
     ({"LOGARCHIVE_WORK_QUEUE_URL": "logarchive-work"}, "not an SQS queue URL"),
     ({"LOGARCHIVE_INDEX_TABLE": ""}, "LOGARCHIVE_INDEX_TABLE is not set"),
     ({"LOGARCHIVE_REPLICATION_MODE": "both"}, "LOGARCHIVE_REPLICATION_MODE"),
+    ({"LOGARCHIVE_COMPRESSION": "zstd"}, "LOGARCHIVE_COMPRESSION='zstd' is not one of fast, default, small"),
     ({"LOGARCHIVE_RETRIEVAL_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/r"},
      "different accounts or regions"),
     ({"LOGARCHIVE_ARCHIVE_MAX_CONCURRENCY": "1"}, "LOGARCHIVE_ARCHIVE_MAX_CONCURRENCY must be .* 2 to 1000"),

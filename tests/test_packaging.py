@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from chalicelib.index.indexer import INDEXER_EVENTS
 from chalicelib.setup import deployment
 from chalicelib.setup.resources import FUNCTIONS, cfn_name
 
@@ -256,7 +257,9 @@ def test_indexer_rule_is_scoped_to_the_archive_bucket(packaged) -> None:
     pattern = event["Properties"]["Pattern"]
     archive = deployment.stage_resources(packaged["config"], packaged["stage"]).archive_bucket
     assert pattern["source"] == ["aws.s3"]
-    assert sorted(pattern["detail-type"]) == ["Object Created", "Object Deleted"]
+    # What app.py subscribes to: object changes for the index, completed restores for jobs.
+    assert sorted(pattern["detail-type"]) == sorted(INDEXER_EVENTS) == [
+        "Object Created", "Object Deleted", "Object Restore Completed", "Object Storage Class Changed"]
     assert pattern["detail"]["bucket"]["name"] == [archive]
 
 

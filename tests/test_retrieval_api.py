@@ -211,3 +211,34 @@ def test_transient_api_errors_are_retried_and_persistent_ones_reported(stack, ca
     errors = [x for x in err.splitlines() if "error" in x]
     assert rc == 1 and out == "" and faults["/archives?"] == 99 - api_client.ATTEMPTS
     assert errors == [f"logarchive: error: {base}: cannot search the index (API answered 503: Service Unavailable)"]
+
+
+def test_a_cold_archive_is_named_with_its_class_and_how_to_restore_it(stack, capsys, tmp_path) -> None:
+    """S3 refuses the presigned GET of an archive in GLACIER (InvalidObjectState): one line
+    naming it and its class, the others downloaded, and the command that restores it."""
+    from chalice.test import Client
+
+    import app
+
+    base, _, keys, key_file, bucket, _ = stack
+    cold = keys[0]
+    s3 = boto3.client("s3")
+    version = s3.copy_object(Bucket=bucket, Key=cold, CopySource={"Bucket": bucket, "Key": cold},
+                             StorageClass="GLACIER", MetadataDirective="COPY")["VersionId"]
+    with Client(app.app, stage_name="test", project_dir=str(tmp_path)) as client:
+        client.lambda_.invoke("index_archive", s3_event(bucket, cold, sequencer="0B", version_id=version))
+    dest = tmp_path / "cold"
+    rc, _, err = run_cli(["logs-from-archive", "--stack", STACK, "--app-id", "42", "--start-date", "2022-01-01",
+                          "--end-date", "2022-01-02", "--decryption-keys-file", key_file, "--api-url", base,
+                          "--endpoint-url", DEAD, "--download-location", str(dest)], capsys)
+    errors = [x for x in err.splitlines() if "error" in x]
+    assert rc == 1
+    assert errors == [f"logarchive: error: {cold}: in cold storage (GLACIER), not restored: restore it with "
+                      "`logarchive logs-from-archive --bucket BUCKET ... --restore --wait` (needs "
+                      "s3:RestoreObject on the bucket)"]
+    [advice] = [x for x in err.splitlines() if "were not downloaded" in x]
+    assert "1 archive(s) in cold storage (GLACIER: 1)" in advice
+    assert "start a retrieval job (POST /retrievals), which restores them" in advice
+    assert advice.endswith(f"--decryption-keys-file {key_file} --restore --wait")
+    assert "logs-from-archive --bucket BUCKET --stack teststack --endpoint-url" in advice
+    assert len(files_under(str(dest))) == 2 and not leftovers(str(dest))

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import gzip
 import json
-import urllib.request
 
 import boto3
 import pytest
 from chalice.test import Client
 from emf import totals
-from helpers_index import JOBS_TABLE, docker_line, pump, put_archive, s3_event, setup_stack
+from helpers_index import JOBS_TABLE, docker_line, pump, put_archive, result_lines, s3_event, setup_stack
 
 from chalicelib import aws
 from chalicelib.keyring import MasterKey
@@ -66,15 +64,6 @@ def seed_app42(client, b) -> list[bytes]:
     # another app with matching lines in the window: not app 42
     archive(client, b, [L("2022-01-01T12:01:00Z", "stderr", "timeout elsewhere")], rid="43", cid=C3)
     return want
-
-
-def result_lines(body: dict) -> list[bytes]:
-    out = []
-    for r in body["results"]:
-        if "url" in r:
-            with urllib.request.urlopen(r["url"], timeout=10) as resp:
-                out += gzip.decompress(resp.read()).splitlines()
-    return out
 
 
 ASK = {"app_id": "42", "start": "2022-01-01T12:00:00Z", "end": "2022-01-01T12:05:00Z",

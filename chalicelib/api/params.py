@@ -13,6 +13,7 @@ from typing import Any
 from .. import layout, times
 from ..index.store import Selector
 from ..jobs.request import RetrievalRequest
+from ..restores import DEFAULT_TIER, TIERS
 
 SELECTORS = {
     "app_id": "apps",
@@ -138,7 +139,15 @@ def parse_job_id(value: Any) -> str:
     return value
 
 
-RETRIEVAL_FIELDS = {"stack", *SELECTORS, "start", "end", "stream", "grep"}
+RETRIEVAL_FIELDS = {"stack", *SELECTORS, "start", "end", "stream", "grep", "restore_tier"}
+
+
+def parse_restore_tier(value: Any) -> str:
+    if value is None:
+        return DEFAULT_TIER
+    if value not in TIERS:
+        raise ParamError(f"restore_tier must be one of {', '.join(TIERS)}")
+    return str(value)
 
 
 def parse_retrieval(body: Any, served_stack: str) -> RetrievalRequest:
@@ -148,4 +157,5 @@ def parse_retrieval(body: Any, served_stack: str) -> RetrievalRequest:
     stack = parse_stack(body.get("stack"), served_stack)
     sel = parse_selector(body, stack)
     start, end = parse_range(body, max_range=MAX_JOB_RANGE)
-    return RetrievalRequest(sel, start, end, parse_stream(body.get("stream")), parse_grep(body.get("grep")))
+    return RetrievalRequest(sel, start, end, parse_stream(body.get("stream")), parse_grep(body.get("grep")),
+                            parse_restore_tier(body.get("restore_tier")))

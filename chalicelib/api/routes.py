@@ -180,12 +180,13 @@ def get_retrieval(job_id: str) -> Any:
     return {
         "id": job_id,
         "status": jobs.status_of(job),
-        "request": {k: job.get(k) for k in ("stack", "start", "end", "stream", "grep")}
+        "request": {k: job.get(k) for k in ("stack", "start", "end", "stream", "grep", "restore_tier")}
         | {"selector": {_OPTION_OF[job["sel_kind"]]: job["sel_id"]}},
         "progress": {
             "archives_done": n["archives_done"],
             "archives_total": n["archives_total"],
             "archives_failed": n["archives_failed"],
+            "archives_restoring": n["archives_restoring"],
             "bytes_scanned": n["bytes_scanned"],
             "plaintext_bytes": n["plaintext_bytes"],
             "lines_matched": n["lines_matched"],

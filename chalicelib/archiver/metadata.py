@@ -55,6 +55,7 @@ def archive_metadata(
         "logarchive-sha256": sealed.plaintext_sha256,
         "logarchive-host": ascii_value(host),
         "logarchive-container-name": ascii_value(container_name),
+        "logarchive-compression": sealed.compression,
     }
     if segment is not None:
         meta["logarchive-segment"] = str(segment)

@@ -1,7 +1,8 @@
 """The worker: one staged segment in, one verified archive object (per destination) out.
 
 Per work item:
-  GET the staged version → (gunzip if ``logarchive-encoding: gzip``) → ``codec.seal`` into a
+  GET the staged version → (gunzip if ``logarchive-encoding: gzip``) → ``codec.seal`` (the
+  ``LOGARCHIVE_COMPRESSION`` preset, members compressed on every CPU the Lambda has) into a
   temporary file (bounded memory; the envelope is complete only at the end, and S3 metadata is
   fixed at upload) → conditional create of the v3 key in the archive bucket → HEAD-verify →
   ``direct`` mode: the same bytes and metadata to every ``replicate_to`` bucket, verified;
@@ -146,7 +147,7 @@ class Worker:
             try:
                 sealed = seal(
                     self._plain_blocks(resp["Body"], meta.encoding, staged_digest, job.name, got),
-                    fh, self.keyring, on_plaintext=span.feed,
+                    fh, self.keyring, compression=self.settings.compression, on_plaintext=span.feed,
                 )
             except IntegrityError as exc:  # codec.gunzip reports any gzip damage as one
                 raise BadStagedObject(f"gzip stream is damaged ({ascii_value(str(exc), 80)})") from None

@@ -4,7 +4,23 @@ from __future__ import annotations
 
 import argparse
 
+from ..codec import DEFAULT_COMPRESSION, PRESETS
 from ..keyring import KEYS_ENV, Keyring, gather_keys
+
+
+def positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {text!r}")
+    return int(text)
+
+
+def add_compression_option(p: argparse.ArgumentParser, default: str | None = None) -> None:
+    """``--compression fast|default|small`` (docs/PERFORMANCE.md: what each costs)."""
+    p.add_argument(
+        "--compression", choices=tuple(PRESETS), default=default,
+        help="; ".join(f"{x.name}: {x.summary}" for x in PRESETS.values())
+        + f" (default: {default or DEFAULT_COMPRESSION})",
+    )
 
 
 def add_endpoint_options(p: argparse.ArgumentParser) -> None:
@@ -49,13 +65,17 @@ def add_key_options(p: argparse.ArgumentParser, *, encrypt: bool = False) -> Non
 
 def keyring_from_args(args: argparse.Namespace) -> Keyring:
     """The key ring of the key options, KMS through the command's endpoint and region."""
-    from .. import aws
-
     keys = gather_keys(inline=args.decryption_keys, files=args.key_files)
     endpoint, region = getattr(args, "endpoint_url", None), getattr(args, "region", None)
+
+    def kms_client():  # boto3 loads only when a KMS key is used (seal starts without it)
+        from .. import aws
+
+        return aws.client("kms", endpoint_url=endpoint, region=region)
+
     return Keyring(
         keys,
         kms_key_id=getattr(args, "kms_key_id", None) or None,
         allow_legacy=getattr(args, "allow_legacy_cbc", False),
-        kms_client_factory=lambda: aws.client("kms", endpoint_url=endpoint, region=region),
+        kms_client_factory=kms_client,
     )

@@ -17,7 +17,7 @@ from typing import Any
 from .. import aws
 from ..errors import LogarchiveError, UsageError
 from ..settings import Settings
-from ._common import add_endpoint_options, add_key_options, keyring_from_args
+from ._common import add_compression_option, add_endpoint_options, add_key_options, keyring_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,6 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--queue-url", help="hand work over through this SQS queue (default: in process)")
     p.add_argument("--table", help="idempotency table for the scheduler's in-flight leases (default: none)")
     p.add_argument("--attempts", type=int, default=3, help="deliveries of a failing item (default 3)")
+    add_compression_option(p)  # else $LOGARCHIVE_COMPRESSION, as the worker Lambda
     add_key_options(p, encrypt=True)
     add_endpoint_options(p)
     p.set_defaults(func=run)
@@ -59,8 +60,10 @@ def run(args: argparse.Namespace) -> int:
         os.environ["AWS_DEFAULT_REGION"] = args.region
     aws.reset_clients()
     bucket, prefix = parse_s3_url(args.staging)
+    env_settings = Settings.from_env()
     settings = replace(
-        Settings.from_env(), stack=args.stack, staging_bucket=bucket, staging_prefix=prefix,
+        env_settings, compression=args.compression or env_settings.compression,
+        stack=args.stack, staging_bucket=bucket, staging_prefix=prefix,
         archive_bucket=args.archive_bucket, replicate_to=tuple(args.replicate_to),
         replication_mode=args.replication_mode, work_queue_url=args.queue_url or "",
         idempotency_table=args.table or "",

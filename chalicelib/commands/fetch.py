@@ -12,14 +12,19 @@ import argparse
 import logging
 import os
 import re
+import shlex
 import sys
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
 
-from .. import aws
+from .. import aws, restores
 from ..awserrors import error_label
-from ..download import retrieval
+from ..download import coldstore, retrieval
 from ..download.api_client import ApiClient
 from ..errors import LogarchiveError, UsageError
 from ..times import SYNTAX
@@ -77,6 +82,21 @@ def register(sub: argparse._SubParsersAction) -> None:
                       "(SigV4-signed; needs an id and a time range); decryption stays local (this or "
                       "--bucket "
                        "is required)")
+    cold = p.add_argument_group(
+        "archives in cold storage (GLACIER, DEEP_ARCHIVE, Intelligent-Tiering's archive tiers)")
+    cold.add_argument("--restore", action="store_true",
+                      help="request their restore (a restore under way is not asked again), print counts "
+                      "and the estimated cost and time")
+    cold.add_argument("--restore-tier", choices=restores.TIERS, default=restores.DEFAULT_TIER,
+                      help=f"retrieval tier (default {restores.DEFAULT_TIER}; not for Intelligent-Tiering)")
+    cold.add_argument("--restore-days", type=int, default=coldstore.DEFAULT_DAYS, metavar="D",
+                      help=f"days S3 keeps each restored copy (default {coldstore.DEFAULT_DAYS})")
+    cold.add_argument("--wait", action="store_true",
+                      help="with --restore: poll S3 with backoff and download each archive as soon as its "
+                      "restore completes")
+    cold.add_argument("--poll-interval", type=float, default=coldstore.FIRST_POLL_SECONDS, metavar="SECONDS",
+                      help=f"first pause between polls (doubles up to {coldstore.MAX_POLL_SECONDS:.0f} s; "
+                      f"default {coldstore.FIRST_POLL_SECONDS:.0f})")
     p.set_defaults(func=run)
 
 
@@ -151,6 +171,7 @@ def run(args: argparse.Namespace) -> int:
     sel.validate(index=args.api_url is not None)
     if args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
+    _check_cold_options(args)
     grep = None
     if args.grep is not None:
         try:
@@ -170,16 +191,22 @@ def run(args: argparse.Namespace) -> int:
     if not args.verify_only and args.download_location is None:
         for m in matches:
             print(m.relative_path)
+        listed_cold = Counter(m.storage_class for m in matches if m.storage_class in restores.COLD_CLASSES)
+        if listed_cold:
+            log.warning("%d of these archives are in cold storage (%s): downloading them needs a restore "
+                        "(--restore) unless one is under way or done",
+                        sum(listed_cold.values()), _by_class(listed_cold))
         log.warning("No files were downloaded. Please provide a location with --download-location "
                     "to download the files.")
         return 0
 
     keyring = keyring_from_args(args)
+    s3 = None
     if api is not None:
         retriever: retrieval.Retriever = retrieval.ApiRetriever(api, keyring, opts)
     else:
-        retriever = retrieval.Retriever(aws.client("s3", endpoint_url=args.endpoint_url, region=args.region),
-                                        args.bucket, keyring, opts)
+        s3 = aws.client("s3", endpoint_url=args.endpoint_url, region=args.region)
+        retriever = retrieval.Retriever(s3, args.bucket, keyring, opts)
     sizes: dict[str, int] = {}
     done = 0
     bar = None
@@ -198,30 +225,64 @@ def run(args: argparse.Namespace) -> int:
                 bar.write(line)
             else:
                 print(line, flush=True)
-        if bar is not None:
+        if bar is not None and outcome.key in sizes:
             done += 1
             bar.set_postfix(archives=f"{done}/{len(sizes)}", refresh=False)
-            bar.update(sizes.get(outcome.key, 0))
+            bar.update(sizes[outcome.key])
 
+    def say(line: str) -> None:
+        if bar is not None:
+            bar.write(line, file=sys.stderr)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    downloading = not args.verify_only and not to_stdout
+    if s3 is not None:
+        sorted_out = _sort_out(args, s3, retriever, matches, downloading=downloading)
+    else:  # through the API: S3's answer to each presigned GET says which are cold
+        sorted_out = _Sorted(ready=list(matches))
     # Archives whose key is missing or unusable fail here, before any download starts.
-    problems = retriever.key_problems(matches)
-    blocked = [retrieval.Outcome(m.key, False, f"{m.key}: {problems[m.archive.key_id]}")
-               for m in matches if m.archive.key_id in problems]
-    for outcome in blocked:
-        report(outcome)
-    matches = [m for m in matches if m.archive.key_id not in problems]
-    sizes = {m.key: m.size for m in matches}
-    bar = _progress(matches, sys.stdout.isatty() and not to_stdout)
-    try:
+    problems = retriever.key_problems(sorted_out.ready)
+    sorted_out.done += [retrieval.Outcome(m.key, False, f"{m.key}: {problems[m.archive.key_id]}")
+                        for m in sorted_out.ready if m.archive.key_id in problems]
+    sorted_out.ready = [m for m in sorted_out.ready if m.archive.key_id not in problems]
+    for o in sorted_out.done:
+        report(o)
+    pending = [*sorted_out.ready, *(m for m, _ in sorted_out.cold.values())]
+    sizes = {m.key: m.size for m in pending}
+    bar = _progress(pending, sys.stdout.isatty() and not to_stdout)
+    any_cold = sorted_out.cold or (args.restore and sorted_out.restored)
+    asked = _restore(args, s3, sorted_out, say) if any_cold else None
+
+    def run_on(selected: list[retrieval.Match]) -> list[retrieval.Outcome]:
+        jobs = args.jobs
         if args.verify_only:
-            outcomes = retrieval.verify_all(retriever, matches, jobs=args.jobs, on_done=report)
-        elif to_stdout:
-            outcomes = retrieval.stream_all(
-                retriever, matches, sys.stdout.buffer, jobs=args.jobs, on_done=report
+            return retrieval.verify_all(retriever, selected, jobs=jobs, on_done=report)
+        if to_stdout:
+            return retrieval.stream_all(retriever, selected, sys.stdout.buffer, jobs=jobs, on_done=report)
+        return retrieval.download_all(retriever, selected, args.download_location, jobs=jobs, on_done=report)
+
+    lost_waiting: list[retrieval.Outcome] = []
+
+    def lose(outcome: retrieval.Outcome) -> None:
+        lost_waiting.append(outcome)
+        report(outcome)
+
+    try:
+        waiting = asked.waiting if asked is not None and args.wait else {}
+        if waiting and downloading:
+            outcomes = retrieval.run_as_ready(
+                lambda m: retriever.download(m, args.download_location), sorted_out.ready,
+                lambda submit: _wait(args, s3, waiting, submit, lose),
+                jobs=args.jobs, on_done=report,
             )
         else:
-            outcomes = retrieval.download_all(retriever, matches, args.download_location,
-                                              jobs=args.jobs, on_done=report)
+            ready = list(sorted_out.ready)
+            if waiting:  # a stream or a verification in the listing's order: wait for all first
+                _wait(args, s3, waiting, ready.append, lose)
+                order = {m.key: i for i, m in enumerate(matches)}
+                ready.sort(key=lambda m: order[m.key])
+            outcomes = run_on(ready)
     except BrokenPipeError:
         # `... --download-location - | head`: the reader left; stop quietly.
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -230,10 +291,15 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
-    outcomes = blocked + outcomes
+    outcomes = [*sorted_out.done, *outcomes, *lost_waiting, *(asked.lost if asked is not None else [])]
+    not_yet = asked.not_yet if asked is not None and not args.wait else []
+    _advise(args, api is not None, outcomes, not_yet, sorted_out)
     failed = sum(1 for o in outcomes if not o.ok)
+    skipped = sum(1 for o in outcomes if o.skipped)
     verb = "verified" if args.verify_only else "retrieved"
-    summary = f"{verb} {len(outcomes) - failed} of {len(outcomes)} archives"
+    summary = f"{verb} {len(outcomes) - failed} of {len(matches)} archives"
+    if skipped:
+        summary += f" ({skipped} already written and verified)"
     counted = [o for o in outcomes if o.ok and o.lines is not None]
     if opts.line_filter.active and counted:
         empty = sum(1 for o in counted if o.lines == 0)
@@ -243,4 +309,210 @@ def run(args: argparse.Namespace) -> int:
     if failed:
         summary += f"; {failed} failed"
     log.info("%s", summary)
-    return 1 if failed else 0
+    if not_yet:
+        log.info("%d still being restored", len(not_yet))
+    return 1 if failed or not_yet else 0
+
+
+# ---------------------------------------------------------------------------------------
+# Cold storage
+# ---------------------------------------------------------------------------------------
+
+
+def _check_cold_options(args: argparse.Namespace) -> None:
+    if args.wait and not args.restore:
+        raise UsageError("--wait waits for restores: add --restore")
+    if args.restore and args.api_url:
+        raise UsageError("--restore needs the bucket (s3:RestoreObject): use --bucket, not --api-url")
+    if args.restore_days < 1:
+        raise UsageError("--restore-days must be at least 1")
+    if args.poll_interval < 0:
+        raise UsageError("--poll-interval must not be negative")
+
+
+def _by_class(counts: Counter[Any]) -> str:
+    return ", ".join(f"{cls}: {n}" for cls, n in sorted(counts.items()))
+
+
+@dataclass
+class _Sorted:
+    """The matches, sorted out before any download."""
+
+    ready: list[retrieval.Match] = field(default_factory=list)  # readable now
+    done: list[retrieval.Outcome] = field(default_factory=list)  # written earlier, or failed already
+    cold: dict[str, tuple[retrieval.Match, restores.ColdState]] = field(default_factory=dict)
+    restored: int = 0  # cold archives whose restored copy is there
+
+
+def _sort_out(
+    args: argparse.Namespace, s3: Any, retriever: retrieval.Retriever, matches: list[retrieval.Match],
+    *, downloading: bool,
+) -> _Sorted:
+    """One HEAD for each archive that may be cold or whose output an earlier run may have
+    written (that file is checked in the same task, ``--jobs`` at a time); the others are
+    ready as listed."""
+    dest = args.download_location
+
+    def written(m: retrieval.Match) -> bool:
+        return downloading and os.path.isfile(retriever.output_path(m, dest))
+
+    def inspect(m: retrieval.Match) -> tuple[coldstore.Head | LogarchiveError, bool]:
+        try:
+            head = coldstore.head(s3, args.bucket, m.key)
+        except LogarchiveError as exc:
+            return exc, False
+        return head, written(m) and retriever.written_and_verified(m, dest, head.get("Metadata") or {})
+
+    candidates = [m for m in matches if restores.may_be_cold(m.storage_class) or written(m)]
+    with ThreadPoolExecutor(max_workers=args.jobs, thread_name_prefix="logarchive-head") as pool:
+        inspected = dict(zip((m.key for m in candidates), pool.map(inspect, candidates), strict=True))
+    out = _Sorted()
+    for m in matches:
+        head, verified = inspected.get(m.key, (None, False))
+        if head is None:
+            out.ready.append(m)
+        elif isinstance(head, LogarchiveError):
+            out.done.append(retrieval.Outcome(m.key, False, str(head)))
+        elif verified:
+            out.done.append(retrieval.Outcome(m.key, True, path=retriever.output_path(m, dest), skipped=True))
+        else:
+            state = restores.state_of(m.storage_class, head)
+            if state.readable:
+                out.ready.append(m)
+                out.restored += state.state == restores.RESTORED
+            else:
+                out.cold[m.key] = (m, state)
+    return out
+
+
+@dataclass
+class _Restores:
+    waiting: dict[str, retrieval.Match]  # restore requested or under way
+    not_yet: list[retrieval.Outcome]  # not downloaded because still cold (no --wait, or no --restore)
+    lost: list[retrieval.Outcome]  # refused restores
+
+
+def _restore(args: argparse.Namespace, s3: Any, sorted_out: _Sorted, say: Callable[[str], None]) -> _Restores:
+    """Without --restore: name each cold archive with its class. With it: request the restores
+    that are not under way, and print the counts and the estimate."""
+    cold = sorted_out.cold
+    if not args.restore:
+        not_yet = []
+        for m, st in cold.values():
+            what = "restore under way" if st.state == restores.RESTORING else "not restored"
+            not_yet.append(retrieval.Outcome(m.key, False, f"{m.key}: in {st.label}, {what}",
+                                             storage_class=st.label))
+        return _Restores({}, not_yet, [])
+
+    def one(item: tuple[retrieval.Match, restores.ColdState]) -> str | LogarchiveError:
+        m, st = item
+        if st.state == restores.RESTORING:
+            return "in progress"
+        try:
+            return restores.request_restore(s3, args.bucket, m.key, st, args.restore_tier, args.restore_days)
+        except LogarchiveError as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=args.jobs, thread_name_prefix="logarchive-restore") as pool:
+        answers = dict(zip(cold, pool.map(one, cold.values()), strict=True))
+    waiting: dict[str, retrieval.Match] = {}
+    lost = []
+    for key, answer in answers.items():
+        m, st = cold[key]
+        if isinstance(answer, LogarchiveError):
+            lost.append(retrieval.Outcome(key, False, str(answer), storage_class=st.label))
+            say(f"logarchive: error: {answer}")
+        else:
+            waiting[key] = m
+    counts = Counter(a for a in answers.values() if isinstance(a, str))
+    classes = _by_class(Counter(st.label for _, st in cold.values()))
+    say(f"cold archives: {len(cold) + sorted_out.restored} ({classes}); restore requested: "
+        f"{counts['requested']}, in progress: {counts['in progress']}, ready: {sorted_out.restored}"
+        + (f", refused: {len(lost)}" if lost else ""))
+    requested = [(cold[k][1], cold[k][0].size) for k, a in answers.items() if a == "requested"]
+    if requested:
+        say(coldstore.estimate(requested, args.restore_tier, args.restore_days).text(
+            args.restore_tier, args.restore_days))
+    not_yet = [] if args.wait else [
+        retrieval.Outcome(k, False, f"{k}: in {label}, restore under way", storage_class=label)
+        for k, label in ((k, cold[k][1].label) for k in waiting)
+    ]
+    return _Restores(waiting, not_yet, lost)
+
+
+def _wait(
+    args: argparse.Namespace, s3: Any, waiting: dict[str, retrieval.Match],
+    on_ready: Callable[[retrieval.Match], None], lose: Callable[[retrieval.Outcome], None],
+) -> None:
+    coldstore.wait_restored(
+        s3, args.bucket, {k: m.storage_class for k, m in waiting.items()},
+        on_ready=lambda key, _state: on_ready(waiting[key]),
+        on_error=lambda key, exc: lose(retrieval.Outcome(key, False, str(exc))),
+        first_interval=args.poll_interval,
+    )
+
+
+def _rerun(args: argparse.Namespace, *extra: str) -> str:
+    """This command again, plus ``extra``; never with key material (inline keys become a
+    placeholder)."""
+    parts = ["logarchive", "logs-from-archive"]
+    for option, value in (
+        ("--bucket", args.bucket), ("--stack", args.stack), ("--endpoint-url", args.endpoint_url),
+        ("--region", args.region), ("--app-id", args.app_id), ("--database-id", args.database_id),
+        ("--endpoint-id", args.endpoint_id), ("--container-id", args.container_id),
+        ("--start-date", args.start_date), ("--end-date", args.end_date), ("--start", args.start),
+        ("--end", args.end), ("--grep", args.grep), ("--stream", args.stream), ("--format", args.fmt),
+        ("--download-location", args.download_location),
+    ):
+        if value is not None:
+            parts += [option, value]
+    if args.string_matches:
+        parts += ["--string-matches", *args.string_matches]
+    for f in args.key_files:
+        parts += ["--decryption-keys-file", f]
+    if args.decryption_keys:
+        parts += ["--decryption-keys", "..."]
+    for flag, on in (("--decompress", args.decompress), ("--verify-only", args.verify_only),
+                     ("--allow-legacy-cbc", args.allow_legacy_cbc)):
+        if on:
+            parts.append(flag)
+    return shlex.join([*parts, *extra])
+
+
+def _advise(
+    args: argparse.Namespace, via_api: bool, outcomes: list[retrieval.Outcome],
+    not_yet: list[retrieval.Outcome], sorted_out: _Sorted,
+) -> None:
+    """The lines that say what to run about archives still cold."""
+    for o in not_yet:
+        print(f"logarchive: error: {o.error}", file=sys.stderr)
+    cold = Counter(o.storage_class for o in [*outcomes, *not_yet] if not o.ok and o.storage_class)
+    if not cold:
+        return
+    n = sum(cold.values())
+    if via_api:
+        print(f"logarchive: {n} archive(s) in cold storage ({_by_class(cold)}) were not downloaded: start a "
+              "retrieval job (POST /retrievals), which restores them and finishes on its own, or restore "
+              f"them with access to the bucket: {_rerun_bucket_hint(args)}", file=sys.stderr)
+        return
+    if args.restore:
+        if not_yet:
+            states = [(sorted_out.cold[o.key][1], 0) for o in not_yet if o.key in sorted_out.cold]
+            times = coldstore.estimate(states, args.restore_tier, args.restore_days).times
+            print(f"logarchive: {len(not_yet)} archive(s) not downloaded yet: their restore is under way "
+                  f"(ready {' / '.join(times)}); run the same command again then (files already written are "
+                  f"skipped), or wait here: {_rerun(args, '--restore', '--wait')}", file=sys.stderr)
+        return
+    print(f"logarchive: {n} archive(s) in cold storage ({_by_class(cold)}) were not downloaded; to restore "
+          f"and download them run: {_rerun(args, '--restore', '--wait')}", file=sys.stderr)
+    items = [(st, m.size) for m, st in sorted_out.cold.values() if st.state == restores.COLD]
+    if items:
+        tier, days = restores.DEFAULT_TIER, coldstore.DEFAULT_DAYS
+        print(f"logarchive: {coldstore.estimate(items, tier, days).text(tier, days)}", file=sys.stderr)
+
+
+def _rerun_bucket_hint(args: argparse.Namespace) -> str:
+    hint = _rerun(args, "--restore", "--wait")
+    if args.bucket:
+        return hint
+    return hint.replace("logs-from-archive", "logs-from-archive --bucket BUCKET", 1)

@@ -15,11 +15,17 @@ import sys
 import tempfile
 
 from .. import codec, envelope
-from ..download import partfile, retrieval
+from ..download import partfile
 from ..download.partfile import PartFile
 from ..envelope import Envelope
 from ..errors import EnvelopeError, LogarchiveError, UsageError
-from ._common import add_endpoint_options, add_key_options, keyring_from_args
+from ._common import (
+    add_compression_option,
+    add_endpoint_options,
+    add_key_options,
+    keyring_from_args,
+    positive_int,
+)
 
 MAX_INSTRUCTION = 1 << 16
 
@@ -30,6 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("output", metavar="OUT", help="sealed file to write")
     add_key_options(s, encrypt=True)
     add_endpoint_options(s)
+    add_compression_option(s)
+    s.add_argument("--threads", type=positive_int, metavar="N",
+                   help="compress with N threads (default: every CPU this process may use)")
     s.set_defaults(func=run_seal)
 
     u = sub.add_parser("unseal", help="decrypt a sealed local file (envelope from IN.instruction)")
@@ -60,7 +69,8 @@ def run_seal(args: argparse.Namespace) -> int:
         raise LogarchiveError(f"{args.input}: {exc.strerror or exc}") from None
     try:
         with _part_beside(args.output) as body, _part_beside(args.output) as instr:
-            result = codec.seal(src, body.file, ring)
+            result = codec.seal(src, body.file, ring, compression=args.compression,
+                                threads=args.threads, sha256=False)
             instr.write(result.envelope.to_instruction().encode())
             # The envelope first: an OUT without its instruction file would be unreadable.
             instr.commit(args.output + envelope.INSTRUCTION_SUFFIX)
@@ -72,7 +82,8 @@ def run_seal(args: argparse.Namespace) -> int:
             src.close()
     print(
         f"sealed {args.input}: {result.plaintext_bytes} bytes -> {result.ciphertext_bytes} "
-        f"(key {ring.encrypting_component[:12]}…, envelope in {args.output}{envelope.INSTRUCTION_SUFFIX})",
+        f"(compression {result.compression}, key {ring.encrypting_component[:12]}…, "
+        f"envelope in {args.output}{envelope.INSTRUCTION_SUFFIX})",
         file=sys.stderr,
     )
     return 0
@@ -93,6 +104,8 @@ def read_instruction(path: str) -> Envelope:
 
 
 def run_unseal(args: argparse.Namespace) -> int:
+    from ..download import retrieval
+
     env = read_instruction(args.input)
     ring = keyring_from_args(args)
     to_stdout = args.output == "-"

@@ -10,8 +10,9 @@ import sys
 import boto3
 
 from .. import aws
-from ..errors import UsageError
-from ..setup import bucket_policy, check, deployment, post_deploy, replication
+from ..awserrors import error_label
+from ..errors import LogarchiveError, UsageError
+from ..setup import bucket_policy, check, deployment, lifecycle, post_deploy, replication
 from ._common import add_endpoint_options
 
 ROLE_ENV = "LOGARCHIVE_REPLICATION_ROLE_ARN"
@@ -48,8 +49,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     cp.add_argument("--sample", type=int, default=check.DEFAULT_SAMPLE,
                     help="object versions to inspect for foreign content, at most 1000 (default: "
                          "%(default)s)")
+    cp.add_argument("--retention-days", type=int, metavar="R",
+                    help="warn when a lifecycle rule expires archives sooner (default: Object Lock's)")
     add_endpoint_options(cp)
     cp.set_defaults(func=run_check)
+
+    lp = ssub.add_parser("lifecycle", help="move the stack's archives to a colder class, expire them later")
+    lp.add_argument("--bucket", required=True, help="the customer's bucket or the archive bucket")
+    lp.add_argument("--stack", required=True, help="the rule covers <stack>/shareable/ only")
+    lp.add_argument("--transition-days", type=int, required=True, metavar="N",
+                    help="days after an archive's creation that it moves to --storage-class")
+    lp.add_argument("--storage-class", required=True, choices=lifecycle.STORAGE_CLASSES)
+    lp.add_argument("--expire-days", type=int, metavar="M", help="days after creation that archives expire")
+    lp.add_argument("--retention-days", type=int, metavar="R",
+                    help="refuse an expiry before this (default: the bucket's Object Lock default)")
+    lp.add_argument("--dry-run", action="store_true", help="print the configuration, change nothing")
+    add_endpoint_options(lp)
+    lp.set_defaults(func=run_lifecycle)
 
     dp = ssub.add_parser("deployment-files",
                          help="IAM policy files and CloudFormation templates from .chalice/config.json")
@@ -101,6 +117,39 @@ def run_replication(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_lifecycle(args: argparse.Namespace) -> int:
+    s3 = aws.client("s3", endpoint_url=args.endpoint_url, region=args.region)
+    plan = lifecycle.RetentionPlan(args.stack, args.transition_days, args.storage_class, args.expire_days)
+    retention, source = args.retention_days, "--retention-days"
+    if retention is None:
+        try:
+            retention = lifecycle.object_lock_days(s3, args.bucket)
+            source = "the bucket's Object Lock default"
+        except Exception as exc:
+            raise LogarchiveError(f"bucket {args.bucket}: cannot read its Object Lock configuration "
+                                  f"({error_label(exc)})") from None
+    problems = lifecycle.validate(plan, retention, source)
+    for p in problems:
+        print(f"logarchive: error: {p}", file=sys.stderr)
+    if problems:
+        return 1
+    warning = lifecycle.early_deletion_warning(plan)
+    if warning:
+        print(f"logarchive: warning: {warning}", file=sys.stderr)
+    try:
+        config = lifecycle.configure(s3, args.bucket, plan, dry_run=args.dry_run)
+    except Exception as exc:
+        raise LogarchiveError(f"bucket {args.bucket}: cannot {'read' if args.dry_run else 'set'} its "
+                              f"lifecycle configuration ({error_label(exc)})") from None
+    if args.dry_run:
+        print(json.dumps(config, indent=2))
+        return 0
+    print(json.dumps(lifecycle.build_rule(plan), indent=2))
+    print(f"lifecycle of {args.bucket}: rule {lifecycle.rule_id(args.stack)} set "
+          f"({len(config['Rules'])} rule(s) in all)")
+    return 0
+
+
 def run_check(args: argparse.Namespace) -> int:
     s3 = aws.client("s3", endpoint_url=args.endpoint_url, region=args.region)
     stack_region = args.stack_region or args.region or boto3.session.Session().region_name
@@ -108,12 +157,14 @@ def run_check(args: argparse.Namespace) -> int:
         raise UsageError("--stack-region is needed: no region is configured (--region, $AWS_DEFAULT_REGION)")
     results = check.run_checks(
         s3, args.bucket, stack_region=stack_region, role_arn=args.role_arn,
-        stack=args.stack, sample=args.sample,
+        stack=args.stack, sample=args.sample, retention_days=args.retention_days,
     )
     for r in results:
         print(f"{'ok  ' if r.ok else 'FAIL'} {r.name}: {r.detail}")
         if not r.ok and r.fix:
             print(f"     fix: {r.fix}")
+        for w in r.warnings:
+            print(f"warn {r.name}: {w}")
     failed = [r.name for r in results if not r.ok]
     print(f"{args.bucket}: " + (f"{len(failed)} check(s) failed: {', '.join(failed)}" if failed
                                  else "ready for log archives"))

@@ -6,6 +6,7 @@ Local runs are production code paths: the same boto3 calls go to this endpoint t
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -133,6 +134,21 @@ def use_endpoint(endpoint: str) -> None:
 def reset(endpoint: str) -> None:
     """Wipe all state of a running moto server (between tests)."""
     req = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
+    with urllib.request.urlopen(req, timeout=10):
+        pass
+
+
+def slow_restores(endpoint: str, reads: int | None) -> None:
+    """Make the local S3's restores take ``reads`` HEAD/GET reads of the object to complete
+    (its state manager; ``None``: complete at once again, the default). S3 then announces
+    "Object Restore Completed" when a read sees one finish."""
+    if reads is None:
+        path, body = "unset-transition", {"model_name": "s3::keyrestore"}
+    else:
+        path = "set-transition"
+        body = {"model_name": "s3::keyrestore", "transition": {"progression": "manual", "times": reads}}
+    req = urllib.request.Request(f"{endpoint}/moto-api/state-manager/{path}", data=json.dumps(body).encode(),
+                                 method="POST")
     with urllib.request.urlopen(req, timeout=10):
         pass
 

@@ -123,9 +123,9 @@ class ApiClient:
         return self.request("GET", f"/archives/{urllib.parse.quote(archive_id, safe='')}")
 
     def start_retrieval(self, *, start: str, end: str, stream: str | None = None, grep: str | None = None,
-                        stack: str | None = None, **selector: str) -> str:
+                        stack: str | None = None, restore_tier: str | None = None, **selector: str) -> str:
         body = {"start": start, "end": end, **selector}
-        for k, v in (("stream", stream), ("grep", grep), ("stack", stack)):
+        for k, v in (("stream", stream), ("grep", grep), ("stack", stack), ("restore_tier", restore_tier)):
             if v is not None:
                 body[k] = v
         return self.request("POST", "/retrievals", body=body)["id"]

@@ -106,7 +106,7 @@ def write_output(verified_gzip_path: str, dst: BinaryIO, opts: OutputOptions, *,
     written = 0
     gz_out = None
     if not opts.plain:
-        gz_out = igzip.IGzipFile(fileobj=dst, mode="wb", compresslevel=codec.DEFAULT_LEVEL)
+        gz_out = igzip.IGzipFile(fileobj=dst, mode="wb", compresslevel=codec.FAST_LEVEL)
     sink: Any = gz_out if gz_out is not None else dst
     blocks = _gunzipped(verified_gzip_path, name)
     pieces = _render(split_lines(blocks), opts) if opts.line_level else blocks

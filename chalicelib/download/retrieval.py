@@ -13,8 +13,10 @@ stream, only after ``codec.unseal`` returned.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -32,7 +34,7 @@ from ..awserrors import error_label
 from ..envelope import Envelope
 from ..errors import EnvelopeError, LogarchiveError
 from ..keyring import Keyring
-from . import api_client, partfile
+from . import api_client, coldstore, partfile
 from .logoutput import FORMATS, READ_CHUNK, OutputOptions, Written, write_output
 from .partfile import PartFile
 from .selection import (
@@ -49,7 +51,7 @@ from .selection import (
 __all__ = [
     "FORMATS", "ApiRetriever", "Match", "Outcome", "OutputOptions", "Retriever", "Selection",
     "SelectionError", "download_all", "find_archives", "find_archives_via_api", "listing_prefixes",
-    "parse_date", "parse_instant", "run_parallel", "stream_all", "verify_all",
+    "parse_date", "parse_instant", "run_as_ready", "run_parallel", "stream_all", "verify_all",
     "write_output",
 ]
 
@@ -84,6 +86,19 @@ class Outcome:
     ciphertext_bytes: int = 0
     output_bytes: int = 0
     lines: int | None = None  # lines kept by a line filter (None: lines were not parsed)
+    storage_class: str | None = None  # failed because S3 keeps it in this cold class, unrestored
+    skipped: bool = False  # already written and verified by an earlier run
+
+
+def _failed(match: Match, exc: LogarchiveError) -> Outcome:
+    return Outcome(match.key, False, str(exc), storage_class=getattr(exc, "storage_class", None))
+
+
+# Without --restore, what to do about an archive S3 keeps cold.
+RESTORE_HOW = "run again with --restore (and --wait)"
+# The archive's raw log, as the archiver records it (archiver/metadata.py).
+RAW_SHA256 = "logarchive-sha256"
+RAW_BYTES = "logarchive-bytes"
 
 
 class Retriever:
@@ -150,7 +165,7 @@ class Retriever:
         except LogarchiveError:
             raise
         except Exception as exc:
-            raise _s3_error(match.key, exc) from None
+            raise coldstore.cold_error(match.key, exc, RESTORE_HOW) or _s3_error(match.key, exc) from None
         return obj.body, obj.envelope
 
     def _unseal_into(self, match: Match, dst: Any, *, decompress: bool) -> codec.UnsealResult:
@@ -173,12 +188,39 @@ class Retriever:
         try:
             res = self._unseal_into(match, _Discard(), decompress=False)
         except LogarchiveError as exc:
-            return Outcome(match.key, False, str(exc))
+            return _failed(match, exc)
         return Outcome(match.key, True, ciphertext_bytes=res.ciphertext_bytes, output_bytes=res.gzip_bytes)
+
+    def output_path(self, match: Match, dest_dir: str) -> str:
+        return os.path.join(dest_dir, self.opts.output_name(match.relative_path))
+
+    def written_and_verified(self, match: Match, dest_dir: str, metadata: dict[str, str]) -> bool:
+        """Whether an earlier run already wrote this archive's output, whole and right.
+
+        Only a file renamed into place after its tag verified exists under the final name;
+        it is trusted again when its raw log bytes (gunzipped for the default output) have
+        the SHA-256 and length the archiver recorded in the object's metadata. Filtered or
+        text outputs, and archives without those fields, cannot be checked: they are fetched
+        again.
+        """
+        path = self.output_path(match, dest_dir)
+        sha, size = metadata.get(RAW_SHA256), metadata.get(RAW_BYTES)
+        if self.opts.line_level or not sha or not size or not os.path.isfile(path):
+            return False
+        digest, n = hashlib.sha256(), 0
+        try:
+            with open(path, "rb") as fh:
+                chunks = codec.iter_chunks(fh, READ_CHUNK)
+                for block in chunks if self.opts.plain else codec.gunzip(chunks, path):
+                    digest.update(block)
+                    n += len(block)
+        except (OSError, LogarchiveError):  # unreadable, or not whole gzip: fetch it again
+            return False
+        return str(n) == size and digest.hexdigest() == sha
 
     def download(self, match: Match, dest_dir: str) -> Outcome:
         """Decrypt into ``dest_dir/<relative path>``; nothing is left there on failure."""
-        final = os.path.join(dest_dir, self.opts.output_name(match.relative_path))
+        final = self.output_path(match, dest_dir)
         directory = os.path.dirname(final)
         parts: list[PartFile] = []
         try:
@@ -196,7 +238,7 @@ class Retriever:
             return Outcome(match.key, True, path=final, ciphertext_bytes=res.ciphertext_bytes,
                            output_bytes=written.bytes, lines=written.lines)
         except LogarchiveError as exc:
-            return Outcome(match.key, False, str(exc))
+            return _failed(match, exc)
         except OSError as exc:
             return Outcome(match.key, False, f"{match.key}: cannot write {final}: {exc.strerror or exc}")
         finally:
@@ -232,7 +274,7 @@ class Retriever:
             return Outcome(match.key, True, ciphertext_bytes=res.ciphertext_bytes, output_bytes=written.bytes,
                            lines=written.lines), produced
         except LogarchiveError as exc:
-            return Outcome(match.key, False, str(exc)), None
+            return _failed(match, exc), None
         except OSError as exc:
             return Outcome(match.key, False, f"{match.key}: scratch file: {exc.strerror or exc}"), None
         finally:
@@ -284,7 +326,10 @@ class ApiRetriever(Retriever):
             try:
                 return urllib.request.urlopen(url, timeout=self.api.timeout)
             except urllib.error.HTTPError as exc:  # e.g. 403: the URL expired; 404: the version is gone
+                cold = _cold_answer(exc, key) if exc.code == 403 else None
                 exc.close()
+                if cold is not None:
+                    raise cold from None
                 if exc.code not in (500, 502, 503, 504) or attempt == api_client.ATTEMPTS:
                     raise LogarchiveError(f"{key}: download failed (HTTP {exc.code})") from None
             except (urllib.error.URLError, OSError) as exc:
@@ -293,6 +338,27 @@ class ApiRetriever(Retriever):
                     raise LogarchiveError(f"{key}: download failed ({reason})") from None
             time.sleep(api_client.BACKOFF_SECONDS * 2 ** (attempt - 1))
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+# Through the API: the customer restores with their own access to the bucket.
+API_RESTORE_HOW = ("restore it with `logarchive logs-from-archive --bucket BUCKET ... --restore --wait` "
+                   "(needs s3:RestoreObject on the bucket)")
+_ERROR_CODE = re.compile(rb"<Code>([^<]*)</Code>")
+_ERROR_CLASS = re.compile(rb"<StorageClass>([^<]*)</StorageClass>")
+
+
+def _cold_answer(exc: urllib.error.HTTPError, key: str) -> coldstore.ColdArchiveError | None:
+    """S3's 403 to a presigned GET of an archived object (``InvalidObjectState``)."""
+    try:
+        body = exc.read(4096)
+    except OSError:
+        return None
+    code = _ERROR_CODE.search(body)
+    if code is None or code.group(1) != b"InvalidObjectState":
+        return None
+    cls = _ERROR_CLASS.search(body)
+    name = cls.group(1).decode("ascii", "replace") if cls else "an archive storage class"
+    return coldstore.ColdArchiveError(key, name, API_RESTORE_HOW)
 
 
 def _envelope_of_headers(headers: Any, key: str) -> Envelope:
@@ -326,19 +392,11 @@ class _HttpBody:
 # ---------------------------------------------------------------------------------------
 
 
-def run_parallel(
-    fn: Callable[[Match], Outcome],
-    matches: list[Match],
-    *,
-    jobs: int = 4,
-    on_done: Callable[[Outcome], None] | None = None,
-) -> list[Outcome]:
-    """Apply ``fn`` to every match with ``jobs`` threads; outcomes in the matches' order.
-
-    ``fn`` must not raise for an expected failure (it returns a failed Outcome); anything
-    unexpected still becomes a failed Outcome naming the object, so one bad object never
-    stops the others.
-    """
+def _guard(
+    fn: Callable[[Match], Outcome], on_done: Callable[[Outcome], None] | None
+) -> Callable[[Match], Outcome]:
+    """``fn`` that never raises (anything unexpected becomes a failed Outcome naming the
+    object) and reports each outcome to ``on_done``, one at a time."""
     lock = threading.Lock()
 
     def guarded(m: Match) -> Outcome:
@@ -352,6 +410,49 @@ def run_parallel(
                 on_done(out)
         return out
 
+    return guarded
+
+
+def run_as_ready(
+    fn: Callable[[Match], Outcome],
+    first: list[Match],
+    feed: Callable[[Callable[[Match], None]], None],
+    *,
+    jobs: int = 4,
+    on_done: Callable[[Outcome], None] | None = None,
+) -> list[Outcome]:
+    """``run_parallel`` for matches that become ready one by one: ``first`` start at once,
+    then ``feed(submit)`` runs in the calling thread and submits each further match when it
+    is ready (a restore completed). Outcomes in the order submitted."""
+    guarded = _guard(fn, on_done)
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="logarchive-get")
+    futures: list[Future[Outcome]] = []
+    try:
+        futures.extend(pool.submit(guarded, m) for m in first)
+        feed(lambda m: futures.append(pool.submit(guarded, m)))
+        return [f.result() for f in futures]
+    except BaseException:
+        # Ctrl-C: as in run_parallel, start nothing new; running downloads clean up.
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    finally:
+        pool.shutdown(wait=True)
+
+
+def run_parallel(
+    fn: Callable[[Match], Outcome],
+    matches: list[Match],
+    *,
+    jobs: int = 4,
+    on_done: Callable[[Outcome], None] | None = None,
+) -> list[Outcome]:
+    """Apply ``fn`` to every match with ``jobs`` threads; outcomes in the matches' order.
+
+    ``fn`` must not raise for an expected failure (it returns a failed Outcome); anything
+    unexpected still becomes a failed Outcome naming the object, so one bad object never
+    stops the others.
+    """
+    guarded = _guard(fn, on_done)
     if jobs <= 1 or len(matches) <= 1:
         return [guarded(m) for m in matches]
     pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="logarchive-get")
@@ -377,8 +478,7 @@ def download_all(
 ) -> list[Outcome]:
     """Download every match under ``dest_dir``; directories this run created and left empty
     (every archive in them failed, or kept no line) are removed at the end."""
-    made = _missing_dirs(dest_dir, {os.path.dirname(os.path.join(dest_dir, retriever.opts.output_name(
-        m.relative_path))) for m in matches})
+    made = _missing_dirs(dest_dir, {os.path.dirname(retriever.output_path(m, dest_dir)) for m in matches})
     try:
         return run_parallel(lambda m: retriever.download(m, dest_dir), matches, jobs=jobs, on_done=on_done)
     finally:

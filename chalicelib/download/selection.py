@@ -261,6 +261,7 @@ class Match:
     size: int = 0
     last_modified: datetime | None = None
     archive_id: str | None = None  # the retrieval API's opaque id (found through its index)
+    storage_class: str | None = None  # as listed (or indexed); None when not known
 
     @property
     def relative_path(self) -> str:
@@ -334,7 +335,8 @@ def find_archives(s3: Any, bucket: str, sel: Selection, *, on_skip: OnSkip | Non
             key = obj["Key"]
             archive = _selected(key, sel, on_skip)
             if archive is not None:
-                found[key] = Match(key, archive, int(obj.get("Size", 0)), obj.get("LastModified"))
+                found[key] = Match(key, archive, int(obj.get("Size", 0)), obj.get("LastModified"),
+                                   storage_class=obj.get("StorageClass") or "STANDARD")
     return sorted(found.values(), key=lambda m: m.sort_key)
 
 
@@ -402,6 +404,7 @@ def find_archives_via_api(api: Any, sel: Selection, *, on_skip: OnSkip | None = 
             continue
         archive = _selected(key, sel, on_skip)
         if archive is not None:
-            size = entry.get("size")
-            found[key] = Match(key, archive, size if isinstance(size, int) else 0, archive_id=archive_id)
+            size, cls = entry.get("size"), entry.get("storage_class")
+            found[key] = Match(key, archive, size if isinstance(size, int) else 0, archive_id=archive_id,
+                               storage_class=cls if isinstance(cls, str) else None)
     return sorted(found.values(), key=lambda m: m.sort_key)

@@ -26,6 +26,12 @@ from .store import IndexStore
 
 log = logging.getLogger(__name__)
 META = "logarchive-"
+# S3's EventBridge events the index_archive function receives. The first three change what the
+# index records; S3 sends a storage class change (a lifecycle transition) without a new version.
+OBJECT_CREATED, OBJECT_DELETED = "Object Created", "Object Deleted"
+STORAGE_CLASS_CHANGED = "Object Storage Class Changed"
+RESTORE_COMPLETED = "Object Restore Completed"  # resumes retrieval jobs waiting for the archive
+INDEXER_EVENTS = (OBJECT_CREATED, OBJECT_DELETED, STORAGE_CLASS_CHANGED, RESTORE_COMPLETED)
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,7 @@ class ObjectEvent:
     bucket: str
     key: str
     sequencer: str
+    detail_type: str = ""  # EventBridge's; "" for S3 notification records
 
 
 def parse_event(event: dict[str, Any]) -> list[ObjectEvent]:
@@ -52,7 +59,8 @@ def parse_event(event: dict[str, Any]) -> list[ObjectEvent]:
         if "key" in obj:
             # EventBridge keys are URL-encoded like notifications; archive keys never hold % or +.
             out.append(
-                ObjectEvent(detail["bucket"]["name"], unquote_plus(obj["key"]), obj.get("sequencer", ""))
+                ObjectEvent(detail["bucket"]["name"], unquote_plus(obj["key"]), obj.get("sequencer", ""),
+                            str(event.get("detail-type") or ""))
             )
     return out
 
@@ -108,6 +116,7 @@ def entry_from_head(
         rotation=parsed.rotation or 0,
         schema=parsed.schema,
         state=state,
+        storage_class=(head or {}).get("StorageClass") or "STANDARD",
         seq=seq,
         indexed_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
@@ -168,11 +177,22 @@ class Indexer:
     def s3(self) -> Any:
         return self._s3 or aws.client("s3")
 
-    def index_object(self, bucket: str, key: str, sequencer: str = "") -> str:
+    def index_object(self, bucket: str, key: str, sequencer: str = "", *, in_place: bool = False) -> str:
+        """``in_place``: the event changed the object without a new version (a storage class
+        change), so it may carry no sequencer: the current state is written with the sequencer
+        the index already holds, which passes the guard without outranking a newer event."""
         if self.bucket and bucket != self.bucket:
             log.warning("ignored: event for bucket %s, indexer serves %s", bucket, self.bucket)
             return "ignored"
-        entry = current_entry(self.s3, bucket, key, seq=schema.norm_seq(sequencer))
+        seq = schema.norm_seq(sequencer)
+        if in_place:
+            try:
+                held = self.store.get(layout.parse(key).stack, schema.archive_id_of(key))
+            except LayoutError:
+                held = None
+            if held is not None:
+                seq = max(seq, held.seq)
+        entry = current_entry(self.s3, bucket, key, seq=seq)
         if entry is None:
             return "skipped"
         if self.stack and entry.stack != self.stack:
@@ -184,7 +204,10 @@ class Indexer:
 
     def handle_event(self, event: dict[str, Any]) -> list[str]:
         """One S3 notification or EventBridge event; raises (so Lambda retries) on AWS errors."""
-        return [self.index_object(r.bucket, r.key, r.sequencer) for r in parse_event(event)]
+        return [
+            self.index_object(r.bucket, r.key, r.sequencer, in_place=r.detail_type == STORAGE_CLASS_CHANGED)
+            for r in parse_event(event)
+        ]
 
     def backfill(self, *, prefix: str = "") -> Iterator[tuple[str, str]]:
         """Index every key of the bucket under ``prefix``: yields (key, outcome); one bad object

@@ -137,6 +137,7 @@ class Entry:
     rotation: int = 0
     schema: str = "v3"
     state: str = "live"
+    storage_class: str = "STANDARD"  # S3's class of the indexed version (GLACIER, DEEP_ARCHIVE…)
     seq: str = field(default_factory=lambda: norm_seq(None))
     indexed_at: str = ""
     expires_at: int = 0  # epoch seconds; set on tombstones only

@@ -9,6 +9,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 
 from .. import telemetry
 from ..index.handlers import index_store
+from ..index.indexer import parse_event
 from ..settings import Settings, require
 from .service import Jobs
 
@@ -43,3 +44,17 @@ def retrieval_batch(event: dict[str, Any], context: Any = None) -> dict[str, Any
     telemetry.count("RetrievalMessages", len(event.get("Records", [])))
     telemetry.count("RetrievalMessageErrors", len(response.get("batchItemFailures", [])))
     return response
+
+
+def restore_completed_event(event: dict[str, Any]) -> dict[str, Any]:
+    """S3's "Object Restore Completed" (EventBridge, to the index_archive function): resume the
+    retrieval jobs waiting for that archive. Another bucket's events are ignored."""
+    s = Settings.from_env()
+    j = jobs(s)
+    resumed = 0
+    for record in parse_event(event):
+        if s.archive_bucket and record.bucket != s.archive_bucket:
+            continue
+        resumed += j.restore_completed(record.key)
+    telemetry.count("RetrievalTasksResumed", resumed)  # 0 too: no job was waiting
+    return {"resumed": resumed}

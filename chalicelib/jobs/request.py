@@ -1,4 +1,5 @@
-"""A retrieval request: what to scan (selector, time range) and what to keep (stream, grep).
+"""A retrieval request: what to scan (selector, time range), what to keep (stream, grep), and
+the restore tier for archives in cold storage.
 
 The API builds it from validated parameters (``api/params.py``); the jobs table stores it with
 the job item (``to_attrs``) and the planner and scan step read it back (``from_attrs``).
@@ -11,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..index.store import Selector
+from ..restores import DEFAULT_TIER
 
 STORED_TIME = "%Y-%m-%dT%H:%M:%SZ"
 
@@ -27,6 +29,7 @@ class RetrievalRequest:
     end: datetime
     stream: str | None
     grep: str | None
+    restore_tier: str = DEFAULT_TIER  # for archives the scan finds in cold storage
 
     def to_attrs(self) -> dict[str, Any]:
         return {
@@ -37,6 +40,7 @@ class RetrievalRequest:
             "end": self.end.strftime(STORED_TIME),
             "stream": self.stream or "",
             "grep": self.grep or "",
+            "restore_tier": self.restore_tier,
         }
 
     @classmethod
@@ -47,4 +51,5 @@ class RetrievalRequest:
             parse_stored_time(d["end"]),
             d.get("stream") or None,
             d.get("grep") or None,
+            d.get("restore_tier") or DEFAULT_TIER,
         )

@@ -2,7 +2,11 @@
 its task finished together with the job's counters (a replayed ``Scan`` counts nothing).
 
 Results: ``<results_prefix><job_id>/<archive_id>.jsonl.gz`` (a deterministic key: a replay
-rewrites the same object)."""
+rewrites the same object).
+
+An archive in cold storage (S3 answers ``InvalidObjectState``) is not an error: its task is
+parked as ``restoring`` (``table.park_task``), the restore requested with the job's tier, and
+the message is done. S3's "Object Restore Completed" event resumes the task (``service``)."""
 
 from __future__ import annotations
 
@@ -12,18 +16,22 @@ from collections.abc import Callable
 
 from botocore.exceptions import ClientError
 
-from .. import aws, telemetry
+from .. import aws, restores, telemetry
 from ..archive_object import open_archive
 from ..awserrors import error_code, is_not_found
 from ..errors import LogarchiveError
+from ..index.schema import Entry
 from ..index.store import IndexStore
 from ..keyring import Keyring
 from .messages import Scan
 from .request import RetrievalRequest
 from .scanner import ScanStats, make_filter, scan_archive
-from .table import FINISHED, JobsTable
+from .table import FINISHED, NOT_WAITING, JobsTable, job_expiry
 
 log = logging.getLogger(__name__)
+# Days S3 keeps a job's restored copy: the scan runs as soon as the restore completes; the
+# spare days cover the retries of a failing scan.
+RESTORE_DAYS = 3
 
 
 class ScanStep:
@@ -61,6 +69,9 @@ class ScanStep:
                     raise LogarchiveError(
                         f"{name}: the indexed version is gone ({error_code(exc)})"
                     ) from None
+                if error_code(exc) == "InvalidObjectState":
+                    cls = (exc.response.get("Error") or {}).get("StorageClass") or entry.storage_class
+                    return self._await_restore(msg, req, entry, str(cls), name)
                 raise  # throttling, access, network: the message comes back and is retried
             keyring: Keyring = keyring_factory()
             flt = make_filter(req.start, req.end, req.stream, req.grep)
@@ -88,6 +99,29 @@ class ScanStep:
             return "failed"
         self._done(job_id, archive_id, stats, result_key)
         return "done"
+
+    def _await_restore(self, msg: Scan, req: RetrievalRequest, entry: Entry, cls: str, name: str) -> str:
+        """Park the task, then ask for the restore of the indexed version (parked first: a
+        completion announced before the task waits would resume nothing). A restore S3 refuses
+        (or that cannot be asked) fails the task with its one line."""
+        job_id, archive_id = msg.job_id, msg.archive_id
+        if self.table.park_task(job_id, archive_id, job_expiry()) == NOT_WAITING:
+            telemetry.count("RetrievalScansRepeated")
+            return "already finished"
+        state = restores.ColdState(cls, restores.COLD)
+        try:
+            asked = restores.request_restore(
+                aws.client("s3"), entry.bucket, entry.key, state, req.restore_tier, RESTORE_DAYS,
+                version_id=entry.version_id, name=name,
+            )
+        except LogarchiveError as exc:
+            log.error("%s", exc)
+            self.table.resume_task(job_id, archive_id)
+            self._failed(job_id, archive_id, str(exc))
+            return "failed"
+        log.info("%s: in %s, restore %s (%s); job %s waits", name, cls, asked, req.restore_tier, job_id)
+        telemetry.count("RetrievalRestoresRequested")
+        return "restoring"
 
     def _done(self, job_id: str, archive_id: str, stats: ScanStats, result_key: str | None) -> None:
         counts = {

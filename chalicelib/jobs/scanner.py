@@ -19,7 +19,7 @@ from typing import BinaryIO
 
 from isal import isal_zlib
 
-from ..codec import unseal
+from ..codec import FAST_LEVEL, unseal
 from ..dockerlog import LineFilter
 from ..envelope import Envelope
 from ..keyring import Keyring
@@ -45,7 +45,7 @@ def make_filter(
 class MatchWriter:
     """A ``codec.Writable``: splits plaintext into lines and gzips the matching ones into ``out``."""
 
-    def __init__(self, out: BinaryIO, flt: LineFilter, *, level: int = 1) -> None:
+    def __init__(self, out: BinaryIO, flt: LineFilter, *, level: int = FAST_LEVEL) -> None:
         self._out = out
         self._flt = flt
         self._gz = isal_zlib.compressobj(level, isal_zlib.DEFLATED, GZIP_WBITS)

@@ -12,6 +12,7 @@ from typing import Any
 
 from .. import aws, telemetry
 from ..errors import LogarchiveError
+from ..index.schema import archive_id_of
 from ..index.store import IndexStore
 from ..keyring import Keyring
 from . import messages
@@ -19,7 +20,7 @@ from .messages import Plan, Scan
 from .planner import Planner
 from .request import RetrievalRequest
 from .scan_step import ScanStep
-from .table import EXISTS, JobsTable, Task
+from .table import EXISTS, RESUMED, JobsTable, Task
 
 
 class Jobs:
@@ -57,10 +58,12 @@ class Jobs:
         total, done, failed = (
             int(job.get(k, 0)) for k in ("archives_total", "archives_done", "archives_failed")
         )
+        restoring = int(job.get("archives_restoring", 0))
         if not job.get("planned"):
             return "planning"
         if done < total:
-            return "running"
+            # Every unfinished archive waits for S3 to restore it from cold storage.
+            return "restoring" if restoring and done + restoring >= total else "running"
         return "completed_with_errors" if failed else "succeeded"
 
     def presign(self, key: str, *, expires: int = 900) -> str:
@@ -69,6 +72,18 @@ class Jobs:
         )
 
     # -- worker side --------------------------------------------------------------
+    def restore_completed(self, key: str) -> int:
+        """S3 restored the archive under ``key``: resume every job waiting for it (its task
+        pending again, its scan sent). Safe to repeat: a scan of a task no longer pending
+        does nothing, and the wait item goes last. Returns how many tasks were resumed."""
+        archive_id = archive_id_of(key)
+        resumed = 0
+        for job_id in self.table.waiting_jobs(archive_id):
+            resumed += self.table.resume_task(job_id, archive_id) == RESUMED
+            messages.send(self.queue_url, [Scan(job_id, archive_id)])
+            self.table.forget_wait(job_id, archive_id)
+        return resumed
+
     def handle(self, body: str, keyring_factory: Callable[[], Keyring]) -> str:
         """Run one queue message (its JSON body); raises for a message to retry."""
         msg = messages.from_body(body)

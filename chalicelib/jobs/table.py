@@ -7,7 +7,13 @@ Jobs table (``pk`` HASH + ``sk`` RANGE, strings; TTL attribute ``expires_at``):
   ``archives_failed``, ``bytes_scanned`` (stored bytes read), ``plaintext_bytes``,
   ``lines_matched``, ``created_at``, ``expires_at``.
 - task item ``pk = job#<job_id>``, ``sk = task#<archive_id>``: ``status`` (``pending`` |
-  ``done`` | ``failed``), ``result_key``, ``lines_matched``, ``error`` (one line).
+  ``restoring`` | ``done`` | ``failed``), ``result_key``, ``lines_matched``, ``error`` (one line).
+- restore wait item ``pk = restore#<archive_id>``, ``sk = job#<job_id>``: a job whose task
+  waits for S3 to restore that archive from cold storage; ``expires_at`` as its job. When S3
+  announces the restore completed, the jobs are found by the archive alone (one query).
+
+A task parked for a restore (``pending -> restoring``, the job's ``archives_restoring`` + 1,
+the wait item) and resumed (``restoring -> pending``, - 1) are each one transaction too.
 
 Each task is created together with its count in one transaction, and finished (``pending ->
 done|failed``) together with the job's counters in another: a replayed message counts nothing
@@ -30,15 +36,19 @@ from ..awserrors import is_conditional_check_failed, is_transaction_canceled
 from ..index.store import from_item, to_item
 from .request import RetrievalRequest
 
+# Outlasts a Deep Archive Bulk restore (48 h) with days to spare for reading the results.
 JOB_TTL_DAYS = 7
 TXN_CHUNK = 50
 TASK_PREFIX = "task#"
+WAIT_PREFIX = "restore#"
 CREATED, EXISTS = "created", "exists"
 FINISHED, ALREADY_FINISHED = "finished", "already_finished"
+PARKED, RESUMED, NOT_WAITING = "parked", "resumed", "not_waiting"
 COUNTERS = (
     "archives_total",
     "archives_done",
     "archives_failed",
+    "archives_restoring",
     "bytes_scanned",
     "plaintext_bytes",
     "lines_matched",
@@ -78,8 +88,16 @@ def _task_key(job_id: str, archive_id: str) -> dict[str, Any]:
     return {"pk": {"S": _job_pk(job_id)}, "sk": {"S": f"{TASK_PREFIX}{archive_id}"}}
 
 
+def _wait_key(job_id: str, archive_id: str) -> dict[str, Any]:
+    return {"pk": {"S": f"{WAIT_PREFIX}{archive_id}"}, "sk": {"S": _job_pk(job_id)}}
+
+
 def _ser_value(v: Any) -> dict[str, Any]:
     return to_item({"v": v})["v"]
+
+
+def job_expiry() -> int:
+    return int(time.time()) + JOB_TTL_DAYS * 86400
 
 
 class JobsTable:
@@ -100,7 +118,7 @@ class JobsTable:
             "planned": False,
             **dict.fromkeys(COUNTERS, 0),
             "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "expires_at": int(time.time()) + JOB_TTL_DAYS * 86400,
+            "expires_at": job_expiry(),
         }
         try:
             self.ddb.put_item(
@@ -220,3 +238,51 @@ class JobsTable:
             }
         }
         return FINISHED if self._transact([update, self._count(job_id, **counts)]) else ALREADY_FINISHED
+
+    # -- restores ---------------------------------------------------------------------
+    def _move_task(self, job_id: str, archive_id: str, old: str, new: str) -> dict[str, Any]:
+        return {
+            "Update": {
+                "TableName": self.name,
+                "Key": _task_key(job_id, archive_id),
+                "ConditionExpression": "#status = :old",
+                "UpdateExpression": "SET #status = :new",
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": {":old": {"S": old}, ":new": {"S": new}},
+            }
+        }
+
+    def park_task(self, job_id: str, archive_id: str, expires_at: int) -> str:
+        """A pending task waits for its archive's restore: ``PARKED``, or ``NOT_WAITING`` (it
+        is no longer pending: another delivery of its scan got there first)."""
+        wait = {
+            "Put": {
+                "TableName": self.name,
+                "Item": to_item({**{k: v["S"] for k, v in _wait_key(job_id, archive_id).items()},
+                                 "job_id": job_id, "expires_at": expires_at}),
+            }
+        }
+        items = [self._move_task(job_id, archive_id, "pending", "restoring"),
+                 self._count(job_id, archives_restoring=1), wait]
+        return PARKED if self._transact(items) else NOT_WAITING
+
+    def resume_task(self, job_id: str, archive_id: str) -> str:
+        """A restoring task is pending again: ``RESUMED``, or ``NOT_WAITING`` (resumed before)."""
+        items = [self._move_task(job_id, archive_id, "restoring", "pending"),
+                 self._count(job_id, archives_restoring=-1)]
+        return RESUMED if self._transact(items) else NOT_WAITING
+
+    def waiting_jobs(self, archive_id: str) -> list[str]:
+        """The jobs waiting for this archive's restore."""
+        paginator = self.ddb.get_paginator("query")
+        jobs = []
+        for page in paginator.paginate(
+            TableName=self.name, ConsistentRead=True,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": f"{WAIT_PREFIX}{archive_id}"}},
+        ):
+            jobs += [from_item(i)["job_id"] for i in page.get("Items", [])]
+        return jobs
+
+    def forget_wait(self, job_id: str, archive_id: str) -> None:
+        self.ddb.delete_item(TableName=self.name, Key=_wait_key(job_id, archive_id))

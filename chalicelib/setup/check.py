@@ -16,7 +16,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from ..awserrors import NOT_FOUND, error_code, error_label
-from . import bucket_policy
+from . import bucket_policy, lifecycle
 
 SEED_VERSIONING_FIX = (
     "To enable S3 bucket versioning via the AWS Console, visit the Properties tab of your S3 "
@@ -33,6 +33,7 @@ class CheckResult:
     ok: bool
     detail: str
     fix: str = ""
+    warnings: tuple[str, ...] = ()
 
 
 def _region_of(location: str | None) -> str:
@@ -122,6 +123,18 @@ def check_policy(s3: Any, bucket: str, role_arn: str = "") -> CheckResult:
     return CheckResult("policy", False, f"the policy does not give {best[0]}: {'; '.join(best[1])}", fix)
 
 
+def check_lifecycle(s3: Any, bucket: str, stack: str = "", retention_days: int | None = None) -> CheckResult:
+    """The lifecycle rules that reach the stack's archives; their problems are warnings."""
+    report = lifecycle.review(
+        lifecycle.get_rules(s3, bucket), stack=stack, retention_days=retention_days,
+        lock_days=lifecycle.object_lock_days(s3, bucket),
+    )
+    scope = f"{stack}/shareable/" if stack else "archives"
+    detail = (f"rules reaching {scope}: " + "; ".join(report.touching) if report.touching
+              else f"no rule reaches {scope}: archives stay in their storage class for ever")
+    return CheckResult("lifecycle", True, detail, warnings=tuple(report.warnings))
+
+
 def run_checks(
     s3: Any,
     bucket: str,
@@ -130,6 +143,7 @@ def run_checks(
     role_arn: str = "",
     stack: str = "",
     sample: int = DEFAULT_SAMPLE,
+    retention_days: int | None = None,
 ) -> list[CheckResult]:
     """All checks; one that cannot run (access denied, no such bucket) fails with the cause."""
     checks: list[tuple[str, Callable[[], CheckResult]]] = [
@@ -137,6 +151,7 @@ def run_checks(
         ("region", lambda: check_region(s3, bucket, stack_region)),
         ("dedicated", lambda: check_dedicated(s3, bucket, stack, sample)),
         ("policy", lambda: check_policy(s3, bucket, role_arn)),
+        ("lifecycle", lambda: check_lifecycle(s3, bucket, stack, retention_days)),
     ]
     try:
         s3.head_bucket(Bucket=bucket)
@@ -155,7 +170,7 @@ def run_checks(
                     False,
                     f"cannot check: {error_label(exc)}",
                     "Run the check with credentials of the bucket's account that may read its "
-                    "versioning, location, object list and policy.",
+                    "versioning, location, object list, policy, lifecycle and Object Lock settings.",
                 )
             )
     return results

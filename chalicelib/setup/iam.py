@@ -138,6 +138,11 @@ def index_archive(res: StageResources) -> list[Statement]:
             _objects(res.archive_bucket, res.archive_prefix)),
         # index/store.py: a consistent GetItem of the head, then conditional PutItems.
         _st("Index", ["dynamodb:GetItem", "dynamodb:PutItem"], res.table_arn(res.index_table)),
+        # "Object Restore Completed": find the jobs waiting for the archive (Query), resume each
+        # task (a transaction of two updates), drop its wait item, send its scan.
+        _st("ResumeJobs", ["dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
+                           "dynamodb:ConditionCheckItem"], res.table_arn(res.jobs_table)),
+        _st("ResumeScans", ["sqs:SendMessage"], res.retrieval_queue.arn),
     ]
 
 
@@ -147,6 +152,8 @@ def retrieval_worker(res: StageResources) -> list[Statement]:
         _st("Retrievals", [*SQS_CONSUME, "sqs:SendMessage"], res.retrieval_queue.arn),
         _st("ReadArchives", ["s3:GetObject", "s3:GetObjectVersion"],
             _objects(res.archive_bucket, res.archive_prefix)),
+        # Archives a job finds in cold storage are restored (jobs/scan_step.py).
+        _st("RestoreArchives", ["s3:RestoreObject"], _objects(res.archive_bucket, res.archive_prefix)),
         _list("ListResults", res.results_bucket),
         _st("WriteResults", ["s3:PutObject", "s3:GetObject", *S3_MULTIPART],
             _objects(res.results_bucket, res.results_prefix)),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..codec import PRESETS
 from ..errors import LogarchiveError
 from ..settings import max_concurrency
 
@@ -102,6 +103,10 @@ class StageResources:
         mode = str(env.get("LOGARCHIVE_REPLICATION_MODE", "direct")).strip()
         if mode not in ("direct", "s3-replication"):
             raise DeploymentConfigError(f"stage {stage}: LOGARCHIVE_REPLICATION_MODE={mode!r}")
+        compression = str(env.get("LOGARCHIVE_COMPRESSION", "")).strip()
+        if compression and compression not in PRESETS:  # else every worker run would fail on it
+            raise DeploymentConfigError(
+                f"stage {stage}: LOGARCHIVE_COMPRESSION={compression!r} is not one of {', '.join(PRESETS)}")
         try:
             caps = {fn: max_concurrency(fn, env) for fn in ("archive_worker", "retrieval_worker")}
         except LogarchiveError as exc:

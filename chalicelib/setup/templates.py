@@ -171,7 +171,9 @@ def function_overrides(res: StageResources) -> dict[str, Any]:
             "Type": "CloudWatchEvent",
             "Properties": {"Pattern": {
                 "source": ["aws.s3"],
-                "detail-type": ["Object Created", "Object Deleted"],
+                # index/indexer.py INDEXER_EVENTS (the restore completion resumes retrieval jobs).
+                "detail-type": ["Object Created", "Object Deleted", "Object Storage Class Changed",
+                                "Object Restore Completed"],
                 "detail": {"bucket": {"name": [res.archive_bucket]}},
             }},
         }

@@ -1,8 +1,8 @@
 """Generate the archive-format test vectors in this folder (see docs/FORMAT.md, "Test vectors").
 
-Deterministic: every key and IV below is fixed, and the gzip stream is read from
-``plaintext.log.gz`` (gzip output depends on the compressor and its version, so the stored
-bytes *define* the vector; the script makes that file only if it is missing). Running the
+Deterministic: every key and IV below is fixed, and the gzip streams are read from
+``plaintext.log.gz`` and ``multimember.log.gz`` (gzip output depends on the compressor and its version, so the stored
+bytes *define* the vector; the script makes those files only if they are missing). Running the
 script again rewrites identical files. It imports nothing from ``chalicelib`` on purpose:
 it is a second, independent implementation of the format.
 
@@ -31,6 +31,7 @@ DATA_KEY = bytes(range(0x20, 0x40))  # 202122…3f
 WRAP_IV = bytes(range(0xA0, 0xAC))  # a0a1…ab: IV of the data-key wrapping
 CONTENT_IV = bytes(range(0xB0, 0xBC))  # b0b1…bb: IV of the content encryption
 LEGACY_IV = bytes(range(0xC0, 0xD0))  # c0c1…cf: 16-byte CBC IV of the legacy v1 vector
+MULTI_IV = bytes(range(0xD0, 0xDC))  # d0d1…db: content IV of the multi-member vector
 
 CEK_ALG = "AES/GCM/NoPadding"
 
@@ -59,10 +60,13 @@ def instruction_fields(envelope: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in envelope.items() if k != "x-amz-unencrypted-content-length"}
 
 
-def build(gz: bytes) -> dict[str, bytes]:
-    """All vector files, from the stored gzip stream."""
+def build(gz: bytes, multi: bytes) -> dict[str, bytes]:
+    """All vector files, from the stored gzip streams (single- and multi-member)."""
     if gzip.decompress(gz) != PLAINTEXT:
         raise SystemExit("plaintext.log.gz does not decompress to PLAINTEXT")
+    if gzip.decompress(multi) != PLAINTEXT:
+        raise SystemExit("multimember.log.gz does not decompress to PLAINTEXT")
+    multi_body = AESGCM(DATA_KEY).encrypt(MULTI_IV, multi, None)
     wrapped = wrap_gcm(MASTER_KEY, DATA_KEY, WRAP_IV)
     body = AESGCM(DATA_KEY).encrypt(CONTENT_IV, gz, None)  # ciphertext ‖ 16-byte tag
     envelope = {
@@ -109,6 +113,18 @@ def build(gz: bytes) -> dict[str, bytes]:
         "tag_hex": body[-16:].hex(),
         "s3_user_metadata": envelope,
         "s3_headers": {f"x-amz-meta-{k}": v for k, v in envelope.items()},
+        "multi_member": {
+            "about": "the same plaintext as three gzip members (RFC 1952 2.2), as codec.seal writes "
+                     "one member per 4 MiB; a reader that stops after the first member gets 2 lines of 5",
+            "gzip_file": "multimember.log.gz",
+            "gzip_bytes": len(multi),
+            "gzip_sha256": hashlib.sha256(multi).hexdigest(),
+            "member_plaintext_bytes": [len(m) for m in MEMBERS],
+            "object_file": "multimember.bin",
+            "content_iv_hex": MULTI_IV.hex(),
+            "s3_user_metadata": {**envelope, "x-amz-iv": b64(MULTI_IV),
+                                 "x-amz-unencrypted-content-length": str(len(multi))},
+        },
         "legacy_v1": {
             "object_file": "legacy-v1.bin",
             "iv_hex": LEGACY_IV.hex(),
@@ -123,6 +139,9 @@ def build(gz: bytes) -> dict[str, bytes]:
         # The instruction file exactly as chalicelib writes it (sorted keys, default separators),
         # without x-amz-unencrypted-content-length, which the S3EC instruction-file schema lacks.
         "object.bin.instruction": json.dumps(instruction_fields(envelope), sort_keys=True).encode(),
+        "multimember.bin": multi_body,
+        "multimember.bin.instruction": json.dumps(
+            instruction_fields({**envelope, "x-amz-iv": b64(MULTI_IV)}), sort_keys=True).encode(),
         "legacy-v1.bin": legacy_body,
         "legacy-v1.bin.instruction": json.dumps(instruction_fields(legacy_envelope), sort_keys=True).encode(),
         "vector.json": (json.dumps(vector, indent=2) + "\n").encode(),
@@ -138,9 +157,24 @@ def stored_gzip() -> bytes:
     return path.read_bytes()
 
 
+def _lines(data: bytes) -> list[bytes]:
+    return data.splitlines(keepends=True)
+
+
+# The multi-member vector's members: lines 1-2, 3-4 and 5 of PLAINTEXT.
+MEMBERS = [b"".join(_lines(PLAINTEXT)[0:2]), b"".join(_lines(PLAINTEXT)[2:4]), b"".join(_lines(PLAINTEXT)[4:])]
+
+
+def stored_multi_member() -> bytes:
+    path = HERE / "multimember.log.gz"
+    if not path.exists():
+        path.write_bytes(b"".join(gzip.compress(m, compresslevel=6, mtime=0) for m in MEMBERS))
+    return path.read_bytes()
+
+
 def main(argv: list[str]) -> int:
     check = "--check" in argv
-    files = build(stored_gzip())
+    files = build(stored_gzip(), stored_multi_member())
     differ = [n for n, data in files.items() if not (HERE / n).exists() or (HERE / n).read_bytes() != data]
     if check:
         for n in differ:
