@@ -39,6 +39,8 @@ NOT_RUNNABLE = {
         "a diagram",
     ("docs/OPERATIONS.md", "aws cloudformation deploy --template-file .chalice/infra-dev.json --stack-name "
                            "logarchive-dev-infra \\"): "deploys to AWS (aws, chalice deploy)",
+    ("docs/OPERATIONS.md", "logarchive setup lifecycle --bucket CUSTOMER_BUCKET --stack STACK --transition-days 30 \\"):
+        "placeholders: CUSTOMER_BUCKET, STACK",
     ("docs/RETRIEVAL.md", "export AWS_PROFILE=logs-reader             # any standard boto3 credential source works"):
         "a customer's AWS profile and bucket (acme-logs)",
     ("docs/RETRIEVAL.md", "logarchive logs-from-archive --api-url https://abc123.execute-api.eu-west-1.amazonaws.com"

@@ -59,8 +59,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     lp.add_argument("--stack", required=True, help="the rule covers <stack>/shareable/ only")
     lp.add_argument("--transition-days", type=int, required=True, metavar="N",
                     help="days after an archive's creation that it moves to --storage-class")
-    lp.add_argument("--storage-class", required=True, choices=lifecycle.STORAGE_CLASSES)
-    lp.add_argument("--expire-days", type=int, metavar="M", help="days after creation that archives expire")
+    lp.add_argument("--storage-class", required=True, choices=lifecycle.STORAGE_CLASSES,
+                    help="the class archives move to")
+    lp.add_argument("--expire-days", type=int, metavar="M",
+                    help="days after creation that archives expire (default: never)")
     lp.add_argument("--retention-days", type=int, metavar="R",
                     help="refuse an expiry before this (default: the bucket's Object Lock default)")
     lp.add_argument("--dry-run", action="store_true", help="print the configuration, change nothing")
