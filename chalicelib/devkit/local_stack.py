@@ -55,6 +55,14 @@ def create_queue(name: str = QUEUE) -> str:
     ]
 
 
+def create_token_secret(name: str) -> str:
+    """The secret that signs the API's page tokens, as a stage's template generates it."""
+    import secrets
+
+    boto3.client("secretsmanager").create_secret(Name=name, SecretString=secrets.token_urlsafe(48))
+    return name
+
+
 def write_stage(root: str | Path, env: dict[str, str], stage: str = "local") -> str:
     """Make ``root`` a project dir whose ``.chalice/config.json`` has one stage carrying ``env``."""
     root = Path(root)
@@ -230,8 +238,7 @@ def provision(
     )
     sqs.purge_queue(QueueUrl=urls["index-events"])  # moto's s3:TestEvent on configuration
     secrets = boto3.client("secretsmanager")
-    token = secrets.get_random_password(PasswordLength=48, ExcludePunctuation=True)["RandomPassword"]
-    secrets.create_secret(Name=stage.token_secret, SecretString=token)
+    token_secret = create_token_secret(stage.token_secret)
     env = {
         "LOGARCHIVE_STACK": stage.stack,
         "LOGARCHIVE_STAGING_BUCKET": b.staging,
@@ -243,9 +250,10 @@ def provision(
         "LOGARCHIVE_JOBS_TABLE": stage.table("jobs"),
         "LOGARCHIVE_RETRIEVAL_QUEUE_URL": urls["retrieval"],
         "LOGARCHIVE_RESULTS_BUCKET": stage.results_bucket,
-        # The API reads its token secret's value from the environment (a deployed stage puts
-        # the Secrets Manager secret's value there); the secret exists here as it does there.
-        "LOGARCHIVE_API_TOKEN_SECRET": token,
+        # Hook: today the API takes the page-token key itself from this variable, so it gets the
+        # secret's value; once the API reads the Secrets Manager secret the variable names, it
+        # gets ``token_secret`` (the name) instead.
+        "LOGARCHIVE_API_TOKEN_SECRET": secrets.get_secret_value(SecretId=token_secret)["SecretString"],
     }
     if keys_text is not None:
         secrets.create_secret(Name=stage.keys_secret, SecretString=keys_text)
