@@ -1,11 +1,16 @@
-"""The retrieval API on the embedded local AWS: tables, queue, a queue pump, and a demo.
+"""A whole stage on the embedded local AWS, the retrieval API included.
+
+``logarchive local up`` and ``make demo`` use :func:`running_stage`: :func:`provision` creates
+what a stage has (:class:`LocalStage` names it), :class:`LambdaPump` plays EventBridge and
+Lambda's SQS event sources for ``index_archive`` and ``retrieval_worker``, and
+:func:`api_server` serves the REST API on chalice's local server (no IAM authorization).
 
 ``python -m chalicelib.devkit.local_stack`` asks the API the issue's question end to end on a fresh
 local AWS: sample archives are sealed into the archive bucket, indexed by the ``index_archive``
 Lambda, a retrieval is posted to ``POST /retrievals``, the ``retrieval_worker`` Lambda drains
 the queue (this module plays Lambda's SQS event source), and the lines come back from the
 presigned result URLs. Handlers run through ``chalice.test.Client`` (a dev dependency), over
-the same HTTP endpoints the tests use. ``make demo`` can call :func:`ask` the same way.
+the same HTTP endpoints the tests use.
 """
 
 from __future__ import annotations
