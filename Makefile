@@ -39,8 +39,8 @@ clean:
 	rm -rf $(VENV) .pytest_cache
 
 # Deployment (docs/OPERATIONS.md). `make package STAGE=prod` builds build/prod/sam.json and
-# its deployment.zip; it downloads requirements.txt for Lambda from PyPI unless
-# PIP_NO_INDEX=1 PIP_FIND_LINKS=<wheelhouse> point pip at a local wheelhouse.
+# its deployment.zip with bytecode for the runtime (chalicelib/setup/package.py); it downloads
+# requirements.txt for Lambda from PyPI unless WHEELHOUSE=<dir> points pip at local wheels.
 STAGE ?= dev
 
 deployment-files: $(STAMP)
@@ -49,6 +49,7 @@ deployment-files: $(STAMP)
 package: $(STAMP)
 	$(BIN)/python -m chalicelib.cli setup deployment-files --check
 	rm -rf build/$(STAGE)
-	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(BIN)/chalice package --stage $(STAGE) \
-		--merge-template .chalice/merge-template-$(STAGE).json build/$(STAGE)
+	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(BIN)/python -m chalicelib.setup.package \
+		--stage $(STAGE) --merge-template .chalice/merge-template-$(STAGE).json \
+		$(if $(WHEELHOUSE),--wheelhouse $(WHEELHOUSE)) build/$(STAGE)
 	$(BIN)/cfn-lint build/$(STAGE)/sam.json

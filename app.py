@@ -1,6 +1,5 @@
 """The Chalice app: handlers wired to chalicelib, no logic here."""
 
-import os
 
 from chalice import Chalice, ConvertToMiddleware, Cron
 
@@ -25,10 +24,13 @@ app.register_middleware(telemetry.count_request, "http")
 telemetry.adopt_package_logs()
 
 
-def _queue_name(env_var: str, default: str) -> str:
-    # Chalice loads the stage's environment before importing app.py: each stage subscribes
-    # to its own queues (logarchive-<stage>-…); the bare names are the local defaults.
-    return os.environ.get(env_var, default).rstrip("/").rsplit("/", 1)[-1]
+# Chalice loads the stage's environment before importing app.py: each stage subscribes to its
+# own queues (logarchive-<stage>-…); the bare names are the local defaults.
+_stage = settings.Settings.from_env()
+
+
+def _queue_name(url: str, default: str) -> str:
+    return (url or default).rstrip("/").rsplit("/", 1)[-1]
 
 
 @app.route("/health", methods=["GET"])
@@ -42,7 +44,7 @@ def archive_scheduler(event):
 
 
 @app.on_sqs_message(
-    queue=_queue_name("LOGARCHIVE_WORK_QUEUE_URL", WORK_QUEUE_NAME), batch_size=10, name="archive_worker",
+    queue=_queue_name(_stage.work_queue_url, WORK_QUEUE_NAME), batch_size=10, name="archive_worker",
     maximum_concurrency=settings.max_concurrency("archive_worker"),
 )
 def archive_worker(event):
@@ -67,7 +69,7 @@ index_archive.event_class = S3OrEventBridgeEvent
 
 
 @app.on_sqs_message(
-    queue=_queue_name("LOGARCHIVE_RETRIEVAL_QUEUE_URL", "logarchive-retrieval"), batch_size=10,
+    queue=_queue_name(_stage.retrieval_queue_url, "logarchive-retrieval"), batch_size=10,
     maximum_concurrency=settings.max_concurrency("retrieval_worker"),
 )
 def retrieval_worker(event):

@@ -1,4 +1,4 @@
-"""Index and retrieval benchmark (issue 5).
+"""Index and retrieval benchmark.
 
 Part 1, the index: a deterministic year of archives for one stack (busy, normal and quiet
 apps, databases and endpoints), 1,000,000 archives by default. For a set of questions (one

@@ -61,8 +61,8 @@ def main() -> None:
             out = io.BytesIO()
             res = codec.seal(io.BytesIO(data), out, ring)
             k = layout.ArchiveKey(stack="bench", key_id=key.key_id, kind="apps", resource_id="1", service_id="1",
-                                  container_id=f"{n:02x}" * 32, start=layout.parse_time("2022-08-24T00:00:00"),
-                                  end=layout.parse_time("2022-08-24T23:59:59")).key()
+                                  container_id=f"{n:02x}" * 32, start=layout.parse_key_time("2022-08-24T00:00:00"),
+                                  end=layout.parse_key_time("2022-08-24T23:59:59")).key()
             s3.put_object(Bucket="bench-logs", Key=k, Body=out.getvalue(), Metadata=res.envelope.to_fields())
             raw_total += len(data)
             gz_total += res.gzip_bytes

@@ -1,4 +1,4 @@
-"""Benchmark of ``logarchive ship`` (issue 3): a big rotated log, against plain boto3.
+"""Benchmark of ``logarchive ship``: a big rotated log, against plain boto3.
 
 In the same run, against the same endpoint:
   1. boto3 ``upload_file`` of the file (s3transfer defaults: 8 MiB parts, 10 threads);

@@ -363,14 +363,14 @@ def unseal(
     keyring: Keyring,
     *,
     name: str,
-    key_hint: str | None = None,
+    key_id: str | None = None,
     decompress: bool = False,
 ) -> UnsealResult:
     """Decrypt (and optionally gunzip) into ``dst``; raises unless the tag verifies.
 
     ``dst`` must be a temporary sink: on any exception its content is not to be used.
     """
-    data_key = keyring.unwrap(envelope, name=name, key_hint=key_hint)
+    data_key = keyring.unwrap(envelope, name=name, key_id=key_id)
     if envelope.legacy:
         return _unseal_cbc(chunks, dst, envelope, data_key, name=name, decompress=decompress)
     decryptor = Cipher(algorithms.AES(data_key), modes.GCM(envelope.iv)).decryptor()

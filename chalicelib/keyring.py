@@ -38,7 +38,7 @@ def key_id_of(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
 
 
-def kms_key_component(kms_key_id: str) -> str:
+def key_id_of_kms(kms_key_id: str) -> str:
     """What stands in the ``<key_sha256>`` path component for KMS-wrapped objects."""
     return hashlib.sha256(kms_key_id.encode()).hexdigest()
 
@@ -191,10 +191,10 @@ class Keyring:
         return bool(self.kms_key_id or self._keys)
 
     @property
-    def encrypting_component(self) -> str:
+    def encrypting_key_id(self) -> str:
         """The ``<key_sha256>`` path component for objects this ring encrypts."""
         if self.kms_key_id:
-            return kms_key_component(self.kms_key_id)
+            return key_id_of_kms(self.kms_key_id)
         if not self._keys:
             raise LogarchiveError("no encryption key configured")
         return self._keys[0].key_id
@@ -228,10 +228,10 @@ class Keyring:
         return WrappedKey(WRAP_AES_GCM, iv + sealed, "{}"), data_key
 
     # -- unwrap -------------------------------------------------------------
-    def unwrap(self, env: Envelope, *, name: str, key_hint: str | None = None) -> bytes:
-        """The data key of ``env``. ``key_hint`` is the key id from the object's path."""
+    def unwrap(self, env: Envelope, *, name: str, key_id: str | None = None) -> bytes:
+        """The data key of ``env``. ``key_id`` is the key id from the object's path."""
         if env.legacy:
-            return self._unwrap_legacy(env, name=name, key_hint=key_hint)
+            return self._unwrap_legacy(env, name=name, key_id=key_id)
         if env.wrap_alg == WRAP_KMS_CONTEXT:
             return self._unwrap_kms(env, name=name)
         if env.wrap_alg != WRAP_AES_GCM:
@@ -239,31 +239,31 @@ class Keyring:
         blob = env.encrypted_key
         if len(blob) != 12 + KEY_BYTES + 16:
             raise KeyNotFoundError(f"{name}: wrapped data key has {len(blob)} bytes, expected 60")
-        for master in self._candidates(key_hint):
+        for master in self._candidates(key_id):
             try:
                 key = AESGCM(master.raw).decrypt(blob[:12], blob[12:], env.cek_alg.encode())
             except InvalidTag:
                 continue
             if len(key) == KEY_BYTES:
                 return key
-        raise KeyNotFoundError(self._missing_key_message(name, key_hint))
+        raise KeyNotFoundError(self._missing_key_message(name, key_id))
 
-    def _candidates(self, key_hint: str | None) -> list[MasterKey]:
-        if key_hint and key_hint in self._by_id:
-            hinted = self._by_id[key_hint]
+    def _candidates(self, key_id: str | None) -> list[MasterKey]:
+        if key_id and key_id in self._by_id:
+            hinted = self._by_id[key_id]
             return [hinted] + [k for k in self._keys if k is not hinted]
         return list(self._keys)
 
-    def _missing_key_message(self, name: str, key_hint: str | None) -> str:
+    def _missing_key_message(self, name: str, key_id: str | None) -> str:
         have = ", ".join(k.key_id[:12] for k in self._keys) or "none"
-        if key_hint and key_hint in self._by_id:
+        if key_id and key_id in self._by_id:
             # The path names a key we hold, yet it does not unwrap: not a missing key.
             return (
-                f"{name}: the key with id {key_hint} does not unwrap its data key "
+                f"{name}: the key with id {key_id} does not unwrap its data key "
                 "(wrong key for this object, or a damaged x-amz-key-v2)"
             )
-        if key_hint:
-            return f"{name}: needs the key with id {key_hint}; keys given: {have}"
+        if key_id:
+            return f"{name}: needs the key with id {key_id}; keys given: {have}"
         return f"{name}: none of the keys given unwraps its data key; keys given: {have}"
 
     def _unwrap_kms(self, env: Envelope, *, name: str) -> bytes:
@@ -282,14 +282,14 @@ class Keyring:
             raise KeyNotFoundError(f"{name}: KMS could not unwrap the data key ({code})") from None
         return resp["Plaintext"]
 
-    def _unwrap_legacy(self, env: Envelope, *, name: str, key_hint: str | None) -> bytes:
+    def _unwrap_legacy(self, env: Envelope, *, name: str, key_id: str | None) -> bytes:
         """v1 envelopes: data key wrapped with AES/ECB/PKCS5Padding (unauthenticated)."""
         if not self.allow_legacy:
             raise UnsupportedFormatError(
                 f"{name}: legacy AES/CBC object (x-amz-key, no authentication tag); "
                 "re-run with --allow-legacy-cbc to read it anyway"
             )
-        for master in self._candidates(key_hint):
+        for master in self._candidates(key_id):
             dec = Cipher(algorithms.AES(master.raw), modes.ECB()).decryptor()
             padded = dec.update(env.encrypted_key) + dec.finalize()
             pad = padded[-1] if padded else 0
@@ -297,4 +297,4 @@ class Keyring:
                 key = padded[:-pad]
                 if len(key) == KEY_BYTES:
                     return key
-        raise KeyNotFoundError(self._missing_key_message(name, key_hint))
+        raise KeyNotFoundError(self._missing_key_message(name, key_id))

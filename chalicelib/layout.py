@@ -40,7 +40,7 @@ def format_time(t: datetime) -> str:
     return t.astimezone(UTC).strftime(TIME_FORMAT)
 
 
-def parse_time(text: str) -> datetime:
+def parse_key_time(text: str) -> datetime:
     return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=UTC)
 
 
@@ -139,7 +139,7 @@ def parse(key: str) -> ArchiveKey:
                 stack=stack, key_id=key_id, kind=kind, resource_id=rid,
                 container_id=m["cid"], service_id=service_id,
                 rotation=int(m["rot"]) if m["rot"] else None,
-                start=parse_time(m["start"]), end=parse_time(m["end"]), schema="v3",
+                start=parse_key_time(m["start"]), end=parse_key_time(m["end"]), schema="v3",
             )
         m = _V2_FILE.match(name)
         if not m:

@@ -24,6 +24,8 @@ from chalicelib import aws
 from chalicelib.codec import unseal
 from chalicelib.envelope import Envelope
 from chalicelib.keyring import Keyring, MasterKey
+from chalicelib.sqs_pump import pump
+from chalicelib.staged import staged_metadata
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:  # app.py lives at the project root
@@ -57,27 +59,12 @@ def contract_metadata(data: bytes, *, cid: str, segment: int, encoding: str = "i
     span.feed(data)
     span.close()
 
-    def fmt(t: datetime | None) -> str:
-        return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if t else ""
-
-    meta = {
-        "logarchive-stack": "teststack",
-        "logarchive-host": "host-1",
-        "logarchive-container-id": cid,
-        "logarchive-container-name": "web.1",
-        "logarchive-kind": "apps",
-        "logarchive-resource-id": "42",
-        "logarchive-service-id": "7",
-        "logarchive-segment": str(segment),
-        "logarchive-rotation": "1",
-        "logarchive-byte-start": "0",
-        "logarchive-byte-end": str(len(data)),
-        "logarchive-first-time": fmt(span.first),
-        "logarchive-last-time": fmt(span.last),
-        "logarchive-lines": str(span.lines),
-        "logarchive-sha256": hashlib.sha256(staged if staged is not None else data).hexdigest(),
-        "logarchive-encoding": encoding,
-    }
+    meta = staged_metadata(
+        stack="teststack", host="host-1", container_id=cid, container_name="web.1", kind="apps",
+        resource_id="42", service_id="7", segment=segment, rotation=1, byte_start=0, byte_end=len(data),
+        first=span.first, last=span.last, lines=span.lines,
+        sha256=hashlib.sha256(staged if staged is not None else data).hexdigest(), encoding=encoding,
+    )
     meta.update(overrides)
     return {k: v for k, v in meta.items() if v is not None}
 
@@ -163,39 +150,18 @@ class Crash(BaseException):
 
 
 def deliver(client: Any, queue_url: str, *, rounds: int = 1) -> int:
-    """Lambda's SQS event source: batches of 10 to archive_worker, successes deleted,
-    failures (and a crashed invocation's whole batch) visible again. Returns deliveries."""
-    sqs = boto3.client("sqs")
-    deliveries = 0
-    for _ in range(rounds):
-        seen: set[str] = set()
-        while True:
-            msgs = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10,
-                                       VisibilityTimeout=300).get("Messages", [])
-            for m in msgs:
-                if m["MessageId"] in seen:  # its redelivery belongs to the next round
-                    sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"],
-                                                  VisibilityTimeout=0)
-            msgs = [m for m in msgs if m["MessageId"] not in seen]
-            if not msgs:
-                break
-            seen.update(m["MessageId"] for m in msgs)
-            deliveries += len(msgs)
-            event = sqs_event(client, [m["Body"] for m in msgs], [m["MessageId"] for m in msgs])
-            try:
-                failed = {f["itemIdentifier"]
-                          for f in client.lambda_.invoke("archive_worker", event).payload["batchItemFailures"]}
-            except (Crash, ClientError, ReadTimeoutError):
-                failed = {m["MessageId"] for m in msgs}
-            for m in msgs:
-                if m["MessageId"] in failed:
-                    sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"],
-                                                  VisibilityTimeout=0)
-                else:
-                    sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
-        if not seen:
-            break
-    return deliveries
+    """Lambda's SQS event source (``sqs_pump``): batches of 10 to archive_worker, successes
+    deleted, failures (and a crashed invocation's whole batch) visible again. Returns deliveries."""
+
+    def invoke(records: list[dict]) -> list[str]:
+        event = sqs_event(client, [r["body"] for r in records], [r["messageId"] for r in records])
+        try:
+            return [f["itemIdentifier"]
+                    for f in client.lambda_.invoke("archive_worker", event).payload["batchItemFailures"]]
+        except (Crash, ClientError, ReadTimeoutError):
+            return [r["messageId"] for r in records]
+
+    return pump(boto3.client("sqs"), queue_url, invoke, attempts=rounds).deliveries
 
 
 # -- faults ------------------------------------------------------------------------------------
@@ -306,10 +272,10 @@ def decrypt(s3: Any, bucket: str, key: str, keyring: Keyring) -> bytes:
     return out.getvalue()
 
 
-def archived(s3: Any, bucket: str, keyring: Keyring) -> dict[str, bytes]:
+def archived(s3: Any, bucket: str, keyring: Keyring, *, stack: str = "teststack") -> dict[str, bytes]:
     """Every object under the stack's archive prefix, decrypted."""
     out = {}
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="teststack/"):
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{stack}/"):
         for obj in page.get("Contents", []):
             out[obj["Key"]] = decrypt(s3, bucket, obj["Key"], keyring)
     return out

@@ -26,6 +26,7 @@ from archiver_support import (
 from emf import totals
 
 from chalicelib import layout
+from chalicelib.sqs_pump import pump
 
 
 @pytest.fixture
@@ -39,15 +40,9 @@ def client(tmp_path, env):
 
 
 def drain_bodies(queue_url):
-    sqs = boto3.client("sqs")
     bodies = []
-    while True:
-        msgs = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
-        if not msgs:
-            return bodies
-        for m in msgs:
-            bodies.append(m["Body"])
-            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
+    pump(boto3.client("sqs"), queue_url, lambda records: bodies.extend(r["body"] for r in records) or [])
+    return bodies
 
 
 def test_schedule_and_archive_end_to_end(buckets, env, client, capsys):
@@ -296,7 +291,7 @@ def test_scheduler_sweeps_abandoned_uploads(buckets, env, client):
 
 
 def test_kms_wrapped_archives(buckets, env, client, monkeypatch):
-    from chalicelib.keyring import Keyring, kms_key_component
+    from chalicelib.keyring import Keyring, key_id_of_kms
 
     kms_key = boto3.client("kms").create_key()["KeyMetadata"]["Arn"]
     monkeypatch.setenv("LOGARCHIVE_KMS_KEY_ID", kms_key)
@@ -308,5 +303,5 @@ def test_kms_wrapped_archives(buckets, env, client, monkeypatch):
     ring = Keyring(kms_key_id=kms_key)
     assert_converged(buckets, ring, staged, destinations=(buckets.customer,))
     key = next(iter(archived(s3, buckets.archive, ring)))
-    assert layout.parse(key).key_id == kms_key_component(kms_key)
+    assert layout.parse(key).key_id == key_id_of_kms(kms_key)
     assert s3.head_object(Bucket=buckets.archive, Key=key)["Metadata"]["x-amz-wrap-alg"] == "kms+context"

@@ -105,7 +105,7 @@ def test_botocore_info_lines_only_with_verbose(moto_endpoint) -> None:
 ])
 def test_one_time_syntax_reads_dates_and_rfc3339(text, expected) -> None:
     assert times.parse_time(text) == expected
-    assert params.parse_time("start", text) == expected
+    assert params.parse_instant("start", text) == expected
 
 
 @pytest.mark.parametrize("text", ["yesterday", "2022-01-01T12:00", "2022-01-01T12:00:00.5Z", "2022-1-1T00:00:00Z",
@@ -114,7 +114,7 @@ def test_one_time_syntax_refuses_the_rest(text) -> None:
     with pytest.raises(times.TimeSyntaxError):
         times.parse_time(text)
     with pytest.raises(params.ParamError):
-        params.parse_time("start", text)
+        params.parse_instant("start", text)
 
 
 def test_index_query_and_logs_from_archive_take_the_same_times(aws_endpoint, capsys) -> None:

@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from chalicelib.errors import LogarchiveError
+from chalicelib.settings import ReplicationMode, Settings
 from chalicelib.setup import iam, templates
 from chalicelib.setup.resources import FUNCTIONS, DeploymentConfigError, StageResources
 
@@ -92,11 +94,13 @@ def test_secret_and_parameter_arns() -> None:
     ({"LOGARCHIVE_WORK_QUEUE_URL": "logarchive-work"}, "not an SQS queue URL"),
     ({"LOGARCHIVE_INDEX_TABLE": ""}, "LOGARCHIVE_INDEX_TABLE is not set"),
     ({"LOGARCHIVE_REPLICATION_MODE": "both"}, "LOGARCHIVE_REPLICATION_MODE"),
-    ({"LOGARCHIVE_COMPRESSION": "zstd"}, "LOGARCHIVE_COMPRESSION='zstd' is not one of fast, default, small"),
+    ({"LOGARCHIVE_COMPRESSION": "zstd"}, "LOGARCHIVE_COMPRESSION: compression 'zstd' is not one of fast, default, small"),
     ({"LOGARCHIVE_RETRIEVAL_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/r"},
      "different accounts or regions"),
     ({"LOGARCHIVE_ARCHIVE_MAX_CONCURRENCY": "1"}, "LOGARCHIVE_ARCHIVE_MAX_CONCURRENCY must be .* 2 to 1000"),
     ({"LOGARCHIVE_RETRIEVAL_MAX_CONCURRENCY": "ten"}, "LOGARCHIVE_RETRIEVAL_MAX_CONCURRENCY"),
+    # read by the Lambdas' own reader (Settings.from_env): refused at deploy time, not at run time
+    ({"LOGARCHIVE_WORKER_RESERVE_MS": "soon"}, "stage t: .LOGARCHIVE_WORKER_RESERVE_MS must be a number"),
 ])
 def test_bad_settings_are_refused(change: dict, message: str) -> None:
     with pytest.raises(DeploymentConfigError, match=message):
@@ -109,3 +113,17 @@ def test_worker_concurrency_caps_default_to_docs_scaling_and_follow_the_stage() 
     res = StageResources.from_env("t", {**ENV, "LOGARCHIVE_ARCHIVE_MAX_CONCURRENCY": "40",
                                         "LOGARCHIVE_RETRIEVAL_MAX_CONCURRENCY": " 8 "})
     assert (res.archive_max_concurrency, res.retrieval_max_concurrency) == (40, 8)
+
+
+def test_the_stage_is_read_as_the_lambdas_read_it() -> None:
+    # One reader: the deploy-time view and the Lambdas' Settings agree field by field.
+    env = {**ENV, "LOGARCHIVE_REPLICATE_TO": " a , b,", "LOGARCHIVE_REPLICATION_MODE": "s3-replication",
+           "LOGARCHIVE_STAGING_PREFIX": " staged/ "}
+    res, s = StageResources.from_env("t", env), Settings.from_env(env)
+    assert (res.replicate_to, res.staging_prefix, res.results_prefix) == (("a", "b"), "staged/", "retrievals/")
+    assert (res.replicate_to, res.staging_prefix, res.results_prefix) == (s.replicate_to, s.staging_prefix,
+                                                                         s.results_prefix)
+    assert res.replication_mode is s.replication_mode is ReplicationMode.S3_REPLICATION
+    assert res.direct_destinations == s.direct_destinations == ()
+    with pytest.raises(LogarchiveError, match=r"^\$LOGARCHIVE_REPLICATION_MODE must be one of direct, s3-"):
+        Settings.from_env({**env, "LOGARCHIVE_REPLICATION_MODE": "both"})

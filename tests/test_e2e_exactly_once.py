@@ -40,8 +40,8 @@ from pathlib import Path
 import boto3
 
 from chalicelib import layout
-from chalicelib.archiver.staged import ARCHIVED_PREFIX
 from chalicelib.keyring import MasterKey
+from chalicelib.staged import ARCHIVED_PREFIX
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK, HOST, PREFIX = "teststack", "host-1", "staged"

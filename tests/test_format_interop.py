@@ -18,7 +18,7 @@ import pytest
 
 from chalicelib.codec import seal, unseal
 from chalicelib.envelope import Envelope
-from chalicelib.keyring import Keyring, kms_key_component
+from chalicelib.keyring import Keyring, key_id_of_kms
 
 s3_encryption = pytest.importorskip("s3_encryption")
 from s3_encryption import S3EncryptionClient, S3EncryptionClientConfig  # noqa: E402
@@ -90,8 +90,8 @@ def test_we_read_the_official_clients_v2_object(buckets, kms_key: str) -> None:
     assert out.getvalue() == DATA
 
 
-def test_kms_key_component_is_sha256_of_configured_id(kms_key: str) -> None:
+def test_kms_key_id_is_sha256_of_configured_id(kms_key: str) -> None:
     import hashlib
 
     ring = Keyring(kms_key_id=kms_key)
-    assert ring.encrypting_component == kms_key_component(kms_key) == hashlib.sha256(kms_key.encode()).hexdigest()
+    assert ring.encrypting_key_id == key_id_of_kms(kms_key) == hashlib.sha256(kms_key.encode()).hexdigest()

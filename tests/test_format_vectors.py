@@ -52,7 +52,7 @@ def test_chalicelib_unseals_vector(decompress: bool) -> None:
     ring = Keyring([MasterKey(MASTER)])
     out = io.BytesIO()
     result = unseal(io.BytesIO(BODY), out, env, ring, name="object.bin",
-                    key_hint=VECTOR["key_id"], decompress=decompress)
+                    key_id=VECTOR["key_id"], decompress=decompress)
     assert out.getvalue() == (PLAINTEXT if decompress else GZ)
     assert (result.ciphertext_bytes, result.gzip_bytes) == (len(BODY), len(GZ))
 

@@ -23,6 +23,7 @@ from chalicelib import aws
 from chalicelib.cli import main
 from chalicelib.index import IndexStore, Selector, archive_id_of
 from chalicelib.keyring import MasterKey
+from chalicelib.sqs_pump import pump
 
 MASTER = MasterKey(b"\x01" * 32)
 
@@ -285,11 +286,15 @@ def test_real_s3_notifications_from_the_local_s3(env) -> None:
 
     def deliver() -> list[str]:
         outcomes = []
-        for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
-            event = json.loads(m["Body"])
-            if "Records" in event:  # skip the s3:TestEvent
-                outcomes += client.lambda_.invoke("index_archive", event).payload["outcomes"]
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+
+        def index(records: list[dict]) -> list[str]:
+            for r in records:
+                event = json.loads(r["body"])
+                if "Records" in event:  # skip the s3:TestEvent
+                    outcomes.extend(client.lambda_.invoke("index_archive", event).payload["outcomes"])
+            return []
+
+        pump(sqs, url, index)
         return outcomes
 
     deliver()

@@ -5,11 +5,10 @@ Lambda platform, so the project is packaged from a copy whose requirements.txt i
 (the template does not depend on it; docs/OPERATIONS.md says how a release is built).
 No AWS credentials: ``chalice package`` needs only a region.
 
-Data-driven over what app.py defines: functions absent from the app (handlers still being
-written on other branches) have their merge-template overrides dropped, and every check
-runs over the functions, events, queues, roles and routes the template actually has.
-Each stage is also packaged with ``packaging_contract_app.py`` in place of app.py: the
-decorator shapes the merge template expects, so that every override is exercised.
+app.py must define every function of the deployment (``setup.resources.FUNCTIONS``) with
+the decorator shapes the merge template expects (docs/OPERATIONS.md, "What app.py must
+keep"), so that every override of the merge template is exercised; the checks run over the
+functions, events, queues, roles and routes the template has.
 """
 
 from __future__ import annotations
@@ -63,34 +62,17 @@ def _package(project: Path, stage: str, out: Path, merge: Path | None = None) ->
     return json.loads((out / "sam.json").read_text())
 
 
-def prune_absent_functions(merge: dict[str, Any], present: set[str]) -> tuple[dict[str, Any], list[str]]:
-    """Drop overrides of functions the app does not define (they would be typeless stubs)."""
-    known = {cfn_name(fn) for fn in FUNCTIONS}
-    dropped = sorted(name for name in merge["Resources"] if name in known and name not in present)
-    merge = {**merge, "Resources": {k: v for k, v in merge["Resources"].items() if k not in dropped}}
-    return merge, dropped
-
-
-APPS = {"app": ROOT / "app.py", "contract": ROOT / "tests" / "packaging_contract_app.py"}
-
-
-@pytest.fixture(scope="module", params=[(s, a) for a in APPS for s in STAGES], ids="-".join)
+@pytest.fixture(scope="module", params=STAGES)
 def packaged(request, tmp_path_factory) -> dict[str, Any]:
-    stage, app = request.param
-    base = tmp_path_factory.mktemp(f"pkg-{stage}-{app}")
+    stage = request.param
+    base = tmp_path_factory.mktemp(f"pkg-{stage}")
     (base / "project").mkdir()
-    project = _copy_project(base / "project", APPS[app])
+    project = _copy_project(base / "project", ROOT / "app.py")
     plain = _package(project, stage, base / "plain")
     present = {k for k, v in plain["Resources"].items() if v["Type"] == FUNCTION_TYPE}
-    merge = json.loads((ROOT / ".chalice" / f"merge-template-{stage}.json").read_text())
-    merge, dropped = prune_absent_functions(merge, present)
-    merge_path = base / "merge.json"
-    merge_path.write_text(json.dumps(merge))
-    template = _package(project, stage, base / "out", merge_path)
-    if app == "contract":
-        assert dropped == [], dropped
-    elif dropped:
-        print(f"\n[{stage}] app.py defines no {', '.join(dropped)} yet: their overrides were not merged")
+    # An override of a function app.py lacks would become a typeless stub in the template.
+    assert sorted({cfn_name(fn) for fn in FUNCTIONS} - present) == []
+    template = _package(project, stage, base / "out", ROOT / ".chalice" / f"merge-template-{stage}.json")
     return {"stage": stage, "template": template, "dir": base / "out", "project": project,
             "config": deployment.load_config(ROOT)}
 
@@ -135,7 +117,7 @@ def test_every_function_is_known_and_configured(packaged) -> None:
         settings = config["lambda_functions"][by_cfn[name]]
         assert props["MemorySize"] == settings["lambda_memory_size"]
         assert props["Timeout"] == settings["lambda_timeout"]
-        assert props["FunctionName"] == f"logarchive-{stage}-{by_cfn[name]}"
+        assert props["FunctionName"] == deployment.stage_resources(config, stage).function_name(by_cfn[name])
         assert props["Tracing"] == "Active"
         policy = deployment.iam.function_policy(deployment.stage_resources(config, stage), by_cfn[name])
         role = t["Resources"][props["Role"]["Fn::GetAtt"][0]]
@@ -281,3 +263,50 @@ def test_chalice_deploy_preflight(packaged) -> None:
     assert proc.returncode == 0, proc.stderr
     stage = packaged["stage"]
     assert f"archive_worker policy-{stage}-archive_worker.json" in proc.stdout
+
+
+# Chalice's own naming (chalice.deploy.appgraph, what `chalice deploy` creates): every
+# function's name, role and policy file, read from the models Chalice builds for the stage.
+DEPLOY_NAMES = """
+import json, sys
+from chalice.cli.factory import CLIFactory
+from chalice.deploy import models
+from chalice.deploy.appgraph import ApplicationGraphBuilder, DependencyBuilder
+config = CLIFactory(sys.argv[1]).create_config_obj(chalice_stage_name=sys.argv[2])
+graph = ApplicationGraphBuilder().build(config, sys.argv[2])
+print(json.dumps({r.resource_name: {"function": r.function_name, "policy": r.role.policy.filename}
+                  for r in DependencyBuilder().build_dependencies(graph)
+                  if isinstance(r, models.LambdaFunction)}))
+"""
+
+
+def _log_grant(policy: dict[str, Any]) -> list[str]:
+    """The log groups a policy lets its function write to, without the ``:*`` stream suffix."""
+    groups = set()
+    for st in policy["Statement"]:
+        if "logs:PutLogEvents" in st["Action"]:
+            for arn in st["Resource"]:
+                groups.add(arn.removesuffix(":*").split(":log-group:", 1)[1])
+    return sorted(groups)
+
+
+def test_log_grants_match_the_function_names_chalice_deploy_creates(packaged) -> None:
+    proc = subprocess.run([sys.executable, "-c", DEPLOY_NAMES, str(packaged["project"]), packaged["stage"]],
+                          env=_env(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    deployed = json.loads(proc.stdout)
+    assert sorted(deployed) == sorted(FUNCTIONS)
+    for fn, names in deployed.items():
+        policy = json.loads(Path(packaged["project"], names["policy"]).read_text())
+        assert _log_grant(policy) == [f"/aws/lambda/{names['function']}"], fn
+
+
+def test_log_grants_match_the_function_names_chalice_package_creates(packaged) -> None:
+    t = packaged["template"]
+    for name, fn in _functions(t).items():
+        # Without a FunctionName, CloudFormation would make one up and no grant could match it.
+        function_name = fn["Properties"].get("FunctionName")
+        assert function_name, f"{name} has no FunctionName"
+        role = t["Resources"][fn["Properties"]["Role"]["Fn::GetAtt"][0]]
+        policy = role["Properties"]["Policies"][0]["PolicyDocument"]
+        assert _log_grant(policy) == [f"/aws/lambda/{function_name}"], name

@@ -20,7 +20,7 @@ from s3_encryption.materials.keyring import S3Keyring
 from s3_encryption.materials.kms_keyring import KmsKeyring
 from s3_encryption.materials.materials import AlgorithmSuite, CommitmentPolicy
 
-from chalicelib.keyring import Keyring, MasterKey, kms_key_component
+from chalicelib.keyring import Keyring, MasterKey, key_id_of_kms
 
 CEK_ALG = b"AES/GCM/NoPadding"
 
@@ -92,7 +92,7 @@ def _rel(key: str) -> str:
 def test_s3ec_kms_objects_found_and_decrypted_by_logs_from_archive(buckets, kms_arn, capsys, tmp_path) -> None:
     client = s3ec(KmsKeyring(kms_client=boto3.client("kms"), kms_key_id=kms_arn))
     (s, e), data = _sample(1)
-    key = archive_key("apps", "70", "7a" * 32, s, e, kms_key_component(kms_arn))
+    key = archive_key("apps", "70", "7a" * 32, s, e, key_id_of_kms(kms_arn))
     gz = gzip.compress(data)
     client.put_object(Bucket=buckets.customer, Key=key, Body=gz)
     meta = boto3.client("s3").head_object(Bucket=buckets.customer, Key=key)["Metadata"]
@@ -142,8 +142,8 @@ def test_s3ec_raw_aes_objects_are_mislabelled_kms_by_that_client(buckets, capsys
 def test_our_kms_objects_decrypted_by_s3ec(buckets, kms_arn) -> None:
     ring = Keyring(kms_key_id=kms_arn, kms_client_factory=lambda: boto3.client("kms"))
     (s, e), data = _sample(3)
-    key = archive_key("apps", "70", "7c" * 32, s, e, ring.encrypting_component)
-    assert ring.encrypting_component == kms_key_component(kms_arn)
+    key = archive_key("apps", "70", "7c" * 32, s, e, ring.encrypting_key_id)
+    assert ring.encrypting_key_id == key_id_of_kms(kms_arn)
     put_archive(boto3.client("s3"), buckets.customer, key, data, ring)
     client = s3ec(KmsKeyring(kms_client=boto3.client("kms"), kms_key_id=kms_arn))
     body = client.get_object(Bucket=buckets.customer, Key=key)["Body"].read()

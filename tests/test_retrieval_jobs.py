@@ -12,6 +12,7 @@ from helpers_index import JOBS_TABLE, docker_line, pump, put_archive, result_lin
 
 from chalicelib import aws
 from chalicelib.keyring import MasterKey
+from chalicelib.sqs_pump import records
 
 MASTER = MasterKey(b"\x03" * 32)
 pytestmark = pytest.mark.filterwarnings("ignore:IAMAuthorizer is not a supported in local mode")
@@ -107,10 +108,7 @@ def test_replayed_messages_count_nothing_twice(stack, capsys) -> None:
         msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0).get("Messages", [])
         if not msgs:
             break
-        payload = client.lambda_.invoke("retrieval_worker", {"Records": [
-            {"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
-             "attributes": {}, "messageAttributes": {}, "eventSource": "aws:sqs",
-             "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q", "awsRegion": "us-east-1"} for m in msgs]}).payload
+        payload = client.lambda_.invoke("retrieval_worker", {"Records": records(sqs, url, msgs)}).payload
         assert payload == {"batchItemFailures": []}
     pump(client, url)  # the same messages again (never deleted above) plus the fan-out
     body = json.loads(client.http.get(f"/retrievals/{job_id}").body)

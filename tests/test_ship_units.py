@@ -12,9 +12,10 @@ from chalicelib.dockerlog import TimeSpan
 from chalicelib.errors import LogarchiveError
 from chalicelib.shipper.config import parse_duration, parse_size
 from chalicelib.shipper.identity import HEAD_MAX, GzipIncomplete, iter_range, read_head
-from chalicelib.shipper.segment import GZIP, IDENTITY, LineStats, Staged, measure
+from chalicelib.shipper.segment import LineStats, Staged, measure
 from chalicelib.shipper.state import State
 from chalicelib.shipper.upload import Staging, ascii_value
+from chalicelib.staged import GZIP, IDENTITY
 
 
 @pytest.mark.parametrize("seed", range(40))

@@ -38,7 +38,7 @@ def reject_unknown(params: dict[str, Any], allowed: set[str]) -> None:
         raise ParamError(f"unknown parameter(s): {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
 
 
-def parse_time(name: str, value: Any) -> datetime:
+def parse_instant(name: str, value: Any) -> datetime:
     """The one time syntax of the CLI and the API (``chalicelib.times``)."""
     try:
         return times.parse_time(value)
@@ -75,7 +75,7 @@ def parse_selector(params: dict[str, Any], stack: str) -> Selector:
 def parse_range(params: dict[str, Any], *, max_range: timedelta | None = None) -> tuple[datetime, datetime]:
     if params.get("start") is None or params.get("end") is None:
         raise ParamError("start and end are required")
-    start, end = parse_time("start", params["start"]), parse_time("end", params["end"])
+    start, end = parse_instant("start", params["start"]), parse_instant("end", params["end"])
     if end <= start:
         raise ParamError("end must be after start")
     if max_range is not None and end - start > max_range:

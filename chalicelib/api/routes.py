@@ -18,7 +18,7 @@ from ..index.handlers import index_store
 from ..index.store import Position
 from ..jobs.handlers import jobs as job_store
 from ..jobs.table import COUNTERS
-from ..settings import Settings
+from ..settings import Settings, require
 from . import params as P
 from . import tokens
 
@@ -106,9 +106,7 @@ def get_archive(archive_id: str) -> Any:
     P.reject_unknown(_query(), set())
     archive_id = P.parse_archive_id(archive_id)
     s = Settings.from_env()
-    if not s.stack:
-        raise LogarchiveError("LOGARCHIVE_STACK is not set")
-    entry = index_store(s).get(s.stack, archive_id)
+    entry = index_store(s).get(require(s.stack, "LOGARCHIVE_STACK"), archive_id)
     in_scope = entry is not None and entry.key.startswith(f"{s.stack}/shareable/") and (
         not s.archive_bucket or entry.bucket == s.archive_bucket
     )

@@ -18,9 +18,10 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import time
 from typing import Any
+
+from ..settings import Settings
 
 log = logging.getLogger(__name__)
 SECRET_ENV = "LOGARCHIVE_API_TOKEN_SECRET"
@@ -34,13 +35,14 @@ class TokenError(ValueError):
 
 def _secret() -> bytes:
     global _warned
-    value = os.environ.get(SECRET_ENV, "")
+    s = Settings.from_env()
+    value = s.api_token_secret
     if value:
         return value.encode()
     if not _warned:
         log.warning("%s is not set: pagination tokens are bound to their query but not secret", SECRET_ENV)
         _warned = True
-    seed = "|".join(os.environ.get(n, "") for n in ("LOGARCHIVE_INDEX_TABLE", "LOGARCHIVE_STACK"))
+    seed = f"{s.index_table}|{s.stack}"
     return hashlib.sha256(f"logarchive-token|{seed}".encode()).digest()
 
 

@@ -1,10 +1,12 @@
-"""The hourly archiving: scheduler and worker Lambdas (issue 4), and their local twin.
+"""The hourly archiving: scheduler and worker Lambdas, and their local twin.
 
-Modules: ``staged`` (the shipper's contract), ``messages`` (work items), ``scheduler`` (list and
-fan out), ``lease`` (in-flight marks), ``worker`` (one staged object → verified archive
-object), ``batch`` (SQS batches, remaining time), ``s3io`` (repeatable S3 operations),
-``quarantine``, ``replication`` (direct / s3-replication), ``prefetch`` (read-ahead),
-``handlers`` (what app.py calls). Powertools telemetry is app-wide: ``chalicelib.telemetry``.
+Modules: ``messages`` (work items), ``scheduler`` (list and fan out), ``lease`` (in-flight
+marks), ``worker`` (one staged object → verified archive object), ``batch`` (SQS batches,
+remaining time), ``metadata`` (the archive object's metadata), ``s3io`` (repeatable S3
+operations), ``quarantine``, ``replication`` (direct / s3-replication), ``prefetch``
+(read-ahead), ``service`` (``build``: the archiver wired, for the Lambdas and ``logarchive
+archive``), ``handlers`` (what app.py calls). The shipper's contract is ``chalicelib.staged``;
+Powertools telemetry is app-wide: ``chalicelib.telemetry``.
 
 Exactly once, and why conditional writes rather than Powertools Idempotency
 --------------------------------------------------------------------------

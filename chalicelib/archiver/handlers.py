@@ -5,31 +5,19 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from .. import aws
 from ..settings import Settings
-from . import scheduler
-from .batch import handle_batch
-from .lease import Leases
-from .worker import Worker
+from .service import build
 
 
 def run_scheduler(context: Any, settings: Settings | None = None) -> dict:
     settings = settings or Settings.from_env()
-    leases = None
-    if settings.idempotency_table:
-        leases = Leases(aws.client("dynamodb"), settings.idempotency_table, settings.schedule_lease_seconds)
 
     def keep_going() -> bool:
         return context is None or context.get_remaining_time_in_millis() > settings.worker_reserve_ms
 
-    report = scheduler.run(
-        settings, scheduler.SqsSender(aws.client("sqs"), settings.work_queue_url),
-        s3=aws.client("s3"), leases=leases, keep_going=keep_going,
-    )
-    return asdict(report)
+    return asdict(build(settings).schedule(keep_going=keep_going))
 
 
 def run_worker(records: list[dict], context: Any, settings: Settings | None = None) -> dict:
     settings = settings or Settings.from_env()
-    worker = Worker(settings, settings.keyring())
-    return handle_batch(records, context, worker)
+    return build(settings, settings.keyring()).handle(records, context)

@@ -8,18 +8,14 @@ builds the metadata here too, so the names cannot drift apart.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from ..codec import SealResult
+from ..staged import fmt_time  # the staged and the archive object's times share one format
 
 # What the body is, for whoever fetches the object without logarchive (``aws s3 cp``): the
 # ``.gz`` name notwithstanding, it is ciphertext.
 CONTENT = "gzip, then S3EC v2 AES-GCM"
-
-
-def fmt_time(t: datetime) -> str:
-    """RFC 3339 UTC with microseconds: string order is time order."""
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def ascii_value(text: str, limit: int = 256) -> str:

@@ -16,9 +16,9 @@ from typing import Any
 from urllib.parse import quote
 
 from ..errors import LogarchiveError
+from ..staged import QUARANTINE_PREFIX
 from . import s3io
 from .messages import Job
-from .staged import QUARANTINE_PREFIX
 
 log = logging.getLogger(__name__)
 COPY_LIMIT = 5 * 1024**3  # CopyObject's single-request limit

@@ -29,8 +29,8 @@ from typing import Any, BinaryIO
 from ..awserrors import error_label, is_precondition_failed
 from ..errors import LogarchiveError
 from ..settings import Settings
+from ..staged import PENDING_PREFIX
 from . import s3io
-from .staged import PENDING_PREFIX
 
 log = logging.getLogger(__name__)
 

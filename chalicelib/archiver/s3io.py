@@ -22,7 +22,7 @@ from botocore.exceptions import ClientError
 from ..awserrors import is_not_found, is_precondition_failed
 from ..envelope import TAG_BYTES, Envelope
 from ..errors import LogarchiveError
-from .staged import ARCHIVED_META, archived_marker
+from ..staged import archived_marker, archived_marker_metadata
 
 log = logging.getLogger(__name__)
 MIN_PART = 5 * 1024 * 1024
@@ -163,10 +163,8 @@ def find_version(s3: Any, bucket: str, key: str, etag: str) -> str | None:
 def mark_archived(s3: Any, bucket: str, staged_key: str, *, archive_key: str, sha256: str | None) -> None:
     """Leave ``archived/<staged key>`` (empty, the archive key in its metadata) before the staged
     version goes. A plain PUT: a repeat writes the same bytes and metadata (idempotent)."""
-    meta = {ARCHIVED_META: archive_key}
-    if sha256:
-        meta["logarchive-sha256"] = sha256  # the staged segment's checksum, which the shipper knows
-    s3.put_object(Bucket=bucket, Key=archived_marker(staged_key), Body=b"", Metadata=meta)
+    s3.put_object(Bucket=bucket, Key=archived_marker(staged_key), Body=b"",
+                  Metadata=archived_marker_metadata(archive_key, sha256))
 
 
 def delete_exact(s3: Any, bucket: str, key: str, *, version_id: str | None, etag: str) -> None:

@@ -16,11 +16,12 @@ from typing import Any, Protocol
 
 from .. import telemetry
 from ..awserrors import error_label
+from ..settings import ReplicationMode
+from ..staged import is_reserved
 from . import s3io
 from .lease import Leases
 from .messages import Job
 from .replication import ReplicationReport, check_pending
-from .staged import is_reserved
 
 log = logging.getLogger(__name__)
 ABANDONED_UPLOAD_AGE = timedelta(days=1)
@@ -100,7 +101,7 @@ def run(
 ) -> ScheduleReport:
     now = now or datetime.now(UTC)
     report = ScheduleReport()
-    destinations = settings.replicate_to if settings.replication_mode == "direct" else ()
+    destinations = settings.direct_destinations
     for bucket in (settings.archive_bucket, *destinations):
         try:
             report.aborted_uploads += s3io.abort_uploads(s3, bucket, older_than=ABANDONED_UPLOAD_AGE)
@@ -142,7 +143,7 @@ def run(
             if len(pending) >= 10:
                 flush()
     flush()
-    if settings.replication_mode == "s3-replication":
+    if settings.replication_mode == ReplicationMode.S3_REPLICATION:
         report.replication = check_pending(s3, settings, now=now, tmpdir=tmpdir, keep_going=keep_going)
     telemetry.count("StagedObjects", report.listed)
     telemetry.count("ObjectsScheduled", report.scheduled)

@@ -33,14 +33,14 @@ from ..dockerlog import TimeSpan
 from ..errors import IntegrityError, LogarchiveError
 from ..keyring import Keyring
 from ..layout import ArchiveKey
-from ..settings import Settings
+from ..settings import ReplicationMode, Settings
+from ..staged import StagedMeta, fmt_time
 from . import s3io
 from .messages import Job
-from .metadata import archive_metadata, ascii_value, fmt_time
+from .metadata import archive_metadata, ascii_value
 from .prefetch import read_ahead
 from .quarantine import quarantine
 from .replication import mark_pending, replicate_file, replicate_object
-from .staged import StagedMeta
 
 log = logging.getLogger(__name__)
 MAX_VARIANTS = 100
@@ -175,12 +175,12 @@ class Worker:
             if span.untimed_lines:
                 warnings.append(f"{span.untimed_lines} of {span.lines} lines have no time (kept byte-exact)")
             base = ArchiveKey(
-                stack=stack, key_id=self.keyring.encrypting_component, kind=meta.kind,
+                stack=stack, key_id=self.keyring.encrypting_key_id, kind=meta.kind,
                 resource_id=meta.resource_id, service_id=meta.service_id, container_id=meta.container_id,
                 rotation=meta.segment, start=first, end=last,
             )
             metadata = archive_metadata(
-                sealed, key_id=self.keyring.encrypting_component, first=first, last=last, lines=span.lines,
+                sealed, key_id=self.keyring.encrypting_key_id, first=first, last=last, lines=span.lines,
                 host=meta.host, container_name=meta.container_name, segment=meta.segment, source=job.key,
             )
             key, created = self._place(base, meta.segment or 0, fh, sealed.ciphertext_bytes, metadata)
@@ -263,7 +263,7 @@ class Worker:
 
     def _replicate(self, key: str, created: bool, fh: BinaryIO, size: int, metadata: dict[str, str]) -> None:
         s = self.settings
-        if s.replication_mode == "s3-replication":
+        if s.replication_mode == ReplicationMode.S3_REPLICATION:
             mark_pending(self.s3, s, key)
             return
         if not s.replicate_to:

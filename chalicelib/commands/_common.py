@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from ..codec import DEFAULT_COMPRESSION, PRESETS
 from ..keyring import KEYS_ENV, Keyring, gather_keys
@@ -63,19 +64,20 @@ def add_key_options(p: argparse.ArgumentParser, *, encrypt: bool = False) -> Non
         )
 
 
-def keyring_from_args(args: argparse.Namespace) -> Keyring:
-    """The key ring of the key options, KMS through the command's endpoint and region."""
-    keys = gather_keys(inline=args.decryption_keys, files=args.key_files)
-    endpoint, region = getattr(args, "endpoint_url", None), getattr(args, "region", None)
+def _kms_client(args: argparse.Namespace) -> Any:  # boto3 loads only when a KMS key is used
+    from .. import aws
 
-    def kms_client():  # boto3 loads only when a KMS key is used (seal starts without it)
-        from .. import aws
+    return aws.client("kms", endpoint_url=getattr(args, "endpoint_url", None),
+                      region=getattr(args, "region", None))
 
-        return aws.client("kms", endpoint_url=endpoint, region=region)
 
+def keyring_from_args(args: argparse.Namespace, *, kms_key_id: str | None = None) -> Keyring:
+    """The key ring of every command: the keys of ``add_key_options`` (and ``$LOGARCHIVE_KEYS``),
+    ``kms_key_id`` (default: ``--kms-key-id``) to encrypt with KMS; KMS is reached through the
+    command's endpoint and region."""
     return Keyring(
-        keys,
-        kms_key_id=getattr(args, "kms_key_id", None) or None,
+        gather_keys(inline=args.decryption_keys, files=args.key_files),
+        kms_key_id=kms_key_id or getattr(args, "kms_key_id", None) or None,
         allow_legacy=getattr(args, "allow_legacy_cbc", False),
-        kms_client_factory=kms_client,
+        kms_client_factory=lambda: _kms_client(args),
     )

@@ -1,9 +1,10 @@
 """``logarchive archive --once``: the Lambdas' scheduler and worker code, run locally.
 
-The scheduler lists the staging prefix and produces the same work items; they reach the same
-``handle_batch`` either in process (default) or through an SQS queue (``--queue-url``), which
-this command then drains the way Lambda's event source mapping does (delete what succeeded,
-make the rest visible again). Rounds repeat while items fail, up to ``--attempts``.
+The archiver is wired as the Lambdas wire it (``archiver.service.build``). The scheduler lists
+the staging prefix and produces the same work items; they reach the same worker either in
+process (default) or through an SQS queue (``--queue-url``), which this command then drains
+with ``sqs_pump``, the way Lambda's event source mapping does (delete what succeeded, make the
+rest visible again). Rounds repeat while items fail, up to ``--attempts``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 from .. import aws
 from ..errors import LogarchiveError, UsageError
-from ..settings import Settings
+from ..settings import ReplicationMode, Settings
 from ._common import add_compression_option, add_endpoint_options, add_key_options, keyring_from_args
 
 
@@ -27,10 +28,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--archive-bucket", required=True, metavar="NAME", help="the versioned archive bucket")
     p.add_argument("--replicate-to", nargs="+", default=[], metavar="BUCKET",
                    help="customer bucket(s) to copy each archive to (default: none)")
-    p.add_argument("--replication-mode", choices=("direct", "s3-replication"), default="direct",
+    p.add_argument("--replication-mode", choices=[m.value for m in ReplicationMode],
+                   default=ReplicationMode.DIRECT.value,
                    help="direct: the worker copies; s3-replication: S3 Replication does (default: direct)")
-    p.add_argument("--stack", default=os.environ.get("LOGARCHIVE_STACK", ""),
-                   help="stack in archive keys (default: $LOGARCHIVE_STACK)")
+    p.add_argument("--stack", help="stack in archive keys (default: $LOGARCHIVE_STACK)")
     p.add_argument("--queue-url", help="hand work over through this SQS queue (default: in process)")
     p.add_argument("--table", help="idempotency table for the scheduler's in-flight leases (default: none)")
     p.add_argument("--attempts", type=int, default=3, help="deliveries of a failing item (default 3)")
@@ -49,9 +50,9 @@ def parse_s3_url(url: str) -> tuple[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     from ..archiver import scheduler
-    from ..archiver.batch import handle_batch
-    from ..archiver.lease import Leases
-    from ..archiver.worker import Outcome, Status, Worker
+    from ..archiver.service import build
+    from ..archiver.worker import Outcome, Status
+    from ..sqs_pump import pump
     from ..telemetry import metrics
 
     if args.endpoint_url:
@@ -60,40 +61,42 @@ def run(args: argparse.Namespace) -> int:
         os.environ["AWS_DEFAULT_REGION"] = args.region
     aws.reset_clients()
     bucket, prefix = parse_s3_url(args.staging)
-    env_settings = Settings.from_env()
+    env = Settings.from_env()
     settings = replace(
-        env_settings, compression=args.compression or env_settings.compression,
-        stack=args.stack, staging_bucket=bucket, staging_prefix=prefix,
+        env, compression=args.compression or env.compression,
+        stack=args.stack or env.stack, staging_bucket=bucket, staging_prefix=prefix,
         archive_bucket=args.archive_bucket, replicate_to=tuple(args.replicate_to),
-        replication_mode=args.replication_mode, work_queue_url=args.queue_url or "",
+        replication_mode=ReplicationMode(args.replication_mode), work_queue_url=args.queue_url or "",
         idempotency_table=args.table or "",
     )
     keyring = keyring_from_args(args)
     if not keyring.can_encrypt:
         raise UsageError("no master key: give --key-file, --kms-key-id or set $LOGARCHIVE_KEYS")
-    s3, sqs = aws.client("s3"), aws.client("sqs")
-    leases = None
-    if args.table:
-        leases = Leases(aws.client("dynamodb"), args.table, settings.schedule_lease_seconds)
-    worker = Worker(settings, keyring)
+    archiver = build(settings, keyring)
     outcomes: list[Outcome] = []
-    sender: Any = scheduler.SqsSender(sqs, args.queue_url) if args.queue_url else scheduler.ListSender()
-    report = scheduler.run(settings, sender, s3=s3, leases=leases)
+    sender: Any = None if args.queue_url else scheduler.ListSender()
+    report = archiver.schedule(sender)
     attempts = max(1, args.attempts)
     bodies = [] if args.queue_url else sender.bodies
     bar = _progress(bodies, outcomes) if sys.stderr.isatty() else None
+
+    def failures(records: list[dict]) -> list[str]:
+        return [f["itemIdentifier"] for f in archiver.handle(records, None, outcomes)["batchItemFailures"]]
+
     if args.queue_url:
-        failed = _drain_queue(sqs, args.queue_url, worker, outcomes, handle_batch, attempts)
+        # Lambda's event source, played here: a message that failed ``attempts`` times stays
+        # hidden in the queue for the rest of this run (a redrive policy would move it to the DLQ).
+        failed = len(pump(archiver.sqs, args.queue_url, failures, attempts=attempts, visibility_timeout=900,
+                          release_failed=False).failed)
     else:
         records = [{"messageId": str(i), "body": b} for i, b in enumerate(bodies)]
         for _ in range(attempts):  # what SQS redelivery does, in process
             retry = []
             for i in range(0, len(records), 10):
                 batch = records[i:i + 10]
-                result = handle_batch(batch, None, worker, outcomes)
+                bad = set(failures(batch))
                 if bar is not None:
                     bar.advance()
-                bad = {f["itemIdentifier"] for f in result["batchItemFailures"]}
                 retry.extend(r for r in batch if r["messageId"] in bad)
             records = retry
             if not records:
@@ -141,36 +144,3 @@ class _Progress:
 
 def _progress(bodies: list[str], outcomes: list[Any]) -> _Progress | None:
     return _Progress(bodies, outcomes) if bodies else None
-
-
-def _drain_queue(sqs: Any, url: str, worker: Any, outcomes: list, handle_batch: Any, attempts: int) -> int:
-    """What Lambda's SQS event source does: batches in, successes deleted, failures visible again.
-
-    A message that failed ``attempts`` times is left in the queue (where a redrive policy would
-    move it to the dead-letter queue) and counted as failed.
-    """
-    tries: dict[str, int] = {}
-    given_up: set[str] = set()
-    while True:
-        resp = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0,
-                                   VisibilityTimeout=900)
-        messages = [m for m in resp.get("Messages", []) if m["MessageId"] not in given_up]
-        if not messages:
-            return len(given_up)
-        records = [{"messageId": m["MessageId"], "body": m["Body"], "receiptHandle": m["ReceiptHandle"]}
-                   for m in messages]
-        result = handle_batch(records, None, worker, outcomes)
-        bad = {f["itemIdentifier"] for f in result["batchItemFailures"]}
-        done = [r for r in records if r["messageId"] not in bad]
-        if done:
-            sqs.delete_message_batch(QueueUrl=url, Entries=[
-                {"Id": str(i), "ReceiptHandle": r["receiptHandle"]} for i, r in enumerate(done)])
-        for r in records:
-            if r["messageId"] not in bad:
-                continue
-            tries[r["messageId"]] = tries.get(r["messageId"], 0) + 1
-            if tries[r["messageId"]] >= attempts:
-                given_up.add(r["messageId"])  # stays invisible: this run will not see it again
-            else:
-                sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=r["receiptHandle"],
-                                              VisibilityTimeout=0)

@@ -72,16 +72,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     more.add_argument("--decompress", action="store_true", help="write the logs uncompressed (.jsonl)")
     more.add_argument("--format", dest="fmt", choices=retrieval.FORMATS,
                       help="jsonl: the original lines; text: only their log text; either implies "
-                           "--decompress "
-                      "(default: the archive's gzip as is)")
+                      "--decompress (default: the archive's gzip as is)")
     more.add_argument("--jobs", type=int, default=4, metavar="N", help="parallel downloads (default 4)")
     more.add_argument("--verify-only", action="store_true",
                       help="check every matching archive's authentication tag; write no plaintext")
     where.add_argument("--api-url", metavar="URL",
                       help="search the retrieval API's index and download through its presigned URLs "
-                      "(SigV4-signed; needs an id and a time range); decryption stays local (this or "
-                      "--bucket "
-                       "is required)")
+                      "(SigV4-signed; needs an id and a time range); decryption stays local "
+                      "(this or --bucket is required)")
     cold = p.add_argument_group(
         "archives in cold storage (GLACIER, DEEP_ARCHIVE, Intelligent-Tiering's archive tiers)")
     cold.add_argument("--restore", action="store_true",

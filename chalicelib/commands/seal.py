@@ -82,7 +82,7 @@ def run_seal(args: argparse.Namespace) -> int:
             src.close()
     print(
         f"sealed {args.input}: {result.plaintext_bytes} bytes -> {result.ciphertext_bytes} "
-        f"(compression {result.compression}, key {ring.encrypting_component[:12]}…, "
+        f"(compression {result.compression}, key {ring.encrypting_key_id[:12]}…, "
         f"envelope in {args.output}{envelope.INSTRUCTION_SUFFIX})",
         file=sys.stderr,
     )

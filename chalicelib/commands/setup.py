@@ -12,7 +12,8 @@ import boto3
 from .. import aws
 from ..awserrors import error_label
 from ..errors import LogarchiveError, UsageError
-from ..setup import bucket_policy, check, deployment, lifecycle, post_deploy, replication
+from ..setup import bucket_policy, check, deployment, lifecycle, post_deploy, replication, teardown
+from ..setup.resources import deployed_function_name
 from ._common import add_endpoint_options
 
 ROLE_ENV = "LOGARCHIVE_REPLICATION_ROLE_ARN"
@@ -82,6 +83,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     ep.add_argument("--app-name", default="logarchive", help="the Chalice app name (default: logarchive)")
     add_endpoint_options(ep)
     ep.set_defaults(func=run_post_deploy)
+
+    tp = ssub.add_parser("teardown",
+                         help="remove what `chalice deploy` made for a stage (after a failed deploy)")
+    tp.add_argument("--stage", required=True)
+    tp.add_argument("--app-name", default="logarchive")
+    tp.add_argument("--dry-run", action="store_true", help="show what would be removed, remove nothing")
+    tp.add_argument("--yes", action="store_true", help="remove without asking")
+    add_endpoint_options(tp)
+    tp.set_defaults(func=run_teardown)
 
 
 def run_bucket_policy(args: argparse.Namespace) -> int:
@@ -188,7 +198,7 @@ def run_post_deploy(args: argparse.Namespace) -> int:
     client = aws.client("lambda", endpoint_url=args.endpoint_url, region=args.region)
     missing = []
     for fn in post_deploy.SQS_FUNCTIONS:
-        name = f"{args.app_name}-{args.stage}-{fn}"
+        name = deployed_function_name(args.app_name, args.stage, fn)
         found = post_deploy.enable_partial_batch_responses(client, name)
         if not found:
             missing.append(name)
@@ -200,3 +210,36 @@ def run_post_deploy(args: argparse.Namespace) -> int:
     for name in missing:
         print(f"logarchive: error: {name} has no SQS event source (deployed?)", file=sys.stderr)
     return 1 if missing else 0
+
+
+def run_teardown(args: argparse.Namespace) -> int:
+    clients = {name: aws.client(name, endpoint_url=args.endpoint_url, region=args.region)
+               for name in ("lambda", "iam", "events", "apigateway", "cloudformation")}
+    inv = teardown.find(clients, args.app_name, args.stage)
+    for what, why in inv.kept:
+        print(f"kept: {what}: {why}")
+    if not inv.remove:
+        print(f"nothing of {args.app_name} stage {args.stage} to remove")
+        return 0
+    print(f"{args.app_name} stage {args.stage}, made by `chalice deploy` "
+          f"({len(inv.remove)}, in removal order):")
+    for found in inv.remove:
+        print(f"  {found}")
+    print("Buckets, tables, queues, secrets, parameters, keys and CloudFormation stacks "
+          "are left as they are.")
+    if args.dry_run:
+        return 0
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise LogarchiveError("teardown: not removing without --yes (standard input is not a terminal)")
+        if input(f"Type the stage name ({args.stage}) to remove these: ").strip() != args.stage:
+            print("nothing removed")
+            return 1
+    failed = 0
+    for found, error in teardown.remove_all(clients, inv.remove):
+        if error:
+            failed += 1
+            print(f"logarchive: error: {found.kind} {found.id}: {error}", file=sys.stderr)
+        else:
+            print(f"removed {found.kind} {found.id}")
+    return 1 if failed else 0

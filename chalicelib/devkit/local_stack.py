@@ -35,6 +35,7 @@ from typing import Any
 import boto3
 
 from .. import aws
+from ..sqs_pump import pump
 from .local_aws import StackBuckets
 
 INDEX_TABLE = "logarchive-index"
@@ -84,58 +85,20 @@ def write_stage(root: str | Path, env: dict[str, str], stage: str = "local") -> 
     return str(root)
 
 
-def deliver(
-    invoke: Callable[[str, dict], Any], function: str, queue_url: str, msgs: list[dict]
-) -> dict[str, Any]:
-    """Hand received SQS messages to ``function`` as Lambda's event source does: one batch event;
-    delete what succeeded, make the failed visible again. Returns the function's answer."""
-    sqs = aws.client("sqs")
-    arn = "arn:aws:sqs:us-east-1:123456789012:" + queue_url.rsplit("/", 1)[-1]
-    event = {
-        "Records": [
-            {
-                "messageId": m["MessageId"],
-                "receiptHandle": m["ReceiptHandle"],
-                "body": m["Body"],
-                "attributes": {"ApproximateReceiveCount": (m.get("Attributes") or {}).get(
-                    "ApproximateReceiveCount", "1")},
-                "messageAttributes": {},
-                "md5OfBody": m["MD5OfBody"],
-                "eventSource": "aws:sqs",
-                "eventSourceARN": arn,
-                "awsRegion": "us-east-1",
-            }
-            for m in msgs
-        ]
-    }
-    payload = invoke(function, event) or {}
-    failed = {f["itemIdentifier"] for f in payload.get("batchItemFailures", [])}
-    for m in msgs:
-        if m["MessageId"] in failed:
-            sqs.change_message_visibility(
-                QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0
-            )
-        else:
-            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
-    return payload
-
-
 def drain(
     client: Any, queue_url: str, *, function: str = "retrieval_worker", max_rounds: int = 200
 ) -> list[dict]:
-    """Play Lambda's SQS event source until the queue is empty (``client``: ``chalice.test.Client``)."""
-    sqs = boto3.client("sqs")
+    """Play Lambda's SQS event source (``sqs_pump``) for ``function``; its response payloads."""
     payloads = []
-    for _ in range(max_rounds):
-        msgs = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=60).get(
-            "Messages", []
-        )
-        if not msgs:
-            return payloads
-        payloads.append(
-            deliver(lambda fn, ev: client.lambda_.invoke(fn, ev).payload, function, queue_url, msgs)
-        )
-    raise RuntimeError(f"queue {queue_url} did not drain in {max_rounds} rounds")
+
+    def invoke(records: list[dict]) -> list[str]:
+        payload = client.lambda_.invoke(function, {"Records": records}).payload
+        payloads.append(payload)
+        return [f["itemIdentifier"] for f in payload.get("batchItemFailures", [])]
+
+    if pump(boto3.client("sqs"), queue_url, invoke, attempts=max_rounds, visibility_timeout=60).failed:
+        raise RuntimeError(f"queue {queue_url} did not drain in {max_rounds} rounds")
+    return payloads
 
 
 def ask(client: Any, queue_url: str, question: dict[str, Any]) -> tuple[dict[str, Any], list[bytes]]:
@@ -294,71 +257,60 @@ class LambdaPump:
                 event, LambdaContext(function, memory_size=1024, max_runtime_ms=LOCAL_TIMEOUT_MS)
             )
 
-    def _invoke_index(self, function: str, event: dict) -> dict:
-        # The indexer takes the S3 notification itself, not the SQS envelope around it.
-        failures = []
-        for record in event["Records"]:
-            try:
-                self.invoke(function, json.loads(record["body"]))
-            except Exception as exc:  # the Lambda raised: SQS delivers the message again
-                self._report(function, record, exc)
-                failures.append({"itemIdentifier": record["messageId"]})
-        return {"batchItemFailures": failures}
+    def _handler(self, function: str) -> Callable[[list[dict]], list[str]]:
+        """``sqs_pump``'s handler for ``function``: the ids of the records to deliver again."""
 
-    def _report(self, function: str, record: dict, exc: Exception) -> None:
-        receives = int(record["attributes"]["ApproximateReceiveCount"])
-        fate = "dropped" if receives >= self.max_receives else "will retry"
-        self.on_error(f"logarchive local: {function} failed on message {record['messageId']} "
-                      f"(delivery {receives}, {fate}): {type(exc).__name__}: {exc}")
+        def handle(records: list[dict]) -> list[str]:
+            failed: dict[str, Exception | None] = {}
+            if function == "index_archive":
+                # The indexer takes the S3 notification itself, not the SQS envelope around it.
+                for record in records:
+                    try:
+                        self.invoke(function, json.loads(record["body"]))
+                    except Exception as exc:  # the Lambda raised: SQS delivers the message again
+                        failed[record["messageId"]] = exc
+            else:
+                try:
+                    payload = self.invoke(function, {"Records": records}) or {}
+                    failed = {f["itemIdentifier"]: None for f in payload.get("batchItemFailures", [])}
+                except Exception as exc:  # the whole batch failed
+                    failed = {r["messageId"]: exc for r in records}
+            again = []
+            for record in records:
+                if record["messageId"] not in failed:
+                    continue
+                receives = int(record["attributes"]["ApproximateReceiveCount"])
+                exhausted = receives >= self.max_receives
+                exc = failed[record["messageId"]]
+                self.on_error(f"logarchive local: {function} failed on message {record['messageId']} "
+                              f"(delivery {receives}, {'dropped' if exhausted else 'will retry'})"
+                              + (f": {type(exc).__name__}: {exc}" if exc else ""))
+                if not exhausted:  # else deleted, as a redrive policy would move it to the DLQ
+                    again.append(record["messageId"])
+            return again
+
+        return handle
 
     def poll_once(self, functions: tuple[str, ...] | None = None) -> int:
-        """Receive from every queue (of ``functions``) once and invoke; returns the number of
-        messages handled. Holds the lock throughout, so a message received is also handled
-        before anyone else (an API request) runs."""
+        """Deliver what waits in every queue (of ``functions``); returns the messages handed
+        over. Holds the lock throughout, so a message received is also handled before anyone
+        else (an API request) runs."""
         with self.lock:
             return self._poll(functions)
 
     def catch_up(self, functions: tuple[str, ...] = ("index_archive",)) -> None:
         """Handle everything waiting for ``functions`` now: an API request first indexes the
         archives that already landed, so it answers what a script just archived."""
-        with self.lock:
-            while self._poll(functions):
-                pass
+        self.poll_once(functions)
 
     def _poll(self, functions: tuple[str, ...] | None) -> int:
         sqs = aws.client("sqs")
         handled = 0
         for url, function in self.routes.items():
-            if functions is not None and function not in functions:
-                continue
-            msgs = sqs.receive_message(
-                QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=LOCAL_TIMEOUT_MS // 1000,
-                AttributeNames=["ApproximateReceiveCount"],
-            ).get("Messages", [])
-            if not msgs:
-                continue
-            handled += len(msgs)
-            invoke = self._invoke_index if function == "index_archive" else self._invoke_batch
-            deliver(invoke, function, url, msgs)
-            self._drop_exhausted(url, msgs)
+            if functions is None or function in functions:
+                handled += pump(sqs, url, self._handler(function),
+                                visibility_timeout=LOCAL_TIMEOUT_MS // 1000).deliveries
         return handled
-
-    def _invoke_batch(self, function: str, event: dict) -> dict:
-        try:
-            return self.invoke(function, event) or {}
-        except Exception as exc:  # the whole batch failed
-            for record in event["Records"]:
-                self._report(function, record, exc)
-            return {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in event["Records"]]}
-
-    def _drop_exhausted(self, url: str, msgs: list[dict]) -> None:
-        sqs = aws.client("sqs")
-        for m in msgs:
-            if int((m.get("Attributes") or {}).get("ApproximateReceiveCount", "1")) >= self.max_receives:
-                try:
-                    sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
-                except Exception:  # already deleted after its success
-                    pass
 
     def _run(self) -> None:
         while not self._stop.is_set():

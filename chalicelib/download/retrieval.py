@@ -1,9 +1,10 @@
 """Get archives back: download, decrypt, verify, then write, filter or stream them.
 
-A library (no printing): the ``logarchive logs-from-archive`` command and the retrieval
-Lambdas both call it. ``selection`` finds the archives; per-object results come back as
-``Outcome`` values and through an optional ``on_done`` callback (a progress bar, a report).
-One object's failure is its own ``Outcome``; it never stops the others.
+A library (no printing) of the ``logarchive logs-from-archive`` command; no Lambda imports
+it (the retrieval worker shares ``archive_object``, ``codec`` and ``linefilter`` with it).
+``selection`` finds the archives; per-object results come back as ``Outcome`` values and
+through an optional ``on_done`` callback (a progress bar, a report). One object's failure
+is its own ``Outcome``; it never stops the others.
 
 Plaintext is never released before its GCM tag verified: every object is decrypted into a
 locked temporary file (``partfile``) in the destination directory, which is renamed into
@@ -174,7 +175,7 @@ class Retriever:
         try:
             return codec.unseal(
                 body.iter_chunks(READ_CHUNK), dst, env, self.keyring,
-                name=key, key_hint=match.archive.key_id, decompress=decompress,
+                name=key, key_id=match.archive.key_id, decompress=decompress,
             )
         except LogarchiveError:
             raise

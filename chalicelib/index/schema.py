@@ -65,7 +65,7 @@ def fmt_time(t: datetime) -> str:
     return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def parse_time(text: str) -> datetime:
+def parse_rfc3339_micros(text: str) -> datetime:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
@@ -168,7 +168,8 @@ class Entry:
         for k, v in known.items():
             if isinstance(v, Decimal):
                 known[k] = int(v)
-        known["first"], known["last"] = parse_time(known["first"]), parse_time(known["last"])
+        known["first"] = parse_rfc3339_micros(known["first"])
+        known["last"] = parse_rfc3339_micros(known["last"])
         return cls(**known)
 
     def public(self) -> dict[str, Any]:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-
 from .. import telemetry
 from ..index.handlers import index_store
 from ..index.indexer import parse_event
@@ -28,6 +26,10 @@ def jobs(s: Settings | None = None) -> Jobs:
 
 def retrieval_batch(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """SQS batch -> plan/scan steps; failed records are reported, the rest are deleted."""
+    # Powertools' batch utility (and its event data classes) only in the function that uses it:
+    # every function of the app imports this module.
+    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+
     s = Settings.from_env()
     j = jobs(s)
 

@@ -83,7 +83,7 @@ class ScanStep:
                     flt,
                     tmp,
                     name=name,
-                    key_hint=entry.key_id,
+                    key_id=entry.key_id,
                 )
                 result_key = None
                 if stats.lines_matched:

@@ -23,10 +23,9 @@ from ..codec import FAST_LEVEL, unseal
 from ..dockerlog import LineFilter
 from ..envelope import Envelope
 from ..keyring import Keyring
-from ..linefilter import accepts, matching_lines, quick_reject, raw_needle
+from ..linefilter import accepts, matching_lines, raw_needle
 
-__all__ = ["MatchWriter", "ScanStats", "make_filter", "scan_archive",
-           "matching_lines", "quick_reject", "raw_needle"]  # the last three: re-exported (their former home)
+__all__ = ["MatchWriter", "ScanStats", "make_filter", "scan_archive"]
 
 GZIP_WBITS = 31
 
@@ -118,12 +117,12 @@ def scan_archive(
     out: BinaryIO,
     *,
     name: str,
-    key_hint: str | None = None,
+    key_id: str | None = None,
 ) -> ScanStats:
     """Decrypt + gunzip + filter one archive into ``out`` (a temporary file: see module doc)."""
     sink = MatchWriter(out, flt)
     # Tampered ciphertext: codec.unseal holds back the gzip error it causes and reports the
     # failed tag instead, so there is nothing to translate here.
-    result = unseal(chunks, sink, envelope, keyring, name=name, key_hint=key_hint, decompress=True)
+    result = unseal(chunks, sink, envelope, keyring, name=name, key_id=key_id, decompress=True)
     sink.close()
     return ScanStats(result.ciphertext_bytes, sink.plaintext_bytes, sink.lines_seen, sink.lines_matched)

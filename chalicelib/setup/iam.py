@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..settings import ReplicationMode
+from ..staged import ARCHIVED_PREFIX, PENDING_PREFIX, QUARANTINE_PREFIX
 from .resources import StageResources
 
 Statement = dict[str, Any]
@@ -20,10 +22,6 @@ DDB_READ_WRITE = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
 # TransactWriteItems is authorised per item: put/update/delete and ConditionCheckItem.
 JOBS_ACTIONS = [*DDB_READ_WRITE, "dynamodb:Query", "dynamodb:ConditionCheckItem"]
 S3_MULTIPART = ["s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]
-# The archiver's reserved prefixes at the root of the staging bucket (chalicelib/archiver/staged.py).
-QUARANTINE_PREFIX = "quarantine/"
-PENDING_PREFIX = "replication-pending/"
-ARCHIVED_PREFIX = "archived/"
 
 
 def _st(sid: str, actions: list[str], resources: list[str] | str, **extra: Any) -> Statement:
@@ -85,7 +83,7 @@ def archive_scheduler(res: StageResources) -> list[Statement]:
         _st("AbortAbandonedUploads", ["s3:AbortMultipartUpload"],
             [_objects(b, res.archive_prefix) for b in swept]),
     ]
-    if res.replication_mode == "s3-replication":
+    if res.replication_mode == ReplicationMode.S3_REPLICATION:
         statements += [
             # Pending-replication markers: read the status of each archive (HEAD), clear the marker.
             _st("PendingMarkers", ["s3:GetObject", "s3:DeleteObject"],
@@ -121,7 +119,7 @@ def archive_worker(res: StageResources) -> list[Statement]:
             [_objects(b, res.archive_prefix) for b in destinations]),
         *_keys(res, encrypt=True, decrypt=False),
     ]
-    if res.replication_mode == "s3-replication":
+    if res.replication_mode == ReplicationMode.S3_REPLICATION:
         statements.append(_st("MarkPending", ["s3:PutObject"], _objects(res.staging_bucket, PENDING_PREFIX)))
     return statements
 

@@ -1,8 +1,9 @@
-"""What one deployment stage uses, read from its environment variables in .chalice/config.json.
+"""What one deployment stage uses, from its environment variables in .chalice/config.json.
 
-The stage's ``environment_variables`` (the same names ``settings.Settings`` reads) are the
-single source of truth: the IAM policy files, the merge template and the infra template
-are all generated from them (``deployment.py``), so names cannot drift apart.
+The stage's ``environment_variables`` are the single source of truth, read by the Lambdas'
+own reader (``Settings.from_env``); this module adds the deploy-time checks (what must be
+set, ARNs, queue URLs) and derives names. The IAM policy files, the merge template and the
+infra template are all generated from the result (``deployment.py``), so names cannot drift apart.
 """
 
 from __future__ import annotations
@@ -10,15 +11,30 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..codec import PRESETS
 from ..errors import LogarchiveError
-from ..settings import max_concurrency
+from ..settings import Env, ReplicationMode, Settings, max_concurrency
 
 APP_NAME = "logarchive"
 # The Lambda functions of app.py (docs/ARCHITECTURE.md), and their CloudFormation names
 # as ``chalice package`` writes them.
 FUNCTIONS = ("archive_scheduler", "archive_worker", "index_archive", "retrieval_worker", "api_handler")
 _QUEUE_URL = re.compile(r"^https://sqs\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/(\d{12})/([A-Za-z0-9_-]{1,80})$")
+
+
+def deployed_function_name(app: str, stage: str, function: str) -> str:
+    """The name ``chalice deploy`` gives a function: ``<app>-<stage>-<name>``, but the API
+    handler's is ``<app>-<stage>`` (its old deployer's name, kept for compatibility)."""
+    return f"{app}-{stage}" if function == "api_handler" else f"{app}-{stage}-{function}"
+
+
+def deployed_role_name(app: str, stage: str, function: str) -> str:
+    """The role ``chalice deploy`` creates for a function with its own policy file."""
+    return f"{app}-{stage}-{function}"
+
+
+def deployed_rule_name(app: str, stage: str, function: str) -> str:
+    """The EventBridge rule ``chalice deploy`` creates for a scheduled or event handler."""
+    return f"{app}-{stage}-{function}-event"
 
 
 class DeploymentConfigError(LogarchiveError):
@@ -69,7 +85,7 @@ class StageResources:
     staging_prefix: str
     archive_bucket: str
     replicate_to: tuple[str, ...]
-    replication_mode: str
+    replication_mode: ReplicationMode
     work_queue: Queue
     retrieval_queue: Queue
     idempotency_table: str
@@ -85,53 +101,46 @@ class StageResources:
     retrieval_max_concurrency: int
 
     @classmethod
-    def from_env(cls, stage: str, env: dict[str, str]) -> StageResources:
-        def need(name: str) -> str:
-            value = str(env.get(name, "")).strip()
+    def from_env(cls, stage: str, env: Env) -> StageResources:
+        try:
+            s = Settings.from_env(env)
+            caps = {fn: max_concurrency(fn, env) for fn in ("archive_worker", "retrieval_worker")}
+        except LogarchiveError as exc:
+            raise DeploymentConfigError(f"stage {stage}: {exc}") from None
+
+        def need(value: str, name: str) -> str:
             if not value:
                 raise DeploymentConfigError(f"stage {stage}: environment variable {name} is not set")
             return value
 
-        work = Queue.parse(need("LOGARCHIVE_WORK_QUEUE_URL"), "LOGARCHIVE_WORK_QUEUE_URL")
-        retrieval = Queue.parse(need("LOGARCHIVE_RETRIEVAL_QUEUE_URL"), "LOGARCHIVE_RETRIEVAL_QUEUE_URL")
+        work = Queue.parse(need(s.work_queue_url, "LOGARCHIVE_WORK_QUEUE_URL"), "LOGARCHIVE_WORK_QUEUE_URL")
+        retrieval = Queue.parse(need(s.retrieval_queue_url, "LOGARCHIVE_RETRIEVAL_QUEUE_URL"),
+                                "LOGARCHIVE_RETRIEVAL_QUEUE_URL")
         if (retrieval.region, retrieval.account) != (work.region, work.account):
             raise DeploymentConfigError(f"stage {stage}: the two queues are in different accounts or regions")
-        kms = str(env.get("LOGARCHIVE_KMS_KEY_ID", "")).strip()
-        if kms and not kms.startswith("arn:"):
+        if s.kms_key_id and not s.kms_key_id.startswith("arn:"):
             # A policy needs the key's ARN; an alias or bare id cannot be scoped.
             raise DeploymentConfigError(f"stage {stage}: LOGARCHIVE_KMS_KEY_ID must be a key ARN")
-        mode = str(env.get("LOGARCHIVE_REPLICATION_MODE", "direct")).strip()
-        if mode not in ("direct", "s3-replication"):
-            raise DeploymentConfigError(f"stage {stage}: LOGARCHIVE_REPLICATION_MODE={mode!r}")
-        compression = str(env.get("LOGARCHIVE_COMPRESSION", "")).strip()
-        if compression and compression not in PRESETS:  # else every worker run would fail on it
-            raise DeploymentConfigError(
-                f"stage {stage}: LOGARCHIVE_COMPRESSION={compression!r} is not one of {', '.join(PRESETS)}")
-        try:
-            caps = {fn: max_concurrency(fn, env) for fn in ("archive_worker", "retrieval_worker")}
-        except LogarchiveError as exc:
-            raise DeploymentConfigError(f"stage {stage}: {exc}") from None
         res = cls(
             stage=stage,
             region=work.region,
             account=work.account,
-            stack=need("LOGARCHIVE_STACK"),
-            staging_bucket=need("LOGARCHIVE_STAGING_BUCKET"),
-            staging_prefix=str(env.get("LOGARCHIVE_STAGING_PREFIX", "")).strip(),
-            archive_bucket=need("LOGARCHIVE_ARCHIVE_BUCKET"),
-            replicate_to=tuple(b.strip() for b in str(env.get("LOGARCHIVE_REPLICATE_TO", "")).split(",")
-                               if b.strip()),
-            replication_mode=mode,
+            stack=need(s.stack, "LOGARCHIVE_STACK"),
+            staging_bucket=need(s.staging_bucket, "LOGARCHIVE_STAGING_BUCKET"),
+            staging_prefix=s.staging_prefix,
+            archive_bucket=need(s.archive_bucket, "LOGARCHIVE_ARCHIVE_BUCKET"),
+            replicate_to=s.replicate_to,
+            replication_mode=s.replication_mode,
             work_queue=work,
             retrieval_queue=retrieval,
-            idempotency_table=need("LOGARCHIVE_IDEMPOTENCY_TABLE"),
-            index_table=need("LOGARCHIVE_INDEX_TABLE"),
-            jobs_table=need("LOGARCHIVE_JOBS_TABLE"),
-            results_bucket=need("LOGARCHIVE_RESULTS_BUCKET"),
-            results_prefix=str(env.get("LOGARCHIVE_RESULTS_PREFIX", "retrievals/")).strip(),
-            kms_key_arn=kms,
-            keys_secret=str(env.get("LOGARCHIVE_KEYS_SECRET", "")).strip(),
-            keys_parameter=str(env.get("LOGARCHIVE_KEYS_PARAMETER", "")).strip(),
+            idempotency_table=need(s.idempotency_table, "LOGARCHIVE_IDEMPOTENCY_TABLE"),
+            index_table=need(s.index_table, "LOGARCHIVE_INDEX_TABLE"),
+            jobs_table=need(s.jobs_table, "LOGARCHIVE_JOBS_TABLE"),
+            results_bucket=need(s.results_bucket, "LOGARCHIVE_RESULTS_BUCKET"),
+            results_prefix=s.results_prefix,
+            kms_key_arn=s.kms_key_id,
+            keys_secret=s.keys_secret,
+            keys_parameter=s.keys_parameter,
             archive_max_concurrency=caps["archive_worker"],
             retrieval_max_concurrency=caps["retrieval_worker"],
         )
@@ -146,7 +155,7 @@ class StageResources:
 
     def function_name(self, function: str) -> str:
         """The deployed function name (``chalice deploy``'s; the merge template sets the same)."""
-        return f"{APP_NAME}-{self.stage}-{function}"
+        return deployed_function_name(APP_NAME, self.stage, function)
 
     @property
     def replication_role_name(self) -> str:
@@ -184,4 +193,4 @@ class StageResources:
 
     @property
     def direct_destinations(self) -> tuple[str, ...]:
-        return self.replicate_to if self.replication_mode == "direct" else ()
+        return self.replicate_to if self.replication_mode == ReplicationMode.DIRECT else ()

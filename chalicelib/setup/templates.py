@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..settings import ReplicationMode
 from .iam import replication_role_policy
 from .post_deploy import EPHEMERAL_STORAGE_MB
 from .resources import StageResources, cfn_name
@@ -116,7 +117,7 @@ def infra_resources(res: StageResources) -> dict[str, Any]:
             },
         },
     }
-    if res.replication_mode == "s3-replication":
+    if res.replication_mode == ReplicationMode.S3_REPLICATION:
         resources["ReplicationRole"] = {
             "Type": "AWS::IAM::Role",
             "Properties": {
@@ -139,7 +140,7 @@ def infra_outputs(res: StageResources) -> dict[str, Any]:
         "RetrievalQueueUrl": {"Value": {"Ref": "RetrievalQueue"}},
         "AlarmTopicArn": {"Value": {"Ref": "AlarmTopic"}},
     }
-    if res.replication_mode == "s3-replication":
+    if res.replication_mode == ReplicationMode.S3_REPLICATION:
         outputs["ReplicationRoleArn"] = {"Value": {"Fn::GetAtt": ["ReplicationRole", "Arn"]}}
     return outputs
 

@@ -17,12 +17,13 @@ from typing import Any, BinaryIO
 
 from .. import layout
 from ..errors import LogarchiveError
+from ..staged import GZIP, IDENTITY, staged_metadata
 from . import eligibility
 from .config import ShipConfig
 from .identity import GzipIncomplete, read_head, same_file
 from .report import Summary, human
 from .scan import Container, LogFile, scan_root
-from .segment import GZIP, IDENTITY, Measured, SegmentChanged, Staged, measure, rfc3339
+from .segment import Measured, SegmentChanged, Staged, measure
 from .state import Segment, Source, State, unplan
 from .upload import Conflict, Interrupted, Staging, Uploader, UploadError, make_client
 
@@ -245,24 +246,12 @@ class Shipper:
         else:
             number = self.state.next_segment(c.id)
         kind, rid, sid = self._classify(c)
-        meta = {
-            "logarchive-stack": self.cfg.stack,
-            "logarchive-host": self.cfg.host,
-            "logarchive-container-id": c.id,
-            "logarchive-container-name": c.name,
-            "logarchive-kind": kind,
-            "logarchive-resource-id": rid,
-            "logarchive-service-id": sid,
-            "logarchive-segment": str(number),
-            "logarchive-rotation": str(f.rotation),
-            "logarchive-byte-start": str(m.start),
-            "logarchive-byte-end": str(m.end),
-            "logarchive-first-time": rfc3339(m.first),
-            "logarchive-last-time": rfc3339(m.last),
-            "logarchive-lines": str(m.lines),
-            "logarchive-sha256": m.sha256,
-            "logarchive-encoding": m.encoding,
-        }
+        meta = staged_metadata(
+            stack=self.cfg.stack, host=self.cfg.host, container_id=c.id, container_name=c.name,
+            kind=kind, resource_id=rid, service_id=sid, segment=number, rotation=f.rotation,
+            byte_start=m.start, byte_end=m.end, first=m.first, last=m.last, lines=m.lines,
+            sha256=m.sha256, encoding=m.encoding,
+        )
         key = self.staging.key(self.cfg.stack, self.cfg.host, c.id, number, m.sha256, m.encoding)
         return Segment(c.id, number, src.id, "new", key, m.start, m.end, m.encoding, m.size, m.sha256,
                        closes, meta)

@@ -14,16 +14,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import BinaryIO
 
 from isal import isal_zlib
 
 from ..dockerlog import line_time
+from ..staged import GZIP
 from .identity import BLOCK, GzipIncomplete, iter_range, iter_raw
-
-IDENTITY = "identity"
-GZIP = "gzip"
 
 
 class SegmentChanged(Exception):
@@ -67,10 +65,6 @@ class Measured:
     last: datetime | None
     part_size: int = 0  # the parts hashed below (0: none)
     parts: tuple[tuple[bytes, int], ...] = field(default=(), repr=False)  # (sha256, crc32) each
-
-
-def rfc3339(t: datetime | None) -> str:
-    return "" if t is None else t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class LineStats:

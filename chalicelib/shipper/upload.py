@@ -26,12 +26,10 @@ from isal import isal_zlib
 
 from ..awserrors import error_code, error_label, is_not_found, is_precondition_failed
 from ..errors import LogarchiveError
-from .segment import GZIP, Measured, SegmentChanged, Staged
+from ..staged import SHA256_META, archived_as, archived_marker, staged_key
+from .segment import Measured, SegmentChanged, Staged
 
 MAX_PARTS = 10000
-# The archiver's "archived" markers (chalicelib/archiver/staged.py ARCHIVED_PREFIX; not imported:
-# the shipper stays free of the archiver's dependencies).
-ARCHIVED_PREFIX = "archived/"
 MIN_PART = 5 * 1024 * 1024
 
 
@@ -60,9 +58,7 @@ class Staging:
         return cls(bucket, prefix.strip("/"))
 
     def key(self, stack: str, host: str, container_id: str, segment: int, sha256: str, encoding: str) -> str:
-        name = f"{segment:08d}-{sha256[:16]}.log" + (".gz" if encoding == GZIP else "")
-        parts = [p for p in (self.prefix, stack, host, container_id, name) if p]
-        return "/".join(parts)
+        return staged_key(self.prefix, stack, host, container_id, segment, sha256, encoding)
 
     def url(self, key: str = "") -> str:
         return f"s3://{self.bucket}/{key}" if key else f"s3://{self.bucket}/{self.prefix}"
@@ -117,18 +113,16 @@ class Uploader:
     def existing_sha(self, key: str) -> str | None:
         """``logarchive-sha256`` of the object at ``key``; None when there is none."""
         meta = self._head_metadata(key)
-        return None if meta is None else meta.get("logarchive-sha256", "")
+        return None if meta is None else meta.get(SHA256_META, "")
 
     def archived_as(self, key: str, sha256: str) -> str | None:
         """The archive key the archiver recorded in ``archived/<key>`` for these bytes, or None.
 
         The archiver writes that marker after verifying the archive and before deleting the
-        staged object (chalicelib/archiver/staged.py), so a segment staged by a run killed
+        staged object (chalicelib/staged.py), so a segment staged by a run killed
         before its state commit is known to be archived, not lost."""
-        meta = self._head_metadata(ARCHIVED_PREFIX + key)
-        if meta is None or meta.get("logarchive-sha256", sha256) != sha256:
-            return None  # no marker, or a marker of other bytes under the same key
-        return meta.get("logarchive-archive-key") or "?"
+        meta = self._head_metadata(archived_marker(key))
+        return None if meta is None else archived_as(meta, sha256)
 
     def part_size_for(self, size: int) -> int:
         """The part size for an object of ``size`` bytes (grown to stay within 10,000 parts)."""

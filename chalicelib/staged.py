@@ -1,0 +1,189 @@
+"""The staged-object contract (docs/ARCHITECTURE.md, "Staged object"): the one definition.
+
+The shipper writes it, the archiver reads it. ``staged_key`` and ``staged_metadata`` build a
+segment's key and S3 user metadata; ``StagedMeta.parse`` turns that metadata back into typed
+fields and says why an object cannot be archived (``problem``); softer inconsistencies (lines
+or times that disagree with the bytes) are left to the worker, which prefers what the bytes say.
+The reserved prefixes are the archiver's own keys in the staging bucket; ``archived/<key>`` is
+also read by the shipper, which imports this module: it needs only ``dockerlog``, ``layout`` and
+the standard library.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from .dockerlog import parse_docker_time
+from .layout import CONTAINER_RE, ID_RE, KINDS, UNLABELED
+
+PREFIX = "logarchive-"
+QUARANTINE_PREFIX = "quarantine/"  # bad staged objects, moved aside with a reason
+PENDING_PREFIX = "replication-pending/"  # s3-replication: archive keys still to confirm
+# ``archived/<staged key>``: written after the archive is verified, before the staged version is
+# deleted, so a shipper killed between its PUT and its state commit can tell "archived" from "lost".
+ARCHIVED_PREFIX = "archived/"
+ARCHIVED_META = "logarchive-archive-key"  # the marker's metadata: the archive object's key
+SHA256_META = "logarchive-sha256"  # the staged bytes' checksum (segment and marker alike)
+RESERVED_PREFIXES = (QUARANTINE_PREFIX, PENDING_PREFIX, ARCHIVED_PREFIX)
+IDENTITY = "identity"  # the bytes as Docker wrote them
+GZIP = "gzip"  # a rotated file Docker compressed, staged as is
+ENCODINGS = (IDENTITY, GZIP)
+_SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def is_reserved(key: str) -> bool:
+    """Keys of the staging bucket the archiver itself writes (never staged segments)."""
+    return key.startswith(RESERVED_PREFIXES)
+
+
+def archived_marker(key: str) -> str:
+    """The marker key that says the staged object ``key`` was archived."""
+    return ARCHIVED_PREFIX + key
+
+
+def staged_key(prefix: str, stack: str, host: str, container_id: str, segment: int, sha256: str,
+               encoding: str) -> str:
+    """``<prefix>/<stack>/<host>/<container_id>/<segment:08d>-<sha256[:16]>.log[.gz]``."""
+    name = f"{segment:08d}-{sha256[:16]}.log" + (".gz" if encoding == GZIP else "")
+    return "/".join(p for p in (prefix, stack, host, container_id, name) if p)
+
+
+def fmt_time(t: datetime | None) -> str:
+    """RFC 3339 UTC with microseconds (string order is time order), or "" for no time."""
+    return "" if t is None else t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def staged_metadata(
+    *,
+    stack: str,
+    host: str,
+    container_id: str,
+    container_name: str,
+    kind: str,
+    resource_id: str,
+    service_id: str,
+    segment: int,
+    rotation: int,
+    byte_start: int,
+    byte_end: int,
+    first: datetime | None,
+    last: datetime | None,
+    lines: int,
+    sha256: str,
+    encoding: str,
+) -> dict[str, str]:
+    """The ``logarchive-*`` user metadata of one staged segment (``StagedMeta.parse`` reads it).
+
+    ``byte_start``/``byte_end`` are the logical (decompressed) range of the source file,
+    ``rotation`` the file's rotation number; ``sha256`` is the staged bytes' checksum.
+    """
+    return {
+        PREFIX + "stack": stack,
+        PREFIX + "host": host,
+        PREFIX + "container-id": container_id,
+        PREFIX + "container-name": container_name,
+        PREFIX + "kind": kind,
+        PREFIX + "resource-id": resource_id,
+        PREFIX + "service-id": service_id,
+        PREFIX + "segment": str(segment),
+        PREFIX + "rotation": str(rotation),
+        PREFIX + "byte-start": str(byte_start),
+        PREFIX + "byte-end": str(byte_end),
+        PREFIX + "first-time": fmt_time(first),
+        PREFIX + "last-time": fmt_time(last),
+        PREFIX + "lines": str(lines),
+        SHA256_META: sha256,
+        PREFIX + "encoding": encoding,
+    }
+
+
+def archived_marker_metadata(archive_key: str, sha256: str | None) -> dict[str, str]:
+    """The marker's metadata: the archive object's key and the staged segment's checksum."""
+    meta = {ARCHIVED_META: archive_key}
+    if sha256:
+        meta[SHA256_META] = sha256
+    return meta
+
+
+def archived_as(marker_metadata: Mapping[str, str], sha256: str) -> str | None:
+    """The archive key a marker records for bytes of checksum ``sha256``; None when the marker
+    is of other bytes under the same key ("?" when it names no key)."""
+    if marker_metadata.get(SHA256_META, sha256) != sha256:
+        return None
+    return marker_metadata.get(ARCHIVED_META) or "?"
+
+
+def _time(value: str) -> datetime | None:
+    try:
+        return parse_docker_time(value) if value else None
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class StagedMeta:
+    stack: str
+    host: str
+    container_id: str
+    container_name: str
+    kind: str
+    resource_id: str | None
+    service_id: str | None
+    segment: int | None
+    first_time: datetime | None
+    last_time: datetime | None
+    lines: int | None
+    sha256: str | None
+    encoding: str
+    problem: str | None  # why this object must be quarantined, or None
+
+    @classmethod
+    def parse(cls, metadata: Mapping[str, str]) -> StagedMeta:
+        m = {k.lower().removeprefix("x-amz-meta-"): v.strip() for k, v in metadata.items()}
+        problems: list[str] = []
+
+        def get(name: str) -> str:
+            return m.get(PREFIX + name, "")
+
+        cid = get("container-id")
+        if not CONTAINER_RE.match(cid):
+            problems.append(f"container-id {cid[:70]!r} is not hex" if cid else "no container-id")
+        kind = get("kind") or UNLABELED
+        if kind not in (*KINDS, UNLABELED):
+            problems.append(f"unknown kind {kind[:20]!r}")
+        rid = get("resource-id") or None
+        sid = get("service-id") or None
+        if kind in KINDS and not (rid and ID_RE.match(rid)):
+            problems.append(f"{kind} without a valid resource-id")
+        if kind == "apps" and not (sid and ID_RE.match(sid)):
+            problems.append("apps without a valid service-id")
+        seg_text = get("segment")
+        segment = int(seg_text) if seg_text.isdigit() else None
+        if segment is None:
+            problems.append(f"segment {seg_text[:20]!r} is not a number" if seg_text else "no segment")
+        encoding = get("encoding") or IDENTITY
+        if encoding not in ENCODINGS:
+            problems.append(f"unknown encoding {encoding[:20]!r}")
+        sha = get("sha256").lower() or None
+        if sha is not None and not _SHA_RE.match(sha):
+            problems.append("sha256 is not 64 hex digits")
+        lines_text = get("lines")
+        return cls(
+            stack=get("stack"),
+            host=get("host"),
+            container_id=cid,
+            container_name=get("container-name"),
+            kind=kind,
+            resource_id=rid if kind != UNLABELED else None,
+            service_id=sid if kind == "apps" else None,
+            segment=segment,
+            first_time=_time(get("first-time")),
+            last_time=_time(get("last-time")),
+            lines=int(lines_text) if lines_text.isdigit() else None,
+            sha256=sha,
+            encoding=encoding,
+            problem="; ".join(problems) or None,
+        )
