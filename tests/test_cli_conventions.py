@@ -149,7 +149,7 @@ def test_setup_check_says_the_bucket_does_not_exist_and_uses_the_session_region(
 
 
 def test_archive_takes_kms_key_id_like_seal(aws_endpoint, buckets, capsys, tmp_path, monkeypatch) -> None:
-    from chalicelib.keyring import KEYS_ENV, kms_key_component
+    from chalicelib.keyring import KEYS_ENV, key_id_of_kms
 
     monkeypatch.delenv(KEYS_ENV, raising=False)
     arn = boto3.client("kms").create_key()["KeyMetadata"]["Arn"]
@@ -166,7 +166,7 @@ def test_archive_takes_kms_key_id_like_seal(aws_endpoint, buckets, capsys, tmp_p
     rc, out, err = run_cli(["archive", "--once", "--staging", f"s3://{buckets.staging}/staged",
                             "--archive-bucket", buckets.archive, "--stack", "teststack", "--kms-key-id", arn], capsys)
     assert rc == 0, out + err
-    assert f"/{kms_key_component(arn)}/apps-5/" in out
+    assert f"/{key_id_of_kms(arn)}/apps-5/" in out
     rc, out, err = run_cli(["logs-from-archive", "--bucket", buckets.archive, "--stack", "teststack",
                             "--app-id", "5", "--download-location", str(tmp_path), "--format", "jsonl"], capsys)
     assert rc == 0, err

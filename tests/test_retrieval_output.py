@@ -9,7 +9,7 @@ import pytest
 from retrieval_helpers import STACK, archive_key, docker_lines, put_archive, run_cli, t
 
 from chalicelib import aws
-from chalicelib.keyring import Keyring, MasterKey, kms_key_component
+from chalicelib.keyring import Keyring, MasterKey, key_id_of_kms
 
 K1, K2 = MasterKey.generate(), MasterKey.generate()
 CID = "ab" * 32
@@ -103,7 +103,7 @@ def test_an_unusable_kms_key_is_found_before_any_download_and_leaves_no_director
     keys = []
     for i in range(3):
         key = archive_key("databases", "9", f"{i:02d}" * 32, t("2022-03-01T11:00:00"), t("2022-03-01T11:00:00"),
-                          kms_key_component(arn))
+                          key_id_of_kms(arn))
         put_archive(boto3.client("s3"), buckets.customer, key, _lines("2022-03-01T11:00:00", "2022-03-01T11:00:00",
                                                                       "kms "), ring)
         keys.append(key)

@@ -86,8 +86,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     tp = ssub.add_parser("teardown",
                          help="remove what `chalice deploy` made for a stage (after a failed deploy)")
-    tp.add_argument("--stage", required=True)
-    tp.add_argument("--app-name", default="logarchive")
+    tp.add_argument("--stage", required=True, help="the Chalice stage whose leftovers to remove")
+    tp.add_argument("--app-name", default="logarchive", help="the Chalice app name (default: logarchive)")
     tp.add_argument("--dry-run", action="store_true", help="show what would be removed, remove nothing")
     tp.add_argument("--yes", action="store_true", help="remove without asking")
     add_endpoint_options(tp)

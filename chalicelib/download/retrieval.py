@@ -152,7 +152,7 @@ class Retriever:
                 problems[key_id] = f"needs the key with id {key_id}; keys given: {have}"
                 continue
             try:
-                self.keyring.unwrap(env, name=m.key, key_hint=key_id)
+                self.keyring.unwrap(env, name=m.key, key_id=key_id)
             except LogarchiveError as exc:
                 cause = str(exc).removeprefix(f"{m.key}: ")
                 if "InvalidCiphertext" not in cause:  # that archive's own damage
