@@ -117,6 +117,11 @@ class Settings:
     worker_min_mb_per_s: float = 20.0  # pessimistic per-object throughput for that estimate
     part_size_mb: int = 16  # multipart part size of archive uploads (S3 minimum 5), 4 in flight
     replication_pending_seconds: int = 21600  # s3-replication: PENDING longer than this is re-driven
+    # digest signing (the scheduler seals; docs/AUDIT.md): a KMS key, else an Ed25519 PEM key
+    signing_kms_key_id: str = ""
+    signing_key_secret: str = ""
+    signing_key_parameter: str = ""
+    signing_key_file: str = ""  # local runs (``archive --once --signing-key-file``)
     compression: str = DEFAULT_COMPRESSION  # the worker's codec.PRESETS name
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -148,7 +153,16 @@ class Settings:
             part_size_mb=int(_number(e, "LOGARCHIVE_PART_SIZE_MB", 16)),
             replication_pending_seconds=int(_number(e, "LOGARCHIVE_REPLICATION_PENDING_SECONDS", 21600)),
             compression=_compression(e, "LOGARCHIVE_COMPRESSION"),
+            signing_kms_key_id=_env(e, "LOGARCHIVE_SIGNING_KMS_KEY_ID"),
+            signing_key_secret=_env(e, "LOGARCHIVE_SIGNING_KEY_SECRET"),
+            signing_key_parameter=_env(e, "LOGARCHIVE_SIGNING_KEY_PARAMETER"),
         )
+
+    @property
+    def digests(self) -> bool:
+        """Digests are on when a signing key is named: workers then leave records to seal."""
+        return bool(self.signing_kms_key_id or self.signing_key_secret or self.signing_key_parameter
+                    or self.signing_key_file)
 
     @property
     def direct_destinations(self) -> tuple[str, ...]:

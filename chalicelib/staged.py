@@ -31,6 +31,12 @@ RESERVED_PREFIXES = (QUARANTINE_PREFIX, PENDING_PREFIX, ARCHIVED_PREFIX)
 IDENTITY = "identity"  # the bytes as Docker wrote them
 GZIP = "gzip"  # a rotated file Docker compressed, staged as is
 ENCODINGS = (IDENTITY, GZIP)
+# An empty staged object that explains a gap instead of carrying bytes: the shipper's
+# ``<segment:08d>-abandoned.event`` (docs/AUDIT.md). Its reason is in EVENT_REASON_META.
+EVENT_META = "logarchive-event"
+EVENT_REASON_META = "logarchive-event-reason"
+# On a segment after the shipper found its source cut back: the offset it had shipped up to.
+CUT_FROM_META = "logarchive-cut-from"
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -139,6 +145,8 @@ class StagedMeta:
     sha256: str | None
     encoding: str
     problem: str | None  # why this object must be quarantined, or None
+    byte_start: int | None = None  # [start, end) in the source file (optional: for the digest only)
+    byte_end: int | None = None
 
     @classmethod
     def parse(cls, metadata: Mapping[str, str]) -> StagedMeta:
@@ -171,6 +179,7 @@ class StagedMeta:
         if sha is not None and not _SHA_RE.match(sha):
             problems.append("sha256 is not 64 hex digits")
         lines_text = get("lines")
+        start_text, end_text = get("byte-start"), get("byte-end")
         return cls(
             stack=get("stack"),
             host=get("host"),
@@ -186,4 +195,6 @@ class StagedMeta:
             sha256=sha,
             encoding=encoding,
             problem="; ".join(problems) or None,
+            byte_start=int(start_text) if start_text.isdigit() else None,
+            byte_end=int(end_text) if end_text.isdigit() else None,
         )

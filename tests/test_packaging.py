@@ -243,6 +243,9 @@ def test_indexer_rule_is_scoped_to_the_archive_bucket(packaged) -> None:
     assert sorted(pattern["detail-type"]) == sorted(INDEXER_EVENTS) == [
         "Object Created", "Object Deleted", "Object Restore Completed", "Object Storage Class Changed"]
     assert pattern["detail"]["bucket"]["name"] == [archive]
+    # Archive keys only: digests and the sealer's records (_logarchive/) are never indexed.
+    stack = deployment.stage_resources(packaged["config"], packaged["stage"]).stack
+    assert pattern["detail"]["object"]["key"] == [{"prefix": f"{stack}/shareable/"}]
 
 
 PREFLIGHT = """

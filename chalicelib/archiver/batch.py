@@ -68,6 +68,9 @@ def record(outcome: Outcome) -> None:
                  outcome.archive_key, outcome.bytes_in, outcome.bytes_out)
     elif outcome.status is Status.QUARANTINED:
         telemetry.count("ObjectsQuarantined")
+    elif outcome.status is Status.EXPLAINED:
+        telemetry.count("ObjectsExplained")
+        log.info("%s: %s", outcome.job.name, outcome.reason)
     else:  # GONE or SUPERSEDED: a duplicate delivery or a re-staged key, nothing to archive
         telemetry.count("ObjectsGone" if outcome.status is Status.GONE else "ObjectsSuperseded")
         log.info("%s: %s", outcome.job.name, outcome.status.value)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
 from typing import Any
 
+from .. import telemetry
 from ..settings import Settings
 from .service import build
+
+log = logging.getLogger(__name__)
 
 
 def run_scheduler(context: Any, settings: Settings | None = None) -> dict:
@@ -15,7 +19,16 @@ def run_scheduler(context: Any, settings: Settings | None = None) -> dict:
     def keep_going() -> bool:
         return context is None or context.get_remaining_time_in_millis() > settings.worker_reserve_ms
 
-    return asdict(build(settings).schedule(keep_going=keep_going))
+    archiver = build(settings)
+    report = archiver.schedule(keep_going=keep_going)
+    # The one sealer of the stack's digests: what workers finished since the last digest.
+    try:
+        sealed = archiver.seal()
+    except Exception as exc:  # the records stay; the next hour's run seals them (and completes this one)
+        log.error("digest of %s not sealed (%s: %s)", settings.stack, type(exc).__name__, str(exc)[:300])
+        telemetry.count("DigestSealFailures")
+        sealed = None
+    return {**asdict(report), "digest": asdict(sealed) if sealed else None}
 
 
 def run_worker(records: list[dict], context: Any, settings: Settings | None = None) -> dict:

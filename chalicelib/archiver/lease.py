@@ -33,11 +33,16 @@ class Leases:
         self.seconds = seconds
 
     def acquire(self, job: Job, *, now: float | None = None) -> bool:
+        return self.acquire_id(lease_id(job), now=now)
+
+    def acquire_id(self, item_id: str, *, now: float | None = None, seconds: int | None = None) -> bool:
+        """Take the lease ``item_id`` unless another holder's has not expired."""
         now = int(now if now is not None else time.time())
+        seconds = self.seconds if seconds is None else seconds
         try:
             self.ddb.put_item(
                 TableName=self.table,
-                Item={"id": {"S": lease_id(job)}, "expiration": {"N": str(now + self.seconds)}},
+                Item={"id": {"S": item_id}, "expiration": {"N": str(now + seconds)}},
                 ConditionExpression="attribute_not_exists(id) OR expiration <= :now",
                 ExpressionAttributeValues={":now": {"N": str(now)}},
             )
@@ -48,4 +53,7 @@ class Leases:
         return True
 
     def release(self, job: Job) -> None:
-        self.ddb.delete_item(TableName=self.table, Key={"id": {"S": lease_id(job)}})
+        self.release_id(lease_id(job))
+
+    def release_id(self, item_id: str) -> None:
+        self.ddb.delete_item(TableName=self.table, Key={"id": {"S": item_id}})

@@ -41,11 +41,11 @@ class ReplicationConflict(LogarchiveError):
 
 def replicate_file(
     s3: Any, key: str, fh: BinaryIO, size: int, metadata: Mapping[str, str],
-    destinations: Iterable[str], part_size: int,
+    destinations: Iterable[str], part_size: int, sums: s3io.Checksums | None = None,
 ) -> None:
     sha, nbytes = metadata["logarchive-sha256"], int(metadata["logarchive-bytes"])
     for bucket in destinations:
-        s3io.create_once(s3, bucket, key, fh, size=size, metadata=metadata, part_size=part_size)
+        s3io.create_once(s3, bucket, key, fh, size=size, metadata=metadata, part_size=part_size, sums=sums)
         head = s3.head_object(Bucket=bucket, Key=key)
         if head.get("Metadata", {}).get("logarchive-sha256") != sha:
             raise ReplicationConflict(f"s3://{bucket}/{key}: holds other bytes than the archive object")

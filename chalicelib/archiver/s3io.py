@@ -10,10 +10,13 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
 import os
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO
 
@@ -66,15 +69,71 @@ def abort_uploads(
         kwargs["UploadIdMarker"] = page.get("NextUploadIdMarker", "")
 
 
+@dataclass(frozen=True)
+class Checksums:
+    """What an object's bytes hash to, and the checksum S3 computes for them when uploaded in
+    ``part_size`` parts: the base64 SHA-256 of the bytes for a single PUT, else the base64
+    SHA-256 of the parts' SHA-256 digests with ``-<parts>`` (S3's composite checksum)."""
+
+    sha256: str  # hex, of the whole object
+    s3_sha256: str  # S3's ChecksumSHA256
+    part_size: int | None  # None: a single PUT
+    parts: tuple[str, ...] = ()  # base64 SHA-256 of each part (multipart only)
+
+
+def checksums(blocks: Any, size: int, part_size: int) -> Checksums:
+    """``Checksums`` of ``size`` bytes read from ``blocks`` (an iterable of bytes), as
+    ``create_once`` would upload them."""
+    part_size = max(part_size, MIN_PART)
+    whole = hashlib.sha256()
+    if size <= part_size:
+        for block in blocks:
+            whole.update(block)
+        return Checksums(whole.hexdigest(), base64.b64encode(whole.digest()).decode(), None)
+    parts: list[bytes] = []
+    part, in_part = hashlib.sha256(), 0
+    for block in blocks:
+        whole.update(block)
+        view = memoryview(block)
+        while view:
+            take = min(len(view), part_size - in_part)
+            part.update(view[:take])
+            in_part += take
+            view = view[take:]
+            if in_part == part_size:
+                parts.append(part.digest())
+                part, in_part = hashlib.sha256(), 0
+    if in_part:
+        parts.append(part.digest())
+    composite = base64.b64encode(hashlib.sha256(b"".join(parts)).digest()).decode()
+    return Checksums(whole.hexdigest(), f"{composite}-{len(parts)}", part_size,
+                     tuple(base64.b64encode(p).decode() for p in parts))
+
+
+def file_checksums(fh: BinaryIO, size: int, part_size: int) -> Checksums:
+    def blocks() -> Any:
+        fh.seek(0)
+        while block := fh.read(1 << 20):
+            yield block
+
+    return checksums(blocks(), size, part_size)
+
+
 def _upload_parts(
-    s3: Any, bucket: str, key: str, upload_id: str, fd: int, size: int, part_size: int
+    s3: Any, bucket: str, key: str, upload_id: str, fd: int, size: int, part_size: int,
+    part_sums: tuple[str, ...] = (),
 ) -> list[dict]:
     """Parts in parallel (network-bound), at most ``UPLOAD_THREADS`` part buffers in memory."""
 
     def one(number: int) -> dict:
         block = os.pread(fd, part_size, (number - 1) * part_size)
-        resp = s3.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=block)
-        return {"ETag": resp["ETag"], "PartNumber": number}
+        sums = {"ChecksumAlgorithm": "SHA256"}
+        if part_sums:
+            sums["ChecksumSHA256"] = part_sums[number - 1]
+        resp = s3.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=block,
+                              **sums)
+        checksum = resp.get("ChecksumSHA256") or sums.get("ChecksumSHA256")
+        return {"ETag": resp["ETag"], "PartNumber": number, "ChecksumSHA256": checksum}
 
     numbers = range(1, (size + part_size - 1) // part_size + 1)
     with ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="upload-part") as pool:
@@ -96,14 +155,19 @@ def create_once(
     size: int,
     metadata: Mapping[str, str],
     part_size: int,
+    sums: Checksums | None = None,
 ) -> bool:
-    """Upload ``fh`` to ``bucket/key`` unless the key exists. True: created; False: existed."""
+    """Upload ``fh`` to ``bucket/key`` unless the key exists. True: created; False: existed.
+
+    With a SHA-256 checksum S3 verifies on receipt and keeps (``sums``: precomputed, else
+    botocore computes it), which an audit later reads with a HEAD."""
     part_size = max(part_size, MIN_PART)
     fh.seek(0)
     extra = {"Metadata": dict(metadata), "ContentType": "application/octet-stream"}
     if size <= part_size:
+        checksum = {"ChecksumAlgorithm": "SHA256", **({"ChecksumSHA256": sums.s3_sha256} if sums else {})}
         try:
-            s3.put_object(Bucket=bucket, Key=key, Body=fh.read(), IfNoneMatch="*", **extra)
+            s3.put_object(Bucket=bucket, Key=key, Body=fh.read(), IfNoneMatch="*", **checksum, **extra)
         except ClientError as exc:
             if is_precondition_failed(exc):
                 return False
@@ -111,9 +175,11 @@ def create_once(
         return True
     # A previous attempt that crashed mid-upload left its parts behind: they are ours.
     abort_uploads(s3, bucket, key)
-    upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key, **extra)["UploadId"]
+    upload_id = s3.create_multipart_upload(
+        Bucket=bucket, Key=key, ChecksumAlgorithm="SHA256", **extra)["UploadId"]
     try:
-        parts = _upload_parts(s3, bucket, key, upload_id, fh.fileno(), size, part_size)
+        parts = _upload_parts(s3, bucket, key, upload_id, fh.fileno(), size, part_size,
+                              sums.parts if sums and sums.part_size == part_size else ())
         s3.complete_multipart_upload(
             Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}, IfNoneMatch="*"
         )
@@ -178,6 +244,26 @@ def delete_exact(s3: Any, bucket: str, key: str, *, version_id: str | None, etag
         if is_not_found(exc) or is_precondition_failed(exc):
             return  # already gone, or replaced by a newer object that a later run archives
         raise
+
+
+def stored_checksums(s3: Any, bucket: str, key: str, part_size: int, *, etag: str | None = None) -> Checksums:
+    """``Checksums`` of the object S3 holds at ``key``, read back (its body, streamed)."""
+    get: dict[str, Any] = {"Bucket": bucket, "Key": key}
+    if etag:
+        get["IfMatch"] = etag
+    resp = s3.get_object(**get)
+    size = resp["ContentLength"]
+    got = [0]
+
+    def blocks() -> Any:
+        for chunk in resp["Body"].iter_chunks(1 << 20):
+            got[0] += len(chunk)
+            yield chunk
+
+    sums = checksums(blocks(), size, part_size)
+    if got[0] != size:
+        raise LogarchiveError(f"s3://{bucket}/{key}: read {got[0]} of {size} bytes")
+    return sums
 
 
 def file_size(fh: BinaryIO) -> int:

@@ -16,6 +16,7 @@ from ..settings import Settings
 from . import scheduler
 from .batch import handle_batch
 from .lease import Leases
+from .sealing import SealReport, seal_digest
 from .worker import Outcome, Worker
 
 
@@ -33,6 +34,10 @@ class Archiver:
         if sender is None:
             sender = scheduler.SqsSender(self.sqs, self.settings.work_queue_url)
         return scheduler.run(self.settings, sender, s3=self.s3, leases=self.leases, keep_going=keep_going)
+
+    def seal(self, signer: Any = None) -> SealReport | None:
+        """Seal the stack's next digest under the seal lease (None: no signing key is set)."""
+        return seal_digest(self.settings, self.s3, leases=self.leases, signer=signer)
 
     def handle(self, records: Iterable[Mapping[str, Any]], context: Any = None,
                outcomes: list[Outcome] | None = None) -> dict[str, list[dict[str, str]]]:

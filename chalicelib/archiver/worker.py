@@ -29,18 +29,27 @@ from typing import Any, BinaryIO
 from .. import aws
 from ..awserrors import is_not_found, is_precondition_failed
 from ..codec import CHUNK, gunzip, seal
+from ..digest import (
+    EVENT_ABANDONED,
+    EVENT_CUT_BACK,
+    EVENT_QUARANTINED,
+    ArchiveEntry,
+    ExplainedEvent,
+    same_s3_checksum,
+)
 from ..dockerlog import TimeSpan
 from ..errors import IntegrityError, LogarchiveError
 from ..keyring import Keyring
 from ..layout import ArchiveKey
 from ..settings import ReplicationMode, Settings
-from ..staged import StagedMeta, fmt_time
+from ..staged import CUT_FROM_META, EVENT_META, EVENT_REASON_META, QUARANTINE_PREFIX, StagedMeta, fmt_time
 from . import s3io
 from .messages import Job
 from .metadata import archive_metadata, ascii_value
 from .prefetch import read_ahead
 from .quarantine import quarantine
 from .replication import mark_pending, replicate_file, replicate_object
+from .sealing import record_archive, record_event
 
 log = logging.getLogger(__name__)
 MAX_VARIANTS = 100
@@ -52,6 +61,7 @@ class Status(StrEnum):
     GONE = "gone"  # the staged version no longer exists: someone finished it
     SUPERSEDED = "superseded"  # the staged key now holds other bytes; that version gets its own item
     QUARANTINED = "quarantined"
+    EXPLAINED = "explained"  # an explanation of a gap (no bytes): recorded for the digest, unstaged
 
 
 @dataclass
@@ -119,10 +129,14 @@ class Worker:
         etag = resp.get("ETag", job.etag)
         exact = replace(job, etag=etag, version_id=version_id, size=resp.get("ContentLength", job.size))
         raw_meta = resp.get("Metadata", {})
+        if raw_meta.get(EVENT_META) == "abandoned" and resp.get("ContentLength", 0) == 0:
+            resp["Body"].close()
+            return self._explain(exact, raw_meta)
         try:
             return self._archive_body(exact, resp, raw_meta)
         except BadStagedObject as exc:
             resp["Body"].close()
+            self._record_quarantine(exact, raw_meta, str(exc))
             dest = quarantine(s3, exact, raw_meta, str(exc))
             return Outcome(Status.QUARANTINED, exact, archive_key=dest, reason=str(exc))
 
@@ -183,10 +197,23 @@ class Worker:
                 sealed, key_id=self.keyring.encrypting_key_id, first=first, last=last, lines=span.lines,
                 host=meta.host, container_name=meta.container_name, segment=meta.segment, source=job.key,
             )
-            key, created = self._place(base, meta.segment or 0, fh, sealed.ciphertext_bytes, metadata)
+            sums = s3io.file_checksums(fh, sealed.ciphertext_bytes, self.part_size)
+            key, created, head = self._place(
+                base, meta.segment or 0, fh, sealed.ciphertext_bytes, metadata, sums)
             clock.lap("upload+verify")
-            self._replicate(key, created, fh, sealed.ciphertext_bytes, metadata)
+            self._replicate(key, created, fh, sealed.ciphertext_bytes, metadata, sums)
             clock.lap("replicate")
+            if self.settings.digests:
+                # Durable before the staged version goes: the sealer folds it into the next digest.
+                record_archive(self.s3, self.settings.archive_bucket, stack, ArchiveEntry(
+                    key=key, **self._stored(key, created, head, sums),
+                    raw_sha256=sealed.plaintext_sha256, raw_bytes=sealed.plaintext_bytes, lines=span.lines,
+                    key_id=self.keyring.encrypting_key_id, container_id=meta.container_id,
+                    host=ascii_value(meta.host), source=job.key, segment=meta.segment,
+                    byte_start=meta.byte_start, byte_end=meta.byte_end,
+                    first_time=fmt_time(first), last_time=fmt_time(last),
+                ))
+                self._record_cut_back(job, raw_meta, meta, stack)
         for w in warnings:
             log.warning("%s: %s", job.name, w)
         # The marker first: a shipper that staged this key but did not record it finds it there.
@@ -231,11 +258,71 @@ class Worker:
             out.append(f"metadata lines {meta.lines} != {span.lines}")
         return out
 
+    def _stored(self, key: str, created: bool, head: dict, sums: s3io.Checksums) -> dict[str, Any]:
+        """What S3 kept at ``key``: this run's bytes (S3's checksum of them must match), or an
+        earlier attempt's, read back."""
+        bucket = self.settings.archive_bucket
+        held = head.get("ChecksumSHA256")
+        if created:
+            if held and not same_s3_checksum(held, sums.s3_sha256):
+                raise s3io.VerifyError(f"s3://{bucket}/{key}: S3's checksum is not that of the bytes sent")
+            kept = sums
+        else:
+            kept = s3io.stored_checksums(self.s3, bucket, key, self.part_size, etag=head.get("ETag"))
+        return {
+            "stored_sha256": kept.sha256, "stored_size": head["ContentLength"],
+            "s3_checksum_sha256": held or None,
+            # The part size is known when S3's checksum is that of these parts.
+            "s3_part_size": kept.part_size if same_s3_checksum(held, kept.s3_sha256) else None,
+        }
+
+    def _explain(self, job: Job, raw_meta: dict[str, str]) -> Outcome:
+        """The shipper's explanation of an abandoned segment: into the digest records, then unstaged."""
+        meta = StagedMeta.parse(raw_meta)
+        reason = ascii_value(raw_meta.get(EVENT_REASON_META, ""), 512)
+        stack = self.settings.stack or meta.stack
+        if self.settings.digests and stack:
+            record_event(self.s3, self.settings.archive_bucket, stack, ExplainedEvent(
+                type=EVENT_ABANDONED, container_id=meta.container_id[:64], host=ascii_value(meta.host),
+                source=job.key, segment=meta.segment, byte_start=meta.byte_start, byte_end=meta.byte_end,
+                reason=reason, at=fmt_time(datetime.now(UTC)),
+            ))
+        s3io.delete_exact(self.s3, job.bucket, job.key, version_id=job.version_id, etag=job.etag)
+        return Outcome(Status.EXPLAINED, job,
+                       reason=f"segment {meta.segment} abandoned by the shipper: {reason}")
+
+    def _record_cut_back(self, job: Job, raw_meta: dict[str, str], meta: StagedMeta, stack: str) -> None:
+        """The shipper found the source cut back before this segment (``logarchive-cut-from``: what
+        it had shipped up to): the byte discontinuity is explained, not a loss."""
+        cut_from = raw_meta.get(CUT_FROM_META, "").strip()
+        if not cut_from.isdigit():
+            return
+        record_event(self.s3, self.settings.archive_bucket, stack, ExplainedEvent(
+            type=EVENT_CUT_BACK, container_id=meta.container_id, host=ascii_value(meta.host), source=job.key,
+            segment=meta.segment, byte_start=meta.byte_start, byte_end=int(cut_from),
+            reason=f"source cut back after bytes up to {cut_from} had shipped; this segment starts at "
+                   f"{meta.byte_start}", at=fmt_time(datetime.now(UTC)),
+        ))
+
+    def _record_quarantine(self, job: Job, raw_meta: dict[str, str], reason: str) -> None:
+        """An explained event for the digest, recorded before the staged version goes."""
+        meta = StagedMeta.parse(raw_meta)
+        stack = self.settings.stack or meta.stack
+        if not (self.settings.digests and stack):
+            return
+        record_event(self.s3, self.settings.archive_bucket, stack, ExplainedEvent(
+            type=EVENT_QUARANTINED, container_id=meta.container_id[:64], host=ascii_value(meta.host),
+            source=job.key, segment=meta.segment, byte_start=meta.byte_start, byte_end=meta.byte_end,
+            reason=ascii_value(reason, 512), at=fmt_time(datetime.now(UTC)),
+            location=QUARANTINE_PREFIX + job.key,
+        ))
+
     # -- placing the archive object ---------------------------------------------------------
     def _place(
-        self, base: ArchiveKey, segment: int, fh: BinaryIO, size: int, metadata: dict[str, str]
-    ) -> tuple[str, bool]:
-        """Create the archive object once; returns (key, created by this run).
+        self, base: ArchiveKey, segment: int, fh: BinaryIO, size: int, metadata: dict[str, str],
+        sums: s3io.Checksums | None = None,
+    ) -> tuple[str, bool, dict]:
+        """Create the archive object once; returns (key, created by this run, its HEAD).
 
         The key exists already: same ``logarchive-sha256`` and byte count → it is this segment,
         archived by an earlier attempt. Different → a genuine collision (two different segments
@@ -249,19 +336,22 @@ class Worker:
             key = akey.key()
             meta = metadata if k == 0 else {**metadata, "logarchive-collision-of": base.key()}
             created = s3io.create_once(
-                self.s3, bucket, key, fh, size=size, metadata=meta, part_size=self.part_size
+                self.s3, bucket, key, fh, size=size, metadata=meta, part_size=self.part_size, sums=sums
             )
-            head = self.s3.head_object(Bucket=bucket, Key=key)
+            head = self.s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
             existing = head.get("Metadata", {})
             same = (existing.get("logarchive-sha256"), existing.get("logarchive-bytes")) == (sha, str(nbytes))
             if created or same:
                 s3io.verify_archive(head, name=f"s3://{bucket}/{key}", sha256=sha, raw_bytes=nbytes)
-                return key, created
+                return key, created, head
             log.warning("s3://%s/%s holds other bytes (source %s): collision, trying variant %d",
                         bucket, key, existing.get("logarchive-source", "?"), k + 1)
         raise LogarchiveError(f"{base.key()}: {MAX_VARIANTS} colliding archive objects")
 
-    def _replicate(self, key: str, created: bool, fh: BinaryIO, size: int, metadata: dict[str, str]) -> None:
+    def _replicate(
+        self, key: str, created: bool, fh: BinaryIO, size: int, metadata: dict[str, str],
+        sums: s3io.Checksums | None = None,
+    ) -> None:
         s = self.settings
         if s.replication_mode == ReplicationMode.S3_REPLICATION:
             mark_pending(self.s3, s, key)
@@ -270,7 +360,7 @@ class Worker:
             return
         if created:
             # Our file holds exactly the archive object's bytes: copies are byte-identical.
-            replicate_file(self.s3, key, fh, size, metadata, s.replicate_to, self.part_size)
+            replicate_file(self.s3, key, fh, size, metadata, s.replicate_to, self.part_size, sums)
         else:
             # An earlier run's archive object (other data key): copy that one, not ours.
             replicate_object(self.s3, s.archive_bucket, key, s.replicate_to, self.part_size, self.tmpdir)

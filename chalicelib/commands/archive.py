@@ -35,6 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--queue-url", help="hand work over through this SQS queue (default: in process)")
     p.add_argument("--table", help="idempotency table for the scheduler's in-flight leases (default: none)")
     p.add_argument("--attempts", type=int, default=3, help="deliveries of a failing item (default 3)")
+    p.add_argument("--signing-key-file", metavar="P",
+                   help="Ed25519 private key (PEM, `keys signing-generate`): record what is archived and "
+                   "seal a signed digest of it before exiting (docs/AUDIT.md; default: no digest)")
     add_compression_option(p)  # else $LOGARCHIVE_COMPRESSION, as the worker Lambda
     add_key_options(p, encrypt=True)
     add_endpoint_options(p)
@@ -68,7 +71,15 @@ def run(args: argparse.Namespace) -> int:
         archive_bucket=args.archive_bucket, replicate_to=tuple(args.replicate_to),
         replication_mode=ReplicationMode(args.replication_mode), work_queue_url=args.queue_url or "",
         idempotency_table=args.table or "",
+        signing_key_file=args.signing_key_file or "",
     )
+    signer = None
+    if args.signing_key_file:
+        from ..archiver.sealing import signer_from_settings
+
+        signer = signer_from_settings(settings)  # a bad key file fails before any work
+        if not settings.stack:
+            raise UsageError("--signing-key-file needs --stack (or $LOGARCHIVE_STACK)")
     keyring = keyring_from_args(args)
     if not keyring.can_encrypt:
         raise UsageError("no master key: give --key-file, --kms-key-id or set $LOGARCHIVE_KEYS")
@@ -104,7 +115,14 @@ def run(args: argparse.Namespace) -> int:
         failed = len(records)
     if bar is not None:
         bar.close()
+    sealed = archiver.seal(signer) if signer is not None else None
+    if signer is not None:
+        if sealed is None or not sealed.key:
+            raise LogarchiveError(f"digest of {settings.stack} not sealed: another run holds the seal")
     metrics.clear_metrics()  # no EMF on a terminal: the summary below says it
+    if sealed is not None:
+        print(f"sealed digest s3://{settings.archive_bucket}/{sealed.key} "
+              f"({sealed.archives} archives, {sealed.events} explained events)")
     failed += report.send_failed
     quarantined = [o for o in outcomes if o.status is Status.QUARANTINED]
     archived = [o for o in outcomes if o.status in (Status.ARCHIVED, Status.ALREADY_ARCHIVED)]
@@ -112,8 +130,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"archived {o.job.name} -> s3://{settings.archive_bucket}/{o.archive_key}")
     for o in quarantined:
         print(f"quarantined {o.job.name} -> s3://{o.job.bucket}/{o.archive_key}: {o.reason}", file=sys.stderr)
+    explained = [o for o in outcomes if o.status is Status.EXPLAINED]
+    for o in explained:
+        print(f"explained {o.job.name}: {o.reason}")
     raw = sum(o.bytes_in for o in archived)
-    print(f"{len(archived)} archived ({raw} log bytes), {len(quarantined)} quarantined, {failed} failed")
+    print(f"{len(archived)} archived ({raw} log bytes), {len(quarantined)} quarantined, {failed} failed"
+          + (f", {len(explained)} explained" if explained else ""))
     return 1 if failed or quarantined else 0
 
 

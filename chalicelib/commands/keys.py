@@ -1,7 +1,9 @@
-"""``logarchive keys generate`` and ``logarchive keys id``.
+"""``logarchive keys generate``, ``logarchive keys id`` and ``logarchive keys signing-generate``.
 
 A key file holds base64 256-bit keys, one a line; the first encrypts, any decrypts. Key ids
 (lowercase hex SHA-256 of the raw key) are what object keys carry; printing them is safe.
+A digest signing key is an Ed25519 pair in PEM files; its id (SHA-256 of the public key's DER)
+is what digests name (docs/AUDIT.md).
 """
 
 from __future__ import annotations
@@ -31,6 +33,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     ids.add_argument("--key-file", "--decryption-keys-file", dest="key_files", action="append", default=[],
                      metavar="FILE", help=f"read keys from FILE (default: ${KEYS_ENV}, else stdin)")
     ids.set_defaults(func=run_id)
+    sig = ksub.add_parser("signing-generate", help="make an Ed25519 key pair that signs digests; "
+                          "prints the public key's id")
+    sig.add_argument("--private-key-file", required=True, metavar="P",
+                     help="write the private key here (PEM, mode 0600); it must not exist")
+    sig.add_argument("--public-key-file", required=True, metavar="Q",
+                     help="write the public key here (PEM): what auditors verify digests with")
+    sig.set_defaults(func=run_signing_generate)
 
 
 def _write_key_file(path: str, key: MasterKey, *, append: bool) -> None:
@@ -47,14 +56,18 @@ def _write_key_file(path: str, key: MasterKey, *, append: bool) -> None:
     line = key.to_base64() + "\n"
     if old and not old.endswith("\n"):
         old += "\n"
-    text = old + line if append else line + old
+    _write_atomically(path, old + line if append else line + old, mode=0o600, what="key file")
+
+
+def _write_atomically(path: str, text: str, *, mode: int, what: str) -> None:
+    """Write ``path`` through a temporary file in its folder and a rename, with ``mode``."""
     directory = os.path.dirname(os.path.abspath(path))
     try:
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".logarchive-keys-", suffix=".part")
     except OSError as exc:
-        raise LogarchiveError(f"key file {path}: {exc.strerror or exc}") from None
+        raise LogarchiveError(f"{what} {path}: {exc.strerror or exc}") from None
     try:
-        os.fchmod(fd, 0o600)
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
@@ -65,7 +78,7 @@ def _write_key_file(path: str, key: MasterKey, *, append: bool) -> None:
             os.unlink(tmp)
         except OSError:
             pass
-        raise LogarchiveError(f"key file {path}: {exc.strerror or exc}") from None
+        raise LogarchiveError(f"{what} {path}: {exc.strerror or exc}") from None
 
 
 def run_generate(args: argparse.Namespace) -> int:
@@ -93,4 +106,24 @@ def run_id(args: argparse.Namespace) -> int:
         raise LogarchiveError("no key given (--key-file, $LOGARCHIVE_KEYS or stdin)")
     for k in keys:
         print(k.key_id)
+    return 0
+
+
+def run_signing_generate(args: argparse.Namespace) -> int:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from ..digest import public_key_id
+
+    for path in (args.private_key_file, args.public_key_file):
+        if os.path.exists(path):
+            raise LogarchiveError(f"{path}: exists; a signing key is never overwritten")
+    key = ed25519.Ed25519PrivateKey.generate()
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    _write_atomically(args.private_key_file, private, mode=0o600, what="private key file")
+    _write_atomically(args.public_key_file, public, mode=0o644, what="public key file")
+    print(public_key_id(key.public_key()))
     return 0

@@ -34,7 +34,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     rp.add_argument("--role-arn", required=True, help="the role S3 assumes to replicate")
     rp.add_argument("--dest-account", default="",
                     help="the customer's account id, for the owner override (default: none)")
-    rp.add_argument("--prefix", default="", help="replicate only keys under this prefix (default: all keys)")
+    rp.add_argument("--prefix", default=None,
+                    help="replicate only keys under this prefix (default: <stack>/shareable/ with --stack, "
+                    "else every key)")
+    rp.add_argument("--stack", default="",
+                    help="the stack: its archives and, by a second rule, its signed digests "
+                    "(_logarchive/digests/<stack>/) replicate (default: none)")
     rp.add_argument("--dry-run", action="store_true", help="print the configuration, change nothing")
     add_endpoint_options(rp)
     rp.set_defaults(func=run_replication)
@@ -109,8 +114,9 @@ def run_replication(args: argparse.Namespace) -> int:
         dest_bucket=args.dest_bucket,
         role_arn=args.role_arn,
         dest_account=args.dest_account,
-        prefix=args.prefix,
+        prefix=args.prefix if args.prefix is not None else (f"{args.stack}/shareable/" if args.stack else ""),
     )
+    also = (replication.digests_target(target, args.stack),) if args.stack else ()
     problems, warnings = replication.check_versioning(s3, target)
     for w in warnings:
         print(f"logarchive: warning: {w}", file=sys.stderr)
@@ -118,14 +124,15 @@ def run_replication(args: argparse.Namespace) -> int:
         for p in problems:
             print(f"logarchive: error: {p}", file=sys.stderr)
         return 1
-    config = replication.configure(s3, target, dry_run=args.dry_run)
+    config = replication.configure(s3, target, dry_run=args.dry_run, also=also)
     if args.dry_run:
         print(json.dumps(config, indent=2))
         for p in problems:
             print(f"logarchive: error: {p}", file=sys.stderr)
         return 1 if problems else 0
-    print(f"replication {args.source_bucket} -> {args.dest_bucket}: rule "
-          f"{replication.rule_id(args.dest_bucket)} set ({len(config['Rules'])} rule(s) in all)")
+    rules = " and ".join(t.id for t in (target, *also))
+    print(f"replication {args.source_bucket} -> {args.dest_bucket}: rule(s) {rules} set "
+          f"({len(config['Rules'])} rule(s) in all)")
     return 0
 
 

@@ -453,20 +453,10 @@ def run_parallel(
     unexpected still becomes a failed Outcome naming the object, so one bad object never
     stops the others.
     """
-    guarded = _guard(fn, on_done)
     if jobs <= 1 or len(matches) <= 1:
+        guarded = _guard(fn, on_done)
         return [guarded(m) for m in matches]
-    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="logarchive-get")
-    try:
-        futures = [pool.submit(guarded, m) for m in matches]
-        return [f.result() for f in futures]
-    except BaseException:
-        # Ctrl-C: start no new object; the ones running finish (or fail) and clean up
-        # their temporary files before this returns.
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    finally:
-        pool.shutdown(wait=True)
+    return run_as_ready(fn, matches, lambda submit: None, jobs=jobs, on_done=on_done)
 
 
 def download_all(

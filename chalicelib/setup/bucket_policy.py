@@ -121,20 +121,23 @@ def grants(policy: dict[str, Any], principal: str, action: str, resource: str) -
 def required_grants(bucket: str) -> list[tuple[str, str, str]]:
     """(action, resource to test, resource as written) the replication role needs on ``bucket``."""
     objects = f"{bucket_arn(bucket)}/*"
-    # Any object key stands for ``bucket/*``; this one has the archive layout's shape.
-    sample = f"{bucket_arn(bucket)}/stack/shareable/v3/key"
-    return [(a, sample, objects) for a in OBJECT_ACTIONS] + [
+    # Any object key stands for ``bucket/*``; these have the archive layout's and a digest's shape
+    # (a policy scoped to ``<stack>/*`` would let archives in but not their digests).
+    samples = (f"{bucket_arn(bucket)}/stack/shareable/v3/key",
+               f"{bucket_arn(bucket)}/_logarchive/digests/stack/2026/01/01/0000000001-20260101T003000Z.json")
+    return [(a, sample, objects) for a in OBJECT_ACTIONS for sample in samples] + [
         (a, bucket_arn(bucket), bucket_arn(bucket)) for a in BUCKET_ACTIONS_TO_VERIFY
     ]
 
 
 def missing_grants(policy: dict[str, Any], bucket: str, principal: str) -> list[str]:
     """The required actions ``policy`` does not give ``principal``, as ``action on resource``."""
-    return [
+    missing = [
         f"{action} on {shown}"
         for action, tested, shown in required_grants(bucket)
         if not grants(policy, principal, action, tested)
     ]
+    return list(dict.fromkeys(missing))  # one line per action, however many sample keys lack it
 
 
 def candidate_principals(policy: dict[str, Any]) -> list[str]:

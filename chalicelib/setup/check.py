@@ -16,6 +16,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from ..awserrors import NOT_FOUND, error_code, error_label
+from ..digest import DIGESTS_PREFIX, stack_digests_prefix
 from . import bucket_policy, lifecycle
 
 SEED_VERSIONING_FIX = (
@@ -78,11 +79,17 @@ def check_dedicated(s3: Any, bucket: str, stack: str = "", sample: int = DEFAULT
     Versions are listed too (not only current keys): a deleted foreign object still lies
     in a versioned bucket.
     """
-    prefix_ok = (lambda k: k.startswith(f"{stack}/shareable/")) if stack else _ARCHIVE_KEY.match
+    if stack:
+        def prefix_ok(k: str) -> bool:  # the stack's archives and its signed digests
+            return k.startswith((f"{stack}/shareable/", stack_digests_prefix(stack)))
+    else:
+        def prefix_ok(k: str) -> bool:
+            return bool(_ARCHIVE_KEY.match(k)) or k.startswith(DIGESTS_PREFIX)
     resp = s3.list_object_versions(Bucket=bucket, MaxKeys=max(1, min(sample, 1000)))
     keys = [v["Key"] for v in resp.get("Versions", [])] + [m["Key"] for m in resp.get("DeleteMarkers", [])]
     foreign = sorted({k for k in keys if not prefix_ok(k)})
-    scope = f"{stack}/shareable/" if stack else "<stack>/shareable/"
+    scope = (f"{stack}/shareable/ and {stack_digests_prefix(stack)}" if stack
+             else f"<stack>/shareable/ and {DIGESTS_PREFIX}<stack>/")
     sampled = f"{len(keys)} sampled" + (" (first page only)" if resp.get("IsTruncated") else "")
     if not foreign:
         return CheckResult("dedicated", True, f"only archive keys under {scope} ({sampled})")

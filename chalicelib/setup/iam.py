@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..archiver.sealing import head_key
+from ..digest import pending_prefix, stack_digests_prefix
 from ..settings import ReplicationMode
 from ..staged import ARCHIVED_PREFIX, PENDING_PREFIX, QUARANTINE_PREFIX
 from .resources import StageResources
@@ -69,6 +71,33 @@ def _keys(res: StageResources, *, encrypt: bool, decrypt: bool) -> list[Statemen
     return out
 
 
+def _digest_sealing(res: StageResources) -> list[Statement]:
+    """The scheduler alone seals digests (chalicelib/archiver/sealing.py): it reads and clears the
+    workers' records, moves the chain head, writes each digest to the archive bucket (and, in
+    direct mode, every customer bucket; S3 Replication's second rule otherwise), and signs."""
+    if not res.digests:
+        return []
+    stack = res.stack
+    statements = [
+        _st("DigestRecords", ["s3:GetObject", "s3:DeleteObject"],
+            _objects(res.archive_bucket, pending_prefix(stack))),
+        _st("DigestChainHead", ["s3:GetObject", "s3:PutObject"],
+            f"arn:aws:s3:::{res.archive_bucket}/{head_key(stack)}"),
+        _st("WriteDigests", ["s3:GetObject", "s3:PutObject"],
+            [_objects(b, stack_digests_prefix(stack))
+             for b in (res.archive_bucket, *res.direct_destinations)]),
+    ]
+    if res.signing_kms_key_arn:
+        statements.append(_st("SignDigestsKms", ["kms:Sign", "kms:GetPublicKey"], res.signing_kms_key_arn))
+    elif res.signing_key_secret:
+        statements.append(_st("SigningKeySecret", ["secretsmanager:GetSecretValue"],
+                              res.secret_arn_of(res.signing_key_secret)))
+    else:
+        statements.append(_st("SigningKeyParameter", ["ssm:GetParameter"],
+                              res.parameter_arn_of(res.signing_key_parameter)))
+    return statements
+
+
 def archive_scheduler(res: StageResources) -> list[Statement]:
     swept = (res.archive_bucket, *res.direct_destinations)
     statements = [
@@ -97,7 +126,7 @@ def archive_scheduler(res: StageResources) -> list[Statement]:
             *([_st("RedriveReplication", ["s3:PutObject", "s3:GetObject", *S3_MULTIPART],
                    [_objects(b, res.archive_prefix) for b in res.replicate_to])] if res.replicate_to else []),
         ]
-    return statements
+    return statements + _digest_sealing(res)
 
 
 def archive_worker(res: StageResources) -> list[Statement]:
@@ -121,6 +150,10 @@ def archive_worker(res: StageResources) -> list[Statement]:
     ]
     if res.replication_mode == ReplicationMode.S3_REPLICATION:
         statements.append(_st("MarkPending", ["s3:PutObject"], _objects(res.staging_bucket, PENDING_PREFIX)))
+    if res.digests:
+        # A record of each finished archive or quarantined segment, for the scheduler's next digest.
+        statements.append(_st("RecordForDigest", ["s3:PutObject"],
+                              _objects(res.archive_bucket, pending_prefix(res.stack))))
     return statements
 
 

@@ -1,8 +1,10 @@
 """S3 Replication from the archive bucket to a customer's bucket (the seed's delivery path).
 
 One V2-schema rule per destination, identified by ``rule_id(dest)``, so that re-running
-replaces our rule and leaves every other rule of the bucket alone. Deletions are not
-replicated (``DeleteMarkerReplication`` disabled): the customer's copy is a compliance
+replaces our rule and leaves every other rule of the bucket alone. With a stack, a second rule
+(``digests_rule_id(dest)``) replicates the stack's signed digests (``_logarchive/digests/<stack>/``,
+docs/AUDIT.md) beside its archives, and nothing else of the reserved ``_logarchive/`` prefix.
+Deletions are not replicated (``DeleteMarkerReplication`` disabled): the customer's copy is a compliance
 archive, and a delete in ours must never remove theirs.
 """
 
@@ -15,6 +17,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from ..awserrors import error_code, error_label
+from ..digest import stack_digests_prefix
 from ..errors import LogarchiveError
 from .bucket_policy import bucket_arn
 
@@ -32,11 +35,26 @@ class ReplicationTarget:
     role_arn: str
     dest_account: str = ""
     prefix: str = ""
+    rule: str = ""  # the rule's id (default: rule_id(dest_bucket))
+
+    @property
+    def id(self) -> str:
+        return self.rule or rule_id(self.dest_bucket)
 
 
 def rule_id(dest_bucket: str) -> str:
     # S3 rule ids are at most 255 characters; bucket names at most 63.
     return f"{RULE_PREFIX}{dest_bucket}"
+
+
+def digests_rule_id(dest_bucket: str) -> str:
+    return f"{RULE_PREFIX}digests-{dest_bucket}"
+
+
+def digests_target(target: ReplicationTarget, stack: str) -> ReplicationTarget:
+    """The second rule: the stack's digests, to the same destination, as its archives."""
+    return ReplicationTarget(target.source_bucket, target.dest_bucket, target.role_arn, target.dest_account,
+                             prefix=stack_digests_prefix(stack), rule=digests_rule_id(target.dest_bucket))
 
 
 def build_rule(target: ReplicationTarget, priority: int) -> dict[str, Any]:
@@ -47,7 +65,7 @@ def build_rule(target: ReplicationTarget, priority: int) -> dict[str, Any]:
         destination["Account"] = target.dest_account
         destination["AccessControlTranslation"] = {"Owner": "Destination"}
     return {
-        "ID": rule_id(target.dest_bucket),
+        "ID": target.id,
         "Priority": priority,
         "Status": "Enabled",
         "Filter": {"Prefix": target.prefix},
@@ -60,7 +78,7 @@ def merge_configuration(existing: dict[str, Any] | None, target: ReplicationTarg
     """The bucket's replication configuration with our rule for ``target`` added or replaced."""
     existing = copy.deepcopy(existing) if existing else {}
     rules: list[dict[str, Any]] = list(existing.get("Rules", []))
-    ours = rule_id(target.dest_bucket)
+    ours = target.id
     others = [r for r in rules if r.get("ID") != ours]
     old = next((r for r in rules if r.get("ID") == ours), None)
 
@@ -128,9 +146,14 @@ def check_versioning(s3: Any, target: ReplicationTarget) -> tuple[list[str], lis
     return problems, warnings
 
 
-def configure(s3: Any, target: ReplicationTarget, *, dry_run: bool = False) -> dict[str, Any]:
-    """Put (or, with ``dry_run``, only compute) the merged replication configuration."""
+def configure(
+    s3: Any, target: ReplicationTarget, *, dry_run: bool = False, also: tuple[ReplicationTarget, ...] = ()
+) -> dict[str, Any]:
+    """Put (or, with ``dry_run``, only compute) the merged replication configuration: ``target``'s
+    rule and those of ``also`` (same source bucket), in one PUT."""
     config = merge_configuration(get_configuration(s3, target.source_bucket), target)
+    for more in also:
+        config = merge_configuration(config, more)
     if not dry_run:
         s3.put_bucket_replication(Bucket=target.source_bucket, ReplicationConfiguration=config)
     return config

@@ -99,6 +99,10 @@ class StageResources:
     # MaximumConcurrency of the SQS workers' event sources (app.py passes it to Chalice).
     archive_max_concurrency: int
     retrieval_max_concurrency: int
+    # The digest signing key (docs/AUDIT.md): a KMS key ARN, or an Ed25519 PEM in a secret/parameter.
+    signing_kms_key_arn: str = ""
+    signing_key_secret: str = ""
+    signing_key_parameter: str = ""
 
     @classmethod
     def from_env(cls, stage: str, env: Env) -> StageResources:
@@ -121,6 +125,8 @@ class StageResources:
         if s.kms_key_id and not s.kms_key_id.startswith("arn:"):
             # A policy needs the key's ARN; an alias or bare id cannot be scoped.
             raise DeploymentConfigError(f"stage {stage}: LOGARCHIVE_KMS_KEY_ID must be a key ARN")
+        if s.signing_kms_key_id and not s.signing_kms_key_id.startswith("arn:"):
+            raise DeploymentConfigError(f"stage {stage}: LOGARCHIVE_SIGNING_KMS_KEY_ID must be a key ARN")
         res = cls(
             stage=stage,
             region=work.region,
@@ -143,6 +149,9 @@ class StageResources:
             keys_parameter=s.keys_parameter,
             archive_max_concurrency=caps["archive_worker"],
             retrieval_max_concurrency=caps["retrieval_worker"],
+            signing_kms_key_arn=s.signing_kms_key_id,
+            signing_key_secret=s.signing_key_secret,
+            signing_key_parameter=s.signing_key_parameter,
         )
         if not (res.kms_key_arn or res.keys_secret or res.keys_parameter):
             raise DeploymentConfigError(
@@ -179,17 +188,27 @@ class StageResources:
 
     @property
     def secret_arn(self) -> str:
-        if self.keys_secret.startswith("arn:"):
-            return self.keys_secret
+        return self.secret_arn_of(self.keys_secret)
+
+    def secret_arn_of(self, name: str) -> str:
+        if name.startswith("arn:"):
+            return name
         # Secrets Manager appends "-" and six random characters to a secret's ARN.
-        return f"arn:aws:secretsmanager:{self.region}:{self.account}:secret:{self.keys_secret}-??????"
+        return f"arn:aws:secretsmanager:{self.region}:{self.account}:secret:{name}-??????"
 
     @property
     def parameter_arn(self) -> str:
-        if self.keys_parameter.startswith("arn:"):
-            return self.keys_parameter
-        name = self.keys_parameter.lstrip("/")
-        return f"arn:aws:ssm:{self.region}:{self.account}:parameter/{name}"
+        return self.parameter_arn_of(self.keys_parameter)
+
+    def parameter_arn_of(self, name: str) -> str:
+        if name.startswith("arn:"):
+            return name
+        return f"arn:aws:ssm:{self.region}:{self.account}:parameter/{name.lstrip('/')}"
+
+    @property
+    def digests(self) -> bool:
+        """A signing key is named: workers record, the scheduler seals (docs/AUDIT.md)."""
+        return bool(self.signing_kms_key_arn or self.signing_key_secret or self.signing_key_parameter)
 
     @property
     def direct_destinations(self) -> tuple[str, ...]:

@@ -175,7 +175,10 @@ def function_overrides(res: StageResources) -> dict[str, Any]:
                 # index/indexer.py INDEXER_EVENTS (the restore completion resumes retrieval jobs).
                 "detail-type": ["Object Created", "Object Deleted", "Object Storage Class Changed",
                                 "Object Restore Completed"],
-                "detail": {"bucket": {"name": [res.archive_bucket]}},
+                # Archives only: the sealer's records and digests under _logarchive/ are no
+                # index entries (the indexer would skip them, one invocation each).
+                "detail": {"bucket": {"name": [res.archive_bucket]},
+                           "object": {"key": [{"prefix": res.archive_prefix}]}},
             }},
         }
     }

@@ -17,14 +17,14 @@ from typing import Any, BinaryIO
 
 from .. import layout
 from ..errors import LogarchiveError
-from ..staged import GZIP, IDENTITY, staged_metadata
+from ..staged import EVENT_META, GZIP, IDENTITY, staged_metadata
 from . import eligibility
 from .config import ShipConfig
 from .identity import GzipIncomplete, read_head, same_file
 from .report import Summary, human
 from .scan import Container, LogFile, scan_root
 from .segment import Measured, SegmentChanged, Staged, measure
-from .state import Segment, Source, State, unplan
+from .state import ABANDONED_REASON, Segment, Source, State, unplan
 from .upload import Conflict, Interrupted, Staging, Uploader, UploadError, make_client
 
 log = logging.getLogger("logarchive.ship")
@@ -39,6 +39,12 @@ DENIED = "permission denied"
 SHRANK = "file is shorter than what was already staged (truncated by hand?)"
 NO_CONFIG = "container config unreadable: its live log waits, rotated logs still ship"
 S3_FAILED = "S3 upload failed (retried next pass)"
+# An abandoned segment's explanation (docs/AUDIT.md): an empty staged object with these fields.
+EVENT_FIELDS = frozenset({
+    "logarchive-stack", "logarchive-host", "logarchive-container-id", "logarchive-container-name",
+    "logarchive-kind", "logarchive-resource-id", "logarchive-service-id", "logarchive-segment",
+    "logarchive-rotation", "logarchive-byte-start", "logarchive-byte-end", ABANDONED_REASON,
+})
 CONFLICT = "staging key holds another object (left untouched)"
 LOST = "bytes deleted by Docker before they could be staged"
 ROOT = "Docker data root unreadable"
@@ -114,7 +120,28 @@ class Shipper:
             if self.stop.is_set():
                 break
             self._container(c, s)
+        if not self.cfg.dry_run:
+            self._explain_abandoned(s)
         return s
+
+    def _explain_abandoned(self, s: Summary) -> None:
+        """Stage an empty ``…-abandoned.event`` object for each abandoned segment: the archiver
+        records it in the next digest, so an audit shows the gap as explained, not as a loss."""
+        for seg in self.state.abandoned():
+            if self.stop.is_set():
+                return
+            meta = {k: v for k, v in seg.metadata.items() if k in EVENT_FIELDS}
+            meta[EVENT_META] = "abandoned"
+            key = self.staging.event_key(self.cfg.stack, self.cfg.host, seg.container_id, seg.segment,
+                                         "abandoned")
+            try:
+                self.uploader.stage_event(key, meta)
+            except UploadError as exc:
+                self._problem(s, S3_FAILED, f"{seg.container_id[:12]} segment {seg.segment}", str(exc))
+                return
+            self.state.explained(seg)
+            log.info("%s segment %d: abandoned; explanation staged as %s", seg.container_id[:12], seg.segment,
+                     self.staging.url(key))
 
     # -- one container -------------------------------------------------------------------
     def _container(self, c: Container, s: Summary) -> None:
@@ -282,11 +309,11 @@ class Shipper:
             if fresh:
                 unplan(self.state, seg)
             else:
-                self.state.abandon(seg)
+                self.state.abandon(seg, f"{CHANGED} ({exc})")
             self._transient(s, CHANGED, label, str(exc))
             return False
         except Conflict as exc:
-            self.state.abandon(seg)
+            self.state.abandon(seg, CONFLICT)
             self._problem(s, CONFLICT, label, str(exc))
             return False
         except UploadError as exc:
@@ -323,7 +350,7 @@ class Shipper:
             log.info("%s: found already staged at %s (recorded now)", label, self.staging.url(seg.key))
             return True
         if found is not None:
-            self.state.abandon(seg)
+            self.state.abandon(seg, CONFLICT)
             self._problem(s, CONFLICT, label, f"sha256 {found!r}")
             return True
         src = self.state.source(seg.source_id)
@@ -357,7 +384,7 @@ class Shipper:
                 log.info("%s: staged by an interrupted run and archived already as %s (recorded now)",
                          label, archived)
                 return True
-            self.state.abandon(seg)
+            self.state.abandon(seg, LOST)
             self._problem(s, LOST, label, f"bytes [{seg.start}, {seg.end}) of a file no longer on disk")
             return True
         return False
@@ -370,11 +397,11 @@ class Shipper:
         try:
             m = measure(staged, self._part_size(staged, os.fstat(fh.fileno()).st_size))
         except (SegmentChanged, GzipIncomplete) as exc:
-            self.state.abandon(seg)
+            self.state.abandon(seg, f"{CHANGED} ({exc})")
             self._transient(s, CHANGED, label, str(exc))
             return False
         if (m.sha256, m.size) != (seg.sha256, seg.size):
-            self.state.abandon(seg)
+            self.state.abandon(seg, "the planned bytes are not on disk any more")
             self._transient(s, CHANGED, label, "the planned bytes are not on disk any more")
             return False
         return self._send(seg, staged, m, label, s, fresh=False)

@@ -2,7 +2,8 @@
 
 A segment goes ``pending`` (planned: number, byte range, SHA-256 and metadata fixed and
 committed *before* any byte is sent) → ``shipped`` (committed only after S3 confirmed the
-upload) or ``abandoned`` (its bytes were deleted by Docker before they could be sent). A
+upload) or ``abandoned`` (its bytes were deleted by Docker before they could be sent) →
+``explained`` (an explanation object for the archive's digests was staged, docs/AUDIT.md). A
 restart after ``kill -9`` finds the pending segment and sends exactly the same bytes to
 exactly the same key, so the crash window between S3's answer and the commit is closed by
 the conditional create plus that same key, never by guessing.
@@ -15,7 +16,10 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
+from ..staged import EVENT_REASON_META
 from .identity import head_sha
+
+ABANDONED_REASON = EVENT_REASON_META  # kept in an abandoned segment's metadata
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS containers (
@@ -38,7 +42,7 @@ CREATE TABLE IF NOT EXISTS segments (
     container_id TEXT NOT NULL,
     segment INTEGER NOT NULL,
     source_id INTEGER NOT NULL,
-    state TEXT NOT NULL,                      -- pending | shipped | abandoned
+    state TEXT NOT NULL,                      -- pending | shipped | abandoned | explained
     key TEXT NOT NULL,
     start INTEGER NOT NULL,                   -- logical byte range [start, end) of the source
     end INTEGER NOT NULL,
@@ -52,6 +56,8 @@ CREATE TABLE IF NOT EXISTS segments (
     PRIMARY KEY (container_id, segment)
 );
 CREATE INDEX IF NOT EXISTS pending_segments ON segments(state) WHERE state = 'pending';
+-- every pass looks for abandoned segments whose explanation is not staged yet
+CREATE INDEX IF NOT EXISTS abandoned_segments ON segments(state) WHERE state = 'abandoned';
 """
 
 
@@ -160,6 +166,14 @@ class State:
         rows = self.db.execute(sql + " ORDER BY container_id, segment", args).fetchall()
         return [Segment(*r[:10], bool(r[10]), json.loads(r[11])) for r in rows]
 
+    def abandoned(self) -> list[Segment]:
+        """Abandoned segments whose explanation is not staged yet."""
+        rows = self.db.execute(
+            "SELECT container_id, segment, source_id, state, key, start, end, encoding, size, "
+            "sha256, closes, metadata FROM segments WHERE state = 'abandoned' ORDER BY container_id, segment"
+        ).fetchall()
+        return [Segment(*r[:10], bool(r[10]), json.loads(r[11])) for r in rows]
+
     def next_segment(self, container_id: str) -> int:
         r = self.db.execute(
             "SELECT next_segment FROM containers WHERE container_id = ?", (container_id,)
@@ -220,14 +234,23 @@ class State:
             )
         seg.state = "shipped"
 
-    def abandon(self, seg: Segment) -> None:
+    def abandon(self, seg: Segment, reason: str = "") -> None:
+        """Given up: ``reason`` goes into the explanation staged for the archive's digests."""
+        if reason:
+            seg.metadata = {**seg.metadata, ABANDONED_REASON: reason}
         with self._tx() as db:
             db.execute(
-                "UPDATE segments SET state = 'abandoned', finished = ? "
+                "UPDATE segments SET state = 'abandoned', finished = ?, metadata = ? "
                 "WHERE container_id = ? AND segment = ?",
-                (time.time(), seg.container_id, seg.segment),
+                (time.time(), json.dumps(seg.metadata), seg.container_id, seg.segment),
             )
         seg.state = "abandoned"
+
+    def explained(self, seg: Segment) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE segments SET state = 'explained' WHERE container_id = ? AND segment = ? "
+                       "AND state = 'abandoned'", (seg.container_id, seg.segment))
+        seg.state = "explained"
 
     def mark_complete(self, source_id: int) -> None:
         if not self.readonly:

@@ -60,6 +60,11 @@ class Staging:
     def key(self, stack: str, host: str, container_id: str, segment: int, sha256: str, encoding: str) -> str:
         return staged_key(self.prefix, stack, host, container_id, segment, sha256, encoding)
 
+    def event_key(self, stack: str, host: str, container_id: str, segment: int, event: str) -> str:
+        """Where the explanation of segment ``segment`` is staged: ``…/<segment:08d>-<event>.event``."""
+        parts = [p for p in (self.prefix, stack, host, container_id, f"{segment:08d}-{event}.event") if p]
+        return "/".join(parts)
+
     def url(self, key: str = "") -> str:
         return f"s3://{self.bucket}/{key}" if key else f"s3://{self.bucket}/{self.prefix}"
 
@@ -166,6 +171,18 @@ class Uploader:
             ChecksumSHA256=_b64(digest), ContentType="application/octet-stream",
         )
         return "created"
+
+    def stage_event(self, key: str, metadata: dict[str, str]) -> None:
+        """An empty object whose metadata explains a gap (created once; a repeat finds it there)."""
+        meta = {k: ascii_value(v) for k, v in metadata.items()}
+        try:
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body=b"", IfNoneMatch="*", Metadata=meta,
+                               ContentType="application/octet-stream")
+        except ClientError as exc:
+            if not is_precondition_failed(exc):
+                raise UploadError(f"s3://{self.bucket}/{key}: {error_label(exc)}") from None
+        except BotoCoreError as exc:
+            raise UploadError(f"s3://{self.bucket}/{key}: {exc}") from None
 
     def abort_stale(self, key: str) -> None:
         """Abort multipart uploads a killed earlier attempt left behind for ``key``."""
