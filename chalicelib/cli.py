@@ -14,7 +14,7 @@ import sys
 from typing import NoReturn
 
 from . import __version__, commands
-from .errors import LogarchiveError, UsageError
+from .errors import run_command
 
 
 class Parser(argparse.ArgumentParser):
@@ -93,18 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    try:
-        return int(args.func(args) or 0)
-    except UsageError as exc:
-        # Options that contradict each other: a usage error, as argparse's own (status 2).
-        print(f"logarchive: error: {exc}", file=sys.stderr)
-        return 2
-    except LogarchiveError as exc:
-        # One line, no traceback: these messages never hold key material.
-        print(f"logarchive: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    return run_command("logarchive", args.func, args)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -325,9 +325,11 @@ class _Output:
     ciphertext must be reported as an authentication failure, not as bad gzip.
     """
 
-    def __init__(self, dst: Writable, name: str, decompress: bool) -> None:
+    def __init__(self, dst: Writable, name: str, decompress: bool, check_gzip: bool = False) -> None:
         self._dst = dst
         self._gunzip = Gunzip(name) if decompress else None
+        # Writing the gzip as it is, yet proving it is one: gunzipped to nowhere.
+        self._check = Gunzip(name) if check_gzip and not decompress else None
         self.gz = 0  # decrypted (gzip) bytes
         self.out = 0  # bytes written to dst
         self.error: IntegrityError | None = None
@@ -338,6 +340,12 @@ class _Output:
             if pt:
                 self.out += len(pt)
                 self._dst.write(pt)
+            if self._check is not None and self.error is None:
+                try:
+                    for _ in self._check.feed(pt):
+                        pass
+                except IntegrityError as exc:
+                    self.error = exc
             return
         if self.error is not None:
             return
@@ -352,8 +360,9 @@ class _Output:
         """Call only after the content is authenticated (or for legacy, decrypted)."""
         if self.error is not None:
             raise self.error
-        if self._gunzip is not None:
-            self._gunzip.close()
+        for gunzip in (self._gunzip, self._check):
+            if gunzip is not None:
+                gunzip.close()
 
 
 def unseal(
@@ -365,16 +374,21 @@ def unseal(
     name: str,
     key_id: str | None = None,
     decompress: bool = False,
+    check_gzip: bool = False,
 ) -> UnsealResult:
     """Decrypt (and optionally gunzip) into ``dst``; raises unless the tag verifies.
+
+    ``check_gzip``: the plaintext is written as it is, and must also be a whole gzip stream
+    (an authentic object that is not gzip raises IntegrityError after the tag verified).
 
     ``dst`` must be a temporary sink: on any exception its content is not to be used.
     """
     data_key = keyring.unwrap(envelope, name=name, key_id=key_id)
     if envelope.legacy:
-        return _unseal_cbc(chunks, dst, envelope, data_key, name=name, decompress=decompress)
+        return _unseal_cbc(chunks, dst, envelope, data_key, name=name, decompress=decompress,
+                           check_gzip=check_gzip)
     decryptor = Cipher(algorithms.AES(data_key), modes.GCM(envelope.iv)).decryptor()
-    output = _Output(dst, name, decompress)
+    output = _Output(dst, name, decompress, check_gzip)
     held = b""  # the last TAG_BYTES seen so far: the tag, if the stream ends here
     total = 0
     blocks = iter_chunks(chunks) if hasattr(chunks, "read") else chunks
@@ -418,11 +432,12 @@ def _unseal_cbc(
     *,
     name: str,
     decompress: bool,
+    check_gzip: bool = False,
 ) -> UnsealResult:
     """Legacy AES/CBC/PKCS5Padding content (no authentication: opt-in only)."""
     decryptor = Cipher(algorithms.AES(data_key), modes.CBC(envelope.iv)).decryptor()
     unpadder = padding.PKCS7(128).unpadder()
-    output = _Output(dst, name, decompress)
+    output = _Output(dst, name, decompress, check_gzip)
     total = 0
     blocks = iter_chunks(chunks) if hasattr(chunks, "read") else chunks
     for block in blocks:

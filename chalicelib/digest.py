@@ -39,6 +39,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
+from .dockerlog import format_utc
 from .errors import LogarchiveError
 
 FORMAT_VERSION = 1
@@ -69,7 +70,7 @@ class DigestError(LogarchiveError):
 
 def fmt_time(t: datetime) -> str:
     """RFC 3339 UTC with microseconds (as the archive metadata writes times)."""
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return format_utc(t)
 
 
 def parse_time(text: str) -> datetime:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
 
 class LogarchiveError(Exception):
     """Base class: ``str(err)`` is one line fit for an operator, never holding key bytes."""
@@ -29,3 +34,53 @@ class UnsupportedFormatError(LogarchiveError):
 
 class LayoutError(LogarchiveError):
     """An object key does not follow any known archive layout."""
+
+
+def describe(exc: BaseException) -> str:
+    """One line for an exception no handler expected, at a command's top level. Its message
+    is shown only for kinds whose messages hold no secret (ours, the OS's, AWS's)."""
+    if isinstance(exc, LogarchiveError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        cause = exc.strerror or type(exc).__name__
+        return f"{exc.filename}: {cause}" if exc.filename is not None else cause
+    if type(exc).__module__.startswith("botocore"):
+        if type(exc).__name__ == "NoCredentialsError":
+            return "no AWS credentials found (environment, AWS config files or an instance role)"
+        return (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+    return f"unexpected {type(exc).__name__} (run with --verbose for the traceback)"
+
+
+def stdout_gone() -> int:
+    """stdout's reader has gone (``| head``): write nothing more, not even at exit; the exit
+    status a shell reports for SIGPIPE."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return 141
+
+
+def run_command(prog: str, func: Callable[[Any], int | None], args: Any) -> int:
+    """Run a command's function: its errors one line each on stderr, never a traceback
+    (unless ``args.verbose``, for an error nobody expected)."""
+    try:
+        return int(func(args) or 0)
+    except UsageError as exc:
+        # Options that contradict each other: a usage error, as argparse's own (status 2).
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except LogarchiveError as exc:
+        # One line, no traceback: these messages never hold key material.
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return stdout_gone()
+    except Exception as exc:  # the last resort: still one line
+        if getattr(args, "verbose", False):
+            raise
+        print(f"{prog}: error: {describe(exc)}", file=sys.stderr)
+        return 1

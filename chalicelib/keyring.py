@@ -99,6 +99,8 @@ def read_key_file(path: str) -> list[MasterKey]:
             text = fh.read()
     except OSError as exc:
         raise LogarchiveError(f"key file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:  # its message would quote key bytes
+        raise LogarchiveError(f"key file {path}: not UTF-8 text (at byte {exc.start})") from None
     keys = parse_keys(text, source=f"key file {path}")
     if not keys:
         raise LogarchiveError(f"key file {path}: holds no key")

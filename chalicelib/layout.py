@@ -15,29 +15,35 @@ import re
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+from .dockerlog import format_utc
 from .errors import LayoutError
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
 KINDS = ("apps", "databases", "proxy")
 UNLABELED = "unlabeled"
 KIND_BY_OPTION = {"app": "apps", "database": "databases", "endpoint": "proxy"}
-ID_RE = re.compile(r"^[A-Za-z0-9_]{1,64}$")
-STACK_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-CONTAINER_RE = re.compile(r"^[0-9a-f]{12,64}$")
-KEY_ID_RE = re.compile(r"^[0-9a-f]{64}$")
+# ``\Z`` and ASCII: ``$`` also matches before a final newline, and ``\d`` matches any
+# Unicode digit. Callers use ``.match``; these patterns anchor on their own.
+ID_RE = re.compile(r"^[A-Za-z0-9_]{1,64}\Z", re.ASCII)
+STACK_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z", re.ASCII)
+CONTAINER_RE = re.compile(r"^[0-9a-f]{12,64}\Z", re.ASCII)
+KEY_ID_RE = re.compile(r"^[0-9a-f]{64}\Z", re.ASCII)
 _V3_FILE = re.compile(
     r"^(?P<cid>[0-9a-f]{12,64})-json\.log(?:\.(?P<rot>\d+))?"
     r"\.(?P<start>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})"
-    r"\.(?P<end>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})\.archived\.gz$"
+    r"\.(?P<end>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})\.archived\.gz\Z",
+    re.ASCII,
 )
 _V2_FILE = re.compile(
     r"^(?P<cid>[0-9a-f]{12,64})-json(?:\.(?P<rot>\d+))?\.log"
-    r"\.(?P<uploaded>\d{4}-\d{2}-\d{2}T\d{2}[:-]?\d{2}[:-]?\d{2}(?:\.\d+)?Z?)\.bck\.gz$"
+    r"\.(?P<uploaded>\d{4}-\d{2}-\d{2}T\d{2}[:-]?\d{2}[:-]?\d{2}(?:\.\d+)?Z?)\.bck\.gz\Z",
+    re.ASCII,
 )
 
 
 def format_time(t: datetime) -> str:
-    return t.astimezone(UTC).strftime(TIME_FORMAT)
+    """``YYYY-MM-DDTHH:MM:SS`` UTC, four-digit year."""
+    return format_utc(t)[:19]
 
 
 def parse_key_time(text: str) -> datetime:
@@ -45,7 +51,7 @@ def parse_key_time(text: str) -> datetime:
 
 
 def _parse_uploaded(text: str) -> datetime | None:
-    digits = re.sub(r"[^0-9]", "", text)[:14]
+    digits = re.sub(r"[^0-9]", "", text, flags=re.ASCII)[:14]
     try:
         return datetime.strptime(digits, "%Y%m%d%H%M%S").replace(tzinfo=UTC)
     except ValueError:
@@ -86,8 +92,11 @@ class ArchiveKey:
         return UNLABELED if self.kind == UNLABELED else f"{self.kind}-{self.resource_id}"
 
     def key(self) -> str:
+        """The v3 key; raises LayoutError for fields that would not parse back from it."""
         if self.schema != "v3" or self.start is None or self.end is None:
             raise LayoutError("only v3 keys with start and end times are written")
+        if self.rotation is not None and self.rotation < 1:
+            raise LayoutError(f"segment {self.rotation} cannot be written: segments start at 1")
         parts = [self.stack, "shareable", "v3", self.key_id, self.resource_folder]
         if self.kind == "apps":
             parts.append(f"service-{self.service_id}")
@@ -96,7 +105,12 @@ class ArchiveKey:
             f"{self.container_id}-json.log{rot}.{format_time(self.start)}"
             f".{format_time(self.end)}.archived.gz"
         )
-        return "/".join(parts)
+        key = "/".join(parts)
+        # Readers (the indexer, logs-from-archive) know an archive only by parsing its key.
+        start, end = self.start.replace(microsecond=0), self.end.replace(microsecond=0)
+        if parse(key) != replace(self, start=start, end=end):
+            raise LayoutError(f"{key}: does not parse back to the fields it was built from")
+        return key
 
     def with_key_id(self, key_id: str) -> ArchiveKey:
         return replace(self, key_id=key_id)

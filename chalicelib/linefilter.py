@@ -13,6 +13,11 @@ A line that fails one is refused without parsing; the others go through ``LineFi
 except under a time-only filter, where a time read from the bytes decides by itself. (That
 shortcut trusts the first ``"time":"…"`` of the bytes to be the line's own; Docker writes it
 last, after ``attrs``, so only a log label named ``time`` could differ.)
+
+A line longer than ``dockerlog.LONG_LINE`` (1 MiB) is never parsed whole: its time is the
+first ``"time":"…"`` of its bytes (found as it streamed past, exact), its stream is
+``"stream":"…"`` in its first 1 MiB or last 64 KiB, and a grep searches those two pieces as
+text. A line that passes is written whole.
 """
 
 from __future__ import annotations
@@ -20,11 +25,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator
 
-from .dockerlog import LineFilter, LogLine, line_time
+from .dockerlog import LONG_LINE, LONG_TAIL, LineFilter, LogLine, LongLine, line_time
 
 # Characters Go's encoding/json (Docker's writer) never escapes: a needle made only of these
 # appears verbatim in the raw line whenever it appears in the decoded ``log`` text.
-_VERBATIM = re.compile(r"^[A-Za-z0-9 _.,:;!?@#$%^*()\[\]{}=+~`|/'-]+$")
+_VERBATIM = re.compile(r"^[A-Za-z0-9 _.,:;!?@#$%^*()\[\]{}=+~`|/'-]+\Z")
 
 Verdict = Callable[[bytes], "bool | None"]
 
@@ -72,12 +77,38 @@ def quick_reject(flt: LineFilter) -> Callable[[bytes], bool]:
     return lambda raw: verdict(raw) is False
 
 
-def accepts(flt: LineFilter) -> Callable[[bytes], LogLine | bool]:
-    """The full test of one raw line: False when refused, else the parsed line (when the
-    exact test needed it) or True. Equivalent to ``flt.matches(LogLine.parse(raw))``."""
-    verdict = prefilter(flt)
+def long_line_test(flt: LineFilter) -> Callable[[LongLine], bool]:
+    """The test of a line longer than ``LONG_LINE``, from what is held of it (module doc)."""
+    stream = f'"stream":"{flt.stream}"'.encode() if flt.stream is not None else None
 
-    def test(raw: bytes) -> LogLine | bool:
+    def test(line: LongLine) -> bool:
+        if flt.start is not None or flt.end is not None:
+            t = line.time
+            if t is None or (flt.start is not None and t < flt.start):
+                return False
+            if flt.end is not None and t >= flt.end:
+                return False
+        if stream is not None and stream not in line.head and stream not in line.tail:
+            return False
+        if flt.grep is not None:
+            return any(flt.grep.search(piece.decode("utf-8", "replace")) for piece in (line.head, line.tail))
+        return True
+
+    return test
+
+
+def accepts(flt: LineFilter) -> Callable[[bytes | LongLine], LogLine | bool]:
+    """The full test of one raw line: False when refused, else the parsed line (when the
+    exact test needed it) or True. Equivalent to ``flt.matches(LogLine.parse(raw))`` for
+    lines up to ``LONG_LINE`` bytes; longer ones are judged by ``long_line_test``."""
+    verdict = prefilter(flt)
+    long_test = long_line_test(flt)
+
+    def test(raw: bytes | LongLine) -> LogLine | bool:
+        if isinstance(raw, LongLine):
+            return long_test(raw)
+        if len(raw) > LONG_LINE:  # the same judgement, whether it came spooled or in one block
+            return long_test(LongLine(raw[:LONG_LINE], raw[-LONG_TAIL:], len(raw), line_time(raw)))
         v = verdict(raw)
         if v is not None:
             return v

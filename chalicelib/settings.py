@@ -73,7 +73,7 @@ def max_concurrency(function: str, env: Env | None = None) -> int:
     if not text:
         return default
     low, high = MAX_CONCURRENCY_RANGE
-    if not text.isdigit() or not low <= int(text) <= high:
+    if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
         raise LogarchiveError(f"${name} must be a whole number from {low} to {high}, not {text!r}")
     return int(text)
 
@@ -110,7 +110,7 @@ class Settings:
     kms_key_id: str = ""
     keys_secret: str = ""  # Secrets Manager secret holding base64 keys, one a line
     keys_parameter: str = ""  # SSM SecureString parameter holding the same
-    api_token_secret: str = ""  # signs the API's pagination tokens (api/tokens.py)
+    api_token_secret: str = ""  # Secrets Manager secret (name or ARN): the HMAC key of page tokens
     # archiver tuning
     schedule_lease_seconds: int = 10800  # a scheduled staged object is not re-sent for this long
     worker_reserve_ms: int = 20000  # stop taking records when less than this (+ size estimate) remains

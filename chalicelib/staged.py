@@ -14,9 +14,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
-from .dockerlog import parse_docker_time
+from .dockerlog import format_utc, parse_docker_time
 from .layout import CONTAINER_RE, ID_RE, KINDS, UNLABELED
 
 PREFIX = "logarchive-"
@@ -37,7 +37,7 @@ EVENT_META = "logarchive-event"
 EVENT_REASON_META = "logarchive-event-reason"
 # On a segment after the shipper found its source cut back: the offset it had shipped up to.
 CUT_FROM_META = "logarchive-cut-from"
-_SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+_SHA_RE = re.compile(r"^[0-9a-f]{64}\Z")
 
 
 def is_reserved(key: str) -> bool:
@@ -59,7 +59,7 @@ def staged_key(prefix: str, stack: str, host: str, container_id: str, segment: i
 
 def fmt_time(t: datetime | None) -> str:
     """RFC 3339 UTC with microseconds (string order is time order), or "" for no time."""
-    return "" if t is None else t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return "" if t is None else format_utc(t)
 
 
 def staged_metadata(
@@ -122,6 +122,11 @@ def archived_as(marker_metadata: Mapping[str, str], sha256: str) -> str | None:
     return marker_metadata.get(ARCHIVED_META) or "?"
 
 
+def _number(text: str) -> int | None:
+    """A whole number in ASCII digits (``str.isdigit`` also takes ``１２``, which int() reads)."""
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
 def _time(value: str) -> datetime | None:
     try:
         return parse_docker_time(value) if value else None
@@ -147,6 +152,7 @@ class StagedMeta:
     problem: str | None  # why this object must be quarantined, or None
     byte_start: int | None = None  # [start, end) in the source file (optional: for the digest only)
     byte_end: int | None = None
+    cut_from: int | None = None  # the source was cut back after staging up to this offset (optional)
 
     @classmethod
     def parse(cls, metadata: Mapping[str, str]) -> StagedMeta:
@@ -169,7 +175,7 @@ class StagedMeta:
         if kind == "apps" and not (sid and ID_RE.match(sid)):
             problems.append("apps without a valid service-id")
         seg_text = get("segment")
-        segment = int(seg_text) if seg_text.isdigit() else None
+        segment = _number(seg_text)
         if segment is None:
             problems.append(f"segment {seg_text[:20]!r} is not a number" if seg_text else "no segment")
         encoding = get("encoding") or IDENTITY
@@ -191,10 +197,11 @@ class StagedMeta:
             segment=segment,
             first_time=_time(get("first-time")),
             last_time=_time(get("last-time")),
-            lines=int(lines_text) if lines_text.isdigit() else None,
+            lines=_number(lines_text),
             sha256=sha,
             encoding=encoding,
             problem="; ".join(problems) or None,
-            byte_start=int(start_text) if start_text.isdigit() else None,
-            byte_end=int(end_text) if end_text.isdigit() else None,
+            byte_start=_number(start_text),
+            byte_end=_number(end_text),
+            cut_from=_number(m.get(CUT_FROM_META, "")),
         )

@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
+# ASCII digits only, and nothing after (not even a newline): what the index and keys can hold.
 _TIME_RE = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})(?:[Tt ](\d{2}):(\d{2}):(\d{2})([Zz]|[+-]\d{2}:\d{2})?)?$"
+    r"^(\d{4})-(\d{2})-(\d{2})(?:[Tt ](\d{2}):(\d{2}):(\d{2})([Zz]|[+-]\d{2}:\d{2})?)?\Z", re.ASCII
 )
 YEARS = (1970, 2200)  # what the index and the archive keys can hold
 SYNTAX = ("a date YYYY-MM-DD or an RFC 3339 time to the second, like 2022-01-01T12:00:00Z "

@@ -22,6 +22,7 @@ from botocore.exceptions import ClientError, ReadTimeoutError
 
 from chalicelib import aws
 from chalicelib.codec import unseal
+from chalicelib.dockerlog import format_utc
 from chalicelib.envelope import Envelope
 from chalicelib.keyring import Keyring, MasterKey
 from chalicelib.sqs_pump import pump
@@ -42,7 +43,7 @@ def docker_lines(n: int, *, start: datetime = T0, seed: int = 0, noisy: bool = F
     rnd = random.Random(seed)
     out = io.BytesIO()
     for i in range(n):
-        t = (start + timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%S.%f") + "123Z"
+        t = format_utc(start + timedelta(seconds=i))[:-1] + "123Z"
         msg = base64.b64encode(rnd.randbytes(600)).decode() if noisy else f"line {seed}-{i} hello world"
         stream = "stderr" if i % 7 == 0 else "stdout"
         out.write(json.dumps({"log": msg + "\n", "stream": stream, "time": t}, separators=(",", ":")).encode())

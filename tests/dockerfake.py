@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from patience import patience  # tests/ is on sys.path: as a script and under pytest
+
 from chalicelib.devkit.fakedocker import FakeContainer, FakeDockerRoot, docker_time, json_line
 
 __all__ = ["FakeContainer", "FakeDockerRoot", "docker_time", "json_line", "writer_main"]
@@ -81,7 +83,7 @@ def writer_main(argv: list[str] | None = None) -> int:
     ]
     caches: dict[str, dict[str, tuple[int, int]]] = {c.id: {} for c in cs}
     seq = 0
-    deadline = time.monotonic() + 240
+    stall_limit = patience(180)  # no staging progress for this long: the shipper is gone
     while sum(c.rotations for c in cs) < a.rotations:
         for c in cs:
             if not c.running:
@@ -98,9 +100,14 @@ def writer_main(argv: list[str] | None = None) -> int:
                     # A shipper that keeps up: the bytes this rotation deletes must be staged.
                     prefix = f"{a.prefix}/{c.id}/"
                     archive = (a.archive_bucket, a.archive_prefix, c.id) if a.archive_bucket else None
-                    while _staged_bytes(s3, a.bucket, prefix, caches[c.id], archive) < limit:
-                        if time.monotonic() > deadline:
-                            print(f"writer: gave up waiting for {c.name}", file=sys.stderr)
+                    # Waits as long as the shipper makes progress, however slowly (a loaded machine).
+                    staged, since = -1, time.monotonic()
+                    while (now_staged := _staged_bytes(s3, a.bucket, prefix, caches[c.id], archive)) < limit:
+                        if now_staged > staged:
+                            staged, since = now_staged, time.monotonic()
+                        elif time.monotonic() - since > stall_limit:
+                            print(f"writer: no staging progress for {stall_limit:.0f} s waiting for {c.name}",
+                                  file=sys.stderr)
                             return 3
                         time.sleep(0.05)
                 if rnd.random() < 0.2:  # a line in two writes: readers see half a line

@@ -18,6 +18,7 @@ STACK = "teststack"
 INDEX_TABLE = "logarchive-index"
 JOBS_TABLE = "logarchive-jobs"
 QUEUE = "logarchive-retrieval"
+TOKEN_SECRET = "logarchive-test-api-token"  # the Secrets Manager secret that signs page tokens
 
 
 def t(text: str) -> datetime:
@@ -36,12 +37,13 @@ def setup_stack(monkeypatch, buckets, master: MasterKey, project_dir) -> str:
     create_table(INDEX_TABLE)
     create_table(JOBS_TABLE)
     url = boto3.client("sqs").create_queue(QueueName=QUEUE, Attributes={"VisibilityTimeout": "30"})["QueueUrl"]
+    local_stack.create_token_secret(TOKEN_SECRET)
     env = {
         "LOGARCHIVE_STACK": STACK, "LOGARCHIVE_ARCHIVE_BUCKET": buckets.archive,
         "LOGARCHIVE_INDEX_TABLE": INDEX_TABLE, "LOGARCHIVE_JOBS_TABLE": JOBS_TABLE,
         "LOGARCHIVE_RETRIEVAL_QUEUE_URL": url, "LOGARCHIVE_RESULTS_BUCKET": buckets.staging,
         "LOGARCHIVE_RESULTS_PREFIX": "retrievals/", "LOGARCHIVE_KEYS": master.to_base64(),
-        "LOGARCHIVE_API_TOKEN_SECRET": "test-secret",
+        "LOGARCHIVE_API_TOKEN_SECRET": TOKEN_SECRET,
     }
     for k, v in env.items():
         monkeypatch.setenv(k, v)

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import boto3
+from patience import cpu_seconds, patience
 
 from chalicelib import layout
 from chalicelib.keyring import MasterKey
@@ -62,12 +63,13 @@ class Lane:
     argv: list[str]
     env: dict[str, str]
     rnd: random.Random
-    kill_after: tuple[float, float]
+    kill_after: tuple[float, float]  # CPU seconds (after ``ready``, if given)
     log: Path
     finish: float = 0.0
     overlap: float = 0.0
     down: tuple[float, float] = (0.0, 0.0)  # pause after a round: the command is down a while
     on_kill: Callable[[], None] | None = None  # called after each kill (statistics only)
+    ready: bytes = b""  # a log line the command writes once started: CPU counts from there
     kills: int = 0  # killed while running
     finished: Counter = field(default_factory=Counter)  # exit status of runs left to finish
     seconds: list[float] = field(default_factory=list)  # how long the runs left to finish took
@@ -86,14 +88,25 @@ class Lane:
         n = 2 if self.rnd.random() < self.overlap else 1
         procs = []
         t0 = time.monotonic()
+        out.flush()
+        log_start = os.path.getsize(self.log)
+        base: float | None = None if self.ready else 0.0
         for _ in range(n):
-            deadline = None if self.rnd.random() < self.finish else time.monotonic() + self.rnd.uniform(*self.kill_after)
-            procs.append((subprocess.Popen(self.argv, cwd=ROOT, env=self.env, stdout=out, stderr=out), deadline))
+            # Killed after a random amount of CPU time (counted from the ``ready`` line, if
+            # any): a random point of its work however loaded the machine, where the clock
+            # would mostly hit a start-up that load stretches (2.7 s wall for 0.3 s of CPU).
+            cpu_limit = None if self.rnd.random() < self.finish else self.rnd.uniform(*self.kill_after)
+            procs.append((subprocess.Popen(self.argv, cwd=ROOT, env=self.env, stdout=out, stderr=out), cpu_limit))
         try:
             while any(p.poll() is None for p, _ in procs):
-                now = time.monotonic()
-                for p, deadline in procs:
-                    if p.poll() is None and (stop.is_set() or (deadline is not None and now >= deadline)):
+                if base is None:
+                    with open(self.log, "rb") as fh:
+                        fh.seek(log_start)
+                        base = cpu_seconds(procs[0][0].pid) if self.ready in fh.read() else None
+                for p, cpu_limit in procs:
+                    worked = (base is not None and cpu_limit is not None
+                              and cpu_seconds(p.pid) - base >= cpu_limit)
+                    if p.poll() is None and (stop.is_set() or worked):
                         p.send_signal(signal.SIGKILL)
                         p.wait()
                         self.kills += 1
@@ -106,8 +119,8 @@ class Lane:
                     p.kill()
                     p.wait()
                     self.kills += 1
-        for p, deadline in procs:
-            if deadline is None and p.returncode >= 0:
+        for p, cpu_limit in procs:
+            if cpu_limit is None and p.returncode >= 0:
                 self.finished[p.returncode] += 1
                 self.seconds.append(time.monotonic() - t0)
 
@@ -188,7 +201,8 @@ def _run(seed: int, buckets, aws_endpoint: str, tmp: Path) -> None:
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
     shipper = Lane("shipper", [*ship, "--interval", "0.05", "--max-age", "0.5s", "--settle", "2s"], env,
-                   random.Random(rnd.random()), (0.2, 1.5), tmp / "shipper.log", down=(0.0, 0.5))
+                   random.Random(rnd.random()), (0.0, 0.15), tmp / "shipper.log", down=(0.0, 0.5),
+                   ready=b"INFO shipping ")
     archiver = Lane("archiver", archive, env, random.Random(rnd.random()), (0.3, 2.0), tmp / "archiver.log",
                     finish=0.3, overlap=0.25, on_kill=Windows(buckets))
     stop = threading.Event()
@@ -196,11 +210,12 @@ def _run(seed: int, buckets, aws_endpoint: str, tmp: Path) -> None:
     for t in lanes:
         t.start()
     try:
-        out, err = writer.communicate(timeout=240)
+        # The writer ends by itself: done, or no staging progress for a patience-scaled while.
+        out, err = writer.communicate()
         # A fast writer must not leave the test without kills: both lanes go on (the archiver
-        # still has staged work, the shipper stopped containers' logs) until each has some.
-        until = time.monotonic() + 60
-        while min(shipper.kills, archiver.kills) < MIN_KILLS and time.monotonic() < until:
+        # still has staged work, the shipper stopped containers' logs) until each has some;
+        # every round of a lane ends in a kill or a run left to finish, so this is progress.
+        while min(shipper.kills, archiver.kills) < MIN_KILLS and all(t.is_alive() for t in lanes):
             time.sleep(0.05)
     finally:
         if writer.poll() is None:
@@ -221,12 +236,12 @@ def _run(seed: int, buckets, aws_endpoint: str, tmp: Path) -> None:
 
     # Containers stopped: one clean pass on each side finishes what the killed runs left.
     final = subprocess.run([*ship, "--once", "--settle", "0"], cwd=ROOT, env=env, capture_output=True,
-                           timeout=120)
+                           timeout=patience(600))
     # A segment a killed shipper sent but did not record, which the archiver has since taken out
     # of staging and whose file Docker rotated away, is found by the archiver's marker: no problem.
     assert _problems(final.stdout.decode()) == set(), final.stdout.decode()[-3000:]
     assert final.returncode == 0, final.stdout.decode() + final.stderr.decode()[-3000:]
-    done = subprocess.run(archive, cwd=ROOT, env=env, capture_output=True, timeout=120)
+    done = subprocess.run(archive, cwd=ROOT, env=env, capture_output=True, timeout=patience(600))
     assert done.returncode == 0, done.stdout.decode()[-2000:] + done.stderr.decode()[-3000:]
 
     # The staging bucket is empty but for the archiver's "archived" markers (empty objects, each
@@ -273,7 +288,7 @@ def _run(seed: int, buckets, aws_endpoint: str, tmp: Path) -> None:
     for truth in truths:
         cid = truth.name
         dest, proc = fetches[cid]
-        fout, ferr = proc.communicate(timeout=120)
+        fout, ferr = proc.communicate(timeout=patience(600))
         assert proc.returncode == 0, f"{cid[:12]}: logs-from-archive: {ferr.decode()[-2000:]}"
         segments = []
         for path in dest.rglob("*"):

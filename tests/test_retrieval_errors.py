@@ -133,8 +133,8 @@ def test_each_bad_object_one_line_others_land(bad, capsys, tmp_path, mode) -> No
 
 
 def test_authentic_content_that_is_not_gzip(buckets, capsys, tmp_path) -> None:
-    """Another tool's object that verifies but is not gzip: kept as is by default, one clear
-    line when asked to decompress."""
+    """Another tool's object that verifies but is not gzip: one clear line and nothing
+    written, in every mode (a ``.gz`` that is not gzip is no verified archive)."""
     import os as _os
 
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -152,7 +152,10 @@ def test_authentic_content_that_is_not_gzip(buckets, capsys, tmp_path) -> None:
     argv = ["logs-from-archive", "--bucket", buckets.customer, "--stack", STACK, "--app-id", "60",
             "--decryption-keys", K1.to_base64(), "--download-location"]
     rc, out, err = run_cli([*argv, str(tmp_path / "a")], capsys)
-    assert rc == 0 and (tmp_path / "a" / rel(key)).read_bytes() == plain
+    assert rc == 1 and len(err.splitlines()) == 1 and f"{key}: " in err and "gzip" in err, err
+    assert files_under(tmp_path / "a") == []
+    rc, out, err = run_cli([*argv, str(tmp_path / "v"), "--verify-only"], capsys)
+    assert rc == 1 and len(err.splitlines()) == 1 and "gzip" in err and "verified" not in out, out + err
     rc, out, err = run_cli([*argv, str(tmp_path / "b"), "--decompress"], capsys)
     assert rc == 1 and err.splitlines() == [f"logarchive: error: {key}: decrypted content is not valid gzip (BadGzipFile)"]
     assert files_under(tmp_path / "b") == [] and leftovers(str(tmp_path)) == []

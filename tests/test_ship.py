@@ -7,6 +7,7 @@ import hashlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -290,13 +291,15 @@ def _permission_denied(buckets, fake, tmp_path) -> None:
 
 
 def test_s3_unreachable_fails_cleanly_and_retries(buckets, fake, tmp_path, capsys) -> None:
-    from chalicelib.devkit.local_aws import free_port
-
     c = fake.add("app")
     c.log("hello")
     c.stop()
-    dead = f"http://127.0.0.1:{free_port()}"
-    rc = cli.main(args(tmp_path, buckets.staging, "--once", "--endpoint-url", dead, "--max-attempts", "2"))
+    # A port bound here and never listened on refuses every connection, and no other
+    # process (a second suite) can take it meanwhile.
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        rc = cli.main(args(tmp_path, buckets.staging, "--once", "--endpoint-url", dead, "--max-attempts", "2"))
     out = capsys.readouterr().out
     assert rc == 1 and "S3 upload failed" in out
     rc, out = ship(tmp_path, buckets.staging, capsys)

@@ -25,7 +25,7 @@ STREAMS = ("stdout", "stderr")
 MAX_LIMIT = 1000
 MAX_GREP = 256
 MAX_JOB_RANGE = timedelta(days=366)
-JOB_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+JOB_ID_RE = re.compile(r"^[0-9a-f]{32}\Z")
 
 
 class ParamError(ValueError):
@@ -88,7 +88,7 @@ def parse_limit(value: Any, default: int = 100) -> int:
         return default
     if isinstance(value, int) and not isinstance(value, bool):
         n = value
-    elif isinstance(value, str) and value.isdigit() and len(value) <= 5:
+    elif isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 5:
         n = int(value)
     else:
         raise ParamError("limit must be a whole number")

@@ -34,11 +34,14 @@ def archive_metadata(
     container_name: str = "",
     segment: int | None = None,
     source: str = "",
+    cut_from: int | None = None,
 ) -> dict[str, str]:
     """The envelope fields plus the ``logarchive-*`` fields of one archive object.
 
     ``first``/``last`` are the first and last line times, ``lines`` the line count and
-    ``source`` the staged key; bytes and SHA-256 are the raw log's, from ``sealed``.
+    ``source`` the staged key; ``cut_from`` the shipper's note that the source file was cut
+    back after bytes up to that offset had shipped (the segment starts at the cut); bytes and
+    SHA-256 are the raw log's, from ``sealed``.
     """
     meta = {
         **sealed.envelope.to_fields(),
@@ -55,5 +58,7 @@ def archive_metadata(
     }
     if segment is not None:
         meta["logarchive-segment"] = str(segment)
+    if cut_from is not None:
+        meta["logarchive-cut-from"] = str(cut_from)
     meta["logarchive-source"] = ascii_value(source, 1024)
     return meta

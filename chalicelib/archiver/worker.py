@@ -38,11 +38,11 @@ from ..digest import (
     same_s3_checksum,
 )
 from ..dockerlog import TimeSpan
-from ..errors import IntegrityError, LogarchiveError
+from ..errors import IntegrityError, LayoutError, LogarchiveError
 from ..keyring import Keyring
 from ..layout import ArchiveKey
 from ..settings import ReplicationMode, Settings
-from ..staged import CUT_FROM_META, EVENT_META, EVENT_REASON_META, QUARANTINE_PREFIX, StagedMeta, fmt_time
+from ..staged import EVENT_META, EVENT_REASON_META, QUARANTINE_PREFIX, StagedMeta, fmt_time
 from . import s3io
 from .messages import Job
 from .metadata import archive_metadata, ascii_value
@@ -188,14 +188,19 @@ class Worker:
                 warnings.extend(self._compare(meta, span))
             if span.untimed_lines:
                 warnings.append(f"{span.untimed_lines} of {span.lines} lines have no time (kept byte-exact)")
-            base = ArchiveKey(
-                stack=stack, key_id=self.keyring.encrypting_key_id, kind=meta.kind,
-                resource_id=meta.resource_id, service_id=meta.service_id, container_id=meta.container_id,
-                rotation=meta.segment, start=first, end=last,
-            )
+            try:  # what the layout cannot name would be archived unreadable: quarantine it
+                base = ArchiveKey(
+                    stack=stack, key_id=self.keyring.encrypting_key_id, kind=meta.kind,
+                    resource_id=meta.resource_id, service_id=meta.service_id, container_id=meta.container_id,
+                    rotation=meta.segment, start=first, end=last,
+                )
+                base.key()
+            except LayoutError as exc:
+                raise BadStagedObject(f"segment {meta.segment} has no archive key: {exc}") from None
             metadata = archive_metadata(
                 sealed, key_id=self.keyring.encrypting_key_id, first=first, last=last, lines=span.lines,
                 host=meta.host, container_name=meta.container_name, segment=meta.segment, source=job.key,
+                cut_from=meta.cut_from,
             )
             sums = s3io.file_checksums(fh, sealed.ciphertext_bytes, self.part_size)
             key, created, head = self._place(
@@ -294,12 +299,12 @@ class Worker:
     def _record_cut_back(self, job: Job, raw_meta: dict[str, str], meta: StagedMeta, stack: str) -> None:
         """The shipper found the source cut back before this segment (``logarchive-cut-from``: what
         it had shipped up to): the byte discontinuity is explained, not a loss."""
-        cut_from = raw_meta.get(CUT_FROM_META, "").strip()
-        if not cut_from.isdigit():
+        cut_from = meta.cut_from
+        if cut_from is None:
             return
         record_event(self.s3, self.settings.archive_bucket, stack, ExplainedEvent(
             type=EVENT_CUT_BACK, container_id=meta.container_id, host=ascii_value(meta.host), source=job.key,
-            segment=meta.segment, byte_start=meta.byte_start, byte_end=int(cut_from),
+            segment=meta.segment, byte_start=meta.byte_start, byte_end=cut_from,
             reason=f"source cut back after bytes up to {cut_from} had shipped; this segment starts at "
                    f"{meta.byte_start}", at=fmt_time(datetime.now(UTC)),
         ))

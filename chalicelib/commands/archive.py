@@ -16,7 +16,9 @@ from dataclasses import replace
 from typing import Any
 
 from .. import aws
-from ..errors import LogarchiveError, UsageError
+from ..awserrors import error_code
+from ..errors import LogarchiveError, UsageError, describe
+from ..layout import STACK_RE
 from ..settings import ReplicationMode, Settings
 from ._common import add_compression_option, add_endpoint_options, add_key_options, keyring_from_args
 
@@ -31,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--replication-mode", choices=[m.value for m in ReplicationMode],
                    default=ReplicationMode.DIRECT.value,
                    help="direct: the worker copies; s3-replication: S3 Replication does (default: direct)")
-    p.add_argument("--stack", help="stack in archive keys (default: $LOGARCHIVE_STACK)")
+    p.add_argument("--stack", help="stack in archive keys (required; default: $LOGARCHIVE_STACK); objects "
+                   "staged for another stack are quarantined")
     p.add_argument("--queue-url", help="hand work over through this SQS queue (default: in process)")
     p.add_argument("--table", help="idempotency table for the scheduler's in-flight leases (default: none)")
     p.add_argument("--attempts", type=int, default=3, help="deliveries of a failing item (default 3)")
@@ -52,6 +55,14 @@ def parse_s3_url(url: str) -> tuple[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Without a stack each staged object would name its own, and a shipper's word would
+    # decide where in the archive bucket (and under which customer prefix) its bytes land.
+    # Checked before the archiver is imported (Powertools' logger binds stdout at import).
+    stack = args.stack or Settings.from_env().stack
+    if not stack:
+        raise UsageError("--stack (or $LOGARCHIVE_STACK) is required: the stack of the archive keys")
+    if not STACK_RE.match(stack):
+        raise UsageError(f"--stack {stack[:70]!r}: not a stack name ({STACK_RE.pattern})")
     from ..archiver import scheduler
     from ..archiver.service import build
     from ..archiver.worker import Outcome, Status
@@ -67,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     env = Settings.from_env()
     settings = replace(
         env, compression=args.compression or env.compression,
-        stack=args.stack or env.stack, staging_bucket=bucket, staging_prefix=prefix,
+        stack=stack, staging_bucket=bucket, staging_prefix=prefix,
         archive_bucket=args.archive_bucket, replicate_to=tuple(args.replicate_to),
         replication_mode=ReplicationMode(args.replication_mode), work_queue_url=args.queue_url or "",
         idempotency_table=args.table or "",
@@ -83,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
     keyring = keyring_from_args(args)
     if not keyring.can_encrypt:
         raise UsageError("no master key: give --key-file, --kms-key-id or set $LOGARCHIVE_KEYS")
+    _check_buckets(aws.client("s3"), [settings.archive_bucket, *settings.replicate_to])
     archiver = build(settings, keyring)
     outcomes: list[Outcome] = []
     sender: Any = None if args.queue_url else scheduler.ListSender()
@@ -166,3 +178,18 @@ class _Progress:
 
 def _progress(bodies: list[str], outcomes: list[Any]) -> _Progress | None:
     return _Progress(bodies, outcomes) if bodies else None
+
+
+def _check_buckets(s3: Any, buckets: list[str]) -> None:
+    """Stop before any work when a bucket to write into is missing or AWS is out of reach: every
+    object would fail the same way (in Lambda, SQS redelivery is the retry)."""
+    for bucket in buckets:
+        try:
+            s3.head_bucket(Bucket=bucket)
+        except Exception as exc:
+            code = error_code(exc)
+            if code in ("404", "NoSuchBucket", "NotFound"):
+                raise LogarchiveError(f"s3://{bucket}: no such bucket (NoSuchBucket)") from None
+            if code in ("403", "AccessDenied"):
+                continue  # writing may still be allowed without s3:ListBucket
+            raise LogarchiveError(f"s3://{bucket}: {describe(exc)}") from None

@@ -6,8 +6,9 @@ import argparse
 import sys
 
 from .. import aws, layout
+from ..awserrors import error_code
 from ..download.selection import parse_instant
-from ..errors import LogarchiveError, UsageError
+from ..errors import LogarchiveError, UsageError, describe
 from ..index import Indexer, IndexStore
 from ..times import SYNTAX
 from ._common import add_endpoint_options
@@ -41,6 +42,13 @@ def run_backfill(args: argparse.Namespace) -> int:
         raise LogarchiveError(f"--stack {args.stack!r} is not a valid stack name")
     s3 = aws.client("s3", endpoint_url=args.endpoint_url, region=args.region)
     ddb = aws.client("dynamodb", endpoint_url=args.endpoint_url, region=args.region)
+    try:  # one line before any work, rather than one per archive
+        ddb.describe_table(TableName=args.table)
+    except Exception as exc:
+        if error_code(exc) == "ResourceNotFoundException":
+            raise LogarchiveError(f"table {args.table}: does not exist") from None
+        if error_code(exc) not in ("AccessDeniedException", "AccessDenied"):
+            raise LogarchiveError(f"table {args.table}: {describe(exc)}") from None
     indexer = Indexer(IndexStore(args.table, client=ddb), bucket=args.bucket, stack=args.stack, s3=s3)
     counts: dict[str, int] = {}
     failed = 0

@@ -51,6 +51,8 @@ def _write_key_file(path: str, key: MasterKey, *, append: bool) -> None:
         old = ""
     except OSError as exc:
         raise LogarchiveError(f"key file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:  # its message would quote key bytes
+        raise LogarchiveError(f"key file {path}: not UTF-8 text (at byte {exc.start}); left alone") from None
     if old:
         parse_keys(old, source=f"key file {path}")  # refuse to rewrite a file we cannot read back
     line = key.to_base64() + "\n"
@@ -101,7 +103,11 @@ def run_id(args: argparse.Namespace) -> int:
     elif os.environ.get(KEYS_ENV):
         keys = gather_keys(env=True)
     else:
-        keys = parse_keys(sys.stdin.read(), source="stdin")
+        try:
+            text = sys.stdin.read()
+        except UnicodeDecodeError as exc:
+            raise LogarchiveError(f"stdin: not UTF-8 text (at byte {exc.start})") from None
+        keys = parse_keys(text, source="stdin")
     if not keys:
         raise LogarchiveError("no key given (--key-file, $LOGARCHIVE_KEYS or stdin)")
     for k in keys:

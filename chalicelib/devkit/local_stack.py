@@ -218,10 +218,8 @@ def provision(
         "LOGARCHIVE_JOBS_TABLE": stage.table("jobs"),
         "LOGARCHIVE_RETRIEVAL_QUEUE_URL": urls["retrieval"],
         "LOGARCHIVE_RESULTS_BUCKET": stage.results_bucket,
-        # Hook: today the API takes the page-token key itself from this variable, so it gets the
-        # secret's value; once the API reads the Secrets Manager secret the variable names, it
-        # gets ``token_secret`` (the name) instead.
-        "LOGARCHIVE_API_TOKEN_SECRET": secrets.get_secret_value(SecretId=token_secret)["SecretString"],
+        # The API signs page tokens with the value of the secret this names, as in AWS.
+        "LOGARCHIVE_API_TOKEN_SECRET": token_secret,
     }
     if keys_text is not None:
         secrets.create_secret(Name=stage.keys_secret, SecretString=keys_text)
@@ -519,6 +517,7 @@ def main() -> int:
             "LOGARCHIVE_RETRIEVAL_QUEUE_URL": url,
             "LOGARCHIVE_RESULTS_BUCKET": f"{stack}-logarchive-results",
             "LOGARCHIVE_KEYS": master.to_base64(),
+            "LOGARCHIVE_API_TOKEN_SECRET": create_token_secret(f"logarchive-{stack}-api-token"),
         }
         keys = _sample_archives(buckets.archive, stack, master)
         os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # no EMF lines in the output

@@ -14,7 +14,7 @@ from typing import Any, BinaryIO
 from isal import igzip
 
 from .. import codec
-from ..dockerlog import LineFilter, LogLine, split_lines
+from ..dockerlog import LineFilter, LogLine, LongLine, split_lines
 from ..errors import LogarchiveError
 from ..linefilter import accepts
 
@@ -57,16 +57,22 @@ class OutputOptions:
         return base + (".txt" if self.fmt == "text" else ".jsonl")
 
 
-def _render(lines: Iterable[bytes], opts: OutputOptions) -> Iterator[bytes]:
+def _render(lines: Iterable[bytes | LongLine], opts: OutputOptions) -> Iterator[bytes]:
     """The kept lines of a verified, decompressed stream, in the output format.
 
-    The filter runs through ``linefilter`` (byte-level pre-check, then the exact test).
+    The filter runs through ``linefilter`` (byte-level pre-check, then the exact test). A
+    line longer than ``dockerlog.LONG_LINE`` is judged as ``linefilter`` says and, if kept,
+    written whole and as it is (in the text format too: it is never parsed whole).
     """
     text = opts.fmt == "text"
     test = accepts(opts.line_filter) if opts.line_filter.active else None
     for raw in lines:
         kept: LogLine | bool = True if test is None else test(raw)
         if not kept:
+            continue
+        if isinstance(raw, LongLine):
+            yield from raw.chunks()
+            yield b"\n"
             continue
         if not text:
             yield raw + b"\n"

@@ -12,6 +12,7 @@ process (this one or another run writing to the same directory) still holds.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import tempfile
@@ -33,6 +34,42 @@ def fsync_dir(path: str) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def open_below(root: str, relative: str) -> tuple[int, str]:
+    """Open the directory ``root/relative``, creating what is missing, without following a
+    symbolic link in ``relative`` (``root`` is the caller's choice and may be one).
+
+    Returns its descriptor (the caller closes it) and a path that reaches the directory
+    through that descriptor (``/proc/self/fd/N`` on Linux), so that a link swapped in for a
+    component later is not followed either. Raises OSError (ELOOP for a link).
+    """
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for name in relative.split("/"):
+            if name in ("", "."):
+                continue
+            if name == "..":
+                raise OSError(errno.EINVAL, "'..' in a path below the download location")
+            try:
+                os.mkdir(name, dir_fd=fd)
+            except FileExistsError:
+                pass
+            try:
+                child = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR) and os.path.islink(f"/proc/self/fd/{fd}/{name}"):
+                    raise OSError(errno.ELOOP, f"{name} is a symbolic link (not followed)") from None
+                raise
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    through_fd = f"/proc/self/fd/{fd}"
+    if os.path.isdir(through_fd):
+        return fd, through_fd
+    return fd, os.path.join(root, relative)  # no /proc (macOS): the components were checked
 
 
 def _unlink(path: str) -> None:

@@ -116,15 +116,17 @@ class Retriever:
         self._swept: set[str] = set()
         self._sweep_lock = threading.Lock()
 
-    def _sweep_once(self, directory: str) -> None:
-        """Remove the temporary files a killed earlier run left where we are about to write."""
+    def _sweep_once(self, directory: str, shown: str | None = None) -> None:
+        """Remove the temporary files a killed earlier run left where we are about to write
+        (``directory``, which ``shown`` names for people and for remembering it was swept)."""
+        shown = shown or directory
         with self._sweep_lock:
-            if directory in self._swept:
+            if shown in self._swept:
                 return
-            self._swept.add(directory)
+            self._swept.add(shown)
             removed = partfile.sweep(directory)
         if removed:
-            log.info("removed %d temporary file(s) an interrupted run left in %s", len(removed), directory)
+            log.info("removed %d temporary file(s) an interrupted run left in %s", len(removed), shown)
 
     def key_problems(self, matches: list[Match]) -> dict[str, str]:
         """Before any download: the key ids (path components) whose archives cannot be
@@ -169,13 +171,14 @@ class Retriever:
             raise coldstore.cold_error(match.key, exc, RESTORE_HOW) or _s3_error(match.key, exc) from None
         return obj.body, obj.envelope
 
-    def _unseal_into(self, match: Match, dst: Any, *, decompress: bool) -> codec.UnsealResult:
+    def _unseal_into(self, match: Match, dst: Any, *, decompress: bool, check_gzip: bool = False
+                     ) -> codec.UnsealResult:
         key = match.key
         body, env = self._open(match)
         try:
             return codec.unseal(
                 body.iter_chunks(READ_CHUNK), dst, env, self.keyring,
-                name=key, key_id=match.archive.key_id, decompress=decompress,
+                name=key, key_id=match.archive.key_id, decompress=decompress, check_gzip=check_gzip,
             )
         except LogarchiveError:
             raise
@@ -187,7 +190,7 @@ class Retriever:
     def verify(self, match: Match) -> Outcome:
         """Check the object's tag; writes nothing."""
         try:
-            res = self._unseal_into(match, _Discard(), decompress=False)
+            res = self._unseal_into(match, _Discard(), decompress=False, check_gzip=True)
         except LogarchiveError as exc:
             return _failed(match, exc)
         return Outcome(match.key, True, ciphertext_bytes=res.ciphertext_bytes, output_bytes=res.gzip_bytes)
@@ -221,13 +224,16 @@ class Retriever:
 
     def download(self, match: Match, dest_dir: str) -> Outcome:
         """Decrypt into ``dest_dir/<relative path>``; nothing is left there on failure."""
+        relative = self.opts.output_name(match.relative_path)
         final = self.output_path(match, dest_dir)
-        directory = os.path.dirname(final)
         parts: list[PartFile] = []
+        dir_fd = None
         try:
             try:
-                os.makedirs(directory, exist_ok=True)
-                self._sweep_once(directory)
+                os.makedirs(dest_dir, exist_ok=True)
+                # Below dest_dir no symbolic link is followed, now or while we write.
+                dir_fd, directory = partfile.open_below(dest_dir, os.path.dirname(relative))
+                self._sweep_once(directory, os.path.dirname(final))
                 parts.append(PartFile(directory))
             except OSError as exc:
                 raise LogarchiveError(f"{match.key}: cannot write {final}: {exc.strerror or exc}") from None
@@ -235,7 +241,7 @@ class Retriever:
             if written.lines == 0 and self.opts.line_filter.active:
                 # No line passed the filter: no empty file to mistake for a result.
                 return Outcome(match.key, True, ciphertext_bytes=res.ciphertext_bytes, lines=0)
-            produced.commit(final)
+            produced.commit(os.path.join(directory, os.path.basename(final)))
             return Outcome(match.key, True, path=final, ciphertext_bytes=res.ciphertext_bytes,
                            output_bytes=written.bytes, lines=written.lines)
         except LogarchiveError as exc:
@@ -245,6 +251,8 @@ class Retriever:
         finally:
             for p in parts:
                 p.release()
+            if dir_fd is not None:
+                os.close(dir_fd)
 
     def _produce(
         self, match: Match, parts: list[PartFile], directory: str, *, durable: bool
@@ -252,10 +260,12 @@ class Retriever:
         """Decrypt into ``parts[0]`` (the archive's gzip), then, once the tag verified, derive
         the requested output from it. Returns (the part holding the output, result, written)."""
         first = parts[0]
-        res = self._unseal_into(match, first.file, decompress=False)
+        as_archived = not self.opts.plain and not self.opts.line_level
+        # The archive's gzip written as it is must be one; other outputs gunzip it anyway.
+        res = self._unseal_into(match, first.file, decompress=False, check_gzip=as_archived)
         first.close()
         # The tag verified: from here on the plaintext may be released.
-        if not self.opts.plain and not self.opts.line_level:
+        if as_archived:
             return first, res, Written(res.output_bytes, None)
         second = PartFile(directory, durable=durable)
         parts.append(second)
@@ -473,7 +483,11 @@ def download_all(
     try:
         return run_parallel(lambda m: retriever.download(m, dest_dir), matches, jobs=jobs, on_done=on_done)
     finally:
+        root = os.path.realpath(dest_dir)
         for d in sorted(made, key=len, reverse=True):  # deepest first
+            real = os.path.realpath(d)
+            if os.path.islink(d) or (real != root and not real.startswith(root + os.sep)):
+                continue  # a link planted meanwhile: remove nothing outside dest_dir
             try:
                 os.rmdir(d)
             except OSError:  # not empty (or gone): it holds results

@@ -47,10 +47,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from ..dockerlog import format_utc
+
 HOUR = timedelta(hours=1)
 TIME_WIDTH = 27  # len("2022-01-01T12:00:00.000000Z")
 SEQ_WIDTH = 32
-ARCHIVE_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+ARCHIVE_ID_RE = re.compile(r"^[0-9a-f]{32}\Z")
 CONTAINER_PK_LEN = 12
 STATES = ("live", "deleted", "removed")
 START, CONT = "S", "C"
@@ -62,7 +64,7 @@ def archive_id_of(key: str) -> str:
 
 
 def fmt_time(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return format_utc(t)
 
 
 def parse_rfc3339_micros(text: str) -> datetime:
@@ -74,7 +76,7 @@ def hour_of(t: datetime) -> datetime:
 
 
 def hour_label(h: datetime) -> str:
-    return h.strftime("%Y-%m-%dT%H")
+    return format_utc(h)[:13]
 
 
 def hours_between(first: datetime, last: datetime) -> list[datetime]:

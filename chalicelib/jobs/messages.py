@@ -16,7 +16,7 @@ from .. import aws
 from ..errors import LogarchiveError
 from ..index.store import Position
 
-_HEX32 = re.compile(r"^[0-9a-f]{32}$")
+_HEX32 = re.compile(r"^[0-9a-f]{32}\Z")
 SQS_BATCH = 10
 
 

@@ -20,7 +20,7 @@ from typing import BinaryIO
 from isal import isal_zlib
 
 from ..codec import FAST_LEVEL, unseal
-from ..dockerlog import LineFilter
+from ..dockerlog import LineFilter, LineSplitter, LongLine
 from ..envelope import Envelope
 from ..keyring import Keyring
 from ..linefilter import accepts, matching_lines, raw_needle
@@ -42,13 +42,17 @@ def make_filter(
 
 
 class MatchWriter:
-    """A ``codec.Writable``: splits plaintext into lines and gzips the matching ones into ``out``."""
+    """A ``codec.Writable``: splits plaintext into lines and gzips the matching ones into ``out``.
+
+    Linear time and bounded memory whatever the line length: a line longer than
+    ``dockerlog.LONG_LINE`` is spooled to a temporary file, judged as ``linefilter`` says, and
+    written whole if it passes."""
 
     def __init__(self, out: BinaryIO, flt: LineFilter, *, level: int = FAST_LEVEL) -> None:
         self._out = out
         self._flt = flt
         self._gz = isal_zlib.compressobj(level, isal_zlib.DEFLATED, GZIP_WBITS)
-        self._partial = b""
+        self._lines = LineSplitter(lambda run: self._emit(run[:-1]), self._emit_long, self._emit, spool=True)
         self._needle = raw_needle(flt) if flt.active else None
         self._accepts = accepts(flt) if flt.active else None
         self.lines_seen = 0  # lines, empty ones included
@@ -57,14 +61,18 @@ class MatchWriter:
 
     def write(self, data: bytes) -> int:
         self.plaintext_bytes += len(data)
-        buf = self._partial + data if self._partial else data
-        cut = buf.rfind(b"\n")
-        if cut < 0:
-            self._partial = buf
-            return len(data)
-        self._partial = buf[cut + 1 :]
-        self._emit(buf[:cut])
+        self._lines.feed(data)
         return len(data)
+
+    def _emit_long(self, line: LongLine) -> None:
+        """A line longer than ``LONG_LINE``: judged by what is held of it, written whole."""
+        self.lines_seen += 1
+        if self._accepts is not None and not self._accepts(line):
+            return
+        self.lines_matched += 1
+        for block in line.chunks():
+            self._out.write(self._gz.compress(block))
+        self._out.write(self._gz.compress(b"\n"))
 
     def _emit(self, block: bytes) -> None:
         """One run of complete lines (without the last newline)."""
@@ -95,9 +103,7 @@ class MatchWriter:
             pos = end + 1
 
     def close(self) -> None:
-        if self._partial:
-            self._emit(self._partial)
-            self._partial = b""
+        self._lines.close()
         self._out.write(self._gz.flush())
 
 

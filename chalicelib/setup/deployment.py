@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from . import iam, templates
-from .resources import FUNCTIONS, DeploymentConfigError, StageResources
+from .resources import FUNCTIONS, DeploymentConfigError, StageResources, api_token_secret_name
 
 
 def load_config(project_dir: Path) -> dict[str, Any]:
@@ -55,6 +55,10 @@ def config_problems(config: dict[str, Any], stage: str) -> list[str]:
     stage_cfg = config["stages"][stage]
     if stage_cfg.get("autogen_policy", config.get("autogen_policy")) is not False:
         problems.append(f"stage {stage}: autogen_policy must be false")
+    if not stage_env(config, stage).get("LOGARCHIVE_API_TOKEN_SECRET"):
+        # The API reads it at run time: without it no pagination token can be issued.
+        problems.append(f"stage {stage}: LOGARCHIVE_API_TOKEN_SECRET must name the secret the template "
+                        f"generates ({api_token_secret_name(stage)!r})")
     functions = stage_cfg.get("lambda_functions", {})
     for fn in FUNCTIONS:
         named = functions.get(fn, {}).get("iam_policy_file")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..archiver.sealing import head_key
 from ..digest import pending_prefix, stack_digests_prefix
 from ..settings import ReplicationMode
 from ..staged import ARCHIVED_PREFIX, PENDING_PREFIX, QUARANTINE_PREFIX
@@ -37,6 +36,18 @@ def _bucket(name: str) -> str:
 
 def _objects(name: str, prefix: str = "") -> str:
     return f"arn:aws:s3:::{name}/{prefix}*"
+
+
+def _create_once(sid: str, resources: list[str]) -> list[Statement]:
+    """PutObject that cannot overwrite: S3 checks it as well as our code (s3io.create_once).
+    PutObject and CompleteMultipartUpload must carry If-None-Match; CreateMultipartUpload and
+    UploadPart (also s3:PutObject, and taking no such header) are no object creation."""
+    if_none_match = {"Null": {"s3:if-none-match": "false"}}
+    parts = {"Bool": {"s3:ObjectCreationOperation": "false"}}
+    return [
+        _st(f"{sid}IfNoneMatch", ["s3:PutObject"], resources, Condition=if_none_match),
+        _st(f"{sid}Parts", ["s3:PutObject"], resources, Condition=parts),
+    ]
 
 
 def _list(sid: str, bucket: str, *, versions: bool = False) -> Statement:
@@ -77,6 +88,10 @@ def _digest_sealing(res: StageResources) -> list[Statement]:
     direct mode, every customer bucket; S3 Replication's second rule otherwise), and signs."""
     if not res.digests:
         return []
+    # Imported here: sealing loads telemetry, whose Powertools logger would print every CLI
+    # command's log records as JSON on stdout (commands/setup imports this module).
+    from ..archiver.sealing import head_key
+
     stack = res.stack
     statements = [
         _st("DigestRecords", ["s3:GetObject", "s3:DeleteObject"],
@@ -112,6 +127,7 @@ def archive_scheduler(res: StageResources) -> list[Statement]:
         _st("AbortAbandonedUploads", ["s3:AbortMultipartUpload"],
             [_objects(b, res.archive_prefix) for b in swept]),
     ]
+    redriven = [_objects(b, res.archive_prefix) for b in res.replicate_to]
     if res.replication_mode == ReplicationMode.S3_REPLICATION:
         statements += [
             # Pending-replication markers: read the status of each archive (HEAD), clear the marker.
@@ -123,8 +139,8 @@ def archive_scheduler(res: StageResources) -> list[Statement]:
                 _objects(res.archive_bucket, res.archive_prefix)),
             # Re-drive of FAILED or stalled replication: a direct copy to each destination.
             *[_list(f"ListDestination{i}", b) for i, b in enumerate(res.replicate_to)],
-            *([_st("RedriveReplication", ["s3:PutObject", "s3:GetObject", *S3_MULTIPART],
-                   [_objects(b, res.archive_prefix) for b in res.replicate_to])] if res.replicate_to else []),
+            *([_st("RedriveReplication", ["s3:GetObject", *S3_MULTIPART], redriven),
+               *_create_once("RedriveReplication", redriven)] if res.replicate_to else []),
         ]
     return statements + _digest_sealing(res)
 
@@ -144,8 +160,9 @@ def archive_worker(res: StageResources) -> list[Statement]:
         _st("MarkArchived", ["s3:PutObject"],
             _objects(res.staging_bucket, ARCHIVED_PREFIX + res.staging_prefix)),
         *[_list(f"ListDestination{i}", b) for i, b in enumerate(destinations)],
-        _st("WriteArchives", ["s3:PutObject", "s3:GetObject", *S3_MULTIPART],
+        _st("WriteArchives", ["s3:GetObject", *S3_MULTIPART],
             [_objects(b, res.archive_prefix) for b in destinations]),
+        *_create_once("WriteArchives", [_objects(b, res.archive_prefix) for b in destinations]),
         *_keys(res, encrypt=True, decrypt=False),
     ]
     if res.replication_mode == ReplicationMode.S3_REPLICATION:
@@ -204,6 +221,8 @@ def api_handler(res: StageResources) -> list[Statement]:
         _st("PresignArchives", ["s3:GetObject", "s3:GetObjectVersion"],
             _objects(res.archive_bucket, res.archive_prefix)),
         _st("PresignResults", ["s3:GetObject"], _objects(res.results_bucket, res.results_prefix)),
+        # The HMAC key of pagination tokens (api/tokens.py).
+        _st("PageTokenSecret", ["secretsmanager:GetSecretValue"], res.api_token_secret_arn),
     ]
 
 

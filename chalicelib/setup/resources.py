@@ -75,6 +75,11 @@ class Queue:
         return f"{self.name}-dlq"
 
 
+def api_token_secret_name(stage: str) -> str:
+    """The secret a stage's template generates to sign the API's page tokens."""
+    return f"{APP_NAME}-{stage}-api-token"
+
+
 @dataclass(frozen=True)
 class StageResources:
     stage: str
@@ -96,6 +101,7 @@ class StageResources:
     kms_key_arn: str
     keys_secret: str
     keys_parameter: str
+    api_token_secret: str  # Secrets Manager secret signing the API's page tokens (name or ARN)
     # MaximumConcurrency of the SQS workers' event sources (app.py passes it to Chalice).
     archive_max_concurrency: int
     retrieval_max_concurrency: int
@@ -147,6 +153,7 @@ class StageResources:
             kms_key_arn=s.kms_key_id,
             keys_secret=s.keys_secret,
             keys_parameter=s.keys_parameter,
+            api_token_secret=s.api_token_secret or api_token_secret_name(stage),
             archive_max_concurrency=caps["archive_worker"],
             retrieval_max_concurrency=caps["retrieval_worker"],
             signing_kms_key_arn=s.signing_kms_key_id,
@@ -195,6 +202,12 @@ class StageResources:
             return name
         # Secrets Manager appends "-" and six random characters to a secret's ARN.
         return f"arn:aws:secretsmanager:{self.region}:{self.account}:secret:{name}-??????"
+
+    @property
+    def api_token_secret_arn(self) -> str:
+        if self.api_token_secret.startswith("arn:"):
+            return self.api_token_secret
+        return f"arn:aws:secretsmanager:{self.region}:{self.account}:secret:{self.api_token_secret}-??????"
 
     @property
     def parameter_arn(self) -> str:

@@ -117,6 +117,16 @@ def infra_resources(res: StageResources) -> dict[str, Any]:
             },
         },
     }
+    if not res.api_token_secret.startswith("arn:"):  # an ARN names a secret managed elsewhere
+        resources["ApiTokenSecret"] = {
+            "Type": "AWS::SecretsManager::Secret",
+            "Properties": {
+                "Name": res.api_token_secret,
+                "Description": "HMAC key of the retrieval API's pagination tokens; rotating it "
+                               "invalidates outstanding tokens (docs/OPERATIONS.md)",
+                "GenerateSecretString": {"PasswordLength": 64, "ExcludePunctuation": True},
+            },
+        }
     if res.replication_mode == ReplicationMode.S3_REPLICATION:
         resources["ReplicationRole"] = {
             "Type": "AWS::IAM::Role",

@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 
-from ..errors import LogarchiveError, UsageError
+from ..errors import run_command
 from .cli import DESCRIPTION, add_arguments, run
 
 
@@ -21,16 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(message)s", stream=sys.stderr)
-    try:
-        return run(args)
-    except UsageError as exc:
-        print(f"logarchive-ship: error: {exc}", file=sys.stderr)
-        return 2
-    except LogarchiveError as exc:
-        print(f"logarchive-ship: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    return run_command("logarchive-ship", run, args)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -13,6 +14,7 @@ import time
 from .config import ENV_PREFIX, ShipConfig
 from .loop import Shipper
 from .report import ProgressLine
+from .state import state_error
 
 DESCRIPTION = (
     "Stage every closed Docker json-file log (rotated files, logs of stopped containers, "
@@ -62,16 +64,22 @@ def run(args: argparse.Namespace) -> int:
     progress = ProgressLine() if (cfg.once and not cfg.dry_run and sys.stderr.isatty()) else None
     shipper = Shipper(cfg, stop=stop, progress=progress)
     try:
-        if cfg.once or cfg.dry_run:
-            t0 = time.monotonic()
-            summary = shipper.run_pass()
-            if progress is not None:
-                progress.close()
-            print(summary.render(dry_run=cfg.dry_run, seconds=time.monotonic() - t0), flush=True)
-            return 0 if summary.ok else 1
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
-        logging.getLogger("logarchive.ship").setLevel(logging.INFO)
-        return shipper.run_forever()
+        return _run(cfg, shipper, stop, progress)
+    except sqlite3.Error as exc:  # the state file failed mid-pass (locked, disk full, damaged)
+        raise state_error(cfg.state, exc) from None
     finally:
         shipper.close()
+
+
+def _run(cfg: ShipConfig, shipper: Shipper, stop: threading.Event, progress: ProgressLine | None) -> int:
+    if cfg.once or cfg.dry_run:
+        t0 = time.monotonic()
+        summary = shipper.run_pass()
+        if progress is not None:
+            progress.close()
+        print(summary.render(dry_run=cfg.dry_run, seconds=time.monotonic() - t0), flush=True)
+        return 0 if summary.ok else 1
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    logging.getLogger("logarchive.ship").setLevel(logging.INFO)
+    return shipper.run_forever()

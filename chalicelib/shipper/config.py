@@ -16,9 +16,9 @@ from typing import Any
 from ..errors import LogarchiveError, UsageError
 
 ENV_PREFIX = "LOGARCHIVE_SHIP_"
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*\Z", re.ASCII)
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
-_SIZE = re.compile(r"^\s*(\d+)\s*([kmg]i?b?)?\s*$", re.I)
+_SIZE = re.compile(r"^\s*(\d+)\s*([kmg]i?b?)?\s*\Z", re.I | re.ASCII)
 
 
 def parse_duration(text: str | float | int) -> float:

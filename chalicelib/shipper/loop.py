@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 
 from .. import layout
 from ..errors import LogarchiveError
-from ..staged import EVENT_META, GZIP, IDENTITY, staged_metadata
+from ..staged import CUT_FROM_META, EVENT_META, GZIP, IDENTITY, staged_metadata
 from . import eligibility
 from .config import ShipConfig
 from .identity import GzipIncomplete, read_head, same_file
@@ -210,7 +210,11 @@ class Shipper:
             shipped = src.shipped_end if src else 0
             st = os.fstat(fh.fileno())
             if not f.gz and st.st_size < shipped:
-                self._problem(s, SHRANK, label, f"{st.st_size} < {shipped} bytes")
+                # What it still holds was shipped; what is written after ships from its new end.
+                self._problem(s, SHRANK, label, f"{st.st_size} < {shipped} bytes; shipping resumes "
+                              f"at byte {st.st_size}, the cut recorded in the next segment")
+                if src is not None and not self.cfg.dry_run:
+                    self.state.cut(src, st.st_size)
                 return False
             encoding, end, closes = IDENTITY, None, True
             if f.gz:
@@ -279,6 +283,9 @@ class Shipper:
             byte_start=m.start, byte_end=m.end, first=m.first, last=m.last, lines=m.lines,
             sha256=m.sha256, encoding=m.encoding,
         )
+        cut_from = self.state.cut_from(src.id) if src.id else None
+        if cut_from is not None:
+            meta[CUT_FROM_META] = str(cut_from)
         key = self.staging.key(self.cfg.stack, self.cfg.host, c.id, number, m.sha256, m.encoding)
         return Segment(c.id, number, src.id, "new", key, m.start, m.end, m.encoding, m.size, m.sha256,
                        closes, meta)

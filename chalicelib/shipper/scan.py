@@ -14,8 +14,8 @@ from datetime import datetime
 
 from ..dockerlog import parse_docker_time
 
-_LOG_NAME = re.compile(r"^(?P<cid>[0-9a-f]{12,64})-json\.log(?:\.(?P<rot>\d+))?(?P<gz>\.gz)?$")
-_CONTAINER_DIR = re.compile(r"^[0-9a-f]{12,64}$")
+_LOG_NAME = re.compile(r"^(?P<cid>[0-9a-f]{12,64})-json\.log(?:\.(?P<rot>\d+))?(?P<gz>\.gz)?\Z", re.ASCII)
+_CONTAINER_DIR = re.compile(r"^[0-9a-f]{12,64}\Z")
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,13 @@ the conditional create plus that same key, never by guessing.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from dataclasses import dataclass
 
-from ..staged import EVENT_REASON_META
+from ..errors import LogarchiveError
+from ..staged import CUT_FROM_META, EVENT_REASON_META
 from .identity import head_sha
 
 ABANDONED_REASON = EVENT_REASON_META  # kept in an abandoned segment's metadata
@@ -56,6 +58,10 @@ CREATE TABLE IF NOT EXISTS segments (
     PRIMARY KEY (container_id, segment)
 );
 CREATE INDEX IF NOT EXISTS pending_segments ON segments(state) WHERE state = 'pending';
+CREATE TABLE IF NOT EXISTS cuts (
+    source_id INTEGER PRIMARY KEY,            -- a source found shorter than what had shipped
+    cut_from INTEGER NOT NULL                 -- its shipped end before the cut; told to the next segment
+);
 -- every pass looks for abandoned segments whose explanation is not staged yet
 CREATE INDEX IF NOT EXISTS abandoned_segments ON segments(state) WHERE state = 'abandoned';
 """
@@ -93,10 +99,34 @@ class Segment:
     metadata: dict[str, str]
 
 
+def busy_seconds() -> float:
+    """How long to wait for a state file another program has locked: 30 s, or
+    ``$LOGARCHIVE_STATE_BUSY_SECONDS``."""
+    try:
+        return max(0.0, float(os.environ.get("LOGARCHIVE_STATE_BUSY_SECONDS", "30")))
+    except ValueError:
+        return 30.0
+
+
+def state_error(path: str, exc: sqlite3.Error) -> LogarchiveError:
+    """One line for a state file SQLite cannot use (corrupt, locked, a directory…)."""
+    cause = str(exc) or type(exc).__name__
+    if "locked" in cause:
+        cause += f" by another program (waited {busy_seconds():g} s)"
+    return LogarchiveError(f"state file {path}: {cause}")
+
+
 class State:
     """Open (and create) the store at ``path``; ``readonly`` for ``--dry-run``."""
 
     def __init__(self, path: str, *, readonly: bool = False) -> None:
+        try:
+            self._open(path, readonly)
+        except sqlite3.Error as exc:
+            raise state_error(path, exc) from None
+
+    def _open(self, path: str, readonly: bool) -> None:
+        self.path = path
         self.readonly = readonly
         if readonly:
             try:
@@ -106,7 +136,7 @@ class State:
                 self.db = sqlite3.connect(":memory:", isolation_level=None)
                 self.db.executescript(_SCHEMA)
             return
-        self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
+        self.db = sqlite3.connect(path, isolation_level=None, timeout=busy_seconds())
         self.db.execute("PRAGMA journal_mode=WAL")
         # FULL: a commit survives power loss too, not only kill -9 of this process.
         self.db.execute("PRAGMA synchronous=FULL")
@@ -180,6 +210,11 @@ class State:
         ).fetchone()
         return r[0] if r else 1
 
+    def cut_from(self, source_id: int) -> int | None:
+        """The shipped end before a cut not yet recorded in a staged segment, if any."""
+        r = self.db.execute("SELECT cut_from FROM cuts WHERE source_id = ?", (source_id,)).fetchone()
+        return r[0] if r else None
+
     def shipped_segments(self, container_id: str) -> list[tuple[int, str]]:
         return self.db.execute(
             "SELECT segment, key FROM segments WHERE container_id = ? AND state = 'shipped' "
@@ -232,7 +267,21 @@ class State:
                 "UPDATE sources SET shipped_end = MAX(shipped_end, ?), complete = complete OR ? "
                 "WHERE id = ?", (seg.end, int(seg.closes), seg.source_id),
             )
+            if CUT_FROM_META in seg.metadata:  # staged with the segment: an audit finds it there
+                db.execute("DELETE FROM cuts WHERE source_id = ?", (seg.source_id,))
         seg.state = "shipped"
+
+    def cut(self, src: Source, size: int) -> None:
+        """``src`` is now ``size`` bytes, less than had shipped: what it still holds was shipped,
+        so bytes written from now on ship from ``size``. The old end waits for the next segment."""
+        if self.readonly:
+            return
+        with self._tx() as db:
+            db.execute("UPDATE sources SET shipped_end = ? WHERE id = ?", (size, src.id))
+            db.execute("INSERT INTO cuts (source_id, cut_from) VALUES (?, ?) "
+                       "ON CONFLICT(source_id) DO UPDATE SET cut_from = MAX(cut_from, excluded.cut_from)",
+                       (src.id, src.shipped_end))
+        src.shipped_end = size
 
     def abandon(self, seg: Segment, reason: str = "") -> None:
         """Given up: ``reason`` goes into the explanation staged for the archive's digests."""
