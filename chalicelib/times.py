@@ -24,7 +24,7 @@ class TimeSyntaxError(ValueError):
 
 def parse_time(text: str) -> datetime:
     """``text`` as an aware UTC datetime (second precision)."""
-    m = _TIME_RE.match(text.strip()) if isinstance(text, str) else None
+    m = _TIME_RE.match(text) if isinstance(text, str) else None
     if not m:
         raise TimeSyntaxError(f"must be {SYNTAX}")
     zone = (m[7] or "+00:00").upper().replace("Z", "+00:00")

@@ -109,7 +109,7 @@ def test_one_time_syntax_reads_dates_and_rfc3339(text, expected) -> None:
 
 
 @pytest.mark.parametrize("text", ["yesterday", "2022-01-01T12:00", "2022-01-01T12:00:00.5Z", "2022-1-1T00:00:00Z",
-                                  "2022-01-01x", "2022-02-30", "9999-01-01"])
+                                  "2022-01-01x", "2022-02-30", "9999-01-01", "2022-01-01\n", "２０２２-01-01"])
 def test_one_time_syntax_refuses_the_rest(text) -> None:
     with pytest.raises(times.TimeSyntaxError):
         times.parse_time(text)
