@@ -11,9 +11,34 @@ import importlib
 import logging
 import pkgutil
 import sys
+from typing import NoReturn
 
 from . import __version__, commands
 from .errors import run_command
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, naming every missing option at once: a missing required option and a missing
+    choice of a required group (``--bucket`` or ``--api-url``) are reported together."""
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        self._given = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
+    def _missing_groups(self) -> list[str]:
+        given = {a.split("=", 1)[0] for a in getattr(self, "_given", []) if a.startswith("-")}
+        missing = []
+        for group in self._mutually_exclusive_groups:
+            options = [o for a in group._group_actions for o in a.option_strings if o.startswith("--")]
+            if group.required and not given & {o for a in group._group_actions for o in a.option_strings}:
+                missing.append("one of " + " ".join(options))
+        return missing
+
+    def error(self, message: str) -> NoReturn:
+        prefix = "the following arguments are required: "
+        if message.startswith(prefix):
+            message += "".join(f", {m}" for m in self._missing_groups())
+        super().error(message)
 
 
 def _command_modules(argv: list[str] | None) -> list[str]:
@@ -34,7 +59,7 @@ def _command_modules(argv: list[str] | None) -> list[str]:
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The parser; given the command line ``argv``, only as much of it as that line needs."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="logarchive",
         description=(
             "Archive container logs to S3 and get them back, "
@@ -51,14 +76,20 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # usage error (2), --help or --version (0): a status, as from a command
+        return int(exc.code or 0)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(message)s",
         stream=sys.stderr,
     )
-    if not args.verbose:  # botocore says at INFO where it found each endpoint: not for users
-        logging.getLogger("botocore").setLevel(logging.WARNING)
+    if not args.verbose:
+        # botocore says "Found credentials in ..." and "Found endpoint for ..." at INFO: noise
+        # for a CLI user, shown with -v.
+        for name in ("botocore", "boto3", "urllib3", "aws_lambda_powertools"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

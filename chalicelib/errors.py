@@ -12,6 +12,10 @@ class LogarchiveError(Exception):
     """Base class: ``str(err)`` is one line fit for an operator, never holding key bytes."""
 
 
+class UsageError(LogarchiveError):
+    """The command line asks for something impossible: missing or conflicting options (exit 2)."""
+
+
 class EnvelopeError(LogarchiveError):
     """The encryption envelope (metadata or instruction file) is missing or malformed."""
 
@@ -63,6 +67,10 @@ def run_command(prog: str, func: Callable[[Any], int | None], args: Any) -> int:
     (unless ``args.verbose``, for an error nobody expected)."""
     try:
         return int(func(args) or 0)
+    except UsageError as exc:
+        # Options that contradict each other: a usage error, as argparse's own (status 2).
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
     except LogarchiveError as exc:
         # One line, no traceback: these messages never hold key material.
         print(f"{prog}: error: {exc}", file=sys.stderr)

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import boto3
@@ -109,23 +106,9 @@ def pump(client, queue_url: str, *, max_rounds: int = 50) -> list[dict]:
     return local_stack.drain(client, queue_url, max_rounds=max_rounds)
 
 
-@contextmanager
-def http_server(chalice_app, handler_cls=None) -> Iterator[str]:
+def http_server(chalice_app, handler_cls=None):
     """The app on chalice's local HTTP server (``chalice local``) in a thread; yields its URL."""
-    from chalice.config import Config
-    from chalice.local import ChaliceRequestHandler, LocalDevServer
-
-    server = LocalDevServer(chalice_app, Config.create(), "127.0.0.1", 0,
-                            handler_cls=handler_cls or ChaliceRequestHandler)
-    port = server.server.server_address[1]
-    thread = threading.Thread(target=server.server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.shutdown()
-        server.server.server_close()
-        thread.join(timeout=5)
+    return local_stack.api_server(chalice_app, handler_cls=handler_cls)
 
 
 def result_lines(body: dict) -> list[bytes]:

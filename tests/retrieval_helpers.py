@@ -93,3 +93,35 @@ def files_under(root: str) -> list[str]:
 
 __all__ = ["STACK", "t", "timedelta", "docker_lines", "archive_key", "seal_bytes", "put_archive",
            "put_legacy_cbc", "run_cli", "leftovers", "files_under"]
+
+
+def on_terminal(cmd: list[str], env: dict[str, str], *, stdout: bool, stderr: bool) -> tuple[int, str, str]:
+    """Run ``cmd`` with stdout and/or stderr on a pseudo-terminal (160 columns); returns the exit
+    status, what the terminal showed, and the other stream (piped) or ''."""
+    import fcntl
+    import pty
+    import struct
+    import subprocess
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))  # a terminal has a size
+    piped = subprocess.PIPE if not (stdout and stderr) else None
+    p = subprocess.Popen(cmd, env=env, stdout=slave if stdout else piped, stderr=slave if stderr else piped,
+                         text=True)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            b = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not b:
+            break
+        chunks.append(b)
+    other = ""
+    if piped:
+        other = (p.stdout if not stdout else p.stderr).read()
+    rc = p.wait(timeout=120)
+    os.close(master)
+    return rc, b"".join(chunks).decode(errors="replace"), other

@@ -209,10 +209,11 @@ def test_refused_restores_are_one_line_by_error_code(code, tier, message) -> Non
 
 
 def test_wait_needs_restore_and_restore_needs_the_bucket(cold, capsys) -> None:
+    # Options that do not go together are usage errors (status 2), as in every command.
     rc, _, err = run_cli(cold.argv("--wait"), capsys)
-    assert rc == 1 and errors(err) == ["logarchive: error: --wait waits for restores: add --restore"]
+    assert rc == 2 and errors(err) == ["logarchive: error: --wait waits for restores: add --restore"]
     rc, _, err = run_cli(cold.argv("--restore", "--restore-days", "0"), capsys)
-    assert rc == 1 and "--restore-days must be at least 1" in err
+    assert rc == 2 and "--restore-days must be at least 1" in err
 
 
 def test_states_from_head_answers() -> None:

@@ -251,7 +251,7 @@ def test_backfill_command(env, capsys) -> None:
     assert rc == 0 and [json.loads(x)["s3_key"] for x in out.out.splitlines()] == [k2]
     assert "1 archives (1 index items read)" in out.err
     assert main(["index", "query", "--table", INDEX_TABLE, "--stack", STACK, "--app-id", "4 2",
-                 "--start", "2022-01-02T11:00:00Z", "--end", "2022-01-02T13:00:00Z"]) == 1
+                 "--start", "2022-01-02T11:00:00Z", "--end", "2022-01-02T13:00:00Z"]) == 2  # a usage error
     # running it again changes nothing
     n = table_items()
     assert main(["index", "backfill", "--bucket", b.archive, "--table", INDEX_TABLE, "--stack", STACK]) == 0

@@ -33,10 +33,10 @@ def test_keys_generate_prints_one_key(capsys) -> None:
 def test_keys_generate_output_file_mode_0600_newest_first(capsys, tmp_path) -> None:
     path = tmp_path / "keys"
     rc, out, err = run_cli(["keys", "generate", "--output", str(path)], capsys)
-    assert rc == 0 and out == ""
     first = read_key_file(str(path))
+    assert rc == 0 and out == first[0].key_id + "\n"  # the data on stdout: the new key's id
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    assert first[0].key_id in err and first[0].to_base64() not in err
+    assert first[0].to_base64() not in out + err
     rc, out, err = run_cli(["keys", "generate", "--output", str(path)], capsys)
     second = read_key_file(str(path))
     assert len(second) == 2 and second[1] == first[0]  # the new key goes first: it encrypts
@@ -133,7 +133,15 @@ def test_seal_without_a_key_is_refused(capsys, tmp_path, monkeypatch) -> None:
     monkeypatch.delenv(KEYS_ENV, raising=False)
     (tmp_path / "in.log").write_bytes(DATA)
     rc, out, err = run_cli(["seal", str(tmp_path / "in.log"), str(tmp_path / "out")], capsys)
-    assert rc == 1 and "seal needs a key" in err and not (tmp_path / "out").exists()
+    assert rc == 2 and "seal needs a key" in err and not (tmp_path / "out").exists()
+
+
+def test_seal_refuses_decryption_only_options(capsys, tmp_path, keyfile) -> None:
+    (tmp_path / "in.log").write_bytes(DATA)
+    rc, out, err = run_cli(["seal", str(tmp_path / "in.log"), str(tmp_path / "out"), "--key-file", str(keyfile[0]),
+                            "--allow-legacy-cbc"], capsys)
+    assert rc == 2 and "unrecognized arguments: --allow-legacy-cbc" in err
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("damage", ["tamper", "truncate", "wrong-key", "no-instruction", "bad-instruction"])

@@ -16,6 +16,7 @@ from retrieval_helpers import (
     docker_lines,
     files_under,
     leftovers,
+    on_terminal,
     put_archive,
     run_cli,
     t,
@@ -116,6 +117,13 @@ def test_list_by_app_id_lists_only_its_prefixes_and_skips_foreign_keys(sc, capsy
         (["--container-id", CID_D], {"D"}),
         (["--string-matches", "databases-9", "2022-08-26"], {"B"}),
         (["--string-matches", "apps-4"], {"A1", "A2", "D", "E", "V2"}),
+        # Regular expressions searched in the full key, as the reference CLI applies them.
+        (["--string-matches", f"^{STACK}/shareable/v3/"], {"A1", "A2", "B", "C", "D", "E"}),
+        (["--string-matches", r"apps-4[23]/service-\d+/", r"\.2022-08-2[45]T"], {"A1", "A2", "E"}),
+        # Numeric ids read as numbers: 042 is app 42.
+        (["--app-id", "042"], {"A1", "A2", "D", "V2"}),
+        # Dates as the reference CLI reads real dates.
+        (["--app-id", "42", "--start-date", "2022-8-24", "--end-date", "2022-8-24"], {"A1"}),
         (["--app-id", "42", "--start-date", "2022-08-25", "--end-date", "2022-08-25"], {"A2"}),
         # The end date counts whole: A1 starts at 21:00 on the 24th (the reference CLI
         # stops at the end date's midnight and would miss it).
@@ -148,16 +156,25 @@ def test_selection(sc, capsys, args, expected) -> None:
         (["--app-id", "42", "--start-date", "2022-01-02", "--end-date", "2022-01-01"], "End date must be after"),
         (["--app-id", "42", "--start-date", "01/02/2022", "--end-date", "2022-01-03"], "YYYY-MM-DD"),
         (["--container-id", CID_A[:11]], "at least the first 12 characters"),
-        (["--app-id", "42", "--start", "yesterday"], "ISO-8601"),
+        (["--app-id", "42", "--start", "yesterday"], "RFC 3339"),
+        (["--app-id", "42", "--start-date", "2022-08-25x", "--end-date", "2022-08-26"], "YYYY-MM-DD"),
+        (["--string-matches", "(a+)+b"], "exponential time"),
+        (["--string-matches", "(apps"], "not a valid regular expression"),
         (["--app-id", "42", "--grep", "("], "not a valid regular expression"),
-        (["--app-id", "999"], "No files found that matched all criteria"),
-        (["--string-matches", "readme"], "No files found"),
     ],
 )
-def test_bad_selection_is_one_line_and_exit_1(sc, capsys, args, message) -> None:
+def test_bad_selection_is_one_line_and_exit_2(sc, capsys, args, message) -> None:
+    # Options that contradict each other are usage errors (status 2), in the reference CLI's words.
+    rc, out, err = run_cli(base(sc, *args), capsys)
+    assert rc == 2
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("args", [["--app-id", "999"], ["--string-matches", "readme"]])
+def test_nothing_found_is_one_line_and_exit_1(sc, capsys, args) -> None:
     rc, out, err = run_cli(base(sc, *args), capsys)
     assert rc == 1
-    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert "No files found that matched all criteria" in err and err.count("\n") == 1
 
 
 def test_missing_bucket_is_one_line(buckets, capsys) -> None:
@@ -308,7 +325,6 @@ def test_library_outcomes_and_progress_callback(sc, tmp_path) -> None:
 
 
 def _run_process(argv: list[str], endpoint: str, *, tty: bool) -> tuple[int, str, str]:
-    import pty
     import subprocess
     import sys
 
@@ -317,22 +333,7 @@ def _run_process(argv: list[str], endpoint: str, *, tty: bool) -> tuple[int, str
     if not tty:
         p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
         return p.returncode, p.stdout, p.stderr
-    master, slave = pty.openpty()
-    p = subprocess.Popen(cmd, env=env, stdout=slave, stderr=subprocess.PIPE, text=True)
-    os.close(slave)
-    chunks = []
-    while True:
-        try:
-            b = os.read(master, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not b:
-            break
-        chunks.append(b)
-    err = p.stderr.read()
-    rc = p.wait(timeout=120)
-    os.close(master)
-    return rc, b"".join(chunks).decode(), err
+    return on_terminal(cmd, env, stdout=True, stderr=False)
 
 
 def test_progress_bar_only_on_a_terminal(sc, aws_endpoint, tmp_path) -> None:

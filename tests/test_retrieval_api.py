@@ -175,16 +175,16 @@ def test_what_the_index_cannot_answer_is_one_clear_line(stack, capsys) -> None:
     base, *_ = stack
     common = ["logs-from-archive", "--stack", STACK, "--api-url", base]
     rc, _, err = run_cli(common + ["--string-matches", "apps-42"], capsys)
-    assert rc == 1 and "--api-url searches the index by resource" in err
+    assert rc == 2 and "--api-url searches the index by resource" in err
     rc, _, err = run_cli(common + ["--app-id", "42"], capsys)
-    assert rc == 1 and "--api-url needs a time range" in err
+    assert rc == 2 and "--api-url needs a time range" in err
     # --string-matches narrows the index's answer on the keys.
     rc, out, _ = run_cli(common + ["--app-id", "42", "--start-date", "2022-01-01", "--end-date", "2022-01-02",
                                    "--string-matches", f"{C2}-json"], capsys)
     assert rc == 0 and len(out.splitlines()) == 1 and C2 in out
     # Without --api-url (and without a bucket) nothing has changed: the bucket is required.
     rc, _, err = run_cli(["logs-from-archive", "--stack", STACK, "--app-id", "42"], capsys)
-    assert rc == 2 and "the following arguments are required: --bucket" in err
+    assert rc == 2 and "one of the arguments --bucket --api-url is required" in err
 
 
 def test_without_api_url_no_service_is_needed(stack, capsys, monkeypatch) -> None:

@@ -534,8 +534,10 @@ def test_lean_entry_point_ships_the_same(buckets, fake, tmp_path, capsys) -> Non
     rc = main(args(tmp_path, buckets.staging, "--once", "--settle", "0")[1:])
     assert rc == 0 and "shipped: 1 segment," in capsys.readouterr().out
     assert joined(buckets.staging, c.id) == bytes(c.written)
-    assert main(["--docker-root", str(tmp_path), "--once"]) == 1  # no --stack: one line, no traceback
-    assert "error: --stack is required" in capsys.readouterr().err
+    # No --staging nor --stack: a usage error naming both, one line, no traceback.
+    assert main(["--docker-root", str(tmp_path), "--once"]) == 2
+    err = capsys.readouterr().err
+    assert "error: the following arguments are required: --staging, --stack" in err and err.count("\n") == 1
 
 
 def test_shutdown_between_parts_aborts_the_upload_and_the_next_start_finishes_it(buckets, fake, tmp_path) -> None:

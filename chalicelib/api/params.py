@@ -7,15 +7,14 @@ turns them into ``400`` with a JSON body. Nothing here ever yields a bucket or a
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from .. import layout
+from .. import layout, times
 from ..index.store import Selector
 from ..jobs.request import RetrievalRequest
 from ..restores import DEFAULT_TIER, TIERS
 
-TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(Z|[+-]\d{2}:\d{2})?\Z", re.ASCII)
 SELECTORS = {
     "app_id": "apps",
     "database_id": "databases",
@@ -39,18 +38,12 @@ def reject_unknown(params: dict[str, Any], allowed: set[str]) -> None:
         raise ParamError(f"unknown parameter(s): {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
 
 
-def parse_rfc3339_seconds(name: str, value: Any) -> datetime:
-    """RFC 3339 to the second (``Z`` or an offset; no offset means UTC)."""
-    if not isinstance(value, str) or not TIME_RE.match(value):
-        raise ParamError(f"{name} must be a time like 2022-01-01T12:00:00Z (to the second)")
+def parse_instant(name: str, value: Any) -> datetime:
+    """The one time syntax of the CLI and the API (``chalicelib.times``)."""
     try:
-        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        t = (t if t.tzinfo else t.replace(tzinfo=UTC)).astimezone(UTC)
-    except (ValueError, OverflowError):
-        raise ParamError(f"{name} is not a valid time: {value!r}") from None
-    if not 1970 <= t.year <= 2200:
-        raise ParamError(f"{name} must be between the years 1970 and 2200")
-    return t
+        return times.parse_time(value)
+    except times.TimeSyntaxError as exc:
+        raise ParamError(f"{name} {exc}") from None
 
 
 def parse_stack(value: Any, served: str) -> str:
@@ -82,7 +75,7 @@ def parse_selector(params: dict[str, Any], stack: str) -> Selector:
 def parse_range(params: dict[str, Any], *, max_range: timedelta | None = None) -> tuple[datetime, datetime]:
     if params.get("start") is None or params.get("end") is None:
         raise ParamError("start and end are required")
-    start, end = parse_rfc3339_seconds("start", params["start"]), parse_rfc3339_seconds("end", params["end"])
+    start, end = parse_instant("start", params["start"]), parse_instant("end", params["end"])
     if end <= start:
         raise ParamError("end must be after start")
     if max_range is not None and end - start > max_range:

@@ -13,6 +13,10 @@ from datetime import datetime
 from ..codec import SealResult
 from ..staged import fmt_time  # the staged and the archive object's times share one format
 
+# What the body is, for whoever fetches the object without logarchive (``aws s3 cp``): the
+# ``.gz`` name notwithstanding, it is ciphertext.
+CONTENT = "gzip, then S3EC v2 AES-GCM"
+
 
 def ascii_value(text: str, limit: int = 256) -> str:
     """S3 user metadata must be ASCII; the staged values already are (the shipper encodes)."""
@@ -41,6 +45,7 @@ def archive_metadata(
     """
     meta = {
         **sealed.envelope.to_fields(),
+        "logarchive-content": CONTENT,
         "logarchive-key-id": key_id,
         "logarchive-first-time": fmt_time(first),
         "logarchive-last-time": fmt_time(last),

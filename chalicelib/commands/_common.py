@@ -39,7 +39,7 @@ def add_key_options(p: argparse.ArgumentParser, *, encrypt: bool = False) -> Non
         default=[],
         metavar="KEY",
         help="base64 keys (visible in process listings: prefer --decryption-keys-file "
-        f"or ${KEYS_ENV})",
+        f"or ${KEYS_ENV}; default: none)",
     )
     p.add_argument(
         "--decryption-keys-file",
@@ -48,13 +48,20 @@ def add_key_options(p: argparse.ArgumentParser, *, encrypt: bool = False) -> Non
         action="append",
         default=[],
         metavar="FILE",
-        help="file of base64 keys, one a line" + (" (the first encrypts)" if encrypt else ""),
+        help="file of base64 keys, one a line" + (", the first encrypts" if encrypt else "")
+        + f"; repeatable (default: ${KEYS_ENV} only)",
     )
-    p.add_argument(
-        "--allow-legacy-cbc",
-        action="store_true",
-        help="also read legacy AES/CBC objects, which carry no authentication tag",
-    )
+    if encrypt:
+        # Encrypting commands never read old objects: a decryption-only option would be a no-op.
+        p.add_argument("--kms-key-id", metavar="KEY",
+                       help="wrap each data key with this KMS key instead of a raw key (default: the "
+                       "first raw key)")
+    else:
+        p.add_argument(
+            "--allow-legacy-cbc",
+            action="store_true",
+            help="also read legacy AES/CBC objects, which carry no authentication tag (default: refuse them)",
+        )
 
 
 def _kms_client(args: argparse.Namespace) -> Any:  # boto3 loads only when a KMS key is used
@@ -66,10 +73,11 @@ def _kms_client(args: argparse.Namespace) -> Any:  # boto3 loads only when a KMS
 
 def keyring_from_args(args: argparse.Namespace, *, kms_key_id: str | None = None) -> Keyring:
     """The key ring of every command: the keys of ``add_key_options`` (and ``$LOGARCHIVE_KEYS``),
-    ``kms_key_id`` to encrypt with KMS; KMS is reached through the command's endpoint and region."""
+    ``kms_key_id`` (default: ``--kms-key-id``) to encrypt with KMS; KMS is reached through the
+    command's endpoint and region."""
     return Keyring(
         gather_keys(inline=args.decryption_keys, files=args.key_files),
-        kms_key_id=kms_key_id,
+        kms_key_id=kms_key_id or getattr(args, "kms_key_id", None) or None,
         allow_legacy=getattr(args, "allow_legacy_cbc", False),
         kms_client_factory=lambda: _kms_client(args),
     )

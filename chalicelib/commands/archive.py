@@ -17,7 +17,7 @@ from typing import Any
 
 from .. import aws
 from ..awserrors import error_code
-from ..errors import LogarchiveError, describe
+from ..errors import LogarchiveError, UsageError, describe
 from ..layout import STACK_RE
 from ..settings import ReplicationMode, Settings
 from ._common import add_compression_option, add_endpoint_options, add_key_options, keyring_from_args
@@ -28,17 +28,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--once", action="store_true", required=True, help="one scheduler run, then its work")
     p.add_argument("--staging", required=True, metavar="s3://BUCKET/PREFIX", help="where the shipper stages")
     p.add_argument("--archive-bucket", required=True, metavar="NAME", help="the versioned archive bucket")
-    p.add_argument("--replicate-to", nargs="+", default=[], metavar="BUCKET", help="customer bucket(s)")
+    p.add_argument("--replicate-to", nargs="+", default=[], metavar="BUCKET",
+                   help="customer bucket(s) to copy each archive to (default: none)")
     p.add_argument("--replication-mode", choices=[m.value for m in ReplicationMode],
-                   default=ReplicationMode.DIRECT.value)
+                   default=ReplicationMode.DIRECT.value,
+                   help="direct: the worker copies; s3-replication: S3 Replication does (default: direct)")
     p.add_argument("--stack", help="stack in archive keys (required; default: $LOGARCHIVE_STACK); objects "
                    "staged for another stack are quarantined")
-    p.add_argument("--queue-url", help="hand work over through this SQS queue instead of in process")
-    p.add_argument("--table", help="idempotency table for the scheduler's in-flight leases")
+    p.add_argument("--queue-url", help="hand work over through this SQS queue (default: in process)")
+    p.add_argument("--table", help="idempotency table for the scheduler's in-flight leases (default: none)")
     p.add_argument("--attempts", type=int, default=3, help="deliveries of a failing item (default 3)")
     p.add_argument("--signing-key-file", metavar="P",
                    help="Ed25519 private key (PEM, `keys signing-generate`): record what is archived and "
-                   "seal a signed digest of it before exiting (docs/AUDIT.md)")
+                   "seal a signed digest of it before exiting (docs/AUDIT.md; default: no digest)")
     add_compression_option(p)  # else $LOGARCHIVE_COMPRESSION, as the worker Lambda
     add_key_options(p, encrypt=True)
     add_endpoint_options(p)
@@ -58,9 +60,9 @@ def run(args: argparse.Namespace) -> int:
     # Checked before the archiver is imported (Powertools' logger binds stdout at import).
     stack = args.stack or Settings.from_env().stack
     if not stack:
-        raise LogarchiveError("--stack (or $LOGARCHIVE_STACK) is required: the stack of the archive keys")
+        raise UsageError("--stack (or $LOGARCHIVE_STACK) is required: the stack of the archive keys")
     if not STACK_RE.match(stack):
-        raise LogarchiveError(f"--stack {stack[:70]!r}: not a stack name ({STACK_RE.pattern})")
+        raise UsageError(f"--stack {stack[:70]!r}: not a stack name ({STACK_RE.pattern})")
     from ..archiver import scheduler
     from ..archiver.service import build
     from ..archiver.worker import Outcome, Status
@@ -88,16 +90,18 @@ def run(args: argparse.Namespace) -> int:
 
         signer = signer_from_settings(settings)  # a bad key file fails before any work
         if not settings.stack:
-            raise LogarchiveError("--signing-key-file needs --stack (or $LOGARCHIVE_STACK)")
+            raise UsageError("--signing-key-file needs --stack (or $LOGARCHIVE_STACK)")
     keyring = keyring_from_args(args)
     if not keyring.can_encrypt:
-        raise LogarchiveError("no master key: give --key-file or set $LOGARCHIVE_KEYS")
+        raise UsageError("no master key: give --key-file, --kms-key-id or set $LOGARCHIVE_KEYS")
     _check_buckets(aws.client("s3"), [settings.archive_bucket, *settings.replicate_to])
     archiver = build(settings, keyring)
     outcomes: list[Outcome] = []
     sender: Any = None if args.queue_url else scheduler.ListSender()
     report = archiver.schedule(sender)
     attempts = max(1, args.attempts)
+    bodies = [] if args.queue_url else sender.bodies
+    bar = _progress(bodies, outcomes) if sys.stderr.isatty() else None
 
     def failures(records: list[dict]) -> list[str]:
         return [f["itemIdentifier"] for f in archiver.handle(records, None, outcomes)["batchItemFailures"]]
@@ -108,17 +112,21 @@ def run(args: argparse.Namespace) -> int:
         failed = len(pump(archiver.sqs, args.queue_url, failures, attempts=attempts, visibility_timeout=900,
                           release_failed=False).failed)
     else:
-        records = [{"messageId": str(i), "body": b} for i, b in enumerate(sender.bodies)]
+        records = [{"messageId": str(i), "body": b} for i, b in enumerate(bodies)]
         for _ in range(attempts):  # what SQS redelivery does, in process
             retry = []
             for i in range(0, len(records), 10):
                 batch = records[i:i + 10]
                 bad = set(failures(batch))
+                if bar is not None:
+                    bar.advance()
                 retry.extend(r for r in batch if r["messageId"] in bad)
             records = retry
             if not records:
                 break
         failed = len(records)
+    if bar is not None:
+        bar.close()
     sealed = archiver.seal(signer) if signer is not None else None
     if signer is not None:
         if sealed is None or not sealed.key:
@@ -141,6 +149,35 @@ def run(args: argparse.Namespace) -> int:
     print(f"{len(archived)} archived ({raw} log bytes), {len(quarantined)} quarantined, {failed} failed"
           + (f", {len(explained)} explained" if explained else ""))
     return 1 if failed or quarantined else 0
+
+
+class _Progress:
+    """A bar on stderr over the staged bytes of this run, with archived / total segments."""
+
+    def __init__(self, bodies: list[str], outcomes: list[Any]) -> None:
+        from tqdm import tqdm
+
+        from ..archiver.messages import Job
+
+        self.outcomes, self.seen = outcomes, 0
+        self.total = len(bodies)
+        self.bar = tqdm(total=sum(Job.from_body(b).size for b in bodies), unit="B", unit_scale=True,
+                        unit_divisor=1024, file=sys.stderr, dynamic_ncols=True, desc="archiving",
+                        postfix={"segments": f"0/{self.total}"})
+
+    def advance(self) -> None:
+        new = self.outcomes[self.seen:]
+        self.seen = len(self.outcomes)
+        # One outcome per item handled (a failed delivery leaves none: it is tried again).
+        self.bar.set_postfix(segments=f"{len(self.outcomes)}/{self.total}", refresh=False)
+        self.bar.update(sum(o.job.size for o in new))
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _progress(bodies: list[str], outcomes: list[Any]) -> _Progress | None:
+    return _Progress(bodies, outcomes) if bodies else None
 
 
 def _check_buckets(s3: Any, buckets: list[str]) -> None:

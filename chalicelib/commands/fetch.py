@@ -26,17 +26,12 @@ from .. import aws, restores
 from ..awserrors import error_label
 from ..download import coldstore, retrieval
 from ..download.api_client import ApiClient
-from ..errors import LogarchiveError
+from ..errors import LogarchiveError, UsageError
+from ..times import SYNTAX
 from ._common import add_endpoint_options, add_key_options, keyring_from_args
 
-log = logging.getLogger("logarchive")
-
-
-def _quiet_boto(args: argparse.Namespace) -> None:
-    # botocore logs "Found credentials in ..." at INFO: noise for a CLI user.
-    if not getattr(args, "verbose", False):
-        for name in ("botocore", "boto3", "urllib3"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+# Not "logarchive": that is the Lambdas' Powertools logger (JSON on stdout) once telemetry is loaded.
+log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,35 +42,44 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Without --download-location, lists the matching archives. Exit status 1 if "
         "nothing matched or any object failed; every other object is still processed.",
     )
-    p.add_argument("--bucket", help="the S3 bucket of the archive (required unless --api-url)")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--bucket", help="the S3 bucket of the archive (this or --api-url is required)")
     p.add_argument("--stack", required=True, help="the stack whose logs to search")
     add_endpoint_options(p)
     add_key_options(p)
     p.add_argument("--download-location", metavar="DIR",
-                   help="download here (DIR/<key less its first four components>); '-' writes to stdout")
+                   help="download here (DIR/<key less its first four components>); '-' writes to stdout "
+                   "(default: only list the matching archives)")
     p.add_argument("--string-matches", nargs="+", default=[], metavar="S",
-                   help="keep keys containing all of these strings")
+                   help="keep keys in which each of these regular expressions is found (default: none)")
     ids = p.add_argument_group("resource (exactly one, or --string-matches)")
-    ids.add_argument("--app-id")
-    ids.add_argument("--database-id")
-    ids.add_argument("--endpoint-id")
-    ids.add_argument("--container-id", help="container id or a prefix of at least 12 characters")
-    p.add_argument("--start-date", help="YYYY-MM-DD (UTC), with --end-date: archives overlapping these days")
-    p.add_argument("--end-date", help="YYYY-MM-DD (UTC), included whole")
+    ids.add_argument("--app-id", metavar="N", help="an app's id (default: none)")
+    ids.add_argument("--database-id", metavar="N", help="a database's id (default: none)")
+    ids.add_argument("--endpoint-id", metavar="N", help="an endpoint's id (default: none)")
+    ids.add_argument("--container-id", metavar="ID",
+                     help="container id or a prefix of at least 12 characters (default: none)")
+    p.add_argument("--start-date",
+                   help="YYYY-MM-DD (UTC), with --end-date: archives overlapping these days (default: all "
+                        "days)")
+    p.add_argument("--end-date", help="YYYY-MM-DD (UTC), included whole (default: all days)")
     more = p.add_argument_group("beyond the reference CLI")
-    more.add_argument("--start", help="ISO-8601 time (UTC unless an offset is given): drop lines before it")
-    more.add_argument("--end", help="ISO-8601 time: drop lines at or after it")
-    more.add_argument("--grep", metavar="PATTERN", help="keep lines whose log text matches this regex")
-    more.add_argument("--stream", choices=("stdout", "stderr"), help="keep lines of this stream only")
+    more.add_argument("--start", help=f"drop lines before this time: {SYNTAX} (default: none dropped)")
+    more.add_argument("--end", help="drop lines at or after this time, same syntax (default: none dropped)")
+    more.add_argument("--grep", metavar="PATTERN",
+                      help="keep lines whose log text matches this regex (default: all lines)")
+    more.add_argument("--stream", choices=("stdout", "stderr"),
+                      help="keep lines of this stream only (default: both)")
     more.add_argument("--decompress", action="store_true", help="write the logs uncompressed (.jsonl)")
     more.add_argument("--format", dest="fmt", choices=retrieval.FORMATS,
-                      help="jsonl: the original lines; text: only their log text (implies --decompress)")
+                      help="jsonl: the original lines; text: only their log text; either implies "
+                      "--decompress (default: the archive's gzip as is)")
     more.add_argument("--jobs", type=int, default=4, metavar="N", help="parallel downloads (default 4)")
     more.add_argument("--verify-only", action="store_true",
                       help="check every matching archive's authentication tag; write no plaintext")
-    more.add_argument("--api-url", metavar="URL",
+    where.add_argument("--api-url", metavar="URL",
                       help="search the retrieval API's index and download through its presigned URLs "
-                      "(SigV4-signed; needs an id and a time range); decryption stays local")
+                      "(SigV4-signed; needs an id and a time range); decryption stays local "
+                      "(this or --bucket is required)")
     cold = p.add_argument_group(
         "archives in cold storage (GLACIER, DEEP_ARCHIVE, Intelligent-Tiering's archive tiers)")
     cold.add_argument("--restore", action="store_true",
@@ -117,12 +121,15 @@ def _selection(args: argparse.Namespace) -> retrieval.Selection:
     )
 
 
-def _progress(total: int, enabled: bool) -> Any:
+def _progress(matches: list[retrieval.Match], enabled: bool) -> Any:
+    """A bar on stderr counting the archives' bytes (one large archive moves it too)."""
     if not enabled:
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="file", file=sys.stderr, dynamic_ncols=True)
+    total = sum(m.size for m in matches)
+    return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
+                dynamic_ncols=True, postfix={"archives": f"0/{len(matches)}"})
 
 
 def _api_client(args: argparse.Namespace) -> ApiClient:
@@ -158,22 +165,17 @@ def _find(args: argparse.Namespace, sel: retrieval.Selection, api: ApiClient | N
 
 
 def run(args: argparse.Namespace) -> int:
-    _quiet_boto(args)
-    if not args.bucket and not args.api_url:  # a usage error, as argparse reports them
-        print(f"logarchive {args.command}: error: the following arguments are required: --bucket "
-              "(or --api-url)", file=sys.stderr)
-        return 2
     sel = _selection(args)
     sel.validate(index=args.api_url is not None)
     if args.jobs < 1:
-        raise LogarchiveError("--jobs must be at least 1")
+        raise UsageError("--jobs must be at least 1")
     _check_cold_options(args)
     grep = None
     if args.grep is not None:
         try:
             grep = re.compile(args.grep)
         except re.error as exc:
-            raise LogarchiveError(f"--grep {args.grep!r}: not a valid regular expression ({exc})") from None
+            raise UsageError(f"--grep {args.grep!r}: not a valid regular expression ({exc})") from None
     opts = retrieval.OutputOptions(
         decompress=args.decompress, fmt=args.fmt, line_filter=sel.line_filter(stream=args.stream, grep=grep)
     )
@@ -203,23 +205,28 @@ def run(args: argparse.Namespace) -> int:
     else:
         s3 = aws.client("s3", endpoint_url=args.endpoint_url, region=args.region)
         retriever = retrieval.Retriever(s3, args.bucket, keyring, opts)
-    bar = _progress(len(matches), sys.stdout.isatty() and not to_stdout)
+    sizes: dict[str, int] = {}
+    done = 0
+    bar = None
 
     def report(outcome: retrieval.Outcome) -> None:
+        nonlocal done
         if not outcome.ok:
             line = f"logarchive: error: {outcome.error}"
             if bar is not None:
                 bar.write(line, file=sys.stderr)
             else:
                 print(line, file=sys.stderr, flush=True)
-        elif not to_stdout:
+        elif not to_stdout and (args.verify_only or outcome.path is not None):
             line = f"verified {outcome.key}" if args.verify_only else str(outcome.path)
             if bar is not None:
                 bar.write(line)
             else:
                 print(line, flush=True)
-        if bar is not None:
-            bar.update(1)
+        if bar is not None and outcome.key in sizes:
+            done += 1
+            bar.set_postfix(archives=f"{done}/{len(sizes)}", refresh=False)
+            bar.update(sizes[outcome.key])
 
     def say(line: str) -> None:
         if bar is not None:
@@ -232,8 +239,16 @@ def run(args: argparse.Namespace) -> int:
         sorted_out = _sort_out(args, s3, retriever, matches, downloading=downloading)
     else:  # through the API: S3's answer to each presigned GET says which are cold
         sorted_out = _Sorted(ready=list(matches))
+    # Archives whose key is missing or unusable fail here, before any download starts.
+    problems = retriever.key_problems(sorted_out.ready)
+    sorted_out.done += [retrieval.Outcome(m.key, False, f"{m.key}: {problems[m.archive.key_id]}")
+                        for m in sorted_out.ready if m.archive.key_id in problems]
+    sorted_out.ready = [m for m in sorted_out.ready if m.archive.key_id not in problems]
     for o in sorted_out.done:
         report(o)
+    pending = [*sorted_out.ready, *(m for m, _ in sorted_out.cold.values())]
+    sizes = {m.key: m.size for m in pending}
+    bar = _progress(pending, sys.stdout.isatty() and not to_stdout)
     any_cold = sorted_out.cold or (args.restore and sorted_out.restored)
     asked = _restore(args, s3, sorted_out, say) if any_cold else None
 
@@ -280,9 +295,18 @@ def run(args: argparse.Namespace) -> int:
     failed = sum(1 for o in outcomes if not o.ok)
     skipped = sum(1 for o in outcomes if o.skipped)
     verb = "verified" if args.verify_only else "retrieved"
-    log.info("%s %d of %d archives%s%s", verb, len(outcomes) - failed, len(matches),
-             f" ({skipped} already written and verified)" if skipped else "",
-             f"; {failed} failed" if failed else "")
+    summary = f"{verb} {len(outcomes) - failed} of {len(matches)} archives"
+    if skipped:
+        summary += f" ({skipped} already written and verified)"
+    counted = [o for o in outcomes if o.ok and o.lines is not None]
+    if opts.line_filter.active and counted:
+        empty = sum(1 for o in counted if o.lines == 0)
+        summary += f"; {sum(o.lines or 0 for o in counted)} lines matched"
+        if empty and not to_stdout:
+            summary += f" ({empty} archive(s) without a matching line: no file written)"
+    if failed:
+        summary += f"; {failed} failed"
+    log.info("%s", summary)
     if not_yet:
         log.info("%d still being restored", len(not_yet))
     return 1 if failed or not_yet else 0
@@ -295,13 +319,13 @@ def run(args: argparse.Namespace) -> int:
 
 def _check_cold_options(args: argparse.Namespace) -> None:
     if args.wait and not args.restore:
-        raise LogarchiveError("--wait waits for restores: add --restore")
+        raise UsageError("--wait waits for restores: add --restore")
     if args.restore and args.api_url:
-        raise LogarchiveError("--restore needs the bucket (s3:RestoreObject): use --bucket, not --api-url")
+        raise UsageError("--restore needs the bucket (s3:RestoreObject): use --bucket, not --api-url")
     if args.restore_days < 1:
-        raise LogarchiveError("--restore-days must be at least 1")
+        raise UsageError("--restore-days must be at least 1")
     if args.poll_interval < 0:
-        raise LogarchiveError("--poll-interval must not be negative")
+        raise UsageError("--poll-interval must not be negative")
 
 
 def _by_class(counts: Counter[Any]) -> str:

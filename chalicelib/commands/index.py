@@ -7,8 +7,10 @@ import sys
 
 from .. import aws, layout
 from ..awserrors import error_code
-from ..errors import LogarchiveError, describe
+from ..download.selection import parse_instant
+from ..errors import LogarchiveError, UsageError, describe
 from ..index import Indexer, IndexStore
+from ..times import SYNTAX
 from ._common import add_endpoint_options
 
 
@@ -18,18 +20,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     b = isub.add_parser("backfill", help="index every archive object already in a bucket (HEAD only)")
     b.add_argument("--bucket", required=True, help="the archive bucket")
     b.add_argument("--table", required=True, help="the index table")
-    b.add_argument("--stack", help="only this stack's archives (<stack>/shareable/...)")
+    b.add_argument("--stack", help="only this stack's archives (<stack>/shareable/...; default: all)")
     add_endpoint_options(b)
     b.set_defaults(func=run_backfill)
     q = isub.add_parser("query", help="archives of a resource or container in a time range (index only)")
     q.add_argument("--table", required=True, help="the index table")
-    q.add_argument("--stack", required=True)
+    q.add_argument("--stack", required=True, help="the stack whose archives to list")
     sel = q.add_mutually_exclusive_group(required=True)
     for opt in ("app-id", "database-id", "endpoint-id", "container-id"):
-        sel.add_argument(f"--{opt}")
-    q.add_argument("--start", required=True, help="RFC 3339 to the second, e.g. 2022-01-01T12:00:00Z")
-    q.add_argument("--end", required=True)
-    q.add_argument("--include-deleted", action="store_true")
+        sel.add_argument(f"--{opt}", help=f"the {opt[:-3]}'s id (one of these four is required)")
+    q.add_argument("--start", required=True, help=f"from this time: {SYNTAX}")
+    q.add_argument("--end", required=True, help="until this time, excluded (same syntax)")
+    q.add_argument("--include-deleted", action="store_true", help="also list deleted archives")
     q.add_argument("--json", action="store_true", help="one JSON entry a line")
     add_endpoint_options(q)
     q.set_defaults(func=run_query)
@@ -70,9 +72,11 @@ def run_query(args: argparse.Namespace) -> int:
     try:
         stack = P.parse_stack(args.stack, "")
         sel = P.parse_selector(params, stack)
-        start, end = P.parse_range({"start": args.start, "end": args.end})
     except P.ParamError as exc:
-        raise LogarchiveError(str(exc)) from None
+        raise UsageError(str(exc)) from None
+    start, end = parse_instant(args.start, "--start"), parse_instant(args.end, "--end")
+    if end <= start:
+        raise UsageError("--end must be after --start")
     ddb = aws.client("dynamodb", endpoint_url=args.endpoint_url, region=args.region)
     store = IndexStore(args.table, client=ddb)
     after, n, read = None, 0, 0

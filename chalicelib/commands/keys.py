@@ -13,19 +13,21 @@ import os
 import sys
 import tempfile
 
-from ..errors import LogarchiveError
+from ..errors import LogarchiveError, UsageError
 from ..keyring import KEYS_ENV, MasterKey, gather_keys, parse_keys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("keys", help="generate master keys and show their ids")
     ksub = p.add_subparsers(dest="keys_command", required=True)
-    gen = ksub.add_parser("generate", help="print one new base64 256-bit key (or add it to a key file)")
+    gen = ksub.add_parser("generate", help="print one new base64 256-bit key (or add it to a key file "
+                          "and print its id)")
     gen.add_argument("--output", metavar="FILE",
-                     help="add the key to FILE (created with mode 0600) instead of printing it; "
-                     "it goes first, so it encrypts from now on, and the older keys still decrypt")
+                     help="add the key to FILE (created with mode 0600) and print its id instead of "
+                     "the key; it goes first, so it encrypts from now on, and the older keys still "
+                     "decrypt (default: print the key)")
     gen.add_argument("--append", action="store_true",
-                     help="with --output: add the key last (a decrypt-only key for now)")
+                     help="with --output: add the key last, a decrypt-only key for now (default: first)")
     gen.set_defaults(func=run_generate)
     ids = ksub.add_parser("id", help="print the ids of keys (never the keys)")
     ids.add_argument("--key-file", "--decryption-keys-file", dest="key_files", action="append", default=[],
@@ -85,10 +87,12 @@ def run_generate(args: argparse.Namespace) -> int:
     key = MasterKey.generate()
     if args.output:
         _write_key_file(args.output, key, append=args.append)
-        print(f"{key.key_id}  added to {args.output}", file=sys.stderr)
+        print(key.key_id)  # the data: the new key's id (never the key)
+        role = "last: it decrypts only" if args.append else "first: it encrypts from now on"
+        print(f"logarchive: key {key.key_id[:12]}… added to {args.output} ({role})", file=sys.stderr)
         return 0
     if args.append:
-        raise LogarchiveError("--append needs --output")
+        raise UsageError("--append needs --output")
     print(key.to_base64())
     return 0
 

@@ -1,37 +1,122 @@
-"""``logarchive local up``: the embedded local AWS for demos and tests."""
+"""``logarchive local up``: a whole stage on this machine, for demos, tests and trying things out."""
 
 from __future__ import annotations
 
 import argparse
-import time
+import errno
+import signal
+import threading
+from contextlib import ExitStack
 
-from ..devkit import local_aws, local_stack
+from ..errors import LogarchiveError, UsageError
+
+DESCRIPTION = """\
+Start the embedded local AWS (moto's server on 127.0.0.1) with everything a stage has, and keep
+it up until Ctrl-C or SIGTERM. For stack S it creates:
+
+  buckets (versioned)  S-logarchive-staging, S-logarchive-archive, S-customer-logs,
+                       S-logarchive-results (retrieval results)
+  tables               S-logarchive-index, S-logarchive-jobs, S-logarchive-leases
+  queues               S-logarchive-work, S-logarchive-retrieval,
+                       S-logarchive-index-events (the archive bucket's S3 notifications)
+  secrets              S-logarchive-api-token (API page tokens),
+                       S-logarchive-keys (the --key-file keys, with --api-port)
+
+Archives are indexed as they land in the archive bucket (the index_archive Lambda's code, fed
+from S3 notifications as EventBridge feeds it in AWS). With --api-port it also serves the
+retrieval API at http://127.0.0.1:Q/ (chalice's local server: IAM authorization is NOT enforced
+locally) and runs retrieval jobs from the queue (the retrieval_worker Lambda's code) with the
+keys of --key-file. Everything lives in memory and is gone when it stops.
+"""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("local", help="run the embedded local AWS (moto server on 127.0.0.1)")
-    lsub = p.add_subparsers(dest="local_command", required=True)
-    up = lsub.add_parser("up", help="start it, create the stack's buckets, stay up until Ctrl-C")
-    up.add_argument("--port", type=int, default=5000)
-    up.add_argument("--stack", default="demo")
+    p = sub.add_parser("local", help="run a whole stage locally (moto server on 127.0.0.1)")
+    lsub = p.add_subparsers(dest="local_command", required=True, metavar="{up,fake-docker}")
+    up = lsub.add_parser(
+        "up", help="start it with the stack's buckets, tables, queues and API; stay up until Ctrl-C",
+        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    up.add_argument("--port", type=int, default=5000, metavar="P",
+                    help="port of the local AWS endpoint; refused if taken (default: 5000)")
+    up.add_argument("--stack", default="demo", metavar="S",
+                    help="stack name in every name above (default: demo)")
+    up.add_argument("--api-port", type=int, metavar="Q",
+                    help="also serve the retrieval API on this port and run its jobs (default: no API)")
+    up.add_argument("--key-file", metavar="K",
+                    help="file of base64 master keys, one a line, for retrieval jobs "
+                    "(required with --api-port; default: none)")
     up.set_defaults(func=run_up)
+    fake = lsub.add_parser(
+        "fake-docker", help="write a Docker data root with a few exited containers, to ship from",
+        description="Writes DIR/containers/<id>/ as dockerd's json-file driver does: exited containers "
+        "of app 42 (rotated, compress=true) and database 9, a line a second from 2022-01-01T12:00:00Z.",
+    )
+    fake.add_argument("--root", required=True, metavar="DIR", help="the data root to create (must not exist)")
+    fake.set_defaults(func=run_fake_docker)
 
 
 def run_up(args: argparse.Namespace) -> int:
-    buckets = local_aws.StackBuckets.for_stack(args.stack)
-    with local_aws.moto_server(args.port) as endpoint:
-        local_aws.create_buckets(endpoint, buckets.all())
-        local_aws.use_endpoint(endpoint)
-        token_secret = local_stack.create_token_secret(f"logarchive-{args.stack}-api-token")
-        print(f"local AWS up at {endpoint}")
-        print(f"  export AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID=testing "
-              f"AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION={local_aws.LOCAL_REGION}")
-        print(f"  buckets (versioned): {', '.join(buckets.all())}")
-        print(f"  export LOGARCHIVE_API_TOKEN_SECRET={token_secret}  # signs the API's page tokens")
-        print("Ctrl-C to stop.", flush=True)
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            print("stopping")
+    if args.api_port is not None and not args.key_file:
+        raise UsageError("the following arguments are required with --api-port: --key-file")
+    if args.key_file and args.api_port is None:
+        raise UsageError("--key-file is used only with --api-port")
+    if args.api_port is not None and args.api_port == args.port:
+        raise UsageError("--api-port must differ from --port")
+    from ..devkit import local_aws
+
+    keys_text = None
+    if args.key_file:
+        from ..keyring import read_key_file
+
+        keys_text = "\n".join(k.to_base64() for k in read_key_file(args.key_file))
+    stopping = threading.Event()
+
+    def stop(signum: int, _frame: object) -> None:
+        stopping.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, stop)
+    try:
+        if args.api_port is not None:
+            local_aws.check_port_free(args.api_port, "--api-port")
+        with ExitStack() as stack:
+            endpoint = stack.enter_context(local_aws.moto_server(args.port, die_with_parent=True))
+            from ..devkit import local_stack
+
+            api_url = stack.enter_context(local_stack.running_stage(
+                endpoint, args.stack, keys_text=keys_text, api_port=args.api_port))
+            print(f"local AWS up at {endpoint}", flush=True)
+            if api_url:
+                print(f"retrieval API up at {api_url}/ (IAM authorization is not enforced locally)")
+            print(f"  export AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID=testing "
+                  f"AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION={local_aws.LOCAL_REGION}")
+            for line in local_stack.LocalStage(args.stack).describe(keys=keys_text is not None):
+                print(f"  {line}")
+            print("Ctrl-C to stop.", flush=True)
+            stopping.wait()
+            print("stopping", flush=True)
+    except local_aws.PortTaken as exc:
+        raise LogarchiveError(str(exc)) from None
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        # chalice's server lost a race for --api-port after the check above
+        raise LogarchiveError(f"--api-port {args.api_port} on 127.0.0.1 is taken ({exc.strerror})") from None
+    except RuntimeError as exc:  # the moto child did not start
+        raise LogarchiveError(str(exc)) from None
+    return 0
+
+
+def run_fake_docker(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..devkit.fakedocker import sample_host
+
+    root = Path(args.root)
+    if root.exists():
+        raise UsageError(f"--root {args.root}: already exists")
+    fake = sample_host(root)
+    for c in fake.containers:
+        print(f"{c.id[:12]}  {c.name:12s} {len(c.written):7d} bytes  exited")
     return 0

@@ -18,7 +18,7 @@ from .. import codec, envelope
 from ..download import partfile
 from ..download.partfile import PartFile
 from ..envelope import Envelope
-from ..errors import EnvelopeError, LogarchiveError
+from ..errors import EnvelopeError, LogarchiveError, UsageError
 from ._common import (
     add_compression_option,
     add_endpoint_options,
@@ -36,7 +36,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("output", metavar="OUT", help="sealed file to write")
     add_key_options(s, encrypt=True)
     add_endpoint_options(s)
-    s.add_argument("--kms-key-id", help="wrap the data key with this KMS key instead of a raw key")
     add_compression_option(s)
     s.add_argument("--threads", type=positive_int, metavar="N",
                    help="compress with N threads (default: every CPU this process may use)")
@@ -61,9 +60,9 @@ def _part_beside(path: str) -> PartFile:
 
 
 def run_seal(args: argparse.Namespace) -> int:
-    ring = keyring_from_args(args, kms_key_id=args.kms_key_id)
+    ring = keyring_from_args(args)
     if not ring.can_encrypt:
-        raise LogarchiveError("seal needs a key: --key-file FILE, $LOGARCHIVE_KEYS or --kms-key-id")
+        raise UsageError("seal needs a key: --key-file FILE, $LOGARCHIVE_KEYS or --kms-key-id")
     try:
         src = sys.stdin.buffer if args.input == "-" else open(args.input, "rb")
     except OSError as exc:

@@ -7,9 +7,11 @@ import json
 import os
 import sys
 
+import boto3
+
 from .. import aws
 from ..awserrors import error_label
-from ..errors import LogarchiveError
+from ..errors import LogarchiveError, UsageError
 from ..setup import (
     bucket_policy,
     check,
@@ -39,24 +41,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     rp.add_argument("--source-bucket", required=True, help="the archive bucket")
     rp.add_argument("--dest-bucket", required=True, help="the customer's bucket")
     rp.add_argument("--role-arn", required=True, help="the role S3 assumes to replicate")
-    rp.add_argument("--dest-account", default="", help="the customer's account id (owner override)")
+    rp.add_argument("--dest-account", default="",
+                    help="the customer's account id, for the owner override (default: none)")
     rp.add_argument("--prefix", default=None,
                     help="replicate only keys under this prefix (default: <stack>/shareable/ with --stack, "
                     "else every key)")
     rp.add_argument("--stack", default="",
                     help="the stack: its archives and, by a second rule, its signed digests "
-                    "(_logarchive/digests/<stack>/) replicate")
+                    "(_logarchive/digests/<stack>/) replicate (default: none)")
     rp.add_argument("--dry-run", action="store_true", help="print the configuration, change nothing")
     add_endpoint_options(rp)
     rp.set_defaults(func=run_replication)
 
     cp = ssub.add_parser("check", help="check a customer bucket against the prerequisites")
-    cp.add_argument("--bucket", required=True)
-    cp.add_argument("--stack-region", required=True, help="the region the stack runs in")
-    cp.add_argument("--role-arn", default="", help="the replication role the policy must grant")
-    cp.add_argument("--stack", default="", help="only keys under <stack>/shareable/ count as ours")
+    cp.add_argument("--bucket", required=True, help="the customer's bucket")
+    cp.add_argument("--stack-region",
+                    help="the region the stack runs in (default: --region, else the session's region)")
+    cp.add_argument("--role-arn", default="",
+                    help="the replication role the policy must grant (default: any)")
+    cp.add_argument("--stack", default="",
+                    help="only keys under <stack>/shareable/ count as ours (default: any stack's)")
     cp.add_argument("--sample", type=int, default=check.DEFAULT_SAMPLE,
-                    help="object versions to inspect for foreign content (at most 1000)")
+                    help="object versions to inspect for foreign content, at most 1000 (default: "
+                         "%(default)s)")
     cp.add_argument("--retention-days", type=int, metavar="R",
                     help="warn when a lifecycle rule expires archives sooner (default: Object Lock's)")
     add_endpoint_options(cp)
@@ -78,8 +85,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     lp.add_argument("--stack", required=True, help="the rule covers <stack>/shareable/ only")
     lp.add_argument("--transition-days", type=int, required=True, metavar="N",
                     help="days after an archive's creation that it moves to --storage-class")
-    lp.add_argument("--storage-class", required=True, choices=lifecycle.STORAGE_CLASSES)
-    lp.add_argument("--expire-days", type=int, metavar="M", help="days after creation that archives expire")
+    lp.add_argument("--storage-class", required=True, choices=lifecycle.STORAGE_CLASSES,
+                    help="the class archives move to")
+    lp.add_argument("--expire-days", type=int, metavar="M",
+                    help="days after creation that archives expire (default: never)")
     lp.add_argument("--retention-days", type=int, metavar="R",
                     help="refuse an expiry before this (default: the bucket's Object Lock default)")
     lp.add_argument("--dry-run", action="store_true", help="print the configuration, change nothing")
@@ -95,15 +104,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     ep = ssub.add_parser("post-deploy",
                          help="after `chalice deploy`: partial batch responses, workers' /tmp size")
-    ep.add_argument("--stage", required=True)
-    ep.add_argument("--app-name", default="logarchive")
+    ep.add_argument("--stage", required=True, help="the deployed Chalice stage")
+    ep.add_argument("--app-name", default="logarchive", help="the Chalice app name (default: logarchive)")
     add_endpoint_options(ep)
     ep.set_defaults(func=run_post_deploy)
 
     tp = ssub.add_parser("teardown",
                          help="remove what `chalice deploy` made for a stage (after a failed deploy)")
-    tp.add_argument("--stage", required=True)
-    tp.add_argument("--app-name", default="logarchive")
+    tp.add_argument("--stage", required=True, help="the Chalice stage whose leftovers to remove")
+    tp.add_argument("--app-name", default="logarchive", help="the Chalice app name (default: logarchive)")
     tp.add_argument("--dry-run", action="store_true", help="show what would be removed, remove nothing")
     tp.add_argument("--yes", action="store_true", help="remove without asking")
     add_endpoint_options(tp)
@@ -113,7 +122,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_bucket_policy(args: argparse.Namespace) -> int:
     role = args.role_arn or os.environ.get(ROLE_ENV, "")
     if not role:
-        raise LogarchiveError(f"no replication role: pass --role-arn or set ${ROLE_ENV}")
+        raise UsageError(f"no replication role: pass --role-arn or set ${ROLE_ENV}")
     print(bucket_policy.dumps(bucket_policy.render(args.bucket, role)))
     return 0
 
@@ -182,8 +191,11 @@ def run_lifecycle(args: argparse.Namespace) -> int:
 
 def run_check(args: argparse.Namespace) -> int:
     s3 = aws.client("s3", endpoint_url=args.endpoint_url, region=args.region)
+    stack_region = args.stack_region or args.region or boto3.session.Session().region_name
+    if not stack_region:
+        raise UsageError("--stack-region is needed: no region is configured (--region, $AWS_DEFAULT_REGION)")
     results = check.run_checks(
-        s3, args.bucket, stack_region=args.stack_region, role_arn=args.role_arn,
+        s3, args.bucket, stack_region=stack_region, role_arn=args.role_arn,
         stack=args.stack, sample=args.sample, retention_days=args.retention_days,
     )
     for r in results:

@@ -6,25 +6,35 @@
    gzip, encrypt and write them to the archive bucket and the customer's bucket.
 3. ``logarchive logs-from-archive``: the customer's way back, with only the bucket and the key;
    the restored bytes are compared with every byte the fake Docker wrote.
-4. The index and the retrieval API: ``logarchive index backfill`` fills the DynamoDB index and
-   ``POST /retrievals`` (through ``chalice.test.Client``) asks for all stderr lines of app 101
-   containing "timeout" in a time window; the ``retrieval_worker`` Lambda answers.
-5. ``logarchive audit``: with the customer's bucket, the public signing key and the host's
-   shipper state only, the archive is proven whole and unchanged; the auditor's report is
-   written to ``demo-output/audit.html``.
+    key_file = OUT / "master.key"
+    say("0. logarchive keys generate: the customer's master key (only its id is ever printed)")
+    run(["keys", "generate", "--output", str(key_file)])
+    run(["keys", "id", "--key-file", str(key_file)])
+    print("-- and the signing key of the digests (the public half goes to the auditor):")
+    run(["keys", "signing-generate", "--private-key-file", str(OUT / "signing.pem"),
+         "--public-key-file", str(OUT / "signing.pub")])
+    # What `logarchive local up --stack demo --api-port 0 --key-file demo-output/master.key` runs.
+    with (
+        local_aws.moto_server() as endpoint,
+        local_stack.running_stage(endpoint, STACK, keys_text=key_file.read_text(), api_port=0) as api_url,
+    ):
+        print(f"local AWS at {endpoint}, retrieval API at {api_url}/; "
+              f"versioned buckets {', '.join(buckets.all())}")
+        fake = ship_step(endpoint, buckets.staging)
+        archive_step(endpoint, buckets, key_file)
+        restored_ok = restore_step(endpoint, buckets, key_file, fake)
+        api_ok = api_step(api_url, fake)
+        audit_ok = audit_step(endpoint, buckets)
 """
 
 from __future__ import annotations
 
 import gzip
 import json
-import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
-import warnings
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -138,45 +148,18 @@ def _segment_number(path: Path) -> int:
     return int(parts[2]) if len(parts) > 6 and parts[2].isdigit() else 0
 
 
-def api_step(endpoint: str, buckets: local_aws.StackBuckets, key_b64: str, fake: FakeDockerRoot) -> bool:
-    say("4. the index and the retrieval API (API Gateway + Lambda, through chalice.test.Client)")
-    from chalice.test import Client
-
-    results_bucket = f"{STACK}-logarchive-results"
-    local_aws.create_buckets(endpoint, (results_bucket,))
-    local_stack.create_table(local_stack.INDEX_TABLE)
-    local_stack.create_table(local_stack.JOBS_TABLE)
-    queue_url = local_stack.create_queue()
-    run(["index", "backfill", "--bucket", buckets.archive, "--table", local_stack.INDEX_TABLE,
-         "--stack", STACK, "--endpoint-url", endpoint])
-    env = {
-        "LOGARCHIVE_STACK": STACK,
-        "LOGARCHIVE_ARCHIVE_BUCKET": buckets.archive,
-        "LOGARCHIVE_INDEX_TABLE": local_stack.INDEX_TABLE,
-        "LOGARCHIVE_JOBS_TABLE": local_stack.JOBS_TABLE,
-        "LOGARCHIVE_RETRIEVAL_QUEUE_URL": queue_url,
-        "LOGARCHIVE_RESULTS_BUCKET": results_bucket,
-        "LOGARCHIVE_KEYS": key_b64,
-        "LOGARCHIVE_API_TOKEN_SECRET": local_stack.create_token_secret(f"logarchive-{STACK}-api-token"),
-    }
+def api_step(api_url: str, fake: FakeDockerRoot) -> bool:
+    say("4. the index and the retrieval API (local up's: the Lambdas' code behind chalice's local server)")
     now = datetime.now(UTC).replace(microsecond=0)
     question = {"app_id": APP_ID, "start": _iso(now - timedelta(hours=1)),
                 "end": _iso(now + timedelta(minutes=1)), "stream": "stderr", "grep": "timeout"}
-    os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"  # no EMF lines in the demo's output
-    import app  # the Chalice app at the project root
-
-    warnings.filterwarnings("ignore", "IAMAuthorizer is not a supported in local mode")
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        Client(app.app, stage_name="local", project_dir=local_stack.write_stage(tmp, env)) as client,
-    ):
-        query = f"/archives?stack={STACK}&app_id={APP_ID}&start={question['start']}&end={question['end']}"
-        page = json.loads(client.http.get(query).body)
-        if "archives" not in page:
-            raise RuntimeError(f"GET {query}: {page}")
-        print(f"GET {query}: {len(page['archives'])} archives, {page['items_read']} index items read")
-        print(f"POST /retrievals {json.dumps(question)}")
-        status, lines = local_stack.ask(client, queue_url, question)
+    query = f"app_id={APP_ID}&start={question['start']}&end={question['end']}"
+    # The indexer ran as each archive landed (what the restore step got of app 101 is all of them).
+    archived = len(list((OUT / "restored").rglob(f"apps-{APP_ID}/**/*.archived.gz")))
+    archives = local_stack.wait_indexed(api_url, query, archived)
+    print(f"GET {api_url}/archives?{query}: {len(archives)} archives")
+    print(f"POST {api_url}/retrievals {json.dumps(question)}")
+    status, lines = local_stack.ask_over_http(api_url, question)
     p = status["progress"]
     print(f"GET /retrievals/{status['id']}: {status['status']}, archives {p['archives_done']}/"
           f"{p['archives_total']}, {p['bytes_scanned']} bytes scanned, {len(lines)} lines:")
@@ -222,22 +205,24 @@ def main() -> int:
     shutil.rmtree(OUT, ignore_errors=True)
     OUT.mkdir()
     buckets = local_aws.StackBuckets.for_stack(STACK)
-    with local_aws.moto_server() as endpoint:
-        local_aws.use_endpoint(endpoint)
-        local_aws.create_buckets(endpoint, buckets.all())
-        print(f"local AWS at {endpoint}; versioned buckets {', '.join(buckets.all())}")
-        say("0. logarchive keys generate: the customer's master key (only its id is ever printed)")
-        key_file = OUT / "master.key"
-        run(["keys", "generate", "--output", str(key_file)])
-        run(["keys", "id", "--key-file", str(key_file)])
-        print("-- and the signing key of the digests (the public half goes to the auditor):")
-        run(["keys", "signing-generate", "--private-key-file", str(OUT / "signing.pem"),
-             "--public-key-file", str(OUT / "signing.pub")])
-        key_b64 = key_file.read_text().split()[0]
+    key_file = OUT / "master.key"
+    say("0. logarchive keys generate: the customer's master key (only its id is ever printed)")
+    run(["keys", "generate", "--output", str(key_file)])
+    run(["keys", "id", "--key-file", str(key_file)])
+    print("-- and the signing key of the digests (the public half goes to the auditor):")
+    run(["keys", "signing-generate", "--private-key-file", str(OUT / "signing.pem"),
+         "--public-key-file", str(OUT / "signing.pub")])
+    # What `logarchive local up --stack demo --api-port 0 --key-file demo-output/master.key` runs.
+    with (
+        local_aws.moto_server() as endpoint,
+        local_stack.running_stage(endpoint, STACK, keys_text=key_file.read_text(), api_port=0) as api_url,
+    ):
+        print(f"local AWS at {endpoint}, retrieval API at {api_url}/; "
+              f"versioned buckets {', '.join(buckets.all())}")
         fake = ship_step(endpoint, buckets.staging)
         archive_step(endpoint, buckets, key_file)
         restored_ok = restore_step(endpoint, buckets, key_file, fake)
-        api_ok = api_step(endpoint, buckets, key_b64, fake)
+        api_ok = api_step(api_url, fake)
         audit_ok = audit_step(endpoint, buckets)
     say("result")
     print(f"restored bytes equal what Docker wrote: {'yes' if restored_ok else 'NO'}; "

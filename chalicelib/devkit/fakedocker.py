@@ -172,3 +172,27 @@ class FakeDockerRoot:
         c = FakeContainer(self.root, name, **kw)
         self.containers.append(c)
         return c
+
+
+SAMPLE_START = datetime(2022, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def sample_host(root: Path) -> FakeDockerRoot:
+    """A Docker data root to try the shipper on (``logarchive local fake-docker``): exited
+    containers of app 42 (one rotated, with compress=true) and database 9, a line a second from
+    2022-01-01T12:00:00Z; some stderr lines of app 42 contain "timeout"."""
+    fake = FakeDockerRoot(root)
+    t0 = int(SAMPLE_START.timestamp()) * 1_000_000_000
+    web = fake.add("web-1", labels={"logarchive.app_id": "42", "logarchive.service_id": "7"},
+                   max_size=8 * 1024, max_file=4, compress=True)
+    for i in range(300):
+        if i % 25 == 7:
+            web.log(f"upstream timeout on /orders/{i} after 30s", "stderr", ns=t0 + i * 1_000_000_000)
+        else:
+            web.log(f"GET /orders/{i} 200 {i % 97}ms", "stdout", ns=t0 + i * 1_000_000_000)
+    web.stop()
+    db = fake.add("postgres-1", labels={"logarchive.database_id": "9"})
+    for i in range(60):
+        db.log(f"checkpoint {i} complete", "stderr", ns=t0 + i * 5_000_000_000)
+    db.stop()
+    return fake

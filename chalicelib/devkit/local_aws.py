@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -47,9 +48,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_ready(endpoint: str, timeout: float = 120.0) -> None:
+class PortTaken(RuntimeError):
+    """The port asked for is already in use on 127.0.0.1."""
+
+
+def check_port_free(port: int, what: str = "port") -> None:
+    """Refuse a port another server holds, instead of talking to that server by mistake."""
+    with socket.socket() as s:
+        # SO_REUSEADDR as servers set it: a port in TIME_WAIT is free, a listening one is not.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise PortTaken(f"{what} {port} on 127.0.0.1 is taken ({exc.strerror})") from None
+
+
+def wait_ready(endpoint: str, timeout: float = 120.0, proc: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout
     while True:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"local AWS at {endpoint} exited with status {proc.returncode} while starting")
         try:
             with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2):
                 return
@@ -59,9 +77,27 @@ def wait_ready(endpoint: str, timeout: float = 120.0) -> None:
             time.sleep(0.1)
 
 
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    # Linux: the kernel sends the child SIGTERM when its parent dies, even by SIGKILL.
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 @contextmanager
-def moto_server(port: int | None = None) -> Iterator[str]:
-    """Run ``moto.server`` as a child process on 127.0.0.1; yields its endpoint URL."""
+def moto_server(port: int | None = None, *, die_with_parent: bool = False) -> Iterator[str]:
+    """Run ``moto.server`` as a child process on 127.0.0.1; yields its endpoint URL.
+
+    A given ``port`` that another server holds is refused (:class:`PortTaken`), never shared.
+    The child is stopped when the block exits, however it exits; with ``die_with_parent`` (Linux,
+    a single-threaded caller: the signal follows the thread that started it) it also dies when
+    this process is killed outright.
+    """
+    if port:
+        check_port_free(port)
     port = port or free_port()
     endpoint = f"http://127.0.0.1:{port}"
     env = {**os.environ, **LOCAL_CREDENTIALS}
@@ -70,9 +106,12 @@ def moto_server(port: int | None = None) -> Iterator[str]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=env,
+        preexec_fn=_die_with_parent if die_with_parent and sys.platform == "linux" else None,
     )
     try:
-        wait_ready(endpoint)
+        wait_ready(endpoint, proc=proc)
+        if proc.poll() is not None:  # lost a race for the port: what answered is someone else's
+            raise PortTaken(f"port {port} on 127.0.0.1 is taken")
         yield endpoint
     finally:
         proc.terminate()
@@ -80,6 +119,7 @@ def moto_server(port: int | None = None) -> Iterator[str]:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
 
 
 def use_endpoint(endpoint: str) -> None:

@@ -97,9 +97,14 @@ def _gunzipped(path: str, name: str) -> Iterator[bytes]:
         ) from None
 
 
-def write_output(verified_gzip_path: str, dst: BinaryIO, opts: OutputOptions, *, name: str) -> int:
-    """Gunzip a verified temp file into ``dst`` (filtering and formatting its lines when asked);
-    returns the bytes produced (before re-compression, when the output is gzip again).
+@dataclass(frozen=True)
+class Written:
+    bytes: int  # produced, before re-compression when the output is gzip again
+    lines: int | None  # lines kept, when lines were parsed (a filter or the text format)
+
+
+def write_output(verified_gzip_path: str, dst: BinaryIO, opts: OutputOptions, *, name: str) -> Written:
+    """Gunzip a verified temp file into ``dst`` (filtering and formatting its lines when asked).
 
     Decompression runs only on verified bytes: gunzipping the output of tampered ciphertext
     would fail with a gzip error before the tag could say "tampered".
@@ -112,8 +117,9 @@ def write_output(verified_gzip_path: str, dst: BinaryIO, opts: OutputOptions, *,
     blocks = _gunzipped(verified_gzip_path, name)
     pieces = _render(split_lines(blocks), opts) if opts.line_level else blocks
     buf: list[bytes] = []
-    size = 0
+    size = lines = 0
     for piece in pieces:
+        lines += 1
         buf.append(piece)
         size += len(piece)
         if size >= READ_CHUNK:
@@ -125,4 +131,4 @@ def write_output(verified_gzip_path: str, dst: BinaryIO, opts: OutputOptions, *,
         written += size
     if gz_out is not None:
         gz_out.close()
-    return written
+    return Written(written, lines if opts.line_level else None)

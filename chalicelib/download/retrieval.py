@@ -30,13 +30,13 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from .. import codec, envelope
-from ..archive_object import open_archive
+from ..archive_object import open_archive, read_envelope
 from ..awserrors import error_label
 from ..envelope import Envelope
 from ..errors import EnvelopeError, LogarchiveError
 from ..keyring import Keyring
 from . import api_client, coldstore, partfile
-from .logoutput import FORMATS, READ_CHUNK, OutputOptions, write_output
+from .logoutput import FORMATS, READ_CHUNK, OutputOptions, Written, write_output
 from .partfile import PartFile
 from .selection import (
     Match,
@@ -83,9 +83,10 @@ class Outcome:
     key: str
     ok: bool
     error: str | None = None
-    path: str | None = None  # the file written (None for --verify-only and stdout)
+    path: str | None = None  # the file written (None for --verify-only, stdout, or no line kept)
     ciphertext_bytes: int = 0
     output_bytes: int = 0
+    lines: int | None = None  # lines kept by a line filter (None: lines were not parsed)
     storage_class: str | None = None  # failed because S3 keeps it in this cold class, unrestored
     skipped: bool = False  # already written and verified by an earlier run
 
@@ -126,6 +127,39 @@ class Retriever:
             removed = partfile.sweep(directory)
         if removed:
             log.info("removed %d temporary file(s) an interrupted run left in %s", len(removed), shown)
+
+    def key_problems(self, matches: list[Match]) -> dict[str, str]:
+        """Before any download: the key ids (path components) whose archives cannot be
+        decrypted with the keys given, each with the cause.
+
+        One archive per key id is looked at (its envelope, by HEAD): a raw key id the ring does
+        not hold is missing; a KMS key is tried on that archive's data key, and an error that is
+        not about that one archive (access denied, disabled, not found) holds for all of them.
+        Anything else is left to the download, which names the object.
+        """
+        problems: dict[str, str] = {}
+        first: dict[str, Match] = {}
+        for m in matches:
+            first.setdefault(m.archive.key_id, m)
+        for key_id, m in first.items():
+            if self.keyring.has_key(key_id):
+                continue
+            try:
+                head = self.s3.head_object(Bucket=self.bucket, Key=m.key)
+                env = read_envelope(self.s3, self.bucket, m.key, head.get("Metadata") or {})
+            except Exception:  # the download will say what is wrong with this object
+                continue
+            if env.wrap_alg != envelope.WRAP_KMS_CONTEXT:
+                have = ", ".join(k[:12] for k in self.keyring.key_ids) or "none"
+                problems[key_id] = f"needs the key with id {key_id}; keys given: {have}"
+                continue
+            try:
+                self.keyring.unwrap(env, name=m.key, key_id=key_id)
+            except LogarchiveError as exc:
+                cause = str(exc).removeprefix(f"{m.key}: ")
+                if "InvalidCiphertext" not in cause:  # that archive's own damage
+                    problems[key_id] = cause
+        return problems
 
     def _open(self, match: Match) -> tuple[Any, Envelope]:
         """The object's body (``iter_chunks``, ``close``) and its envelope."""
@@ -203,10 +237,13 @@ class Retriever:
                 parts.append(PartFile(directory))
             except OSError as exc:
                 raise LogarchiveError(f"{match.key}: cannot write {final}: {exc.strerror or exc}") from None
-            produced, res, out_bytes = self._produce(match, parts, directory, durable=True)
+            produced, res, written = self._produce(match, parts, directory, durable=True)
+            if written.lines == 0 and self.opts.line_filter.active:
+                # No line passed the filter: no empty file to mistake for a result.
+                return Outcome(match.key, True, ciphertext_bytes=res.ciphertext_bytes, lines=0)
             produced.commit(os.path.join(directory, os.path.basename(final)))
             return Outcome(match.key, True, path=final, ciphertext_bytes=res.ciphertext_bytes,
-                           output_bytes=out_bytes)
+                           output_bytes=written.bytes, lines=written.lines)
         except LogarchiveError as exc:
             return _failed(match, exc)
         except OSError as exc:
@@ -219,9 +256,9 @@ class Retriever:
 
     def _produce(
         self, match: Match, parts: list[PartFile], directory: str, *, durable: bool
-    ) -> tuple[PartFile, codec.UnsealResult, int]:
+    ) -> tuple[PartFile, codec.UnsealResult, Written]:
         """Decrypt into ``parts[0]`` (the archive's gzip), then, once the tag verified, derive
-        the requested output from it. Returns (the part holding the output, result, size)."""
+        the requested output from it. Returns (the part holding the output, result, written)."""
         first = parts[0]
         as_archived = not self.opts.plain and not self.opts.line_level
         # The archive's gzip written as it is must be one; other outputs gunzip it anyway.
@@ -229,13 +266,13 @@ class Retriever:
         first.close()
         # The tag verified: from here on the plaintext may be released.
         if as_archived:
-            return first, res, res.output_bytes
+            return first, res, Written(res.output_bytes, None)
         second = PartFile(directory, durable=durable)
         parts.append(second)
         assert first.path is not None
-        n = write_output(first.path, second.file, self.opts, name=match.key)
+        written = write_output(first.path, second.file, self.opts, name=match.key)
         second.close()
-        return second, res, n
+        return second, res, written
 
     def to_stream(self, match: Match, scratch_dir: str) -> tuple[Outcome, PartFile | None]:
         """Decrypt, verify and render into a private temporary file; the caller copies it to
@@ -243,9 +280,10 @@ class Retriever:
         parts: list[PartFile] = []
         try:
             parts.append(PartFile(scratch_dir, durable=False))
-            produced, res, n = self._produce(match, parts, scratch_dir, durable=False)
+            produced, res, written = self._produce(match, parts, scratch_dir, durable=False)
             parts.remove(produced)
-            return Outcome(match.key, True, ciphertext_bytes=res.ciphertext_bytes, output_bytes=n), produced
+            return Outcome(match.key, True, ciphertext_bytes=res.ciphertext_bytes, output_bytes=written.bytes,
+                           lines=written.lines), produced
         except LogarchiveError as exc:
             return _failed(match, exc), None
         except OSError as exc:
@@ -267,6 +305,11 @@ class ApiRetriever(Retriever):
     def __init__(self, api: Any, keyring: Keyring, opts: OutputOptions | None = None) -> None:
         super().__init__(None, "", keyring, opts)
         self.api = api
+
+    def key_problems(self, matches: list[Match]) -> dict[str, str]:
+        # No HEAD through the API: whether an unknown key id is a KMS key shows only in the
+        # object's headers, so each download reports its own key problem.
+        return {}
 
     def _open(self, match: Match) -> tuple[Any, Envelope]:
         key = match.key
@@ -434,7 +477,36 @@ def download_all(
     jobs: int = 4,
     on_done: Callable[[Outcome], None] | None = None,
 ) -> list[Outcome]:
-    return run_parallel(lambda m: retriever.download(m, dest_dir), matches, jobs=jobs, on_done=on_done)
+    """Download every match under ``dest_dir``; directories this run created and left empty
+    (every archive in them failed, or kept no line) are removed at the end."""
+    made = _missing_dirs(dest_dir, {os.path.dirname(retriever.output_path(m, dest_dir)) for m in matches})
+    try:
+        return run_parallel(lambda m: retriever.download(m, dest_dir), matches, jobs=jobs, on_done=on_done)
+    finally:
+        root = os.path.realpath(dest_dir)
+        for d in sorted(made, key=len, reverse=True):  # deepest first
+            real = os.path.realpath(d)
+            if os.path.islink(d) or (real != root and not real.startswith(root + os.sep)):
+                continue  # a link planted meanwhile: remove nothing outside dest_dir
+            try:
+                os.rmdir(d)
+            except OSError:  # not empty (or gone): it holds results
+                pass
+
+
+def _missing_dirs(root: str, leaves: set[str]) -> set[str]:
+    """``root``, the ``leaves`` and the directories between them that do not exist yet."""
+    missing: set[str] = set()
+    for d in leaves:
+        while True:
+            if os.path.isdir(d):
+                break
+            missing.add(d)
+            parent = os.path.dirname(d)
+            if parent == d or os.path.normpath(d) == os.path.normpath(root):
+                break
+            d = parent
+    return missing
 
 
 def verify_all(

@@ -17,6 +17,7 @@ Selection follows the reference CLI (``aptible logs_from_archive``): either
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Callable, Iterator
@@ -24,16 +25,16 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from .. import envelope, layout
+from .. import envelope, layout, times
 from ..dockerlog import LineFilter
-from ..errors import LayoutError, LogarchiveError
+from ..errors import LayoutError, UsageError
 
 log = logging.getLogger(__name__)
 
 ONE_SECOND = timedelta(seconds=1)
 
 
-class SelectionError(LogarchiveError):
+class SelectionError(UsageError):
     """The search options contradict each other (same rules as the reference CLI)."""
 
 
@@ -49,17 +50,83 @@ def parse_date(text: str, option: str) -> date:
         raise SelectionError(f"{option} {text!r}: please provide dates in YYYY-MM-DD format") from None
 
 
-def parse_instant(text: str, option: str) -> datetime:
-    """ISO-8601 to an aware UTC datetime, second precision (a naive time is UTC)."""
+MAX_KEY_PATTERN = 200  # characters of one --string-matches pattern
+
+
+def canonical_id(text: str) -> str:
+    """A numeric id as a number reads (``042`` is 42, as the reference CLI's numeric options)."""
+    return str(int(text)) if text.isascii() and text.isdigit() else text
+
+
+def _repeats(tree: Any, *, at_least: int) -> Iterator[Any]:
+    """The body of every repeat in a parsed pattern whose upper bound is ``at_least`` or more
+    (``re``'s own parse tree: no regex engine of our own)."""
+    from re import _constants as C
+
+    for op, arg in tree:
+        if op in (C.MAX_REPEAT, C.MIN_REPEAT, getattr(C, "POSSESSIVE_REPEAT", None)):
+            _, high, body = arg
+            if high >= at_least:
+                yield body
+            yield from _repeats(body, at_least=at_least)
+        elif op == C.SUBPATTERN:
+            yield from _repeats(arg[-1], at_least=at_least)
+        elif op == C.BRANCH:
+            for branch in arg[1]:
+                yield from _repeats(branch, at_least=at_least)
+        elif op in (C.ASSERT, C.ASSERT_NOT):
+            yield from _repeats(arg[1], at_least=at_least)
+
+
+def _has_branch(tree: Any) -> bool:
+    from re import _constants as C
+
+    for op, arg in tree:
+        if op == C.BRANCH:
+            return True
+        if op == C.SUBPATTERN and _has_branch(arg[-1]):
+            return True
+        if op in (C.MAX_REPEAT, C.MIN_REPEAT) and _has_branch(arg[2]):
+            return True
+    return False
+
+
+@functools.lru_cache(maxsize=64)
+def key_pattern(text: str) -> re.Pattern[str]:
+    """One ``--string-matches`` pattern: a regular expression searched in the full key, as the
+    reference CLI applies it, refused when it could backtrack for ever.
+
+    Python's ``re`` has no time limit, so the guard is on the pattern: at most
+    :data:`MAX_KEY_PATTERN` characters, and no repetition of something that itself repeats
+    without bound or offers alternatives (``(a+)+``, ``(a|ab)*``, ``(a*){50}``), the shapes
+    whose matching time grows exponentially (or as a high power) with the key's length.
+    """
+    if len(text) > MAX_KEY_PATTERN:
+        raise SelectionError(f"--string-matches pattern longer than {MAX_KEY_PATTERN} characters")
     try:
-        t = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise SelectionError(
-            f"{option} {text!r}: not an ISO-8601 time (e.g. 2022-08-24T21:12:33Z)"
-        ) from None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=UTC)
-    return t.astimezone(UTC).replace(microsecond=0)
+        compiled = re.compile(text)
+        from re import _parser
+
+        tree = _parser.parse(text)
+    except re.error as exc:
+        raise SelectionError(f"--string-matches {text!r}: not a valid regular expression ({exc})") from None
+    from re import _constants as C
+
+    for body in _repeats(tree, at_least=2):
+        if any(True for _ in _repeats(body, at_least=C.MAXREPEAT)) or _has_branch(body):
+            raise SelectionError(
+                f"--string-matches {text!r}: a repeated group that itself repeats or has alternatives "
+                "can take exponential time; refused"
+            )
+    return compiled
+
+
+def parse_instant(text: str, option: str) -> datetime:
+    """The one time syntax of the CLI and the API (``chalicelib.times``)."""
+    try:
+        return times.parse_time(text)
+    except times.TimeSyntaxError as exc:
+        raise SelectionError(f"{option} {text!r} {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -113,6 +180,8 @@ class Selection:
             raise SelectionError("You must pass both --start-date and --end-date")
         if self.start_date and self.end_date and self.end_date < self.start_date:
             raise SelectionError("End date must be after start date.")
+        for text in self.string_matches:
+            key_pattern(text)
         if self.resource_id is not None:
             if self.kind not in layout.KINDS:
                 raise SelectionError(f"unknown resource kind {self.kind!r}")
@@ -142,16 +211,20 @@ class Selection:
             hi = self.end if hi is None else min(hi, self.end)
         return lo, hi
 
+    def __post_init__(self) -> None:
+        if self.resource_id is not None:
+            object.__setattr__(self, "resource_id", canonical_id(self.resource_id))
+
     def matches_key(self, key: str) -> bool:
         """Cheap test on the raw key (before parsing), so foreign keys that are not even
-        candidates raise no warning."""
-        return all(s in key for s in self.string_matches)
+        candidates raise no warning: every ``--string-matches`` pattern is found in it."""
+        return all(key_pattern(s).search(key) for s in self.string_matches)
 
     def matches(self, archive: layout.ArchiveKey) -> bool:
         if archive.stack != self.stack:
             return False
         if self.resource_id is not None:
-            if archive.kind != self.kind or archive.resource_id != self.resource_id:
+            if archive.kind != self.kind or canonical_id(archive.resource_id or "") != self.resource_id:
                 return False
         if self.container_id is not None and not archive.container_id.startswith(self.container_id):
             return False
@@ -197,9 +270,11 @@ class Match:
 
     @property
     def sort_key(self) -> tuple[Any, ...]:
+        # Container, then time; segments sharing their first (and last) second in the key's
+        # second-precision times go by the segment number, the per-container sequence.
         a = self.archive
         t = a.start or a.uploaded_at or datetime.min.replace(tzinfo=UTC)
-        return (a.container_id, t, a.rotation is None, -(a.rotation or 0), self.key)
+        return (a.container_id, t, a.end or t, a.rotation is None, a.rotation or 0, self.key)
 
 
 def _common_prefixes(s3: Any, bucket: str, prefix: str) -> Iterator[str]:

@@ -15,7 +15,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from ..awserrors import error_code, error_label
+from ..awserrors import NOT_FOUND, error_code, error_label
 from ..digest import DIGESTS_PREFIX, stack_digests_prefix
 from . import bucket_policy, lifecycle, object_lock
 
@@ -190,6 +190,12 @@ def run_checks(
         ("object lock", lambda: check_object_lock(s3, bucket, stack)),
         ("lifecycle", lambda: check_lifecycle(s3, bucket, stack, retention_days)),
     ]
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except ClientError as exc:
+        if error_code(exc) in NOT_FOUND | {"NoSuchBucket"}:
+            return [CheckResult("exists", False, f"bucket {bucket} does not exist",
+                                "Check the name, or create the bucket (versioned, in the stack's region).")]
     results = []
     for name, run in checks:
         try:

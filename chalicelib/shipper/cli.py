@@ -7,11 +7,13 @@ import argparse
 import logging
 import signal
 import sqlite3
+import sys
 import threading
 import time
 
 from .config import ENV_PREFIX, ShipConfig
 from .loop import Shipper
+from .report import ProgressLine
 from .state import state_error
 
 DESCRIPTION = (
@@ -22,16 +24,19 @@ DESCRIPTION = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help=f"TOML file of options (also ${ENV_PREFIX}CONFIG)")
+    p.add_argument("--config", help=f"TOML file of options (default: ${ENV_PREFIX}CONFIG, else none)")
     p.add_argument("--docker-root", help="Docker's data root (default /var/lib/docker)")
-    p.add_argument("--staging", help="s3://BUCKET/PREFIX to stage segments in")
-    p.add_argument("--stack", help="stack name (first part of every staging key)")
+    p.add_argument("--staging",
+                   help="s3://BUCKET/PREFIX to stage segments in (required, here or in the config)")
+    p.add_argument("--stack",
+                   help="stack name, the first part of every staging key (required, here or in the config)")
     p.add_argument("--state", help="SQLite state file (default /var/lib/logarchive/ship.db)")
     p.add_argument("--host", help="host name recorded on each segment (default: this host's)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--once", action="store_const", const=True, default=None,
                       help="one pass, print a summary, exit (1 if a problem was met)")
-    mode.add_argument("--interval", help="daemon mode: a pass every INTERVAL (like 60s); SIGTERM stops")
+    mode.add_argument("--interval", help="daemon mode: a pass every INTERVAL (like 60s); SIGTERM stops "
+                      "(default: none; --once or --interval is required)")
     p.add_argument("--max-age", help="ship a running container's log once its oldest unshipped line "
                    "is older than this (default 24h; 0 = never)")
     p.add_argument("--settle", help="quiet time before a stopped container's unterminated last line "
@@ -56,19 +61,22 @@ def run(args: argparse.Namespace) -> int:
     cfg = ShipConfig.resolve(cli, config_path=args.config)
     logging.getLogger("botocore").setLevel(logging.WARNING)  # one line per event of ours, not theirs
     stop = threading.Event()
-    shipper = Shipper(cfg, stop=stop)
+    progress = ProgressLine() if (cfg.once and not cfg.dry_run and sys.stderr.isatty()) else None
+    shipper = Shipper(cfg, stop=stop, progress=progress)
     try:
-        return _run(cfg, shipper, stop)
+        return _run(cfg, shipper, stop, progress)
     except sqlite3.Error as exc:  # the state file failed mid-pass (locked, disk full, damaged)
         raise state_error(cfg.state, exc) from None
     finally:
         shipper.close()
 
 
-def _run(cfg: ShipConfig, shipper: Shipper, stop: threading.Event) -> int:
+def _run(cfg: ShipConfig, shipper: Shipper, stop: threading.Event, progress: ProgressLine | None) -> int:
     if cfg.once or cfg.dry_run:
         t0 = time.monotonic()
         summary = shipper.run_pass()
+        if progress is not None:
+            progress.close()
         print(summary.render(dry_run=cfg.dry_run, seconds=time.monotonic() - t0), flush=True)
         return 0 if summary.ok else 1
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -13,7 +13,7 @@ import tomllib
 from dataclasses import dataclass, fields
 from typing import Any
 
-from ..errors import LogarchiveError
+from ..errors import LogarchiveError, UsageError
 
 ENV_PREFIX = "LOGARCHIVE_SHIP_"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*\Z", re.ASCII)
@@ -111,12 +111,14 @@ class ShipConfig:
     def validate(self) -> None:
         if not self.host:
             self.host = socket.gethostname().split(".")[0]
-        if not self.stack:
-            raise LogarchiveError("--stack is required (or LOGARCHIVE_SHIP_STACK, or stack = … in a config)")
-        if not self.staging:
-            raise LogarchiveError("--staging s3://BUCKET/PREFIX is required")
+        # Every missing option at once, as argparse names them (each may also come from
+        # LOGARCHIVE_SHIP_<NAME> or a config file).
+        missing = [opt for opt, value in (("--staging", self.staging), ("--stack", self.stack)) if not value]
         if not self.once and self.interval <= 0 and not self.dry_run:
-            raise LogarchiveError("choose --once or --interval SECONDS")
+            missing.append("one of --once --interval")
+        if missing:
+            raise UsageError(f"the following arguments are required: {', '.join(missing)} (each may also "
+                             f"come from {ENV_PREFIX}<NAME> or a config file)")
         if "/" in self.host or "/" in self.stack:
             raise LogarchiveError("stack and host names cannot contain '/'")
 

@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, BinaryIO
 
 from .. import layout
@@ -67,8 +68,10 @@ def _exclusive(path: str) -> BinaryIO:
 
 
 class Shipper:
-    def __init__(self, cfg: ShipConfig, *, client: Any = None, stop: threading.Event | None = None) -> None:
+    def __init__(self, cfg: ShipConfig, *, client: Any = None, stop: threading.Event | None = None,
+                 progress: Callable[[Summary], None] | None = None) -> None:
         self.cfg = cfg
+        self.progress = progress  # called as segments ship (a terminal's progress line)
         self.staging = Staging.parse(cfg.staging)
         self.stop = stop or threading.Event()
         self._lock: BinaryIO | None = None
@@ -102,7 +105,7 @@ class Shipper:
         return 0
 
     def run_pass(self) -> Summary:
-        s = Summary()
+        s = Summary(on_shipped=self.progress)
         try:
             containers = scan_root(self.cfg.docker_root)
         except OSError as exc:

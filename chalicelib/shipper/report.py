@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TextIO
 
 
 def plural(n: int, word: str) -> str:
@@ -16,6 +20,31 @@ def human(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} GiB"
+
+
+class ProgressLine:
+    """One self-overwriting line on a terminal: segments and bytes staged so far in this pass.
+
+    The standard library only: the shipper stays small (no tqdm)."""
+
+    def __init__(self, out: TextIO = sys.stderr, *, every: float = 0.2) -> None:
+        self.out, self.every = out, every
+        self._last = 0.0
+        self._shown = False
+
+    def __call__(self, s: Summary) -> None:
+        now = time.monotonic()
+        if now - self._last < self.every:
+            return
+        self._last = now
+        self.out.write(f"\rshipping: {plural(s.segments, 'segment')}, {human(s.bytes)} staged\x1b[K")
+        self.out.flush()
+        self._shown = True
+
+    def close(self) -> None:
+        if self._shown:
+            self.out.write("\r\x1b[K")  # the summary replaces it
+            self.out.flush()
 
 
 @dataclass
@@ -32,10 +61,13 @@ class Summary:
     problems: Counter = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     planned: list[str] = field(default_factory=list)  # --dry-run lines
+    on_shipped: Callable[[Summary], None] | None = field(default=None, repr=False)  # a progress line
 
     def shipped(self, container_id: str, size: int, *, recovered: bool = False) -> None:
         self.segments += 1
         self.bytes += size
+        if self.on_shipped is not None:
+            self.on_shipped(self)
         self.recovered += int(recovered)
         self.shipped_containers.add(container_id)
         self.per_container[container_id][0] += 1
