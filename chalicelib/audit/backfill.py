@@ -85,7 +85,8 @@ def backfill(s3: Any, *, bucket: str, stack: str, signer: digestfmt.Signer, copi
     res = BackfillResult()
     digested, first_start = _digested(s3, bucket, stack)
     for item in reads.list_archives(s3, bucket, stack):
-        if item.key in digested or (first_start is not None and item.last_modified >= first_start):
+        if item.key in digested or (first_start is not None
+                                    and item.last_modified >= first_start.replace(microsecond=0)):
             continue
         try:
             layout.parse(item.key)

@@ -325,7 +325,8 @@ def _judge(opts: Options, res: AuditResult, a: _Archive, policy: LockState,
         return
     if a.entry is None:
         modified = a.listed.last_modified if a.listed else None
-        if first_start is not None and modified and modified < first_start:
+        # LastModified has whole seconds: only a second wholly before the first digest is before it.
+        if first_start is not None and modified and modified < first_start.replace(microsecond=0):
             res.before_digests.append(a.key)
             if cell:
                 cell.pending += 1

@@ -69,9 +69,7 @@ def _progress(enabled: bool) -> Any:
 def run(args: argparse.Namespace) -> int:
     from ..audit import checks, report
     from ..download.selection import SelectionError, parse_date
-    from .fetch import _quiet_boto
 
-    _quiet_boto(args)
     try:
         grace = checks.parse_grace(args.grace)
     except ValueError as exc:

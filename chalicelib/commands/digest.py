@@ -35,9 +35,7 @@ def run_backfill(args: argparse.Namespace) -> int:
     from ..audit.backfill import backfill
     from ..digest import Ed25519Signer
     from .audit import _progress
-    from .fetch import _quiet_boto
 
-    _quiet_boto(args)
     signer = Ed25519Signer.from_file(args.signing_key_file)
     if args.part_size_mb < 5:
         raise LogarchiveError(f"--part-size-mb {args.part_size_mb}: S3's minimum part is 5 MB")
