@@ -37,6 +37,12 @@ NOT_RUNNABLE = {
     ("README.md", "Docker host                          AWS (one Chalice app per stage)"): "a diagram",
     ("docs/ARCHITECTURE.md", "Docker host                                 AWS (one Chalice app per stage)"):
         "a diagram",
+    ("docs/AUDIT.md", "logarchive audit --bucket CUSTOMER_BUCKET --stack STACK --public-key-file signing.pub "
+                      "[older.pub …] \\"): "a synopsis: placeholders and [optional] parts",
+    ("docs/AUDIT.md", "logarchive digest backfill --bucket ARCHIVE_BUCKET --stack STACK --signing-key-file "
+                      "signing.pem \\"): "a synopsis: placeholders and [optional] parts",
+    ("docs/AUDIT.md", "logarchive setup object-lock --bucket BUCKET --mode governance --days 400 [--dry-run]"):
+        "a synopsis: placeholders; compliance mode cannot be undone",
     ("docs/OPERATIONS.md", "aws cloudformation deploy --template-file .chalice/infra-dev.json --stack-name "
                            "logarchive-dev-infra \\"): "deploys to AWS (aws, chalice deploy)",
     ("docs/OPERATIONS.md", "logarchive setup lifecycle --bucket CUSTOMER_BUCKET --stack STACK --transition-days 30 \\"):

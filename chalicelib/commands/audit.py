@@ -22,21 +22,24 @@ def register(sub: argparse._SubParsersAction) -> None:
         "archive; never archive bodies unless --deep. Needs no service and no master key.",
     )
     p.add_argument("--bucket", required=True, help="the archive bucket or the customer's copy")
-    p.add_argument("--stack", required=True)
+    p.add_argument("--stack", required=True, help="the stack whose archives and digests are audited")
     p.add_argument("--public-key-file", nargs="+", required=True, metavar="FILE",
                    help="public signing key(s), PEM (several: keys rotated over the audited time)")
     p.add_argument("--start-date", help="YYYY-MM-DD (UTC), with --end-date: archives whose lines overlap "
-                   "these days")
-    p.add_argument("--end-date", help="YYYY-MM-DD (UTC), included whole")
+                   "these days (default: every archive of the stack)")
+    p.add_argument("--end-date",
+                   help="YYYY-MM-DD (UTC), included whole (default: none, with no --start-date)")
     p.add_argument("--ship-state", action="append", default=[], metavar="FILE",
                    help="a host shipper's state (its --state file; repeatable, one a host): every "
-                   "segment it staged must be archived once --grace has passed")
+                   "segment it staged must be archived once --grace has passed (default: none)")
     p.add_argument("--grace", default="2h", help="how long a staged segment may wait for archiving "
                    "(default 2h; archiving runs hourly)")
     p.add_argument("--deep", action="store_true",
                    help="also read every archive's body and check its SHA-256 against the digest")
-    p.add_argument("--format", dest="fmt", choices=("text", "jsonl"), default="text")
-    p.add_argument("--report", metavar="FILE.html", help="also write the auditor's report here")
+    p.add_argument("--format", dest="fmt", choices=("text", "jsonl"), default="text",
+                   help="findings as text lines or JSON lines (default text)")
+    p.add_argument("--report", metavar="FILE.html",
+                   help="also write the auditor's report here (default: none)")
     p.add_argument("--jobs", type=int, default=16, metavar="N",
                    help="parallel S3 requests (default 16, at most 32: the client's connection pool)")
     add_endpoint_options(p)

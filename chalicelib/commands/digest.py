@@ -19,13 +19,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "sealed), records it, and seals the next digest of the chain. Proves those archives "
         "unchanged from now on, not since they were archived.")
     bp.add_argument("--bucket", required=True, help="the archive bucket (where the chain head is)")
-    bp.add_argument("--stack", required=True)
+    bp.add_argument("--stack", required=True, help="the stack whose older archives are sealed")
     bp.add_argument("--signing-key-file", required=True, metavar="P",
                     help="the Ed25519 private key the archiver signs with (PEM)")
     bp.add_argument("--replicate-to", nargs="+", default=[], metavar="BUCKET",
-                    help="direct-mode customer bucket(s): the digest is copied there as archives are")
+                    help="direct-mode customer bucket(s): the digest is copied there as archives are "
+                    "(default: none)")
     bp.add_argument("--part-size-mb", type=int, default=16,
-                    help="the archiver's LOGARCHIVE_PART_SIZE_MB (to record a multipart checksum)")
+                    help="the archiver's LOGARCHIVE_PART_SIZE_MB, to record a multipart checksum "
+                    "(default 16)")
     bp.add_argument("--dry-run", action="store_true", help="list what would be sealed, change nothing")
     add_endpoint_options(bp)
     bp.set_defaults(func=run_backfill)

@@ -71,7 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     lp = ssub.add_parser("object-lock",
                          help="enable S3 Object Lock on a versioned bucket with a default retention")
-    lp.add_argument("--bucket", required=True)
+    lp.add_argument("--bucket", required=True, help="the versioned bucket to lock (archive or customer)")
     lp.add_argument("--mode", required=True, choices=object_lock.MODES,
                     help="compliance: nobody, root included, can delete or shorten it (needs --yes)")
     lp.add_argument("--days", required=True, type=int, help="default retention of every new object")
