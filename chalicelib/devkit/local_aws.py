@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -63,6 +65,26 @@ def check_port_free(port: int, what: str = "port") -> None:
             raise PortTaken(f"{what} {port} on 127.0.0.1 is taken ({exc.strerror})") from None
 
 
+_RUNNING_ON = re.compile(rb"Running on http://127\.0\.0\.1:(\d+)")
+
+
+def _bound_port(proc: subprocess.Popen) -> int:
+    """The port the server says it bound (its start-up line on stderr); the rest of its stderr
+    (a line per request) is drained in the background so the pipe never fills."""
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        found = _RUNNING_ON.search(line)
+        if found:
+            threading.Thread(target=_drain, args=(proc.stderr,), daemon=True).start()
+            return int(found.group(1))
+    raise RuntimeError(f"local AWS exited with status {proc.wait()} while starting")
+
+
+def _drain(stream) -> None:
+    for _ in stream:
+        pass
+
+
 def wait_ready(endpoint: str, timeout: float = 120.0, proc: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -98,17 +120,19 @@ def moto_server(port: int | None = None, *, die_with_parent: bool = False) -> It
     """
     if port:
         check_port_free(port)
-    port = port or free_port()
-    endpoint = f"http://127.0.0.1:{port}"
     env = {**os.environ, **LOCAL_CREDENTIALS}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        # Port 0 when none is asked for: the server binds a free port itself and says which, so
+        # two suites on one machine never race for a port picked here and released.
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port or 0)],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         env=env,
         preexec_fn=_die_with_parent if die_with_parent and sys.platform == "linux" else None,
     )
     try:
+        port = _bound_port(proc)
+        endpoint = f"http://127.0.0.1:{port}"
         wait_ready(endpoint, proc=proc)
         if proc.poll() is not None:  # lost a race for the port: what answered is someone else's
             raise PortTaken(f"port {port} on 127.0.0.1 is taken")
