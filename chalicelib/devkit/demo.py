@@ -6,25 +6,11 @@
    gzip, encrypt and write them to the archive bucket and the customer's bucket.
 3. ``logarchive logs-from-archive``: the customer's way back, with only the bucket and the key;
    the restored bytes are compared with every byte the fake Docker wrote.
-    key_file = OUT / "master.key"
-    say("0. logarchive keys generate: the customer's master key (only its id is ever printed)")
-    run(["keys", "generate", "--output", str(key_file)])
-    run(["keys", "id", "--key-file", str(key_file)])
-    print("-- and the signing key of the digests (the public half goes to the auditor):")
-    run(["keys", "signing-generate", "--private-key-file", str(OUT / "signing.pem"),
-         "--public-key-file", str(OUT / "signing.pub")])
-    # What `logarchive local up --stack demo --api-port 0 --key-file demo-output/master.key` runs.
-    with (
-        local_aws.moto_server() as endpoint,
-        local_stack.running_stage(endpoint, STACK, keys_text=key_file.read_text(), api_port=0) as api_url,
-    ):
-        print(f"local AWS at {endpoint}, retrieval API at {api_url}/; "
-              f"versioned buckets {', '.join(buckets.all())}")
-        fake = ship_step(endpoint, buckets.staging)
-        archive_step(endpoint, buckets, key_file)
-        restored_ok = restore_step(endpoint, buckets, key_file, fake)
-        api_ok = api_step(api_url, fake)
-        audit_ok = audit_step(endpoint, buckets)
+4. The index and the retrieval API of ``logarchive local up``'s stage: archives were indexed as
+   they landed, and ``POST /retrievals`` asks for all stderr lines of app 101 containing
+   "timeout" in a time window; the ``retrieval_worker`` code answers from the queue.
+5. ``logarchive audit``: the customer's bucket, the public signing key and the shipper's state
+   prove the archive whole and unchanged (``demo-output/audit.html``).
 """
 
 from __future__ import annotations
