@@ -111,12 +111,7 @@ def ask(client: Any, queue_url: str, question: dict[str, Any]) -> tuple[dict[str
     job_id = json.loads(r.body)["id"]
     drain(client, queue_url)
     status = json.loads(client.http.get(f"/retrievals/{job_id}?limit=1000").body)
-    lines: list[bytes] = []
-    for res in status["results"]:
-        if "url" in res:
-            with urllib.request.urlopen(res["url"], timeout=30) as resp:
-                lines += gzip.decompress(resp.read()).splitlines()
-    return status, lines
+    return status, result_lines(status)
 
 
 def chalice_app() -> Any:
@@ -427,12 +422,7 @@ def ask_over_http(api_url: str, question: dict[str, Any]) -> tuple[dict[str, Any
         if status["status"] not in ("planning", "running"):
             break
         time.sleep(0.2)
-    lines: list[bytes] = []
-    for res in status["results"]:
-        if "url" in res:
-            with urllib.request.urlopen(res["url"], timeout=60) as resp:
-                lines += gzip.decompress(resp.read()).splitlines()
-    return status, lines
+    return status, result_lines(status)
 
 
 def _sample_archives(bucket: str, stack: str, master: Any) -> list[str]:
@@ -562,5 +552,16 @@ def main() -> int:
     return 0
 
 
+def result_lines(status: dict[str, Any]) -> list[bytes]:
+    """The matched lines of a finished job, fetched from its presigned result URLs."""
+    lines: list[bytes] = []
+    for res in status["results"]:
+        if "url" in res:
+            with urllib.request.urlopen(res["url"], timeout=60) as resp:
+                lines += gzip.decompress(resp.read()).splitlines()
+    return lines
+
+
 if __name__ == "__main__":
     raise SystemExit(main())
+
