@@ -62,6 +62,15 @@ def put_archive(s3, bucket: str, key: str, data: bytes, ring: Keyring, *, instru
     return body
 
 
+def upload_sealed(bucket: str, key: str, sealed: str) -> None:
+    """Put what ``logarchive seal`` wrote (``sealed`` and ``sealed.instruction``) under ``key``."""
+    import boto3
+
+    s3 = boto3.client("s3")
+    s3.upload_file(sealed, bucket, key)
+    s3.upload_file(sealed + ".instruction", bucket, key + ".instruction")
+
+
 def put_legacy_cbc(s3, bucket: str, key: str, data: bytes, master: MasterKey) -> None:
     """A v1 (x-amz-key) object: data key wrapped AES/ECB/PKCS5, content AES/CBC/PKCS5."""
     data_key, iv = os.urandom(32), os.urandom(16)

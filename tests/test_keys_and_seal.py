@@ -13,7 +13,16 @@ import uuid
 
 import boto3
 import pytest
-from retrieval_helpers import STACK, archive_key, docker_lines, leftovers, put_archive, run_cli, t
+from retrieval_helpers import (
+    STACK,
+    archive_key,
+    docker_lines,
+    leftovers,
+    put_archive,
+    run_cli,
+    t,
+    upload_sealed,
+)
 
 from chalicelib.download import retrieval
 from chalicelib.keyring import KEYS_ENV, Keyring, MasterKey, keys_from_parameter_store, read_key_file
@@ -181,9 +190,7 @@ def test_sealed_file_uploaded_with_its_instruction_is_an_archive(keyfile, bucket
     (tmp_path / "in.log").write_bytes(DATA)
     run_cli(["seal", "--key-file", str(path), str(tmp_path / "in.log"), str(tmp_path / "out")], capsys)
     key = archive_key("apps", "80", "8a" * 32, t("2022-12-01T00:00:00"), t("2022-12-01T00:10:00"), keys[0].key_id)
-    s3 = boto3.client("s3")
-    s3.upload_file(str(tmp_path / "out"), buckets.customer, key)
-    s3.upload_file(str(tmp_path / "out.instruction"), buckets.customer, key + ".instruction")
+    upload_sealed(buckets.customer, key, str(tmp_path / "out"))
     rc, out, err = run_cli(["logs-from-archive", "--bucket", buckets.customer, "--stack", STACK, "--app-id", "80",
                             "--decompress", "--download-location", str(tmp_path / "dl"),
                             "--decryption-keys-file", str(path)], capsys)

@@ -24,7 +24,7 @@ from pathlib import Path
 import boto3
 import pytest
 from archiver_support import archiver_env, deliver, lambda_client, run_scheduler, stage
-from retrieval_helpers import STACK, archive_key, leftovers, run_cli, t
+from retrieval_helpers import STACK, archive_key, leftovers, run_cli, t, upload_sealed
 from test_format_interop import kms_key, official_client  # noqa: F401 (kms_key: a fixture)
 
 from chalicelib import codec
@@ -200,9 +200,7 @@ def test_cli_seal_presets_unseal_and_logs_from_archive(keyfile, buckets, capsys,
                           str(tmp_path / "back.log")], capsys)
     assert rc == 0 and (tmp_path / "back.log").read_bytes() == DATA, err
     akey = archive_key("apps", "90", "9a" * 32, t("2022-12-01T00:00:00"), t("2022-12-01T01:00:00"), key.key_id)
-    s3 = boto3.client("s3")
-    s3.upload_file(str(tmp_path / "out"), buckets.customer, akey)
-    s3.upload_file(str(tmp_path / "out.instruction"), buckets.customer, akey + ".instruction")
+    upload_sealed(buckets.customer, akey, str(tmp_path / "out"))
     rc, out, err = run_cli(["logs-from-archive", "--bucket", buckets.customer, "--stack", STACK, "--app-id", "90",
                             "--decompress", "--download-location", str(tmp_path / "dl"),
                             "--decryption-keys-file", str(path)], capsys)

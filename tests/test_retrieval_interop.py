@@ -12,7 +12,7 @@ import boto3
 import pytest
 from attrs import define, field
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from retrieval_helpers import STACK, archive_key, docker_lines, put_archive, run_cli, t
+from retrieval_helpers import STACK, archive_key, docker_lines, put_archive, run_cli, t, upload_sealed
 from s3_encryption import S3EncryptionClient, S3EncryptionClientConfig
 from s3_encryption.exceptions import S3EncryptionClientError
 from s3_encryption.materials.encrypted_data_key import EncryptedDataKey
@@ -197,8 +197,6 @@ def test_files_sealed_by_logarchive_seal_decrypted_by_s3ec(buckets, capsys, tmp_
                           str(tmp_path / "out")], capsys)
     assert rc == 0, err
     key = archive_key("apps", "70", "7e" * 32, s, e, master.key_id)
-    s3 = boto3.client("s3")
-    s3.upload_file(str(tmp_path / "out"), buckets.customer, key)
-    s3.upload_file(str(tmp_path / "out.instruction"), buckets.customer, key + ".instruction")
+    upload_sealed(buckets.customer, key, str(tmp_path / "out"))
     body = s3ec(RawAesGcmKeyring(master=master.raw)).get_object(Bucket=buckets.customer, Key=key)["Body"].read()
     assert gzip.decompress(body) == data
