@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 
 from ..errors import LogarchiveError
-from ..settings import Env, ReplicationMode, Settings, max_concurrency
+from ..settings import Env, ReplicationMode, Settings, max_concurrency, require
 
 APP_NAME = "logarchive"
 # The Lambda functions of app.py (docs/ARCHITECTURE.md), and their CloudFormation names
@@ -119,9 +119,10 @@ class StageResources:
             raise DeploymentConfigError(f"stage {stage}: {exc}") from None
 
         def need(value: str, name: str) -> str:
-            if not value:
-                raise DeploymentConfigError(f"stage {stage}: environment variable {name} is not set")
-            return value
+            try:
+                return require(value, f"environment variable {name}")
+            except LogarchiveError as exc:
+                raise DeploymentConfigError(f"stage {stage}: {exc}") from None
 
         work = Queue.parse(need(s.work_queue_url, "LOGARCHIVE_WORK_QUEUE_URL"), "LOGARCHIVE_WORK_QUEUE_URL")
         retrieval = Queue.parse(need(s.retrieval_queue_url, "LOGARCHIVE_RETRIEVAL_QUEUE_URL"),
