@@ -3,11 +3,24 @@
 boto3 reads ``AWS_ENDPOINT_URL`` (and ``AWS_ENDPOINT_URL_<SERVICE>``) natively; an explicit
 ``endpoint_url`` (the CLI's ``--endpoint-url``) wins over it. Retries use botocore's
 ``standard`` mode, which backs off on throttling, 5xx and connection errors.
+
+A client is cached per service, endpoint, region *and credentials*: the credentials in effect
+are those of :func:`credentials` (a context-local override: several functions, each with its own
+role, in one process — the local IAM-enforced stack and its tests), else the environment's
+(``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_SESSION_TOKEN``, ``AWS_PROFILE``). Without
+them in the key every handler of a process would silently sign with the first one's.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import boto3
@@ -17,19 +30,88 @@ _RETRY_CONFIG = Config(
     retries={"max_attempts": 8, "mode": "standard"},
     max_pool_connections=32,
 )
-_cache: dict[tuple[str, str | None, str | None], Any] = {}
+# Presigned URLs: Signature Version 4 (S3 refuses SigV2 on buckets made since June 2020) on the
+# bucket's regional virtual-hosted endpoint (``<bucket>.s3.<region>.amazonaws.com``; us-east-1's
+# regional one too, not the global ``s3.amazonaws.com``).
+_PRESIGN_CONFIG = _RETRY_CONFIG.merge(Config(
+    signature_version="s3v4",
+    s3={"addressing_style": "virtual", "us_east_1_regional_endpoint": "regional"},
+))
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Explicit credentials (an assumed role's), with their expiry when known."""
+
+    access_key: str
+    secret_key: str = ""
+    token: str | None = None
+    expiration: datetime | None = None
+
+    def __repr__(self) -> str:  # never the secret or the token
+        return f"Credentials(access_key={self.access_key!r})"
+
+    @classmethod
+    def from_sts(cls, answer: dict[str, Any]) -> Credentials:
+        """From an ``sts:AssumeRole`` answer's ``Credentials``."""
+        c = answer.get("Credentials", answer)
+        return cls(c["AccessKeyId"], c["SecretAccessKey"], c.get("SessionToken"), c.get("Expiration"))
+
+
+_override: ContextVar[Credentials | None] = ContextVar("logarchive_aws_credentials", default=None)
+_cache: dict[tuple, Any] = {}
 _lock = threading.Lock()
 
 
-def client(service: str, *, endpoint_url: str | None = None, region: str | None = None) -> Any:
-    """A cached boto3 client for ``service`` (thread-safe once created)."""
-    cache_key = (service, endpoint_url, region)
+@contextmanager
+def credentials(creds: Credentials | None) -> Iterator[None]:
+    """Every :func:`client` made in this block (this thread or task) signs with ``creds``."""
+    token = _override.set(creds)
+    try:
+        yield
+    finally:
+        _override.reset(token)
+
+
+def current_credentials() -> Credentials | None:
+    """The explicit credentials in effect (``None``: boto3's own chain)."""
+    return _override.get()
+
+
+def _digest(*parts: str | None) -> str:
+    # The cache key names the credentials without holding the secret in clear.
+    return hashlib.sha256("\0".join(p or "" for p in parts).encode()).hexdigest()
+
+
+def _credentials_key() -> tuple[str, ...]:
+    creds = _override.get()
+    if creds is not None:
+        return ("explicit", creds.access_key, _digest(creds.secret_key, creds.token))
+    env = os.environ
+    return ("environment", env.get("AWS_PROFILE", ""), env.get("AWS_ACCESS_KEY_ID", ""),
+            _digest(env.get("AWS_SECRET_ACCESS_KEY"), env.get("AWS_SESSION_TOKEN")))
+
+
+def client(service: str, *, endpoint_url: str | None = None, region: str | None = None,
+           presign: bool = False) -> Any:
+    """A cached boto3 client for ``service`` (thread-safe once created).
+
+    ``presign``: an S3 client for presigned URLs (SigV4, virtual-hosted regional endpoint);
+    give it the bucket's ``region``.
+    """
+    cache_key = (service, endpoint_url, region, presign, _credentials_key())
     with _lock:
         found = _cache.get(cache_key)
         if found is None:
-            session = boto3.session.Session()
+            creds = _override.get()
+            session = boto3.session.Session(
+                aws_access_key_id=creds.access_key if creds else None,
+                aws_secret_access_key=creds.secret_key if creds else None,
+                aws_session_token=creds.token if creds else None,
+            )
             found = session.client(
-                service, endpoint_url=endpoint_url, region_name=region, config=_RETRY_CONFIG
+                service, endpoint_url=endpoint_url, region_name=region,
+                config=_PRESIGN_CONFIG if presign else _RETRY_CONFIG,
             )
             _cache[cache_key] = found
         return found
@@ -39,5 +121,3 @@ def reset_clients() -> None:
     """Forget cached clients (tests that switch endpoints, forked workers)."""
     with _lock:
         _cache.clear()
-
-
