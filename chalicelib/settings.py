@@ -9,6 +9,7 @@ handler and the local ``logarchive archive`` command read their configuration th
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -85,6 +86,61 @@ def _compression(env: Env, name: str) -> str:
         raise LogarchiveError(f"${name}: {exc}") from None
 
 
+# The stage's account and region, set once per stage (.chalice/config.json): every region-bound
+# value — queue URLs, ARNs, default bucket names, the presigned URLs' endpoint — derives from them.
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]$")
+_ACCOUNT = re.compile(r"^[0-9]{12}$")
+BUCKET_ROLES = ("staging", "archive")  # the stage's own buckets (results default to staging)
+MAX_BUCKET_NAME = 63
+
+
+def _region(env: Env, name: str) -> str:
+    text = _env(env, name)
+    if text and not _REGION.match(text):
+        raise LogarchiveError(f"${name} must be an AWS region such as eu-west-1, not {text[:40]!r}")
+    return text
+
+
+def _account(env: Env, name: str) -> str:
+    text = _env(env, name)
+    if text and not _ACCOUNT.match(text):
+        raise LogarchiveError(f"${name} must be a 12-digit AWS account id, not {text[:40]!r}")
+    return text
+
+
+def aws_domain(region: str) -> str:
+    """The DNS suffix of a region's endpoints (China's differ)."""
+    return "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+
+
+def queue_url(region: str, account: str, name: str) -> str:
+    return f"https://sqs.{region}.{aws_domain(region)}/{account}/{name}"
+
+
+def default_bucket_name(stack: str, role: str, account: str, region: str) -> str:
+    """A deployed stage's bucket name: ``logarchive-<stack>-<role>-<account>-<region>``. Bucket
+    names are global: the account id and region make ours unique to us and the stage's region,
+    so no one else can hold (or take first) the name our deployment expects."""
+    name = f"logarchive-{stack}-{role}-{account}-{region}"
+    if len(name) > MAX_BUCKET_NAME:
+        raise LogarchiveError(f"bucket name {name} is longer than S3's {MAX_BUCKET_NAME} characters: "
+                              "shorten LOGARCHIVE_STACK or set the bucket's name")
+    return name
+
+
+def expand(value: str, account: str, region: str, name: str) -> str:
+    """``{account}`` and ``{region}`` in a setting replaced by the stage's (one place for both)."""
+    if "{" not in value:
+        return value
+    if ("{account}" in value and not account) or ("{region}" in value and not region):
+        raise LogarchiveError(f"${name} uses {{account}}/{{region}} but LOGARCHIVE_ACCOUNT_ID or "
+                              "LOGARCHIVE_REGION is not set")
+    out = value.replace("{account}", account).replace("{region}", region)
+    if "{" in out or "}" in out:
+        raise LogarchiveError(f"${name}: only {{account}} and {{region}} may be filled in, not {value[:60]!r}")
+    return out
+
+
 def require(value: str, name: str) -> str:
     """``value``, or one line naming the unset setting ``name``."""
     if not value:
@@ -95,6 +151,8 @@ def require(value: str, name: str) -> str:
 @dataclass(frozen=True)
 class Settings:
     stack: str = ""
+    region: str = ""  # the stage's region ($LOGARCHIVE_REGION; else the runtime's $AWS_REGION)
+    account_id: str = ""  # the stage's account ($LOGARCHIVE_ACCOUNT_ID)
     staging_bucket: str = ""
     staging_prefix: str = ""
     archive_bucket: str = ""
@@ -129,21 +187,47 @@ class Settings:
     def from_env(cls, env: Env | None = None) -> Settings:
         """The settings in ``env`` (default: ``os.environ``); one line naming a malformed one."""
         e: Env = os.environ if env is None else env
+        region = _region(e, "LOGARCHIVE_REGION")
+        account = _account(e, "LOGARCHIVE_ACCOUNT_ID")
+        stack = _env(e, "LOGARCHIVE_STACK")
+
+        def bucket(name: str, role: str) -> str:
+            # Unset: the deployed stage's default name (account and region in it), when both are set.
+            given = expand(_env(e, name), account, region, name)
+            if given or not (stack and account and region):
+                return given
+            return default_bucket_name(stack, role, account, region)
+
+        def queue(name: str) -> str:
+            # The URL, or the queue's name in the stage's account and region.
+            url = _env(e, f"{name}_URL")
+            short = _env(e, name)
+            if url or not short:
+                return url
+            if not (account and region):
+                raise LogarchiveError(f"${name} needs LOGARCHIVE_ACCOUNT_ID and LOGARCHIVE_REGION")
+            return queue_url(region, account, short)
+
+        staging = bucket("LOGARCHIVE_STAGING_BUCKET", "staging")
         return cls(
-            stack=_env(e, "LOGARCHIVE_STACK"),
-            staging_bucket=_env(e, "LOGARCHIVE_STAGING_BUCKET"),
+            stack=stack,
+            region=region or _env(e, "AWS_REGION") or _env(e, "AWS_DEFAULT_REGION"),
+            account_id=account,
+            staging_bucket=staging,
             staging_prefix=_env(e, "LOGARCHIVE_STAGING_PREFIX"),
-            archive_bucket=_env(e, "LOGARCHIVE_ARCHIVE_BUCKET"),
-            replicate_to=_list(e, "LOGARCHIVE_REPLICATE_TO"),
+            archive_bucket=bucket("LOGARCHIVE_ARCHIVE_BUCKET", "archive"),
+            replicate_to=tuple(expand(b, account, region, "LOGARCHIVE_REPLICATE_TO")
+                               for b in _list(e, "LOGARCHIVE_REPLICATE_TO")),
             replication_mode=ReplicationMode.parse(_env(e, "LOGARCHIVE_REPLICATION_MODE", "direct")),
-            work_queue_url=_env(e, "LOGARCHIVE_WORK_QUEUE_URL"),
+            work_queue_url=queue("LOGARCHIVE_WORK_QUEUE"),
             idempotency_table=_env(e, "LOGARCHIVE_IDEMPOTENCY_TABLE"),
             index_table=_env(e, "LOGARCHIVE_INDEX_TABLE"),
-            retrieval_queue_url=_env(e, "LOGARCHIVE_RETRIEVAL_QUEUE_URL"),
+            retrieval_queue_url=queue("LOGARCHIVE_RETRIEVAL_QUEUE"),
             jobs_table=_env(e, "LOGARCHIVE_JOBS_TABLE"),
-            results_bucket=_env(e, "LOGARCHIVE_RESULTS_BUCKET"),
+            results_bucket=expand(_env(e, "LOGARCHIVE_RESULTS_BUCKET"), account, region,
+                                  "LOGARCHIVE_RESULTS_BUCKET") or (staging if account and region else ""),
             results_prefix=_env(e, "LOGARCHIVE_RESULTS_PREFIX", "retrievals/"),
-            kms_key_id=_env(e, "LOGARCHIVE_KMS_KEY_ID"),
+            kms_key_id=expand(_env(e, "LOGARCHIVE_KMS_KEY_ID"), account, region, "LOGARCHIVE_KMS_KEY_ID"),
             keys_secret=_env(e, "LOGARCHIVE_KEYS_SECRET"),
             keys_parameter=_env(e, "LOGARCHIVE_KEYS_PARAMETER"),
             api_token_secret=_env(e, "LOGARCHIVE_API_TOKEN_SECRET"),
@@ -153,7 +237,8 @@ class Settings:
             part_size_mb=int(_number(e, "LOGARCHIVE_PART_SIZE_MB", 16)),
             replication_pending_seconds=int(_number(e, "LOGARCHIVE_REPLICATION_PENDING_SECONDS", 21600)),
             compression=_compression(e, "LOGARCHIVE_COMPRESSION"),
-            signing_kms_key_id=_env(e, "LOGARCHIVE_SIGNING_KMS_KEY_ID"),
+            signing_kms_key_id=expand(_env(e, "LOGARCHIVE_SIGNING_KMS_KEY_ID"), account, region,
+                                      "LOGARCHIVE_SIGNING_KMS_KEY_ID"),
             signing_key_secret=_env(e, "LOGARCHIVE_SIGNING_KEY_SECRET"),
             signing_key_parameter=_env(e, "LOGARCHIVE_SIGNING_KEY_PARAMETER"),
         )

@@ -13,6 +13,8 @@ from chalicelib.setup.resources import FUNCTIONS, DeploymentConfigError, StageRe
 
 ENV = {
     "LOGARCHIVE_STACK": "s1",
+    "LOGARCHIVE_ACCOUNT_ID": "123456789012",
+    "LOGARCHIVE_REGION": "eu-west-1",
     "LOGARCHIVE_STAGING_BUCKET": "stg",
     "LOGARCHIVE_STAGING_PREFIX": "staged/",
     "LOGARCHIVE_ARCHIVE_BUCKET": "arc",
@@ -72,7 +74,29 @@ def test_indexer_reads_metadata_and_writes_the_index_only() -> None:
     assert actions_on(policy, table) == {"dynamodb:GetItem", "dynamodb:PutItem"}
 
 
-def test_arns_come_from_the_queue_urls_account_and_region() -> None:
+def test_queue_urls_and_default_bucket_names_derive_from_the_stages_account_and_region() -> None:
+    env = {k: v for k, v in ENV.items() if not k.endswith(("_QUEUE_URL", "_BUCKET"))}
+    env |= {"LOGARCHIVE_WORK_QUEUE": "w", "LOGARCHIVE_RETRIEVAL_QUEUE": "r",
+            "LOGARCHIVE_REPLICATE_TO": "stand-in-{account}-{region},cust-b",
+            "LOGARCHIVE_KMS_KEY_ID": "arn:aws:kms:{region}:{account}:key/k1"}
+    res = StageResources.from_env("t", env)
+    assert res.work_queue.url == "https://sqs.eu-west-1.amazonaws.com/123456789012/w"
+    assert res.retrieval_queue.arn == "arn:aws:sqs:eu-west-1:123456789012:r"
+    assert res.staging_bucket == "logarchive-s1-staging-123456789012-eu-west-1"
+    assert res.archive_bucket == "logarchive-s1-archive-123456789012-eu-west-1"
+    assert res.results_bucket == res.staging_bucket
+    assert res.replicate_to == ("stand-in-123456789012-eu-west-1", "cust-b")
+    s = Settings.from_env(env)  # the Lambdas derive the same names at run time
+    assert (s.work_queue_url, s.staging_bucket, s.replicate_to) == (
+        res.work_queue.url, res.staging_bucket, res.replicate_to)
+    # Within S3's 63 characters for the longest region names; a stack too long is refused.
+    longest = StageResources.from_env("t", {**env, "LOGARCHIVE_REGION": "ap-southeast-2"})
+    assert max(len(longest.staging_bucket), len(longest.archive_bucket)) <= 63
+    with pytest.raises(DeploymentConfigError, match="longer than S3's 63 characters"):
+        StageResources.from_env("t", {**env, "LOGARCHIVE_STACK": "a-very-long-stack-name-indeed"})
+
+
+def test_arns_come_from_the_stages_account_and_region() -> None:
     res = StageResources.from_env("t", ENV)
     text = json.dumps([iam.function_policy(res, fn) for fn in FUNCTIONS])
     assert "arn:aws:dynamodb:eu-west-1:123456789012:table/idem" in text
@@ -96,7 +120,12 @@ def test_secret_and_parameter_arns() -> None:
     ({"LOGARCHIVE_REPLICATION_MODE": "both"}, "LOGARCHIVE_REPLICATION_MODE"),
     ({"LOGARCHIVE_COMPRESSION": "zstd"}, "LOGARCHIVE_COMPRESSION: compression 'zstd' is not one of fast, default, small"),
     ({"LOGARCHIVE_RETRIEVAL_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/r"},
-     "different accounts or regions"),
+     "LOGARCHIVE_RETRIEVAL_QUEUE_URL is in 123456789012/us-east-1, the stage in 123456789012/eu-west-1"),
+    ({"LOGARCHIVE_KMS_KEY_ID": "arn:aws:kms:us-east-1:123456789012:key/k1"},
+     "LOGARCHIVE_KMS_KEY_ID is in us-east-1, the stage in eu-west-1"),
+    ({"LOGARCHIVE_REGION": ""}, "LOGARCHIVE_REGION is not set"),
+    ({"LOGARCHIVE_REGION": "Europe"}, "LOGARCHIVE_REGION must be an AWS region"),
+    ({"LOGARCHIVE_ACCOUNT_ID": "1234"}, "LOGARCHIVE_ACCOUNT_ID must be a 12-digit"),
     ({"LOGARCHIVE_ARCHIVE_MAX_CONCURRENCY": "1"}, "LOGARCHIVE_ARCHIVE_MAX_CONCURRENCY must be .* 2 to 1000"),
     ({"LOGARCHIVE_RETRIEVAL_MAX_CONCURRENCY": "ten"}, "LOGARCHIVE_RETRIEVAL_MAX_CONCURRENCY"),
     # read by the Lambdas' own reader (Settings.from_env): refused at deploy time, not at run time
@@ -127,3 +156,54 @@ def test_the_stage_is_read_as_the_lambdas_read_it() -> None:
     assert res.direct_destinations == s.direct_destinations == ()
     with pytest.raises(LogarchiveError, match=r"^\$LOGARCHIVE_REPLICATION_MODE must be one of direct, s3-"):
         Settings.from_env({**env, "LOGARCHIVE_REPLICATION_MODE": "both"})
+
+
+def _project_copy(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    shutil.copytree(root / ".chalice", tmp_path / ".chalice")
+    return tmp_path
+
+
+def _cli(*argv: str, env: dict | None = None):
+    import os
+    import subprocess
+    import sys
+
+    environ = {k: v for k, v in os.environ.items() if k != "AWS_REGION"} | (env or {})
+    return subprocess.run([sys.executable, "-m", "chalicelib.cli", "setup", "deployment-files", *argv],
+                          capture_output=True, text=True, env=environ)
+
+
+@pytest.mark.parametrize("region", ["eu-west-1", "ap-southeast-2"])
+def test_any_region_no_us_east_1_left_in_any_generated_file(tmp_path, region: str) -> None:
+    project = _project_copy(tmp_path)
+    done = _cli("--project-dir", str(project), "--stage", "dev", "--stage", "prod",
+                "--set-account", "444455556666", "--set-region", region, env={"AWS_REGION": region})
+    assert done.returncode == 0, done.stderr
+    files = sorted((project / ".chalice").glob("*.json"))
+    assert len(files) == 15
+    for path in files:
+        text = path.read_text()
+        assert "us-east-1" not in text, path.name
+        assert "111122223333" not in text, path.name
+    policy = (project / ".chalice" / "policy-prod-archive_worker.json").read_text()
+    assert f"arn:aws:sqs:{region}:444455556666:logarchive-prod-work" in policy
+    assert f"logarchive-prod-archive-444455556666-{region}" in policy
+    assert _cli("--project-dir", str(project), "--check", env={"AWS_REGION": region}).returncode == 0
+
+
+def test_aws_region_disagreeing_with_the_stage_is_refused_in_one_line(tmp_path) -> None:
+    project = _project_copy(tmp_path)
+    before = {p.name: p.read_text() for p in (project / ".chalice").glob("*.json")}
+    (project / ".chalice" / "policy-dev-api_handler.json").unlink()
+    done = _cli("--project-dir", str(project), "--stage", "dev", env={"AWS_REGION": "eu-west-1"})
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert "stage dev is in us-east-1 (LOGARCHIVE_REGION) but AWS_REGION is eu-west-1" in done.stderr
+    assert not (project / ".chalice" / "policy-dev-api_handler.json").exists()  # nothing written
+    assert (project / ".chalice" / "config.json").read_text() == before["config.json"]
+    # The same region (or none set) goes through.
+    assert _cli("--project-dir", str(project), "--stage", "dev", env={"AWS_REGION": "us-east-1"}).returncode == 0

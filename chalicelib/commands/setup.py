@@ -100,6 +100,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     dp.add_argument("--project-dir", default=".", help="the Chalice project (default: .)")
     dp.add_argument("--stage", action="append", help="only this stage (repeatable; default: all)")
     dp.add_argument("--check", action="store_true", help="change nothing; fail if any file is stale")
+    dp.add_argument("--set-account", metavar="ACCOUNT_ID",
+                    help="first write this LOGARCHIVE_ACCOUNT_ID into the --stage(s) (default: keep it)")
+    dp.add_argument("--set-region", metavar="REGION",
+                    help="first write this LOGARCHIVE_REGION into the --stage(s) (default: keep it)")
     dp.set_defaults(func=run_deployment_files)
 
     ep = ssub.add_parser("post-deploy",
@@ -236,6 +240,13 @@ def run_object_lock(args: argparse.Namespace) -> int:
 def run_deployment_files(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    if args.set_account or args.set_region:
+        if not args.stage:
+            raise UsageError("--set-account/--set-region need --stage")
+        if args.check:
+            raise UsageError("--set-account/--set-region change config.json: not with --check")
+        deployment.set_stage_place(Path(args.project_dir), args.stage, account=args.set_account or "",
+                                   region=args.set_region or "")
     problems = deployment.sync(Path(args.project_dir), args.stage, check=args.check)
     for p in problems:
         print(f"logarchive: error: {p}", file=sys.stderr)

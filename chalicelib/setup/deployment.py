@@ -8,9 +8,12 @@ function), ``merge-template-<stage>.json`` (``chalice package --merge-template``
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..settings import Settings
 from . import iam, templates
 from .resources import FUNCTIONS, DeploymentConfigError, StageResources, api_token_secret_name
 
@@ -68,11 +71,45 @@ def config_problems(config: dict[str, Any], stage: str) -> list[str]:
     return problems
 
 
-def sync(project_dir: Path, stages: list[str] | None = None, *, check: bool = False) -> list[str]:
-    """Write the files (or, with ``check``, list the ones that are stale); returns problems."""
+def set_stage_place(project_dir: Path, stages: list[str], *, account: str = "", region: str = "") -> None:
+    """Write the stages' ``LOGARCHIVE_ACCOUNT_ID`` / ``LOGARCHIVE_REGION`` (the one place of each)
+    into .chalice/config.json; everything region- or account-bound derives from them."""
+    path = project_dir / ".chalice" / "config.json"
+    config = json.loads(path.read_text())
+    for stage in stages:
+        if stage not in config.get("stages", {}):
+            raise DeploymentConfigError(f"no stage {stage!r} in .chalice/config.json")
+        env = config["stages"][stage].setdefault("environment_variables", {})
+        for name, value in (("LOGARCHIVE_ACCOUNT_ID", account), ("LOGARCHIVE_REGION", region)):
+            if value:
+                env[name] = value
+        Settings.from_env(env)  # one line naming a malformed value, before anything is written
+    path.write_text(json.dumps(config, indent=2) + "\n")
+
+
+def region_disagreement(config: dict[str, Any], stage: str, environ: Mapping[str, str]) -> str:
+    """One line when ``$AWS_REGION`` names another region than the stage's (else "")."""
+    configured = environ.get("AWS_REGION", "").strip()
+    stage_region = Settings.from_env(stage_env(config, stage)).region
+    if configured and stage_region and configured != stage_region:
+        return (f"stage {stage} is in {stage_region} (LOGARCHIVE_REGION) but AWS_REGION is {configured}: "
+                f"run with AWS_REGION={stage_region}, or set the stage's region with "
+                f"`logarchive setup deployment-files --stage {stage} --set-region {configured}`")
+    return ""
+
+
+def sync(project_dir: Path, stages: list[str] | None = None, *, check: bool = False,
+         environ: Mapping[str, str] | None = None) -> list[str]:
+    """Write the files (or, with ``check``, list the ones that are stale); returns problems.
+    A stage in another region than ``$AWS_REGION`` is refused before anything is written."""
     config = load_config(project_dir)
     problems: list[str] = []
-    for stage in stages or sorted(config.get("stages", {})):
+    names = stages or sorted(config.get("stages", {}))
+    env = os.environ if environ is None else environ
+    refused = [line for line in (region_disagreement(config, s, env) for s in names) if line]
+    if refused:
+        return refused
+    for stage in names:
         problems += config_problems(config, stage)
         for name, text in render(config, stage).items():
             path = project_dir / ".chalice" / name

@@ -2,7 +2,9 @@
 
 The stage's ``environment_variables`` are the single source of truth, read by the Lambdas'
 own reader (``Settings.from_env``); this module adds the deploy-time checks (what must be
-set, ARNs, queue URLs) and derives names. The IAM policy files, the merge template and the
+set, ARNs, queue URLs) and derives names. The stage's account and region are set once
+(``LOGARCHIVE_ACCOUNT_ID``, ``LOGARCHIVE_REGION``); queue URLs, default bucket names and every
+ARN derive from them, and a value naming another account or region is refused. The IAM policy files, the merge template and the
 infra template are all generated from the result (``deployment.py``), so names cannot drift apart.
 """
 
@@ -124,20 +126,32 @@ class StageResources:
             except LogarchiveError as exc:
                 raise DeploymentConfigError(f"stage {stage}: {exc}") from None
 
-        work = Queue.parse(need(s.work_queue_url, "LOGARCHIVE_WORK_QUEUE_URL"), "LOGARCHIVE_WORK_QUEUE_URL")
-        retrieval = Queue.parse(need(s.retrieval_queue_url, "LOGARCHIVE_RETRIEVAL_QUEUE_URL"),
+        region = need(s.region, "LOGARCHIVE_REGION")
+        account = need(s.account_id, "LOGARCHIVE_ACCOUNT_ID")
+        work = Queue.parse(need(s.work_queue_url, "LOGARCHIVE_WORK_QUEUE"), "LOGARCHIVE_WORK_QUEUE_URL")
+        retrieval = Queue.parse(need(s.retrieval_queue_url, "LOGARCHIVE_RETRIEVAL_QUEUE"),
                                 "LOGARCHIVE_RETRIEVAL_QUEUE_URL")
-        if (retrieval.region, retrieval.account) != (work.region, work.account):
-            raise DeploymentConfigError(f"stage {stage}: the two queues are in different accounts or regions")
-        if s.kms_key_id and not s.kms_key_id.startswith("arn:"):
-            # A policy needs the key's ARN; an alias or bare id cannot be scoped.
-            raise DeploymentConfigError(f"stage {stage}: LOGARCHIVE_KMS_KEY_ID must be a key ARN")
-        if s.signing_kms_key_id and not s.signing_kms_key_id.startswith("arn:"):
-            raise DeploymentConfigError(f"stage {stage}: LOGARCHIVE_SIGNING_KMS_KEY_ID must be a key ARN")
+        for setting, queue in (("LOGARCHIVE_WORK_QUEUE_URL", work), ("LOGARCHIVE_RETRIEVAL_QUEUE_URL", retrieval)):
+            if (queue.region, queue.account) != (region, account):
+                raise DeploymentConfigError(
+                    f"stage {stage}: {setting} is in {queue.account}/{queue.region}, the stage in "
+                    f"{account}/{region} (LOGARCHIVE_ACCOUNT_ID, LOGARCHIVE_REGION)")
+        for setting, value, need_arn in (("LOGARCHIVE_KMS_KEY_ID", s.kms_key_id, True),
+                                         ("LOGARCHIVE_SIGNING_KMS_KEY_ID", s.signing_kms_key_id, True),
+                                         ("LOGARCHIVE_KEYS_SECRET", s.keys_secret, False),
+                                         ("LOGARCHIVE_SIGNING_KEY_SECRET", s.signing_key_secret, False),
+                                         ("LOGARCHIVE_API_TOKEN_SECRET", s.api_token_secret, False)):
+            if value and need_arn and not value.startswith("arn:"):
+                # A policy needs the key's ARN; an alias or bare id cannot be scoped.
+                raise DeploymentConfigError(f"stage {stage}: {setting} must be a key ARN")
+            arn_region = value.split(":")[3] if value.startswith("arn:") and value.count(":") >= 5 else region
+            if arn_region != region:
+                raise DeploymentConfigError(f"stage {stage}: {setting} is in {arn_region}, the stage in "
+                                            f"{region} (LOGARCHIVE_REGION)")
         res = cls(
             stage=stage,
-            region=work.region,
-            account=work.account,
+            region=region,
+            account=account,
             stack=need(s.stack, "LOGARCHIVE_STACK"),
             staging_bucket=need(s.staging_bucket, "LOGARCHIVE_STAGING_BUCKET"),
             staging_prefix=s.staging_prefix,
