@@ -137,7 +137,8 @@ def expand(value: str, account: str, region: str, name: str) -> str:
                               "LOGARCHIVE_REGION is not set")
     out = value.replace("{account}", account).replace("{region}", region)
     if "{" in out or "}" in out:
-        raise LogarchiveError(f"${name}: only {{account}} and {{region}} may be filled in, not {value[:60]!r}")
+        raise LogarchiveError(f"${name}: only {{account}} and {{region}} may be filled in, "
+                              f"not {value[:60]!r}")
     return out
 
 

@@ -4,8 +4,9 @@ The stage's ``environment_variables`` are the single source of truth, read by th
 own reader (``Settings.from_env``); this module adds the deploy-time checks (what must be
 set, ARNs, queue URLs) and derives names. The stage's account and region are set once
 (``LOGARCHIVE_ACCOUNT_ID``, ``LOGARCHIVE_REGION``); queue URLs, default bucket names and every
-ARN derive from them, and a value naming another account or region is refused. The IAM policy files, the merge template and the
-infra template are all generated from the result (``deployment.py``), so names cannot drift apart.
+ARN derive from them, and a value naming another account or region is refused. The IAM policy
+files, the merge template and the infra template are all generated from the result
+(``deployment.py``), so names cannot drift apart.
 """
 
 from __future__ import annotations
@@ -131,7 +132,8 @@ class StageResources:
         work = Queue.parse(need(s.work_queue_url, "LOGARCHIVE_WORK_QUEUE"), "LOGARCHIVE_WORK_QUEUE_URL")
         retrieval = Queue.parse(need(s.retrieval_queue_url, "LOGARCHIVE_RETRIEVAL_QUEUE"),
                                 "LOGARCHIVE_RETRIEVAL_QUEUE_URL")
-        for setting, queue in (("LOGARCHIVE_WORK_QUEUE_URL", work), ("LOGARCHIVE_RETRIEVAL_QUEUE_URL", retrieval)):
+        for setting, queue in (("LOGARCHIVE_WORK_QUEUE_URL", work),
+                               ("LOGARCHIVE_RETRIEVAL_QUEUE_URL", retrieval)):
             if (queue.region, queue.account) != (region, account):
                 raise DeploymentConfigError(
                     f"stage {stage}: {setting} is in {queue.account}/{queue.region}, the stage in "
