@@ -12,7 +12,7 @@ from typing import Any
 
 from chalice import Blueprint, IAMAuthorizer, Response
 
-from .. import aws
+from .. import presign
 from ..errors import LogarchiveError
 from ..index.handlers import index_store
 from ..index.store import Position
@@ -112,14 +112,14 @@ def get_archive(archive_id: str) -> Any:
     )
     if entry is None or not in_scope or entry.state == "removed":
         return _error(404, "NotFound", f"archive {archive_id} not found")
-    params = {"Bucket": entry.bucket, "Key": entry.key}
-    if entry.version_id:
-        params["VersionId"] = entry.version_id
-    url = aws.client("s3").generate_presigned_url("get_object", Params=params, ExpiresIn=PRESIGN_SECONDS)
+    link = presign.get_url(entry.bucket, entry.key, version_id=entry.version_id or "", region=s.region,
+                           seconds=PRESIGN_SECONDS)
     return {
         "archive": entry.public(),
-        "download_url": url,
-        "expires_in": PRESIGN_SECONDS,
+        "download_url": link.url,
+        # No longer than the signing credentials live (presign.py): the URL's own lifetime.
+        "expires_in": link.expires_in,
+        "expires_at": link.expires_at_text,
         "encrypted": True,
         "note": "S3 Encryption Client v2 object: the envelope is in the response headers",
     }
@@ -164,10 +164,13 @@ def get_retrieval(job_id: str) -> Any:
             raise P.ParamError("next_token is malformed")
     tasks, last = jobs.tasks(job_id, after=after, limit=limit)
     results = []
+    expires_in = PRESIGN_SECONDS
     for t in tasks:
         r = {"archive_id": t.archive_id, "status": t.status, "lines_matched": t.lines_matched}
         if (t.result_key or "").startswith(f"{s.results_prefix}{job_id}/"):
-            r["url"] = jobs.presign(t.result_key, expires=PRESIGN_SECONDS)
+            link = jobs.presign(t.result_key, region=s.region, seconds=PRESIGN_SECONDS)
+            r["url"], r["expires_at"] = link.url, link.expires_at_text
+            expires_in = min(expires_in, link.expires_in)
         if t.error:
             r["error"] = t.error
         results.append(r)
@@ -190,6 +193,6 @@ def get_retrieval(job_id: str) -> Any:
             "lines_matched": n["lines_matched"],
         },
         "results": results,
-        "expires_in": PRESIGN_SECONDS,
+        "expires_in": expires_in,  # the shortest lifetime of this page's URLs (each has its expires_at)
         "next_token": tokens.issue(scope, {"a": last}) if last else None,
     }

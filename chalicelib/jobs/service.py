@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from .. import aws, telemetry
+from .. import presign, telemetry
 from ..errors import LogarchiveError
 from ..index.schema import archive_id_of
 from ..index.store import IndexStore
@@ -66,10 +66,9 @@ class Jobs:
             return "restoring" if restoring and done + restoring >= total else "running"
         return "completed_with_errors" if failed else "succeeded"
 
-    def presign(self, key: str, *, expires: int = 900) -> str:
-        return aws.client("s3").generate_presigned_url(
-            "get_object", Params={"Bucket": self.results_bucket, "Key": key}, ExpiresIn=expires
-        )
+    def presign(self, key: str, *, region: str, seconds: int = 900) -> presign.Presigned:
+        """A result's presigned GET (SigV4, regional, no longer-lived than its signer: presign.py)."""
+        return presign.get_url(self.results_bucket, key, region=region, seconds=seconds)
 
     # -- worker side --------------------------------------------------------------
     def restore_completed(self, key: str) -> int:
