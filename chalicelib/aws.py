@@ -113,8 +113,49 @@ def client(service: str, *, endpoint_url: str | None = None, region: str | None 
                 service, endpoint_url=endpoint_url, region_name=region,
                 config=_PRESIGN_CONFIG if presign else _RETRY_CONFIG,
             )
+            if service == "s3" and not presign:
+                # Every call into a bucket of the stage pins its owner (a presigned URL would make
+                # the header a condition of its download: none there).
+                found.meta.events.register("before-parameter-build.s3", _pin_bucket_owner)
             _cache[cache_key] = found
         return found
+
+
+_OWNER_SETTINGS = ("LOGARCHIVE_ACCOUNT_ID", "LOGARCHIVE_REGION", "LOGARCHIVE_STACK",
+                   "LOGARCHIVE_BUCKET_OWNERS", "LOGARCHIVE_STAGING_BUCKET", "LOGARCHIVE_ARCHIVE_BUCKET",
+                   "LOGARCHIVE_RESULTS_BUCKET", "LOGARCHIVE_REPLICATE_TO")
+_owners_cache: dict[tuple[str, ...], dict[str, str]] = {}
+
+
+def expected_owners() -> dict[str, str]:
+    """Bucket -> account of this process's stage (``Settings.expected_owners``; none when the
+    stage names no account, as local runs)."""
+    snapshot = tuple(os.environ.get(k, "") for k in _OWNER_SETTINGS)
+    found = _owners_cache.get(snapshot)
+    if found is None:
+        from .errors import LogarchiveError
+        from .settings import Settings  # settings imports keyring, which imports this module
+
+        try:
+            found = Settings.from_env().expected_owners() if snapshot[0] else {}
+        except LogarchiveError:  # a malformed setting is reported by whoever reads it, not here
+            found = {}
+        _owners_cache[snapshot] = found
+    return found
+
+
+def _pin_bucket_owner(params: dict[str, Any], model: Any, **_: Any) -> None:
+    """``ExpectedBucketOwner`` on each S3 call into a bucket of the stage: S3 refuses (403) a
+    bucket someone else holds under the name, instead of writing archives into it."""
+    members = model.input_shape.members if model.input_shape else {}
+    owners = expected_owners()
+    bucket = params.get("Bucket")
+    if bucket in owners and "ExpectedBucketOwner" in members:
+        params.setdefault("ExpectedBucketOwner", owners[bucket])
+    source = params.get("CopySource")
+    source = source.get("Bucket") if isinstance(source, dict) else str(source or "").lstrip("/").split("/")[0]
+    if source in owners and "ExpectedSourceBucketOwner" in members:
+        params.setdefault("ExpectedSourceBucketOwner", owners[source])
 
 
 def reset_clients() -> None:

@@ -142,6 +142,16 @@ def expand(value: str, account: str, region: str, name: str) -> str:
     return out
 
 
+def _owners(env: Env, name: str) -> tuple[tuple[str, str], ...]:
+    out = []
+    for item in _list(env, name):
+        bucket, _, account = item.partition("=")
+        if not bucket.strip() or not _ACCOUNT.match(account.strip()):
+            raise LogarchiveError(f"${name} must be bucket=12-digit-account pairs, not {item[:60]!r}")
+        out.append((bucket.strip(), account.strip()))
+    return tuple(out)
+
+
 def require(value: str, name: str) -> str:
     """``value``, or one line naming the unset setting ``name``."""
     if not value:
@@ -182,6 +192,9 @@ class Settings:
     signing_key_parameter: str = ""
     signing_key_file: str = ""  # local runs (``archive --once --signing-key-file``)
     compression: str = DEFAULT_COMPRESSION  # the worker's codec.PRESETS name
+    # Owners of buckets outside the stage's account ($LOGARCHIVE_BUCKET_OWNERS "bucket=account,…":
+    # customers' buckets); every other bucket of the stage is expected in ``account_id``.
+    bucket_owners: tuple[tuple[str, str], ...] = ()
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -242,7 +255,21 @@ class Settings:
                                       "LOGARCHIVE_SIGNING_KMS_KEY_ID"),
             signing_key_secret=_env(e, "LOGARCHIVE_SIGNING_KEY_SECRET"),
             signing_key_parameter=_env(e, "LOGARCHIVE_SIGNING_KEY_PARAMETER"),
+            bucket_owners=_owners(e, "LOGARCHIVE_BUCKET_OWNERS"),
         )
+
+    def stage_buckets(self) -> tuple[str, ...]:
+        """Every bucket the stage's functions call into: its own and the customers'."""
+        named = (self.staging_bucket, self.archive_bucket, self.results_bucket, *self.replicate_to)
+        return tuple(dict.fromkeys(b for b in named if b))
+
+    def expected_owner(self, bucket: str) -> str:
+        """The account that must own ``bucket`` ("" when the stage names no account)."""
+        return dict(self.bucket_owners).get(bucket, self.account_id)
+
+    def expected_owners(self) -> dict[str, str]:
+        """Bucket -> owning account, for ``ExpectedBucketOwner`` on every call (aws.py)."""
+        return {b: owner for b in self.stage_buckets() if (owner := self.expected_owner(b))}
 
     @property
     def digests(self) -> bool:

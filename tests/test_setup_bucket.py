@@ -48,11 +48,14 @@ def s3():
 
 # --- bucket-policy ---------------------------------------------------------------------------
 
-def test_bucket_policy_is_the_seeds_with_bucket_and_role(capsys) -> None:
+def test_bucket_policy_is_the_seeds_narrowed_to_what_replication_uses(capsys) -> None:
     assert main(["setup", "bucket-policy", "--bucket", "cust-logs", "--role-arn", ROLE]) == 0
     printed = json.loads(capsys.readouterr().out)
-    expected = seed_policy("cust-logs")
-    assert printed["Statement"] == expected["Statement"]
+    seed = seed_policy("cust-logs")
+    # The seed's statements (principal, resources), each narrowed to the actions replication uses.
+    for ours, theirs in zip(printed["Statement"], seed["Statement"], strict=True):
+        assert {k: v for k, v in ours.items() if k != "Action"} == {k: v for k, v in theirs.items() if k != "Action"}
+        assert set(ours["Action"]) < set(theirs["Action"])
     assert "YOUR_BUCKET_NAME" not in json.dumps(printed)
 
 
@@ -264,14 +267,13 @@ def put_policy(bucket: str, policy: dict) -> None:
 def test_check_fails_when_an_action_is_missing(aws_endpoint, capsys) -> None:
     ready_bucket("cust-partial")
     policy = seed_policy("cust-partial")
-    policy["Statement"][0]["Action"].remove("s3:ReplicateDelete")
-    policy["Statement"][1]["Action"] = ["s3:GetBucketVersioning"]
+    policy["Statement"][0]["Action"].remove("s3:ObjectOwnerOverrideToBucketOwner")
+    policy["Statement"][1]["Action"] = ["s3:List*"]
     put_policy("cust-partial", policy)
     rc, out = run_check(capsys, "cust-partial", "--role-arn", ROLE)
     assert rc == 1
-    assert "s3:ReplicateDelete on arn:aws:s3:::cust-partial/*" in out
-    assert "s3:ListBucket on arn:aws:s3:::cust-partial;" in out
-    assert "s3:PutBucketVersioning on arn:aws:s3:::cust-partial" in out
+    assert "s3:ObjectOwnerOverrideToBucketOwner on arn:aws:s3:::cust-partial/*" in out
+    assert "s3:GetBucketVersioning on arn:aws:s3:::cust-partial" in out
 
 
 def test_check_fails_when_policy_grants_another_role(aws_endpoint, capsys) -> None:
@@ -294,7 +296,7 @@ def test_check_honours_deny(aws_endpoint, capsys) -> None:
                                 "Action": "s3:Replicate*", "Resource": "arn:aws:s3:::cust-deny/*"})
     put_policy("cust-deny", policy)
     rc, out = run_check(capsys, "cust-deny", "--role-arn", ROLE)
-    assert rc == 1 and "s3:ReplicateObject" in out and "s3:ReplicateDelete" in out
+    assert rc == 1 and "s3:ReplicateObject" in out
 
 
 def test_check_accepts_broader_grants(aws_endpoint, capsys) -> None:
@@ -317,5 +319,22 @@ def test_conditional_statements_do_not_count_as_grants() -> None:
     policy = seed_policy("b")
     for st in policy["Statement"]:
         st["Condition"] = {"Bool": {"aws:SecureTransport": "true"}}
-    assert len(bucket_policy.missing_grants(policy, "b", ROLE)) == 6
+    assert len(bucket_policy.missing_grants(policy, "b", ROLE)) == 3
     assert bucket_policy.missing_grants(seed_policy("b"), "b", ROLE) == []
+
+
+def test_our_policy_grants_only_what_replication_uses_and_no_wildcard() -> None:
+    policy = bucket_policy.render("cust", ROLE)
+    actions = [a for st in policy["Statement"] for a in st["Action"]]
+    assert sorted(actions) == sorted(["s3:ReplicateObject", "s3:ObjectOwnerOverrideToBucketOwner",
+                                      "s3:GetBucketVersioning"])
+    assert not any("*" in a for a in actions)
+    # Each action is justified in a sentence of OPERATIONS.md.
+    from pathlib import Path
+
+    ops = (Path(__file__).resolve().parents[1] / "docs" / "OPERATIONS.md").read_text()
+    section = ops[ops.index("## 4. Customer bucket set-up"):ops.index("## 5. IAM summary")]
+    for action in actions:
+        assert f"`{action}`:" in section, action
+    # The seed's older policy still passes (a superset of ours).
+    assert bucket_policy.missing_grants(seed_policy("cust"), "cust", ROLE) == []

@@ -1,8 +1,11 @@
-"""The customer bucket's policy (the seed's "Aptible log sync" policy) and how to read one.
+"""The customer bucket's policy and how to read one.
 
-The seed asks customers to apply a fixed policy granting the platform's replication role
-what S3 Replication needs on their bucket. ``render`` fills in the bucket and our role;
-``grants`` answers whether an existing policy gives a principal those actions.
+The seed asks customers to apply a policy granting the platform's replication role what S3
+Replication needs on their bucket. Ours grants only the actions replication uses, no wildcard
+(docs/OPERATIONS.md §4 justifies each): the seed's ``s3:List*``, ``s3:PutBucketVersioning`` and
+``s3:ReplicateDelete`` are gone (nothing of ours lists the bucket or changes its versioning with
+this role, and delete markers are never replicated). ``render`` fills in the bucket and our role;
+``grants`` answers whether an existing policy (the seed's too) gives a principal those actions.
 """
 
 from __future__ import annotations
@@ -11,12 +14,15 @@ import fnmatch
 import json
 from typing import Any
 
-# What S3 Replication needs on the destination, exactly as the seed grants it.
-OBJECT_ACTIONS = ("s3:ReplicateObject", "s3:ReplicateDelete", "s3:ObjectOwnerOverrideToBucketOwner")
-BUCKET_ACTIONS = ("s3:List*", "s3:GetBucketVersioning", "s3:PutBucketVersioning")
-# ``s3:List*`` is a grant pattern; to test that a policy covers it we check the list
-# actions replication actually calls.
-BUCKET_ACTIONS_TO_VERIFY = ("s3:ListBucket", "s3:GetBucketVersioning", "s3:PutBucketVersioning")
+# What S3 Replication uses on the destination, and why (docs/OPERATIONS.md §4 says the same):
+OBJECT_ACTIONS = (
+    "s3:ReplicateObject",  # writes each replicated version of an archive or digest
+    "s3:ObjectOwnerOverrideToBucketOwner",  # the rule's owner override: the copies are the customer's
+)
+BUCKET_ACTIONS = (
+    "s3:GetBucketVersioning",  # replication needs a versioned destination: S3 reads its status
+)
+BUCKET_ACTIONS_TO_VERIFY = BUCKET_ACTIONS
 POLICY_ID = "logarchive log sync"
 
 

@@ -247,7 +247,8 @@ def replication_role_policy(res: StageResources) -> dict[str, Any]:
                               "s3:GetObjectVersionTagging"], _objects(res.archive_bucket)),
     ]
     if res.replicate_to:
-        statements.append(_st("Destinations", ["s3:ReplicateObject", "s3:ReplicateDelete", "s3:ReplicateTags",
-                                               "s3:ObjectOwnerOverrideToBucketOwner"],
+        # What the customer's bucket policy grants (bucket_policy.py): no ReplicateDelete (delete
+        # markers are never replicated), no ReplicateTags (archives and digests carry no tags).
+        statements.append(_st("Destinations", ["s3:ReplicateObject", "s3:ObjectOwnerOverrideToBucketOwner"],
                               [_objects(b) for b in res.replicate_to]))
     return {"Version": "2012-10-17", "Statement": statements}
