@@ -53,8 +53,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_endpoint_options(rp)
     rp.set_defaults(func=run_replication)
 
-    cp = ssub.add_parser("check", help="check a customer bucket against the prerequisites")
-    cp.add_argument("--bucket", required=True, help="the customer's bucket")
+    cp = ssub.add_parser("check",
+                         help="check a customer bucket against the prerequisites, or a stage's buckets")
+    which = cp.add_mutually_exclusive_group(required=True)
+    which.add_argument("--bucket", help="the customer's bucket (run with the customer's credentials)")
+    which.add_argument("--stage", help="every bucket of this stage of .chalice/config.json: exists, owned by "
+                                       "the expected account, in the stage's region")
+    cp.add_argument("--project-dir", default=".", help="the Chalice project of --stage (default: .)")
     cp.add_argument("--stack-region",
                     help="the region the stack runs in (default: --region, else the session's region)")
     cp.add_argument("--role-arn", default="",
@@ -193,7 +198,31 @@ def run_lifecycle(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_stage_check(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..settings import Settings
+
+    config = deployment.load_config(Path(args.project_dir))
+    env = deployment.stage_env(config, args.stage)
+    deployment.stage_resources(config, args.stage)  # one line for a stage that cannot deploy
+    stage = Settings.from_env(env)
+    s3 = aws.client("s3", endpoint_url=args.endpoint_url, region=args.region or stage.region)
+    sts = aws.client("sts", endpoint_url=args.endpoint_url, region=args.region or stage.region)
+    results = check.check_stage_buckets(s3, sts, stage)
+    for r in results:
+        print(f"{'ok  ' if r.ok else 'FAIL'} {r.name}: {r.detail}")
+        if not r.ok and r.fix:
+            print(f"     fix: {r.fix}")
+    failed = [r.name for r in results if not r.ok]
+    print(f"stage {args.stage}: " + (f"{len(failed)} bucket(s) failed: {', '.join(failed)}" if failed
+                                     else f"all {len(results)} bucket(s) exist where and whose they should"))
+    return 1 if failed else 0
+
+
 def run_check(args: argparse.Namespace) -> int:
+    if args.stage:
+        return run_stage_check(args)
     s3 = aws.client("s3", endpoint_url=args.endpoint_url, region=args.region)
     stack_region = args.stack_region or args.region or boto3.session.Session().region_name
     if not stack_region:

@@ -211,3 +211,47 @@ def run_checks(
                 )
             )
     return results
+
+
+def check_stage_buckets(s3: Any, sts: Any, stage: Any) -> list[CheckResult]:
+    """Each bucket of a deployed stage (``Settings``): it exists, the expected account owns it
+    (``ExpectedBucketOwner``: S3 answers 403 for another owner) and it is in the stage's region.
+    A bucket of the stage's own account is also looked for among the caller's buckets, when the
+    caller is that account (ListBuckets lists only the buckets one owns)."""
+    caller = sts.get_caller_identity()["Account"]
+    owned: set[str] | None = None
+    if caller == stage.account_id:
+        owned = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+    results = []
+    for bucket in stage.stage_buckets():
+        owner = stage.expected_owner(bucket)
+        name = f"{bucket}"
+        try:
+            s3.head_bucket(Bucket=bucket, ExpectedBucketOwner=owner)
+        except ClientError as exc:
+            code = error_code(exc)
+            if code in NOT_FOUND | {"NoSuchBucket"}:
+                results.append(CheckResult(name, False, "does not exist",
+                                           f"create it in {stage.region}, versioned, with account {owner}'s "
+                                           "credentials (docs/OPERATIONS.md, top to bottom)"))
+            else:
+                results.append(CheckResult(name, False, f"not owned by {owner}, or not readable by "
+                                           f"this caller ({error_label(exc)})",
+                                           "another account holds this name: choose another bucket name"
+                                           if owner == caller else
+                                           f"run the check with credentials of {owner}, or that the bucket "
+                                           "policy lets this caller read the bucket"))
+            continue
+        if owned is not None and owner == caller and bucket not in owned:
+            results.append(CheckResult(name, False, f"exists, but account {caller} does not own it",
+                                       "another account holds this name: choose another bucket name"))
+            continue
+        region = _region_of(s3.get_bucket_location(Bucket=bucket, ExpectedBucketOwner=owner)
+                            .get("LocationConstraint"))
+        if region != stage.region:
+            results.append(CheckResult(name, False, f"owned by {owner}, but in {region}, the stage in "
+                                       f"{stage.region}",
+                                       "a bucket cannot move: create one in the stage's region"))
+            continue
+        results.append(CheckResult(name, True, f"exists, owned by {owner}, in {region}"))
+    return results
