@@ -56,9 +56,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     cp = ssub.add_parser("check",
                          help="check a customer bucket against the prerequisites, or a stage's buckets")
     which = cp.add_mutually_exclusive_group(required=True)
-    which.add_argument("--bucket", help="the customer's bucket (run with the customer's credentials)")
-    which.add_argument("--stage", help="every bucket of this stage of .chalice/config.json: exists, owned by "
-                                       "the expected account, in the stage's region")
+    which.add_argument("--bucket", help="the customer's bucket, run with the customer's credentials "
+                                        "(required unless --stage)")
+    which.add_argument("--stage", help="every bucket of this stage of .chalice/config.json: exists, owned "
+                                       "by the expected account, in its region (required unless --bucket)")
     cp.add_argument("--project-dir", default=".", help="the Chalice project of --stage (default: .)")
     cp.add_argument("--stack-region",
                     help="the region the stack runs in (default: --region, else the session's region)")
