@@ -47,7 +47,7 @@ deployment-files: $(STAMP)
 	$(BIN)/python -m chalicelib.cli setup deployment-files
 
 package: $(STAMP)
-	$(BIN)/python -m chalicelib.cli setup deployment-files --check
+	$(BIN)/python -m chalicelib.cli setup deployment-files --check --stage $(STAGE)
 	rm -rf build/$(STAGE)
 	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(BIN)/python -m chalicelib.setup.package \
 		--stage $(STAGE) --merge-template .chalice/merge-template-$(STAGE).json \

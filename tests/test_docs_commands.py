@@ -45,6 +45,8 @@ NOT_RUNNABLE = {
         "a synopsis: placeholders; compliance mode cannot be undone",
     ("docs/OPERATIONS.md", "aws cloudformation deploy --template-file .chalice/infra-dev.json --stack-name "
                            "logarchive-dev-infra \\"): "deploys to AWS (aws, chalice deploy)",
+    ("docs/OPERATIONS.md", "logarchive setup deployment-files --stage prod --set-account ACCOUNT --set-region "
+                           "REGION"): "placeholders: ACCOUNT, REGION (the top-to-bottom blocks run it with yours)",
     ("docs/OPERATIONS.md", "logarchive setup lifecycle --bucket CUSTOMER_BUCKET --stack STACK --transition-days 30 \\"):
         "placeholders: CUSTOMER_BUCKET, STACK",
     ("docs/RETRIEVAL.md", "export AWS_PROFILE=logs-reader             # any standard boto3 credential source works"):
