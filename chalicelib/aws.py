@@ -158,7 +158,46 @@ def _pin_bucket_owner(params: dict[str, Any], model: Any, **_: Any) -> None:
         params.setdefault("ExpectedSourceBucketOwner", owners[source])
 
 
+_providers: dict[tuple, Any] = {}
+
+
+def get_secret(name: str, *, max_age: int) -> Any:
+    """A Secrets Manager value through Powertools Parameters (cached ``max_age`` seconds), read
+    with :func:`client`'s credentials: Powertools' default provider would keep the first
+    caller's client, and with it the first function's role, for the whole process."""
+    return _provider("secretsmanager").get(name, max_age=max_age)
+
+
+def get_parameter(name: str, *, max_age: int, decrypt: bool = True) -> Any:
+    """An SSM parameter value, as :func:`get_secret`."""
+    return _provider("ssm").get(name, max_age=max_age, decrypt=decrypt)
+
+
+def _provider(service: str) -> Any:
+    from aws_lambda_powertools.utilities import parameters
+
+    found = client(service)
+    key = (service, id(found))
+    with _lock:
+        provider = _providers.get(key)
+        if provider is None:
+            kind = parameters.SecretsProvider if service == "secretsmanager" else parameters.SSMProvider
+            provider = _providers[key] = kind(boto3_client=found)
+        return provider
+
+
+def clear_parameter_caches() -> None:
+    """Forget every cached secret and parameter value (a cold start does the same)."""
+    from aws_lambda_powertools.utilities import parameters
+
+    parameters.clear_caches()
+    with _lock:
+        for provider in _providers.values():
+            provider.clear_cache()
+
+
 def reset_clients() -> None:
     """Forget cached clients (tests that switch endpoints, forked workers)."""
     with _lock:
         _cache.clear()
+        _providers.clear()

@@ -112,12 +112,12 @@ def keys_from_parameter_store(name: str, *, source: str = "ssm", max_age: int = 
 
     Powertools Parameters caches the value for ``max_age`` seconds across warm invocations.
     """
-    from aws_lambda_powertools.utilities import parameters
+    from . import aws
 
     if source == "secrets":
-        value = parameters.get_secret(name, max_age=max_age)
+        value = aws.get_secret(name, max_age=max_age)
     else:
-        value = parameters.get_parameter(name, decrypt=True, max_age=max_age)
+        value = aws.get_parameter(name, decrypt=True, max_age=max_age)
     if isinstance(value, bytes):
         value = value.decode()
     keys = parse_keys(str(value), source=f"{source} parameter {name}")

@@ -37,13 +37,13 @@ class TokenError(ValueError):
 
 def _secret() -> bytes:
     """The HMAC key; raises LogarchiveError (the request fails) when it cannot be had."""
-    from aws_lambda_powertools.utilities import parameters
+    from .. import aws
 
     name = Settings.from_env().api_token_secret
     if not name:
         raise LogarchiveError(f"{SECRET_ENV} is not set: pagination tokens can be neither issued nor checked")
     try:
-        value = parameters.get_secret(name, max_age=SECRET_MAX_AGE)
+        value = aws.get_secret(name, max_age=SECRET_MAX_AGE)  # the caller's credentials
     except Exception as exc:  # GetParameterError wraps the AWS error
         cause = error_label(exc.__cause__ or exc)
         raise LogarchiveError(f"{SECRET_ENV} {name}: cannot be read ({cause})") from None
@@ -55,9 +55,9 @@ def _secret() -> bytes:
 
 def clear_cache() -> None:
     """Forget the cached secret (a cold start does the same)."""
-    from aws_lambda_powertools.utilities import parameters
+    from .. import aws
 
-    parameters.clear_caches()
+    aws.clear_parameter_caches()
 
 
 def _b64(data: bytes) -> str:

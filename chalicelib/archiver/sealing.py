@@ -246,14 +246,12 @@ def signer_from_settings(settings: Any) -> Signer | None:
     if settings.signing_key_file:
         return fmt.Ed25519Signer.from_file(settings.signing_key_file)
     if settings.signing_key_secret or settings.signing_key_parameter:
-        from aws_lambda_powertools.utilities import parameters
-
-        if settings.signing_key_secret:
+        if settings.signing_key_secret:  # through aws: the caller's credentials (aws.get_secret)
             name = settings.signing_key_secret
-            value = parameters.get_secret(name, max_age=300)
+            value = aws.get_secret(name, max_age=300)
         else:
             name = settings.signing_key_parameter
-            value = parameters.get_parameter(name, decrypt=True, max_age=300)
+            value = aws.get_parameter(name, decrypt=True, max_age=300)
         pem = value if isinstance(value, bytes) else str(value).encode()
         return fmt.Ed25519Signer.from_pem(pem, name=f"signing key {name}")
     return None
