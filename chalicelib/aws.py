@@ -113,6 +113,8 @@ def client(service: str, *, endpoint_url: str | None = None, region: str | None 
                 service, endpoint_url=endpoint_url, region_name=region,
                 config=_PRESIGN_CONFIG if presign else _RETRY_CONFIG,
             )
+            for event, handler in _observers:
+                found.meta.events.register(event, handler)
             if service == "s3" and not presign:
                 # Every call into a bucket of the stage pins its owner (a presigned URL would make
                 # the header a condition of its download: none there).
@@ -159,6 +161,26 @@ def _pin_bucket_owner(params: dict[str, Any], model: Any, **_: Any) -> None:
 
 
 _providers: dict[tuple, Any] = {}
+_observers: list[tuple[str, Any]] = []
+
+
+@contextmanager
+def observe(event: str, handler: Any) -> Iterator[None]:
+    """``handler`` on botocore ``event`` of every client :func:`client` has made or makes in this
+    block (the local IAM checks record each call a handler makes: devkit/local_iam.py)."""
+    with _lock:
+        _observers.append((event, handler))
+        made = list(_cache.values())
+    for c in made:
+        c.meta.events.register(event, handler)
+    try:
+        yield
+    finally:
+        with _lock:
+            _observers.remove((event, handler))
+            made = list(_cache.values())
+        for c in made:
+            c.meta.events.unregister(event, handler)
 
 
 def get_secret(name: str, *, max_age: int) -> Any:

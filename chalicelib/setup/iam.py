@@ -252,3 +252,26 @@ def replication_role_policy(res: StageResources) -> dict[str, Any]:
         statements.append(_st("Destinations", ["s3:ReplicateObject", "s3:ObjectOwnerOverrideToBucketOwner"],
                               [_objects(b) for b in res.replicate_to]))
     return {"Version": "2012-10-17", "Statement": statements}
+
+
+def host_policy(res: StageResources) -> dict[str, Any]:
+    """A Docker host's role (docs/SHIPPER.md, "The host's role needs"): stage under the staging
+    prefix, HEAD the archiver's "archived" markers, list the bucket (404 rather than 403)."""
+    prefix = res.staging_prefix
+    return {"Version": "2012-10-17", "Statement": [
+        _st("Stage", ["s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload"],
+            _objects(res.staging_bucket, prefix)),
+        _st("ArchivedMarkers", ["s3:GetObject"], _objects(res.staging_bucket, ARCHIVED_PREFIX + prefix)),
+        _list("ListStaging", res.staging_bucket),
+    ]}
+
+
+def customer_reader_policy(bucket: str, stack: str) -> dict[str, Any]:
+    """Read-only access to a customer's bucket for ``logs-from-archive`` (docs/RETRIEVAL.md,
+    "Permissions") and ``audit`` (docs/AUDIT.md: the archives and the stack's signed digests)."""
+    return {"Version": "2012-10-17", "Statement": [
+        _st("ListArchive", ["s3:ListBucket", "s3:ListBucketVersions"], _bucket(bucket)),
+        _st("ReadArchives", ["s3:GetObject", "s3:GetObjectVersion"], _objects(bucket, f"{stack}/shareable/")),
+        _st("ReadDigests", ["s3:GetObject", "s3:GetObjectVersion"],
+            _objects(bucket, stack_digests_prefix(stack))),
+    ]}
