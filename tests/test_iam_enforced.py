@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from helpers_index import eventbridge_event
@@ -275,3 +276,137 @@ def test_the_whole_path_passes_under_the_generated_policies(stage: Stage) -> Non
                          "--download-location", str(st.tmp / "restored")]) == 0
         assert cli.main(["audit", "--bucket", st.buckets.customer, "--stack", STACK,
                          "--public-key-file", str(st.public_key)]) == 0
+
+
+# -- each S3/SQS statement is needed ------------------------------------------------------------------
+# (function, Sid) -> why dropping it cannot fail on this path; every other S3/SQS statement of the
+# generated policies must, when dropped, make its function's step meet AccessDenied.
+NOT_ON_THIS_PATH = {
+    ("archive_scheduler", "AbortAbandonedUploads"): "only for multipart uploads older than a day",
+    ("archive_scheduler", "ReadStagedMetadata"): "no scheduler code on this branch reads a staged object "
+                                                 "(kept for the sealer's host heartbeats, contract 3)",
+    ("archive_worker", "ListStaging"): "only turns 403 into 404 for a missing key; the local AWS answers 404 "
+                                       "without it",
+    ("archive_worker", "ListDestination0"): "as ListStaging",
+    ("archive_worker", "ListDestination1"): "as ListStaging",
+    ("retrieval_worker", "ListResults"): "as the worker's ListStaging",
+    ("archive_worker", "Quarantine"): "only for bad input (tests/test_archiver_faults.py)",
+    ("archive_worker", "WriteArchivesIfNoneMatch"): "the local AWS evaluates no Condition: WriteArchivesParts "
+                                                     "grants the same PutObject (conditions: test_hostile_iam)",
+    ("archive_worker", "WriteArchivesParts"): "as WriteArchivesIfNoneMatch (and these segments are one part)",
+    ("index_archive", "ListArchives"): "only when the archive's key answers 404 (a deleted archive)",
+    ("index_archive", "ResumeScans"): "only for 'Object Restore Completed' (a cold archive restored)",
+    ("retrieval_worker", "RestoreArchives"): "only for archives in cold storage",
+    ("api_handler", "PresignArchives"): "presigning calls nothing; the local AWS cannot check a presigned GET "
+                                        "with IAM on (checked from the URL, test above)",
+    ("api_handler", "PresignResults"): "as PresignArchives",
+    ("host", "ArchivedMarkers"): "only after a crash between archive and state commit",
+    ("host", "ListStaging"): "only turns 403 into 404 for a missing key, which the local AWS answers anyway",
+}
+EXERCISED = {
+    "archive_scheduler": ["ListStaging", "FanOut", "ListUploads0", "ListUploads1",
+                          "DigestRecords", "DigestChainHead", "WriteDigests"],
+    "archive_worker": ["Work", "Staged", "MarkArchived", "WriteArchives", "RecordForDigest"],
+    "index_archive": ["ReadArchiveMetadata"],
+    "retrieval_worker": ["Retrievals", "ReadArchives", "WriteResults"],
+    "api_handler": ["StartRetrievals"],
+    "host": ["Stage"],
+    "reader": ["ListArchive", "ReadArchives", "ReadDigests"],
+}
+DENIED = {"AccessDenied", "AccessDeniedException", "403"}
+
+
+def test_every_s3_and_sqs_statement_is_classified(stage: Stage) -> None:
+    for who, policy in stage.policies.items():
+        sids = {s["Sid"] for s in local_iam.enforced_statements(policy)}
+        classified = set(EXERCISED.get(who, [])) | {sid for fn, sid in NOT_ON_THIS_PATH if fn == who}
+        assert sids == classified, who
+
+
+def _archived_once(st: Stage) -> list[str]:
+    before = set(archive_keys(st, st.buckets.archive))
+    assert ship(st) == 0
+    assert schedule(st)["scheduled"] >= 1
+    assert drain(st, "archive_worker", "work") == []
+    return sorted(set(archive_keys(st, st.buckets.archive)) - before)
+
+
+def _step(st: Stage, who: str, dropped: Any) -> tuple[list[str], bool]:
+    """Run ``who``'s part of the path on fresh input, the steps before it with their full
+    policies and ``who``'s own under ``dropped()`` (its policy less one statement); returns the
+    error codes its calls met and whether it reported a failure."""
+    errors = Errors()
+
+    @contextmanager
+    def watched() -> Iterator[None]:
+        with dropped(), aws.observe("after-call", errors):
+            try:
+                yield
+            except ClientError as exc:  # the handler (or its event source) stopped on it
+                errors.codes.append(str(exc.response.get("Error", {}).get("Code")))
+
+    failed = False
+    if who == "host":
+        with dropped():
+            return [], ship(st) != 0
+    if who == "reader":
+        keyfile = st.tmp / "master.key"
+        keyfile.write_text(st.master.to_base64() + "\n")
+        with dropped(), environment_credentials(st.creds["reader"]):
+            rc = cli.main(["logs-from-archive", "--bucket", st.buckets.customer, "--stack", STACK,
+                           "--decryption-keys-file", str(keyfile), "--app-id", "42",
+                           "--download-location", str(st.tmp / f"r-{st.ships}")])
+            rc = max(rc, cli.main(["audit", "--bucket", st.buckets.customer, "--stack", STACK,
+                                   "--public-key-file", str(st.public_key)]))
+        return [], rc != 0
+    if who == "archive_scheduler":
+        _archived_once(st)  # digest records waiting to be sealed
+        assert ship(st) == 0  # and a staged segment to schedule
+        with watched():
+            schedule(st)
+        drain(st, "archive_worker", "work")
+    elif who == "archive_worker":
+        assert ship(st) == 0
+        assert schedule(st)["scheduled"] >= 1
+        with watched():
+            failed = bool(drain(st, "archive_worker", "work"))
+    elif who == "index_archive":
+        keys = _archived_once(st)
+        with watched():
+            failed = any(o.get("outcomes") != ["live"] for o in index(st, keys))
+    elif who == "api_handler":
+        with watched():
+            status, _ = api(st, "POST", "/retrievals", QUESTION)
+            failed = status != 202
+    elif who == "retrieval_worker":
+        status, _ = api(st, "POST", "/retrievals", QUESTION)
+        assert status == 202
+        with watched():
+            failed = bool(drain(st, "retrieval_worker", "retrieval"))
+    else:
+        raise AssertionError(who)
+    return errors.codes, failed
+
+
+@pytest.mark.parametrize("who, sid", [(who, sid) for who, sids in EXERCISED.items() for sid in sids])
+def test_dropping_a_statement_meets_access_denied(stage: Stage, who: str, sid: str) -> None:
+    st = stage
+    name = f"iam-{who}"
+    full = st.policies[who]
+    policy = local_iam.local_policy(full, drop=sid) if who in FUNCTIONS else {
+        **full, "Statement": [s for s in full["Statement"] if s["Sid"] != sid]}
+    restored = local_iam.local_policy(full) if who in FUNCTIONS else full
+
+    @contextmanager
+    def dropped() -> Iterator[None]:
+        local_iam.role_credentials(name, policy, admin=st.admin)  # the same sessions, the policy replaced
+        try:
+            yield
+        finally:
+            local_iam.role_credentials(name, restored, admin=st.admin)
+
+    codes, failed = _step(st, who, dropped)
+    if who in ("host", "reader"):
+        assert failed, f"{who} without {sid} still succeeded"
+    else:
+        assert DENIED & set(codes), f"{who} without {sid}: no AccessDenied ({codes}, failed={failed})"
