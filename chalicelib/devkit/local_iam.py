@@ -153,7 +153,7 @@ def _arns(service: str, operation: str, params: dict[str, Any]) -> list[tuple[st
 @dataclass
 class CallRecorder:
     """Every (action, resource ARN) made through :mod:`chalicelib.aws` outside S3 and SQS, by
-    whoever :attr:`current` names (a botocore ``before-call`` hook on every client)."""
+    whoever :attr:`current` names (a botocore ``before-parameter-build`` hook on every client)."""
 
     current: str = ""
     calls: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
@@ -166,7 +166,7 @@ class CallRecorder:
             self.calls.setdefault(self.current, set()).add(call)
 
     def observing(self) -> Any:
-        return aws.observe("before-call", self)
+        return aws.observe("before-parameter-build", self)
 
 
 def grants(statement: dict[str, Any], action: str, arn: str) -> bool:
