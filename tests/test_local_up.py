@@ -19,6 +19,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from localup import ROOT, clean_env, cli, local_up
 
 from chalicelib.devkit import local_aws, local_stack
@@ -163,3 +164,31 @@ def test_local_up_help_states_options_defaults_and_names() -> None:
                  "S-logarchive-staging", "S-logarchive-archive", "S-customer-logs", "S-logarchive-index",
                  "S-logarchive-jobs", "S-logarchive-retrieval", "IAM authorization is NOT enforced"):
         assert text in out
+
+
+def test_local_up_iam_enforces_the_generated_policies(tmp_path: Path) -> None:
+    """``--iam``: the throwaway keys stop working; the printed administrator's keys work; the
+    indexer and the API answer under their own roles (the index fills as archives land)."""
+    key_file = tmp_path / "master.key"
+    cli("keys", "generate", "--output", str(key_file), env=clean_env())
+    port, api_port = local_aws.free_port(), local_aws.free_port()
+    with local_up("--port", str(port), "--stack", STACK, "--api-port", str(api_port),
+                  "--key-file", str(key_file), "--iam") as up:
+        assert "IAM enforced: each function runs under a role of its generated policy" in up.banner
+        export = next(x for x in up.banner if x.strip().startswith("export "))
+        admin = dict(kv.split("=", 1) for kv in export.split()[1:])
+        assert admin["AWS_ACCESS_KEY_ID"] != "testing"
+        with pytest.raises(ClientError, match="InvalidAccessKeyId"):
+            _s3(up.endpoint).list_buckets()
+        env = {**clean_env(), **admin}
+        _fake_host(tmp_path / "docker")
+        cli("ship", "--docker-root", str(tmp_path / "docker"), "--staging", f"s3://{STACK}-logarchive-staging/staged",
+            "--stack", STACK, "--host", "h1", "--state", str(tmp_path / "ship.db"), "--once", "--settle", "0",
+            env=env)
+        out = cli("archive", "--once", "--staging", f"s3://{STACK}-logarchive-staging/staged",
+                  "--archive-bucket", f"{STACK}-logarchive-archive", "--replicate-to", f"{STACK}-customer-logs",
+                  "--stack", STACK, "--key-file", str(key_file), env=env).stdout
+        app_archives = [x for x in out.splitlines() if x.startswith("archived ") and f"/apps-{APP}/" in x]
+        assert app_archives
+        local_stack.wait_indexed(
+            up.api_url, f"app_id={APP}&start=2022-01-01T00:00:00Z&end=2022-01-02T00:00:00Z", len(app_archives))

@@ -46,6 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--key-file", metavar="K",
                     help="file of base64 master keys, one a line, for retrieval jobs "
                     "(required with --api-port; default: none)")
+    up.add_argument("--iam", action="store_true",
+                    help="enforce IAM: each function runs under a role of its generated policy, the "
+                    "throwaway keys stop working and an administrator's keys are printed (default: off)")
     up.set_defaults(func=run_up)
     fake = lsub.add_parser(
         "fake-docker", help="write a Docker data root with a few exited containers, to ship from",
@@ -84,13 +87,25 @@ def run_up(args: argparse.Namespace) -> int:
             endpoint = stack.enter_context(local_aws.moto_server(args.port, die_with_parent=True))
             from ..devkit import local_stack
 
+            roles: list = []
             api_url = stack.enter_context(local_stack.running_stage(
-                endpoint, args.stack, keys_text=keys_text, api_port=args.api_port))
+                endpoint, args.stack, keys_text=keys_text, api_port=args.api_port,
+                iam=roles.append if args.iam else None))
             print(f"local AWS up at {endpoint}", flush=True)
+            if args.iam:
+                print("IAM enforced: each function runs under a role of its generated policy")
             if api_url:
-                print(f"retrieval API up at {api_url}/ (IAM authorization is not enforced locally)")
-            print(f"  export AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID=testing "
-                  f"AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION={local_aws.LOCAL_REGION}")
+                print(f"retrieval API up at {api_url}/ (API Gateway's IAM authorization is not enforced "
+                      "locally)")
+            key, secret = ("testing", "testing") if not roles else (roles[0].admin.access_key,
+                                                                    roles[0].admin.secret_key)
+            # (throwaway keys of the local AWS's own administrator user, valid only on this endpoint)
+            print(f"  export AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID={key} "
+                  f"AWS_SECRET_ACCESS_KEY={secret} AWS_DEFAULT_REGION={local_aws.LOCAL_REGION}")
+            if roles:
+                print("  roles (aws sts assume-role): "
+                      + ", ".join(f"arn:aws:iam::123456789012:role/{args.stack}-logarchive-{who}"
+                                  for who in ("host", "reader")) + ", one per function")
             for line in local_stack.LocalStage(args.stack).describe(keys=keys_text is not None):
                 print(f"  {line}")
             print("Ctrl-C to stop.", flush=True)

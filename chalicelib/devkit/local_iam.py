@@ -191,3 +191,41 @@ def unused(policy: dict[str, Any], calls: set[tuple[str, str]], *, services: tup
         if not any(_matches(st, *c) for c in calls):
             out.append(st.get("Sid", "?"))
     return out
+
+
+# -- a whole local stage under its roles (``local up --iam``) -----------------------------------------
+def deploy_env(env: dict[str, str], queues: dict[str, str]) -> dict[str, str]:
+    """A local stage's environment as ``setup deployment-files`` sees a stage: queue names (not
+    the local URLs), the local account and region, a key source (policies name one)."""
+    out = {k: v for k, v in env.items() if not k.endswith("_QUEUE_URL")}
+    out |= {"LOGARCHIVE_ACCOUNT_ID": LOCAL_ACCOUNT, "LOGARCHIVE_REGION": LOCAL_REGION,
+            "LOGARCHIVE_WORK_QUEUE": queues["work"], "LOGARCHIVE_RETRIEVAL_QUEUE": queues["retrieval"]}
+    if not (out.get("LOGARCHIVE_KEYS_SECRET") or out.get("LOGARCHIVE_KEYS_PARAMETER")
+            or out.get("LOGARCHIVE_KMS_KEY_ID")):
+        out["LOGARCHIVE_KEYS_SECRET"] = f"{env.get('LOGARCHIVE_STACK', 'local')}-logarchive-keys"
+    return out
+
+
+@dataclass
+class StageRoles:
+    admin: aws.Credentials
+    functions: dict[str, aws.Credentials]  # function name -> its role's session
+    host: aws.Credentials
+    reader: aws.Credentials
+
+
+def stage_roles(env: dict[str, str], queues: dict[str, str], admin: aws.Credentials) -> StageRoles:
+    """A role per function from its generated policy (as :func:`local_policy`), the Docker hosts'
+    and the customer's read-only one; their sessions."""
+    from ..setup import iam
+    from ..setup.resources import FUNCTIONS, StageResources
+
+    res = StageResources.from_env("local", deploy_env(env, queues))
+    stack = res.stack
+    functions = {fn: role_credentials(f"{stack}-logarchive-{fn}", local_policy(iam.function_policy(res, fn)),
+                                      admin=admin) for fn in FUNCTIONS}
+    host = role_credentials(f"{stack}-logarchive-host", iam.host_policy(res), admin=admin)
+    customer = res.replicate_to[0] if res.replicate_to else res.archive_bucket
+    reader = role_credentials(f"{stack}-logarchive-reader", iam.customer_reader_policy(customer, stack),
+                              admin=admin)
+    return StageRoles(admin, functions, host, reader)

@@ -233,8 +233,11 @@ class LambdaPump:
     """
 
     def __init__(self, chalice_app: Any, routes: dict[str, str], *, max_receives: int = 3,
-                 on_error: Callable[[str], None] | None = None) -> None:
+                 on_error: Callable[[str], None] | None = None,
+                 credentials: dict[str, Any] | None = None) -> None:
         self.app = chalice_app
+        # ``local up --iam``: each function runs under its own role's session (aws.credentials).
+        self.credentials = credentials or {}
         self.routes = routes  # queue URL -> function name
         self.max_receives = max_receives
         self.lock = threading.RLock()
@@ -245,7 +248,7 @@ class LambdaPump:
     def invoke(self, function: str, event: dict) -> Any:
         from chalice.local import LambdaContext
 
-        with self.lock:
+        with self.lock, aws.credentials(self.credentials.get(function)):
             return self.app.handler_map[function](
                 event, LambdaContext(function, memory_size=1024, max_runtime_ms=LOCAL_TIMEOUT_MS)
             )
@@ -344,7 +347,8 @@ def api_server(
             with pump.lock if pump else nullcontext():
                 if pump:
                     pump.catch_up()
-                super()._generic_handle()
+                with aws.credentials(pump.credentials.get("api_handler") if pump else None):
+                    super()._generic_handle()
 
         do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_PATCH = do_OPTIONS = _generic_handle
 
@@ -367,17 +371,32 @@ def api_server(
 
 @contextmanager
 def running_stage(
-    endpoint: str, stack: str, *, keys_text: str | None = None, api_port: int | None = None
+    endpoint: str, stack: str, *, keys_text: str | None = None, api_port: int | None = None,
+    iam: Callable[[Any], None] | None = None,
 ) -> Iterator[str | None]:
     """A provisioned stage on the local AWS at ``endpoint``, its Lambdas fed from their queues.
 
     Archives are indexed as they land; with ``api_port`` (0: any free port) the API is served
     and retrieval jobs run (their keys: ``keys_text``). Yields the API's URL (or None).
+    With ``iam``, IAM is enforced once the stage is provisioned (devkit/local_iam.py): each
+    function runs under a role of its generated policy, and ``iam`` is given the roles
+    (:class:`local_iam.StageRoles`: the administrator's keys for this process and the caller).
     """
     from . import local_aws
 
     local_aws.use_endpoint(endpoint)
-    env, urls = provision(endpoint, LocalStage(stack), keys_text=keys_text)
+    local = LocalStage(stack)
+    env, urls = provision(endpoint, local, keys_text=keys_text)
+    credentials: dict[str, Any] = {}
+    if iam is not None:
+        from . import local_iam
+
+        admin = local_iam.enforce(endpoint)
+        os.environ.update({"AWS_ACCESS_KEY_ID": admin.access_key, "AWS_SECRET_ACCESS_KEY": admin.secret_key})
+        aws.reset_clients()
+        roles = local_iam.stage_roles(env, {q: local.queue(q) for q in ("work", "retrieval")}, admin)
+        credentials = roles.functions
+        iam(roles)
     os.environ.update(env)
     os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"  # no EMF lines on a terminal
     os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
@@ -385,7 +404,7 @@ def running_stage(
     routes = {urls["index-events"]: "index_archive"}
     if api_port is not None:
         routes[urls["retrieval"]] = "retrieval_worker"
-    pump = LambdaPump(app, routes)
+    pump = LambdaPump(app, routes, credentials=credentials)
     pump.start()
     try:
         if api_port is None:
