@@ -207,3 +207,14 @@ def test_aws_region_disagreeing_with_the_stage_is_refused_in_one_line(tmp_path) 
     assert (project / ".chalice" / "config.json").read_text() == before["config.json"]
     # The same region (or none set) goes through.
     assert _cli("--project-dir", str(project), "--stage", "dev", env={"AWS_REGION": "us-east-1"}).returncode == 0
+
+
+def test_replication_role_grants_on_the_destination_what_the_customer_policy_grants() -> None:
+    """Checked statically: no replication runs locally (docs/OPERATIONS.md, "Checked locally")."""
+    from chalicelib.setup import bucket_policy
+
+    res = StageResources.from_env("t", {**ENV, "LOGARCHIVE_REPLICATION_MODE": "s3-replication"})
+    doc = iam.replication_role_policy(res)
+    for bucket in res.replicate_to:
+        assert actions_on(doc, f"arn:aws:s3:::{bucket}/*") == set(bucket_policy.OBJECT_ACTIONS)
+    assert not any("*" in a for st in doc["Statement"] for a in st["Action"])
