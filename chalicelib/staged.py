@@ -11,6 +11,7 @@ the standard library.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -67,6 +68,12 @@ def is_heartbeat(key: str) -> bool:
 def retirement_key(stack: str, host: str) -> str:
     """``retire/<stack>/<host>.json``: a request to retire ``host`` (not yet signed)."""
     return f"{RETIRE_PREFIX}{stack}/{host}.json"
+
+
+def retirement_request(host: str, at: datetime, reason: str) -> bytes:
+    """The request's body, ``{"host", "at" (RFC 3339 UTC micros), "reason"}``; the sealer takes
+    the host from the key (archiver/heartbeats.py)."""
+    return json.dumps({"host": host, "at": fmt_time(at), "reason": reason}, sort_keys=True).encode()
 
 
 def archived_marker(key: str) -> str:
