@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .. import telemetry
 from ..awserrors import error_label, is_not_found
 from ..digest import Digest, HostHeartbeat, HostRetirement, fmt_time, parse_time
 from ..staged import RETIRE_PREFIX, heartbeat_key
@@ -204,6 +203,8 @@ class HostView:
 
     def publish(self, now: datetime | None = None,
                 silent_after: timedelta = timedelta(hours=6)) -> HostReport:
+        from .. import telemetry  # here: ``logarchive status`` reads hosts without Powertools
+
         rep = self.report(now or datetime.now(UTC), silent_after)
         telemetry.count("HostsReporting", rep.reporting)
         telemetry.count("HostsSilent", len(rep.silent))
