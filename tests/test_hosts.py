@@ -122,8 +122,14 @@ def test_the_key_names_the_host_not_the_heartbeat(buckets, key_file, capsys):
     assert [(h.host, h.bytes_waiting) for h in d.digest.hosts] == [("real-host", 5)]
 
 
-def test_retire_usage_errors(buckets, capsys):
+def test_retire_usage_errors(buckets, monkeypatch, capsys):
     assert retire(buckets, "a/b", capsys)[0] == 2
+    monkeypatch.delenv("LOGARCHIVE_STAGING_BUCKET", raising=False)
+    assert cli.main(["hosts", "retire", "--stack", STACK, "h"]) == 2
+    assert "--staging (or $LOGARCHIVE_STAGING_BUCKET) is required" in capsys.readouterr().err
+    monkeypatch.setenv("LOGARCHIVE_STAGING_BUCKET", buckets.staging)
+    assert cli.main(["hosts", "retire", "--stack", STACK, "h"]) == 0
+    assert f"s3://{buckets.staging}/retire/{STACK}/h.json" in capsys.readouterr().out
     assert cli.main(["hosts", "retire", "--stack", STACK, "--staging", "nowhere", "h"]) == 2
     assert cli.main(["hosts", "retire", "--stack", STACK, "--staging", f"s3://{buckets.staging}", "h",
                      "--reason", "x" * 501]) == 2

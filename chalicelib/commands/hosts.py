@@ -30,8 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "silent. A host that reports again after its retirement is watched again.")
     rp.add_argument("host", metavar="HOST", help="the host name its shipper stages under (its --host)")
     rp.add_argument("--stack", required=True, help="the stack the host ships to")
-    rp.add_argument("--staging", required=True, metavar="s3://BUCKET[/PREFIX]",
-                    help="the stage's staging bucket (the request goes to its retire/ prefix)")
+    rp.add_argument("--staging", metavar="s3://BUCKET[/PREFIX]",
+                    help="the stage's staging bucket; the request goes to its retire/ prefix "
+                    "(default: $LOGARCHIVE_STAGING_BUCKET)")
     rp.add_argument("--reason", default="retired by an operator",
                     help=f"why, at most {MAX_REASON} characters, sealed with the retirement "
                     "(default: 'retired by an operator')")
@@ -49,9 +50,17 @@ def run_retire(args: argparse.Namespace) -> int:
         raise UsageError(f"HOST {host[:70]!r}: not a host name a shipper stages under")
     if len(args.reason) > MAX_REASON:
         raise UsageError(f"--reason: at most {MAX_REASON} characters")
-    if not args.staging.startswith("s3://") or not args.staging[5:].split("/", 1)[0]:
+    if args.staging is None:
+        from ..settings import Settings
+
+        bucket = Settings.from_env().staging_bucket
+        if not bucket:
+            raise UsageError("--staging (or $LOGARCHIVE_STAGING_BUCKET) is required: the stage's "
+                             "staging bucket")
+    elif not args.staging.startswith("s3://") or not args.staging[5:].split("/", 1)[0]:
         raise UsageError(f"--staging {args.staging!r}: not an s3://BUCKET[/PREFIX] URL")
-    bucket = args.staging[5:].split("/", 1)[0]
+    else:
+        bucket = args.staging[5:].split("/", 1)[0]
     key = retirement_key(args.stack, host)
     s3 = aws.client("s3", endpoint_url=args.endpoint_url, region=args.region)
     try:
