@@ -160,3 +160,37 @@ def test_scheduler_lambda_publishes_host_metrics(buckets, monkeypatch, tmp_path,
         120.0, abs=float(os.environ.get("LOGARCHIVE_TEST_PATIENCE", "1")) * 60)}
     assert (m["HostsReporting"], m["HostsSilent"], m["ArchiveRuns"]) == (1, 1, 1)
     assert 120 <= m["OldestWaitingAge"]
+
+
+def test_a_sealer_killed_after_its_commit_seals_a_retirement_once(buckets, capsys):
+    """Killed between the digest's commit and the request's delete: the next seal drops the request
+    the previous digest already holds, instead of retiring the host twice."""
+    from archiver_support import Crash
+
+    from chalicelib.archiver.heartbeats import HostView
+    from chalicelib.archiver.sealing import Sealer
+    from chalicelib.digest import Ed25519Signer
+
+    s3 = boto3.client("s3")
+    assert retire(buckets, "old-host", capsys, "--reason", "gone")[0] == 0
+    signer = Ed25519Signer.from_file(PRIVATE)
+
+    def sealer() -> Sealer:
+        return Sealer(s3, bucket=buckets.archive, stack=STACK, signer=signer,
+                      hosts=HostView(s3, buckets.staging, "staged", STACK))
+
+    def die(params, **_):
+        if params.get("Key", "").startswith("retire/"):
+            raise Crash()
+
+    s3.meta.events.register("before-parameter-build.s3.DeleteObject", die)
+    with pytest.raises(Crash):
+        sealer().seal()
+    s3.meta.events.unregister("before-parameter-build.s3.DeleteObject", die)
+    (first,) = digests_in(s3, buckets.archive)
+    assert [r.host for r in first.digest.retired_hosts] == ["old-host"]
+    assert s3.head_object(Bucket=buckets.staging, Key=retirement_key(STACK, "old-host"))  # left behind
+    second = sealer().seal()
+    assert second.sequence == 2
+    assert digests_in(s3, buckets.archive)[1].digest.retired_hosts == ()
+    assert "Contents" not in s3.list_objects_v2(Bucket=buckets.staging, Prefix="retire/")
