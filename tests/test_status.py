@@ -86,6 +86,7 @@ def test_a_digest_that_does_not_verify_fails(buckets, fake, tmp_path, key_file, 
 
 
 def test_no_archive_run_for_two_hours_fails(buckets, fake, tmp_path, key_file, capsys) -> None:
+    fake.add("running").log("waits for --max-age")
     shipped_and_archived(buckets, fake, tmp_path, key_file, capsys)
     keys = [load_public_key(open(PUBLIC, "rb").read())]
     later = datetime.now(UTC) + timedelta(hours=3)
@@ -94,6 +95,9 @@ def test_no_archive_run_for_two_hours_fails(buckets, fake, tmp_path, key_file, c
     assert st.verdict == overview.FAILING
     assert st.reasons == [f"no archive run for 3 h 0 min (the newest digest ended {st.last_run['end_time']}; "
                           "runs are hourly)"]
+    # What waits on the host has waited 3 h by then too (its age at the heartbeat plus the time since).
+    assert [d.split(" for ")[0] for d in st.degraded] == [f"host {HOST} holds a complete line unshipped"]
+    assert st.degraded[0].split(" for ")[1].startswith("3 h 0 min")
 
 
 def test_usage_errors(buckets, capsys) -> None:

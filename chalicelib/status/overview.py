@@ -226,9 +226,9 @@ def _judge(st: Status, now: datetime, days: int) -> None:
             continue
         if h.last_error:
             st.degraded.append(f"host {h.host} reports an error: {h.last_error}")
-        if h.oldest_waiting_age_seconds and h.oldest_waiting_age_seconds > WAITING_LIMIT.total_seconds():
-            st.degraded.append(f"host {h.host} holds a complete line unshipped for "
-                               f"{ago(h.oldest_waiting_age_seconds)} (limit "
+        waited = _waited(h, now)
+        if waited is not None and waited > WAITING_LIMIT.total_seconds():
+            st.degraded.append(f"host {h.host} holds a complete line unshipped for {ago(waited)} (limit "
                                f"{ago(WAITING_LIMIT.total_seconds())})")
     if st.quarantines:
         st.degraded.append(f"{len(st.quarantines)} quarantined segment(s) recorded in the last {days} days")
@@ -243,6 +243,14 @@ def _judge(st: Status, now: datetime, days: int) -> None:
 
 def _age(time: str | None, now: datetime) -> float:
     return (now - digestfmt.parse_time(time)).total_seconds() if time else 0.0
+
+
+def _waited(h: Host, now: datetime) -> float | None:
+    """How long the host's oldest waiting line has waited by ``now`` (its age at the heartbeat
+    plus the time since), or None."""
+    if h.oldest_waiting_age_seconds is None:
+        return None
+    return float(h.oldest_waiting_age_seconds) + _age(h.time, now)
 
 
 def to_dict(st: Status) -> dict[str, Any]:
@@ -269,9 +277,11 @@ def render(st: Status, now: datetime) -> str:
             state = "no heartbeat"
         else:
             waiting = "" if h.bytes_waiting is None else f", {human(h.bytes_waiting)} waiting"
-            if h.oldest_waiting_age_seconds is not None:
-                waiting += f" (oldest line {ago(h.oldest_waiting_age_seconds)})"
-            state = (f"last heartbeat {h.time} ({ago(_age(h.time, now))} ago, {h.source}){waiting}"
+            waited = _waited(h, now)
+            if waited is not None:
+                waiting += f" (the oldest complete line for {ago(waited)})"
+            source = "signed" if h.source == "digest" else "staging, not signed yet"
+            state = (f"last heartbeat {h.time} ({ago(_age(h.time, now))} ago, {source}){waiting}"
                      + (" SILENT" if h.silent else "") + (f"; error: {h.last_error}" if h.last_error else ""))
         lines.append(f"    {h.host}: {state}")
     lines.append(f"  quarantines recorded: {len(st.quarantines)}")
