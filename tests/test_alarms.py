@@ -67,3 +67,16 @@ def test_scheduler_may_clear_retirements_and_read_heartbeats_only_of_its_stack()
     assert actions_on(policy, "arn:aws:s3:::stg/staged/s1/*/_heartbeat.json") == {"s3:GetObject",
                                                                                  "s3:DeleteObject"}
     assert "arn:aws:s3:::stg/staged/*" in str(policy)  # heartbeats are read as staged objects are
+
+
+def test_setup_check_stage_prints_the_listing(capsys) -> None:
+    from chalicelib import cli
+
+    assert cli.main(["setup", "check", "--stage", "prod", "--project-dir", str(ROOT)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "stage prod: 7 alarms, each notifying logarchive-prod-alarms (docs/OPERATIONS.md §6)"
+    assert any(line.startswith("  logarchive-prod-host-silent: logarchive HostsSilent Maximum >= 1") for line in out)
+    assert cli.main(["setup", "check", "--stage", "nope", "--project-dir", str(ROOT)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no stage 'nope'" in err[0]
+    assert cli.main(["setup", "check"]) == 2

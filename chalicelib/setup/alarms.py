@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import LogarchiveError
 from .resources import StageResources
 
 HOUR = 3600
@@ -103,3 +104,19 @@ def describe(res: StageResources, template_resources: dict[str, Any]) -> list[st
                      f"{ops.get(p['ComparisonOperator'], p['ComparisonOperator'])} {p['Threshold']:g} "
                      f"over {span} ({logical})")
     return lines
+
+
+def stage_listing(project_dir: str, stage: str) -> list[str]:
+    """``describe`` of the stage's template, from the project's ``.chalice/config.json``."""
+    import json
+    from pathlib import Path
+
+    from . import deployment, templates
+
+    path = Path(project_dir) / ".chalice" / "config.json"
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise LogarchiveError(f"{path}: {getattr(exc, 'strerror', None) or exc}") from None
+    res = deployment.stage_resources(config, stage)
+    return describe(res, templates.infra_template(res)["Resources"])
