@@ -9,6 +9,7 @@ import threading
 from contextlib import ExitStack
 
 from ..errors import LogarchiveError, UsageError
+from ..options import add_deprecated
 
 DESCRIPTION = """\
 Start the embedded local AWS (moto's server on 127.0.0.1) with everything a stage has, and keep
@@ -49,6 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--iam", action="store_true",
                     help="enforce IAM: each function runs under a role of its generated policy, the "
                     "throwaway keys stop working and an administrator's keys are printed (default: off)")
+    add_deprecated(up, "--decryption-keys-file", new="--key-file", dest="key_file", metavar="K")
     up.set_defaults(func=run_up)
     fake = lsub.add_parser(
         "fake-docker", help="write a Docker data root with a few exited containers, to ship from",

@@ -13,6 +13,7 @@ from .. import aws
 from ..awserrors import error_label
 from ..errors import LogarchiveError, UsageError
 from ..setup import (
+    alarms,
     bucket_policy,
     check,
     deployment,
@@ -53,14 +54,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_endpoint_options(rp)
     rp.set_defaults(func=run_replication)
 
-    cp = ssub.add_parser("check",
-                         help="check a customer bucket against the prerequisites, or a stage's buckets")
-    which = cp.add_mutually_exclusive_group(required=True)
-    which.add_argument("--bucket", help="the customer's bucket, run with the customer's credentials "
-                                        "(required unless --stage)")
-    which.add_argument("--stage", help="every bucket of this stage of .chalice/config.json: exists, owned "
-                                       "by the expected account, in its region (required unless --bucket)")
-    cp.add_argument("--project-dir", default=".", help="the Chalice project of --stage (default: .)")
+    cp = ssub.add_parser("check", help="check a customer bucket against the prerequisites; check a "
+                         "stage's buckets and list its alarms")
+    cp.add_argument("--bucket", help="the customer's bucket, run with the customer's credentials "
+                    "(required unless --stage)")
+    cp.add_argument("--stage", help="check every bucket of this Chalice stage (exists, owned by the expected "
+                    "account, in its region) and list its alarms, from .chalice/config.json (default: none)")
+    cp.add_argument("--project-dir", default=".", help="the Chalice project, with --stage (default: .)")
     cp.add_argument("--stack-region",
                     help="the region the stack runs in (default: --region, else the session's region)")
     cp.add_argument("--role-arn", default="",
@@ -222,8 +222,18 @@ def run_stage_check(args: argparse.Namespace) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    if not args.bucket and not args.stage:
+        raise UsageError("the following arguments are required: --bucket (or --stage)")
+    stage_status = 0
     if args.stage:
-        return run_stage_check(args)
+        lines = alarms.stage_listing(args.project_dir, args.stage)
+        print(f"stage {args.stage}: {len(lines)} alarms, each notifying logarchive-{args.stage}-alarms "
+              "(docs/OPERATIONS.md §6)")
+        for line in lines:
+            print(f"  {line}")
+        stage_status = run_stage_check(args)
+    if not args.bucket:
+        return stage_status
     s3 = aws.client("s3", endpoint_url=args.endpoint_url, region=args.region)
     stack_region = args.stack_region or args.region or boto3.session.Session().region_name
     if not stack_region:
@@ -241,7 +251,7 @@ def run_check(args: argparse.Namespace) -> int:
     failed = [r.name for r in results if not r.ok]
     print(f"{args.bucket}: " + (f"{len(failed)} check(s) failed: {', '.join(failed)}" if failed
                                  else "ready for log archives"))
-    return 1 if failed else 0
+    return 1 if failed or stage_status else 0
 
 
 def run_object_lock(args: argparse.Namespace) -> int:
