@@ -1,5 +1,5 @@
 """docs/OPERATIONS.md's first deploy ("Top to bottom", Development) as written, against
-``logarchive local up --iam``, in a copy of the project, in eu-west-1 (issue 19).
+``logarchive local up --iam``, in a copy of the project, in eu-west-1 and in ap-southeast-2 (issue 19).
 
 Replaced, because they need real Lambda (tests/first_deploy_local.py stands in):
 - ``.venv/bin/chalice deploy --stage dev`` -> ``deploy``: the functions' roles from the generated
@@ -20,11 +20,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from localup import ROOT, clean_env, local_up
 
 from chalicelib.devkit import local_aws
 
-REGION = "eu-west-1"
 HELPER = f"{sys.executable} {ROOT / 'tests' / 'first_deploy_local.py'}"
 REPLACED = {
     ".venv/bin/chalice deploy --stage dev": f"{HELPER} deploy --stage dev",
@@ -52,7 +52,8 @@ def project_copy(dest: Path) -> Path:
     return dest
 
 
-def test_operations_first_deploy_runs_against_local_up_iam_in_eu_west_1(tmp_path: Path) -> None:
+@pytest.mark.parametrize("region", ["eu-west-1", "ap-southeast-2"])
+def test_operations_first_deploy_runs_against_local_up_iam(tmp_path: Path, region: str) -> None:
     script = dev_block()
     for line, local in REPLACED.items():
         assert line in script, line
@@ -61,7 +62,7 @@ def test_operations_first_deploy_runs_against_local_up_iam_in_eu_west_1(tmp_path
     with local_up("--port", str(local_aws.free_port()), "--stack", "firstdeploy", "--iam") as up:
         export = next(x for x in up.banner if x.strip().startswith("export "))
         creds = dict(kv.split("=", 1) for kv in export.split()[1:])
-        env = {**clean_env(), **creds, "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION,
+        env = {**clean_env(), **creds, "AWS_REGION": region, "AWS_DEFAULT_REGION": region,
                "PYTHONPATH": str(project)}
         done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=project, env=env,
                               capture_output=True, text=True, timeout=600)
@@ -71,6 +72,6 @@ def test_operations_first_deploy_runs_against_local_up_iam_in_eu_west_1(tmp_path
         assert "us-east-1" not in path.read_text(), path.name
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["listed"] == 0 and report["scheduled"] == 0
-    assert "ok   logarchive-dev-archive-123456789012-eu-west-1: exists, owned by 123456789012, in eu-west-1" \
-        in done.stdout
+    assert (f"ok   logarchive-dev-archive-123456789012-{region}: exists, owned by 123456789012, in {region}"
+            in done.stdout)
     assert os.path.exists(project / "dev-signing.pub.pem")
