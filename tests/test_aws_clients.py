@@ -40,3 +40,26 @@ def test_environment_credentials_are_part_of_the_key(aws_endpoint: str, monkeypa
 def test_credentials_never_print_their_secret() -> None:
     creds = aws.Credentials("AKIAEXAMPLE", "very-secret", "session-token")
     assert "very-secret" not in repr(creds) and "session-token" not in repr(creds)
+
+
+def test_parallel_index_reads_keep_the_callers_credentials(aws_endpoint: str) -> None:
+    """The index store reads hours in a thread pool: each read signs with the caller's
+    credentials (aws.credentials), not the process environment's."""
+    from datetime import UTC, datetime
+
+    from chalicelib.devkit import local_stack
+    from chalicelib.index import IndexStore, Selector
+
+    local_stack.create_table("creds-index")
+    _, creds = _user("index-reader")
+    signed: list[str] = []
+
+    def record(request, **_) -> None:
+        auth = request.headers.get("Authorization", b"")
+        auth = auth.decode() if isinstance(auth, bytes) else auth
+        signed.append(auth.split("Credential=", 1)[1].split("/", 1)[0])
+
+    with aws.credentials(creds), aws.observe("before-send.dynamodb", record):
+        IndexStore("creds-index").query(Selector("s", "apps", "42"), datetime(2022, 1, 1, tzinfo=UTC),
+                                        datetime(2022, 1, 1, 12, tzinfo=UTC))
+    assert len(signed) > 1 and set(signed) == {creds.access_key}

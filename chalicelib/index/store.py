@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -197,8 +198,11 @@ class IndexStore:
                 window = ranges[w : w + max(1, parallel)]
                 page.stats["rounds"] = page.stats.get("rounds", 0) + 1  # sequential request waves
                 fetch = [(sel.pk(h), seg, floor, resume) for h, seg, floor, resume in window]
+                # Each read in a copy of this thread's context: the caller's credentials
+                # (aws.credentials: one role per function in one process) hold in the pool too.
                 results = (
-                    list(pool.map(lambda a: self._read_all(*a), fetch))
+                    list(pool.map(lambda ctx, a: ctx.run(self._read_all, *a),
+                                  [contextvars.copy_context() for _ in fetch], fetch))
                     if pool
                     else [self._read_all(*a) for a in fetch]
                 )
