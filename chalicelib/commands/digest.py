@@ -15,13 +15,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     dsub = p.add_subparsers(dest="digest_command", required=True)
     bp = dsub.add_parser(
         "backfill", help="seal the archives that predate the first digest into the next digest",
-        description="Reads each archive older than the first digest whole (its SHA-256 is what is "
-        "sealed), records it, and seals the next digest of the chain. Proves those archives "
+        description="Verifies every digest of the stack (stops at the first that fails), reads each "
+        "archive older than the first digest whole (its SHA-256 is what is sealed), records it in "
+        "the idempotency table, and seals the next digest of the chain. Proves those archives "
         "unchanged from now on, not since they were archived.")
     bp.add_argument("--bucket", required=True, help="the archive bucket (where the chain head is)")
     bp.add_argument("--stack", required=True, help="the stack whose older archives are sealed")
     bp.add_argument("--signing-key-file", required=True, metavar="P",
-                    help="the Ed25519 private key the archiver signs with (PEM)")
+                    help="the Ed25519 private key the archiver signs with (PEM); its public key verifies "
+                    "the digests read")
+    bp.add_argument("--public-key-file", nargs="+", default=[], metavar="FILE",
+                    help="older public signing keys (PEM) the chain's digests may be signed with "
+                    "(default: none, only the signing key's)")
+    bp.add_argument("--table", required=True,
+                    help="the stage's idempotency table (LOGARCHIVE_IDEMPOTENCY_TABLE): the chain's state "
+                    "and the records")
     bp.add_argument("--replicate-to", nargs="+", default=[], metavar="BUCKET",
                     help="direct-mode customer bucket(s): the digest is copied there as archives are "
                     "(default: none)")
@@ -34,15 +42,21 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_backfill(args: argparse.Namespace) -> int:
+    from ..archiver.digest_table import DigestTable
     from ..audit.backfill import backfill
     from ..digest import Ed25519Signer
-    from .audit import _progress
+    from .audit import _progress, _public_keys, check_stack
 
+    check_stack(args.stack)
     signer = Ed25519Signer.from_file(args.signing_key_file)
+    public_keys = tuple(_public_keys(args.public_key_file))
     if args.part_size_mb < 5:
         raise LogarchiveError(f"--part-size-mb {args.part_size_mb}: S3's minimum part is 5 MB")
     s3 = aws.client("s3", endpoint_url=args.endpoint_url, region=args.region)
-    res = backfill(s3, bucket=args.bucket, stack=args.stack, signer=signer, copies=tuple(args.replicate_to),
+    ddb = aws.client("dynamodb", endpoint_url=args.endpoint_url, region=args.region)
+    table = DigestTable(ddb, args.table, args.stack)
+    res = backfill(s3, bucket=args.bucket, stack=args.stack, signer=signer, table=table,
+                   public_keys=public_keys, copies=tuple(args.replicate_to),
                    part_size=args.part_size_mb * 1024 * 1024, dry_run=args.dry_run,
                    progress=_progress(sys.stderr.isatty()))
     if args.dry_run:
