@@ -173,7 +173,7 @@ def run(opts: Options, s3: Any, progress: Callable[[int, str], Any] | None = Non
             f"no digest and no archive of stack {opts.stack} in s3://{opts.bucket}"
             + (f" since {opts.start_date}" if opts.start_date else "")
             + " (a wrong bucket or stack, or everything deleted)"))
-    elif not res.digests:
+    elif not res.digests and not (window and opts.present - window[0] <= opts.max_digest_age):
         since = f" since {opts.start_date}" if opts.start_date else ""
         res.findings.append(Finding(
             model.CHAIN_STOPS, where, f"no digest of stack {opts.stack}{since}: every digest was deleted, or "
