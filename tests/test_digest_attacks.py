@@ -402,3 +402,23 @@ def test_public_key_of_each_signer():
     signer = Ed25519Signer.from_pem(signing_pem())
     assert fmt.public_key_id(signer.public_key) == fmt.public_key_id(
         load_public_key((VECTORS / "ed25519-public.pem").read_bytes()))
+
+
+def test_archives_sealed_by_version_1_digests_are_reported_as_envelope_not_proven(st: Stage):
+    """A chain sealed before version 2 (the same six digests, rebuilt as version 1): the audit
+    passes and says that their archives' envelopes are not proven."""
+    signer = Ed25519Signer.from_pem(signing_pem())
+    previous = None
+    for key in st.digest_keys():
+        got = st.s3.get_object(Bucket=st.buckets.archive, Key=key)
+        doc = fmt.parse(got["Body"].read())
+        old = replace(doc, version=1, archives=tuple(replace(a, envelope_sha256=None) for a in doc.archives),
+                      previous_digest_key=previous.key if previous else None,
+                      previous_digest_sha256=previous.sha256 if previous else None,
+                      previous_digest_signature=previous.signature.hex() if previous else None)
+        previous = fmt.sign(old, signer)
+        assert b'"version":1' in previous.body and b"envelope_sha256" not in previous.body
+        st.s3.put_object(Bucket=st.buckets.archive, Key=key, Body=previous.body, Metadata=previous.metadata())
+    result = st.audit()
+    assert result.ok and len(result.envelope_unproven) == 6, result.findings
+    assert "6 with the envelope not proven (sealed by version-1 digests" in result.summary()
