@@ -23,6 +23,7 @@ from archiver_support import (
     stage,
 )
 from dockerfake import FakeDockerRoot, json_line
+from emf import totals
 from test_ship import lose_a_staged_segment, ship
 
 from chalicelib import aws, cli
@@ -133,6 +134,27 @@ def test_scheduler_seals_what_workers_finished_under_its_lease(buckets, kms_sign
     # The customer's bucket holds the same digests, byte for byte (direct mode).
     copies = digests_in(s3, buckets.customer)
     assert [(c.key, c.body, c.signature) for c in copies] == [(d.key, d.body, d.signature) for d in chain]
+
+
+def test_the_scheduler_refuses_a_chain_the_bucket_contradicts(buckets, kms_signing, tmp_path, capsys):
+    """The newest digest deleted from the archive bucket: the scheduler Lambda seals nothing and
+    counts DigestSealFailures, hour after hour, until it is back. (Its one log line is Powertools'
+    logger's, bound to the stdout of import time; ``archive --once`` shows the same line on
+    stderr: test_audit.py.)"""
+    client = lambda_client(tmp_path)
+    s3 = boto3.client("s3")
+    assert run_scheduler(client)["digest"]["sequence"] == 1
+    newest = run_scheduler(client)["digest"]["key"]
+    held = s3.get_object(Bucket=buckets.archive, Key=newest)
+    s3.delete_object(Bucket=buckets.archive, Key=newest)
+    capsys.readouterr()
+    for _ in range(2):
+        assert run_scheduler(client)["digest"] is None
+    out = capsys.readouterr().out
+    assert totals(out)["DigestSealFailures"] == 2 and totals(out)["DigestsSealed"] == 0
+    assert table().state().key == newest  # the chain did not move
+    s3.put_object(Bucket=buckets.archive, Key=newest, Body=held["Body"].read(), Metadata=held["Metadata"])
+    assert run_scheduler(client)["digest"]["sequence"] == 3
 
 
 def test_racing_sealers_never_fork_the_chain(buckets):
