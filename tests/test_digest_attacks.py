@@ -160,11 +160,28 @@ def test_a_rewound_or_replaced_head_is_refused(st: Stage):
     assert st.audit(now=st.seals[-1]).ok
 
 
-def test_without_chain_state_a_bucket_with_digests_is_refused(st: Stage):
-    """A fresh table (or one emptied) must not start a second chain over the first."""
+def test_without_chain_state_a_bucket_with_digests_is_refused_until_adopted(st: Stage, capsys):
+    """A fresh table (or one emptied, or a stage upgraded from the head-in-the-bucket release) must
+    not start a second chain over the first: refused, until ``digest adopt`` verified the whole
+    chain and recorded its newest digest. A broken chain is not adopted."""
     aws.client("dynamodb").delete_item(TableName=TABLE, Key={"id": {"S": f"digest-chain#{STACK}"}})
     with pytest.raises(sealing.SealRefused, match="holds no chain state for it, but s3://.* holds digests"):
         st.seal(st.seals[-1] + timedelta(hours=1))
+    pub = st.tmp / "signing.pub"
+    pub.write_bytes((VECTORS / "ed25519-public.pem").read_bytes())
+    argv = ["digest", "adopt", "--bucket", st.buckets.archive, "--stack", STACK, "--public-key-file", str(pub),
+            "--table", TABLE]
+    third = st.digest_keys()[2]
+    held = st.s3.get_object(Bucket=st.buckets.archive, Key=third)
+    st.s3.delete_object(Bucket=st.buckets.archive, Key=third)
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not adopted: digest missing" in err and st.table.state() is None, err
+    st.s3.put_object(Bucket=st.buckets.archive, Key=third, Body=held["Body"].read(), Metadata=held["Metadata"])
+    assert cli.main(argv) == 0
+    assert f"adopted the chain of {STACK}: sequence 6" in capsys.readouterr().out
+    assert cli.main(argv) == 1 and "already holds the chain" in capsys.readouterr().err
+    assert st.seal(st.seals[-1] + timedelta(hours=1)).sequence == 7
 
 
 def test_an_injected_archive_with_a_record_in_the_bucket_is_not_signed(st: Stage):

@@ -337,7 +337,8 @@ def seal_lease_id(bucket: str, stack: str) -> str:
 
 
 def seal_digest(settings: Any, s3: Any, *, leases: Any, signer: Signer | None = None,
-                now: datetime | None = None) -> SealReport | None:
+                now: datetime | None = None, hosts: Iterable[HostHeartbeat] = (),
+                retired_hosts: Iterable[HostRetirement] = ()) -> SealReport | None:
     """Seal the next digest of ``settings.stack`` if digests are on, under the seal lease (a
     second scheduler run waits for the next hour instead of racing; the chain item's conditional
     write keeps the chain whole either way). Digests need the idempotency table."""
@@ -356,7 +357,7 @@ def seal_digest(settings: Any, s3: Any, *, leases: Any, signer: Signer | None = 
     try:
         sealer = Sealer(s3, bucket=settings.archive_bucket, stack=settings.stack, signer=signer, table=table,
                         copies=settings.direct_destinations)
-        return sealer.seal(now=now)
+        return sealer.seal(now=now, hosts=hosts, retired_hosts=retired_hosts)
     finally:
         if leases is not None:
             leases.release_id(lease)

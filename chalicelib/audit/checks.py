@@ -183,6 +183,19 @@ def run(opts: Options, s3: Any, progress: Callable[[int, str], Any] | None = Non
 
 # -- digests --------------------------------------------------------------------------------------
 
+def verify_chain(opts: Options, s3: Any) -> tuple[list[digestfmt.SignedDigest], AuditResult]:
+    """The digests of ``opts``' scope alone, verified and chained (``digest adopt``): the verified
+    ones in chain order, and the result whose findings say what does not hold."""
+    res = AuditResult(bucket=opts.bucket, stack=opts.stack)
+    try:
+        policy = object_lock.state(s3, opts.bucket)
+    except ClientError as exc:
+        raise LogarchiveError(f"s3://{opts.bucket}: cannot read its Object Lock configuration "
+                              f"({error_label(exc)})") from None
+    with ThreadPoolExecutor(max_workers=max(1, opts.workers)) as pool:
+        return _digests(opts, s3, pool, res, policy, None), res
+
+
 def _digests(opts: Options, s3: Any, pool: ThreadPoolExecutor, res: AuditResult,
              policy: LockState, progress: Callable | None) -> list[digestfmt.SignedDigest]:
     """Load, verify and chain the digests in view; returns the verified ones in chain order."""
