@@ -266,6 +266,34 @@ def test_a_staged_segment_lost_before_archiving_is_a_gap_and_shipped_but_never_a
     assert summary.startswith("4 digests, ") and "4 containers contiguous" in summary
 
 
+def test_an_abandoned_event_staged_by_an_insider_contradicts_the_hosts_state(scene: Scene) -> None:
+    """A writer of the staging bucket deletes a staged segment and stages an ``abandoned`` event for
+    it, key and metadata agreeing: the archiver records it, and without the host's state the gap is
+    explained (AUDIT.md names this as not provable). With ``--ship-state`` it is caught: the host
+    abandons only what it never staged, and its state says it shipped that segment."""
+    sc = scene
+    api = sc.hosts["host-a"].add("api-1", labels={"logarchive.app_id": "42", "logarchive.service_id": "9"},
+                                 max_size=2000, max_file=9)
+    logs(api, 120, "api")
+    api.stop()
+    sc.ship("host-a")
+    staged = sorted(o["Key"] for o in sc.s3.list_objects_v2(Bucket=sc.b.staging, Prefix="staged/")["Contents"]
+                    if f"/{api.id}/" in o["Key"])
+    victim = staged[1]
+    meta = sc.s3.head_object(Bucket=sc.b.staging, Key=victim)["Metadata"]
+    sc.s3.delete_object(Bucket=sc.b.staging, Key=victim)
+    event = {k: v for k, v in meta.items() if k not in ("logarchive-sha256", "logarchive-lines")}
+    event.update({"logarchive-event": "abandoned", "logarchive-event-reason": "bytes deleted by Docker"})
+    sc.s3.put_object(Bucket=sc.b.staging, Key=victim.rsplit("/", 1)[0] + "/00000002-abandoned.event", Body=b"",
+                     Metadata=event)
+    out = sc.archive()
+    assert "1 explained" in out, out
+    state = ["--ship-state", str(sc.state("host-a")), "--ship-state", str(sc.state("host-b")), "--grace", "0s"]
+    assert ", 1 explained" in sc.passes()
+    lines = sc.caught("shipped but never archived", victim, *state)
+    assert "a digest says the host abandoned it, but its state says it shipped it" in lines[0], lines
+
+
 def test_a_quarantined_segment_is_explained_not_a_gap(scene: Scene) -> None:
     sc = scene
     api = sc.hosts["host-a"].add("api-1", labels={"logarchive.app_id": "42", "logarchive.service_id": "9"},

@@ -162,7 +162,9 @@ def run(opts: Options, s3: Any, progress: Callable[[int, str], Any] | None = Non
     explained, skipped = _explained(events, shipped, opts)
     _completeness(opts, res, archives, known_segments, explained, skipped)
     if opts.ship_states:
-        _ship_states(opts, res, shipped, known_segments, explained)
+        abandoned = {(e.container_id, int(e.segment)) for e in events
+                     if e.type == digestfmt.EVENT_ABANDONED and e.segment is not None}
+        _ship_states(opts, res, shipped, known_segments, explained, abandoned)
     where = _url(opts.bucket, digestfmt.stack_digests_prefix(opts.stack))
     if not verified and not res.digests and archives:
         res.findings.append(Finding(model.DIGEST_MISSING, where,
@@ -247,7 +249,7 @@ def _digests(opts: Options, s3: Any, pool: ThreadPoolExecutor, res: AuditResult,
     _chain(opts, res, chain)
     if opts.start_date is not None and chain:
         _edge(opts, s3, res, min(chain, key=lambda s: s.digest.sequence))
-    _reaches_present(opts, res, chain)
+    _reaches_present(opts, res, verified)  # an unverified digest proves no freshness
     verified.sort(key=lambda s: s.digest.sequence)
     return verified
 
@@ -560,8 +562,11 @@ def _bytes(opts: Options, res: AuditResult, cid: str, items: list[_Archive], why
 
 
 def _ship_states(opts: Options, res: AuditResult, shipped: list[ShippedSegment],
-                 known: dict[str, set[int]], explained: dict[str, dict[int, str]]) -> None:
-    """Every segment a host staged (state ``shipped``) must be archived once the grace is over."""
+                 known: dict[str, set[int]], explained: dict[str, dict[int, str]],
+                 abandoned: set[tuple[str, int]]) -> None:
+    """Every segment a host staged (state ``shipped``) must be archived once the grace is over. A
+    digest's ``abandoned`` event does not excuse a segment the host's own state says it shipped:
+    the host abandons only what it never staged, so that event was staged by someone else."""
     window = opts.window()
     for s in shipped:
         if s.state != "shipped" or s.stack not in ("", opts.stack) or not _segment_in_window(s, window):
@@ -569,7 +574,8 @@ def _ship_states(opts: Options, res: AuditResult, shipped: list[ShippedSegment],
         numbers = known.get(s.container_id, set())
         archived = s.segment in numbers or any(
             n // 1000 == s.segment for n in numbers if is_variant(n, numbers))
-        if archived or s.segment in explained.get(s.container_id, {}):
+        forged = (s.container_id, s.segment) in abandoned
+        if archived or (s.segment in explained.get(s.container_id, {}) and not forged):
             continue
         if s.finished is not None and s.finished > opts.now - opts.grace:
             res.shipped_pending += 1
@@ -578,7 +584,9 @@ def _ship_states(opts: Options, res: AuditResult, shipped: list[ShippedSegment],
         res.findings.append(Finding(
             model.SHIPPED_NOT_ARCHIVED, s.name(),
             f"container {s.container_id[:12]} segment {s.segment} (bytes [{s.byte_start}, {s.byte_end})) "
-            f"staged {when}, no archive after the {_fmt_grace(opts.grace)} grace", s.container_id))
+            f"staged {when}, no archive after the {_fmt_grace(opts.grace)} grace"
+            + ("; a digest says the host abandoned it, but its state says it shipped it" if forged else ""),
+            s.container_id))
 
 
 def _segment_in_window(s: ShippedSegment, window: tuple[datetime, datetime] | None) -> bool:
