@@ -266,19 +266,24 @@ def test_a_staged_segment_lost_before_archiving_is_a_gap_and_shipped_but_never_a
     assert summary.startswith("4 digests, ") and "4 containers contiguous" in summary
 
 
+def api_segments(sc: Scene) -> list[str]:
+    """A container of host-a whose log ships in several segments: their staged keys, in order."""
+    api = sc.hosts["host-a"].add("api-1", labels={"logarchive.app_id": "42", "logarchive.service_id": "9"},
+                                 max_size=2000, max_file=9)
+    logs(api, 120, "api")
+    api.stop()
+    sc.ship("host-a")
+    return sorted(o["Key"] for o in sc.s3.list_objects_v2(Bucket=sc.b.staging, Prefix="staged/")["Contents"]
+                  if f"/{api.id}/" in o["Key"])
+
+
 def test_an_abandoned_event_staged_by_an_insider_contradicts_the_hosts_state(scene: Scene) -> None:
     """A writer of the staging bucket deletes a staged segment and stages an ``abandoned`` event for
     it, key and metadata agreeing: the archiver records it, and without the host's state the gap is
     explained (AUDIT.md names this as not provable). With ``--ship-state`` it is caught: the host
     abandons only what it never staged, and its state says it shipped that segment."""
     sc = scene
-    api = sc.hosts["host-a"].add("api-1", labels={"logarchive.app_id": "42", "logarchive.service_id": "9"},
-                                 max_size=2000, max_file=9)
-    logs(api, 120, "api")
-    api.stop()
-    sc.ship("host-a")
-    staged = sorted(o["Key"] for o in sc.s3.list_objects_v2(Bucket=sc.b.staging, Prefix="staged/")["Contents"]
-                    if f"/{api.id}/" in o["Key"])
+    staged = api_segments(sc)
     victim = staged[1]
     meta = sc.s3.head_object(Bucket=sc.b.staging, Key=victim)["Metadata"]
     sc.s3.delete_object(Bucket=sc.b.staging, Key=victim)
@@ -296,13 +301,7 @@ def test_an_abandoned_event_staged_by_an_insider_contradicts_the_hosts_state(sce
 
 def test_a_quarantined_segment_is_explained_not_a_gap(scene: Scene) -> None:
     sc = scene
-    api = sc.hosts["host-a"].add("api-1", labels={"logarchive.app_id": "42", "logarchive.service_id": "9"},
-                                 max_size=2000, max_file=9)
-    logs(api, 120, "api")
-    api.stop()
-    sc.ship("host-a")
-    staged = sorted(o["Key"] for o in sc.s3.list_objects_v2(Bucket=sc.b.staging, Prefix="staged/")["Contents"]
-                    if f"/{api.id}/" in o["Key"])
+    staged = api_segments(sc)
     bad = sc.s3.get_object(Bucket=sc.b.staging, Key=staged[1])
     sc.s3.put_object(Bucket=sc.b.staging, Key=staged[1], Body=b"not what the shipper hashed",
                      Metadata=bad["Metadata"])
