@@ -103,10 +103,13 @@ def lambda_client(tmp_path: Any) -> Any:
 
 
 def create_idempotency_table(name: str = TABLE) -> str:
-    """The idempotency table (Powertools' schema: partition key ``id``): leases, digest state."""
-    boto3.client("dynamodb").create_table(
-        TableName=name, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST")
+    """The idempotency table (Powertools' schema: partition key ``id``): leases, digest state.
+    Created once per local AWS (a second call finds it there)."""
+    ddb = boto3.client("dynamodb")
+    if name not in ddb.list_tables()["TableNames"]:
+        ddb.create_table(
+            TableName=name, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST")
     return name
 
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -45,9 +45,10 @@ from .. import digest as fmt
 from .. import telemetry
 from ..archive_object import envelope_fields
 from ..awserrors import error_label, is_conditional_check_failed, is_not_found, is_precondition_failed
-from ..digest import ArchiveEntry, ExplainedEvent, HostHeartbeat, HostRetirement, SignedDigest, Signer
+from ..digest import ArchiveEntry, ExplainedEvent, SignedDigest, Signer
 from ..errors import LogarchiveError
 from .digest_table import ChainState, DigestTable, Record, require_table
+from .heartbeats import HostView
 
 log = logging.getLogger(__name__)
 STAGED_PREFIX = fmt.RESERVED_PREFIX + "digest-staged/"
@@ -89,7 +90,7 @@ class SealRefused(SealError):
 class Sealer:
     def __init__(
         self, s3: Any, *, bucket: str, stack: str, signer: Signer, table: DigestTable,
-        copies: Sequence[str] = (), public_keys: Sequence[Any] = (),
+        copies: Sequence[str] = (), public_keys: Sequence[Any] = (), hosts: HostView | None = None,
     ):
         self.s3 = s3
         self.bucket = bucket
@@ -98,6 +99,7 @@ class Sealer:
         self.table = table
         self.copies = tuple(copies)  # direct-mode customer buckets: digests go there as archives do
         self.public_keys = [signer.public_key, *public_keys]  # older keys verify an older head
+        self.hosts = hosts  # the hosts' heartbeats and retirement requests (heartbeats.py)
 
     def _refuse(self, why: str) -> SealRefused:
         return SealRefused(f"digest of {self.stack} not sealed: {why}")
@@ -245,9 +247,9 @@ class Sealer:
         return archives, events, repeats
 
     # -- sealing ---------------------------------------------------------------------------
-    def seal(self, *, now: datetime | None = None, hosts: Iterable[HostHeartbeat] = (),
-             retired_hosts: Iterable[HostRetirement] = ()) -> SealReport:
-        """Seal the next digest (``hosts``/``retired_hosts``: what it says of the shipper hosts)."""
+    def seal(self, *, now: datetime | None = None) -> SealReport:
+        """Seal the next digest: the records, and what ``self.hosts`` says of the shipper hosts
+        (each host's latest heartbeat since the previous digest, the retirements requested)."""
         report = SealReport()
         state = self.table.state()
         previous = self.read_head(state)
@@ -275,11 +277,14 @@ class Sealer:
             end = fmt.parse_time(previous.digest.end_time).replace(microsecond=0) + timedelta(seconds=1)
         consumed = [r for r, _ in taken.values()] + [r for r, _ in events]
         starts = [fmt.parse_time(r.recorded_at) for r in consumed if _is_time(r.recorded_at)]
+        before = previous.digest if previous else None
+        beats = self.hosts.for_digest(before) if self.hosts else []
+        retiring = self.hosts.requests(before) if self.hosts else []
         next_digest = fmt.build(
             stack=self.stack, end=end, signing_key_id=self.signer.key_id,
             signature_algorithm=self.signer.algorithm, archives=[e for _, e in taken.values()],
             events=[e for _, e in events], previous=previous, start=min([*starts, end]),
-            hosts=hosts, retired_hosts=retired_hosts,
+            hosts=beats, retired_hosts=[r.retirement for r in retiring],
         )
         signed = fmt.sign(next_digest, self.signer)
         self._stage(signed)
@@ -290,6 +295,8 @@ class Sealer:
         self._store(signed)
         self._unstage(signed.sha256)
         self.table.mark_sealed(consumed, signed.key)
+        if self.hosts and retiring:
+            self.hosts.retired(retiring)
         report.key, report.sequence = signed.key, next_digest.sequence
         report.archives, report.events = len(taken), len(events)
         telemetry.count("DigestsSealed")
@@ -337,11 +344,11 @@ def seal_lease_id(bucket: str, stack: str) -> str:
 
 
 def seal_digest(settings: Any, s3: Any, *, leases: Any, signer: Signer | None = None,
-                now: datetime | None = None, hosts: Iterable[HostHeartbeat] = (),
-                retired_hosts: Iterable[HostRetirement] = ()) -> SealReport | None:
+                now: datetime | None = None, hosts: HostView | None = None) -> SealReport | None:
     """Seal the next digest of ``settings.stack`` if digests are on, under the seal lease (a
     second scheduler run waits for the next hour instead of racing; the chain item's conditional
-    write keeps the chain whole either way). Digests need the idempotency table."""
+    write keeps the chain whole either way). Digests need the idempotency table. ``hosts``: the
+    shipper hosts whose heartbeats and retirements it seals (default: the staging bucket's)."""
     from .. import aws
 
     signer = signer or signer_from_settings(settings)
@@ -356,8 +363,8 @@ def seal_digest(settings: Any, s3: Any, *, leases: Any, signer: Signer | None = 
         return SealReport(lost_race=True)
     try:
         sealer = Sealer(s3, bucket=settings.archive_bucket, stack=settings.stack, signer=signer, table=table,
-                        copies=settings.direct_destinations)
-        return sealer.seal(now=now, hosts=hosts, retired_hosts=retired_hosts)
+                        copies=settings.direct_destinations, hosts=hosts or HostView.of(settings, s3))
+        return sealer.seal(now=now)
     finally:
         if leases is not None:
             leases.release_id(lease)

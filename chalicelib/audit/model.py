@@ -19,9 +19,10 @@ RETENTION_SHORT = "retention shorter than the bucket's policy"
 UNKNOWN_OBJECT = "unknown object"
 CHAIN_STOPS = "chain stops"  # the newest digest is older than --max-digest-age
 NOTHING_TO_PROVE = "nothing to prove"  # no digest and no archive of the stack
+HOST_SILENT = "host silent"  # its last signed heartbeat is older than --silent-after, not retired
 FAILING = (ARCHIVE_MISSING, ARCHIVE_CHANGED, ARCHIVE_IN_NO_DIGEST, DIGEST_MISSING, DIGEST_EDITED,
            BROKEN_CHAIN, BAD_SIGNATURE, SEGMENT_GAP, SHIPPED_NOT_ARCHIVED, RETENTION_SHORT,
-           UNKNOWN_OBJECT, CHAIN_STOPS, NOTHING_TO_PROVE)
+           UNKNOWN_OBJECT, CHAIN_STOPS, NOTHING_TO_PROVE, HOST_SILENT)
 
 
 @dataclass(frozen=True)
