@@ -355,8 +355,8 @@ NOT_ON_THIS_PATH = {
 }
 EXERCISED = {
     "archive_scheduler": ["ListStaging", "FanOut", "ListUploads0", "ListUploads1",
-                          "DigestRecords", "DigestChainHead", "WriteDigests"],
-    "archive_worker": ["Work", "Staged", "MarkArchived", "WriteArchives", "RecordForDigest"],
+                          "StagedDigest", "CheckRecordedArchives", "WriteDigests"],
+    "archive_worker": ["Work", "Staged", "MarkArchived", "WriteArchives"],
     "index_archive": ["ReadArchiveMetadata"],
     "retrieval_worker": ["Retrievals", "ReadArchives", "WriteResults"],
     "api_handler": ["StartRetrievals"],
@@ -443,6 +443,7 @@ def test_dropping_a_statement_meets_access_denied(stage: Stage, who: str, sid: s
     st = stage
     name = f"iam-{who}"
     full = st.policies[who]
+    assert sid in {s["Sid"] for s in full["Statement"]}, f"{who} has no statement {sid}"
     policy = local_iam.local_policy(full, drop=sid) if who in FUNCTIONS else {
         **full, "Statement": [s for s in full["Statement"] if s["Sid"] != sid]}
     restored = local_iam.local_policy(full) if who in FUNCTIONS else full

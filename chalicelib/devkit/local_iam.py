@@ -66,13 +66,13 @@ _SQS_BATCH = {"sqs:SendMessage": "sqs:SendMessageBatch", "sqs:DeleteMessage": "s
               "sqs:ChangeMessageVisibility": "sqs:ChangeMessageVisibilityBatch"}
 
 
-# DynamoDB too: AWS authorises a transaction or batch by each item's action; the local AWS asks
-# for the call's name.
-_DDB_MULTI = {"dynamodb:PutItem": ("dynamodb:TransactWriteItems", "dynamodb:BatchWriteItem"),
+# DynamoDB too: AWS authorises a transaction by each item's action; the local AWS asks for the
+# call's name. (BatchWriteItem and BatchGetItem are IAM actions of their own: granted as such.)
+_DDB_MULTI = {"dynamodb:PutItem": ("dynamodb:TransactWriteItems",),
               "dynamodb:UpdateItem": ("dynamodb:TransactWriteItems",),
-              "dynamodb:DeleteItem": ("dynamodb:TransactWriteItems", "dynamodb:BatchWriteItem"),
+              "dynamodb:DeleteItem": ("dynamodb:TransactWriteItems",),
               "dynamodb:ConditionCheckItem": ("dynamodb:TransactWriteItems",),
-              "dynamodb:GetItem": ("dynamodb:TransactGetItems", "dynamodb:BatchGetItem")}
+              "dynamodb:GetItem": ("dynamodb:TransactGetItems",)}
 
 
 def local_policy(policy: dict[str, Any], *, drop: str = "") -> dict[str, Any]:
@@ -126,7 +126,7 @@ def _arns(service: str, operation: str, params: dict[str, Any]) -> list[tuple[st
                     out.append((f"dynamodb:{_TRANSACT[kind]}",
                                 f"arn:aws:dynamodb:{region}:{account}:table/{body['TableName']}"))
             return out
-        if operation in ("BatchGetItem", "BatchWriteItem"):
+        if operation in ("BatchGetItem", "BatchWriteItem"):  # IAM actions of their own
             return [(f"dynamodb:{operation}", f"arn:aws:dynamodb:{region}:{account}:table/{t}")
                     for t in params.get("RequestItems", {})]
         arn = f"arn:aws:dynamodb:{region}:{account}:table/{params.get('TableName', '')}"
