@@ -333,7 +333,8 @@ def _run_process(argv: list[str], endpoint: str, *, tty: bool) -> tuple[int, str
     if not tty:
         p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
         return p.returncode, p.stdout, p.stderr
-    return on_terminal(cmd, env, stdout=True, stderr=False)
+    rc, seen, out = on_terminal(cmd, env, stdout=False, stderr=True)  # the bar's rule: stderr a terminal
+    return rc, out, seen
 
 
 def test_progress_bar_only_on_a_terminal(sc, aws_endpoint, tmp_path) -> None:

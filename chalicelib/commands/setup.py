@@ -159,6 +159,9 @@ def run_replication(args: argparse.Namespace) -> int:
 def run_lifecycle(args: argparse.Namespace) -> int:
     s3 = aws.client("s3", endpoint_url=args.endpoint_url, region=args.region)
     plan = lifecycle.RetentionPlan(args.stack, args.transition_days, args.storage_class, args.expire_days)
+    contradictions = lifecycle.validate(plan, args.retention_days, "--retention-days")
+    if contradictions:  # the options contradict each other: a usage error, before any request
+        raise UsageError("; ".join(contradictions))
     retention, source = args.retention_days, "--retention-days"
     if retention is None:
         try:
