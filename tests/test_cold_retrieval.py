@@ -88,9 +88,14 @@ def errors(err: str) -> list[str]:
     return [line for line in err.splitlines() if line.startswith("logarchive: error:")]
 
 
-def test_without_restore_the_readable_are_downloaded_and_the_cold_named_with_what_to_run(cold, capsys) -> None:
+def test_without_restore_the_readable_are_downloaded_and_the_cold_named_with_what_to_run(cold, capsys,
+                                                                                       caplog) -> None:
+    caplog.set_level("INFO")
     rc, out, err = run_cli(cold.argv(), capsys)
     assert rc == 1
+    # No restore was asked: none is "still being restored".
+    assert "retrieved 2 of 4 archives; 2 in cold storage, not restored" in caplog.text
+    assert "being restored" not in caplog.text
     assert cold.written() == {"hot": cold.raw["hot"], "instant": cold.raw["instant"]}  # GLACIER_IR reads now
     assert sorted(errors(err)) == sorted([
         f"logarchive: error: {cold.keys['glacier']}: in GLACIER, not restored",
@@ -133,7 +138,8 @@ def test_restore_requests_then_a_rerun_downloads_and_skips_what_is_written(cold,
     rc, out, err = run_cli(cold.argv("--restore"), capsys)
     assert rc == 0, err
     assert restore_calls == []  # restored copies are there: nothing asked again
-    assert "restore requested: 0, in progress: 0, ready: 2" in err
+    assert ("cold archives: 2 (DEEP_ARCHIVE: 1, GLACIER: 1); restore requested: 0, in progress: 0, ready: 2"
+            in err)  # the restored ones named by class too (was "cold archives: 2 ();")
     assert cold.written() == cold.raw
     assert cold.path("hot").stat().st_ino == inode  # written and verified before: not fetched again
     assert str(cold.path("hot")) in out.splitlines()
