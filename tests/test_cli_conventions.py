@@ -378,6 +378,8 @@ EXTRA = {
     "setup bucket-policy": ["--role-arn", "arn:aws:iam::123456789012:role/r"],
     "keys generate": ["--output", "{dir}/new-{n}.key"],
     "local up": ["--port", "1"],
+    "setup check": ["--bucket", "b"],
+    "hosts retire": ["--staging", "s3://b/p"],
 }
 VALUES = {  # argparse-required options and positionals
     "--bucket": "b", "--stack": "s", "--staging": "s3://b/p", "--archive-bucket": "b", "--table": "t",
@@ -385,7 +387,7 @@ VALUES = {  # argparse-required options and positionals
     "--source-bucket": "a", "--dest-bucket": "b", "--role-arn": "arn:aws:iam::123456789012:role/r",
     "--mode": "governance", "--days": "1", "--transition-days": "30", "--storage-class": "GLACIER",
     "--stage": "dev", "--private-key-file": "{dir}/p-{n}.pem", "--root": "{dir}/docker-{n}", "IN": "{in}",
-    "OUT": "{dir}/out-{n}", "--app-id": "1",
+    "OUT": "{dir}/out-{n}", "--app-id": "1", "HOST": "h1",
 }
 _n = iter(range(10**6))
 
