@@ -15,7 +15,7 @@ from pathlib import Path
 
 import boto3
 import pytest
-from retrieval_helpers import run_cli
+from retrieval_helpers import cli_logging, run_cli
 
 from chalicelib import cli, times
 from chalicelib.api import params
@@ -562,11 +562,13 @@ def test_profile_is_the_credentials_of_every_client_the_command_makes(aws_endpoi
         aws.reset_clients()
 
 
-def test_a_grep_that_matches_nothing_writes_nothing_and_says_so(buckets, capsys, tmp_path, caplog) -> None:
+def test_a_grep_that_matches_nothing_writes_nothing_and_says_so(buckets, capsys, tmp_path, caplog,
+                                                               monkeypatch) -> None:
     from retrieval_helpers import STACK, archive_key, docker_lines, put_archive, t
 
     from chalicelib.keyring import Keyring, MasterKey
 
+    cli_logging(monkeypatch)
     caplog.set_level("INFO")
     k = MasterKey.generate()
     (tmp_path / "k").write_text(k.to_base64() + "\n")

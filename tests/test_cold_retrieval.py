@@ -18,7 +18,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from helpers_index import STACK, docker_line, put_archive
-from retrieval_helpers import files_under, leftovers, run_cli
+from retrieval_helpers import cli_logging, files_under, leftovers, run_cli
 
 from chalicelib import aws, restores
 from chalicelib.devkit import local_aws
@@ -89,7 +89,8 @@ def errors(err: str) -> list[str]:
 
 
 def test_without_restore_the_readable_are_downloaded_and_the_cold_named_with_what_to_run(cold, capsys,
-                                                                                       caplog) -> None:
+                                                                                       caplog, monkeypatch) -> None:
+    cli_logging(monkeypatch)
     caplog.set_level("INFO")
     rc, out, err = run_cli(cold.argv(), capsys)
     assert rc == 1
@@ -113,7 +114,8 @@ def test_without_restore_the_readable_are_downloaded_and_the_cold_named_with_wha
     assert not leftovers(str(cold.dest))
 
 
-def test_listing_names_the_cold_ones_without_a_download(cold, capsys, caplog) -> None:
+def test_listing_names_the_cold_ones_without_a_download(cold, capsys, caplog, monkeypatch) -> None:
+    cli_logging(monkeypatch)
     argv = [a for a in cold.argv() if a not in ("--download-location", str(cold.dest))]
     rc, out, _ = run_cli(argv, capsys)
     assert rc == 0 and len(out.splitlines()) == 4

@@ -13,6 +13,7 @@ import pytest
 from retrieval_helpers import (
     STACK,
     archive_key,
+    cli_logging,
     docker_lines,
     files_under,
     leftovers,
@@ -79,7 +80,8 @@ def listed(out: str) -> set[str]:
 # -- listing and selection -------------------------------------------------------------------
 
 
-def test_list_by_app_id_lists_only_its_prefixes_and_skips_foreign_keys(sc, capsys, caplog) -> None:
+def test_list_by_app_id_lists_only_its_prefixes_and_skips_foreign_keys(sc, capsys, caplog, monkeypatch) -> None:
+    cli_logging(monkeypatch)
     calls: list[dict] = []
     s3 = boto3.client("s3")
     s3.meta.events.register("before-parameter-build.s3.ListObjectsV2", lambda params, **_: calls.append(params))

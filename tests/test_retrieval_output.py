@@ -6,7 +6,7 @@ import os
 
 import boto3
 import pytest
-from retrieval_helpers import STACK, archive_key, docker_lines, put_archive, run_cli, t
+from retrieval_helpers import STACK, archive_key, cli_logging, docker_lines, put_archive, run_cli, t
 
 from chalicelib import aws
 from chalicelib.keyring import Keyring, MasterKey, key_id_of_kms
@@ -52,7 +52,8 @@ def test_jsonl_to_stdout_and_listing_follow_the_segment_sequence(buckets, segmen
 
 
 def test_grep_without_a_match_writes_no_file_and_the_summary_counts(buckets, segments, capsys, caplog,
-                                                                    tmp_path) -> None:
+                                                                    tmp_path, monkeypatch) -> None:
+    cli_logging(monkeypatch)
     caplog.set_level("INFO")
     dest = tmp_path / "out"
     rc, out, err = run_cli(_base(buckets, "--decryption-keys", K1.to_base64(), "--download-location", str(dest),
