@@ -37,6 +37,7 @@ from ..digest import (
     ExplainedEvent,
     same_s3_checksum,
 )
+from ..crilog import time_span
 from ..dockerlog import TimeSpan
 from ..errors import IntegrityError, LayoutError, LogarchiveError
 from ..keyring import Keyring
@@ -156,7 +157,7 @@ class Worker:
         with tempfile.TemporaryFile(dir=self.tmpdir) as fh:
             # identity: the staged bytes are the log bytes, whose sha256 seal computes anyway
             staged_digest = hashlib.sha256() if meta.encoding == "gzip" else None
-            span = TimeSpan()
+            span = time_span(meta.source_format)
             got = [0]  # staged bytes read
             try:
                 sealed = seal(
@@ -193,6 +194,7 @@ class Worker:
                     stack=stack, key_id=self.keyring.encrypting_key_id, kind=meta.kind,
                     resource_id=meta.resource_id, service_id=meta.service_id, container_id=meta.container_id,
                     rotation=meta.segment, start=first, end=last,
+                    pod_name=meta.k8s.pod_name if meta.k8s else None,
                 )
                 base.key()
             except LayoutError as exc:
@@ -200,7 +202,7 @@ class Worker:
             metadata = archive_metadata(
                 sealed, key_id=self.keyring.encrypting_key_id, first=first, last=last, lines=span.lines,
                 host=meta.host, container_name=meta.container_name, segment=meta.segment, source=job.key,
-                cut_from=meta.cut_from,
+                cut_from=meta.cut_from, k8s=meta.k8s,
             )
             sums = s3io.file_checksums(fh, sealed.ciphertext_bytes, self.part_size)
             key, created, head = self._place(
