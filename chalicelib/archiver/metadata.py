@@ -11,8 +11,12 @@ from __future__ import annotations
 from datetime import datetime
 
 from ..codec import SealResult
-from ..staged import CRI, FORMAT_META, K8sIdentity
-from ..staged import fmt_time  # the staged and the archive object's times share one format
+from ..staged import (
+    CRI,
+    FORMAT_META,
+    K8sIdentity,
+    fmt_time,  # the staged and the archive object's times share one format
+)
 
 # What the body is, for whoever fetches the object without logarchive (``aws s3 cp``): the
 # ``.gz`` name notwithstanding, it is ciphertext.

@@ -29,6 +29,7 @@ from typing import Any, BinaryIO
 from .. import aws
 from ..awserrors import is_not_found, is_precondition_failed
 from ..codec import CHUNK, gunzip, seal
+from ..crilog import time_span
 from ..digest import (
     EVENT_ABANDONED,
     EVENT_CUT_BACK,
@@ -37,7 +38,6 @@ from ..digest import (
     ExplainedEvent,
     same_s3_checksum,
 )
-from ..crilog import time_span
 from ..dockerlog import TimeSpan
 from ..errors import IntegrityError, LayoutError, LogarchiveError
 from ..keyring import Keyring
