@@ -252,6 +252,11 @@ def parse(key: str) -> ArchiveKey:
         raise LayoutError(f"{key}: {exc}") from None
 
 
+def k8s_root(stack: str) -> str:
+    """``_k8s/<stack>/``: every Kubernetes archive of the stack (IAM, lifecycle, replication)."""
+    return f"{K8S_ROOT}/{stack}/"
+
+
 def k8s_prefix(stack: str, key_id: str | None = None, namespace: str | None = None,
                pod_name: str | None = None) -> str:
     """The listing prefix of a stack's Kubernetes archives (of one key id, namespace, pod)."""
