@@ -288,9 +288,11 @@ class Shipper:
             else:
                 if c.running is None:
                     return True  # config unreadable: counted once for the container
+                # A CRI log not running is closed by the runtime (it exited or restarted): its
+                # last bytes are final, no --settle (Docker's Running flag lags, kubelet's files do not).
+                settle = 0.0 if c.k8s is not None else self.cfg.settle
                 d = eligibility.live(fh, c, st.st_size, st.st_mtime, shipped, now=time.time(),
-                                     max_age=self.cfg.max_age, settle=self.cfg.settle,
-                                     line_time=line_time_for(c.fmt))
+                                     max_age=self.cfg.max_age, settle=settle, line_time=line_time_for(c.fmt))
                 if d.end is None:
                     if d.reason != eligibility.NOTHING_NEW:
                         s.wait(d.reason, label)
