@@ -34,6 +34,8 @@ from ..digest import (
     EVENT_ABANDONED,
     EVENT_CUT_BACK,
     EVENT_QUARANTINED,
+    SOURCE_CRI,
+    SOURCE_DOCKER,
     ArchiveEntry,
     ExplainedEvent,
     same_s3_checksum,
@@ -91,6 +93,13 @@ class _Phases:
 
 class BadStagedObject(LogarchiveError):
     """The staged object cannot be archived as it is: it goes to quarantine."""
+
+
+def _source(meta: StagedMeta) -> dict[str, Any]:
+    """A digest entry's or event's ``source_format`` and ``k8s`` (docs/AUDIT.md, digest v2)."""
+    if meta.k8s is None:
+        return {"source_format": SOURCE_DOCKER, "k8s": None}
+    return {"source_format": SOURCE_CRI, "k8s": meta.k8s.to_dict()}
 
 
 class Worker:
@@ -218,7 +227,7 @@ class Worker:
                     key_id=self.keyring.encrypting_key_id, container_id=meta.container_id,
                     host=ascii_value(meta.host), source=job.key, segment=meta.segment,
                     byte_start=meta.byte_start, byte_end=meta.byte_end,
-                    first_time=fmt_time(first), last_time=fmt_time(last),
+                    first_time=fmt_time(first), last_time=fmt_time(last), **_source(meta),
                 ))
                 self._record_cut_back(job, raw_meta, meta, stack)
         for w in warnings:
@@ -292,7 +301,7 @@ class Worker:
             record_event(self.s3, self.settings.archive_bucket, stack, ExplainedEvent(
                 type=EVENT_ABANDONED, container_id=meta.container_id[:64], host=ascii_value(meta.host),
                 source=job.key, segment=meta.segment, byte_start=meta.byte_start, byte_end=meta.byte_end,
-                reason=reason, at=fmt_time(datetime.now(UTC)),
+                reason=reason, at=fmt_time(datetime.now(UTC)), **_source(meta),
             ))
         s3io.delete_exact(self.s3, job.bucket, job.key, version_id=job.version_id, etag=job.etag)
         return Outcome(Status.EXPLAINED, job,
@@ -308,7 +317,7 @@ class Worker:
             type=EVENT_CUT_BACK, container_id=meta.container_id, host=ascii_value(meta.host), source=job.key,
             segment=meta.segment, byte_start=meta.byte_start, byte_end=cut_from,
             reason=f"source cut back after bytes up to {cut_from} had shipped; this segment starts at "
-                   f"{meta.byte_start}", at=fmt_time(datetime.now(UTC)),
+                   f"{meta.byte_start}", at=fmt_time(datetime.now(UTC)), **_source(meta),
         ))
 
     def _record_quarantine(self, job: Job, raw_meta: dict[str, str], reason: str) -> None:
@@ -321,7 +330,7 @@ class Worker:
             type=EVENT_QUARANTINED, container_id=meta.container_id[:64], host=ascii_value(meta.host),
             source=job.key, segment=meta.segment, byte_start=meta.byte_start, byte_end=meta.byte_end,
             reason=ascii_value(reason, 512), at=fmt_time(datetime.now(UTC)),
-            location=QUARANTINE_PREFIX + job.key,
+            location=QUARANTINE_PREFIX + job.key, **_source(meta),
         ))
 
     # -- placing the archive object ---------------------------------------------------------
