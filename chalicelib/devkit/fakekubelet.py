@@ -16,6 +16,7 @@ Used by ``logarchive local fake-kubelet``, ``make demo``, the tests and bench; n
 
 from __future__ import annotations
 
+import errno
 import gzip
 import os
 import secrets
@@ -80,7 +81,11 @@ class FakeCriContainer:
         self.id = secrets.token_hex(32)
         self.written[self.restart] = bytearray()
         self.fh = open(self.log_path, "ab", buffering=0)
-        os.symlink(os.path.abspath(self.log_path), self.link)
+        try:
+            os.symlink(os.path.abspath(self.log_path), self.link)
+        except OSError as exc:  # kubelet logs it and goes on: the id is then not known from disk
+            if exc.errno != errno.ENAMETOOLONG:
+                raise
 
     def exit(self) -> None:
         """The container exits: the runtime closes its log (the file stays)."""
