@@ -113,9 +113,14 @@ class Shipper:
         log.info("shipping %s to %s every %gs%s", roots, self.staging.url(), self.cfg.interval,
                  " and as kubelet's files change" if self.watcher else "")
         try:
+            first = True
             while not self.stop.is_set():
                 t0 = time.monotonic()
-                self._log_pass(self.run_pass())
+                s = self.run_pass()
+                self._log_pass(s)
+                if first:
+                    log.info("first pass: %d containers in %.1f s", s.containers, time.monotonic() - t0)
+                    first = False
                 self._idle(t0)
         finally:
             if self.watcher is not None:
