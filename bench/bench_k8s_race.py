@@ -47,7 +47,7 @@ def cpu_seconds(pid: int) -> float:
 class Run:
     """One fresh node of ``pods`` running pods and a daemon watching it."""
 
-    def __init__(self, endpoint: str, pods: int, lines: int, tag: str) -> None:
+    def __init__(self, endpoint: str, pods: int, lines: int, tag: str, interval: str = "1h") -> None:
         self.dir = OUT / tag
         shutil.rmtree(self.dir, ignore_errors=True)
         self.node = FakeKubelet(self.dir / "node")
@@ -64,7 +64,7 @@ class Run:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "chalicelib.shipper", "--pods-root", str(self.dir / "node" / "pods"),
              "--staging", f"s3://{BUCKET}/{self.prefix}", "--stack", "bench", "--host", "node",
-             "--state", str(self.dir / "ship.db"), "--interval", "1h"],
+             "--state", str(self.dir / "ship.db"), "--interval", interval],
             cwd=ROOT, env=env, stdout=self.log, stderr=self.log)
         # Started, watching, and its first full pass (nothing ships: every log is live and young) over.
         while b"INFO first pass: " not in self.log_path.read_bytes():
@@ -121,8 +121,8 @@ def trial(endpoint: str, pods: int, lines: int, n: float) -> int:
     return run.lost_bytes()
 
 
-def idle_cpu(endpoint: str, pods: int, lines: int, seconds: float) -> tuple[float, float]:
-    run = Run(endpoint, pods, lines, f"idle-{pods}")
+def idle_cpu(endpoint: str, pods: int, lines: int, seconds: float, interval: str) -> tuple[float, float]:
+    run = Run(endpoint, pods, lines, f"idle-{pods}", interval)
     try:
         c0, t0 = cpu_seconds(run.proc.pid), time.monotonic()
         time.sleep(seconds)
@@ -137,6 +137,9 @@ def main() -> int:
     ap.add_argument("--pods", type=int, nargs="+", default=[10, 1000])
     ap.add_argument("--lines", type=int, default=20)
     ap.add_argument("--idle-seconds", type=float, default=60.0)
+    ap.add_argument("--idle-interval", nargs="+", default=["1h", "60s"],
+                    help="--interval of the idle runs (1h: the watcher alone; 60s: a full pass a minute too)")
+    ap.add_argument("--idle-only", action="store_true", help="skip the race, measure idle CPU only")
     a = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     with open("/proc/loadavg") as fh:
@@ -146,7 +149,7 @@ def main() -> int:
     with local_aws.moto_server() as endpoint:
         local_aws.use_endpoint(endpoint)
         local_aws.create_buckets(endpoint, (BUCKET,))
-        for pods in a.pods:
+        for pods in ([] if a.idle_only else a.pods):
             t = time_to_ship(endpoint, pods, a.lines)
             print(f"{pods} pods: exit → every log staged in {t:.2f} s (no deletion)", flush=True)
             below = max(0.5, math.floor(t / 2 * 2) / 2)
@@ -162,9 +165,10 @@ def main() -> int:
                 n += max(1.0, round(n / 2))
             print(f"{pods} pods: smallest N tried with nothing lost: {n:g} s", flush=True)
         pods = max(a.pods)
-        cpu, wall = idle_cpu(endpoint, pods, a.lines, a.idle_seconds)
-        print(f"idle, watching {pods} running pods for {wall:.0f} s: {cpu:.2f} CPU s "
-              f"({100 * cpu / wall:.2f} % of one core)", flush=True)
+        for interval in a.idle_interval:
+            cpu, wall = idle_cpu(endpoint, pods, a.lines, a.idle_seconds, interval)
+            print(f"idle, watching {pods} running pods for {wall:.0f} s at --interval {interval}: {cpu:.2f} CPU s "
+                  f"({100 * cpu / wall:.2f} % of one core)", flush=True)
     shutil.rmtree(OUT, ignore_errors=True)
     return 0
 
