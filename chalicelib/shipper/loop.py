@@ -21,6 +21,7 @@ from ..errors import LogarchiveError
 from ..staged import CUT_FROM_META, EVENT_META, GZIP, IDENTITY, staged_metadata
 from . import eligibility
 from .config import ShipConfig
+from .heartbeat import PassReporter, pass_line, waiting
 from .identity import GzipIncomplete, read_head, same_file
 from .pods import scan_pods
 from .report import Summary, human
@@ -88,10 +89,11 @@ class Shipper:
         self.state = State(cfg.state, readonly=cfg.dry_run)
         self.client = client or make_client(cfg.endpoint_url or None, cfg.region or None, cfg.max_attempts)
         self.uploader = Uploader(self.client, self.staging.bucket, part_size=cfg.part_size,
-                                 concurrency=cfg.concurrency, stop=self.stop)
+                                 concurrency=cfg.jobs, stop=self.stop)
         self._dry_next: dict[str, int] = {}
         self.closed: set[tuple[int, int]] = set()  # (dev, inode) of CRI live logs closed for good
         self.watcher: Watcher | None = None
+        self.reporter = PassReporter(cfg, self.client, self.staging.bucket, self.staging.prefix)
 
     def close(self) -> None:
         self.state.close()
@@ -117,7 +119,7 @@ class Shipper:
             while not self.stop.is_set():
                 t0 = time.monotonic()
                 s = self.run_pass()
-                self._log_pass(s)
+                log.info("%s", pass_line(s, time.monotonic() - t0))  # every pass: nothing shipped is news too
                 if first:
                     log.info("first pass: %d containers in %.1f s", s.containers, time.monotonic() - t0)
                     first = False
@@ -186,6 +188,8 @@ class Shipper:
             self._container(c, s)
         if not self.cfg.dry_run:
             self._explain_abandoned(s)
+        if only is None:  # a pass over a few pods (the watcher's) says nothing of the host
+            self.reporter.after_pass(s)  # the heartbeat (and --metrics-file)
         return s
 
     def _explain_abandoned(self, s: Summary) -> None:
@@ -301,6 +305,7 @@ class Shipper:
                 if d.end is None:
                     if d.reason != eligibility.NOTHING_NEW:
                         s.wait(d.reason, label)
+                        s.backlog(*waiting(fh, shipped, st.st_size))
                     return True
                 end, closes = d.end, False
             staged = Staged(fh, f.gz, encoding, shipped, end)
@@ -327,7 +332,10 @@ class Shipper:
                 s.shipped(c.id, m.size)
                 return True
             self.state.plan(src, seg)
-            return self._send(seg, staged, m, label, s, fresh=True)
+            sent = self._send(seg, staged, m, label, s, fresh=True)
+            if f.rotation == 0 and not f.gz:  # what this live log still holds back
+                s.backlog(*waiting(fh, m.end if sent else shipped, st.st_size))
+            return sent
 
     def _part_size(self, staged: Staged, file_size: int) -> int:
         """Part size to hash parts by while measuring (0 when the size is not known up front)."""
