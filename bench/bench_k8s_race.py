@@ -33,6 +33,7 @@ import boto3  # noqa: E402
 
 from chalicelib.devkit import local_aws  # noqa: E402
 from chalicelib.devkit.fakekubelet import FakeKubelet  # noqa: E402
+from chalicelib.staged import is_heartbeat  # noqa: E402
 
 OUT = ROOT / "bench" / "out" / "k8s-race"
 BUCKET = "bench-logarchive-staging"
@@ -93,7 +94,7 @@ class Run:
         s3 = boto3.client("s3")
         staged = 0
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=self.prefix + "/"):
-            staged += sum(o["Size"] for o in page.get("Contents", []))
+            staged += sum(o["Size"] for o in page.get("Contents", []) if not is_heartbeat(o["Key"]))
         return sum(len(c.written[0]) for c in self.containers) - staged
 
 
