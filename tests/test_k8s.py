@@ -172,3 +172,29 @@ def test_joiner_turns_cri_records_into_docker_lines() -> None:
         b'{"log":"ababababab\\n","stream":"stdout","time":"2001-09-09T01:46:40.123Z"}',
         b'{"log":"err\\n","stream":"stderr","time":"2001-09-09T01:46:41Z"}',
     ]
+
+
+def test_roots_from_the_command_line_environment_and_toml(tmp_path: Path) -> None:
+    from chalicelib.shipper.config import ShipConfig
+
+    base = {"staging": "s3://b/p", "stack": "s", "once": True}
+    plain = ShipConfig.resolve(base, env={})
+    assert (plain.docker_root, plain.pods_root) == ("/var/lib/docker", "")  # as before: Docker's root
+    only_pods = ShipConfig.resolve({**base, "pods_root": "/var/log/pods"}, env={})
+    assert (only_pods.docker_root, only_pods.pods_root) == ("", "/var/log/pods")
+    both = ShipConfig.resolve({**base, "pods_root": "/p", "docker_root": "/d"}, env={})
+    assert (both.docker_root, both.pods_root) == ("/d", "/p")
+    toml = tmp_path / "ship.toml"
+    toml.write_text('[ship]\npods_root = "/srv/pods"\n')
+    from_file = ShipConfig.resolve(base, env={}, config_path=str(toml))
+    assert (from_file.docker_root, from_file.pods_root) == ("", "/srv/pods")
+    from_env = ShipConfig.resolve(base, env={"LOGARCHIVE_SHIP_PODS_ROOT": "/e"})
+    assert from_env.pods_root == "/e"
+    # --pods-root without DIR means kubelet's default
+    import argparse
+
+    from chalicelib.shipper.cli import add_arguments
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    assert p.parse_args(["--pods-root"]).pods_root == "/var/log/pods"
+    assert p.parse_args(["--pods-root", "/x"]).pods_root == "/x"
