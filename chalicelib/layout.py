@@ -40,13 +40,15 @@ K8S_ROOT = "_k8s"  # "_": no stack name begins so (STACK_RE), nor does the refer
 # is a UUID (a static pod's is 32 hex). None of them can hold "_", which joins them.
 DNS_LABEL_RE = re.compile(r"^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?\Z", re.ASCII)
 DNS_SUBDOMAIN_RE = re.compile(r"^(?=.{1,253}\Z)[a-z0-9](?:[-a-z0-9.]*[a-z0-9])?\Z", re.ASCII)
-POD_UID_RE = re.compile(r"^[0-9a-f](?:[0-9a-f-]{0,62}[0-9a-f])?\Z", re.ASCII)
+_POD_UID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{32}"
+POD_UID_RE = re.compile(rf"^(?:{_POD_UID})\Z", re.ASCII)
+_RESTART = r"0|[1-9][0-9]{0,9}"  # kubelet's restart count: an int32
 # The staged (and archived) identity of one Kubernetes container run: one <restart>.log series.
 CRI_CONTAINER_RE = re.compile(
-    r"^(?P<uid>[0-9a-f](?:[0-9a-f-]{0,62}[0-9a-f])?)_(?P<name>[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?)"
-    r"_(?P<restart>0|[1-9][0-9]{0,8})\Z", re.ASCII)
+    rf"^(?P<uid>{_POD_UID})_(?P<name>[a-z0-9](?:[-a-z0-9]{{0,61}}[a-z0-9])?)_(?P<restart>{_RESTART})\Z",
+    re.ASCII)
 _K8S_FILE = re.compile(
-    r"^(?P<restart>0|[1-9][0-9]{0,8})\.log(?:\.(?P<rot>\d+))?"
+    rf"^(?P<restart>{_RESTART})\.log(?:\.(?P<rot>\d+))?"
     r"\.(?P<start>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})"
     r"\.(?P<end>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})\.archived\.gz\Z",
     re.ASCII,

@@ -24,7 +24,7 @@ from ..layout import DNS_LABEL_RE, DNS_SUBDOMAIN_RE, POD_UID_RE
 from ..staged import CRI, K8sIdentity
 from .scan import Container, LogFile
 
-LOG_NAME = re.compile(r"^(?P<restart>0|[1-9][0-9]{0,8})\.log(?:\.(?P<stamp>\d{8}-\d{6}))?(?P<gz>\.gz)?\Z",
+LOG_NAME = re.compile(r"^(?P<restart>0|[1-9][0-9]{0,9})\.log(?:\.(?P<stamp>\d{8}-\d{6}))?(?P<gz>\.gz)?\Z",
                       re.ASCII)
 _LINK_NAME = re.compile(r"-(?P<cid>[0-9a-f]{64})\.log\Z", re.ASCII)
 SYMLINKED = "symlinked directory (not followed: it may point outside the pods root)"
