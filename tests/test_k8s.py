@@ -10,6 +10,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+from patience import patience
 from retrieval_helpers import run_cli
 
 from chalicelib import cli, crilog, layout
@@ -198,3 +199,38 @@ def test_roots_from_the_command_line_environment_and_toml(tmp_path: Path) -> Non
     add_arguments(p)
     assert p.parse_args(["--pods-root"]).pods_root == "/var/log/pods"
     assert p.parse_args(["--pods-root", "/x"]).pods_root == "/x"
+
+
+def test_watcher_tells_a_rotation_from_an_exit(tmp_path: Path) -> None:
+    """A rotation closes 0.log after renaming it (and a new 0.log appears): no exit. An exit is a
+    close of 0.log with neither: reported as closed after the grace, with the file's inode."""
+    import os
+
+    from chalicelib.shipper.watch import GRACE, Watcher
+
+    node = FakeKubelet(tmp_path / "node")
+    w = Watcher.open(str(node.pods))
+    assert w is not None
+    try:
+        c = node.pod("ns", "p").container("app")
+        pod_dir = c.pod.dir.name
+        seen = set()
+        while pod_dir not in seen:  # the new pod (its container directory is watched from now on)
+            seen |= w.wait(patience(10)).pods
+        c.log("x")
+        c.rotate()
+        c.log("y")
+        changes = w.wait(patience(10))
+        assert changes.pods == {pod_dir} and not changes.closed  # the rotated file: a pass, no exit
+        changes = w.wait(GRACE * 2)
+        assert not changes.closed
+        st = os.stat(c.log_path)
+        c.exit()
+        closed = set()
+        while not closed:
+            changes = w.wait(patience(10))
+            assert changes, "no event for the exit"
+            closed |= changes.closed
+        assert closed == {(st.st_dev, st.st_ino)} and changes.pods == {pod_dir}
+    finally:
+        w.close()

@@ -140,7 +140,8 @@ class Watcher:
                 self._add(rel, CONTAINER_MASK)
 
     def wait(self, timeout: float) -> Changes:
-        """Events for up to ``timeout`` seconds; returns early once there is something to do."""
+        """Events for up to ``timeout`` seconds; returns early once there is something to do
+        (a close waiting for its grace is waited for, even past ``timeout``)."""
         out = Changes()
         deadline = time.monotonic() + max(0.0, timeout)
         while True:
@@ -149,19 +150,19 @@ class Watcher:
             if out:
                 return out
             left = deadline - now
-            if self.candidates:
-                left = min(left, min(self.candidates.values()) + GRACE - now)
             if left <= 0 and not self.candidates:
                 return out
+            waits = [1.0]
+            if left > 0:
+                waits.append(left)
+            if self.candidates:
+                waits.append(min(self.candidates.values()) + GRACE - now)
             try:
-                ready, _, _ = select.select([self.fd], [], [], max(0.0, min(left, 1.0)))
+                ready, _, _ = select.select([self.fd], [], [], max(0.0, min(waits)))
             except InterruptedError:
                 return out
             if ready:
                 self._read(out)
-            elif deadline <= time.monotonic():
-                self._confirm(time.monotonic(), out)
-                return out
 
     def _confirm(self, now: float, out: Changes) -> None:
         for rel, at in list(self.candidates.items()):
