@@ -13,6 +13,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO
 
 from .. import layout
@@ -53,6 +54,7 @@ CONFLICT = "staging key holds another object (left untouched)"
 LOST = "bytes deleted by Docker before they could be staged"
 ROOT = "Docker data root unreadable"
 PODS_ROOT = "pods root unreadable"
+PARALLEL = 8  # containers a watcher's pass ships at once (docs/PERFORMANCE.md, the race with kubelet)
 
 
 def _label(cid: str, f: LogFile) -> str:
@@ -182,15 +184,53 @@ class Shipper:
             for seg in self.state.pending():
                 if seg.container_id not in present and not self.stop.is_set():
                     self._retry(None, seg, [], s)  # the container was removed with a segment pending
-        for c in containers:
-            if self.stop.is_set():
-                break
-            self._container(c, s)
+        if only is not None and len(containers) > 1 and not self.cfg.dry_run:
+            self._in_parallel(containers, s)
+        else:
+            for c in containers:
+                if self.stop.is_set():
+                    break
+                self._container(c, s)
         if not self.cfg.dry_run:
             self._explain_abandoned(s)
         if only is None:  # a pass over a few pods (the watcher's) says nothing of the host
             self.reporter.after_pass(s)  # the heartbeat (and --metrics-file)
         return s
+
+    def _in_parallel(self, containers: list[Container], s: Summary) -> None:
+        """A watcher's pass (exits, rotations): up to ``PARALLEL`` containers at once, so that a
+        node whose pods all exit together ships them before kubelet deletes their logs. Each
+        container is still taken whole by one thread (its segments in order); each thread has its
+        own connection to the state (SQLite serialises the writes) and its own summary."""
+        work = list(reversed(containers))
+        lock = threading.Lock()
+
+        def run() -> Summary:
+            sib = self._sibling()
+            sub = Summary()
+            try:
+                while not self.stop.is_set():
+                    with lock:
+                        if not work:
+                            break
+                        c = work.pop()
+                    sib._container(c, sub)
+            finally:
+                sib.state.close()
+            return sub
+
+        with ThreadPoolExecutor(max_workers=min(PARALLEL, len(containers))) as pool:
+            futures = [pool.submit(run) for _ in range(min(PARALLEL, len(containers)))]
+            for f in futures:
+                s.merge(f.result())
+
+    def _sibling(self) -> Shipper:
+        """This shipper for another thread: the same S3 client and uploader, its own state connection."""
+        sib = object.__new__(Shipper)
+        sib.__dict__.update(self.__dict__)
+        sib._lock = None
+        sib.state = State(self.cfg.state)
+        return sib
 
     def _explain_abandoned(self, s: Summary) -> None:
         """Stage an empty ``…-abandoned.event`` object for each abandoned segment: the archiver
