@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import boto3
+from archiver_support import TABLE, create_idempotency_table
 from test_digests import digests_in
 
 from chalicelib import layout
@@ -47,9 +48,10 @@ def test_digest_entries_name_the_kubernetes_container_and_the_audit_finds_its_ga
     assert len(staged) == 5 and all(f"/{cid}/" in k for k in staged)
     lost = staged[2]
     s3.delete_object(Bucket=buckets.staging, Key=lost)  # segment 3 never reaches the archive
+    create_idempotency_table()
     rc, out, err = cli(capsys, "archive", "--once", "--staging", f"s3://{buckets.staging}/staged",
                        "--archive-bucket", buckets.archive, "--replicate-to", buckets.customer, "--stack", STACK,
-                       "--key-file", str(key), "--signing-key-file", str(private))
+                       "--key-file", str(key), "--signing-key-file", str(private), "--table", TABLE)
     assert rc == 0, out + err
     [signed] = digests_in(s3, buckets.customer)
     entries = signed.digest.archives
