@@ -253,7 +253,8 @@ class Shipper:
 
     # -- one container -------------------------------------------------------------------
     def _container(self, c: Container, s: Summary) -> None:
-        s.names[c.id] = c.name if c.k8s is None else f"{c.k8s.namespace}/{c.k8s.pod_name}/{c.name}"
+        s.names[c.id] = (c.name if c.k8s is None else
+                         f"{c.k8s.namespace}/{c.k8s.pod_name}/{c.name} restart {c.k8s.restart_count}")
         for name, cause in c.file_errors:
             self._problem(s, f"cannot read: {cause}", f"{c.id[:12]}/{name}")
         if c.config_error:
