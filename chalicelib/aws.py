@@ -2,7 +2,8 @@
 
 boto3 reads ``AWS_ENDPOINT_URL`` (and ``AWS_ENDPOINT_URL_<SERVICE>``) natively; an explicit
 ``endpoint_url`` (the CLI's ``--endpoint-url``) wins over it. Retries use botocore's
-``standard`` mode, which backs off on throttling, 5xx and connection errors.
+``standard`` mode, which backs off on throttling, 5xx and connection errors: 8 attempts, or
+``$AWS_MAX_ATTEMPTS`` as the AWS CLI reads it.
 
 A client is cached per service, endpoint, region *and credentials*: the credentials in effect
 are those of :func:`credentials` (a context-local override: several functions, each with its own
@@ -26,17 +27,23 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-_RETRY_CONFIG = Config(
-    retries={"max_attempts": 8, "mode": "standard"},
-    max_pool_connections=32,
-)
+
+def _retry_config() -> Config:
+    attempts = os.environ.get("AWS_MAX_ATTEMPTS", "")
+    return Config(
+        retries={"max_attempts": int(attempts) if attempts.isdigit() and int(attempts) > 0 else 8,
+                 "mode": "standard"},
+        max_pool_connections=32,
+    )
+
+
 # Presigned URLs: Signature Version 4 (S3 refuses SigV2 on buckets made since June 2020) on the
 # bucket's regional virtual-hosted endpoint (``<bucket>.s3.<region>.amazonaws.com``; us-east-1's
 # regional one too, not the global ``s3.amazonaws.com``).
-_PRESIGN_CONFIG = _RETRY_CONFIG.merge(Config(
+_PRESIGN_CONFIG = Config(
     signature_version="s3v4",
     s3={"addressing_style": "virtual", "us_east_1_regional_endpoint": "regional"},
-))
+)
 
 
 @dataclass(frozen=True)
@@ -99,7 +106,8 @@ def client(service: str, *, endpoint_url: str | None = None, region: str | None 
     ``presign``: an S3 client for presigned URLs (SigV4, virtual-hosted regional endpoint);
     give it the bucket's ``region``.
     """
-    cache_key = (service, endpoint_url, region, presign, _credentials_key())
+    cache_key = (service, endpoint_url, region, presign, _credentials_key(),
+                 os.environ.get("AWS_MAX_ATTEMPTS", ""))
     with _lock:
         found = _cache.get(cache_key)
         if found is None:
@@ -111,7 +119,7 @@ def client(service: str, *, endpoint_url: str | None = None, region: str | None 
             )
             found = session.client(
                 service, endpoint_url=endpoint_url, region_name=region,
-                config=_PRESIGN_CONFIG if presign else _RETRY_CONFIG,
+                config=_retry_config().merge(_PRESIGN_CONFIG) if presign else _retry_config(),
             )
             for event, handler in _observers:
                 found.meta.events.register(event, handler)
