@@ -37,6 +37,9 @@ EVENT_META = "logarchive-event"
 EVENT_REASON_META = "logarchive-event-reason"
 # On a segment after the shipper found its source cut back: the offset it had shipped up to.
 CUT_FROM_META = "logarchive-cut-from"
+# On the explanation of a damaged .gz the shipper gave up: its size on disk (the decompressed
+# end of what was lost is unknown, so ``logarchive-byte-end`` is empty there).
+COMPRESSED_SIZE_META = "logarchive-compressed-size"
 _SHA_RE = re.compile(r"^[0-9a-f]{64}\Z")
 
 

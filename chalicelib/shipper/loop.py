@@ -7,9 +7,12 @@ which Docker wrote the bytes. A pending segment left by a killed run is finished
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
+import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -17,14 +20,14 @@ from typing import Any, BinaryIO
 
 from .. import layout
 from ..errors import LogarchiveError
-from ..staged import CUT_FROM_META, EVENT_META, GZIP, IDENTITY, staged_metadata
+from ..staged import COMPRESSED_SIZE_META, CUT_FROM_META, EVENT_META, GZIP, IDENTITY, staged_metadata
 from . import eligibility
 from .config import ShipConfig
-from .identity import GzipIncomplete, read_head, same_file
+from .identity import HEAD_MAX, GzipIncomplete, iter_salvage, read_head, salvage_length
 from .report import Summary, human
 from .scan import Container, LogFile, scan_root
 from .segment import Measured, SegmentChanged, Staged, measure
-from .state import ABANDONED_REASON, Segment, Source, State, unplan
+from .state import ABANDONED_REASON, Failure, Segment, Source, State, unplan
 from .upload import Conflict, Interrupted, Staging, Uploader, UploadError, make_client
 
 log = logging.getLogger("logarchive.ship")
@@ -34,7 +37,10 @@ EMPTY = "empty file"
 VANISHED = "file renamed or removed between scan and read"
 REPLACED = "another file took this name between scan and read"
 CHANGED = "file changed while being read (truncated or rewritten): nothing staged"
-GZ_BAD = "compressed file incomplete or corrupt (retried next pass)"
+UNREADABLE = "file unreadable or corrupt: skipped this pass (given up after --give-up-after passes)"
+GAVE_UP = "file given up after --give-up-after passes: what could be read shipped, the rest explained as lost"
+NOT_REGULAR = "not a regular file (FIFO, device or link): never opened"
+UNEXPECTED = "unexpected error (reported; the other containers ship)"
 DENIED = "permission denied"
 SHRANK = "file is shorter than what was already staged (truncated by hand?)"
 NO_CONFIG = "container config unreadable: its live log waits, rotated logs still ship"
@@ -44,6 +50,7 @@ EVENT_FIELDS = frozenset({
     "logarchive-stack", "logarchive-host", "logarchive-container-id", "logarchive-container-name",
     "logarchive-kind", "logarchive-resource-id", "logarchive-service-id", "logarchive-segment",
     "logarchive-rotation", "logarchive-byte-start", "logarchive-byte-end", ABANDONED_REASON,
+    COMPRESSED_SIZE_META,
 })
 CONFLICT = "staging key holds another object (left untouched)"
 LOST = "bytes deleted by Docker before they could be staged"
@@ -67,6 +74,25 @@ def _exclusive(path: str) -> BinaryIO:
     return fh
 
 
+class Unreadable(Exception):
+    """A file that cannot be read or decompressed (EIO, a damaged .gz): counted per pass and
+    given up after ``--give-up-after`` passes of the same cause."""
+
+
+def _read_head(fh: BinaryIO, f: LogFile) -> bytes:
+    try:
+        return read_head(fh, f.gz)
+    except GzipIncomplete as exc:
+        raise Unreadable(f"damaged gzip: {exc}") from None
+    except OSError as exc:
+        raise Unreadable(f"read error: {exc.strerror or exc}") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or "no message"
+    return f"{type(exc).__name__}: {text[:300]}"
+
+
 class Shipper:
     def __init__(self, cfg: ShipConfig, *, client: Any = None, stop: threading.Event | None = None,
                  progress: Callable[[Summary], None] | None = None) -> None:
@@ -83,6 +109,11 @@ class Shipper:
         self.uploader = Uploader(self.client, self.staging.bucket, part_size=cfg.part_size,
                                  concurrency=cfg.concurrency, stop=self.stop)
         self._dry_next: dict[str, int] = {}
+        # Files found fully shipped, by (container, dev, inode): (size, mtime) then. While those
+        # are unchanged the file holds nothing new: the idle pass neither opens nor looks it up.
+        self._done: dict[tuple[str, int, int], tuple[int, float]] = {}
+        self._failures: dict[tuple[str, int, int], Failure] = {}  # loaded at each pass
+        self._counted: dict[tuple[str, int, int], int] = {}  # failures counted in this pass
 
     def close(self) -> None:
         self.state.close()
@@ -95,7 +126,12 @@ class Shipper:
         log.info("shipping %s to %s every %gs", self.cfg.docker_root, self.staging.url(), self.cfg.interval)
         while not self.stop.is_set():
             t0 = time.monotonic()
-            s = self.run_pass()
+            try:
+                s = self.run_pass()
+            except Exception as exc:  # noqa: BLE001 - the per-pass guard: report, carry on
+                log.error("pass failed, retried in %gs: %s", self.cfg.interval, _one_line(exc))
+                self.stop.wait(self.cfg.interval)
+                continue
             if s.segments or s.problems:
                 log.info("pass: %d segments (%s) shipped, %d problems%s", s.segments, human(s.bytes),
                          sum(s.problems.values()),
@@ -112,6 +148,8 @@ class Shipper:
             self._problem(s, ROOT, self.cfg.docker_root, exc.strerror or str(exc))
             return s
         s.containers = len(containers)
+        self._failures = self.state.failures()
+        self._counted = {}
         present = {c.id for c in containers}
         for seg in self.state.pending():
             if seg.container_id not in present and not self.stop.is_set():
@@ -119,7 +157,12 @@ class Shipper:
         for c in containers:
             if self.stop.is_set():
                 break
-            self._container(c, s)
+            try:
+                self._container(c, s)
+            except (sqlite3.Error, LogarchiveError):
+                raise  # the state file itself failed: not this container's fault
+            except Exception as exc:  # noqa: BLE001 - one container's surprise never stops the host
+                self._problem(s, UNEXPECTED, c.id[:12], _one_line(exc))
         if not self.cfg.dry_run:
             self._explain_abandoned(s)
         return s
@@ -166,7 +209,9 @@ class Shipper:
 
     def _open(self, f: LogFile, label: str, s: Summary) -> BinaryIO | None:
         try:
-            fh = open(f.path, "rb")
+            # O_NONBLOCK: a FIFO swapped in since the scan opens without waiting for a writer,
+            # and is refused below; O_NOFOLLOW: a link is never followed.
+            fd = os.open(f.path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
         except FileNotFoundError:
             self._transient(s, VANISHED, label)
             return None
@@ -174,93 +219,207 @@ class Shipper:
             self._problem(s, DENIED, label)
             return None
         except OSError as exc:
-            self._problem(s, f"cannot open: {exc.strerror or exc}", label)
+            if exc.errno == errno.ELOOP:
+                self._problem(s, NOT_REGULAR, label)
+            else:
+                self._problem(s, f"cannot open: {exc.strerror or exc}", label)
             return None
-        if not same_file(fh, f.dev, f.ino):
-            fh.close()
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            self._problem(s, NOT_REGULAR, label)
+            return None
+        if (st.st_dev, st.st_ino) != (f.dev, f.ino):
+            os.close(fd)
             self._transient(s, REPLACED, label)
             return None
-        return fh
+        return os.fdopen(fd, "rb")
 
     def _head(self, fh: BinaryIO, f: LogFile, label: str, s: Summary) -> bytes | None:
+        """The file's head, or None after reporting why it cannot be read (a pending segment's
+        retry; ``_file`` counts such failures instead, with ``_read_head``)."""
         try:
-            return read_head(fh, f.gz)
-        except GzipIncomplete as exc:
-            self._problem(s, GZ_BAD, label, str(exc))
-        except OSError as exc:
-            self._problem(s, f"read error: {exc.strerror or exc}", label)
+            return _read_head(fh, f)
+        except Unreadable as exc:
+            self._problem(s, UNREADABLE, label, str(exc))
         return None
 
     def _file(self, c: Container, f: LogFile, s: Summary) -> bool:
-        """Ship what is closed and new in ``f``; False stops this container for this pass."""
+        """Ship what is closed and new in ``f``; False stops this container for this pass.
+
+        A file that cannot be read or decompressed stops its container for this pass (segment
+        numbers stay in byte order) and is counted; after ``give_up_after`` passes of the same
+        cause it is given up (``_give_up``) and the container's newer files ship."""
+        key = (c.id, f.dev, f.ino)
+        failure = self._failures.get(key)
+        if failure is not None and failure.given_up and failure.size == f.size:
+            return True  # given up and explained; tried again only if it changes
+        if self._done.get(key) == (f.size, f.mtime):
+            return True  # fully shipped and unchanged since: nothing new (the idle pass)
         label = _label(c.id, f)
         fh = self._open(f, label, s)
         if fh is None:
             return False
         with fh:
-            head = self._head(fh, f, label, s)
-            if head is None:
-                return False
-            if not head:
-                s.wait(EMPTY, label)
-                return True
-            src = self.state.match(c.id, head, f.dev, f.ino)
-            if src is not None and src.complete:
-                return True
-            shipped = src.shipped_end if src else 0
-            st = os.fstat(fh.fileno())
-            if not f.gz and st.st_size < shipped:
-                # What it still holds was shipped; what is written after ships from its new end.
-                self._problem(s, SHRANK, label, f"{st.st_size} < {shipped} bytes; shipping resumes "
-                              f"at byte {st.st_size}, the cut recorded in the next segment")
-                if src is not None and not self.cfg.dry_run:
-                    self.state.cut(src, st.st_size)
-                return False
-            encoding, end, closes = IDENTITY, None, True
-            if f.gz:
-                encoding = GZIP if shipped == 0 else IDENTITY  # a tail after a --max-age segment
-            elif f.rotation > 0:
-                d = eligibility.rotated(st.st_size, shipped)
-                if d.end is None:
-                    if src is not None:
-                        self.state.mark_complete(src.id)
-                    return True
-                end = d.end
-            else:
-                if c.running is None:
-                    return True  # config unreadable: counted once for the container
-                d = eligibility.live(fh, c, st.st_size, st.st_mtime, shipped, now=time.time(),
-                                     max_age=self.cfg.max_age, settle=self.cfg.settle)
-                if d.end is None:
-                    if d.reason != eligibility.NOTHING_NEW:
-                        s.wait(d.reason, label)
-                    return True
-                end, closes = d.end, False
-            staged = Staged(fh, f.gz, encoding, shipped, end)
             try:
-                m = measure(staged, self._part_size(staged, st.st_size))
-            except GzipIncomplete as exc:
-                self._problem(s, GZ_BAD, label, str(exc))
-                return False
-            except SegmentChanged as exc:
-                self._transient(s, CHANGED, label, str(exc))
-                return False
-            if m.end <= shipped:  # a .gz holding nothing beyond what already shipped
+                ok = self._ship_file(c, f, fh, label, s)
+            except Unreadable as exc:
+                return self._unreadable(c, f, fh, label, str(exc), s)
+        if failure is not None and not self.cfg.dry_run:
+            self.state.clear_failure(*key)
+            del self._failures[key]
+        return ok
+
+    def _ship_file(self, c: Container, f: LogFile, fh: BinaryIO, label: str, s: Summary) -> bool:
+        key = (c.id, f.dev, f.ino)
+        head = _read_head(fh, f)
+        if not head:
+            s.wait(EMPTY, label)
+            return True
+        src = self.state.match(c.id, head, f.dev, f.ino)
+        if src is not None and src.complete:
+            if not self.cfg.dry_run:
+                self.state.moved(src, f.dev, f.ino)
+            self._done[key] = (f.size, f.mtime)
+            return True
+        shipped = src.shipped_end if src else 0
+        st = os.fstat(fh.fileno())
+        if not f.gz and st.st_size < shipped:
+            # What it still holds was shipped; what is written after ships from its new end.
+            self._problem(s, SHRANK, label, f"{st.st_size} < {shipped} bytes; shipping resumes "
+                          f"at byte {st.st_size}, the cut recorded in the next segment")
+            if src is not None and not self.cfg.dry_run:
+                self.state.cut(src, st.st_size)
+            return False
+        encoding, end, closes = IDENTITY, None, True
+        if f.gz:
+            encoding = GZIP if shipped == 0 else IDENTITY  # a tail after a --max-age segment
+        elif f.rotation > 0:
+            d = eligibility.rotated(st.st_size, shipped)
+            if d.end is None:
                 if src is not None:
                     self.state.mark_complete(src.id)
+                    self._done[key] = (f.size, f.mtime)
                 return True
-            if src is None:
-                src = self.state.new_source(c.id, head, f.dev, f.ino)
-            else:
-                self.state.grow_head(src, head, f.dev, f.ino)
-            seg = self._segment(c, f, m, src, closes)
-            if self.cfg.dry_run:
-                s.planned.append(f"{label} bytes [{m.start}, {m.end}) as segment {seg.segment} "
-                                 f"({human(m.size)}, {seg.encoding}) -> {self.staging.url(seg.key)}")
-                s.shipped(c.id, m.size)
+            end = d.end
+        else:
+            if c.running is None:
+                return True  # config unreadable: counted once for the container
+            d = eligibility.live(fh, c, st.st_size, st.st_mtime, shipped, now=time.time(),
+                                 max_age=self.cfg.max_age, settle=self.cfg.settle)
+            if d.end is None:
+                if d.reason != eligibility.NOTHING_NEW:
+                    s.wait(d.reason, label)
+                elif src is not None:
+                    self._done[key] = (f.size, f.mtime)
                 return True
+            end, closes = d.end, False
+        staged = Staged(fh, f.gz, encoding, shipped, end)
+        try:
+            m = measure(staged, self._part_size(staged, st.st_size))
+        except GzipIncomplete as exc:
+            raise Unreadable(f"damaged gzip: {exc}") from None
+        except SegmentChanged as exc:
+            self._transient(s, CHANGED, label, str(exc))
+            return False
+        except OSError as exc:
+            raise Unreadable(f"read error: {exc.strerror or exc}") from None
+        if m.end <= shipped:  # a .gz holding nothing beyond what already shipped
+            if src is not None:
+                self.state.mark_complete(src.id)
+                self._done[key] = (f.size, f.mtime)
+            return True
+        if src is None:
+            src = self.state.new_source(c.id, head, f.dev, f.ino)
+        else:
+            self.state.grow_head(src, head, f.dev, f.ino)
+        seg = self._segment(c, f, m, src, closes)
+        if self.cfg.dry_run:
+            s.planned.append(f"{label} bytes [{m.start}, {m.end}) as segment {seg.segment} "
+                             f"({human(m.size)}, {seg.encoding}) -> {self.staging.url(seg.key)}")
+            s.shipped(c.id, m.size)
+            return True
+        self.state.plan(src, seg)
+        return self._send(seg, staged, m, label, s, fresh=True)
+
+    # -- files that cannot be read -------------------------------------------------------
+    def _unreadable(self, c: Container, f: LogFile, fh: BinaryIO, label: str, cause: str, s: Summary) -> bool:
+        """Count this pass's failure of ``f``; give it up after ``give_up_after`` in a row."""
+        n = self.cfg.give_up_after
+        if self.cfg.dry_run:
+            self._problem(s, UNREADABLE, label, cause)
+            return False
+        key = (c.id, f.dev, f.ino)
+        if key not in self._counted:  # once per pass, however often it is met
+            self._counted[key] = self.state.failed(c.id, f.dev, f.ino, f.size, cause)
+        passes = self._counted[key]
+        if passes < n:
+            self._problem(s, UNREADABLE, label, f"{cause}; pass {passes} of {n} before it is given up")
+            return False
+        return self._give_up(c, f, fh, label, cause, passes, s)
+
+    def _give_up(self, c: Container, f: LogFile, fh: BinaryIO, label: str, cause: str, passes: int,
+                 s: Summary) -> bool:
+        """Ship the readable prefix of a damaged .gz (decompressed), then explain the rest as lost
+        with an abandoned segment (``_explain_abandoned`` stages it); the file is not tried again
+        while it stays as it is. True when done (the container's newer files go on); False when
+        S3 failed (the give-up is retried next pass)."""
+        try:
+            head = read_head(fh, f.gz)
+        except (GzipIncomplete, OSError):
+            head = b""
+        try:
+            size = os.fstat(fh.fileno()).st_size
+            readable = salvage_length(fh) if f.gz else 0
+            if f.gz and not head and readable:
+                head = b"".join(iter_salvage(fh, 0, min(HEAD_MAX, readable)))
+        except OSError:
+            size, readable = f.size, 0
+        src = self.state.match(c.id, head, f.dev, f.ino) if head else None
+        if src is None:
+            src = self.state.new_source(c.id, head, f.dev, f.ino)
+        kept = src.shipped_end
+        if readable > kept:  # the readable prefix first, decompressed (ARCHITECTURE.md)
+            staged = Staged(fh, True, IDENTITY, kept, readable, salvage=True)
+            try:
+                m = measure(staged)
+            except (GzipIncomplete, SegmentChanged, OSError) as exc:
+                self._problem(s, UNREADABLE, label, f"its readable part cannot be read again ({exc})")
+                return False
+            seg = self._segment(c, f, m, src, False)
             self.state.plan(src, seg)
-            return self._send(seg, staged, m, label, s, fresh=True)
+            if not self._send(seg, staged, m, label, s, fresh=True):
+                return False
+            kept = readable
+        if f.gz:
+            lost = (f"{size} compressed bytes on disk; decompressed bytes from {kept} on are lost "
+                    "(their end is unknown)")
+        else:
+            lost = f"bytes [{kept}, {size}) are lost"
+        reason = f"given up after {passes} passes ({cause}): {lost}"
+        number = self.state.next_segment(c.id)
+        kind, rid, sid = self._classify(c)
+        meta = staged_metadata(
+            stack=self.cfg.stack, host=self.cfg.host, container_id=c.id, container_name=c.name,
+            kind=kind, resource_id=rid, service_id=sid, segment=number, rotation=f.rotation,
+            byte_start=kept, byte_end=kept if f.gz else size, first=None, last=None, lines=0,
+            sha256="", encoding=IDENTITY,
+        )
+        if f.gz:
+            meta["logarchive-byte-end"] = ""  # unknown: the compressed size says what was on disk
+            meta[COMPRESSED_SIZE_META] = str(size)
+        key = self.staging.event_key(self.cfg.stack, self.cfg.host, c.id, number, "abandoned")
+        gap = Segment(c.id, number, src.id, "new", key, kept, kept if f.gz else size, IDENTITY, 0, "",
+                      True, meta)
+        self.state.plan(src, gap)
+        self.state.abandon(gap, reason)
+        if f.gz:
+            self.state.mark_complete(src.id)
+        else:
+            self.state.advance(src, size)
+        self.state.gave_up(c.id, f.dev, f.ino, f.size)
+        self._problem(s, GAVE_UP, label, f"{reason}; explained as segment {number}")
+        return True
 
     def _part_size(self, staged: Staged, file_size: int) -> int:
         """Part size to hash parts by while measuring (0 when the size is not known up front)."""
