@@ -40,6 +40,11 @@ CUT_FROM_META = "logarchive-cut-from"
 # On the explanation of a damaged .gz the shipper gave up: its size on disk (the decompressed
 # end of what was lost is unknown, so ``logarchive-byte-end`` is empty there).
 COMPRESSED_SIZE_META = "logarchive-compressed-size"
+# The source file's content identity: ``<n>:<hex SHA-256 of its first n logical bytes>`` (the
+# shipper's ``Source`` head, n <= 4096). Carried into the archive object's metadata, so that
+# ``logarchive ship --rebuild-state`` can tell which file on disk a segment came from.
+SOURCE_HEAD_META = "logarchive-source-head"
+_SOURCE_HEAD_RE = re.compile(r"^[1-9][0-9]{0,5}:[0-9a-f]{64}\Z")
 _SHA_RE = re.compile(r"^[0-9a-f]{64}\Z")
 
 
@@ -83,13 +88,15 @@ def staged_metadata(
     lines: int,
     sha256: str,
     encoding: str,
+    source_head: str = "",
 ) -> dict[str, str]:
     """The ``logarchive-*`` user metadata of one staged segment (``StagedMeta.parse`` reads it).
 
     ``byte_start``/``byte_end`` are the logical (decompressed) range of the source file,
-    ``rotation`` the file's rotation number; ``sha256`` is the staged bytes' checksum.
+    ``rotation`` the file's rotation number; ``sha256`` is the staged bytes' checksum;
+    ``source_head`` the source file's identity (``source_head()``), when known.
     """
-    return {
+    meta = {
         PREFIX + "stack": stack,
         PREFIX + "host": host,
         PREFIX + "container-id": container_id,
@@ -107,6 +114,22 @@ def staged_metadata(
         SHA256_META: sha256,
         PREFIX + "encoding": encoding,
     }
+    if source_head:
+        meta[SOURCE_HEAD_META] = source_head
+    return meta
+
+
+def source_head(head_len: int, head_sha: str) -> str:
+    """A source file's identity as ``logarchive-source-head`` carries it."""
+    return f"{head_len}:{head_sha}"
+
+
+def parse_source_head(value: str) -> tuple[int, str] | None:
+    """(n, sha256 hex) of a ``logarchive-source-head`` value; None when absent or malformed."""
+    if not _SOURCE_HEAD_RE.match(value or ""):
+        return None
+    n, _, sha = value.partition(":")
+    return int(n), sha
 
 
 def archived_marker_metadata(archive_key: str, sha256: str | None) -> dict[str, str]:
@@ -156,6 +179,7 @@ class StagedMeta:
     byte_start: int | None = None  # [start, end) in the source file (optional: for the digest only)
     byte_end: int | None = None
     cut_from: int | None = None  # the source was cut back after staging up to this offset (optional)
+    source_head: str = ""  # the source file's identity, ``<n>:<sha256>`` (optional; "" if absent)
 
     @classmethod
     def parse(cls, metadata: Mapping[str, str]) -> StagedMeta:
@@ -207,4 +231,5 @@ class StagedMeta:
             byte_start=_number(start_text),
             byte_end=_number(end_text),
             cut_from=_number(m.get(CUT_FROM_META, "")),
+            source_head=m.get(SOURCE_HEAD_META, "") if parse_source_head(m.get(SOURCE_HEAD_META, "")) else "",
         )

@@ -99,6 +99,7 @@ def test_ships_closed_logs_once_with_metadata(buckets, fake, tmp_path, capsys) -
         "logarchive-first-time": m["logarchive-first-time"], "logarchive-last-time": m["logarchive-last-time"],
         "logarchive-lines": "20", "logarchive-sha256": hashlib.sha256(bytes(db.written)).hexdigest(),
         "logarchive-encoding": "identity",
+        "logarchive-source-head": f"{len(db.written)}:{hashlib.sha256(bytes(db.written)).hexdigest()}",
     }
     assert m["logarchive-first-time"].endswith("Z") and len(m["logarchive-first-time"]) == 27
     assert m["logarchive-first-time"] <= m["logarchive-last-time"]

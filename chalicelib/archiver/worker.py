@@ -200,7 +200,8 @@ class Worker:
             metadata = archive_metadata(
                 sealed, key_id=self.keyring.encrypting_key_id, first=first, last=last, lines=span.lines,
                 host=meta.host, container_name=meta.container_name, segment=meta.segment, source=job.key,
-                cut_from=meta.cut_from,
+                cut_from=meta.cut_from, byte_start=meta.byte_start, byte_end=meta.byte_end,
+                source_head=meta.source_head,
             )
             sums = s3io.file_checksums(fh, sealed.ciphertext_bytes, self.part_size)
             key, created, head = self._place(

@@ -16,14 +16,33 @@ import stat
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
 from typing import Any, BinaryIO
 
 from .. import layout
+from ..dockerlog import line_time
 from ..errors import LogarchiveError
-from ..staged import COMPRESSED_SIZE_META, CUT_FROM_META, EVENT_META, GZIP, IDENTITY, staged_metadata
+from ..staged import (
+    COMPRESSED_SIZE_META,
+    CUT_FROM_META,
+    EVENT_META,
+    GZIP,
+    IDENTITY,
+    source_head,
+    staged_metadata,
+)
 from . import eligibility
 from .config import ShipConfig
-from .identity import HEAD_MAX, GzipIncomplete, iter_salvage, read_head, salvage_length
+from .identity import (
+    HEAD_MAX,
+    GzipIncomplete,
+    first_line,
+    iter_salvage,
+    last_line_end,
+    read_head,
+    salvage_length,
+)
 from .report import Summary, human
 from .scan import Container, LogFile, scan_root
 from .segment import Measured, SegmentChanged, Staged, measure
@@ -86,6 +105,16 @@ def _read_head(fh: BinaryIO, f: LogFile) -> bytes:
         raise Unreadable(f"damaged gzip: {exc}") from None
     except OSError as exc:
         raise Unreadable(f"read error: {exc.strerror or exc}") from None
+
+
+def _untimed_tail_time(fh: BinaryIO, c: Container, start: int) -> datetime | None:
+    """The time to record for bytes from ``start`` of a plain file in which no line has one: the
+    container's exit, when it has stopped, else the time of the line before ``start``."""
+    if c.running is False and c.finished_at is not None:
+        return c.finished_at
+    if start <= 0:
+        return None
+    return line_time(first_line(fh, last_line_end(fh, 0, start - 1)))
 
 
 def _one_line(exc: BaseException) -> str:
@@ -329,6 +358,12 @@ class Shipper:
                 self.state.mark_complete(src.id)
                 self._done[key] = (f.size, f.mtime)
             return True
+        if m.first is None and not f.gz:
+            # No line with a time: a killed container's unterminated last record shipping alone.
+            # It was written before the container's exit and after the line before it.
+            t = _untimed_tail_time(fh, c, shipped)
+            if t is not None:
+                m = replace(m, first=t, last=t)
         if src is None:
             src = self.state.new_source(c.id, head, f.dev, f.ino)
         else:
@@ -441,6 +476,7 @@ class Shipper:
             kind=kind, resource_id=rid, service_id=sid, segment=number, rotation=f.rotation,
             byte_start=m.start, byte_end=m.end, first=m.first, last=m.last, lines=m.lines,
             sha256=m.sha256, encoding=m.encoding,
+            source_head=source_head(src.head_len, src.head_sha) if src.head_len else "",
         )
         cut_from = self.state.cut_from(src.id) if src.id else None
         if cut_from is not None:
