@@ -132,11 +132,19 @@ def parse_source_head(value: str) -> tuple[int, str] | None:
     return int(n), sha
 
 
-def archived_marker_metadata(archive_key: str, sha256: str | None) -> dict[str, str]:
-    """The marker's metadata: the archive object's key and the staged segment's checksum."""
+def archived_marker_metadata(archive_key: str, sha256: str | None, *, byte_start: int | None = None,
+                             byte_end: int | None = None, source_head: str = "") -> dict[str, str]:
+    """The marker's metadata: the archive object's key and the staged segment's checksum, and
+    (when the staged object had them) its byte range and source identity, which
+    ``logarchive ship --rebuild-state`` reads."""
     meta = {ARCHIVED_META: archive_key}
     if sha256:
         meta[SHA256_META] = sha256
+    if byte_start is not None and byte_end is not None:
+        meta[PREFIX + "byte-start"] = str(byte_start)
+        meta[PREFIX + "byte-end"] = str(byte_end)
+    if source_head:
+        meta[SOURCE_HEAD_META] = source_head
     return meta
 
 

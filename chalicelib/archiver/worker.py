@@ -223,7 +223,8 @@ class Worker:
         for w in warnings:
             log.warning("%s: %s", job.name, w)
         # The marker first: a shipper that staged this key but did not record it finds it there.
-        s3io.mark_archived(self.s3, job.bucket, job.key, archive_key=key, sha256=meta.sha256)
+        s3io.mark_archived(self.s3, job.bucket, job.key, archive_key=key, sha256=meta.sha256,
+                           byte_start=meta.byte_start, byte_end=meta.byte_end, source_head=meta.source_head)
         s3io.delete_exact(self.s3, job.bucket, job.key, version_id=job.version_id, etag=job.etag)
         clock.lap("delete")
         return Outcome(

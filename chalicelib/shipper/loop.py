@@ -34,6 +34,7 @@ from ..staged import (
 )
 from . import eligibility
 from .config import ShipConfig
+from .history import History, Unavailable
 from .identity import (
     HEAD_MAX,
     GzipIncomplete,
@@ -64,6 +65,8 @@ DENIED = "permission denied"
 SHRANK = "file is shorter than what was already staged (truncated by hand?)"
 NO_CONFIG = "container config unreadable: its live log waits, rotated logs still ship"
 S3_FAILED = "S3 upload failed (retried next pass)"
+NOT_CHECKED = ("S3 unreachable: the state cannot be checked against this host's history, nothing ships "
+               "(retried next pass)")
 # An abandoned segment's explanation (docs/AUDIT.md): an empty staged object with these fields.
 EVENT_FIELDS = frozenset({
     "logarchive-stack", "logarchive-host", "logarchive-container-id", "logarchive-container-name",
@@ -143,15 +146,92 @@ class Shipper:
         self._done: dict[tuple[str, int, int], tuple[int, float]] = {}
         self._failures: dict[tuple[str, int, int], Failure] = {}  # loaded at each pass
         self._counted: dict[tuple[str, int, int], int] = {}  # failures counted in this pass
+        self._started = cfg.dry_run  # the state's binding and history checked (start())
 
     def close(self) -> None:
         self.state.close()
         if self._lock is not None:
             self._lock.close()
 
+    # -- the start: whose state, and is it behind what S3 holds? ---------------------------
+    def binding(self) -> dict[str, str]:
+        return {"host": self.cfg.host, "stack": self.cfg.stack, "staging": self.staging.url()}
+
+    def history(self) -> History:
+        host_prefix = "/".join(p for p in (self.staging.prefix, self.cfg.stack, self.cfg.host) if p)
+        return History(self.client, self.staging.bucket, host_prefix, stack=self.cfg.stack,
+                       archive_bucket=self.cfg.archive_bucket, classify=self._classify)
+
+    def start(self) -> None:
+        """Check (once) that the state is this host's and not behind its history in S3; with
+        ``--rebuild-state``, rebuild an empty one from that history first. Raises
+        LogarchiveError (one line) to refuse."""
+        if self._started:
+            return
+        want, bound = self.binding(), self.state.binding()
+        if bound and bound != want:
+            raise LogarchiveError(
+                f"state file {self.cfg.state} is the state of host {bound.get('host')!r}, stack "
+                f"{bound.get('stack')!r}, staging {bound.get('staging')}, not of host {want['host']!r}, "
+                f"stack {want['stack']!r}, staging {want['staging']}: another host's state would stage "
+                "bytes again under numbers already used. Move it away, then start with --rebuild-state")
+        try:
+            containers = scan_root(self.cfg.docker_root)
+        except OSError:
+            containers = []  # the pass reports it; nothing to compare yet
+        history = self.history()
+        empty = self.state.is_empty()
+        if self.cfg.rebuild_state and empty:
+            self._rebuild(history, containers)
+        else:
+            behind = self._behind(history, containers, empty)
+            if behind:
+                cid, where = behind
+                hint = ("start with --rebuild-state to rebuild it from S3 first" if empty else
+                        "move it away and start with --rebuild-state to rebuild it from S3")
+                raise LogarchiveError(
+                    f"state file {self.cfg.state} is behind this host's history in S3 (container {cid[:12]}: "
+                    f"{where}): a lost, emptied, replaced or restored state would stage bytes again under "
+                    f"numbers already used; {hint}")
+        self.state.bind(want)
+        self._started = True
+
+    def _behind(self, history: History, containers: list[Container], empty: bool) -> tuple[str, str] | None:
+        for c in containers:
+            where = history.ahead(c.id, self.state.next_segment(c.id))
+            if where is None and self.state.next_segment(c.id) == 1 and (empty or self.cfg.archive_bucket):
+                where = history.archived_any(c)
+            if where is not None:
+                return c.id, where
+        return None
+
+    def _rebuild(self, history: History, containers: list[Container]) -> None:
+        scratch = Summary()
+        rebuilt, files, legacy = [], 0, 0
+        for c in containers:
+            r = history.rebuild(c, lambda f, c=c: self._open(f, _label(c.id, f), scratch))
+            rebuilt.append((r.container_id, r.next_segment,
+                            [(head, f.dev, f.ino, end) for f, head, end in r.files]))
+            files += len(r.files)
+            legacy += bool(r.legacy)
+            if r.records:
+                log.info("%s: rebuilt from %d segments in S3: next segment %d; %d files on disk staged "
+                         "in part or whole%s", c.id[:12], r.records, r.next_segment, len(r.files),
+                         f" ({r.legacy} archived without byte ranges: offsets from their lines' times)"
+                         if r.legacy else "")
+        self.state.rebuild(rebuilt)
+        log.info("state %s rebuilt from %s%s: %d containers, %d files; %d containers with history older "
+                 "than byte ranges in archive metadata", self.cfg.state, self.staging.url(),
+                 f" and s3://{self.cfg.archive_bucket}" if self.cfg.archive_bucket else "",
+                 len(rebuilt), files, legacy)
+
     # -- the loop ----------------------------------------------------------------------
     def run_forever(self) -> int:
         """Passes every ``interval`` seconds until ``stop`` is set (SIGTERM); returns 0."""
+        try:
+            self.start()
+        except Unavailable:
+            pass  # the first pass reports it, and every pass tries again
         log.info("shipping %s to %s every %gs", self.cfg.docker_root, self.staging.url(), self.cfg.interval)
         while not self.stop.is_set():
             t0 = time.monotonic()
@@ -171,6 +251,11 @@ class Shipper:
 
     def run_pass(self) -> Summary:
         s = Summary(on_shipped=self.progress)
+        try:
+            self.start()
+        except Unavailable as exc:
+            self._problem(s, NOT_CHECKED, self.staging.url(), str(exc))
+            return s
         try:
             containers = scan_root(self.cfg.docker_root)
         except OSError as exc:

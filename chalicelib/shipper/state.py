@@ -301,6 +301,20 @@ class State:
             db.execute("DELETE FROM failures WHERE container_id = ? AND dev = ? AND ino = ?",
                        (container_id, dev, ino))
 
+    def rebuild(self, containers: list[tuple[str, int, list[tuple[bytes, int, int, int]]]]) -> None:
+        """``--rebuild-state``: per container (id, next segment number, files as (head, dev,
+        inode, logical bytes staged)), in one transaction."""
+        with self._tx() as db:
+            for cid, next_segment, files in containers:
+                if next_segment > 1:
+                    db.execute("INSERT INTO containers (container_id, next_segment) VALUES (?, ?) "
+                               "ON CONFLICT(container_id) DO UPDATE SET "
+                               "next_segment = MAX(next_segment, excluded.next_segment)", (cid, next_segment))
+                for head, dev, ino, end in files:
+                    db.execute("INSERT INTO sources (container_id, head_len, head_sha, dev, ino, "
+                               "shipped_end, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                               (cid, len(head), head_sha(head), dev, ino, end, time.time()))
+
     def advance(self, src: Source, end: int) -> None:
         """Bytes before ``end`` are accounted for (staged, or explained as lost)."""
         with self._tx() as db:
