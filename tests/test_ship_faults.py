@@ -12,6 +12,7 @@ import errno
 import gzip
 import logging
 import os
+import stat
 import threading
 from pathlib import Path
 
@@ -201,23 +202,33 @@ def _in_thread(tmp: Path, bucket: str, run, stop: threading.Event | None = None,
 
 def test_fifo_and_device_named_like_logs_are_never_opened(buckets, fake, tmp_path) -> None:
     """Failed before the fix: the pass blocked for ever in open() of the FIFO."""
-    c = fake.add("hostile")
-    c.log("real line")
-    c.stop()
-    fifo = c.dir / f"{c.id}-json.log.1"
-    os.mkfifo(fifo)
-    os.symlink("/dev/zero", c.dir / f"{c.id}-json.log.2")
+    hostile = {}
+    for kind in ("fifo", "link", "device"):
+        c = fake.add(kind)
+        c.log("real line")
+        c.stop()
+        path = c.dir / f"{c.id}-json.log.1"
+        if kind == "fifo":
+            os.mkfifo(path)
+        elif kind == "link":
+            os.symlink("/dev/zero", path)
+        elif os.geteuid() == 0:
+            os.mknod(path, stat.S_IFCHR | 0o644, os.makedev(1, 5))  # /dev/zero
+        else:
+            continue
+        hostile[kind] = (c, path)
     t, _, result = _in_thread(tmp_path, buckets.staging, Shipper.run_pass)
     t.join(patience(120))
     try:
         assert not t.is_alive(), "the pass hangs on the FIFO"
     finally:
         if t.is_alive():  # let the blocked open() return so the thread ends
-            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            os.close(os.open(hostile["fifo"][1], os.O_WRONLY | os.O_NONBLOCK))
             t.join(patience(30))
     s = result[0]
-    assert sum(n for r, n in s.problems.items() if "not a regular file" in r) == 2, s.render()
-    assert joined(buckets.staging, c.id) == bytes(c.written)
+    assert sum(n for r, n in s.problems.items() if "not a regular file" in r) == len(hostile), s.render()
+    for c, _ in hostile.values():  # the real log beside it shipped
+        assert joined(buckets.staging, c.id) == bytes(c.written)
 
 
 def test_daemon_carries_on_past_a_damaged_file(buckets, fake, tmp_path, caplog) -> None:

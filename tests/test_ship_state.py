@@ -112,3 +112,108 @@ def test_archive_objects_carry_the_byte_range_and_the_source_identity(buckets, e
         if smeta["logarchive-byte-start"] == "0":  # the segment starts its file: its head is there
             assert hashlib.sha256(body[: int(n)]).hexdigest() == sha
     assert b"".join(body for _, body in segs) == bytes(c.written)
+
+
+# -- the state bound to its host, and rebuilt from S3 ------------------------------------------
+def _busy_host(fake: FakeDockerRoot):
+    """Two containers: compressed rotations and plain ones, both running."""
+    a = fake.add("gz", max_size=1500, max_file=4, compress=True)
+    b = fake.add("plain", max_size=1500, max_file=4)
+    for i in range(45):
+        a.log(f"a {i}")
+        b.log(f"b {i}")
+    a.finish_compression()
+    return a, b
+
+
+def _more(a, b, n: int = 30) -> None:
+    for i in range(n):
+        a.log(f"a more {i}")
+        b.log(f"b more {i}")
+    a.finish_compression()
+
+
+def _drop_state(tmp_path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        (tmp_path / f"ship.db{suffix}").unlink(missing_ok=True)
+
+
+def ship2(tmp, bucket: str, capsys, *extra: str) -> tuple[int, str]:
+    """``ship`` with stdout and stderr (where a refusal's one line goes)."""
+    rc = cli.main(args(tmp, bucket, "--once", "--settle", "0", *extra))
+    got = capsys.readouterr()
+    return rc, got.out + got.err
+
+
+def _numbers_and_bytes(bucket: str, c) -> tuple[list[int], bytes]:
+    segs = staged(bucket, c.id)
+    return [int(m["logarchive-segment"]) for m, _ in segs], b"".join(b for _, b in segs)
+
+
+def test_lost_state_is_refused_then_rebuilt_so_nothing_ships_twice(buckets, fake, tmp_path, capsys):
+    """Failed before the fix: with the state file gone, numbering restarted at 1 and the bytes
+    still on disk were staged a second time, silently."""
+    a, b = _busy_host(fake)
+    rc, out = ship(tmp_path, buckets.staging, capsys)
+    assert rc == 0, out
+    _drop_state(tmp_path)
+    rc, out = ship2(tmp_path, buckets.staging, capsys)
+    assert rc == 1 and "behind this host's history" in out and "--rebuild-state" in out, out
+    _more(a, b)
+    a.stop()
+    b.stop()
+    rc, out = ship(tmp_path, buckets.staging, capsys, "--rebuild-state")
+    assert rc == 0, out
+    for c in (a, b):
+        numbers, data = _numbers_and_bytes(buckets.staging, c)
+        assert numbers == list(range(1, len(numbers) + 1)), numbers  # no number twice, no gap
+        assert data == bytes(c.written)  # every byte once: what rotated away shipped before
+    # --rebuild-state left in the configuration: a later start with a good state just ships
+    rc, out = ship(tmp_path, buckets.staging, capsys, "--rebuild-state")
+    assert rc == 0 and "shipped: 0 segments" in out, out
+
+
+def test_another_hosts_state_is_refused(buckets, fake, tmp_path, capsys):
+    a, _ = _busy_host(fake)
+    assert ship(tmp_path, buckets.staging, capsys)[0] == 0
+    rc, out = ship2(tmp_path, buckets.staging, capsys, "--host", "host-2")
+    assert rc == 1 and "is the state of host 'host-1'" in out, out
+
+
+def test_restored_old_backup_is_refused(buckets, fake, tmp_path, capsys):
+    a, b = _busy_host(fake)
+    assert ship(tmp_path, buckets.staging, capsys)[0] == 0
+    backup = (tmp_path / "ship.db").read_bytes()
+    _more(a, b)
+    a.stop()
+    assert ship(tmp_path, buckets.staging, capsys)[0] == 0
+    _drop_state(tmp_path)
+    (tmp_path / "ship.db").write_bytes(backup)
+    rc, out = ship2(tmp_path, buckets.staging, capsys)
+    assert rc == 1 and "behind this host's history" in out and "move it away" in out, out
+
+
+def test_rebuild_from_the_archive_after_the_markers_expired(buckets, env, fake, tmp_path, capsys):
+    """Staging empty (all archived) and the 30-day markers gone: only the archive objects'
+    metadata remember. Without --archive-bucket the start cannot see that history (SHIPPER.md
+    says so); with it the start refuses, and the rebuild reads it."""
+    a, b = _busy_host(fake)
+    assert ship(tmp_path, buckets.staging, capsys)[0] == 0
+    first = {c.id: _numbers_and_bytes(buckets.staging, c) for c in (a, b)}
+    assert all(o.status is Status.ARCHIVED for o in archive_all(buckets, env))
+    s3 = boto3.client("s3")
+    for obj in s3.list_objects_v2(Bucket=buckets.staging).get("Contents", []):
+        s3.delete_object(Bucket=buckets.staging, Key=obj["Key"])  # the markers expired
+    _drop_state(tmp_path)
+    rc, out = ship2(tmp_path, buckets.staging, capsys, "--archive-bucket", buckets.archive)
+    assert rc == 1 and "behind this host's history" in out and buckets.archive in out, out
+    _more(a, b)
+    a.stop()
+    b.stop()
+    rc, out = ship(tmp_path, buckets.staging, capsys, "--rebuild-state", "--archive-bucket", buckets.archive)
+    assert rc == 0, out
+    for c in (a, b):
+        numbers, data = _numbers_and_bytes(buckets.staging, c)
+        before_numbers, before = first[c.id]
+        assert numbers[0] == before_numbers[-1] + 1 and numbers == list(range(numbers[0], numbers[-1] + 1))
+        assert before + data == bytes(c.written)
