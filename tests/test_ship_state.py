@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import replace
+from datetime import timedelta
 
 import boto3
 import pytest
-from archiver_support import archived, archiver_env
+from archiver_support import T0, archived, archiver_env, docker_lines, stage
 from dockerfake import FakeDockerRoot
+from test_audit import Scene, two_hosts_two_runs
 from test_ship import args, ship, staged
 
 from chalicelib import cli, layout
@@ -217,3 +219,38 @@ def test_rebuild_from_the_archive_after_the_markers_expired(buckets, env, fake, 
         before_numbers, before = first[c.id]
         assert numbers[0] == before_numbers[-1] + 1 and numbers == list(range(numbers[0], numbers[-1] + 1))
         assert before + data == bytes(c.written)
+
+
+def test_what_still_gets_through_is_caught_by_the_audit_by_name(buckets, tmp_path, capsys):
+    """A lost state on a host whose markers expired and whose shipper cannot read the archive
+    (no --archive-bucket): the start sees no history, the bytes still on disk are staged again
+    under numbers used already. Failed before the audit check: the audit said "contiguous"."""
+    sc = two_hosts_two_runs(Scene(buckets, tmp_path, capsys))
+    sc.passes()
+    s3 = boto3.client("s3")
+    for obj in s3.list_objects_v2(Bucket=buckets.staging, Prefix="archived/").get("Contents", []):
+        s3.delete_object(Bucket=buckets.staging, Key=obj["Key"])  # 30 days later
+    for suffix in ("", "-wal", "-shm"):
+        (tmp_path / f"host-a.db{suffix}").unlink(missing_ok=True)
+    web = sc.hosts["host-a"].containers[0]
+    oldest = max(web.dir.glob(f"{web.id}-json.log.*"), key=lambda p: int(p.name.rsplit(".", 1)[-1]))
+    oldest.unlink()  # Docker's max-file rotated it away: the numbering of what is left shifts
+    sc.ship("host-a")
+    sc.archive()
+    lines = sc.caught("segment archived twice", "", "--ship-state", str(sc.state("host-a")))
+    twice = [line for line in lines if line.startswith("segment archived twice: ")]
+    assert any(f"of container {web.id[:12]} archived 2 times" in line for line in twice), lines
+    assert any("overlap bytes archived as" in line for line in twice), lines
+
+
+def test_the_worker_names_a_segment_number_archived_twice(buckets, env):
+    """Failed before: the second segment 1 (other bytes, other times) was archived silently."""
+    s3 = boto3.client("s3")
+    cid = "ab" * 32
+    stage(s3, buckets.staging, "first", docker_lines(3, seed=1), segment=1, cid=cid)
+    stage(s3, buckets.staging, "again", docker_lines(4, seed=2, start=T0 + timedelta(hours=1)), segment=1, cid=cid)
+    outcomes = archive_all(buckets, env)
+    assert all(o.status is Status.ARCHIVED for o in outcomes), [o.reason for o in outcomes]
+    said = [w for o in outcomes for w in o.warnings if w.startswith("duplicate segment 1: also archived as ")]
+    # the one archived second names the first (the first had nothing to compare with yet)
+    assert len(said) == 1 and f"{cid}-json.log.1." in said[0], said

@@ -206,6 +206,7 @@ class Worker:
             sums = s3io.file_checksums(fh, sealed.ciphertext_bytes, self.part_size)
             key, created, head = self._place(
                 base, meta.segment or 0, fh, sealed.ciphertext_bytes, metadata, sums)
+            warnings.extend(self._same_number(base, key, meta))
             clock.lap("upload+verify")
             self._replicate(key, created, fh, sealed.ciphertext_bytes, metadata, sums)
             clock.lap("replicate")
@@ -323,6 +324,20 @@ class Worker:
             reason=ascii_value(reason, 512), at=fmt_time(datetime.now(UTC)),
             location=QUARANTINE_PREFIX + job.key,
         ))
+
+    def _same_number(self, base: ArchiveKey, key: str, meta: StagedMeta) -> list[str]:
+        """Other archive objects of this container under this segment number: a shipper whose
+        state was lost or replaced numbered other bytes again (issue 18). Archived all the same
+        (nothing is lost), and reported by name; the audit reports it too."""
+        prefix = base.key().rsplit("/", 1)[0] + f"/{base.container_id}-json.log.{base.rotation}."
+        resp = self.s3.list_objects_v2(Bucket=self.settings.archive_bucket, Prefix=prefix)
+        others = sorted(o["Key"] for o in resp.get("Contents", []) if o["Key"] != key)
+        if not others:
+            return []
+        names = ", ".join(k.rsplit("/", 1)[-1] for k in others[:3])
+        log.error("duplicate segment %s of container %s (host %s): archived as %s, and already as %s",
+                  base.rotation, base.container_id[:12], ascii_value(meta.host) or "?", key, names)
+        return [f"duplicate segment {base.rotation}: also archived as {names}"]
 
     # -- placing the archive object ---------------------------------------------------------
     def _place(
