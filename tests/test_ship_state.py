@@ -254,3 +254,15 @@ def test_the_worker_names_a_segment_number_archived_twice(buckets, env):
     said = [w for o in outcomes for w in o.warnings if w.startswith("duplicate segment 1: also archived as ")]
     # the one archived second names the first (the first had nothing to compare with yet)
     assert len(said) == 1 and f"{cid}-json.log.1." in said[0], said
+
+
+def test_the_host_reads_exactly_what_the_rebuild_needs() -> None:
+    from chalicelib.setup.iam import host_history_read
+
+    assert host_history_read("stg", "staged/", "prod", "web-7") == [
+        {"Sid": "OwnQuarantinedSegments", "Effect": "Allow", "Action": ["s3:GetObject"],
+         "Resource": ["arn:aws:s3:::stg/quarantine/staged/prod/web-7/*"]}]
+    listing, heads = host_history_read("stg", "staged", "prod", "web-7", "arch")[1:]
+    assert listing["Action"] == ["s3:ListBucket"] and listing["Resource"] == ["arn:aws:s3:::arch"]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["prod/shareable/v3/*"]}}
+    assert heads["Action"] == ["s3:GetObject"] and heads["Resource"] == ["arn:aws:s3:::arch/prod/shareable/v3/*"]
