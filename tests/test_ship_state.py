@@ -266,3 +266,32 @@ def test_the_host_reads_exactly_what_the_rebuild_needs() -> None:
     assert listing["Action"] == ["s3:ListBucket"] and listing["Resource"] == ["arn:aws:s3:::arch"]
     assert listing["Condition"] == {"StringLike": {"s3:prefix": ["prod/shareable/v3/*"]}}
     assert heads["Action"] == ["s3:GetObject"] and heads["Resource"] == ["arn:aws:s3:::arch/prod/shareable/v3/*"]
+
+
+def test_rebuild_of_history_archived_before_byte_ranges_uses_line_times(buckets, env, fake, tmp_path, capsys):
+    """Archives written before logarchive-byte-start/-end and -source-head existed: numbering from
+    their segment numbers, offsets from their last line time (docs/SHIPPER.md)."""
+    a, b = _busy_host(fake)
+    assert ship(tmp_path, buckets.staging, capsys)[0] == 0
+    first = {c.id: _numbers_and_bytes(buckets.staging, c) for c in (a, b)}
+    archive_all(buckets, env)
+    s3 = boto3.client("s3")
+    for obj in s3.list_objects_v2(Bucket=buckets.staging).get("Contents", []):
+        s3.delete_object(Bucket=buckets.staging, Key=obj["Key"])
+    old = ("logarchive-byte-start", "logarchive-byte-end", "logarchive-source-head")
+    for obj in s3.list_objects_v2(Bucket=buckets.archive, Prefix="teststack/").get("Contents", []):
+        meta = s3.head_object(Bucket=buckets.archive, Key=obj["Key"])["Metadata"]
+        s3.copy_object(Bucket=buckets.archive, Key=obj["Key"], MetadataDirective="REPLACE",
+                       CopySource={"Bucket": buckets.archive, "Key": obj["Key"]},
+                       Metadata={k: v for k, v in meta.items() if k not in old})
+    _drop_state(tmp_path)
+    _more(a, b)
+    a.stop()
+    b.stop()
+    rc, out = ship(tmp_path, buckets.staging, capsys, "--rebuild-state", "--archive-bucket", buckets.archive)
+    assert rc == 0, out
+    for c in (a, b):
+        numbers, data = _numbers_and_bytes(buckets.staging, c)
+        before_numbers, before = first[c.id]
+        assert numbers[0] == before_numbers[-1] + 1, (numbers, before_numbers)
+        assert before + data == bytes(c.written)
