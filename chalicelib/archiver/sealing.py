@@ -37,6 +37,7 @@ from .. import telemetry
 from ..awserrors import is_not_found, is_precondition_failed
 from ..digest import ArchiveEntry, ExplainedEvent, SignedDigest, Signer, canonical_json
 from ..errors import LogarchiveError
+from .heartbeats import HostView
 
 log = logging.getLogger(__name__)
 HEAD_PREFIX = fmt.RESERVED_PREFIX + "digest-head/"
@@ -93,12 +94,14 @@ class SealError(LogarchiveError):
 class Sealer:
     def __init__(
         self, s3: Any, *, bucket: str, stack: str, signer: Signer, copies: Sequence[str] = (),
+        hosts: HostView | None = None,
     ):
         self.s3 = s3
         self.bucket = bucket
         self.stack = stack
         self.signer = signer
         self.copies = tuple(copies)  # direct-mode customer buckets: digests go there as archives do
+        self.hosts = hosts  # the hosts' heartbeats and retirement requests (heartbeats.py)
 
     # -- the chain head --------------------------------------------------------------------
     def read_head(self) -> tuple[SignedDigest | None, str | None]:
@@ -206,10 +209,14 @@ class Sealer:
         if previous is not None and end <= fmt.parse_time(previous.digest.end_time):
             end = fmt.parse_time(previous.digest.end_time).replace(microsecond=0) + timedelta(seconds=1)
         starts = [fmt.parse_time(b["recorded_at"]) for b in bodies if b and "recorded_at" in b]
+        before = previous.digest if previous else None
+        beats = self.hosts.for_digest(before) if self.hosts else []
+        retiring = self.hosts.requests(before) if self.hosts else []
         next_digest = fmt.build(
             stack=self.stack, end=end, signing_key_id=self.signer.key_id,
             signature_algorithm=self.signer.algorithm, archives=archives.values(), events=events.values(),
             previous=previous, start=min([*starts, end]),
+            hosts=beats, retired_hosts=[r.retirement for r in retiring],
         )
         signed = fmt.sign(next_digest, self.signer)
         commit: dict[str, Any] = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
@@ -226,6 +233,8 @@ class Sealer:
             raise
         self._store(signed)
         self._delete(consumed)
+        if self.hosts and retiring:
+            self.hosts.retired(retiring)
         report.key, report.sequence = signed.key, next_digest.sequence
         report.archives, report.events = len(archives), len(events)
         telemetry.count("DigestsSealed")
@@ -264,7 +273,7 @@ def seal_lease_id(bucket: str, stack: str) -> str:
 
 
 def seal_digest(settings: Any, s3: Any, *, leases: Any = None, signer: Signer | None = None,
-                now: datetime | None = None) -> SealReport | None:
+                now: datetime | None = None, hosts: HostView | None = None) -> SealReport | None:
     """Seal the next digest of ``settings.stack`` if digests are on, under the seal lease when
     there is a lease table (a second scheduler run waits for the next hour instead of racing;
     the head's conditional PUT keeps the chain whole either way)."""
@@ -279,7 +288,7 @@ def seal_digest(settings: Any, s3: Any, *, leases: Any = None, signer: Signer | 
         return SealReport(lost_race=True)
     try:
         sealer = Sealer(s3, bucket=settings.archive_bucket, stack=settings.stack, signer=signer,
-                        copies=settings.direct_destinations)
+                        copies=settings.direct_destinations, hosts=hosts or HostView.of(settings, s3))
         return sealer.seal(now=now)
     finally:
         if leases is not None:

@@ -18,7 +18,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from .. import digest as digestfmt
-from .. import layout
+from .. import hostrecord, layout
 from ..archiver import sealing
 from ..awserrors import error_label
 from ..errors import LayoutError, LogarchiveError
@@ -39,6 +39,7 @@ class Options:
     end_date: date | None = None
     ship_states: Sequence[str] = ()
     grace: timedelta = timedelta(hours=2)
+    silent_after: timedelta = hostrecord.DEFAULT_SILENT_AFTER
     deep: bool = False
     workers: int = 16
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -131,6 +132,7 @@ def run(opts: Options, s3: Any, progress: Callable[[int, str], Any] | None = Non
 
     with ThreadPoolExecutor(max_workers=max(1, opts.workers)) as pool:
         verified = _digests(opts, s3, pool, res, policy, progress)
+        _silent_hosts(opts, res, verified)
         first_start, last_end = _span(verified)
         events: list[digestfmt.ExplainedEvent] = []
         for signed in verified:
@@ -266,6 +268,16 @@ def _head(opts: Options, s3: Any, res: AuditResult, chain: list[digestfmt.Signed
             model.DIGEST_MISSING, _url(opts.bucket, head.signed.key),
             f"the chain head names it (sequence {head.signed.digest.sequence}); the newest digest "
             f"found is sequence {newest}"))
+
+
+def _silent_hosts(opts: Options, res: AuditResult, verified: list[digestfmt.SignedDigest]) -> None:
+    """"host h silent since T" from the signed heartbeats (a range that ends before today: not judged)."""
+    if opts.end_date is not None and opts.end_date < opts.now.astimezone(UTC).date():
+        return
+    for rec in hostrecord.silent(hostrecord.fold(verified), opts.now, opts.silent_after):
+        res.findings.append(Finding(model.HOST_SILENT, f"host {rec.host}", (
+            f"silent since {rec.last.time if rec.last else '?'}: no heartbeat for over "
+            f"{_fmt_grace(opts.silent_after)} and no signed retirement (last in {rec.last_digest})")))
 
 
 def _span(verified: list[digestfmt.SignedDigest]) -> tuple[datetime | None, datetime | None]:

@@ -18,9 +18,10 @@ SEGMENT_TWICE = "segment archived twice"  # a number, or a source file's bytes, 
 SHIPPED_NOT_ARCHIVED = "shipped but never archived"
 RETENTION_SHORT = "retention shorter than the bucket's policy"
 UNKNOWN_OBJECT = "unknown object"
+HOST_SILENT = "host silent"  # its last signed heartbeat is older than --silent-after, not retired
 FAILING = (ARCHIVE_MISSING, ARCHIVE_CHANGED, ARCHIVE_IN_NO_DIGEST, DIGEST_MISSING, DIGEST_EDITED,
            BROKEN_CHAIN, BAD_SIGNATURE, SEGMENT_GAP, SEGMENT_TWICE, SHIPPED_NOT_ARCHIVED, RETENTION_SHORT,
-           UNKNOWN_OBJECT)
+           UNKNOWN_OBJECT, HOST_SILENT)
 
 
 @dataclass(frozen=True)

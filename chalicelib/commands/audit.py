@@ -9,8 +9,8 @@ import sys
 from typing import Any
 
 from .. import aws
-from ..errors import LogarchiveError
-from ._common import add_endpoint_options
+from ..errors import LogarchiveError, UsageError
+from ._common import add_endpoint_options, add_jobs_option, add_progress_option, progress_enabled
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,14 +34,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "segment it staged must be archived once --grace has passed (default: none)")
     p.add_argument("--grace", default="2h", help="how long a staged segment may wait for archiving "
                    "(default 2h; archiving runs hourly)")
+    p.add_argument("--silent-after", default="6h", help="a host whose last signed heartbeat is older "
+                   "than this, and that no signed retirement retired, is a finding (default 6h)")
     p.add_argument("--deep", action="store_true",
                    help="also read every archive's body and check its SHA-256 against the digest")
     p.add_argument("--format", dest="fmt", choices=("text", "jsonl"), default="text",
                    help="findings as text lines or JSON lines (default text)")
     p.add_argument("--report", metavar="FILE.html",
                    help="also write the auditor's report here (default: none)")
-    p.add_argument("--jobs", type=int, default=16, metavar="N",
-                   help="parallel S3 requests (default 16, at most 32: the client's connection pool)")
+    add_jobs_option(p, 16, "parallel S3 requests, at most 32: the client's connection pool")
+    add_progress_option(p)
     add_endpoint_options(p)
     p.set_defaults(func=run)
 
@@ -77,6 +79,10 @@ def run(args: argparse.Namespace) -> int:
         grace = checks.parse_grace(args.grace)
     except ValueError as exc:
         raise LogarchiveError(str(exc)) from None
+    try:
+        silent_after = checks.parse_grace(args.silent_after)
+    except ValueError as exc:
+        raise UsageError(str(exc).replace("--grace", "--silent-after")) from None
     start = parse_date(args.start_date, "--start-date") if args.start_date else None
     end = parse_date(args.end_date, "--end-date") if args.end_date else None
     if (start is None) != (end is None):
@@ -86,10 +92,10 @@ def run(args: argparse.Namespace) -> int:
     opts = checks.Options(
         bucket=args.bucket, stack=args.stack, public_keys=_public_keys(args.public_key_file),
         start_date=start, end_date=end, ship_states=args.ship_state, grace=grace, deep=args.deep,
-        workers=min(32, max(1, args.jobs)),
+        workers=min(32, max(1, args.jobs)), silent_after=silent_after,
     )
     s3 = aws.client("s3", endpoint_url=args.endpoint_url, region=args.region)
-    result = checks.run(opts, s3, progress=_progress(sys.stderr.isatty()))
+    result = checks.run(opts, s3, progress=_progress(progress_enabled(args)))
     if args.fmt == "jsonl":
         for f in result.findings:
             print(json.dumps(f.to_dict()))

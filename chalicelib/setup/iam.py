@@ -12,7 +12,7 @@ from typing import Any
 
 from ..digest import pending_prefix, stack_digests_prefix
 from ..settings import ReplicationMode
-from ..staged import ARCHIVED_PREFIX, PENDING_PREFIX, QUARANTINE_PREFIX
+from ..staged import ARCHIVED_PREFIX, PENDING_PREFIX, QUARANTINE_PREFIX, RETIRE_PREFIX, heartbeat_key
 from .resources import StageResources
 
 Statement = dict[str, Any]
@@ -119,6 +119,13 @@ def archive_scheduler(res: StageResources) -> list[Statement]:
         _list("ListStaging", res.staging_bucket),
         _st("ReadStagedMetadata", ["s3:GetObject"], _objects(res.staging_bucket, res.staging_prefix)),
         _st("FanOut", ["sqs:SendMessage", "sqs:GetQueueAttributes"], res.work_queue.arn),
+        # Hosts (archiver/heartbeats.py): heartbeats are read as staged objects are (above); an
+        # operator's retirement requests are read and cleared once sealed, with the retired host's
+        # heartbeat.
+        _st("HostRetirements", ["s3:GetObject", "s3:DeleteObject"],
+            [_objects(res.staging_bucket, f"{RETIRE_PREFIX}{res.stack}/"),
+             _bucket(res.staging_bucket) + "/"
+             + heartbeat_key(res.staging_prefix.strip("/"), res.stack, "*")]),  # any host's
         # In-flight leases (chalicelib/archiver/lease.py): conditional put, release by delete.
         _st("RunLease", ["dynamodb:PutItem", "dynamodb:DeleteItem"], res.table_arn(res.idempotency_table)),
         # Every run aborts multipart uploads crashed workers left (scheduler.py, older than a day)

@@ -34,6 +34,7 @@ from ..staged import (
 )
 from . import eligibility
 from .config import ShipConfig
+from .heartbeat import PassReporter, pass_line, waiting
 from .history import History, Unavailable
 from .identity import (
     HEAD_MAX,
@@ -139,8 +140,9 @@ class Shipper:
         self.state = State(cfg.state, readonly=cfg.dry_run)
         self.client = client or make_client(cfg.endpoint_url or None, cfg.region or None, cfg.max_attempts)
         self.uploader = Uploader(self.client, self.staging.bucket, part_size=cfg.part_size,
-                                 concurrency=cfg.concurrency, stop=self.stop)
+                                 concurrency=cfg.jobs, stop=self.stop)
         self._dry_next: dict[str, int] = {}
+        self.reporter = PassReporter(cfg, self.client, self.staging.bucket, self.staging.prefix)
         # Files found fully shipped, by (container, dev, inode): (size, mtime) then. While those
         # are unchanged the file holds nothing new: the idle pass neither opens nor looks it up.
         self._done: dict[tuple[str, int, int], tuple[int, float]] = {}
@@ -241,10 +243,7 @@ class Shipper:
                 log.error("pass failed, retried in %gs: %s", self.cfg.interval, _one_line(exc))
                 self.stop.wait(self.cfg.interval)
                 continue
-            if s.segments or s.problems:
-                log.info("pass: %d segments (%s) shipped, %d problems%s", s.segments, human(s.bytes),
-                         sum(s.problems.values()),
-                         "".join(f"; {n}× {r}" for r, n in s.problems.most_common(3)))
+            log.info("%s", pass_line(s, time.monotonic() - t0))  # every pass: nothing shipped is news too
             self.stop.wait(max(0.0, self.cfg.interval - (time.monotonic() - t0)))
         log.info("stopped cleanly")
         return 0
@@ -255,11 +254,13 @@ class Shipper:
             self.start()
         except Unavailable as exc:
             self._problem(s, NOT_CHECKED, self.staging.url(), str(exc))
+            self.reporter.after_pass(s)
             return s
         try:
             containers = scan_root(self.cfg.docker_root)
         except OSError as exc:
             self._problem(s, ROOT, self.cfg.docker_root, exc.strerror or str(exc))
+            self.reporter.after_pass(s)
             return s
         s.containers = len(containers)
         self._failures = self.state.failures()
@@ -279,6 +280,7 @@ class Shipper:
                 self._problem(s, UNEXPECTED, c.id[:12], _one_line(exc))
         if not self.cfg.dry_run:
             self._explain_abandoned(s)
+        self.reporter.after_pass(s)  # the heartbeat (and --metrics-file)
         return s
 
     def _explain_abandoned(self, s: Summary) -> None:
@@ -424,6 +426,7 @@ class Shipper:
             if d.end is None:
                 if d.reason != eligibility.NOTHING_NEW:
                     s.wait(d.reason, label)
+                    s.backlog(*waiting(fh, shipped, st.st_size))
                 elif src is not None:
                     self._done[key] = (f.size, f.mtime)
                 return True
@@ -460,7 +463,10 @@ class Shipper:
             s.shipped(c.id, m.size)
             return True
         self.state.plan(src, seg)
-        return self._send(seg, staged, m, label, s, fresh=True)
+        sent = self._send(seg, staged, m, label, s, fresh=True)
+        if f.rotation == 0 and not f.gz:  # what this live log still holds back
+            s.backlog(*waiting(fh, m.end if sent else shipped, st.st_size))
+        return sent
 
     # -- files that cannot be read -------------------------------------------------------
     def _unreadable(self, c: Container, f: LogFile, fh: BinaryIO, label: str, cause: str, s: Summary) -> bool:
