@@ -262,3 +262,58 @@ def test_cli_once_reports_a_damaged_file_in_one_line(buckets, fake, tmp_path, ca
     rc = cli.main(args(tmp_path, buckets.staging, "--once"))
     out = capsys.readouterr().out
     assert rc == 1 and "file unreadable or corrupt" in out and "Traceback" not in out, out
+
+
+def test_a_surprise_in_one_container_is_reported_and_the_others_ship(buckets, fake, tmp_path, monkeypatch):
+    """The per-container guard: an unexpected exception (a bug) names the container and the
+    class, and the pass goes on. Injected at our own boundary: nothing left raises here."""
+    bad = fake.add("bad")
+    bad.log("x")
+    bad.stop()
+    good = fake.add("good")
+    good.log("y")
+    good.stop()
+    real = Shipper._file
+
+    def flaky(self, c, f, s):
+        if c.id == bad.id:
+            raise RuntimeError("injected surprise")
+        return real(self, c, f, s)
+
+    monkeypatch.setattr(Shipper, "_file", flaky)
+    t, _, result = _in_thread(tmp_path, buckets.staging, Shipper.run_pass)
+    t.join(patience(120))
+    summary = result[0]
+    assert summary.problems == {"unexpected error (reported; the other containers ship)": 1}, summary.render()
+    assert summary.examples["unexpected error (reported; the other containers ship)"] == [bad.id[:12]]
+    assert joined(buckets.staging, good.id) == bytes(good.written)
+
+
+def test_the_daemon_survives_a_pass_that_fails_as_a_whole(buckets, fake, tmp_path, monkeypatch, caplog):
+    """The per-pass guard: a pass that raises is logged in one line and the next pass runs."""
+    c = fake.add("later")
+    c.log("shipped by the pass after the failed one")
+    c.stop()
+    real = Shipper.run_pass
+    calls = []
+
+    def fails_once(self):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("injected: the whole pass failed")
+        return real(self)
+
+    monkeypatch.setattr(Shipper, "run_pass", fails_once)
+    stop = threading.Event()
+    with caplog.at_level(logging.ERROR, logger="logarchive.ship"):
+        t, done, rc = _in_thread(tmp_path, buckets.staging, Shipper.run_forever, stop, once=False, interval=0.05)
+        try:
+            waited = 0.0
+            while not staged(buckets.staging, c.id) and not done.is_set() and waited < patience(120):
+                done.wait(0.2)
+                waited += 0.2
+        finally:
+            stop.set()
+            t.join(patience(60))
+    assert rc == [0] and joined(buckets.staging, c.id) == bytes(c.written)
+    assert any("pass failed" in r.getMessage() and "injected" in r.getMessage() for r in caplog.records)

@@ -296,3 +296,18 @@ def test_rebuild_of_history_archived_before_byte_ranges_uses_line_times(buckets,
         before_numbers, before = first[c.id]
         assert numbers[0] == before_numbers[-1] + 1, (numbers, before_numbers)
         assert before + data == bytes(c.written)
+
+
+def test_source_identity_and_marker_metadata_in_the_staged_contract() -> None:
+    from chalicelib.staged import StagedMeta, archived_marker_metadata, parse_source_head, source_head
+
+    ident = source_head(4096, "a" * 64)
+    assert ident == f"4096:{'a' * 64}" and parse_source_head(ident) == (4096, "a" * 64)
+    for bad in ("", "0:" + "a" * 64, "4096:" + "A" * 64, "4096:abc", "１:" + "a" * 64, "12"):
+        assert parse_source_head(bad) is None, bad
+    assert StagedMeta.parse({"logarchive-source-head": ident}).source_head == ident
+    assert StagedMeta.parse({"logarchive-source-head": "junk"}).source_head == ""
+    assert archived_marker_metadata("k", "f" * 64, byte_start=0, byte_end=10, source_head=ident) == {
+        "logarchive-archive-key": "k", "logarchive-sha256": "f" * 64, "logarchive-byte-start": "0",
+        "logarchive-byte-end": "10", "logarchive-source-head": ident}
+    assert archived_marker_metadata("k", None) == {"logarchive-archive-key": "k"}
