@@ -149,6 +149,10 @@ class Shipper:
         self._failures: dict[tuple[str, int, int], Failure] = {}  # loaded at each pass
         self._counted: dict[tuple[str, int, int], int] = {}  # failures counted in this pass
         self._started = cfg.dry_run  # the state's binding and history checked (start())
+        self._scanned: list[Container] | None = None  # start()'s scan, used by the first pass
+        self._saved_done = self.state.idle_files()  # the memo above, as the state keeps it
+        self._done.update(self._saved_done)
+        self._seen: set[tuple[str, int, int]] = set()  # files looked at in this pass
 
     def close(self) -> None:
         self.state.close()
@@ -181,6 +185,8 @@ class Shipper:
             containers = scan_root(self.cfg.docker_root)
         except OSError:
             containers = []  # the pass reports it; nothing to compare yet
+        else:
+            self._scanned = containers
         history = self.history()
         empty = self.state.is_empty()
         if self.cfg.rebuild_state and empty:
@@ -257,11 +263,13 @@ class Shipper:
             self.reporter.after_pass(s)
             return s
         try:
-            containers = scan_root(self.cfg.docker_root)
+            containers = self._scanned if self._scanned is not None else scan_root(self.cfg.docker_root)
         except OSError as exc:
             self._problem(s, ROOT, self.cfg.docker_root, exc.strerror or str(exc))
             self.reporter.after_pass(s)
             return s
+        self._scanned = None
+        self._seen = set()
         s.containers = len(containers)
         self._failures = self.state.failures()
         self._counted = {}
@@ -280,8 +288,17 @@ class Shipper:
                 self._problem(s, UNEXPECTED, c.id[:12], _one_line(exc))
         if not self.cfg.dry_run:
             self._explain_abandoned(s)
+            self._keep_done()
         self.reporter.after_pass(s)  # the heartbeat (and --metrics-file)
         return s
+
+    def _keep_done(self) -> None:
+        """Keep the fully-shipped files of this pass (and only those: files gone are forgotten)
+        in the state, so that a new process (``--once``) skips them too. Written when changed."""
+        self._done = {k: v for k, v in self._done.items() if k in self._seen}
+        if self._done != self._saved_done and not self.stop.is_set():
+            self.state.save_idle_files(self._done)
+            self._saved_done = dict(self._done)
 
     def _explain_abandoned(self, s: Summary) -> None:
         """Stage an empty ``…-abandoned.event`` object for each abandoned segment: the archiver
@@ -367,6 +384,7 @@ class Shipper:
         numbers stay in byte order) and is counted; after ``give_up_after`` passes of the same
         cause it is given up (``_give_up``) and the container's newer files ship."""
         key = (c.id, f.dev, f.ino)
+        self._seen.add(key)
         failure = self._failures.get(key)
         if failure is not None and failure.given_up and failure.size == f.size:
             return True  # given up and explained; tried again only if it changes

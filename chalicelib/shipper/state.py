@@ -76,6 +76,14 @@ CREATE TABLE IF NOT EXISTS failures (         -- files that could not be read or
     given_up INTEGER NOT NULL DEFAULT 0,      -- explained as lost: not tried again while unchanged
     PRIMARY KEY (container_id, dev, ino)
 );
+CREATE TABLE IF NOT EXISTS idle_files (       -- files found fully shipped, as the scan saw them then
+    container_id TEXT NOT NULL,
+    dev INTEGER NOT NULL,
+    ino INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    mtime REAL NOT NULL,
+    PRIMARY KEY (container_id, dev, ino)
+);
 CREATE TABLE IF NOT EXISTS binding (          -- whose state this is: host, stack, staging
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -221,8 +229,9 @@ class State:
         return found[0]
 
     def pending(self, container_id: str | None = None) -> list[Segment]:
+        # The partial index: the planner would otherwise walk a container's every segment by key.
         sql = ("SELECT container_id, segment, source_id, state, key, start, end, encoding, size, "
-               "sha256, closes, metadata FROM segments WHERE state = 'pending'")
+               "sha256, closes, metadata FROM segments INDEXED BY pending_segments WHERE state = 'pending'")
         args: tuple = ()
         if container_id is not None:
             sql += " AND container_id = ?"
@@ -260,6 +269,15 @@ class State:
         rows = self.db.execute("SELECT container_id, dev, ino, size, cause, passes, given_up FROM failures")
         return {(r[0], r[1], r[2]): Failure(r[3], r[4], r[5], bool(r[6])) for r in rows}
 
+    def idle_files(self) -> dict[tuple[str, int, int], tuple[int, float]]:
+        """Files found fully shipped, with the size and mtime they had: while both stay the same
+        a pass need not open them (shipper/loop.py). Empty for a state without the table."""
+        try:
+            rows = self.db.execute("SELECT container_id, dev, ino, size, mtime FROM idle_files").fetchall()
+        except sqlite3.Error:
+            return {}
+        return {(r[0], r[1], r[2]): (r[3], r[4]) for r in rows}
+
     def binding(self) -> dict[str, str]:
         return dict(self.db.execute("SELECT name, value FROM binding").fetchall())
 
@@ -275,6 +293,14 @@ class State:
         with self._tx() as db:
             db.executemany("INSERT INTO binding (name, value) VALUES (?, ?) "
                            "ON CONFLICT(name) DO UPDATE SET value = excluded.value", sorted(values.items()))
+
+    def save_idle_files(self, files: dict[tuple[str, int, int], tuple[int, float]]) -> None:
+        if self.readonly:
+            return
+        with self._tx() as db:
+            db.execute("DELETE FROM idle_files")
+            db.executemany("INSERT INTO idle_files (container_id, dev, ino, size, mtime) "
+                           "VALUES (?, ?, ?, ?, ?)", [(*k, *v) for k, v in files.items()])
 
     def failed(self, container_id: str, dev: int, ino: int, size: int, cause: str) -> int:
         """One more pass that could not read this file; returns the passes in a row with ``cause``."""
