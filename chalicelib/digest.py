@@ -50,8 +50,6 @@ ALGORITHMS = (ED25519, ECDSA_SHA_256)
 # Reserved prefix of the archive bucket: no stack name can start with "_" (layout.STACK_RE).
 RESERVED_PREFIX = "_logarchive/"
 DIGESTS_PREFIX = RESERVED_PREFIX + "digests/"
-# Each finished archive leaves a record here; the sealer folds them into the next digest.
-PENDING_PREFIX = RESERVED_PREFIX + "pending-digest/"
 SIGNATURE_META = "logarchive-digest-signature"
 ALGORITHM_META = "logarchive-digest-signature-algorithm"
 SIGNING_KEY_META = "logarchive-digest-signing-key-id"
@@ -129,10 +127,6 @@ def parse_digest_key(key: str) -> tuple[str, int, datetime] | None:
     if f"{end:%Y/%m/%d}" != "/".join(parts[1:4]):
         return None
     return parts[0], int(m["seq"]), end
-
-
-def pending_prefix(stack: str) -> str:
-    return f"{PENDING_PREFIX}{stack}/"
 
 
 # -- the document -----------------------------------------------------------------------------
@@ -424,6 +418,7 @@ class Signer:
 
     algorithm: str
     key_id: str
+    public_key: Any  # what verifies its signatures
 
     def sign(self, message: bytes) -> bytes:
         raise NotImplementedError
@@ -434,7 +429,8 @@ class Ed25519Signer(Signer):
 
     def __init__(self, private_key: ed25519.Ed25519PrivateKey):
         self._key = private_key
-        self.key_id = public_key_id(private_key.public_key())
+        self.public_key = private_key.public_key()
+        self.key_id = public_key_id(self.public_key)
 
     def __repr__(self) -> str:
         return f"Ed25519Signer({self.key_id[:16]}…)"  # never the key
@@ -472,7 +468,8 @@ class KmsSigner(Signer):
         self.kms = kms
         self.kms_key_id = key_id
         der = kms.get_public_key(KeyId=key_id)["PublicKey"]
-        self.key_id = public_key_id(load_public_key(der, name=f"KMS key {key_id}"))
+        self.public_key = load_public_key(der, name=f"KMS key {key_id}")
+        self.key_id = public_key_id(self.public_key)
 
     def sign(self, message: bytes) -> bytes:
         resp = self.kms.sign(KeyId=self.kms_key_id, Message=message, MessageType="RAW",

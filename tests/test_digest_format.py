@@ -246,3 +246,15 @@ def test_the_verify_script_of_docs_audit_md(tmp_path: Path):
     edited = vec("digest-1.json").replace(b'"raw_bytes":4567', b'"raw_bytes":4568')
     assert run(1, edited, "ed25519-public.pem").returncode == 1
     assert run(2, vec("digest-2.json"), "ed25519-public.pem").returncode != 0  # wrong key
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl binary")
+def test_the_envelope_hash_by_hand_of_docs_format_md():
+    """docs/FORMAT.md's by-hand pipeline (head-object's metadata → form → openssl), as printed
+    there, gives the vector's envelope hash from its metadata."""
+    doc = (Path(__file__).parent.parent / "docs" / "FORMAT.md").read_text()
+    block = doc.split("### 3.4 The envelope in the digest", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    pipeline = block.split("\\\n", 1)[1].replace("\\\n", "")  # after `aws s3api head-object … \`
+    got = subprocess.run(["bash", "-c", pipeline.strip().lstrip("| ")], input=vec("envelope-metadata.json"),
+                         capture_output=True, check=True).stdout.decode().split()[0]
+    assert got == vec("envelope.sha256").decode()

@@ -11,7 +11,7 @@ from pathlib import Path
 import boto3
 import pytest
 import test_ship
-from archiver_support import archiver_env, lambda_client, run_scheduler
+from archiver_support import archiver_env, create_idempotency_table, lambda_client, run_scheduler
 from emf import totals
 from test_digests import digests_in
 from test_ship import HOST, STACK, ship
@@ -36,7 +36,7 @@ def key_file(tmp_path) -> str:
 def archive(buckets, key_file: str, capsys, rc: int = 0) -> str:
     assert cli.main(["archive", "--once", "--staging", f"s3://{buckets.staging}/staged/", "--archive-bucket",
                      buckets.archive, "--key-file", key_file, "--stack", STACK,
-                     "--signing-key-file", PRIVATE]) == rc
+                     "--signing-key-file", PRIVATE, "--table", create_idempotency_table()]) == rc
     return capsys.readouterr().out
 
 
@@ -167,6 +167,7 @@ def test_a_sealer_killed_after_its_commit_seals_a_retirement_once(buckets, capsy
     the previous digest already holds, instead of retiring the host twice."""
     from archiver_support import Crash
 
+    from chalicelib.archiver.digest_table import DigestTable
     from chalicelib.archiver.heartbeats import HostView
     from chalicelib.archiver.sealing import Sealer
     from chalicelib.digest import Ed25519Signer
@@ -175,8 +176,10 @@ def test_a_sealer_killed_after_its_commit_seals_a_retirement_once(buckets, capsy
     assert retire(buckets, "old-host", capsys, "--reason", "gone")[0] == 0
     signer = Ed25519Signer.from_file(PRIVATE)
 
+    table = DigestTable(boto3.client("dynamodb"), create_idempotency_table(), STACK)
+
     def sealer() -> Sealer:
-        return Sealer(s3, bucket=buckets.archive, stack=STACK, signer=signer,
+        return Sealer(s3, bucket=buckets.archive, stack=STACK, signer=signer, table=table,
                       hosts=HostView(s3, buckets.staging, "staged", STACK))
 
     def die(params, **_):

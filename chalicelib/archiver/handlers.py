@@ -9,6 +9,7 @@ from typing import Any
 
 from .. import telemetry
 from ..awserrors import error_label
+from ..errors import LogarchiveError
 from ..settings import Settings
 from .service import build
 
@@ -28,7 +29,10 @@ def run_scheduler(context: Any, settings: Settings | None = None) -> dict:
     try:
         sealed = archiver.seal(hosts=hosts)
     except Exception as exc:  # the records stay; the next hour's run seals them (and completes this one)
-        log.error("digest of %s not sealed (%s: %s)", settings.stack, type(exc).__name__, str(exc)[:300])
+        if isinstance(exc, LogarchiveError):  # a refusal (the chain disagrees with the bucket), no table…
+            log.error("%s", str(exc)[:500])
+        else:
+            log.error("digest of %s not sealed (%s: %s)", settings.stack, type(exc).__name__, str(exc)[:300])
         telemetry.count("DigestSealFailures")
         sealed = None
     host_report = None
