@@ -11,7 +11,12 @@ from __future__ import annotations
 from datetime import datetime
 
 from ..codec import SealResult
-from ..staged import fmt_time  # the staged and the archive object's times share one format
+from ..staged import (
+    CRI,
+    FORMAT_META,
+    K8sIdentity,
+    fmt_time,  # the staged and the archive object's times share one format
+)
 
 # What the body is, for whoever fetches the object without logarchive (``aws s3 cp``): the
 # ``.gz`` name notwithstanding, it is ciphertext.
@@ -38,6 +43,7 @@ def archive_metadata(
     byte_start: int | None = None,
     byte_end: int | None = None,
     source_head: str = "",
+    k8s: K8sIdentity | None = None,
 ) -> dict[str, str]:
     """The envelope fields plus the ``logarchive-*`` fields of one archive object.
 
@@ -47,7 +53,8 @@ def archive_metadata(
     SHA-256 are the raw log's, from ``sealed``. ``byte_start``/``byte_end`` (the range of the
     source file) and ``source_head`` (its content identity) come from the staged object, when it
     had them: with them a host can rebuild a lost shipper state from the archive
-    (``logarchive ship --rebuild-state``, docs/SHIPPER.md).
+    (``logarchive ship --rebuild-state``, docs/SHIPPER.md). ``k8s``: a CRI source's names
+    (``logarchive-format: cri`` and the ``logarchive-k8s-*`` fields, as staged).
     """
     meta = {
         **sealed.envelope.to_fields(),
@@ -71,5 +78,8 @@ def archive_metadata(
         meta["logarchive-byte-end"] = str(byte_end)
     if source_head:
         meta["logarchive-source-head"] = ascii_value(source_head)
+    if k8s is not None:
+        meta[FORMAT_META] = CRI
+        meta.update(k8s.metadata())
     meta["logarchive-source"] = ascii_value(source, 1024)
     return meta

@@ -133,8 +133,8 @@ class History:
 
     def _archive_keys(self, c: Container) -> Iterator[str]:
         """The container's archive objects (one listing per key id the stack was archived with)."""
-        if not self.archive_bucket:
-            return
+        if not self.archive_bucket or getattr(c, "k8s", None) is not None:
+            return  # a Kubernetes container's archives lie under _k8s/ (not read here yet)
         if self._key_ids is None:
             resp = self._call(f"listing s3://{self.archive_bucket}/{self.stack}/shareable/v3/",
                               self.s3.list_objects_v2, Bucket=self.archive_bucket,

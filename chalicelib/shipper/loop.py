@@ -1,4 +1,4 @@
-"""One pass over Docker's data root, and the daemon loop around it.
+"""One pass over Docker's data root and kubelet's pods root, and the daemon loop around it.
 
 Per container, files are taken oldest content first (``.N`` … ``.1``, live) and a problem
 with one stops that container for this pass, so that segment numbers follow the order in
@@ -16,12 +16,13 @@ import stat
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, BinaryIO
 
 from .. import layout
-from ..dockerlog import line_time
+from ..crilog import line_time_for
 from ..errors import LogarchiveError
 from ..staged import (
     COMPRESSED_SIZE_META,
@@ -45,11 +46,13 @@ from .identity import (
     read_head,
     salvage_length,
 )
+from .pods import scan_pods
 from .report import Summary, human
 from .scan import Container, LogFile, scan_root
 from .segment import Measured, SegmentChanged, Staged, measure
 from .state import ABANDONED_REASON, Failure, Segment, Source, State, unplan
 from .upload import Conflict, Interrupted, Staging, Uploader, UploadError, make_client
+from .watch import Watcher
 
 log = logging.getLogger("logarchive.ship")
 
@@ -78,10 +81,15 @@ EVENT_FIELDS = frozenset({
 CONFLICT = "staging key holds another object (left untouched)"
 LOST = "bytes deleted by Docker before they could be staged"
 ROOT = "Docker data root unreadable"
+PODS_ROOT = "pods root unreadable"
+PARALLEL = 8  # containers a watcher's pass ships at once (docs/PERFORMANCE.md, the race with kubelet)
 
 
 def _label(cid: str, f: LogFile) -> str:
-    """``0123456789ab…-json.log.1``: short enough for a log line, exact enough to find."""
+    """``0123456789ab…-json.log.1``: short enough for a log line, exact enough to find
+    (a Kubernetes container: ``<pod uid>_<container>_<restart>/<file>``)."""
+    if "_" in cid:
+        return f"{cid}/{f.name}"
     return f"{cid[:12]}…{f.name[len(cid):]}" if f.name.startswith(cid) else f"{cid[:12]}/{f.name}"
 
 
@@ -118,7 +126,7 @@ def _untimed_tail_time(fh: BinaryIO, c: Container, start: int) -> datetime | Non
         return c.finished_at
     if start <= 0:
         return None
-    return line_time(first_line(fh, last_line_end(fh, 0, start - 1)))
+    return line_time_for(c.fmt)(first_line(fh, last_line_end(fh, 0, start - 1)))
 
 
 def _one_line(exc: BaseException) -> str:
@@ -142,6 +150,8 @@ class Shipper:
         self.uploader = Uploader(self.client, self.staging.bucket, part_size=cfg.part_size,
                                  concurrency=cfg.jobs, stop=self.stop)
         self._dry_next: dict[str, int] = {}
+        self.closed: set[tuple[int, int]] = set()  # (dev, inode) of CRI live logs closed for good
+        self.watcher: Watcher | None = None
         self.reporter = PassReporter(cfg, self.client, self.staging.bucket, self.staging.prefix)
         # Files found fully shipped, by (container, dev, inode): (size, mtime) then. While those
         # are unchanged the file holds nothing new: the idle pass neither opens nor looks it up.
@@ -181,11 +191,9 @@ class Shipper:
                 f"{bound.get('stack')!r}, staging {bound.get('staging')}, not of host {want['host']!r}, "
                 f"stack {want['stack']!r}, staging {want['staging']}: another host's state would stage "
                 "bytes again under numbers already used. Move it away, then start with --rebuild-state")
-        try:
-            containers = scan_root(self.cfg.docker_root)
-        except OSError:
-            containers = []  # the pass reports it; nothing to compare yet
-        else:
+        scratch = Summary()
+        containers = self._scan(scratch, None)
+        if not scratch.problems:  # a root unreadable: the pass scans again and reports it
             self._scanned = containers
         history = self.history()
         empty = self.state.is_empty()
@@ -235,62 +243,137 @@ class Shipper:
 
     # -- the loop ----------------------------------------------------------------------
     def run_forever(self) -> int:
-        """Passes every ``interval`` seconds until ``stop`` is set (SIGTERM); returns 0."""
+        """Passes every ``interval`` seconds until ``stop`` is set (SIGTERM); returns 0.
+
+        With a pods root, inotify (``watch.py``) also wakes it: a Kubernetes container's log
+        closed for good, a rotation or a new pod runs a pass over those pods at once. A pass that
+        fails as a whole is logged in one line and the next one runs (the per-pass guard)."""
         try:
             self.start()
         except Unavailable:
             pass  # the first pass reports it, and every pass tries again
-        log.info("shipping %s to %s every %gs", self.cfg.docker_root, self.staging.url(), self.cfg.interval)
-        while not self.stop.is_set():
-            t0 = time.monotonic()
-            try:
-                s = self.run_pass()
-            except Exception as exc:  # noqa: BLE001 - the per-pass guard: report, carry on
-                log.error("pass failed, retried in %gs: %s", self.cfg.interval, _one_line(exc))
-                self.stop.wait(self.cfg.interval)
-                continue
-            log.info("%s", pass_line(s, time.monotonic() - t0))  # every pass: nothing shipped is news too
-            self.stop.wait(max(0.0, self.cfg.interval - (time.monotonic() - t0)))
+        roots = " and ".join(r for r in (self.cfg.docker_root, self.cfg.pods_root) if r)
+        if self.cfg.pods_root:
+            self.watcher = Watcher.open(self.cfg.pods_root)
+            if self.watcher is None:
+                log.warning("%s: no filesystem notifications (inotify); polling every %gs only",
+                            self.cfg.pods_root, self.cfg.interval)
+        log.info("shipping %s to %s every %gs%s", roots, self.staging.url(), self.cfg.interval,
+                 " and as kubelet's files change" if self.watcher else "")
+        try:
+            first = True
+            while not self.stop.is_set():
+                t0 = time.monotonic()
+                try:
+                    s = self.run_pass()
+                except Exception as exc:  # noqa: BLE001 - the per-pass guard: report, carry on
+                    log.error("pass failed, retried in %gs: %s", self.cfg.interval, _one_line(exc))
+                    self.stop.wait(self.cfg.interval)
+                    continue
+                log.info("%s", pass_line(s, time.monotonic() - t0))  # every pass: nothing shipped is news too
+                if first:
+                    log.info("first pass: %d containers in %.1f s", s.containers, time.monotonic() - t0)
+                    first = False
+                self._idle(t0)
+        finally:
+            if self.watcher is not None:
+                self.watcher.close()
         log.info("stopped cleanly")
         return 0
 
-    def run_pass(self) -> Summary:
+    def _log_pass(self, s: Summary) -> None:
+        if s.segments or s.problems:
+            log.info("pass: %d segments (%s) shipped, %d problems%s", s.segments, human(s.bytes),
+                     sum(s.problems.values()),
+                     "".join(f"; {n}× {r}" for r, n in s.problems.most_common(3)))
+
+    def _idle(self, t0: float) -> None:
+        """Until the next full pass; with a watcher, passes over the pods that changed meanwhile."""
+        while not self.stop.is_set():
+            left = self.cfg.interval - (time.monotonic() - t0)
+            if left <= 0:
+                return
+            if self.watcher is None:
+                self.stop.wait(left)
+                return
+            changes = self.watcher.wait(min(left, 1.0))
+            if changes.overflow:
+                return  # events were lost: a full pass now
+            if changes:
+                self.closed |= changes.closed
+                self.watcher.sync()
+                try:
+                    self._log_pass(self.run_pass(only=changes.pods))
+                except Exception as exc:  # noqa: BLE001 - the per-pass guard
+                    log.error("pass over changed pods failed: %s", _one_line(exc))
+
+    def _scan(self, s: Summary, only: set[str] | None) -> list[Container]:
+        containers: list[Container] = []
+        if self.cfg.docker_root and only is None:
+            try:
+                containers += scan_root(self.cfg.docker_root)
+            except OSError as exc:
+                self._problem(s, ROOT, self.cfg.docker_root, exc.strerror or str(exc))
+        if self.cfg.pods_root:
+            try:
+                found = scan_pods(self.cfg.pods_root, only=only, closed=self.closed)
+            except OSError as exc:
+                self._problem(s, PODS_ROOT, self.cfg.pods_root, exc.strerror or str(exc))
+            else:
+                if only is None:  # forget closed inodes no longer on disk
+                    live = {(f.dev, f.ino) for c in found for f in c.files if f.live}
+                    self.closed &= live
+                containers += found
+        return containers
+
+    def run_pass(self, only: set[str] | None = None) -> Summary:
+        """One pass over every root (``only``: just these pod directories of the pods root)."""
         s = Summary(on_shipped=self.progress)
         try:
             self.start()
         except Unavailable as exc:
             self._problem(s, NOT_CHECKED, self.staging.url(), str(exc))
-            self.reporter.after_pass(s)
+            if only is None:
+                self.reporter.after_pass(s)
             return s
-        try:
-            containers = self._scanned if self._scanned is not None else scan_root(self.cfg.docker_root)
-        except OSError as exc:
-            self._problem(s, ROOT, self.cfg.docker_root, exc.strerror or str(exc))
-            self.reporter.after_pass(s)
-            return s
+        if only is None and self._scanned is not None:
+            containers = self._scanned  # start()'s scan, a moment ago
+        else:
+            containers = self._scan(s, only)
         self._scanned = None
-        self._seen = set()
         s.containers = len(containers)
         self._failures = self.state.failures()
         self._counted = {}
-        present = {c.id for c in containers}
-        for seg in self.state.pending():
-            if seg.container_id not in present and not self.stop.is_set():
-                self._retry(None, seg, [], s)  # the container was removed with a segment pending
-        for c in containers:
-            if self.stop.is_set():
-                break
-            try:
-                self._container(c, s)
-            except (sqlite3.Error, LogarchiveError):
-                raise  # the state file itself failed: not this container's fault
-            except Exception as exc:  # noqa: BLE001 - one container's surprise never stops the host
-                self._problem(s, UNEXPECTED, c.id[:12], _one_line(exc))
+        if only is None:
+            self._seen = set()
+        if only is None and not s.problems:
+            present = {c.id for c in containers}
+            for seg in self.state.pending():
+                if seg.container_id not in present and not self.stop.is_set():
+                    self._retry(None, seg, [], s)  # the container was removed with a segment pending
+        if only is not None and len(containers) > 1 and not self.cfg.dry_run:
+            self._in_parallel(containers, s)
+        else:
+            for c in containers:
+                if self.stop.is_set():
+                    break
+                self._guarded(c, s)
         if not self.cfg.dry_run:
             self._explain_abandoned(s)
-            self._keep_done()
-        self.reporter.after_pass(s)  # the heartbeat (and --metrics-file)
+            if only is None:
+                self._keep_done()
+        if only is None:  # a pass over a few pods (the watcher's) says nothing of the host
+            self.reporter.after_pass(s)  # the heartbeat (and --metrics-file)
         return s
+
+    def _guarded(self, c: Container, s: Summary) -> None:
+        """One container; a surprise in it (a bug) is reported and the others ship."""
+        try:
+            self._container(c, s)
+        except (sqlite3.Error, LogarchiveError):
+            raise  # the state file itself failed: not this container's fault
+        except Exception as exc:  # noqa: BLE001 - one container's surprise never stops the host
+            self._problem(s, UNEXPECTED, c.id[:12], _one_line(exc))
 
     def _keep_done(self) -> None:
         """Keep the fully-shipped files of this pass (and only those: files gone are forgotten)
@@ -299,6 +382,41 @@ class Shipper:
         if self._done != self._saved_done and not self.stop.is_set():
             self.state.save_idle_files(self._done)
             self._saved_done = dict(self._done)
+
+    def _in_parallel(self, containers: list[Container], s: Summary) -> None:
+        """A watcher's pass (exits, rotations): up to ``PARALLEL`` containers at once, so that a
+        node whose pods all exit together ships them before kubelet deletes their logs. Each
+        container is still taken whole by one thread (its segments in order); each thread has its
+        own connection to the state (SQLite serialises the writes) and its own summary."""
+        work = list(reversed(containers))
+        lock = threading.Lock()
+
+        def run() -> Summary:
+            sib = self._sibling()
+            sub = Summary()
+            try:
+                while not self.stop.is_set():
+                    with lock:
+                        if not work:
+                            break
+                        c = work.pop()
+                    sib._guarded(c, sub)
+            finally:
+                sib.state.close()
+            return sub
+
+        with ThreadPoolExecutor(max_workers=min(PARALLEL, len(containers))) as pool:
+            futures = [pool.submit(run) for _ in range(min(PARALLEL, len(containers)))]
+            for f in futures:
+                s.merge(f.result())
+
+    def _sibling(self) -> Shipper:
+        """This shipper for another thread: the same S3 client and uploader, its own state connection."""
+        sib = object.__new__(Shipper)
+        sib.__dict__.update(self.__dict__)
+        sib._lock = None
+        sib.state = State(self.cfg.state)
+        return sib
 
     def _explain_abandoned(self, s: Summary) -> None:
         """Stage an empty ``…-abandoned.event`` object for each abandoned segment: the archiver
@@ -321,7 +439,8 @@ class Shipper:
 
     # -- one container -------------------------------------------------------------------
     def _container(self, c: Container, s: Summary) -> None:
-        s.names[c.id] = c.name
+        s.names[c.id] = (c.name if c.k8s is None else
+                         f"{c.k8s.namespace}/{c.k8s.pod_name}/{c.name} restart {c.k8s.restart_count}")
         for name, cause in c.file_errors:
             self._problem(s, f"cannot read: {cause}", f"{c.id[:12]}/{name}")
         if c.config_error:
@@ -439,8 +558,11 @@ class Shipper:
         else:
             if c.running is None:
                 return True  # config unreadable: counted once for the container
+            # A CRI log not running is closed by the runtime (it exited or restarted): its
+            # last bytes are final, no --settle (Docker's Running flag lags, kubelet's files do not).
+            settle = 0.0 if c.k8s is not None else self.cfg.settle
             d = eligibility.live(fh, c, st.st_size, st.st_mtime, shipped, now=time.time(),
-                                 max_age=self.cfg.max_age, settle=self.cfg.settle)
+                                 max_age=self.cfg.max_age, settle=settle, line_time=line_time_for(c.fmt))
             if d.end is None:
                 if d.reason != eligibility.NOTHING_NEW:
                     s.wait(d.reason, label)
@@ -451,7 +573,7 @@ class Shipper:
             end, closes = d.end, False
         staged = Staged(fh, f.gz, encoding, shipped, end)
         try:
-            m = measure(staged, self._part_size(staged, st.st_size))
+            m = measure(staged, self._part_size(staged, st.st_size), line_time=line_time_for(c.fmt))
         except GzipIncomplete as exc:
             raise Unreadable(f"damaged gzip: {exc}") from None
         except SegmentChanged as exc:
@@ -526,7 +648,7 @@ class Shipper:
         if readable > kept:  # the readable prefix first, decompressed (ARCHITECTURE.md)
             staged = Staged(fh, True, IDENTITY, kept, readable, salvage=True)
             try:
-                m = measure(staged)
+                m = measure(staged, line_time=line_time_for(c.fmt))
             except (GzipIncomplete, SegmentChanged, OSError) as exc:
                 self._problem(s, UNREADABLE, label, f"its readable part cannot be read again ({exc})")
                 return False
@@ -542,12 +664,12 @@ class Shipper:
             lost = f"bytes [{kept}, {size}) are lost"
         reason = f"given up after {passes} passes ({cause}): {lost}"
         number = self.state.next_segment(c.id)
-        kind, rid, sid = self._classify(c)
+        kind, rid, sid = self._classify(c) if c.k8s is None else (layout.K8S, "", "")
         meta = staged_metadata(
             stack=self.cfg.stack, host=self.cfg.host, container_id=c.id, container_name=c.name,
             kind=kind, resource_id=rid, service_id=sid, segment=number, rotation=f.rotation,
             byte_start=kept, byte_end=kept if f.gz else size, first=None, last=None, lines=0,
-            sha256="", encoding=IDENTITY,
+            sha256="", encoding=IDENTITY, k8s=c.k8s,
         )
         if f.gz:
             meta["logarchive-byte-end"] = ""  # unknown: the compressed size says what was on disk
@@ -579,12 +701,12 @@ class Shipper:
             self._dry_next[c.id] = number + 1
         else:
             number = self.state.next_segment(c.id)
-        kind, rid, sid = self._classify(c)
+        kind, rid, sid = self._classify(c) if c.k8s is None else (layout.K8S, "", "")
         meta = staged_metadata(
             stack=self.cfg.stack, host=self.cfg.host, container_id=c.id, container_name=c.name,
             kind=kind, resource_id=rid, service_id=sid, segment=number, rotation=f.rotation,
             byte_start=m.start, byte_end=m.end, first=m.first, last=m.last, lines=m.lines,
-            sha256=m.sha256, encoding=m.encoding,
+            sha256=m.sha256, encoding=m.encoding, k8s=c.k8s,
             source_head=source_head(src.head_len, src.head_sha) if src.head_len else "",
         )
         cut_from = self.state.cut_from(src.id) if src.id else None
