@@ -28,7 +28,7 @@ from typing import Any, BinaryIO
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .. import layout
-from ..awserrors import error_label, is_not_found
+from ..awserrors import error_hint, error_label, is_not_found
 from ..dockerlog import line_time, parse_docker_time
 from ..errors import LogarchiveError
 from ..staged import ARCHIVED_PREFIX, QUARANTINE_PREFIX, SOURCE_HEAD_META, parse_source_head
@@ -99,7 +99,7 @@ class History:
                                       "docs/SHIPPER.md lists under 'Host policy')") from None
             raise Unavailable(f"{what}: {error_label(exc)}") from None
         except BotoCoreError as exc:
-            raise Unavailable(f"{what}: {exc}") from None
+            raise Unavailable(f"{what}: {error_hint(exc) or exc}") from None
 
     def _list(self, bucket: str, prefix: str, **kw: Any) -> Iterator[str]:
         token: dict[str, str] = {}
@@ -120,7 +120,7 @@ class History:
                 return None  # archived and unstaged since the listing: its marker says the same
             raise Unavailable(f"s3://{bucket}/{key}: HEAD failed ({error_label(exc)})") from None
         except BotoCoreError as exc:
-            raise Unavailable(f"s3://{bucket}/{key}: {exc}") from None
+            raise Unavailable(f"s3://{bucket}/{key}: {error_hint(exc) or exc}") from None
 
     def ahead(self, container_id: str, next_segment: int) -> str | None:
         """The URL of a staged, refused or archived segment of this container numbered
