@@ -196,6 +196,21 @@ def test_restored_old_backup_is_refused(buckets, fake, tmp_path, capsys):
     assert rc == 1 and "behind this host's history" in out and "move it away" in out, out
 
 
+def _rebuilt_from_the_archive_ships_only_the_rest(tmp_path, buckets, capsys, first: dict, *cs) -> None:
+    """More lines, the containers stop, ``--rebuild-state --archive-bucket``: numbering goes on
+    after what was archived, and only the bytes no archive holds are staged."""
+    _more(*cs)
+    for c in cs:
+        c.stop()
+    rc, out = ship(tmp_path, buckets.staging, capsys, "--rebuild-state", "--archive-bucket", buckets.archive)
+    assert rc == 0, out
+    for c in cs:
+        numbers, data = _numbers_and_bytes(buckets.staging, c)
+        before_numbers, before = first[c.id]
+        assert numbers == list(range(before_numbers[-1] + 1, before_numbers[-1] + 1 + len(numbers))), numbers
+        assert before + data == bytes(c.written)
+
+
 def test_rebuild_from_the_archive_after_the_markers_expired(buckets, env, fake, tmp_path, capsys):
     """Staging empty (all archived) and the 30-day markers gone: only the archive objects'
     metadata remember. Without --archive-bucket the start cannot see that history (SHIPPER.md
@@ -210,16 +225,7 @@ def test_rebuild_from_the_archive_after_the_markers_expired(buckets, env, fake, 
     _drop_state(tmp_path)
     rc, out = ship2(tmp_path, buckets.staging, capsys, "--archive-bucket", buckets.archive)
     assert rc == 1 and "behind this host's history" in out and buckets.archive in out, out
-    _more(a, b)
-    a.stop()
-    b.stop()
-    rc, out = ship(tmp_path, buckets.staging, capsys, "--rebuild-state", "--archive-bucket", buckets.archive)
-    assert rc == 0, out
-    for c in (a, b):
-        numbers, data = _numbers_and_bytes(buckets.staging, c)
-        before_numbers, before = first[c.id]
-        assert numbers[0] == before_numbers[-1] + 1 and numbers == list(range(numbers[0], numbers[-1] + 1))
-        assert before + data == bytes(c.written)
+    _rebuilt_from_the_archive_ships_only_the_rest(tmp_path, buckets, capsys, first, a, b)
 
 
 def test_what_still_gets_through_is_caught_by_the_audit_by_name(buckets, tmp_path, capsys):
@@ -286,16 +292,7 @@ def test_rebuild_of_history_archived_before_byte_ranges_uses_line_times(buckets,
                        CopySource={"Bucket": buckets.archive, "Key": obj["Key"]},
                        Metadata={k: v for k, v in meta.items() if k not in old})
     _drop_state(tmp_path)
-    _more(a, b)
-    a.stop()
-    b.stop()
-    rc, out = ship(tmp_path, buckets.staging, capsys, "--rebuild-state", "--archive-bucket", buckets.archive)
-    assert rc == 0, out
-    for c in (a, b):
-        numbers, data = _numbers_and_bytes(buckets.staging, c)
-        before_numbers, before = first[c.id]
-        assert numbers[0] == before_numbers[-1] + 1, (numbers, before_numbers)
-        assert before + data == bytes(c.written)
+    _rebuilt_from_the_archive_ships_only_the_rest(tmp_path, buckets, capsys, first, a, b)
 
 
 def test_source_identity_and_marker_metadata_in_the_staged_contract() -> None:
