@@ -283,16 +283,20 @@ def replication_role_policy(res: StageResources) -> dict[str, Any]:
     return {"Version": "2012-10-17", "Statement": statements}
 
 
-def host_policy(res: StageResources) -> dict[str, Any]:
+def host_policy(res: StageResources, host: str = "") -> dict[str, Any]:
     """A Docker host's role (docs/SHIPPER.md, "The host's role needs"): stage under the staging
-    prefix, HEAD the archiver's "archived" markers, list the bucket (404 rather than 403)."""
+    prefix, HEAD the archiver's "archived" markers, list the bucket (404 rather than 403); with
+    ``host``, also what it reads of its own history (:func:`host_history_read`)."""
     prefix = res.staging_prefix
-    return {"Version": "2012-10-17", "Statement": [
+    statements = [
         _st("Stage", ["s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload"],
             _objects(res.staging_bucket, prefix)),
         _st("ArchivedMarkers", ["s3:GetObject"], _objects(res.staging_bucket, ARCHIVED_PREFIX + prefix)),
         _list("ListStaging", res.staging_bucket),
-    ]}
+    ]
+    if host:
+        statements += host_history_read(res.staging_bucket, res.staging_prefix, res.stack, host)
+    return {"Version": "2012-10-17", "Statement": statements}
 
 
 def customer_reader_policy(bucket: str, stack: str) -> dict[str, Any]:
@@ -304,3 +308,24 @@ def customer_reader_policy(bucket: str, stack: str) -> dict[str, Any]:
         _st("ReadDigests", ["s3:GetObject", "s3:GetObjectVersion"],
             _objects(bucket, stack_digests_prefix(stack))),
     ]}
+
+
+def host_history_read(staging_bucket: str, staging_prefix: str, stack: str, host: str,
+                      archive_bucket: str = "") -> list[Statement]:
+    """What one host's shipper reads of its own history: the start check of its state and
+    ``logarchive ship --rebuild-state`` (docs/SHIPPER.md, "Host policy"). Added to the host's
+    role beside what it writes: HEADs of its own quarantined segments (its staged segments and
+    ``archived/`` markers it reads already), and with ``--archive-bucket`` a listing of the
+    stack's v3 archive keys and HEADs of them (metadata; the bodies are ciphertext under keys
+    the host never holds). The archive's key layout names containers, not hosts, so that part
+    cannot be narrowed to one host's containers."""
+    own = "/".join(p for p in (staging_prefix.strip("/"), stack, host) if p) + "/"
+    statements = [_st("OwnQuarantinedSegments", ["s3:GetObject"],
+                      _objects(staging_bucket, QUARANTINE_PREFIX + own))]
+    if archive_bucket:
+        statements += [
+            _st("ListStackArchives", ["s3:ListBucket"], _bucket(archive_bucket),
+                Condition={"StringLike": {"s3:prefix": [f"{stack}/shareable/v3/*"]}}),
+            _st("ReadArchiveMetadata", ["s3:GetObject"], _objects(archive_bucket, f"{stack}/shareable/v3/")),
+        ]
+    return statements
