@@ -15,7 +15,7 @@ from chalice import Blueprint, IAMAuthorizer, Response
 from .. import aws
 from ..errors import LogarchiveError
 from ..index.handlers import index_store
-from ..index.store import Position
+from ..index.store import OldPosition, Position
 from ..jobs.handlers import jobs as job_store
 from ..jobs.table import COUNTERS
 from ..settings import Settings, require
@@ -84,6 +84,8 @@ def list_archives() -> Any:
     if params.get("next_token"):
         try:
             after = Position.from_token(tokens.verify(scope, params["next_token"]))
+        except OldPosition as exc:
+            raise P.ParamError(f"next_token {exc}") from None
         except (KeyError, ValueError, TypeError) as exc:
             raise P.ParamError(f"next_token: {exc}") from None
     store = index_store(s)

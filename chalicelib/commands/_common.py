@@ -81,3 +81,16 @@ def keyring_from_args(args: argparse.Namespace, *, kms_key_id: str | None = None
         allow_legacy=getattr(args, "allow_legacy_cbc", False),
         kms_client_factory=lambda: _kms_client(args),
     )
+
+
+def add_progress_option(p: argparse.ArgumentParser) -> None:
+    """``--progress/--no-progress`` on stderr (default: when stderr is a terminal)."""
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="show progress on stderr (default: when stderr is a terminal)")
+
+
+def progress_enabled(args: argparse.Namespace) -> bool:
+    import sys
+
+    chosen = getattr(args, "progress", None)
+    return sys.stderr.isatty() if chosen is None else bool(chosen)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import shlex
 import sys
 from collections import Counter
@@ -27,6 +26,7 @@ from ..awserrors import error_label
 from ..download import coldstore, retrieval
 from ..download.api_client import ApiClient
 from ..errors import LogarchiveError, UsageError
+from ..grep import GrepError, compile_grep
 from ..times import SYNTAX
 from ._common import add_endpoint_options, add_key_options, keyring_from_args
 
@@ -66,7 +66,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     more.add_argument("--start", help=f"drop lines before this time: {SYNTAX} (default: none dropped)")
     more.add_argument("--end", help="drop lines at or after this time, same syntax (default: none dropped)")
     more.add_argument("--grep", metavar="PATTERN",
-                      help="keep lines whose log text matches this regex (default: all lines)")
+                      help="keep lines whose log text matches this RE2 regular expression, as the API "
+                      "and retrieval jobs do (default: all lines)")
     more.add_argument("--stream", choices=("stdout", "stderr"),
                       help="keep lines of this stream only (default: both)")
     more.add_argument("--decompress", action="store_true", help="write the logs uncompressed (.jsonl)")
@@ -173,9 +174,9 @@ def run(args: argparse.Namespace) -> int:
     grep = None
     if args.grep is not None:
         try:
-            grep = re.compile(args.grep)
-        except re.error as exc:
-            raise UsageError(f"--grep {args.grep!r}: not a valid regular expression ({exc})") from None
+            grep = compile_grep(args.grep)
+        except GrepError as exc:
+            raise UsageError(f"--{exc}") from None
     opts = retrieval.OutputOptions(
         decompress=args.decompress, fmt=args.fmt, line_filter=sel.line_filter(stream=args.stream, grep=grep)
     )
