@@ -145,6 +145,11 @@ def bench_index(*, old_year: bool = True) -> None:
         old_items = [it for e in data for it in index_v1.items(e)]
         new_items = [{**e.to_attrs(), "pk": pk, "sk": sk} for e in data
                      for pk, sk in [(schema.head_pk(e.stack, e.archive_id), "head"), *e.bucket_keys()]]
+        years: dict[str, set[int]] = {}
+        for e in data:
+            for kind, ident in e.selectors():
+                years.setdefault(schema.years_pk(e.stack, kind, ident), set()).update(e.years())
+        new_items += [{"pk": pk, "sk": "years", "years": ys} for pk, ys in years.items()]
         _load(ddb, "old-index", old_items)
         _load(ddb, "new-index", new_items)
         print(f"# index: {len(data)} archives (a quiet container: 10 over 30 years; a busy app: "
