@@ -20,7 +20,14 @@ from ..awserrors import error_code
 from ..errors import LogarchiveError, UsageError, describe
 from ..layout import STACK_RE
 from ..settings import ReplicationMode, Settings
-from ._common import add_compression_option, add_endpoint_options, add_key_options, keyring_from_args
+from ._common import (
+    add_compression_option,
+    add_endpoint_options,
+    add_key_options,
+    add_progress_option,
+    keyring_from_args,
+    progress_enabled,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,6 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_compression_option(p)  # else $LOGARCHIVE_COMPRESSION, as the worker Lambda
     add_key_options(p, encrypt=True)
     add_endpoint_options(p)
+    add_progress_option(p)
     p.set_defaults(func=run)
 
 
@@ -101,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     report = archiver.schedule(sender)
     attempts = max(1, args.attempts)
     bodies = [] if args.queue_url else sender.bodies
-    bar = _progress(bodies, outcomes) if sys.stderr.isatty() else None
+    bar = _progress(bodies, outcomes) if progress_enabled(args) else None
 
     def failures(records: list[dict]) -> list[str]:
         return [f["itemIdentifier"] for f in archiver.handle(records, None, outcomes)["batchItemFailures"]]

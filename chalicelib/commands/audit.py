@@ -10,7 +10,7 @@ from typing import Any
 
 from .. import aws
 from ..errors import LogarchiveError
-from ._common import add_endpoint_options
+from ._common import add_endpoint_options, add_jobs_option, add_progress_option, progress_enabled
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,8 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="findings as text lines or JSON lines (default text)")
     p.add_argument("--report", metavar="FILE.html",
                    help="also write the auditor's report here (default: none)")
-    p.add_argument("--jobs", type=int, default=16, metavar="N",
-                   help="parallel S3 requests (default 16, at most 32: the client's connection pool)")
+    add_jobs_option(p, 16, "parallel S3 requests, at most 32: the client's connection pool")
+    add_progress_option(p)
     add_endpoint_options(p)
     p.set_defaults(func=run)
 
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         workers=min(32, max(1, args.jobs)),
     )
     s3 = aws.client("s3", endpoint_url=args.endpoint_url, region=args.region)
-    result = checks.run(opts, s3, progress=_progress(sys.stderr.isatty()))
+    result = checks.run(opts, s3, progress=_progress(progress_enabled(args)))
     if args.fmt == "jsonl":
         for f in result.findings:
             print(json.dumps(f.to_dict()))

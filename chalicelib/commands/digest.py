@@ -6,8 +6,8 @@ import argparse
 import sys
 
 from .. import aws
-from ..errors import LogarchiveError
-from ._common import add_endpoint_options
+from ..errors import UsageError
+from ._common import add_deprecated, add_endpoint_options, add_progress_option, progress_enabled, size
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,9 +25,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     bp.add_argument("--replicate-to", nargs="+", default=[], metavar="BUCKET",
                     help="direct-mode customer bucket(s): the digest is copied there as archives are "
                     "(default: none)")
-    bp.add_argument("--part-size-mb", type=int, default=16,
-                    help="the archiver's LOGARCHIVE_PART_SIZE_MB, to record a multipart checksum "
-                    "(default 16)")
+    bp.add_argument("--part-size", type=size, default=16 << 20, metavar="SIZE",
+                    help="the archiver's part size (LOGARCHIVE_PART_SIZE_MB), to record a multipart "
+                    "checksum (default: 16MiB)")
+    add_deprecated(bp, "--part-size-mb", new="--part-size 16MiB", dest="part_size", type=int,
+                   convert=lambda mb: mb << 20, metavar="MB")
+    add_progress_option(bp)
     bp.add_argument("--dry-run", action="store_true", help="list what would be sealed, change nothing")
     add_endpoint_options(bp)
     bp.set_defaults(func=run_backfill)
@@ -39,12 +42,12 @@ def run_backfill(args: argparse.Namespace) -> int:
     from .audit import _progress
 
     signer = Ed25519Signer.from_file(args.signing_key_file)
-    if args.part_size_mb < 5:
-        raise LogarchiveError(f"--part-size-mb {args.part_size_mb}: S3's minimum part is 5 MB")
+    if args.part_size < 5 << 20:
+        raise UsageError(f"--part-size {args.part_size}: S3's minimum part is 5MiB")
     s3 = aws.client("s3", endpoint_url=args.endpoint_url, region=args.region)
     res = backfill(s3, bucket=args.bucket, stack=args.stack, signer=signer, copies=tuple(args.replicate_to),
-                   part_size=args.part_size_mb * 1024 * 1024, dry_run=args.dry_run,
-                   progress=_progress(sys.stderr.isatty()))
+                   part_size=args.part_size, dry_run=args.dry_run,
+                   progress=_progress(progress_enabled(args)))
     if args.dry_run:
         for key in res.candidates:
             print(f"would seal s3://{args.bucket}/{key}")

@@ -14,11 +14,13 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from ..errors import LogarchiveError, UsageError
+from ..options import parse_size, warn_deprecated
+
+__all__ = ["ENV_PREFIX", "DEPRECATED", "ShipConfig", "parse_duration", "parse_size"]
 
 ENV_PREFIX = "LOGARCHIVE_SHIP_"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*\Z", re.ASCII)
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
-_SIZE = re.compile(r"^\s*(\d+)\s*([kmg]i?b?)?\s*\Z", re.I | re.ASCII)
 
 
 def parse_duration(text: str | float | int) -> float:
@@ -33,20 +35,15 @@ def parse_duration(text: str | float | int) -> float:
     return float(m[1]) * _UNITS[m[2]]
 
 
-def parse_size(text: str | int) -> int:
-    if isinstance(text, int):
-        return text
-    m = _SIZE.match(text)
-    if not m:
-        raise LogarchiveError(f"{text!r} is not a size (like 8MiB)")
-    unit = (m[2] or "").lower()[:1]
-    return int(m[1]) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[unit]
-
-
 def _bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
     return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+# Old spellings of options (command line, LOGARCHIVE_SHIP_<NAME>, config file): they still
+# apply this release, with a deprecation line on stderr.
+DEPRECATED = {"concurrency": "jobs"}
 
 
 @dataclass
@@ -61,10 +58,11 @@ class ShipConfig:
     max_age: float = 24 * 3600.0  # 0 = off
     settle: float = 30.0  # a stopped container's unterminated last line ships after this quiet time
     dry_run: bool = False
+    profile: str = ""
     endpoint_url: str = ""
     region: str = ""
     part_size: int = 8 << 20
-    concurrency: int = 1  # parts in flight; each more costs ~3 MiB RSS (see docs/PERFORMANCE.md)
+    jobs: int = 1  # parts in flight; each more costs ~3 MiB RSS (see docs/PERFORMANCE.md)
     max_attempts: int = 8
     app_label: str = "logarchive.app_id"
     database_label: str = "logarchive.database_id"
@@ -93,9 +91,16 @@ class ShipConfig:
             data = data.get("ship", data)  # a [ship] table, or top-level keys
             for k, v in data.items():
                 name = k.replace("-", "_")
+                if name in DEPRECATED:  # an old spelling still applies, this release
+                    warn_deprecated(f"{k!r} in config file {path}", repr(DEPRECATED[name]))
+                    name = DEPRECATED[name]
                 if name not in cls.option_names():
                     raise LogarchiveError(f"config file {path}: unknown option {k!r}")
                 merged[name] = v
+        for old, name in DEPRECATED.items():
+            if ENV_PREFIX + old.upper() in env:
+                warn_deprecated(ENV_PREFIX + old.upper(), ENV_PREFIX + name.upper())
+                merged[name] = env[ENV_PREFIX + old.upper()]
         for name in cls.option_names():
             if ENV_PREFIX + name.upper() in env:
                 merged[name] = env[ENV_PREFIX + name.upper()]

@@ -81,7 +81,7 @@ class Shipper:
         self.state = State(cfg.state, readonly=cfg.dry_run)
         self.client = client or make_client(cfg.endpoint_url or None, cfg.region or None, cfg.max_attempts)
         self.uploader = Uploader(self.client, self.staging.bucket, part_size=cfg.part_size,
-                                 concurrency=cfg.concurrency, stop=self.stop)
+                                 concurrency=cfg.jobs, stop=self.stop)
         self._dry_next: dict[str, int] = {}
 
     def close(self) -> None:
