@@ -514,9 +514,9 @@ def _advise(
         return
     n = sum(cold.values())
     if via_api:
-        print(f"logarchive: {n} archive(s) in cold storage ({_by_class(cold)}) were not downloaded: start a "
-              "retrieval job (POST /retrievals), which restores them and finishes on its own, or restore "
-              f"them with access to the bucket: {_rerun_bucket_hint(args)}", file=sys.stderr)
+        print(f"logarchive: {n} archive(s) in cold storage ({_by_class(cold)}) were not downloaded: a "
+              f"retrieval job restores them and finishes on its own: {_job_hint(args)}; or restore them "
+              f"with access to the bucket: {_rerun_bucket_hint(args)}", file=sys.stderr)
         return
     if args.restore:
         if not_yet:
@@ -532,6 +532,21 @@ def _advise(
     if items:
         tier, days = restores.DEFAULT_TIER, coldstore.DEFAULT_DAYS
         print(f"logarchive: {coldstore.estimate(items, tier, days).text(tier, days)}", file=sys.stderr)
+
+
+def _job_hint(args: argparse.Namespace) -> str:
+    """The ``logarchive retrievals start`` of this selection (its lines, time order, stdout)."""
+    parts = ["logarchive", "retrievals", "start", "--api-url", args.api_url, "--stack", args.stack]
+    for option, value in (
+        ("--region", args.region), ("--app-id", args.app_id), ("--database-id", args.database_id),
+        ("--endpoint-id", args.endpoint_id), ("--container-id", args.container_id),
+        ("--start-date", args.start_date), ("--end-date", args.end_date), ("--start", args.start),
+        ("--end", args.end), ("--grep", args.grep), ("--stream", args.stream),
+        ("--format", "text" if args.fmt == "text" else None),
+    ):
+        if value is not None:
+            parts += [option, value]
+    return shlex.join([*parts, "--wait"])
 
 
 def _rerun_bucket_hint(args: argparse.Namespace) -> str:

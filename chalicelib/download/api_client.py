@@ -72,15 +72,15 @@ class ApiClient:
         return req
 
     def request(self, method: str, path: str, params: dict[str, Any] | None = None, body: Any = None) -> Any:
-        """One API call; a GET is retried (re-signed, with backoff) on throttling, on API
-        Gateway's transient 502/503/504 and when the API cannot be reached. POST is not
+        """One API call; a GET or DELETE is retried (re-signed, with backoff) on throttling, on
+        API Gateway's transient 502/503/504 and when the API cannot be reached. POST is not
         retried: it creates a job."""
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 return self._send(method, path, params, body)
             except (ApiError, ApiUnreachable) as exc:
                 transient = isinstance(exc, ApiUnreachable) or exc.status in RETRY_STATUS
-                if not transient or method != "GET" or attempt == ATTEMPTS:
+                if not transient or method not in ("GET", "DELETE") or attempt == ATTEMPTS:
                     raise
             time.sleep(BACKOFF_SECONDS * 2 ** (attempt - 1))
         raise AssertionError("unreachable")  # pragma: no cover
@@ -141,11 +141,29 @@ class ApiClient:
             token = more.get("next_token")
         return body
 
+    def status(self, job_id: str) -> dict[str, Any]:
+        """The job's status and progress (one small page of results)."""
+        return self.request("GET", f"/retrievals/{urllib.parse.quote(job_id, safe='')}", {"limit": "1"})
+
+    def retrievals(self, *, limit: int = 100) -> Iterator[dict[str, Any]]:
+        """The caller's jobs (without an IAM identity: the stack's), newest first, page by page."""
+        params = {"limit": str(min(limit, 100))}
+        while True:
+            page = self.request("GET", "/retrievals", params)
+            yield from page["retrievals"]
+            if not page.get("next_token"):
+                return
+            params["next_token"] = page["next_token"]
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        """Cancel the job (no scan starts after this); its summary."""
+        return self.request("DELETE", f"/retrievals/{urllib.parse.quote(job_id, safe='')}")
+
     def wait(self, job_id: str, *, poll: float = 2.0, timeout: float = 900.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
             body = self.retrieval(job_id)
-            if body["status"] in ("succeeded", "completed_with_errors"):
+            if body["status"] in ("succeeded", "completed_with_errors", "cancelled"):
                 return body
             if time.monotonic() > deadline:
                 raise LogarchiveError(f"retrieval {job_id} still {body['status']} after {timeout:.0f}s")
