@@ -20,8 +20,8 @@ from ..jobs.handlers import jobs as job_store
 from ..jobs.service import Jobs
 from ..jobs.table import COUNTERS
 from ..settings import Settings, require
+from . import errors, tokens
 from . import params as P
-from . import tokens
 
 log = logging.getLogger(__name__)
 bp = Blueprint(__name__)
@@ -31,12 +31,18 @@ _OPTION_OF = {v: k for k, v in P.SELECTORS.items()}
 LIST_PARAMS = {"stack", *P.SELECTORS, "start", "end", "limit", "next_token", "include_deleted"}
 
 
+MAX_BODY = 16 * 1024  # bytes of a POST /retrievals body (a request is a few hundred)
+
+
 def _error(status: int, code: str, message: str) -> Response:
-    return Response(
-        body={"error": {"code": code, "message": message}},
-        status_code=status,
-        headers={"Content-Type": "application/json"},
-    )
+    return Response(body=errors.body(code, message), status_code=status,
+                    headers={"Content-Type": "application/json"})
+
+
+@bp.middleware("http")
+def _one_error_shape(event: Any, get_response: Any) -> Any:
+    """Chalice's own answers (405, 415, 500) in the API's error shape (``api/errors.py``)."""
+    return errors.reshape(get_response(event))
 
 
 def _guard(fn: Any) -> Any:
@@ -133,6 +139,8 @@ def get_archive(archive_id: str) -> Any:
 def create_retrieval() -> Any:
     P.reject_unknown(_query(), set())
     raw = bp.current_request.raw_body or b""
+    if len(raw) > MAX_BODY:
+        return _error(413, "PayloadTooLarge", f"the request body may hold at most {MAX_BODY} bytes")
     try:
         body = json.loads(raw or b"null")
     except ValueError:

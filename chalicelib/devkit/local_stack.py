@@ -348,6 +348,14 @@ def api_server(
 
         do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_PATCH = do_OPTIONS = _generic_handle
 
+        def _send_error_response(self, error: Any) -> None:
+            """The local gateway's own answers (403: no route, or not signed) in the API's
+            error shape, as the stage's GatewayResponses give them in AWS."""
+            from ..api.errors import gateway_error
+
+            error.body = gateway_error(error.CODE, error.body or b"")
+            super()._send_error_response(error)
+
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
             log.debug("api: " + format, *args)  # the access log, with -v
 

@@ -112,9 +112,13 @@ class ApiClient:
                  **selector: str) -> Iterator[dict[str, Any]]:
         """Every archive of one app/database/endpoint/container in ``[start, end)``, page by page."""
         params = {"stack": stack, "start": start, "end": end, "limit": str(limit), **selector}
+        return self._pages("/archives", params, "archives")
+
+    def _pages(self, path: str, params: dict[str, Any], field: str) -> Iterator[dict[str, Any]]:
+        """The items of every page of a listing (``next_token`` followed to the end)."""
         while True:
-            page = self.request("GET", "/archives", params)
-            yield from page["archives"]
+            page = self.request("GET", path, params)
+            yield from page[field]
             if not page.get("next_token"):
                 return
             params["next_token"] = page["next_token"]
@@ -147,13 +151,7 @@ class ApiClient:
 
     def retrievals(self, *, limit: int = 100) -> Iterator[dict[str, Any]]:
         """The caller's jobs (without an IAM identity: the stack's), newest first, page by page."""
-        params = {"limit": str(min(limit, 100))}
-        while True:
-            page = self.request("GET", "/retrievals", params)
-            yield from page["retrievals"]
-            if not page.get("next_token"):
-                return
-            params["next_token"] = page["next_token"]
+        return self._pages("/retrievals", {"limit": str(min(limit, 100))}, "retrievals")
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         """Cancel the job (no scan starts after this); its summary."""
