@@ -373,5 +373,16 @@ class JobsTable:
             jobs += [from_item(i)["job_id"] for i in page.get("Items", [])]
         return jobs
 
+    def waiting_archives(self) -> list[str]:
+        """Every archive some job waits for (a Scan of the whole table: for the local stage,
+        whose S3 announces no restore; in AWS the "Object Restore Completed" event does)."""
+        found: set[str] = set()
+        for page in self.ddb.get_paginator("scan").paginate(
+            TableName=self.name, ProjectionExpression="pk",
+            FilterExpression="begins_with(pk, :w)", ExpressionAttributeValues={":w": {"S": WAIT_PREFIX}},
+        ):
+            found.update(str(i["pk"]["S"])[len(WAIT_PREFIX):] for i in page.get("Items", []))
+        return sorted(found)
+
     def forget_wait(self, job_id: str, archive_id: str) -> None:
         self.ddb.delete_item(TableName=self.name, Key=_wait_key(job_id, archive_id))
