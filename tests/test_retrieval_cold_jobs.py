@@ -155,9 +155,8 @@ def test_local_up_announces_the_restores_the_local_s3_completes(stack, moto_endp
     """The local S3 sends no "Object Restore Completed" through EventBridge: `local up`'s pump
     HEADs the archives parked tasks wait for and sends it when a restore is done (here the
     local S3's manual transition: a restore completes after a few reads of the object)."""
-    from chalicelib.devkit import local_aws, local_stack
-
     import app
+    from chalicelib.devkit import local_aws, local_stack
 
     client, b, url = stack
     a = Archives(client, b)
