@@ -21,6 +21,7 @@ from ..jobs.service import Jobs
 from ..jobs.table import COUNTERS
 from ..settings import Settings, require
 from . import errors, tokens
+from . import health as api_health
 from . import params as P
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,15 @@ def _query() -> dict[str, Any]:
             raise P.ParamError(f"parameter {k} given more than once")
         params[k] = values[0]
     return params
+
+
+@bp.route("/health", methods=["GET"])
+def health() -> Response:
+    """No authorizer: 503 when the index table, the retrieval queue or the archive bucket does
+    not answer (``api/health.py``: cached a minute; the log says which, the caller is not told)."""
+    ok = api_health.healthy()
+    return Response(body={"status": "ok" if ok else "unavailable"}, status_code=200 if ok else 503,
+                    headers={"Content-Type": "application/json"})
 
 
 @bp.route("/archives", methods=["GET"], authorizer=iam)

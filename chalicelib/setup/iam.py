@@ -227,6 +227,9 @@ def api_handler(res: StageResources) -> list[Statement]:
         _st("PresignArchives", ["s3:GetObject", "s3:GetObjectVersion"],
             _objects(res.archive_bucket, res.archive_prefix)),
         _st("PresignResults", ["s3:GetObject"], _objects(res.results_bucket, res.results_prefix)),
+        # GET /health asks the archive bucket its location (api/health.py; the table and the
+        # queue are asked with the grants above).
+        _st("HealthArchiveBucket", ["s3:GetBucketLocation"], _bucket(res.archive_bucket)),
         # The HMAC key of pagination tokens (api/tokens.py).
         _st("PageTokenSecret", ["secretsmanager:GetSecretValue"], res.api_token_secret_arn),
     ]
