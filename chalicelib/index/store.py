@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,6 +23,7 @@ _ser, _de = TypeSerializer(), TypeDeserializer()
 MAX_ITEMS_PER_REQUEST = 1000
 MARKER_PREFIX = "_backfill#"  # no stack name starts with "_"
 LIMIT_SLACK = 32  # items a request reads beyond what the page still needs
+PARALLEL_RANGES = 8  # key ranges of one query read at once (boto3 clients are thread-safe)
 _GUARD = "attribute_not_exists(pk) OR seq <= :seq"
 
 
@@ -188,7 +191,9 @@ class IndexStore:
         # A removed archive keeps only tombstones where it was listed (and its head, for the guard).
         new_keys = [] if entry.state == "removed" else entry.bucket_keys()
         if new_keys:
-            self._add_years(entry)  # before the items: a query never skips a year that has some
+            # Before the items: a query never skips a year that has some, nor undercounts it.
+            moved = old is None or old.ix < schema.INDEX_SCHEMA or old.first.year != entry.first.year
+            self._add_years(entry, count=moved)
         for pk, sk in new_keys:
             self._guarded_put({**attrs, "pk": pk, "sk": sk})
         if old is not None and old.ix < schema.INDEX_SCHEMA:
@@ -217,22 +222,30 @@ class IndexStore:
             while req:
                 req = self.ddb.batch_write_item(RequestItems=req).get("UnprocessedItems") or {}
 
-    def years(self, sel: Selector) -> set[int]:
-        """The years ``sel`` has items in (its years item; empty when it has none)."""
+    def years(self, sel: Selector) -> dict[int, int | None]:
+        """The years ``sel`` has items in, each with an upper bound of its start items (``None``:
+        unknown): the selector's years item; empty when it has none."""
         item = self.ddb.get_item(
             TableName=self.table, Key={"pk": {"S": sel.years_pk()}, "sk": {"S": "years"}}
-        ).get("Item")
-        return {int(y) for y in (item or {}).get("years", {}).get("NS", [])}
+        ).get("Item") or {}
+        counts = {int(k[1:]): int(v["N"]) for k, v in item.items() if k.startswith("c") and "N" in v}
+        return {int(y): counts.get(int(y)) for y in item.get("years", {}).get("NS", [])}
 
-    def _add_years(self, entry: Entry) -> None:
-        years = {"NS": [str(y) for y in entry.years()]}
+    def _add_years(self, entry: Entry, *, count: bool) -> None:
+        """Record the entry's years (and, ``count``: one more start item in its first year) in
+        the years item of each of its selectors. Counts only grow: an upper bound."""
+        values: dict[str, Any] = {":y": {"NS": [str(y) for y in entry.years()]}}
+        names = {"#y": "years"}
+        update = "ADD #y :y"
+        if count:
+            names["#c"] = f"c{schema.year_of(entry.first):04d}"
+            values[":one"] = {"N": "1"}
+            update += ", #c :one"
         for kind, ident in entry.selectors():
             self.ddb.update_item(
                 TableName=self.table,
                 Key={"pk": {"S": schema.years_pk(entry.stack, kind, ident)}, "sk": {"S": "years"}},
-                UpdateExpression="ADD #y :y",
-                ExpressionAttributeNames={"#y": "years"},
-                ExpressionAttributeValues={":y": years},
+                UpdateExpression=update, ExpressionAttributeNames=names, ExpressionAttributeValues=values,
             )
 
     # -- backfill -------------------------------------------------------------
@@ -290,9 +303,20 @@ class IndexStore:
         never empty while more results exist. Requests: one per key range (the first hour's
         continuations, then one a year) plus one per further DynamoDB page.
         """
-        years = after.years if after is not None and after.years is not None else self.years(sel)
-        page = Page([], None, queries=1 if after is None or after.years is None else 0)
+        first_page = after is None or after.years is None
+        c_range = plan_ranges(sel, start, end, None)[0]  # the first hour's continuations
+        c_read: Future[dict[str, Any]] | None = None
+        if first_page:  # the years item and the continuations at once (neither needs the other)
+            c_read = self._pool.submit(self._request, self._kwargs(c_range, None, limit))
+            years = self.years(sel)
+        else:
+            years = dict.fromkeys(after.years or ())
+        page = Page([], None, queries=1 if first_page else 0)
         ranges = plan_ranges(sel, start, end, years)
+        if c_read is not None and (not ranges or ranges[0].part != CONT):
+            c_read.result()  # asked for a year that holds nothing: counted, not read
+            page.queries += 1
+            c_read = None
         if after is not None:
             parts = [r.part for r in ranges]
             if after.part not in parts:
@@ -301,20 +325,25 @@ class IndexStore:
             r0 = ranges[0]
             if not r0.lo <= after.sk <= r0.hi:
                 raise ValueError("position outside the query's range")
-        for r in ranges:
+        token_years = tuple(sorted(years))
+        ahead: dict[int, Future[dict[str, Any]]] = {}  # first requests sent before their turn
+        if c_read is not None:
+            ahead[0] = c_read
+        for i, r in enumerate(ranges):
             resume = after.sk if after is not None and r.part == after.part else None
-            kwargs: dict[str, Any] = {
-                "TableName": self.table,
-                "KeyConditionExpression": "pk = :pk AND sk BETWEEN :lo AND :hi",
-                "ExpressionAttributeValues": {":pk": {"S": r.pk}, ":lo": {"S": r.lo}, ":hi": {"S": r.hi}},
-            }
-            if resume is not None:
-                kwargs["ExclusiveStartKey"] = {"pk": {"S": r.pk}, "sk": {"S": resume}}
+            if i not in ahead:
+                # Send this range's first request with those of the next ranges that are surely
+                # needed too: the ranges before them cannot fill the page (their years' counts).
+                need = limit - len(page.entries)
+                bound, j = 0, i
+                while j < len(ranges) and j - i < PARALLEL_RANGES and (j == i or bound < need):
+                    kwargs = self._kwargs(ranges[j], resume if j == i else None, need)
+                    ahead[j] = self._pool.submit(self._request, kwargs)
+                    n = years.get(int(ranges[j].part)) if ranges[j].part != CONT else None
+                    bound += n if n is not None else need
+                    j += 1
+            resp = ahead.pop(i).result()
             while True:
-                # Items refused below are few (the first hour's early enders, deleted ones): a
-                # little slack keeps them from costing a request of their own.
-                kwargs["Limit"] = min(MAX_ITEMS_PER_REQUEST, limit - len(page.entries) + LIMIT_SLACK)
-                resp = self.ddb.query(**kwargs)
                 page.queries += 1
                 page.items_read += resp.get("ScannedCount", len(resp.get("Items", [])))
                 for item in resp.get("Items", []):
@@ -326,12 +355,50 @@ class IndexStore:
                         continue
                     page.entries.append(entry)
                     if len(page.entries) >= limit:
-                        page.next = Position(r.part, attrs["sk"], tuple(sorted(years)))
+                        page.next = Position(r.part, attrs["sk"], token_years)
+                        for f in ahead.values():  # none is left by the counts; never unread
+                            f.result()
+                            page.queries += 1
                         return page
                 if "LastEvaluatedKey" not in resp:
                     break
+                kwargs = self._kwargs(r, None, limit - len(page.entries))
                 kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+                resp = self._request(kwargs)
         return page
+
+    def _kwargs(self, r: _Range, resume: str | None, need: int) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "pk = :pk AND sk BETWEEN :lo AND :hi",
+            "ExpressionAttributeValues": {":pk": {"S": r.pk}, ":lo": {"S": r.lo}, ":hi": {"S": r.hi}},
+            # Items refused on reading are few (the first hour's early enders, deleted ones): a
+            # little slack keeps them from costing a request of their own.
+            "Limit": min(MAX_ITEMS_PER_REQUEST, max(1, need) + LIMIT_SLACK),
+        }
+        if resume is not None:
+            kwargs["ExclusiveStartKey"] = {"pk": {"S": r.pk}, "sk": {"S": resume}}
+        return kwargs
+
+    def _request(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        return self.ddb.query(**kwargs)
+
+    @property
+    def _pool(self) -> ThreadPoolExecutor:
+        return _query_pool()
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _query_pool() -> ThreadPoolExecutor:
+    """One pool for the process's queries (a warm Lambda serves many requests)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(PARALLEL_RANGES, thread_name_prefix="index-query")
+        return _POOL
 
 
 def _tombstone_expiry(days: int = 30) -> int:
