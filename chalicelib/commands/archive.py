@@ -43,11 +43,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stack", help="stack in archive keys (required; default: $LOGARCHIVE_STACK); objects "
                    "staged for another stack are quarantined")
     p.add_argument("--queue-url", help="hand work over through this SQS queue (default: in process)")
-    p.add_argument("--table", help="idempotency table for the scheduler's in-flight leases (default: none)")
+    p.add_argument("--table", help="idempotency table: the scheduler's in-flight leases, and with "
+                   "--signing-key-file the digest chain's state and records (default: none)")
     p.add_argument("--attempts", type=int, default=3, help="deliveries of a failing item (default 3)")
     p.add_argument("--signing-key-file", metavar="P",
                    help="Ed25519 private key (PEM, `keys signing-generate`): record what is archived and "
-                   "seal a signed digest of it before exiting (docs/AUDIT.md; default: no digest)")
+                   "seal a signed digest of it before exiting; needs --table (docs/AUDIT.md; default: "
+                   "no digest)")
     add_compression_option(p)  # else $LOGARCHIVE_COMPRESSION, as the worker Lambda
     add_key_options(p, encrypt=True)
     add_endpoint_options(p)
@@ -93,6 +95,9 @@ def run(args: argparse.Namespace) -> int:
         signing_key_file=args.signing_key_file or "",
     )
     signer = None
+    if args.signing_key_file and not args.table:
+        raise UsageError("--signing-key-file needs --table: the digest chain's state and the records to "
+                         "sign live in the idempotency table, where no writer of a bucket can change them")
     if args.signing_key_file:
         from ..archiver.sealing import signer_from_settings
 

@@ -43,11 +43,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     mode.add_argument("--once", action="store_const", const=True, default=None,
                       help="one pass, print a summary, exit (1 if a problem was met)")
     mode.add_argument("--interval", help="daemon mode: a pass every INTERVAL (like 60s); SIGTERM stops "
-                      "(default: none; --once or --interval is required)")
+                      "(default: none; --once or --interval is required; the command line's choice overrides "
+                      "the environment's, which overrides the config file's)")
     p.add_argument("--max-age", help="ship a running container's log once its oldest unshipped line "
-                   "is older than this (default 24h; 0 = never)")
+                   "is older than this (default 1h; 0 = never)")
     p.add_argument("--settle", help="quiet time before a stopped container's unterminated last line "
                    "ships (default 30s)")
+    p.add_argument("--metrics-file", help="after each pass, write its figures to this file in Prometheus's "
+                   "text format for node_exporter's textfile collector (default: none)")
     p.add_argument("--dry-run", action="store_const", const=True, default=None,
                    help="print what would ship; upload nothing, change no state")
     # chalicelib.options, not commands/_common: that imports the key ring (cryptography, ~2 MiB
