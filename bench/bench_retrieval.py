@@ -5,7 +5,8 @@ archives with the same concurrency, side by side. One archive is sealed and stor
 ``--archives`` keys (``--archive-mb`` of stored bytes each: 2 GB by default), then each run is
 a child process on the same local AWS: the CLI (default output: the gzip as archived, every
 GCM tag verified, no filter, ``--jobs``), and a plain GET of every object into a file
-(``--jobs`` threads, boto3, 1 MiB reads). Prints seconds, MB/s of stored bytes, the CLI's share
+(``--jobs`` threads, boto3, 1 MiB reads), alternated ``--rounds`` times, the best of each
+counting. Prints seconds, MB/s of stored bytes, the CLI's share
 of the GET rate, and each child's peak RSS (``wait4``), for the whole selection and for a
 quarter of it (peak RSS must not grow with the selection). ``--profile`` runs the CLI under
 cProfile and prints where its time goes.
@@ -125,22 +126,29 @@ def vs_get(args: argparse.Namespace) -> None:
         for app in ("1", "2"):
             chosen = keys[app]
             size = len(sealed) * len(chosen)
-            dest = os.path.join(workdir, "get")
-            os.makedirs(dest)
-            get_s, get_rss = _child([sys.executable, "-c", GET_SCRIPT, "bench-logs", dest, str(args.jobs), *chosen],
-                                    env)
-            shutil.rmtree(dest)
-            dest = os.path.join(workdir, "cli")
             cli = [sys.executable, "-m", "chalicelib.cli", "logs-from-archive", "--bucket", "bench-logs",
-                   "--stack", "bench", "--app-id", app, "--key-file", keyfile, "--download-location", dest,
-                   "--jobs", str(args.jobs), "--no-progress"]
+                   "--stack", "bench", "--app-id", app, "--key-file", keyfile, "--download-location",
+                   os.path.join(workdir, "cli"), "--jobs", str(args.jobs), "--no-progress"]
+            get = [sys.executable, "-c", GET_SCRIPT, "bench-logs", os.path.join(workdir, "get"), str(args.jobs),
+                   *chosen]
+            runs: dict[str, list[tuple[float, int]]] = {"get": [], "cli": []}
+            # alternated, best of --rounds each: neither profits alone from what the other warmed
+            for _ in range(args.rounds):
+                for name, argv in (("get", get), ("cli", cli)):
+                    dest = os.path.join(workdir, name)
+                    os.makedirs(dest)
+                    runs[name].append(_child(argv, env))
+                    got = sum(len(f) for _, _, f in os.walk(dest))
+                    shutil.rmtree(dest)
+                    if got != len(chosen):
+                        raise SystemExit(f"{name} wrote {got} files, expected {len(chosen)}")
+            get_s, cli_s = min(t for t, _ in runs["get"]), min(t for t, _ in runs["cli"])
+            get_rss, cli_rss = max(r for _, r in runs["get"]), max(r for _, r in runs["cli"])
             if args.profile and app == "2":
-                cli = [sys.executable, "-m", "cProfile", "-o", os.path.join(workdir, "cli.prof"), *cli[1:]]
-            cli_s, cli_rss = _child(cli, env)
-            got = sum(len(f) for _, _, f in os.walk(dest))
-            shutil.rmtree(dest)
-            if got != len(chosen):
-                raise SystemExit(f"the CLI wrote {got} files, expected {len(chosen)}")
+                prof = [sys.executable, "-m", "cProfile", "-o", os.path.join(workdir, "cli.prof"), *cli[1:]]
+                os.makedirs(os.path.join(workdir, "cli"))
+                _child(prof, env)
+                shutil.rmtree(os.path.join(workdir, "cli"))
             label = f"{size / 1e9:.2f} GB"
             print(f"{label:>10} {'plain GET into files':30} {get_s:7.1f} {size / 1e6 / get_s:7.0f} {'':>7} {get_rss:13d}")
             print(f"{label:>10} {'logs-from-archive':30} {cli_s:7.1f} {size / 1e6 / cli_s:7.0f} "
@@ -163,6 +171,7 @@ def main() -> None:
     ap.add_argument("--archive-mb", type=float, default=16.0, help="stored MB of each (default 16: 2 GB in all)")
     ap.add_argument("--jobs", type=int, default=4, help="parallel downloads of both (default 4)")
     ap.add_argument("--profile", action="store_true", help="profile the CLI's run over the whole selection")
+    ap.add_argument("--rounds", type=int, default=2, help="runs of each, alternated; the best counts (default 2)")
     args = ap.parse_args()
     if not args.modes:
         vs_get(args)
