@@ -70,19 +70,42 @@ with ThreadPoolExecutor(jobs) as pool:
 """
 
 
+# Runs a module (-m NAME ARGS) or a script (-c CODE ARGS) and writes its own peak RSS (VmHWM, KiB)
+# to a file at exit. Not rusage's ru_maxrss: Linux carries that over fork + exec from the parent
+# (this benchmark, which holds the sealed archive), so every child would report the parent's.
+PEAK_RSS = r"""
+import atexit, runpy, sys
+out, mode, what, rest = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+def hwm():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            open(out, "w").write(line.split()[1])
+atexit.register(hwm)
+if mode == "-m":
+    sys.argv = [what, *rest]
+    runpy.run_module(what, run_name="__main__", alter_sys=True)
+else:
+    sys.argv = ["-c", *rest]
+    exec(compile(what, "<script>", "exec"), {"__name__": "__main__"})
+"""
+
+
 def _child(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
-    """Seconds and peak RSS (MiB) of one child process; raises if it failed."""
+    """Seconds and peak RSS (MiB) of one child process (``python -m …`` or ``python -c …``)."""
     import subprocess
 
+    fd, peak_file = tempfile.mkstemp(prefix="bench-rss-")
+    os.close(fd)
     t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.run([argv[0], "-c", PEAK_RSS, peak_file, *argv[1:]], env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     dt = time.perf_counter() - t0
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
-        raise SystemExit(f"{argv[:4]} failed ({proc.returncode}): {err[-2000:]}")
-    return dt, usage.ru_maxrss // 1024
+        raise SystemExit(f"{argv[:4]} failed ({proc.returncode}): {proc.stderr.decode()[-2000:]}")
+    with open(peak_file) as fh:
+        peak_kib = int(fh.read() or 0)
+    os.unlink(peak_file)
+    return dt, peak_kib // 1024
 
 
 def vs_get(args: argparse.Namespace) -> None:
