@@ -305,3 +305,30 @@ def test_jobs_are_listed_and_a_cancelled_job_starts_no_new_scan(stack) -> None:
     assert [(j["id"], j["status"]) for j in rest["retrievals"]] == [(first, "cancelled")]
     assert json.loads(client.http.get(f"/retrievals/{second}").body)["status"] == "succeeded"
     assert client.http.delete("/retrievals/" + "0" * 32).status_code == 404
+
+
+def test_get_retrievals_lists_each_callers_own_jobs(stack) -> None:
+    """API Gateway hands the IAM identity in ``requestContext.identity``: a job records its
+    caller's ARN, and ``GET /retrievals`` lists only that caller's jobs."""
+    from chalice.local import LambdaContext
+
+    import app
+    from chalicelib.devkit.packaged import api_event
+
+    alice, bob = "arn:aws:iam::123456789012:user/alice", "arn:aws:sts::123456789012:assumed-role/ops/bob"
+
+    def call(method: str, who: str, body: dict | None = None) -> tuple[int, dict]:
+        event = api_event(method, "/retrievals", "/retrievals", body=body)
+        event["requestContext"]["identity"]["userArn"] = who
+        resp = app.app(event, LambdaContext("api_handler", memory_size=512))
+        return resp["statusCode"], json.loads(resp["body"])
+
+    ids = {}
+    for n, who in enumerate((alice, bob, alice)):
+        status, body = call("POST", who, ASK)
+        assert status == 202, body
+        ids[n] = body["id"]
+    status, mine = call("GET", alice)
+    assert status == 200 and [j["id"] for j in mine["retrievals"]] == [ids[2], ids[0]]
+    assert [j["id"] for j in call("GET", bob)[1]["retrievals"]] == [ids[1]]
+    assert all(j["request"]["selector"] == {"app_id": "42"} for j in mine["retrievals"])
