@@ -332,3 +332,20 @@ def test_get_retrievals_lists_each_callers_own_jobs(stack) -> None:
     assert status == 200 and [j["id"] for j in mine["retrievals"]] == [ids[2], ids[0]]
     assert [j["id"] for j in call("GET", bob)[1]["retrievals"]] == [ids[1]]
     assert all(j["request"]["selector"] == {"app_id": "42"} for j in mine["retrievals"])
+
+
+def test_a_plan_message_of_the_old_index_schema_plans_the_job_again(stack) -> None:
+    """A job planning while the index moves to schema 2: its next plan message carries a
+    schema-1 position; the job is planned again from the start, each archive counted once."""
+    client, b, url = stack
+    want = seed_app42(client, b)
+    r = client.http.post("/retrievals", headers={"Content-Type": "application/json"}, body=json.dumps(ASK).encode())
+    job_id = json.loads(r.body)["id"]
+    pump(client, url)  # planned and scanned once
+    old = {"type": "plan", "job_id": job_id, "after": {"h": "2022-01-01T12", "s": "S", "k": "S#x"}}
+    boto3.client("sqs").send_message(QueueUrl=url, MessageBody=json.dumps(old))
+    pump(client, url)
+    body = json.loads(client.http.get(f"/retrievals/{job_id}").body)
+    p = body["progress"]
+    assert body["status"] == "succeeded" and (p["archives_total"], p["archives_done"]) == (3, 3)
+    assert sorted(result_lines(body)) == sorted(want)
