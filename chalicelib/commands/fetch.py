@@ -65,6 +65,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     ids.add_argument("--endpoint-id", metavar="N", help="an endpoint's id (default: none)")
     ids.add_argument("--container-id", metavar="ID",
                      help="container id or a prefix of at least 12 characters (default: none)")
+    ids.add_argument("--namespace", metavar="NS",
+                     help="Kubernetes archives of this namespace (default: none; docs/KUBERNETES.md)")
+    ids.add_argument("--pod", metavar="NAME", help="with --namespace: only this pod's (default: every pod)")
+    ids.add_argument("--container-name", metavar="NAME",
+                     help="with --namespace: only this container's, every restart (default: every container)")
     p.add_argument("--start-date",
                    help="YYYY-MM-DD (UTC), with --end-date: archives overlapping these days (default: all "
                         "days)")
@@ -130,6 +135,9 @@ def _selection(args: argparse.Namespace) -> retrieval.Selection:
         end_date=retrieval.parse_date(args.end_date, "--end-date") if args.end_date else None,
         start=retrieval.parse_instant(args.start, "--start") if args.start else None,
         end=retrieval.parse_instant(args.end, "--end") if args.end else None,
+        namespace=args.namespace,
+        pod_name=args.pod,
+        container_name=args.container_name,
     )
 
 

@@ -70,8 +70,10 @@ def run_backfill(args: argparse.Namespace) -> int:
     counts: dict[str, int] = {}
     failed = done = 0
     show = progress_enabled(args)
-    for key, outcome in indexer.backfill(prefix=f"{args.stack}/shareable/" if args.stack else "",
-                                         restart=args.restart):
+    # Each prefix resumes on its own (its position is saved under bucket/prefix).
+    prefixes = (f"{args.stack}/shareable/", layout.k8s_root(args.stack)) if args.stack else ("",)
+    for key, outcome in (item for prefix in prefixes
+                         for item in indexer.backfill(prefix=prefix, restart=args.restart)):
         if outcome.startswith("error"):
             failed += 1
             print(f"logarchive: {key}: {outcome}", file=sys.stderr)

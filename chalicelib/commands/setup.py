@@ -48,8 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="replicate only keys under this prefix (default: <stack>/shareable/ with --stack, "
                     "else every key)")
     rp.add_argument("--stack", default="",
-                    help="the stack: its archives and, by a second rule, its signed digests "
-                    "(_logarchive/digests/<stack>/) replicate (default: none)")
+                    help="the stack: its archives, by a second rule its Kubernetes archives "
+                    "(_k8s/<stack>/) and by a third its signed digests (_logarchive/digests/<stack>/) "
+                    "replicate (default: none)")
     rp.add_argument("--dry-run", action="store_true", help="print the configuration, change nothing")
     add_endpoint_options(rp)
     rp.set_defaults(func=run_replication)
@@ -144,7 +145,8 @@ def run_replication(args: argparse.Namespace) -> int:
         dest_account=args.dest_account,
         prefix=args.prefix if args.prefix is not None else (f"{args.stack}/shareable/" if args.stack else ""),
     )
-    also = (replication.digests_target(target, args.stack),) if args.stack else ()
+    also = ((replication.k8s_target(target, args.stack), replication.digests_target(target, args.stack))
+            if args.stack else ())
     problems, warnings = replication.check_versioning(s3, target)
     for w in warnings:
         print(f"logarchive: warning: {w}", file=sys.stderr)
@@ -191,8 +193,9 @@ def run_lifecycle(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(json.dumps(config, indent=2))
         return 0
-    print(json.dumps(lifecycle.build_rule(plan), indent=2))
-    print(f"lifecycle of {args.bucket}: rule {lifecycle.rule_id(args.stack)} set "
+    print(json.dumps(lifecycle.build_rules(plan), indent=2))
+    print(f"lifecycle of {args.bucket}: rules {lifecycle.rule_id(args.stack)} and "
+          f"{lifecycle.k8s_rule_id(args.stack)} set "
           f"({len(config['Rules'])} rule(s) in all)")
     return 0
 

@@ -165,8 +165,8 @@ class Entry:
 
     archive_id: str
     stack: str
-    kind: str  # apps | databases | proxy | unlabeled
-    resource_id: str  # "" when unlabeled
+    kind: str  # apps | databases | proxy | unlabeled | k8s
+    resource_id: str  # "" when unlabeled; a k8s archive's namespace
     service_id: str
     container_id: str
     first: datetime
@@ -190,6 +190,8 @@ class Entry:
     indexed_at: str = ""
     expires_at: int = 0  # epoch seconds; set on tombstones only
     ix: int = INDEX_SCHEMA  # the key schema the entry's items were written in (1: no attribute)
+    pod_name: str = ""  # k8s: the pod (container_id is <pod uid>_<container name>_<restart>)
+    source_format: str = "docker"  # docker | cri (logarchive-format)
 
     def hours(self) -> list[datetime]:
         return hours_between(self.first, self.last)

@@ -18,21 +18,26 @@ from ..options import (
     positive_int,
     progress_enabled,
 )
-from .config import ENV_PREFIX, ShipConfig
+from .config import DEFAULT_DOCKER_ROOT, DEFAULT_PODS_ROOT, ENV_PREFIX, ShipConfig
 from .loop import Shipper
 from .report import ProgressLine
 from .state import state_error
 
 DESCRIPTION = (
-    "Stage every closed Docker json-file log (rotated files, logs of stopped containers, "
-    "and with --max-age old parts of running ones) in S3, each byte exactly once. Every "
+    "Stage every closed Docker json-file log and, with --pods-root, every closed Kubernetes (CRI) "
+    "log under /var/log/pods (rotated files, logs of stopped containers, and with --max-age old "
+    "parts of running ones) in S3, each byte exactly once. Every "
     f"option can also be set as {ENV_PREFIX}<NAME> or in a TOML file (--config)."
 )
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help=f"TOML file of options (default: ${ENV_PREFIX}CONFIG, else none)")
-    p.add_argument("--docker-root", help="Docker's data root (default /var/lib/docker)")
+    p.add_argument("--docker-root", help=f"Docker's data root (default {DEFAULT_DOCKER_ROOT} when "
+                   "--pods-root is not given either; both may be given)")
+    p.add_argument("--pods-root", nargs="?", const=DEFAULT_PODS_ROOT, metavar="DIR",
+                   help=f"ship a Kubernetes node's CRI logs from kubelet's DIR (default without DIR: "
+                   f"{DEFAULT_PODS_ROOT}; container ids from ../containers when present; default: off)")
     p.add_argument("--staging",
                    help="s3://BUCKET/PREFIX to stage segments in (required, here or in the config)")
     p.add_argument("--stack",
