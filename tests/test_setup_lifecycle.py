@@ -95,7 +95,7 @@ def test_lifecycle_dry_run_prints_the_merged_configuration_and_changes_nothing(b
     ],
 )
 def test_lifecycle_refuses_a_bad_rule_in_one_line(bucket, capsys, args, message) -> None:
-    assert set_lifecycle(*args) == 1
+    assert set_lifecycle(*args) == 2  # options that contradict each other: a usage error
     err = capsys.readouterr().err
     assert message in err
     assert len(err.strip().splitlines()) == 1

@@ -260,12 +260,18 @@ def run(args: argparse.Namespace) -> int:
     else:  # through the API: S3's answer to each presigned GET says which are cold
         sorted_out = _Sorted(ready=list(matches))
     # Archives whose key is missing or unusable fail here, before any download starts.
+    # One line per missing or unusable key, however many archives it locks.
     problems = retriever.key_problems(sorted_out.ready)
-    sorted_out.done += [retrieval.Outcome(m.key, False, f"{m.key}: {problems[m.archive.key_id]}")
-                        for m in sorted_out.ready if m.archive.key_id in problems]
+    keyless = [retrieval.Outcome(m.key, False, f"{m.key}: {problems[m.archive.key_id]}")
+               for m in sorted_out.ready if m.archive.key_id in problems]
+    for key_id, problem in problems.items():
+        locked = [m.key for m in sorted_out.ready if m.archive.key_id == key_id]
+        more = f" and {len(locked) - 1} more archive(s) under that key" if len(locked) > 1 else ""
+        print(f"logarchive: error: {locked[0]}{more}: {problem}", file=sys.stderr, flush=True)
     sorted_out.ready = [m for m in sorted_out.ready if m.archive.key_id not in problems]
     for o in sorted_out.done:
         report(o)
+    sorted_out.done += keyless
     pending = [*sorted_out.ready, *(m for m, _ in sorted_out.cold.values())]
     sizes = {m.key: m.size for m in pending}
     bar = _progress(pending, progress_enabled(args))
@@ -326,7 +332,8 @@ def run(args: argparse.Namespace) -> int:
         if empty == len(counted) and not failed:
             summary += ": nothing written"
         elif empty:
-            summary += f" ({empty} archive(s) without a matching line: nothing written for them)"
+            summary += (f" ({empty} archive(s) without a matching line: "
+                        f"{'nothing written for them' if to_stdout else 'no file written'})")
     if failed:
         summary += f"; {failed} failed"
     if not_yet:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import signal
+import tempfile
 import threading
 from contextlib import ExitStack
 
@@ -42,6 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="port of the local AWS endpoint; refused if taken (default: 5000)")
     up.add_argument("--stack", default="demo", metavar="S",
                     help="stack name in every name above (default: demo)")
+    up.add_argument("--lambda-log", metavar="FILE",
+                    help="append the Lambdas' logs (Powertools JSON) here (default: "
+                    "logarchive-local-S-lambda.log in the temporary directory)")
     up.add_argument("--api-port", type=int, metavar="Q",
                     help="also serve the retrieval API on this port and run its jobs (default: no API)")
     up.add_argument("--key-file", metavar="K",
@@ -96,9 +101,12 @@ def run_up(args: argparse.Namespace) -> int:
             endpoint = stack.enter_context(local_aws.moto_server(args.port, die_with_parent=True))
             from ..devkit import local_stack
 
+            lambda_log = args.lambda_log or os.path.join(tempfile.gettempdir(),
+                                                         f"logarchive-local-{args.stack}-lambda.log")
             api_url = stack.enter_context(local_stack.running_stage(
-                endpoint, args.stack, keys_text=keys_text, api_port=args.api_port))
+                endpoint, args.stack, keys_text=keys_text, api_port=args.api_port, lambda_log=lambda_log))
             print(f"local AWS up at {endpoint}", flush=True)
+            print(f"Lambda logs (Powertools JSON) go to {lambda_log}")
             if api_url:
                 print(f"retrieval API up at {api_url}/ (IAM authorization is not enforced locally)")
             print(f"  export AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID=testing "

@@ -94,7 +94,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     lp.add_argument("--storage-class", required=True, choices=lifecycle.STORAGE_CLASSES,
                     help="the class archives move to")
     lp.add_argument("--expire-days", type=int, metavar="M",
-                    help="days after creation that archives expire (default: never)")
+                    help="days after creation that archives expire, later than --transition-days "
+                    "(default: never)")
     lp.add_argument("--retention-days", type=int, metavar="R",
                     help="refuse an expiry before this (default: the bucket's Object Lock default)")
     lp.add_argument("--dry-run", action="store_true", help="print the configuration, change nothing")
@@ -169,6 +170,9 @@ def run_replication(args: argparse.Namespace) -> int:
 def run_lifecycle(args: argparse.Namespace) -> int:
     s3 = aws.client("s3", endpoint_url=args.endpoint_url, region=args.region)
     plan = lifecycle.RetentionPlan(args.stack, args.transition_days, args.storage_class, args.expire_days)
+    contradictions = lifecycle.validate(plan, args.retention_days, "--retention-days")
+    if contradictions:  # the options contradict each other: a usage error, before any request
+        raise UsageError("; ".join(contradictions))
     retention, source = args.retention_days, "--retention-days"
     if retention is None:
         try:
@@ -232,23 +236,23 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_object_lock(args: argparse.Namespace) -> int:
+    if args.mode == "compliance":
+        print("compliance mode: no one, the account's root user included, can delete these objects or "
+              f"shorten their retention for {args.days} days, and Object Lock cannot be disabled")
+        if not args.yes and not args.dry_run:  # the help says it needs --yes: a usage error
+            raise UsageError("compliance mode cannot be undone: run again with --yes (--dry-run shows "
+                             "what it sets)")
     s3 = aws.client("s3", endpoint_url=args.endpoint_url, region=args.region)
     config, problems = object_lock.plan(s3, args.bucket, args.mode, args.days)
     before = object_lock.state(s3, args.bucket).describe()
     print(f"s3://{args.bucket}: {before}; will set {args.mode.upper()} {args.days} days default retention "
           "(objects written from now on; existing versions keep theirs)")
-    if args.mode == "compliance":
-        print("compliance mode: no one, the account's root user included, can delete these objects or "
-              f"shorten their retention for {args.days} days, and Object Lock cannot be disabled")
     if args.dry_run:
         print(json.dumps(config, indent=2))
     for p in problems:
         print(f"logarchive: error: {p}", file=sys.stderr)
     if problems or args.dry_run:
         return 1 if problems else 0
-    if args.mode == "compliance" and not args.yes:
-        print("logarchive: error: compliance mode cannot be undone: run again with --yes", file=sys.stderr)
-        return 1
     object_lock.apply(s3, args.bucket, config)
     print(f"s3://{args.bucket}: {object_lock.state(s3, args.bucket).describe()}")
     return 0

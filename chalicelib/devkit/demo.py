@@ -142,7 +142,7 @@ def restore_step(
     endpoint: str, buckets: local_aws.StackBuckets, key_file: Path, fake: FakeDockerRoot
 ) -> bool:
     say("3. logarchive logs-from-archive: search, download and decrypt from the customer bucket")
-    common = ["--bucket", buckets.customer, "--stack", STACK, "--decryption-keys-file", str(key_file),
+    common = ["--bucket", buckets.customer, "--stack", STACK, "--key-file", str(key_file),
               "--endpoint-url", endpoint]
     run(["logs-from-archive", *common, "--app-id", APP_ID])
     restored = OUT / "restored"
@@ -240,10 +240,11 @@ def main() -> int:
     # What `logarchive local up --stack demo --api-port 0 --key-file demo-output/master.key` runs.
     with (
         local_aws.moto_server() as endpoint,
-        local_stack.running_stage(endpoint, STACK, keys_text=key_file.read_text(), api_port=0) as api_url,
+        local_stack.running_stage(endpoint, STACK, keys_text=key_file.read_text(), api_port=0,
+                                  lambda_log=OUT / "lambda.log") as api_url,
     ):
         print(f"local AWS at {endpoint}, retrieval API at {api_url}/; "
-              f"versioned buckets {', '.join(buckets.all())}")
+              f"versioned buckets {', '.join(buckets.all())}; Lambda logs in {OUT / 'lambda.log'}")
         fake = ship_step(endpoint, buckets.staging)
         node = k8s_ship_step(endpoint, buckets.staging)
         archive_step(endpoint, buckets, key_file)

@@ -10,6 +10,8 @@ import sqlite3
 import threading
 import time
 
+from ..awserrors import error_hint
+from ..errors import LogarchiveError
 from ..options import (
     add_aws_options,
     add_deprecated,
@@ -80,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     progress = ProgressLine() if (cfg.once and not cfg.dry_run and progress_enabled(args)) else None
     with aws_profile(cfg.profile):  # --profile, LOGARCHIVE_SHIP_PROFILE or profile = "..."
+        if not cfg.dry_run:
+            _check_credentials()
         shipper = Shipper(cfg, stop=stop, progress=progress)
         try:
             return _run(cfg, shipper, stop, progress)
@@ -87,6 +91,15 @@ def run(args: argparse.Namespace) -> int:
             raise state_error(cfg.state, exc) from None
         finally:
             shipper.close()
+
+
+def _check_credentials() -> None:
+    """No credentials at all: one line saying what to do, not one failed upload per segment."""
+    import botocore.session
+    from botocore.exceptions import NoCredentialsError
+
+    if botocore.session.get_session().get_credentials() is None:
+        raise LogarchiveError(error_hint(NoCredentialsError()))
 
 
 def _run(cfg: ShipConfig, shipper: Shipper, stop: threading.Event, progress: ProgressLine | None) -> int:
