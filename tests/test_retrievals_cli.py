@@ -63,7 +63,7 @@ def test_start_status_results_list_and_cancel(api, capsys) -> None:
     listed = [line.split() for line in out.splitlines()]
     assert rc == 0 and [(x[0], x[2]) for x in listed] == [(second, "cancelled"), (job, "succeeded")]
     assert listed[1][3:] == ["app_id=42", "2022-01-01T12:00:00Z..2022-01-01T13:00:00Z", "grep", "'timeout|db'"]
-    rc, out, _ = cli(capsys, base, "status", job, "--json")
+    rc, out, _ = cli(capsys, base, "status", job, "--format", "json")
     assert json.loads(out)["request"]["grep"] == "timeout|db"
 
 

@@ -22,27 +22,33 @@ from ..errors import LogarchiveError, UsageError
 from ..grep import GrepError, compile_grep
 from ..restores import DEFAULT_TIER, TIERS
 from ..times import SYNTAX
-from ._common import add_aws_options, add_progress_option, positive_int, progress_enabled
+from ._common import add_format_option, add_progress_option, positive_int, progress_enabled
 
 SELECTORS = (("app_id", "--app-id"), ("database_id", "--database-id"), ("endpoint_id", "--endpoint-id"),
              ("container_id", "--container-id"))
 FINISHED = ("succeeded", "completed_with_errors", "cancelled")
 OUTPUT_FORMATS = ("jsonl", "text")
+POLL_SECONDS = 2.0
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--api-url", required=True, metavar="URL",
                    help="the retrieval API (the stage's https://…/api, or local up's http://127.0.0.1:PORT)")
-    add_aws_options(p)
+    # The AWS CLI's --profile and --region sign the requests; no --endpoint-url: the API URL is
+    # the only endpoint (results come through presigned URLs).
+    p.add_argument("--profile", help="AWS named profile, from ~/.aws/config (default: $AWS_PROFILE, "
+                   "else the credential chain's)")
+    p.add_argument("--region", help="the region requests are signed for (default: the API URL's, else "
+                   "$AWS_DEFAULT_REGION or the profile's)")
 
 
 def _job_id(p: argparse.ArgumentParser) -> None:
-    p.add_argument("id", help="the retrieval's id (32 hex digits, as start printed it)")
+    p.add_argument("id", metavar="ID", help="the retrieval's id (32 hex digits, as start printed it)")
 
 
 def _output(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--format", dest="fmt", choices=OUTPUT_FORMATS, default="jsonl",
-                   help="jsonl: the matched lines as archived; text: only their log text (default: jsonl)")
+    add_format_option(p, OUTPUT_FORMATS, "jsonl",
+                      "jsonl: the matched lines as archived; text: only their log text")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -71,8 +77,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"tier of the restores of archives in cold storage (default {DEFAULT_TIER})")
     s.add_argument("--wait", action="store_true",
                    help="wait for the job, then write its matched lines to stdout (default: print the id)")
-    s.add_argument("--poll-interval", type=float, default=2.0, metavar="SECONDS",
-                   help="with --wait: pause between status requests (default 2)")
+    s.add_argument("--poll-interval", type=float, metavar="SECONDS",
+                   help=f"pause between the status requests of --wait (default {POLL_SECONDS:g})")
     _output(s)
     add_progress_option(s)
     s.set_defaults(func=run_start)
@@ -80,7 +86,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     st = rsub.add_parser("status", help="one line: status and archives scanned of the total")
     _common(st)
     _job_id(st)
-    st.add_argument("--json", action="store_true", help="the API's answer as JSON (default: one line)")
+    add_format_option(st, ("text", "json"), "text", "json: the API's answer; text: one line")
     st.set_defaults(func=run_status)
 
     r = rsub.add_parser("results", help="write the matched lines found so far to stdout, in time order")
@@ -171,6 +177,10 @@ def _failures(body: dict[str, Any]) -> int:
 
 
 def run_start(args: argparse.Namespace) -> int:
+    if args.poll_interval is not None and not args.wait:
+        raise UsageError("--poll-interval needs --wait")
+    if args.poll_interval is not None and args.poll_interval <= 0:
+        raise UsageError("--poll-interval must be more than 0 seconds")
     question = _question(args)
     api = _client(args)
     job_id = api.start_retrieval(**question)
@@ -189,7 +199,7 @@ def run_start(args: argparse.Namespace) -> int:
                 shown = line
         if body["status"] in FINISHED:
             break
-        time.sleep(args.poll_interval)
+        time.sleep(args.poll_interval or POLL_SECONDS)
     body = api.retrieval(job_id)
     _write(api, body, args.fmt)
     return _failures(body)
@@ -197,7 +207,7 @@ def run_start(args: argparse.Namespace) -> int:
 
 def run_status(args: argparse.Namespace) -> int:
     body = _client(args).status(args.id)
-    print(json.dumps(body, sort_keys=True) if args.json else _summary(body))
+    print(json.dumps(body, sort_keys=True) if args.fmt == "json" else _summary(body))
     return 0
 
 
