@@ -33,11 +33,6 @@ def _queue_name(url: str, default: str) -> str:
     return (url or default).rstrip("/").rsplit("/", 1)[-1]
 
 
-@app.route("/health", methods=["GET"])
-def health() -> dict:
-    return {"status": "ok"}
-
-
 @app.schedule(Cron(30, "*", "?", "*", "*", "*"), name="archive_scheduler")
 def archive_scheduler(event):
     return handlers.run_scheduler(event.context)

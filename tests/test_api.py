@@ -12,7 +12,9 @@ from chalice import IAMAuthorizer
 from chalice.test import Client
 from emf import totals
 from helpers_index import STACK, docker_line, put_archive, s3_event, setup_stack
+from helpers_index import create_table as setup_stack_table
 
+from chalicelib import aws
 from chalicelib.index import archive_id_of
 from chalicelib.keyring import MasterKey
 
@@ -61,7 +63,44 @@ def test_every_route_but_health_carries_the_iam_authorizer() -> None:
 
 def test_health(api) -> None:
     client, _ = api
+    from chalicelib.api import health
+
+    health.clear_cache()
     assert get(client, "/health") == (200, {"status": "ok"})
+
+
+def test_health_answers_503_when_a_dependency_does_not_and_says_which_only_in_the_log(api, caplog) -> None:
+    import dataclasses
+
+    from chalicelib.api import health
+    from chalicelib.settings import Settings
+
+    client, _ = api
+    s = Settings.from_env()
+    for field in ("index_table", "retrieval_queue_url", "archive_bucket"):
+        bad = dataclasses.replace(s, **{field: getattr(s, field) + "-gone"})
+        health.clear_cache()
+        caplog.clear()
+        assert health.healthy(bad) is False
+        failed = [r.getMessage() for r in caplog.records if r.getMessage().startswith("health:")]
+        assert len(failed) == 1 and getattr(bad, field).rsplit("/", 1)[-1] in failed[0], failed
+    # the route: the index table gone -> 503, naming nothing
+    calls = []
+    aws.client("dynamodb").meta.events.register("before-call.dynamodb.GetItem", lambda **kw: calls.append(1))
+    boto3.client("dynamodb").delete_table(TableName=s.index_table)
+    try:
+        health.clear_cache()
+        caplog.clear()
+        assert get(client, "/health") == (503, {"status": "unavailable"})
+        assert any(s.index_table in r.getMessage() for r in caplog.records)
+    finally:
+        setup_stack_table(s.index_table)
+    # cached a minute: the next requests ask nothing and still answer 503
+    n = len(calls)
+    assert [get(client, "/health")[0] for _ in range(3)] == [503] * 3 and len(calls) == n
+    health.clear_cache()
+    assert get(client, "/health") == (200, {"status": "ok"}) and len(calls) == n + 1
+    health.clear_cache()
 
 
 def test_requests_are_counted_by_route_pattern_and_status(api, capsys) -> None:

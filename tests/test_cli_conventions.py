@@ -380,6 +380,7 @@ EXTRA = {
     "local up": ["--port", "1"],
     "setup check": ["--bucket", "b"],
     "hosts retire": ["--staging", "s3://b/p"],
+    "retrievals start": ["--app-id", "1", "--start", "2022-01-01", "--end", "2022-01-02"],
 }
 VALUES = {  # argparse-required options and positionals
     "--bucket": "b", "--stack": "s", "--staging": "s3://b/p", "--archive-bucket": "b", "--table": "t",
@@ -388,6 +389,7 @@ VALUES = {  # argparse-required options and positionals
     "--mode": "governance", "--days": "1", "--transition-days": "30", "--storage-class": "GLACIER",
     "--stage": "dev", "--private-key-file": "{dir}/p-{n}.pem", "--root": "{dir}/docker-{n}", "IN": "{in}",
     "OUT": "{dir}/out-{n}", "--app-id": "1", "HOST": "h1",
+    "--api-url": "http://127.0.0.1:9", "ID": "0" * 32,
 }
 _n = iter(range(10**6))
 

@@ -71,7 +71,9 @@ def test_indexer_reads_metadata_and_writes_the_index_only() -> None:
     assert actions_on(policy, "arn:aws:s3:::arc") == {"s3:ListBucket", "s3:ListBucketVersions"}
     assert actions_on(policy, "arn:aws:s3:::arc/s1/shareable/*") == {"s3:GetObject", "s3:GetObjectVersion"}
     table = "arn:aws:dynamodb:eu-west-1:123456789012:table/idx"
-    assert actions_on(policy, table) == {"dynamodb:GetItem", "dynamodb:PutItem"}
+    # the head and items, the selector's years item (ADD), the deletion of schema-1 items
+    assert actions_on(policy, table) == {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
+                                         "dynamodb:BatchWriteItem"}
 
 
 def test_queue_urls_and_default_bucket_names_derive_from_the_stages_account_and_region() -> None:

@@ -49,6 +49,8 @@ NOT_RUNNABLE = {
                            "REGION"): "placeholders: ACCOUNT, REGION (the top-to-bottom blocks run it with yours)",
     ("docs/OPERATIONS.md", "logarchive setup lifecycle --bucket CUSTOMER_BUCKET --stack STACK --transition-days 30 \\"):
         "placeholders: CUSTOMER_BUCKET, STACK",
+    ("docs/OPERATIONS.md", "logarchive index backfill --bucket ARCHIVE_BUCKET --table INDEX_TABLE --stack STACK "
+                           "--progress"): "placeholders: a deployed stage's bucket, table and stack",
     ("docs/RETRIEVAL.md", "export AWS_PROFILE=logs-reader             # any standard boto3 credential source works"):
         "a customer's AWS profile and bucket (acme-logs)",
     ("docs/RETRIEVAL.md", "logarchive logs-from-archive --api-url https://abc123.execute-api.eu-west-1.amazonaws.com"

@@ -81,7 +81,7 @@ def test_eventbridge_event_and_idempotent_replay(env) -> None:
                          kind="databases", rid="9", sid=None)
     assert client.lambda_.invoke("index_archive", eventbridge_event(b.archive, key)).payload == {"outcomes": ["live"]}
     n = table_items()
-    assert n == 3  # head + database item + container item
+    assert n == 5  # head + database item + container item + the years item of each
     for _ in range(2):  # replays of the same event, in either shape
         client.lambda_.invoke("index_archive", eventbridge_event(b.archive, key))
         client.lambda_.invoke("index_archive", s3_event(b.archive, key))
@@ -116,10 +116,11 @@ def test_queries_read_only_matching_entries(env) -> None:
             keys[(rid, h)] = k
     page = store().query(Selector(STACK, "apps", "42"), t("2022-01-01T05:10:00Z"), t("2022-01-01T05:15:00Z"))
     assert [e.key for e in page.entries] == [keys[("42", 5)]]
-    assert page.items_read == 1 and page.queries == 2  # continuation and start items of one hour
+    assert page.items_read == 1 and page.queries == 3  # years item, continuations, start items of one year
     page = store().query(Selector(STACK, "apps", "42"), t("2022-01-01T03:55:00Z"), t("2022-01-01T07:10:00Z"))
     assert sorted(e.key for e in page.entries) == sorted(keys[("42", h)] for h in (4, 5, 6, 7))
-    assert page.items_read == 4
+    # read beyond the matches: only hour 3's archive, begun in start's hour and ended before start
+    assert page.items_read == 5
     # pagination: limit 1 walks the same set, each exactly once
     seen, after = [], None
     while True:
@@ -157,7 +158,7 @@ def test_delete_marker_and_permanent_delete_with_out_of_order_events(env) -> Non
     out = client.lambda_.invoke("index_archive", s3_event(b.archive, key, "ObjectRemoved:Delete", "40"))
     assert out.payload == {"outcomes": ["removed"]}
     assert store().get(STACK, archive_id_of(key)).expires_at > 0
-    items = boto3.client("dynamodb").scan(TableName=INDEX_TABLE)["Items"]
+    items = [i for i in boto3.client("dynamodb").scan(TableName=INDEX_TABLE)["Items"] if i["sk"]["S"] != "years"]
     assert len(items) == 3 and {i["state"]["S"] for i in items} == {"removed"}
     assert all(int(i["expires_at"]["N"]) > 0 for i in items)
     # a removal of a key never indexed leaves only the head tombstone (the guard of later events)
@@ -165,7 +166,7 @@ def test_delete_marker_and_permanent_delete_with_out_of_order_events(env) -> Non
                            master=MASTER)
     s3.delete_object(Bucket=b.archive, Key=key2, VersionId=v2)
     client.lambda_.invoke("index_archive", s3_event(b.archive, key2, "ObjectRemoved:Delete", "50"))
-    assert table_items() == 3 + 1
+    assert table_items() == 3 + 2 + 1  # (+ the years items of the first archive)
     assert app42("2022-01-01T11:00:00Z", "2022-01-01T13:00:00Z", include_deleted=True) == []
 
 
@@ -227,7 +228,7 @@ def test_dynamodb_failure_mid_write_is_repaired_by_the_retry(env, capsys) -> Non
         client.lambda_.invoke("index_archive", s3_event(b.archive, key))
     finally:
         ddb.meta.events.unregister("before-call.dynamodb.PutItem", boom)
-    assert table_items() == 1 + 2 * 3  # head + (app, container) x 3 hours
+    assert table_items() == 1 + 2 * 3 + 2  # head + (app, container) x 3 hours + their years items
     assert [e.key for e in app42("2022-01-01T13:00:00Z", "2022-01-01T13:01:00Z")] == [key]
 
 
@@ -258,21 +259,107 @@ def test_backfill_command(env, capsys) -> None:
     assert table_items() == n
 
 
-def test_long_ranges_page_by_hour_budget(env) -> None:
-    client, b = env
-    key, _ = put_archive(b.archive, lines(("2022-01-01T03:10:00Z", "stdout", "a")), master=MASTER)
-    client.lambda_.invoke("index_archive", s3_event(b.archive, key))
-    sel, q0, q1 = Selector(STACK, "apps", "42"), t("2022-01-01T00:00:00Z"), t("2022-01-01T05:00:00Z")
-    pages, after = [], None
+CID = "ef" * 32
+# (first, last) of 10 archives of one container over 30 years: one across a new year, one a month
+DECADES = [("1997-03-01T10:00:00Z", "1997-03-01T10:40:00Z"), ("1999-12-31T23:30:00Z", "2000-01-01T00:30:00Z"),
+           ("2003-06-01T00:00:00Z", "2003-07-01T00:00:00Z"), ("2008-01-01T00:00:00Z", "2008-01-01T00:00:01Z"),
+           ("2011-05-05T05:05:00Z", "2011-05-05T06:05:00Z"), ("2015-02-28T12:00:00Z", "2015-02-28T12:59:59Z"),
+           ("2018-08-08T08:00:00Z", "2018-08-08T08:30:00Z"), ("2021-01-01T00:00:00Z", "2021-01-01T01:00:00Z"),
+           ("2024-10-10T10:10:00Z", "2024-10-10T10:20:00Z"), ("2025-12-31T23:00:00Z", "2025-12-31T23:59:59Z")]
+
+
+def walk(sel: Selector, q0: str, q1: str, limit: int) -> tuple[list[list[str]], int]:
+    pages, after, requests = [], None, 0
     while True:
-        p = store().query(sel, q0, q1, max_hours=2, after=after, parallel=1)
+        p = store().query(sel, t(q0), t(q1), limit=limit, after=after)
         pages.append([e.key for e in p.entries])
+        requests += p.queries
         if p.next is None:
-            break
+            return pages, requests
         after = p.next
-    assert pages == [[], [key], []]  # hours 0-1, 2-3, 4: an empty page still carries the way on
-    with pytest.raises(ValueError):
-        store().query(sel, q0, q1, after=type(after)(t("2022-01-02T00:00:00Z"), "S", None))
+
+
+def test_a_range_of_thirty_years_costs_what_it_matches(env) -> None:
+    client, b = env
+    keys = []
+    for first, last in DECADES:
+        k, _ = put_archive(b.archive, lines((first, "stdout", "a")), master=MASTER, cid=CID, first=first, last=last)
+        client.lambda_.invoke("index_archive", s3_event(b.archive, k))
+        keys.append(k)
+    sel, years = Selector(STACK, "container", CID[:12]), 30
+    for limit in (100, 3, 1):
+        pages, requests = walk(sel, "1996-01-01T00:00:00Z", "2026-01-01T00:00:00Z", limit)
+        assert [k for p in pages for k in p] == keys, limit  # each once, in time order
+        assert all(pages[:-1]), limit  # never an empty page while more results exist
+        assert requests <= 1 + len(pages) + years, (limit, requests, len(pages))
+    # a range starting inside archives begun earlier: found from the first hour's continuations
+    for q0, q1, want in [("2003-06-15T00:00:00Z", "2003-06-15T01:00:00Z", [keys[2]]),
+                         ("2000-01-01T00:10:00Z", "2000-01-01T00:20:00Z", [keys[1]]),
+                         ("1999-12-31T23:59:00Z", "2003-06-01T00:00:01Z", [keys[1], keys[2]]),
+                         ("2008-01-01T00:00:02Z", "2011-05-05T05:05:00Z", [])]:
+        pages, requests = walk(sel, q0, q1, 100)
+        assert pages == [want], (q0, q1)
+        assert requests <= 1 + 1 + int(q1[:4]) - int(q0[:4]) + 1, (q0, q1, requests)
+
+
+def legacy_items(e) -> list[dict]:
+    """What schema 1 wrote for ``e``: hour items and a head without ``ix``."""
+    from chalicelib.index import schema
+    from chalicelib.index.store import to_item
+
+    attrs = e.to_attrs()
+    attrs.pop("ix")
+    keys = [(schema.head_pk(e.stack, e.archive_id), "head"), *schema.legacy_bucket_keys(e)]
+    return [to_item({**attrs, "pk": pk, "sk": sk}) for pk, sk in keys]
+
+
+def test_backfill_moves_schema_1_entries_to_schema_2_and_resumes_where_it_stopped(env, capsys) -> None:
+    _, b = env
+    ddb = boto3.client("dynamodb")
+    made = []
+    for h in range(5):
+        k, _ = put_archive(b.archive, lines((f"2022-01-01T{h:02d}:00:00Z", "stdout", "x"),
+                                            (f"2022-01-01T{h + 1:02d}:30:00Z", "stdout", "y")), master=MASTER)
+        made.append(k)
+    from chalicelib.index.indexer import current_entry
+
+    for k in made:  # the index as schema 1 left it, with sequencers of real events
+        for item in legacy_items(current_entry(boto3.client("s3"), b.archive, k, seq="00FF")):
+            ddb.put_item(TableName=INDEX_TABLE, Item=item)
+    legacy = table_items()
+    assert app42("2022-01-01T00:00:00Z", "2022-01-02T00:00:00Z") == []  # schema 2 reads none of it
+    from chalicelib.index import Indexer
+
+    # a run that stops after its first page of two objects ...
+    run = Indexer(store(), bucket=b.archive, stack=STACK).backfill(prefix=f"{STACK}/shareable/", page_size=2)
+    first = [next(run) for _ in range(3)]
+    run.close()
+    assert [k for k, _ in first] == sorted(made)[:3]
+    # ... goes on after that page, and the CLI shows its progress
+    rc = main(["index", "backfill", "--bucket", b.archive, "--table", INDEX_TABLE, "--stack", STACK, "--progress"])
+    out = capsys.readouterr()
+    assert rc == 0 and "3 live" in out.out, out
+    found = app42("2022-01-01T00:00:00Z", "2022-01-02T00:00:00Z")
+    assert sorted(e.key for e in found) == sorted(made)
+    assert all(e.seq.endswith("FF") for e in found)  # the held sequencer, not the lowest
+    # the hour items are gone: 5 heads + 5 x (app and container) x (start + one continuation)
+    pks = [i["pk"]["S"] for i in ddb.scan(TableName=INDEX_TABLE)["Items"]]
+    assert legacy == 25 and len(pks) == 5 + 5 * 2 * 2 + 2  # + the years items of the app and container
+    assert not [pk for pk in pks if pk[-3] == "T"], pks  # no ...#YYYY-MM-DDTHH partition left
+    assert store().get_marker(f"{b.archive}/{STACK}/shareable/") is None  # finished: nothing to resume
+
+
+def test_page_tokens_of_schema_1_answer_400(env) -> None:
+    from chalicelib.api import tokens
+
+    client, _ = env
+    q = {"stack": STACK, "app_id": "42", "start": "2022-01-01T00:00:00Z", "end": "2022-01-02T00:00:00Z", "limit": 100}
+    old = tokens.issue(tokens.scope_of(q), {"h": "2022-01-01T05", "s": "S", "k": None})
+    from urllib.parse import urlencode
+
+    resp = client.http.get("/archives?" + urlencode({**q, "next_token": old}))
+    assert resp.status_code == 400
+    assert "earlier version of the index; repeat the query without it" in json.loads(resp.body)["error"]["message"]
 
 
 def test_real_s3_notifications_from_the_local_s3(env) -> None:

@@ -162,7 +162,10 @@ def test_selection(sc, capsys, args, expected) -> None:
         (["--app-id", "42", "--start-date", "2022-08-25x", "--end-date", "2022-08-26"], "YYYY-MM-DD"),
         (["--string-matches", "(a+)+b"], "exponential time"),
         (["--string-matches", "(apps"], "not a valid regular expression"),
-        (["--app-id", "42", "--grep", "("], "not a valid regular expression"),
+        (["--app-id", "42", "--grep", "("], "--grep '(' is not an RE2 regular expression (missing ): ()"),
+        # Python's re accepts look-ahead; RE2 (the API's and the jobs' grep too) does not
+        (["--app-id", "42", "--grep", "time(?=out)"],
+         "--grep 'time(?=out)' is not an RE2 regular expression (invalid perl operator: (?=)"),
     ],
 )
 def test_bad_selection_is_one_line_and_exit_2(sc, capsys, args, message) -> None:

@@ -238,7 +238,8 @@ def test_a_cold_archive_is_named_with_its_class_and_how_to_restore_it(stack, cap
                       "s3:RestoreObject on the bucket)"]
     [advice] = [x for x in err.splitlines() if "were not downloaded" in x]
     assert "1 archive(s) in cold storage (GLACIER: 1)" in advice
-    assert "start a retrieval job (POST /retrievals), which restores them" in advice
+    assert ("a retrieval job restores them and finishes on its own: logarchive retrievals start --api-url "
+            f"{base} --stack teststack --app-id 42 --start-date 2022-01-01 --end-date 2022-01-02 --wait;") in advice
     assert advice.endswith(f"--decryption-keys-file {key_file} --restore --wait")
     assert "logs-from-archive --bucket BUCKET --stack teststack --endpoint-url" in advice
     assert len(files_under(str(dest))) == 2 and not leftovers(str(dest))

@@ -149,3 +149,31 @@ def test_the_restore_tier_is_validated(stack) -> None:
                          body=json.dumps({**ASK, "restore_tier": "Fast"}).encode())
     assert r.status_code == 400
     assert json.loads(r.body)["error"]["message"] == "restore_tier must be one of Bulk, Standard, Expedited"
+
+
+def test_local_up_announces_the_restores_the_local_s3_completes(stack, moto_endpoint) -> None:
+    """The local S3 sends no "Object Restore Completed" through EventBridge: `local up`'s pump
+    HEADs the archives parked tasks wait for and sends it when a restore is done (here the
+    local S3's manual transition: a restore completes after a few reads of the object)."""
+    import app
+    from chalicelib.devkit import local_aws, local_stack
+
+    client, b, url = stack
+    a = Archives(client, b)
+    local_aws.slow_restores(moto_endpoint, 3)
+    try:
+        job_id = start(client)
+        pump(client, url)
+        assert job(client, job_id)["status"] == "restoring"
+        lambdas = local_stack.LambdaPump(app.app, {url: "retrieval_worker"})
+        announced = []
+        while job(client, job_id)["progress"]["archives_restoring"] and len(announced) < 20:
+            announced.append(lambdas.announce_restores())  # what `local up`'s pump runs every 2 s
+            pump(client, url)
+    finally:
+        local_aws.slow_restores(moto_endpoint, None)
+    assert announced[0] == 0 and sum(announced) == 2, announced  # under way first, then each once
+    body = job(client, job_id)
+    assert body["status"] == "succeeded" and body["progress"]["archives_done"] == 3
+    assert sorted(result_lines(body)) == sorted(a.wanted.values())
+    assert lambdas.announce_restores() == 0  # nothing waits any more

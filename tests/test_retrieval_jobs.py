@@ -185,7 +185,7 @@ def test_job_table_holds_one_task_per_archive(stack) -> None:
     items = boto3.client("dynamodb").query(
         TableName=JOBS_TABLE, KeyConditionExpression="pk = :p",
         ExpressionAttributeValues={":p": {"S": f"job#{job_id}"}})["Items"]
-    assert sorted(i["sk"]["S"].split("#")[0] for i in items) == ["job", "task", "task", "task"]
+    assert sorted(i["sk"]["S"].split("#")[0] for i in items) == ["job"] + ["order"] * 3 + ["task"] * 3
     # results pages: limit 2 gives a signed token for the third
     body = json.loads(client.http.get(f"/retrievals/{job_id}?limit=2").body)
     assert len(body["results"]) == 2 and body["next_token"]
@@ -245,3 +245,107 @@ def test_local_api_demo_answers_the_question() -> None:
     assert sorted(got) == sorted(["upstream timeout (GET /orders)\n", "db timeout after 30s\n",
                                   "second container: redis timeout\n"])
     assert "succeeded, archives 2/2" in out.stdout
+
+
+def deliver_one(client, url: str) -> str:
+    """Receive one message, run it through retrieval_worker, delete it; its body."""
+    sqs = boto3.client("sqs")
+    msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, VisibilityTimeout=30)["Messages"]
+    assert client.lambda_.invoke("retrieval_worker", {"Records": records(sqs, url, msgs)}).payload == {
+        "batchItemFailures": []}
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=msgs[0]["ReceiptHandle"])
+    return msgs[0]["Body"]
+
+
+def test_grep_is_a_regular_expression_and_results_come_in_time_order(stack) -> None:
+    client, b, url = stack
+    seed_app42(client, b)
+    ask = {**ASK, "app_id": 42, "grep": "upstream|db timeout|spanning"}  # a JSON number is an id too
+    r = client.http.post("/retrievals", headers={"Content-Type": "application/json"}, body=json.dumps(ask).encode())
+    assert r.status_code == 202, r.body
+    job_id = json.loads(r.body)["id"]
+    pump(client, url)
+    body = json.loads(client.http.get(f"/retrievals/{job_id}").body)
+    # archives by their first line: the one begun yesterday, then container 1's, then container 2's
+    got = [json.loads(x)["log"] for x in result_lines(body)]
+    assert got == ["spanning archive timeout\n", "upstream timeout at the edge\n", "db timeout (last microsecond)\n"]
+    # what RE2 refuses is refused before any job exists, in one line
+    r = client.http.post("/retrievals", headers={"Content-Type": "application/json"},
+                         body=json.dumps({**ASK, "grep": "time(?=out)"}).encode())
+    assert r.status_code == 400
+    assert json.loads(r.body)["error"]["message"] == (
+        "grep 'time(?=out)' is not an RE2 regular expression (invalid perl operator: (?=)")
+
+
+def test_jobs_are_listed_and_a_cancelled_job_starts_no_new_scan(stack) -> None:
+    client, b, url = stack
+    seed_app42(client, b)
+
+    def post() -> str:
+        r = client.http.post("/retrievals", headers={"Content-Type": "application/json"},
+                             body=json.dumps(ASK).encode())
+        return json.loads(r.body)["id"]
+
+    first = post()
+    assert json.loads(deliver_one(client, url))["type"] == "plan"
+    assert json.loads(deliver_one(client, url))["type"] == "scan"  # one archive scanned, two waiting
+    r = client.http.delete(f"/retrievals/{first}")
+    assert r.status_code == 200 and json.loads(r.body)["status"] == "cancelled"
+    second = post()
+    pump(client, url)  # the waiting scans of the first job start nothing
+    body = json.loads(client.http.get(f"/retrievals/{first}").body)
+    p = body["progress"]
+    assert body["status"] == "cancelled" and (p["archives_done"], p["archives_total"]) == (1, 3)
+    assert [r["status"] for r in body["results"]].count("pending") == 2
+    assert len(result_lines(body)) == p["lines_matched"]  # what was scanned stays readable
+    # no identity here (IAM off): the stack's jobs, newest first, a page at a time
+    listed = json.loads(client.http.get("/retrievals?limit=1").body)
+    assert [j["id"] for j in listed["retrievals"]] == [second] and listed["next_token"]
+    rest = json.loads(client.http.get("/retrievals?limit=1&next_token=" + listed["next_token"]).body)
+    assert [(j["id"], j["status"]) for j in rest["retrievals"]] == [(first, "cancelled")]
+    assert json.loads(client.http.get(f"/retrievals/{second}").body)["status"] == "succeeded"
+    assert client.http.delete("/retrievals/" + "0" * 32).status_code == 404
+
+
+def test_get_retrievals_lists_each_callers_own_jobs(stack) -> None:
+    """API Gateway hands the IAM identity in ``requestContext.identity``: a job records its
+    caller's ARN, and ``GET /retrievals`` lists only that caller's jobs."""
+    from chalice.local import LambdaContext
+
+    import app
+    from chalicelib.devkit.packaged import api_event
+
+    alice, bob = "arn:aws:iam::123456789012:user/alice", "arn:aws:sts::123456789012:assumed-role/ops/bob"
+
+    def call(method: str, who: str, body: dict | None = None) -> tuple[int, dict]:
+        event = api_event(method, "/retrievals", "/retrievals", body=body)
+        event["requestContext"]["identity"]["userArn"] = who
+        resp = app.app(event, LambdaContext("api_handler", memory_size=512))
+        return resp["statusCode"], json.loads(resp["body"])
+
+    ids = {}
+    for n, who in enumerate((alice, bob, alice)):
+        status, body = call("POST", who, ASK)
+        assert status == 202, body
+        ids[n] = body["id"]
+    status, mine = call("GET", alice)
+    assert status == 200 and [j["id"] for j in mine["retrievals"]] == [ids[2], ids[0]]
+    assert [j["id"] for j in call("GET", bob)[1]["retrievals"]] == [ids[1]]
+    assert all(j["request"]["selector"] == {"app_id": "42"} for j in mine["retrievals"])
+
+
+def test_a_plan_message_of_the_old_index_schema_plans_the_job_again(stack) -> None:
+    """A job planning while the index moves to schema 2: its next plan message carries a
+    schema-1 position; the job is planned again from the start, each archive counted once."""
+    client, b, url = stack
+    want = seed_app42(client, b)
+    r = client.http.post("/retrievals", headers={"Content-Type": "application/json"}, body=json.dumps(ASK).encode())
+    job_id = json.loads(r.body)["id"]
+    pump(client, url)  # planned and scanned once
+    old = {"type": "plan", "job_id": job_id, "after": {"h": "2022-01-01T12", "s": "S", "k": "S#x"}}
+    boto3.client("sqs").send_message(QueueUrl=url, MessageBody=json.dumps(old))
+    pump(client, url)
+    body = json.loads(client.http.get(f"/retrievals/{job_id}").body)
+    p = body["progress"]
+    assert body["status"] == "succeeded" and (p["archives_total"], p["archives_done"]) == (3, 3)
+    assert sorted(result_lines(body)) == sorted(want)

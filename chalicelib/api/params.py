@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .. import layout, times
+from ..grep import GrepError, compile_grep
 from ..index.store import Selector
 from ..jobs.request import RetrievalRequest
 from ..restores import DEFAULT_TIER, TIERS
@@ -23,7 +24,6 @@ SELECTORS = {
 }
 STREAMS = ("stdout", "stderr")
 MAX_LIMIT = 1000
-MAX_GREP = 256
 MAX_JOB_RANGE = timedelta(days=366)
 JOB_ID_RE = re.compile(r"^[0-9a-f]{32}\Z")
 
@@ -62,8 +62,11 @@ def parse_selector(params: dict[str, Any], stack: str) -> Selector:
         raise ParamError("give exactly one of app_id, database_id, endpoint_id, container_id")
     name = given[0]
     value = params[name]
+    if name != "container_id" and isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        value = str(value)  # "app_id": 42 as "42" (JSON numbers and strings alike)
     if not isinstance(value, str):
-        raise ParamError(f"{name} must be a string")
+        kinds = "a string" if name == "container_id" else "a string or a whole number"
+        raise ParamError(f"{name} must be {kinds}")
     if name == "container_id":
         if not layout.CONTAINER_RE.match(value):
             raise ParamError("container_id must be 12 to 64 lowercase hex digits")
@@ -118,11 +121,14 @@ def parse_stream(value: Any) -> str | None:
 
 
 def parse_grep(value: Any) -> str | None:
+    """An RE2 regular expression, as the CLI's ``--grep`` (``chalicelib.grep``)."""
     if value is None or value == "":
         return None
-    if not isinstance(value, str) or len(value) > MAX_GREP or "\n" in value:
-        raise ParamError(f"grep must be a single-line string of at most {MAX_GREP} characters")
-    return value
+    try:
+        compile_grep(value)
+    except GrepError as exc:
+        raise ParamError(str(exc)) from None
+    return str(value)
 
 
 def parse_archive_id(value: Any) -> str:

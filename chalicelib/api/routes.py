@@ -15,12 +15,14 @@ from chalice import Blueprint, IAMAuthorizer, Response
 from .. import presign
 from ..errors import LogarchiveError
 from ..index.handlers import index_store
-from ..index.store import Position
+from ..index.store import OldPosition, Position
 from ..jobs.handlers import jobs as job_store
+from ..jobs.service import Jobs
 from ..jobs.table import COUNTERS
 from ..settings import Settings, require
+from . import errors, tokens
+from . import health as api_health
 from . import params as P
-from . import tokens
 
 log = logging.getLogger(__name__)
 bp = Blueprint(__name__)
@@ -30,12 +32,18 @@ _OPTION_OF = {v: k for k, v in P.SELECTORS.items()}
 LIST_PARAMS = {"stack", *P.SELECTORS, "start", "end", "limit", "next_token", "include_deleted"}
 
 
+MAX_BODY = 16 * 1024  # bytes of a POST /retrievals body (a request is a few hundred)
+
+
 def _error(status: int, code: str, message: str) -> Response:
-    return Response(
-        body={"error": {"code": code, "message": message}},
-        status_code=status,
-        headers={"Content-Type": "application/json"},
-    )
+    return Response(body=errors.body(code, message), status_code=status,
+                    headers={"Content-Type": "application/json"})
+
+
+@bp.middleware("http")
+def _one_error_shape(event: Any, get_response: Any) -> Any:
+    """Chalice's own answers (405, 415, 500) in the API's error shape (``api/errors.py``)."""
+    return errors.reshape(get_response(event))
 
 
 def _guard(fn: Any) -> Any:
@@ -68,6 +76,15 @@ def _query() -> dict[str, Any]:
     return params
 
 
+@bp.route("/health", methods=["GET"])
+def health() -> Response:
+    """No authorizer: 503 when the index table, the retrieval queue or the archive bucket does
+    not answer (``api/health.py``: cached a minute; the log says which, the caller is not told)."""
+    ok = api_health.healthy()
+    return Response(body={"status": "ok" if ok else "unavailable"}, status_code=200 if ok else 503,
+                    headers={"Content-Type": "application/json"})
+
+
 @bp.route("/archives", methods=["GET"], authorizer=iam)
 @_guard
 def list_archives() -> Any:
@@ -84,6 +101,8 @@ def list_archives() -> Any:
     if params.get("next_token"):
         try:
             after = Position.from_token(tokens.verify(scope, params["next_token"]))
+        except OldPosition as exc:
+            raise P.ParamError(f"next_token {exc}") from None
         except (KeyError, ValueError, TypeError) as exc:
             raise P.ParamError(f"next_token: {exc}") from None
     store = index_store(s)
@@ -130,18 +149,75 @@ def get_archive(archive_id: str) -> Any:
 def create_retrieval() -> Any:
     P.reject_unknown(_query(), set())
     raw = bp.current_request.raw_body or b""
+    if len(raw) > MAX_BODY:
+        return _error(413, "PayloadTooLarge", f"the request body may hold at most {MAX_BODY} bytes")
     try:
         body = json.loads(raw or b"null")
     except ValueError:
         raise P.ParamError("the request body is not JSON") from None
     s = Settings.from_env()
     req = P.parse_retrieval(body, s.stack)
-    job_id = job_store(s).create(req)
+    job_id = job_store(s).create(req, _caller())
     return Response(
         body={"id": job_id, "status": "planning"},
         status_code=202,
         headers={"Content-Type": "application/json", "Location": f"/retrievals/{job_id}"},
     )
+
+
+def _caller() -> str:
+    """The IAM ARN of the caller (API Gateway's ``requestContext.identity``); ``""`` without one
+    (locally, with IAM off)."""
+    ctx = bp.current_request.context or {}
+    arn = (ctx.get("identity") or {}).get("userArn")
+    return arn if isinstance(arn, str) and arn.startswith("arn:") and len(arn) <= 2048 else ""
+
+
+def _job_summary(job: dict[str, Any]) -> dict[str, Any]:
+    n = {k: int(job.get(k, 0)) for k in COUNTERS}
+    return {
+        "id": str(job["pk"])[len("job#"):],
+        "status": Jobs.status_of(job),
+        "created_at": job.get("created_at"),
+        "request": {k: job.get(k) for k in ("stack", "start", "end", "stream", "grep", "restore_tier")}
+        | {"selector": {_OPTION_OF[job["sel_kind"]]: job["sel_id"]}},
+        "progress": {k: n[k] for k in COUNTERS},
+    }
+
+
+@bp.route("/retrievals", methods=["GET"], authorizer=iam)
+@_guard
+def list_retrievals() -> Any:
+    params = _query()
+    P.reject_unknown(params, {"limit", "next_token"})
+    limit = P.parse_limit(params.get("limit"))
+    s = Settings.from_env()
+    stack, caller = require(s.stack, "LOGARCHIVE_STACK"), _caller()
+    scope = tokens.scope_of({"list": stack, "caller": caller, "limit": limit})
+    after = None
+    if params.get("next_token"):
+        after = tokens.verify(scope, params["next_token"]).get("l")
+        if not isinstance(after, str) or len(after) > 100:
+            raise P.ParamError("next_token is malformed")
+    jobs, last = job_store(s).list(stack, caller, after=after, limit=limit)
+    return {
+        "retrievals": [_job_summary(j) for j in jobs],
+        "count": len(jobs),
+        "next_token": tokens.issue(scope, {"l": last}) if last else None,
+    }
+
+
+@bp.route("/retrievals/{job_id}", methods=["DELETE"], authorizer=iam)
+@_guard
+def cancel_retrieval(job_id: str) -> Any:
+    P.reject_unknown(_query(), set())
+    job_id = P.parse_job_id(job_id)
+    s = Settings.from_env()
+    jobs = job_store(s)
+    job = jobs.get(job_id)
+    if job is None or (s.stack and job.get("stack") != s.stack) or not jobs.cancel(job_id):
+        return _error(404, "NotFound", f"retrieval {job_id} not found")
+    return _job_summary(jobs.get(job_id) or job)
 
 
 @bp.route("/retrievals/{job_id}", methods=["GET"], authorizer=iam)
@@ -160,9 +236,9 @@ def get_retrieval(job_id: str) -> Any:
     after = None
     if params.get("next_token"):
         after = tokens.verify(scope, params["next_token"]).get("a")
-        if not isinstance(after, str) or not P.JOB_ID_RE.match(after):
+        if not isinstance(after, str) or len(after) > 200:  # signed: only ever a key of this job
             raise P.ParamError("next_token is malformed")
-    tasks, last = jobs.tasks(job_id, after=after, limit=limit)
+    tasks, last = jobs.tasks(job, after=after, limit=limit)
     results = []
     expires_in = PRESIGN_SECONDS
     for t in tasks:
@@ -174,24 +250,8 @@ def get_retrieval(job_id: str) -> Any:
         if t.error:
             r["error"] = t.error
         results.append(r)
-    n = {
-        k: int(job.get(k, 0))
-        for k in COUNTERS
-    }
     return {
-        "id": job_id,
-        "status": jobs.status_of(job),
-        "request": {k: job.get(k) for k in ("stack", "start", "end", "stream", "grep", "restore_tier")}
-        | {"selector": {_OPTION_OF[job["sel_kind"]]: job["sel_id"]}},
-        "progress": {
-            "archives_done": n["archives_done"],
-            "archives_total": n["archives_total"],
-            "archives_failed": n["archives_failed"],
-            "archives_restoring": n["archives_restoring"],
-            "bytes_scanned": n["bytes_scanned"],
-            "plaintext_bytes": n["plaintext_bytes"],
-            "lines_matched": n["lines_matched"],
-        },
+        **_job_summary(job),
         "results": results,
         "expires_in": expires_in,  # the shortest lifetime of this page's URLs (each has its expires_at)
         "next_token": tokens.issue(scope, {"a": last}) if last else None,

@@ -96,3 +96,4 @@ def keyring_from_args(args: argparse.Namespace, *, kms_key_id: str | None = None
         allow_legacy=getattr(args, "allow_legacy_cbc", False),
         kms_client_factory=lambda: _kms_client(args),
     )
+

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import shlex
 import sys
 from collections import Counter
@@ -27,6 +26,7 @@ from ..awserrors import error_label
 from ..download import coldstore, retrieval
 from ..download.api_client import ApiClient
 from ..errors import LogarchiveError, UsageError
+from ..grep import GrepError, compile_grep
 from ..times import SYNTAX
 from ._common import (
     add_endpoint_options,
@@ -78,7 +78,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     more.add_argument("--start", help=f"drop lines before this time: {SYNTAX} (default: none dropped)")
     more.add_argument("--end", help="drop lines at or after this time, same syntax (default: none dropped)")
     more.add_argument("--grep", metavar="PATTERN",
-                      help="keep lines whose log text matches this regex (default: all lines)")
+                      help="keep lines whose log text matches this RE2 regular expression, as the API "
+                      "and retrieval jobs do (default: all lines)")
     more.add_argument("--stream", choices=("stdout", "stderr"),
                       help="keep lines of this stream only (default: both)")
     more.add_argument("--decompress", action="store_true", help="write the logs uncompressed (.jsonl)")
@@ -192,9 +193,9 @@ def run(args: argparse.Namespace) -> int:
     grep = None
     if args.grep is not None:
         try:
-            grep = re.compile(args.grep)
-        except re.error as exc:
-            raise UsageError(f"--grep {args.grep!r}: not a valid regular expression ({exc})") from None
+            grep = compile_grep(args.grep)
+        except GrepError as exc:
+            raise UsageError(f"--{exc}") from None
     opts = retrieval.OutputOptions(
         decompress=args.decompress, fmt=args.fmt, line_filter=sel.line_filter(stream=args.stream, grep=grep)
     )
@@ -528,9 +529,9 @@ def _advise(
         return
     n = sum(cold.values())
     if via_api:
-        print(f"logarchive: {n} archive(s) in cold storage ({_by_class(cold)}) were not downloaded: start a "
-              "retrieval job (POST /retrievals), which restores them and finishes on its own, or restore "
-              f"them with access to the bucket: {_rerun_bucket_hint(args)}", file=sys.stderr)
+        print(f"logarchive: {n} archive(s) in cold storage ({_by_class(cold)}) were not downloaded: a "
+              f"retrieval job restores them and finishes on its own: {_job_hint(args)}; or restore them "
+              f"with access to the bucket: {_rerun_bucket_hint(args)}", file=sys.stderr)
         return
     if args.restore:
         if not_yet:
@@ -546,6 +547,21 @@ def _advise(
     if items:
         tier, days = restores.DEFAULT_TIER, coldstore.DEFAULT_DAYS
         print(f"logarchive: {coldstore.estimate(items, tier, days).text(tier, days)}", file=sys.stderr)
+
+
+def _job_hint(args: argparse.Namespace) -> str:
+    """The ``logarchive retrievals start`` of this selection (its lines, time order, stdout)."""
+    parts = ["logarchive", "retrievals", "start", "--api-url", args.api_url, "--stack", args.stack]
+    for option, value in (
+        ("--region", args.region), ("--app-id", args.app_id), ("--database-id", args.database_id),
+        ("--endpoint-id", args.endpoint_id), ("--container-id", args.container_id),
+        ("--start-date", args.start_date), ("--end-date", args.end_date), ("--start", args.start),
+        ("--end", args.end), ("--grep", args.grep), ("--stream", args.stream),
+        ("--format", "text" if args.fmt == "text" else None),
+    ):
+        if value is not None:
+            parts += [option, value]
+    return shlex.join([*parts, "--wait"])
 
 
 def _rerun_bucket_hint(args: argparse.Namespace) -> str:

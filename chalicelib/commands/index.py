@@ -11,16 +11,29 @@ from ..download.selection import parse_instant
 from ..errors import LogarchiveError, UsageError, describe
 from ..index import Indexer, IndexStore
 from ..times import SYNTAX
-from ._common import add_deprecated, add_endpoint_options, add_format_option
+from ._common import (
+    add_deprecated,
+    add_endpoint_options,
+    add_format_option,
+    add_progress_option,
+    progress_enabled,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("index", help="the DynamoDB archive index")
     isub = p.add_subparsers(dest="index_command", required=True)
-    b = isub.add_parser("backfill", help="index every archive object already in a bucket (HEAD only)")
+    b = isub.add_parser(
+        "backfill",
+        help="index every archive object already in a bucket (HEAD only), in the current index schema; "
+        "a run that stopped goes on where it stopped",
+    )
     b.add_argument("--bucket", required=True, help="the archive bucket")
     b.add_argument("--table", required=True, help="the index table")
     b.add_argument("--stack", help="only this stack's archives (<stack>/shareable/...; default: all)")
+    b.add_argument("--restart", action="store_true",
+                   help="start from the first object, not where a previous run stopped (default: resume)")
+    add_progress_option(b)
     add_endpoint_options(b)
     b.set_defaults(func=run_backfill)
     q = isub.add_parser("query", help="archives of a resource or container in a time range (index only)")
@@ -38,6 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(func=run_query)
 
 
+PROGRESS_EVERY = 100
+
+
 def run_backfill(args: argparse.Namespace) -> int:
     if args.stack and not layout.STACK_RE.match(args.stack):
         raise LogarchiveError(f"--stack {args.stack!r} is not a valid stack name")
@@ -52,14 +68,20 @@ def run_backfill(args: argparse.Namespace) -> int:
             raise LogarchiveError(f"table {args.table}: {describe(exc)}") from None
     indexer = Indexer(IndexStore(args.table, client=ddb), bucket=args.bucket, stack=args.stack, s3=s3)
     counts: dict[str, int] = {}
-    failed = 0
+    failed = done = 0
+    show = progress_enabled(args)
+    # Each prefix resumes on its own (its position is saved under bucket/prefix).
     prefixes = (f"{args.stack}/shareable/", layout.k8s_root(args.stack)) if args.stack else ("",)
-    for key, outcome in (item for prefix in prefixes for item in indexer.backfill(prefix=prefix)):
+    for key, outcome in (item for prefix in prefixes
+                         for item in indexer.backfill(prefix=prefix, restart=args.restart)):
         if outcome.startswith("error"):
             failed += 1
             print(f"logarchive: {key}: {outcome}", file=sys.stderr)
         label = "error" if outcome.startswith("error") else outcome
         counts[label] = counts.get(label, 0) + 1
+        done += 1
+        if show and done % PROGRESS_EVERY == 0:
+            print(f"backfill: {done} objects indexed, at {key}", file=sys.stderr, flush=True)
     summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "nothing to index"
     print(f"backfill of s3://{args.bucket} into {args.table}: {summary}")
     return 1 if failed else 0

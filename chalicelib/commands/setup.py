@@ -115,9 +115,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     dp.set_defaults(func=run_deployment_files)
 
     ep = ssub.add_parser("post-deploy",
-                         help="after `chalice deploy`: partial batch responses, workers' /tmp size")
+                         help="after `chalice deploy`: partial batch responses, workers' /tmp size, the "
+                         "API's gateway responses")
     ep.add_argument("--stage", required=True, help="the deployed Chalice stage")
     ep.add_argument("--app-name", default="logarchive", help="the Chalice app name (default: logarchive)")
+    ep.add_argument("--api-stage", default="api",
+                    help="the API Gateway stage to redeploy (config.json's api_gateway_stage; default: api)")
     add_endpoint_options(ep)
     ep.set_defaults(func=run_post_deploy)
 
@@ -315,8 +318,17 @@ def run_post_deploy(args: argparse.Namespace) -> int:
             print(f"{name} <- {queue}: {'ReportBatchItemFailures enabled' if changed else 'already enabled'}")
         if post_deploy.ensure_ephemeral_storage(client, name):
             print(f"{name}: /tmp raised to {post_deploy.EPHEMERAL_STORAGE_MB} MB")
+    apigw = aws.client("apigateway", endpoint_url=args.endpoint_url, region=args.region)
+    api_function = deployed_function_name(args.app_name, args.stage, "api_handler")
+    api_id = post_deploy.rest_api_of(apigw, args.app_name, api_function)
+    if api_id is None:
+        missing.append(f"the REST API of {api_function}")
+    else:
+        written = post_deploy.ensure_gateway_responses(apigw, api_id, args.api_stage)
+        print(f"rest api {api_id}: gateway responses {', '.join(written)} in the API's error shape")
     for name in missing:
-        print(f"logarchive: error: {name} has no SQS event source (deployed?)", file=sys.stderr)
+        print(f"logarchive: error: {name} not found (deployed?)" if name.startswith("the REST")
+              else f"logarchive: error: {name} has no SQS event source (deployed?)", file=sys.stderr)
     return 1 if missing else 0
 
 

@@ -25,22 +25,25 @@ import tempfile
 import threading
 import time
 import urllib.request
+import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import boto3
 
-from .. import aws
+from .. import aws, settings
 from ..sqs_pump import pump
 from .local_aws import StackBuckets
 
 INDEX_TABLE = "logarchive-index"
 JOBS_TABLE = "logarchive-jobs"
 QUEUE = "logarchive-retrieval"
+RESTORE_POLL_SECONDS = 2.0  # how often `local up` looks at the archives parked retrieval tasks wait for
 
 
 def create_table(name: str, keys: tuple[str, ...] = ("pk", "sk")) -> None:
@@ -309,10 +312,48 @@ class LambdaPump:
                                 visibility_timeout=LOCAL_TIMEOUT_MS // 1000).deliveries
         return handled
 
+    def announce_restores(self) -> int:
+        """S3's "Object Restore Completed", which the local S3 does not send through EventBridge:
+        HEAD the archive of every parked retrieval task and, when its restore is done, hand the
+        event to ``index_archive`` (which resumes the jobs, as in AWS). Returns how many."""
+        from ..index.indexer import RESTORE_COMPLETED
+        from ..index.store import IndexStore
+        from ..jobs.table import JobsTable
+
+        s = settings.Settings.from_env()
+        if not (s.jobs_table and s.index_table and s.stack):
+            return 0
+        announced = 0
+        with self.lock:
+            for archive_id in JobsTable(s.jobs_table).waiting_archives():
+                entry = IndexStore(s.index_table).get(s.stack, archive_id)
+                if entry is None:
+                    continue
+                version = {"VersionId": entry.version_id} if entry.version_id else {}
+                head = aws.client("s3").head_object(Bucket=entry.bucket, Key=entry.key, **version)
+                if 'ongoing-request="false"' not in (head.get("Restore") or ""):
+                    continue  # not asked yet, or under way (each HEAD moves the local S3's on)
+                self.invoke("index_archive", {
+                    "version": "0", "id": str(uuid.uuid4()), "detail-type": RESTORE_COMPLETED,
+                    "source": "aws.s3", "account": "000000000000",
+                    "region": aws.client("s3").meta.region_name,
+                    "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "resources": [f"arn:aws:s3:::{entry.bucket}"],
+                    "detail": {"version": "0", "bucket": {"name": entry.bucket},
+                               "object": {"key": entry.key, "version-id": entry.version_id},
+                               "source-storage-class": entry.storage_class},
+                })
+                announced += 1
+        return announced
+
     def _run(self) -> None:
+        next_restores = 0.0
         while not self._stop.is_set():
             try:
                 busy = self.poll_once()
+                if time.monotonic() >= next_restores:
+                    busy += self.announce_restores()
+                    next_restores = time.monotonic() + RESTORE_POLL_SECONDS
             except Exception as exc:  # the local AWS went away (stopping) or a transient error
                 if self._stop.is_set():
                     return
@@ -352,6 +393,14 @@ def api_server(
                     super()._generic_handle()
 
         do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_PATCH = do_OPTIONS = _generic_handle
+
+        def _send_error_response(self, error: Any) -> None:
+            """The local gateway's own answers (403: no route, or not signed) in the API's
+            error shape, as the stage's GatewayResponses give them in AWS."""
+            from ..api.errors import gateway_error
+
+            error.body = gateway_error(error.CODE, error.body or b"")
+            super()._send_error_response(error)
 
         def handle(self) -> None:
             try:

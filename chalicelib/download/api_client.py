@@ -73,15 +73,15 @@ class ApiClient:
         return req
 
     def request(self, method: str, path: str, params: dict[str, Any] | None = None, body: Any = None) -> Any:
-        """One API call; a GET is retried (re-signed, with backoff) on throttling, on API
-        Gateway's transient 502/503/504 and when the API cannot be reached. POST is not
+        """One API call; a GET or DELETE is retried (re-signed, with backoff) on throttling, on
+        API Gateway's transient 502/503/504 and when the API cannot be reached. POST is not
         retried: it creates a job."""
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 return self._send(method, path, params, body)
             except (ApiError, ApiUnreachable) as exc:
                 transient = isinstance(exc, ApiUnreachable) or exc.status in RETRY_STATUS
-                if not transient or method != "GET" or attempt == ATTEMPTS:
+                if not transient or method not in ("GET", "DELETE") or attempt == ATTEMPTS:
                     raise
             time.sleep(BACKOFF_SECONDS * 2 ** (attempt - 1))
         raise AssertionError("unreachable")  # pragma: no cover
@@ -113,9 +113,13 @@ class ApiClient:
                  **selector: str) -> Iterator[dict[str, Any]]:
         """Every archive of one app/database/endpoint/container in ``[start, end)``, page by page."""
         params = {"stack": stack, "start": start, "end": end, "limit": str(limit), **selector}
+        return self._pages("/archives", params, "archives")
+
+    def _pages(self, path: str, params: dict[str, Any], field: str) -> Iterator[dict[str, Any]]:
+        """The items of every page of a listing (``next_token`` followed to the end)."""
         while True:
-            page = self.request("GET", "/archives", params)
-            yield from page["archives"]
+            page = self.request("GET", path, params)
+            yield from page[field]
             if not page.get("next_token"):
                 return
             params["next_token"] = page["next_token"]
@@ -142,11 +146,23 @@ class ApiClient:
             token = more.get("next_token")
         return body
 
+    def status(self, job_id: str) -> dict[str, Any]:
+        """The job's status and progress (one small page of results)."""
+        return self.request("GET", f"/retrievals/{urllib.parse.quote(job_id, safe='')}", {"limit": "1"})
+
+    def retrievals(self, *, limit: int = 100) -> Iterator[dict[str, Any]]:
+        """The caller's jobs (without an IAM identity: the stack's), newest first, page by page."""
+        return self._pages("/retrievals", {"limit": str(min(limit, 100))}, "retrievals")
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        """Cancel the job (no scan starts after this); its summary."""
+        return self.request("DELETE", f"/retrievals/{urllib.parse.quote(job_id, safe='')}")
+
     def wait(self, job_id: str, *, poll: float = 2.0, timeout: float = 900.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
             body = self.retrieval(job_id)
-            if body["status"] in ("succeeded", "completed_with_errors"):
+            if body["status"] in ("succeeded", "completed_with_errors", "cancelled"):
                 return body
             if time.monotonic() > deadline:
                 raise LogarchiveError(f"retrieval {job_id} still {body['status']} after {timeout:.0f}s")

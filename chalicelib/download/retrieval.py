@@ -173,7 +173,7 @@ class Retriever:
             raise coldstore.cold_error(match.key, exc, RESTORE_HOW) or _s3_error(match.key, exc) from None
         return obj.body, obj.envelope
 
-    def _unseal_into(self, match: Match, dst: Any, *, decompress: bool, check_gzip: bool = False
+    def _unseal_into(self, match: Match, dst: Any, *, decompress: bool, check_gzip: bool | str = False
                      ) -> codec.UnsealResult:
         key = match.key
         body, env = self._open(match)
@@ -263,8 +263,10 @@ class Retriever:
         the requested output from it. Returns (the part holding the output, result, written)."""
         first = parts[0]
         as_archived = not self.opts.plain and not self.opts.line_level
-        # The archive's gzip written as it is must be one; other outputs gunzip it anyway.
-        res = self._unseal_into(match, first.file, decompress=False, check_gzip=as_archived)
+        # The archive's gzip written as it is must be one (its header checked: the GCM tag
+        # proves the rest is the archiver's; codec.unseal); other outputs gunzip it anyway.
+        res = self._unseal_into(match, first.file, decompress=False,
+                                check_gzip=codec.GZIP_HEADER if as_archived else False)
         first.close()
         # The tag verified: from here on the plaintext may be released.
         if as_archived:

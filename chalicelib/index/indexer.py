@@ -211,15 +211,40 @@ class Indexer:
             for r in parse_event(event)
         ]
 
-    def backfill(self, *, prefix: str = "") -> Iterator[tuple[str, str]]:
-        """Index every key of the bucket under ``prefix``: yields (key, outcome); one bad object
-        is reported as ``error: ...`` and the rest are still indexed."""
+    def backfill(self, *, prefix: str = "", restart: bool = False, page_size: int = 1000
+                 ) -> Iterator[tuple[str, str]]:
+        """Index every key of the bucket under ``prefix`` in the current schema: yields (key,
+        outcome); one bad object is reported as ``error: ...`` and the rest are still indexed.
+
+        Two passes, each resumable (its position is saved in the index table after every page,
+        so a run that stopped goes on from there unless ``restart``): every object S3 lists,
+        then every head still in schema 1 (archives whose current version is a delete marker,
+        which S3 does not list). Each archive is written with the sequencer the index holds:
+        S3's current state replaces it, a newer event still wins."""
         if not self.bucket:
             raise ValueError("backfill needs a bucket")
-        paginator = self.s3.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
-            for obj in page.get("Contents", []):
-                try:
-                    yield obj["Key"], self.index_object(self.bucket, obj["Key"], "")
-                except LogarchiveError as exc:
-                    yield obj["Key"], f"error: {exc}"
+        name = f"{self.bucket}/{prefix}"
+        mark = {} if restart else (self.store.get_marker(name) or {})
+        if mark.get("pass", "objects") == "objects":
+            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix,
+                                      "PaginationConfig": {"PageSize": page_size}}
+            if mark.get("after"):
+                kwargs["StartAfter"] = mark["after"]
+            for page in self.s3.get_paginator("list_objects_v2").paginate(**kwargs):
+                for obj in page.get("Contents", []):
+                    yield obj["Key"], self._reindex(obj["Key"])
+                if page.get("Contents"):
+                    self.store.put_marker(name, {"pass": "objects", "after": page["Contents"][-1]["Key"]})
+            mark = {"pass": "heads"}
+            self.store.put_marker(name, mark)
+        for keys, position in self.store.old_heads(self.bucket, prefix, after=mark.get("after")):
+            for key in keys:
+                yield key, self._reindex(key)
+            self.store.put_marker(name, {"pass": "heads", "after": position})
+        self.store.clear_marker(name)
+
+    def _reindex(self, key: str) -> str:
+        try:
+            return self.index_object(self.bucket or "", key, "", in_place=True)
+        except LogarchiveError as exc:
+            return f"error: {exc}"

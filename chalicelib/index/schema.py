@@ -1,33 +1,41 @@
 """DynamoDB key schema of the archive index (one table, ``pk`` HASH + ``sk`` RANGE, both strings).
 
-Question the index answers: *stack + one of app / database / endpoint / container + time range*,
-reading only entries of that resource in the hours the range touches, however large the index.
+Question the index answers: *stack + one selector (app / database / endpoint / container; other
+selectors such as a Kubernetes namespace or pod fit the same shape) + time range*, at a cost set
+by what matches: at most ``1 + pages + years of the range`` requests, however wide the range.
 
-Items (every item carries the complete entry, so a query never needs a second read):
+Items (every item carries the complete entry, so a query never needs a second read); schema 2:
 
-======================  ===========================================  ==================================
-item                    pk                                           sk
-======================  ===========================================  ==================================
-head (one an archive)   ``<stack>#archive#<archive_id>``             ``head``
-resource bucket item    ``<stack>#<kind>#<resource_id>#<hour>``      ``S#<last>#<archive_id>`` or
-                                                                     ``C#<last>#<archive_id>``
-container bucket item   ``<stack>#container#<cid[:12]>#<hour>``      same as above
-======================  ===========================================  ==================================
+=====================  ==========================================  ====================================
+item                   pk                                          sk
+=====================  ==========================================  ====================================
+head (one an archive)  ``<stack>#archive#<archive_id>``            ``head``
+start item             ``<stack>#<kind>#<ident>#<YYYY>``           ``S#<first>#<archive_id>``
+                       (year of ``first``)
+continuation item      ``<stack>#<kind>#<ident>#<YYYY>``           ``C#<hour>#<last>#<archive_id>``
+                       (year of ``<hour>``)                        (every later hour it spans)
+years of a selector    ``<stack>#<kind>#<ident>#years``            ``years`` (number set ``years``)
+=====================  ==========================================  ====================================
 
-- ``kind`` is the layout's folder kind: ``apps``, ``databases`` or ``proxy`` (endpoints);
-  unlabeled archives get container items only.
-- ``<hour>`` is a UTC hour ``YYYY-MM-DDTHH``. An archive whose lines run from ``first`` to
-  ``last`` has one bucket item in *every* hour it spans: ``S#`` (start item) in the hour of
-  ``first``, ``C#`` (continuation) in each later hour. So an archive spanning several days is
-  found from a query on any of them.
-- ``<last>`` / ``<first>`` are fixed-width UTC times with microseconds
-  (``2022-01-01T12:00:00.000000Z``), so string order is time order.
+- A *selector* is ``(kind, ident)``: ``apps``/``databases``/``proxy`` + resource id (unlabeled
+  archives have none) and ``container`` + the first 12 hex digits of the container id
+  (:meth:`Entry.selectors`). Each selector of an archive gets the same items.
+- ``<first>``/``<last>`` are fixed-width UTC times with microseconds
+  (``2022-01-01T12:00:00.000000Z``) so string order is time order; ``<hour>`` is ``YYYY-MM-DDTHH``.
+- The years item says which year partitions hold anything (years are added, never removed): a
+  query reads it once (its page tokens carry the years) and skips the empty years.
+- Query ``[start, end)`` (``store.IndexStore.query``), in result order:
+  1. the continuation items of ``hour(start)`` with ``last >= start``: archives begun in an
+     earlier hour that still run at ``start`` (one key range, exact);
+  2. for each year from ``hour(start)``'s to ``end``'s that holds items: the start items with ``first`` in
+     ``[max(hour(start), year start), end)`` (one key range a year). Read beyond the matches
+     are only archives that began in ``start``'s hour and ended before ``start``, and deleted
+     entries.
+  A page stops at ``limit`` entries and never comes back empty while more results exist.
+  Requests: the years item, the continuation range, one a year with items, and one more a
+  page (the range a page stopped in is read on) -- at most ``1 + pages + years``.
 - ``archive_id`` is the first 32 hex digits of SHA-256 of the object key: opaque, fixed
   format, and only ever resolved through the head item (never turned into a key).
-- Query ``[start, end)``: in the first hour read ``C#`` items with ``last >= start`` and ``S#``
-  items with ``last >= start``; in every later hour only ``S#`` items (continuations there were
-  already found in the first hour). Items read beyond the matches are only the start items of
-  the last hour that begin at or after ``end`` (and deleted entries).
 - Container ids are at least 12 hex digits: the container pk uses the first 12, a longer
   prefix is checked on the items read.
 - Versions and deletions: ``state`` is ``live`` (current version), ``deleted`` (a delete marker
@@ -36,6 +44,10 @@ container bucket item   ``<stack>#container#<cid[:12]>#<hour>``      same as abo
   conditional on the S3 event ``sequencer`` (``seq``, zero-padded hex): an older or replayed
   event never overwrites a newer state, and the same event twice writes the same item.
 - TTL attribute (optional, recommended): ``expires_at``.
+- Schema 1 (until 2026-12) had one partition per selector and *hour* (``...#<YYYY-MM-DDTHH>``),
+  so a query cost one request per hour of its range. Heads written then carry no ``ix``; the
+  indexer deletes their hour items when it rewrites such an archive (``legacy_bucket_keys``),
+  and ``logarchive index backfill`` rewrites every archive (docs/OPERATIONS.md).
 """
 
 from __future__ import annotations
@@ -56,6 +68,7 @@ ARCHIVE_ID_RE = re.compile(r"^[0-9a-f]{32}\Z")
 CONTAINER_PK_LEN = 12
 STATES = ("live", "deleted", "removed")
 START, CONT = "S", "C"
+INDEX_SCHEMA = 2  # the ``ix`` attribute of every item this code writes
 
 
 def archive_id_of(key: str) -> str:
@@ -101,16 +114,49 @@ def head_pk(stack: str, archive_id: str) -> str:
     return f"{stack}#archive#{archive_id}"
 
 
-def resource_pk(stack: str, kind: str, resource_id: str, hour: datetime) -> str:
-    return f"{stack}#{kind}#{resource_id}#{hour_label(hour)}"
+def year_of(t: datetime) -> int:
+    return t.astimezone(UTC).year
 
 
-def container_pk(stack: str, container_id: str, hour: datetime) -> str:
-    return f"{stack}#container#{container_id[:CONTAINER_PK_LEN]}#{hour_label(hour)}"
+def year_start(year: int) -> datetime:
+    return datetime(year, 1, 1, tzinfo=UTC)
 
 
-def bucket_sk(segment: str, last: datetime, archive_id: str) -> str:
-    return f"{segment}#{fmt_time(last)}#{archive_id}"
+def part_pk(stack: str, kind: str, ident: str, year: int) -> str:
+    """The partition of one selector's items in one year."""
+    if kind == "container":
+        ident = ident[:CONTAINER_PK_LEN]
+    return f"{stack}#{kind}#{ident}#{year:04d}"
+
+
+def years_pk(stack: str, kind: str, ident: str) -> str:
+    """The item listing the years one selector has items in (``years``: a number set)."""
+    if kind == "container":
+        ident = ident[:CONTAINER_PK_LEN]
+    return f"{stack}#{kind}#{ident}#years"
+
+
+def start_sk(first: datetime, archive_id: str) -> str:
+    return f"{START}#{fmt_time(first)}#{archive_id}"
+
+
+def cont_prefix(hour: datetime) -> str:
+    return f"{CONT}#{hour_label(hour)}#"
+
+
+def cont_sk(hour: datetime, last: datetime, archive_id: str) -> str:
+    return f"{cont_prefix(hour)}{fmt_time(last)}#{archive_id}"
+
+
+# -- schema 1 (hour partitions): only to delete what it wrote ------------------------------
+def legacy_bucket_keys(e: Entry) -> list[tuple[str, str]]:
+    """(pk, sk) of every item schema 1 wrote for ``e`` (see the module doc)."""
+    keys = []
+    for i, h in enumerate(e.hours()):
+        sk = f"{START if i == 0 else CONT}#{fmt_time(e.last)}#{e.archive_id}"
+        for kind, ident in e.selectors():
+            keys.append((f"{e.stack}#{kind}#{ident}#{hour_label(h)}", sk))
+    return keys
 
 
 @dataclass
@@ -143,20 +189,35 @@ class Entry:
     seq: str = field(default_factory=lambda: norm_seq(None))
     indexed_at: str = ""
     expires_at: int = 0  # epoch seconds; set on tombstones only
+    ix: int = INDEX_SCHEMA  # the key schema the entry's items were written in (1: no attribute)
     pod_name: str = ""  # k8s: the pod (container_id is <pod uid>_<container name>_<restart>)
     source_format: str = "docker"  # docker | cri (logarchive-format)
 
     def hours(self) -> list[datetime]:
         return hours_between(self.first, self.last)
 
+    def selectors(self) -> list[tuple[str, str]]:
+        """Every (kind, ident) this archive is found by (the place to add another selector)."""
+        out = []
+        if self.kind != "unlabeled" and self.resource_id:
+            out.append((self.kind, self.resource_id))
+        out.append(("container", self.container_id[:CONTAINER_PK_LEN]))
+        return out
+
+    def years(self) -> list[int]:
+        """The years this entry has start or continuation items in."""
+        return list(range(year_of(self.first), year_of(self.last) + 1))
+
     def bucket_keys(self) -> list[tuple[str, str]]:
-        """(pk, sk) of every bucket item of this entry."""
+        """(pk, sk) of every start and continuation item of this entry."""
         keys = []
-        for i, h in enumerate(self.hours()):
-            sk = bucket_sk(START if i == 0 else CONT, self.last, self.archive_id)
-            if self.kind != "unlabeled" and self.resource_id:
-                keys.append((resource_pk(self.stack, self.kind, self.resource_id, h), sk))
-            keys.append((container_pk(self.stack, self.container_id, h), sk))
+        later_hours = self.hours()[1:]
+        for kind, ident in self.selectors():
+            first_pk = part_pk(self.stack, kind, ident, year_of(self.first))
+            keys.append((first_pk, start_sk(self.first, self.archive_id)))
+            for h in later_hours:
+                keys.append((part_pk(self.stack, kind, ident, h.year),
+                             cont_sk(h, self.last, self.archive_id)))
         return keys
 
     def to_attrs(self) -> dict[str, Any]:
@@ -172,6 +233,7 @@ class Entry:
         for k, v in known.items():
             if isinstance(v, Decimal):
                 known[k] = int(v)
+        known.setdefault("ix", 1)  # written before the attribute existed
         known["first"] = parse_rfc3339_micros(known["first"])
         known["last"] = parse_rfc3339_micros(known["last"])
         return cls(**known)
@@ -179,7 +241,7 @@ class Entry:
     def public(self) -> dict[str, Any]:
         """The entry as the API shows it (no internal bookkeeping)."""
         d = self.to_attrs()
-        for k in ("seq", "expires_at", "bucket"):
+        for k in ("seq", "expires_at", "bucket", "ix"):
             d.pop(k, None)
         d["id"] = d.pop("archive_id")
         d["s3_key"] = d.pop("key")

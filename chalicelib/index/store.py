@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -15,12 +17,14 @@ from botocore.exceptions import ClientError
 from .. import aws
 from ..awserrors import is_conditional_check_failed
 from . import schema
-from .schema import CONT, HOUR, START, Entry
+from .schema import CONT, START, Entry
 
 log = logging.getLogger(__name__)
 _ser, _de = TypeSerializer(), TypeDeserializer()
-MAX_HOURS_PER_PAGE = 24 * 31  # bounds one API call's work; the token continues from there
-PARALLEL_HOURS = 8  # hour buckets read at once (boto3 clients are thread-safe)
+MAX_ITEMS_PER_REQUEST = 1000
+MARKER_PREFIX = "_backfill#"  # no stack name starts with "_"
+LIMIT_SLACK = 32  # items a request reads beyond what the page still needs
+PARALLEL_RANGES = 8  # key ranges of one query read at once (boto3 clients are thread-safe)
 _GUARD = "attribute_not_exists(pk) OR seq <= :seq"
 
 
@@ -37,45 +41,69 @@ class Selector:
     """What a query is about: one resource (``kind`` + id) or a container id prefix."""
 
     stack: str
-    kind: str  # apps | databases | proxy | container
+    kind: str  # apps | databases | proxy | container (schema.Entry.selectors: the place for more)
     ident: str
 
-    def pk(self, hour: datetime) -> str:
-        if self.kind == "container":
-            return schema.container_pk(self.stack, self.ident, hour)
-        return schema.resource_pk(self.stack, self.kind, self.ident, hour)
+    def pk(self, year: int) -> str:
+        return schema.part_pk(self.stack, self.kind, self.ident, year)
+
+    def years_pk(self) -> str:
+        return schema.years_pk(self.stack, self.kind, self.ident)
 
     def accepts(self, e: Entry) -> bool:
         if e.stack != self.stack:
             return False
         if self.kind == "container":
             return e.container_id.startswith(self.ident)
-        return e.kind == self.kind and e.resource_id == self.ident
+        return (self.kind, self.ident) in e.selectors()
+
+
+class OldPosition(ValueError):
+    """A position (page token, plan message) of the schema-1 index, which no longer answers."""
+
+    def __str__(self) -> str:
+        return "was issued by an earlier version of the index; repeat the query without it"
 
 
 @dataclass(frozen=True)
 class Position:
-    """Where a page stopped: the hour, the segment (``C``/``S``) and the last sort key read."""
+    """Where a page stopped: the part of the query (``C``: continuations of the first hour, or
+    a year's start items) and the last sort key returned in it."""
 
-    hour: datetime
-    segment: str
-    sk: str | None = None
+    part: str  # "C" | "YYYY"
+    sk: str
+    years: tuple[int, ...] | None = None  # the selector's years, as the query's first page read them
 
     def to_token(self) -> dict[str, Any]:
         """The position as a small JSON object (signed into API page tokens, carried in plan messages)."""
-        return {"h": schema.hour_label(self.hour), "s": self.segment, "k": self.sk}
+        token: dict[str, Any] = {"v": schema.INDEX_SCHEMA, "p": self.part, "k": self.sk}
+        if self.years is not None:
+            token["y"] = list(self.years)
+        return token
 
     @classmethod
     def from_token(cls, d: dict[str, Any] | None) -> Position | None:
         """The inverse of ``to_token``; an empty token means "from the start" (``None``).
-        Raises ``ValueError``/``KeyError``/``TypeError`` on a malformed one."""
+        Raises :class:`OldPosition` for a schema-1 position, ``ValueError`` for a malformed one."""
         if not d:
             return None
-        hour = datetime.strptime(str(d["h"]), "%Y-%m-%dT%H").replace(tzinfo=UTC)
-        seg, sk = d.get("s"), d.get("k")
-        if seg not in (START, CONT) or not (sk is None or (isinstance(sk, str) and sk.startswith(seg + "#"))):
+        if not isinstance(d, dict):
             raise ValueError("bad position")
-        return cls(hour, seg, sk)
+        if d.get("v") != schema.INDEX_SCHEMA:
+            if "h" in d:
+                raise OldPosition()
+            raise ValueError("bad position")
+        part, sk = d.get("p"), d.get("k")
+        year = isinstance(part, str) and len(part) == 4 and part.isascii() and part.isdigit()
+        if not (part == CONT or year):
+            raise ValueError("bad position")
+        if not isinstance(sk, str) or not sk.startswith((CONT if part == CONT else START) + "#"):
+            raise ValueError("bad position")
+        years = d.get("y")
+        if years is not None and not (isinstance(years, list) and len(years) <= 10000 and all(
+                isinstance(y, int) and not isinstance(y, bool) and 0 < y < 10000 for y in years)):
+            raise ValueError("bad position")
+        return cls(part, sk, None if years is None else tuple(years))
 
 
 @dataclass
@@ -84,8 +112,37 @@ class Page:
     next: Position | None
     items_read: int = 0
     queries: int = 0
-    hours: int = 0
     stats: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Range:
+    part: str
+    pk: str
+    lo: str
+    hi: str
+
+
+def plan_ranges(
+    sel: Selector, start: datetime, end: datetime, years: Iterable[int] | None = None
+) -> list[_Range]:
+    """The key ranges of a query, in result order (schema: ``chalicelib/index/schema.py``);
+    ``years``: only those year partitions (the selector's years item)."""
+    first_hour = schema.hour_of(start)
+    last = end - timedelta(microseconds=1)
+    held = set(range(first_hour.year, schema.year_of(last) + 1))
+    if years is not None:
+        held &= set(years)
+    ranges = []
+    if first_hour.year in held:
+        ranges.append(_Range(CONT, sel.pk(first_hour.year),
+                             schema.cont_prefix(first_hour) + schema.fmt_time(start),
+                             schema.cont_prefix(first_hour) + "\uffff"))
+    for year in sorted(held):
+        floor = max(first_hour, schema.year_start(year))
+        ranges.append(_Range(f"{year:04d}", sel.pk(year), f"{START}#{schema.fmt_time(floor)}",
+                             f"{START}#{schema.fmt_time(last)}#\uffff"))
+    return ranges
 
 
 class IndexStore:
@@ -134,9 +191,17 @@ class IndexStore:
         attrs = entry.to_attrs()
         # A removed archive keeps only tombstones where it was listed (and its head, for the guard).
         new_keys = [] if entry.state == "removed" else entry.bucket_keys()
+        if new_keys:
+            # Before the items: a query never skips a year that has some, nor undercounts it.
+            moved = old is None or old.ix < schema.INDEX_SCHEMA or old.first.year != entry.first.year
+            self._add_years(entry, count=moved)
         for pk, sk in new_keys:
             self._guarded_put({**attrs, "pk": pk, "sk": sk})
-        if old is not None:
+        if old is not None and old.ix < schema.INDEX_SCHEMA:
+            # Schema 1's hour items: nothing reads them any more. Deleted before the head moves
+            # on, so a crash in between leaves the head at schema 1 and the retry deletes again.
+            self._delete(schema.legacy_bucket_keys(old))
+        elif old is not None:
             gone = set(old.bucket_keys()) - set(new_keys)
             tomb = {
                 **old.to_attrs(),
@@ -151,6 +216,76 @@ class IndexStore:
             return "stale"
         return entry.state
 
+    def _delete(self, keys: list[tuple[str, str]]) -> None:
+        for i in range(0, len(keys), 25):
+            req = {self.table: [{"DeleteRequest": {"Key": {"pk": {"S": pk}, "sk": {"S": sk}}}}
+                                for pk, sk in keys[i : i + 25]]}
+            while req:
+                req = self.ddb.batch_write_item(RequestItems=req).get("UnprocessedItems") or {}
+
+    def years(self, sel: Selector) -> dict[int, int | None]:
+        """The years ``sel`` has items in, each with an upper bound of its start items (``None``:
+        unknown): the selector's years item; empty when it has none."""
+        item = self.ddb.get_item(
+            TableName=self.table, Key={"pk": {"S": sel.years_pk()}, "sk": {"S": "years"}}
+        ).get("Item") or {}
+        counts = {int(k[1:]): int(v["N"]) for k, v in item.items() if k.startswith("c") and "N" in v}
+        return {int(y): counts.get(int(y)) for y in item.get("years", {}).get("NS", [])}
+
+    def _add_years(self, entry: Entry, *, count: bool) -> None:
+        """Record the entry's years (and, ``count``: one more start item in its first year) in
+        the years item of each of its selectors. Counts only grow: an upper bound."""
+        values: dict[str, Any] = {":y": {"NS": [str(y) for y in entry.years()]}}
+        names = {"#y": "years"}
+        update = "ADD #y :y"
+        if count:
+            names["#c"] = f"c{schema.year_of(entry.first):04d}"
+            values[":one"] = {"N": "1"}
+            update += ", #c :one"
+        for kind, ident in entry.selectors():
+            self.ddb.update_item(
+                TableName=self.table,
+                Key={"pk": {"S": schema.years_pk(entry.stack, kind, ident)}, "sk": {"S": "years"}},
+                UpdateExpression=update, ExpressionAttributeNames=names, ExpressionAttributeValues=values,
+            )
+
+    # -- backfill -------------------------------------------------------------
+    def _marker_key(self, name: str) -> dict[str, Any]:
+        return {"pk": {"S": f"{MARKER_PREFIX}{name}"}, "sk": {"S": "progress"}}
+
+    def get_marker(self, name: str) -> dict[str, Any] | None:
+        """Where a backfill of ``name`` stopped (``None``: not started, or finished)."""
+        key = self._marker_key(name)
+        item = self.ddb.get_item(TableName=self.table, Key=key, ConsistentRead=True).get("Item")
+        return from_item(item).get("position") if item else None
+
+    def put_marker(self, name: str, position: dict[str, Any]) -> None:
+        item = {**self._marker_key(name), **to_item({"position": position})}
+        self.ddb.put_item(TableName=self.table, Item=item)
+
+    def clear_marker(self, name: str) -> None:
+        self.ddb.delete_item(TableName=self.table, Key=self._marker_key(name))
+
+    def old_heads(self, bucket: str, prefix: str, *, after: Any = None) -> Iterator[tuple[list[str], Any]]:
+        """Object keys of schema-1 heads (no ``ix``) of ``bucket`` under ``prefix``, a page at a
+        time with the position after it (one Scan of the table: a migration reads it once)."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "FilterExpression": "sk = :head AND attribute_not_exists(ix) AND #b = :b AND begins_with(#k, :p)",
+            "ExpressionAttributeNames": {"#b": "bucket", "#k": "key"},
+            "ExpressionAttributeValues": {":head": {"S": "head"}, ":b": {"S": bucket}, ":p": {"S": prefix}},
+        }
+        if after:
+            kwargs["ExclusiveStartKey"] = {k: {"S": v} for k, v in after.items()}
+        while True:
+            resp = self.ddb.scan(**kwargs)
+            last = resp.get("LastEvaluatedKey")
+            keys = [from_item(i)["key"] for i in resp.get("Items", [])]
+            yield keys, ({k: v["S"] for k, v in last.items()} if last else None)
+            if not last:
+                return
+            kwargs["ExclusiveStartKey"] = last
+
     # -- queries --------------------------------------------------------------
     def query(
         self,
@@ -161,97 +296,111 @@ class IndexStore:
         limit: int = 100,
         after: Position | None = None,
         include_deleted: bool = False,
-        max_hours: int = MAX_HOURS_PER_PAGE,
-        parallel: int = PARALLEL_HOURS,
     ) -> Page:
-        """Archives of ``sel`` with lines in ``[start, end)``, in (hour, segment, last) order.
+        """Archives of ``sel`` with lines in ``[start, end)``: first those that began before
+        ``start``'s hour (by ``last``), then the rest by ``first``.
 
-        Hour buckets are read ``parallel`` at a time (each with all its pages); the page stops
-        at ``limit`` entries or after ``max_hours`` hours, and ``next`` says where to go on.
+        The page stops at ``limit`` entries (``next`` says where to go on) or at the end; it is
+        never empty while more results exist. Requests: one per key range (the first hour's
+        continuations, then one a year) plus one per further DynamoDB page.
         """
-        first_hour = schema.hour_of(start)
-        last_hour = schema.hour_of(end - timedelta(microseconds=1))
-        pos = after or Position(first_hour, CONT)
-        if not first_hour <= pos.hour <= last_hour:
-            raise ValueError("position outside the query's hours")
-        if pos.segment not in ((CONT, START) if pos.hour == first_hour else (START,)):
-            raise ValueError("position names a segment this hour does not have")
-        if pos.sk is not None and not pos.sk.startswith(pos.segment + "#"):
-            raise ValueError("position names a key outside its segment")
-        lo = schema.fmt_time(start)
-        # (hour, segment, floor, exclusive start) of every range to read, in result order
-        ranges: list[tuple[datetime, str, str, str | None]] = []
-        hour, n_hours = pos.hour, 0
-        while hour <= last_hour and n_hours < max_hours:
-            for seg in (CONT, START) if hour == first_hour else (START,):
-                if hour == pos.hour and seg == CONT and pos.segment == START:
-                    continue
-                floor = f"{seg}#{lo}" if hour == first_hour else f"{seg}#"
-                resume = pos.sk if (hour == pos.hour and seg == pos.segment) else None
-                ranges.append((hour, seg, floor, resume))
-            hour += HOUR
-            n_hours += 1
-        page = Page([], None, hours=n_hours)
-        pool = ThreadPoolExecutor(max_workers=parallel) if parallel > 1 and len(ranges) > 1 else None
-        try:
-            for w in range(0, len(ranges), max(1, parallel)):
-                window = ranges[w : w + max(1, parallel)]
-                page.stats["rounds"] = page.stats.get("rounds", 0) + 1  # sequential request waves
-                fetch = [(sel.pk(h), seg, floor, resume) for h, seg, floor, resume in window]
-                # Each read in a copy of this thread's context: the caller's credentials
-                # (aws.credentials: one role per function in one process) hold in the pool too.
-                results = (
-                    list(pool.map(lambda ctx, a: ctx.run(self._read_all, *a),
-                                  [contextvars.copy_context() for _ in fetch], fetch))
-                    if pool
-                    else [self._read_all(*a) for a in fetch]
-                )
-                for (h, seg, _, _), (rows, read, queries) in zip(window, results, strict=True):
-                    page.items_read += read
-                    page.queries += queries
-                    for item_sk, entry in rows:
-                        if entry.first >= end or entry.last < start or not sel.accepts(entry):
-                            continue
-                        if entry.state != "live" and not (include_deleted and entry.state == "deleted"):
-                            continue
-                        page.entries.append(entry)
-                        if len(page.entries) >= limit:
-                            page.next = Position(h, seg, item_sk)
-                            return page
-        finally:
-            if pool is not None:
-                pool.shutdown(wait=True)
-        if hour <= last_hour:
-            page.next = Position(hour, START, None)
+        first_page = after is None or after.years is None
+        c_range = plan_ranges(sel, start, end, None)[0]  # the first hour's continuations
+        c_read: Future[dict[str, Any]] | None = None
+        if first_page:  # the years item and the continuations at once (neither needs the other)
+            c_read = self._submit(self._kwargs(c_range, None, limit))
+            years = self.years(sel)
+        else:
+            years = dict.fromkeys(after.years or ())
+        page = Page([], None, queries=1 if first_page else 0)
+        ranges = plan_ranges(sel, start, end, years)
+        if c_read is not None and (not ranges or ranges[0].part != CONT):
+            c_read.result()  # asked for a year that holds nothing: counted, not read
+            page.queries += 1
+            c_read = None
+        if after is not None:
+            parts = [r.part for r in ranges]
+            if after.part not in parts:
+                raise ValueError("position outside the query's range")
+            ranges = ranges[parts.index(after.part):]
+            r0 = ranges[0]
+            if not r0.lo <= after.sk <= r0.hi:
+                raise ValueError("position outside the query's range")
+        token_years = tuple(sorted(years))
+        ahead: dict[int, Future[dict[str, Any]]] = {}  # first requests sent before their turn
+        if c_read is not None:
+            ahead[0] = c_read
+        for i, r in enumerate(ranges):
+            resume = after.sk if after is not None and r.part == after.part else None
+            if i not in ahead:
+                # Send this range's first request with those of the next ranges that are surely
+                # needed too: the ranges before them cannot fill the page (their years' counts).
+                need = limit - len(page.entries)
+                bound, j = 0, i
+                while j < len(ranges) and j - i < PARALLEL_RANGES and (j == i or bound < need):
+                    kwargs = self._kwargs(ranges[j], resume if j == i else None, need)
+                    ahead[j] = self._submit(kwargs)
+                    n = years.get(int(ranges[j].part)) if ranges[j].part != CONT else None
+                    bound += n if n is not None else need
+                    j += 1
+            resp = ahead.pop(i).result()
+            while True:
+                page.queries += 1
+                page.items_read += resp.get("ScannedCount", len(resp.get("Items", [])))
+                for item in resp.get("Items", []):
+                    attrs = from_item(item)
+                    entry = Entry.from_attrs(attrs)
+                    if entry.first >= end or entry.last < start or not sel.accepts(entry):
+                        continue
+                    if entry.state != "live" and not (include_deleted and entry.state == "deleted"):
+                        continue
+                    page.entries.append(entry)
+                    if len(page.entries) >= limit:
+                        page.next = Position(r.part, attrs["sk"], token_years)
+                        for f in ahead.values():  # none is left by the counts; never unread
+                            f.result()
+                            page.queries += 1
+                        return page
+                if "LastEvaluatedKey" not in resp:
+                    break
+                kwargs = self._kwargs(r, None, limit - len(page.entries))
+                kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+                resp = self._request(kwargs)
         return page
 
-    def _read_all(
-        self, pk: str, seg: str, floor: str, after_sk: str | None
-    ) -> tuple[list[tuple[str, Entry]], int, int]:
-        """Every item of one key range (all pages): (rows, items read, requests)."""
+    def _kwargs(self, r: _Range, resume: str | None, need: int) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "TableName": self.table,
             "KeyConditionExpression": "pk = :pk AND sk BETWEEN :lo AND :hi",
-            "ExpressionAttributeValues": {
-                ":pk": {"S": pk},
-                ":lo": {"S": floor},
-                ":hi": {"S": f"{seg}#\uffff"},
-            },
+            "ExpressionAttributeValues": {":pk": {"S": r.pk}, ":lo": {"S": r.lo}, ":hi": {"S": r.hi}},
+            # Items refused on reading are few (the first hour's early enders, deleted ones): a
+            # little slack keeps them from costing a request of their own.
+            "Limit": min(MAX_ITEMS_PER_REQUEST, max(1, need) + LIMIT_SLACK),
         }
-        if after_sk is not None:
-            kwargs["ExclusiveStartKey"] = {"pk": {"S": pk}, "sk": {"S": after_sk}}
-        rows: list[tuple[str, Entry]] = []
-        read = queries = 0
-        while True:
-            resp = self.ddb.query(**kwargs)
-            queries += 1
-            read += resp.get("ScannedCount", len(resp.get("Items", [])))
-            for item in resp.get("Items", []):
-                attrs = from_item(item)
-                rows.append((attrs["sk"], Entry.from_attrs(attrs)))
-            if "LastEvaluatedKey" not in resp:
-                return rows, read, queries
-            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        if resume is not None:
+            kwargs["ExclusiveStartKey"] = {"pk": {"S": r.pk}, "sk": {"S": resume}}
+        return kwargs
+
+    def _request(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        return self.ddb.query(**kwargs)
+
+    def _submit(self, kwargs: dict[str, Any]) -> Future[dict[str, Any]]:
+        # In a copy of this thread's context: the caller's credentials (aws.credentials: one
+        # role per function in one process) hold in the pool's threads too.
+        return _query_pool().submit(contextvars.copy_context().run, self._request, kwargs)
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _query_pool() -> ThreadPoolExecutor:
+    """One pool for the process's queries (a warm Lambda serves many requests)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(PARALLEL_RANGES, thread_name_prefix="index-query")
+        return _POOL
 
 
 def _tombstone_expiry(days: int = 30) -> int:

@@ -14,7 +14,7 @@ from typing import Any
 
 from .. import aws
 from ..errors import LogarchiveError
-from ..index.store import Position
+from ..index.store import OldPosition, Position
 
 _HEX32 = re.compile(r"^[0-9a-f]{32}\Z")
 SQS_BATCH = 10
@@ -59,7 +59,13 @@ def from_body(text: str) -> Message:
     if not all(_valid_id(x) for x in ids):
         raise BadMessage("retrieval message with malformed ids")
     if kind == "plan":
-        return Plan(body["job_id"], Position.from_token(body.get("after")))
+        try:
+            after = Position.from_token(body.get("after"))
+        except OldPosition:
+            # Sent before the index schema changed: plan the job again from the start (tasks
+            # already recorded are found again and counted once, as for a replayed page).
+            after = None
+        return Plan(body["job_id"], after)
     if kind == "scan":
         return Scan(body["job_id"], body["archive_id"])
     raise BadMessage(f"retrieval message of unknown type {kind!r}")

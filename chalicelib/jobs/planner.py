@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 from .. import telemetry
+from ..index.schema import fmt_time
 from ..index.store import IndexStore
 from .messages import Plan, Scan, send
 from .request import RetrievalRequest
@@ -25,11 +26,15 @@ class Planner:
             log.warning("plan: job %s not found (expired?)", msg.job_id)
             telemetry.count("RetrievalJobsMissing")
             return "missing"
+        if job.get("cancelled"):
+            self.table.set_planned(msg.job_id)
+            return "cancelled"
         req = RetrievalRequest.from_attrs(job)
         page = self.index.query(req.selector, req.start, req.end, limit=PLAN_PAGE, after=msg.after)
-        ids = sorted({e.archive_id for e in page.entries})
+        firsts = {e.archive_id: fmt_time(e.first) for e in page.entries}
+        ids = sorted(firsts)
         # Counted as the job's archives_total is: once per task, however often a page is replayed.
-        telemetry.count("RetrievalArchivesPlanned", self.table.add_tasks(msg.job_id, ids))
+        telemetry.count("RetrievalArchivesPlanned", self.table.add_tasks(msg.job_id, sorted(firsts.items())))
         send(self.queue_url, [Scan(msg.job_id, a) for a in ids])
         if page.next is not None:
             send(self.queue_url, [Plan(msg.job_id, page.next)])

@@ -54,6 +54,8 @@ class ScanStep:
         if task.status != "pending":
             telemetry.count("RetrievalScansRepeated")  # a duplicate delivery of a finished task
             return "already " + task.status
+        if job.get("cancelled"):
+            return "cancelled"  # no scan starts once the job is cancelled; the task stays pending
         req = RetrievalRequest.from_attrs(job)
         entry = self.index.get(req.selector.stack, archive_id)
         if entry is None or entry.state == "removed":

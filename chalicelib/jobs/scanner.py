@@ -11,7 +11,6 @@ one a line, gzip-compressed. The caller releases the temporary file only after
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +21,7 @@ from isal import isal_zlib
 from ..codec import FAST_LEVEL, unseal
 from ..dockerlog import LineFilter, LineSplitter, LongLine
 from ..envelope import Envelope
+from ..grep import compile_grep
 from ..keyring import Keyring
 from ..linefilter import accepts, matching_lines, raw_needle
 
@@ -36,8 +36,8 @@ def make_filter(
     stream: str | None = None,
     grep: str | None = None,
 ) -> LineFilter:
-    """``grep`` is a literal substring (escaped: callers never run a regex of their choosing)."""
-    pattern = re.compile(re.escape(grep)) if grep else None
+    """``grep`` is an RE2 regular expression (``chalicelib.grep``: linear time, whatever the pattern)."""
+    pattern = compile_grep(grep) if grep else None
     return LineFilter(start=start, end=end, stream=stream, grep=pattern)
 
 

@@ -36,9 +36,10 @@ class Jobs:
         )
 
     # -- API side -----------------------------------------------------------------
-    def create(self, req: RetrievalRequest) -> str:
+    def create(self, req: RetrievalRequest, caller: str = "") -> str:
+        """A new job of ``caller`` (the IAM ARN of the API's caller, ``""`` without one)."""
         job_id = uuid.uuid4().hex
-        if self.table.create_job(job_id, req) == EXISTS:
+        if self.table.create_job(job_id, req, caller) == EXISTS:
             raise LogarchiveError(f"retrieval {job_id}: the new job id is taken")
         messages.send(self.queue_url, [Plan(job_id)])
         telemetry.count("RetrievalJobsCreated")
@@ -48,10 +49,26 @@ class Jobs:
         return self.table.get_job(job_id)
 
     def tasks(
-        self, job_id: str, *, after: str | None = None, limit: int = 100
+        self, job: dict[str, Any], *, after: str | None = None, limit: int = 100
     ) -> tuple[list[Task], str | None]:
-        """A page of the job's tasks, and the archive id to continue after (``None``: the end)."""
+        """A page of the job's tasks in the time order of their archives (jobs created before
+        order items existed: archive-id order), and where to continue (``None``: the end)."""
+        job_id = str(job["pk"])[len("job#"):]
+        if job.get("ordered"):
+            return self.table.ordered_task_page(job_id, after=after, limit=limit)
         return self.table.task_page(job_id, after=after, limit=limit)
+
+    def list(self, stack: str, caller: str, *, after: str | None = None, limit: int = 100
+             ) -> tuple[list[dict[str, Any]], str | None]:
+        """Jobs of ``caller`` (``""``: every job of ``stack``), newest first."""
+        return self.table.list_jobs(stack, caller, after=after, limit=limit)
+
+    def cancel(self, job_id: str) -> bool:
+        """No scan of the job starts after this; finished results stay readable."""
+        if not self.table.cancel(job_id):
+            return False
+        telemetry.count("RetrievalJobsCancelled")
+        return True
 
     @staticmethod
     def status_of(job: dict[str, Any]) -> str:
@@ -59,6 +76,8 @@ class Jobs:
             int(job.get(k, 0)) for k in ("archives_total", "archives_done", "archives_failed")
         )
         restoring = int(job.get("archives_restoring", 0))
+        if job.get("cancelled"):
+            return "cancelled"
         if not job.get("planned"):
             return "planning"
         if done < total:
@@ -78,8 +97,10 @@ class Jobs:
         archive_id = archive_id_of(key)
         resumed = 0
         for job_id in self.table.waiting_jobs(archive_id):
-            resumed += self.table.resume_task(job_id, archive_id) == RESUMED
-            messages.send(self.queue_url, [Scan(job_id, archive_id)])
+            job = self.table.get_job(job_id)
+            if job is not None and not job.get("cancelled"):
+                resumed += self.table.resume_task(job_id, archive_id) == RESUMED
+                messages.send(self.queue_url, [Scan(job_id, archive_id)])
             self.table.forget_wait(job_id, archive_id)
         return resumed
 

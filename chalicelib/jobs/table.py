@@ -6,8 +6,15 @@ Jobs table (``pk`` HASH + ``sk`` RANGE, strings; TTL attribute ``expires_at``):
   stream, grep), ``planned`` (bool), counters ``archives_total``, ``archives_done``,
   ``archives_failed``, ``bytes_scanned`` (stored bytes read), ``plaintext_bytes``,
   ``lines_matched``, ``created_at``, ``expires_at``.
+  ``caller`` (the API caller's IAM ARN, ``""`` without one), ``ordered`` (has order items),
+  ``cancelled`` (bool, set by ``DELETE /retrievals/{id}``).
 - task item ``pk = job#<job_id>``, ``sk = task#<archive_id>``: ``status`` (``pending`` |
   ``restoring`` | ``done`` | ``failed``), ``result_key``, ``lines_matched``, ``error`` (one line).
+- order item ``pk = job#<job_id>``, ``sk = order#<first>#<archive_id>``: written with its task,
+  so the results are read in the time order of the archives' first lines.
+- listing items ``pk = jobs#<stack>`` (every job of the stack) and ``pk = jobs#<stack>#<caller>``
+  (a caller's), ``sk = <created_at>#<job_id>``: ``GET /retrievals`` reads one of them, newest
+  first. ``expires_at`` as their job.
 - restore wait item ``pk = restore#<archive_id>``, ``sk = job#<job_id>``: a job whose task
   waits for S3 to restore that archive from cold storage; ``expires_at`` as its job. When S3
   announces the restore completed, the jobs are found by the archive alone (one query).
@@ -38,8 +45,10 @@ from .request import RetrievalRequest
 
 # Outlasts a Deep Archive Bulk restore (48 h) with days to spare for reading the results.
 JOB_TTL_DAYS = 7
-TXN_CHUNK = 50
+TXN_CHUNK = 49  # a task and its order item each, and the count: at most 100 a transaction
 TASK_PREFIX = "task#"
+ORDER_PREFIX = "order#"
+LIST_PREFIX = "jobs#"
 WAIT_PREFIX = "restore#"
 CREATED, EXISTS = "created", "exists"
 FINISHED, ALREADY_FINISHED = "finished", "already_finished"
@@ -84,6 +93,10 @@ def _job_key(job_id: str) -> dict[str, Any]:
     return {"pk": {"S": _job_pk(job_id)}, "sk": {"S": "job"}}
 
 
+def _list_pk(stack: str, caller: str) -> str:
+    return f"{LIST_PREFIX}{stack}" + (f"#{caller}" if caller else "")
+
+
 def _task_key(job_id: str, archive_id: str) -> dict[str, Any]:
     return {"pk": {"S": _job_pk(job_id)}, "sk": {"S": f"{TASK_PREFIX}{archive_id}"}}
 
@@ -109,26 +122,71 @@ class JobsTable:
         return aws.client("dynamodb")
 
     # -- jobs -----------------------------------------------------------------------
-    def create_job(self, job_id: str, req: RetrievalRequest) -> str:
-        """Write a new job item with zeroed counters: ``CREATED``, or ``EXISTS`` (the id is taken)."""
+    def create_job(self, job_id: str, req: RetrievalRequest, caller: str = "") -> str:
+        """Write a new job item with zeroed counters and its listing items (one transaction):
+        ``CREATED``, or ``EXISTS`` (the id is taken)."""
+        created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         attrs = {
             "pk": _job_pk(job_id),
             "sk": "job",
             **req.to_attrs(),
             "planned": False,
+            "ordered": True,
+            "caller": caller,
             **dict.fromkeys(COUNTERS, 0),
-            "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "created_at": created[:19] + "Z",
             "expires_at": job_expiry(),
         }
+        listed = {"sk": f"{created}#{job_id}", "job_id": job_id, "expires_at": attrs["expires_at"]}
+        items = [{"Put": {"TableName": self.name, "Item": to_item(attrs),
+                          "ConditionExpression": "attribute_not_exists(pk)"}}]
+        for pk in {_list_pk(req.selector.stack, ""), _list_pk(req.selector.stack, caller)}:
+            items.append({"Put": {"TableName": self.name, "Item": to_item({"pk": pk, **listed})}})
+        return CREATED if self._transact(items) else EXISTS
+
+    def list_jobs(
+        self, stack: str, caller: str, *, after: str | None = None, limit: int = 100
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Jobs of ``caller`` (``""``: every job of the stack), newest first: the job items and
+        the listing key to continue after (``None``: the end)."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.name,
+            "Limit": limit,
+            "ScanIndexForward": False,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": _list_pk(stack, caller)}},
+        }
+        if after:
+            kwargs["ExclusiveStartKey"] = {"pk": {"S": _list_pk(stack, caller)}, "sk": {"S": after}}
+        resp = self.ddb.query(**kwargs)
+        ids = [from_item(i)["job_id"] for i in resp.get("Items", [])]
+        jobs = self._get_many([_job_key(j) for j in ids])
+        by_id = {str(j["pk"])[len("job#"):]: j for j in jobs}
+        last = resp.get("LastEvaluatedKey")
+        return [by_id[j] for j in ids if j in by_id], (last["sk"]["S"] if last else None)
+
+    def _get_many(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for i in range(0, len(keys), 100):
+            req: dict[str, Any] = {self.name: {"Keys": keys[i : i + 100], "ConsistentRead": True}}
+            while req:
+                resp = self.ddb.batch_get_item(RequestItems=req)
+                out += [from_item(x) for x in resp.get("Responses", {}).get(self.name, [])]
+                req = resp.get("UnprocessedKeys") or {}
+        return out
+
+    def cancel(self, job_id: str) -> bool:
+        """Mark the job cancelled (no scan starts after this); False when there is no such job."""
         try:
-            self.ddb.put_item(
-                TableName=self.name, Item=to_item(attrs), ConditionExpression="attribute_not_exists(pk)"
+            self.ddb.update_item(
+                TableName=self.name, Key=_job_key(job_id), UpdateExpression="SET cancelled = :t",
+                ConditionExpression="attribute_exists(pk)", ExpressionAttributeValues={":t": {"BOOL": True}},
             )
         except ClientError as exc:
             if is_conditional_check_failed(exc):
-                return EXISTS
+                return False
             raise
-        return CREATED
+        return True
 
     def get_job(self, job_id: str) -> dict[str, Any] | None:
         item = self.ddb.get_item(TableName=self.name, Key=_job_key(job_id), ConsistentRead=True).get("Item")
@@ -167,6 +225,34 @@ class JobsTable:
         last = resp.get("LastEvaluatedKey")
         return tasks, (last["sk"]["S"][len(TASK_PREFIX) :] if last else None)
 
+    def ordered_task_page(
+        self, job_id: str, *, after: str | None = None, limit: int = 100
+    ) -> tuple[list[Task], str | None]:
+        """Up to ``limit`` tasks in the time order of their archives (order items), after the
+        order key ``after``; and the order key to continue after, or ``None`` at the end."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.name,
+            "Limit": limit,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :o)",
+            "ExpressionAttributeValues": {":pk": {"S": _job_pk(job_id)}, ":o": {"S": ORDER_PREFIX}},
+        }
+        if after:
+            kwargs["ExclusiveStartKey"] = {"pk": {"S": _job_pk(job_id)}, "sk": {"S": after}}
+        resp = self.ddb.query(**kwargs)
+        ids = [str(from_item(i)["sk"]).rsplit("#", 1)[1] for i in resp.get("Items", [])]
+        tasks = {t.archive_id: t for t in
+                 (Task.from_attrs(a) for a in self._get_many([_task_key(job_id, x) for x in ids]))}
+        last = resp.get("LastEvaluatedKey")
+        return [tasks[x] for x in ids if x in tasks], (last["sk"]["S"] if last else None)
+
+    def _order_put(self, job_id: str, archive_id: str, first: str) -> dict[str, Any]:
+        return {
+            "Put": {
+                "TableName": self.name,
+                "Item": to_item({"pk": _job_pk(job_id), "sk": f"{ORDER_PREFIX}{first}#{archive_id}"}),
+            }
+        }
+
     def _task_put(self, job_id: str, archive_id: str) -> dict[str, Any]:
         return {
             "Put": {
@@ -199,23 +285,26 @@ class JobsTable:
             raise
         return True
 
-    def add_task(self, job_id: str, archive_id: str) -> str:
-        """Create one pending task and count it: ``CREATED``, or ``EXISTS`` (counted before)."""
-        ok = self._transact([self._task_put(job_id, archive_id), self._count(job_id, archives_total=1)])
+    def add_task(self, job_id: str, archive_id: str, first: str) -> str:
+        """Create one pending task (and its order item) and count it: ``CREATED``, or
+        ``EXISTS`` (counted before)."""
+        ok = self._transact([self._task_put(job_id, archive_id), self._order_put(job_id, archive_id, first),
+                             self._count(job_id, archives_total=1)])
         return CREATED if ok else EXISTS
 
-    def add_tasks(self, job_id: str, archive_ids: list[str]) -> int:
-        """Create missing tasks and count each exactly once (a chunk at a time, else one by one);
-        returns how many were new."""
+    def add_tasks(self, job_id: str, archives: list[tuple[str, str]]) -> int:
+        """Create missing tasks of (archive id, first line's time) and count each exactly once
+        (a chunk at a time, else one by one); returns how many were new."""
         created = 0
-        for i in range(0, len(archive_ids), TXN_CHUNK):
-            chunk = archive_ids[i : i + TXN_CHUNK]
-            puts = [self._task_put(job_id, a) for a in chunk]
+        for i in range(0, len(archives), TXN_CHUNK):
+            chunk = archives[i : i + TXN_CHUNK]
+            puts = [p for a, first in chunk
+                    for p in (self._task_put(job_id, a), self._order_put(job_id, a, first))]
             if self._transact([*puts, self._count(job_id, archives_total=len(chunk))]):
                 created += len(chunk)
                 continue
             # Some exist already (a replayed plan message): count only the new ones.
-            created += sum(self.add_task(job_id, a) == CREATED for a in chunk)
+            created += sum(self.add_task(job_id, a, first) == CREATED for a, first in chunk)
         return created
 
     def finish_task(
@@ -283,6 +372,17 @@ class JobsTable:
         ):
             jobs += [from_item(i)["job_id"] for i in page.get("Items", [])]
         return jobs
+
+    def waiting_archives(self) -> list[str]:
+        """Every archive some job waits for (a Scan of the whole table: for the local stage,
+        whose S3 announces no restore; in AWS the "Object Restore Completed" event does)."""
+        found: set[str] = set()
+        for page in self.ddb.get_paginator("scan").paginate(
+            TableName=self.name, ProjectionExpression="pk",
+            FilterExpression="begins_with(pk, :w)", ExpressionAttributeValues={":w": {"S": WAIT_PREFIX}},
+        ):
+            found.update(str(i["pk"]["S"])[len(WAIT_PREFIX):] for i in page.get("Items", []))
+        return sorted(found)
 
     def forget_wait(self, job_id: str, archive_id: str) -> None:
         self.ddb.delete_item(TableName=self.name, Key=_wait_key(job_id, archive_id))

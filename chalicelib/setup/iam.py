@@ -21,7 +21,8 @@ SQS_CONSUME = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisi
                "sqs:GetQueueAttributes"]
 DDB_READ_WRITE = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"]
 # TransactWriteItems is authorised per item: put/update/delete and ConditionCheckItem.
-JOBS_ACTIONS = [*DDB_READ_WRITE, "dynamodb:Query", "dynamodb:ConditionCheckItem"]
+# BatchGetItem: a page of results (order items -> their tasks) and of GET /retrievals (jobs).
+JOBS_ACTIONS = [*DDB_READ_WRITE, "dynamodb:Query", "dynamodb:BatchGetItem", "dynamodb:ConditionCheckItem"]
 S3_MULTIPART = ["s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]
 
 
@@ -213,12 +214,17 @@ def index_archive(res: StageResources) -> list[Statement]:
         # Metadata only (HEAD), of the current or a given version; never the body's keys.
         _st("ReadArchiveMetadata", ["s3:GetObject", "s3:GetObjectVersion"],
             _archives(res, res.archive_bucket)),
-        # index/store.py: a consistent GetItem of the head, then conditional PutItems.
-        _st("Index", ["dynamodb:GetItem", "dynamodb:PutItem"], res.table_arn(res.index_table)),
-        # "Object Restore Completed": find the jobs waiting for the archive (Query), resume each
-        # task (a transaction of two updates), drop its wait item, send its scan.
-        _st("ResumeJobs", ["dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
-                           "dynamodb:ConditionCheckItem"], res.table_arn(res.jobs_table)),
+        # index/store.py: a consistent GetItem of the head, then conditional PutItems, the
+        # selector's years item (UpdateItem ADD), and the deletion of schema-1 items (BatchWriteItem).
+        _st("Index",
+            ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchWriteItem"],
+            res.table_arn(res.index_table)),
+        # "Object Restore Completed": find the jobs waiting for the archive (Query), skip the
+        # cancelled ones (GetItem), resume each task (a transaction of two updates), drop its
+        # wait item, send its scan.
+        _st("ResumeJobs", ["dynamodb:Query", "dynamodb:GetItem", "dynamodb:UpdateItem",
+                           "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem"],
+            res.table_arn(res.jobs_table)),
         _st("ResumeScans", ["sqs:SendMessage"], res.retrieval_queue.arn),
     ]
 
@@ -250,6 +256,9 @@ def api_handler(res: StageResources) -> list[Statement]:
         _st("PresignArchives", ["s3:GetObject", "s3:GetObjectVersion"],
             _archives(res, res.archive_bucket)),
         _st("PresignResults", ["s3:GetObject"], _objects(res.results_bucket, res.results_prefix)),
+        # GET /health asks the archive bucket its location (api/health.py; the table and the
+        # queue are asked with the grants above).
+        _st("HealthArchiveBucket", ["s3:GetBucketLocation"], _bucket(res.archive_bucket)),
         # The HMAC key of pagination tokens (api/tokens.py).
         _st("PageTokenSecret", ["secretsmanager:GetSecretValue"], res.api_token_secret_arn),
     ]

@@ -6,7 +6,10 @@
 - Chalice has no ephemeral storage setting; the workers stage a sealed archive (or a
   retrieval's results) in /tmp, which must hold the largest (2 GB) object.
 
-``chalice package`` gets both from the merge template (``templates.py``).
+- Chalice has no GatewayResponses: API Gateway's own errors (403, 413, 429, 5xx) would answer
+  ``{"message"}`` instead of the API's one error shape (``api/errors.py``).
+
+``chalice package`` gets all three from the merge template (``templates.py``).
 """
 
 from __future__ import annotations
@@ -50,3 +53,34 @@ def ensure_ephemeral_storage(
         FunctionName=function_name, EphemeralStorage={"Size": size_mb}
     )
     return True
+
+
+def rest_api_of(apigw: Any, app_name: str, api_function: str) -> str | None:
+    """The id of the REST API ``chalice deploy`` made for the stage: named after the app, with a
+    method invoking the stage's API function."""
+    from .teardown import _integrates
+
+    for page in apigw.get_paginator("get_rest_apis").paginate():
+        for api in page["items"]:
+            if api["name"] == app_name and _integrates(apigw, api["id"], api_function):
+                return str(api["id"])
+    return None
+
+
+def ensure_gateway_responses(apigw: Any, rest_api_id: str, stage_name: str) -> list[str]:
+    """Put the API's GatewayResponses (the same as the packaged template's) and redeploy the
+    stage so they take effect; the response types written."""
+    from ..api.errors import gateway_responses
+
+    written = []
+    for resource in gateway_responses({"Ref": "RestAPI"}).values():
+        p = resource["Properties"]
+        kwargs = {"restApiId": rest_api_id, "responseType": p["ResponseType"],
+                  "responseParameters": p["ResponseParameters"], "responseTemplates": p["ResponseTemplates"]}
+        if "StatusCode" in p:
+            kwargs["statusCode"] = p["StatusCode"]
+        apigw.put_gateway_response(**kwargs)
+        written.append(p["ResponseType"])
+    apigw.create_deployment(restApiId=rest_api_id, stageName=stage_name,
+                            description="logarchive setup post-deploy: gateway responses")
+    return written

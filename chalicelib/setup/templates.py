@@ -198,8 +198,12 @@ def function_overrides(res: StageResources) -> dict[str, Any]:
 
 
 def merge_template(res: StageResources) -> dict[str, Any]:
+    from ..api.errors import gateway_responses
+
     return {
-        "Resources": {**infra_resources(res), **function_overrides(res)},
+        # RestAPI: the logical id `chalice package` gives the REST API.
+        "Resources": {**infra_resources(res), **function_overrides(res),
+                      **gateway_responses({"Ref": "RestAPI"})},
         "Outputs": infra_outputs(res),
     }
 
