@@ -350,6 +350,8 @@ NOT_ON_THIS_PATH = {
     ("api_handler", "PresignArchives"): "presigning calls nothing; the local AWS cannot check a presigned GET "
                                         "with IAM on (checked from the URL, test above)",
     ("api_handler", "PresignResults"): "as PresignArchives",
+    ("api_handler", "HealthArchiveBucket"): "only GET /health (GetBucketLocation), which answers 503, "
+                                            "not AccessDenied, without it (tests/test_api_errors.py)",
     ("host", "ArchivedMarkers"): "only after a crash between archive and state commit",
     ("host", "ListStaging"): "only turns 403 into 404 for a missing key, which the local AWS answers anyway",
     ("host", "OwnQuarantinedSegments"): "only when the host's state names a quarantined segment "

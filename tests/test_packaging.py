@@ -184,8 +184,11 @@ def test_sqs_workers_concurrency_is_capped_per_stage(packaged) -> None:
 
 def test_dead_letter_queues_have_alarms(packaged) -> None:
     t = packaged["template"]
-    alarmed = {a["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
-               for a in _resources(t, "AWS::CloudWatch::Alarm").values()}
+    # Queue alarms name their queue by GetAtt; the metric alarms (hosts, seals, runs) by strings.
+    alarmed = {d["Value"]["Fn::GetAtt"][0]
+               for a in _resources(t, "AWS::CloudWatch::Alarm").values()
+               for d in a["Properties"].get("Dimensions", [])
+               if isinstance(d.get("Value"), dict) and "Fn::GetAtt" in d["Value"]}
     queues = _resources(t, "AWS::SQS::Queue")
     dlqs = {q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
             for q in queues.values() if "RedrivePolicy" in q["Properties"]}
@@ -243,9 +246,10 @@ def test_indexer_rule_is_scoped_to_the_archive_bucket(packaged) -> None:
     assert sorted(pattern["detail-type"]) == sorted(INDEXER_EVENTS) == [
         "Object Created", "Object Deleted", "Object Restore Completed", "Object Storage Class Changed"]
     assert pattern["detail"]["bucket"]["name"] == [archive]
-    # Archive keys only: digests and the sealer's records (_logarchive/) are never indexed.
+    # Archive keys only (Docker's and Kubernetes'): digests (_logarchive/) are never indexed.
     stack = deployment.stage_resources(packaged["config"], packaged["stage"]).stack
-    assert pattern["detail"]["object"]["key"] == [{"prefix": f"{stack}/shareable/"}]
+    assert pattern["detail"]["object"]["key"] == [{"prefix": f"{stack}/shareable/"},
+                                                  {"prefix": f"_k8s/{stack}/"}]
 
 
 PREFLIGHT = """
