@@ -51,7 +51,12 @@ def local_up(*args: str) -> Iterator[LocalUp]:
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:  # say what it was doing instead of hanging the suite
+            proc.kill()
+            _, err = proc.communicate(timeout=30)
+            raise AssertionError("local up did not stop within 60 s of SIGTERM:\n" + err[-4000:]) from None
 
 
 def cli(*argv: str, env: dict[str, str], check: bool = True, cwd: Path | None = None,

@@ -129,7 +129,10 @@ def run_up(args: argparse.Namespace) -> int:
             for line in local_stack.LocalStage(args.stack).describe(keys=keys_text is not None):
                 print(f"  {line}")
             print("Ctrl-C to stop.", flush=True)
-            stopping.wait()
+            # With a timeout: the kernel may hand SIGTERM to another thread (the pump, the API
+            # server), and a main thread blocked in an untimed wait would never run the handler.
+            while not stopping.wait(timeout=0.5):
+                pass
             print("stopping", flush=True)
     except local_aws.PortTaken as exc:
         raise LogarchiveError(str(exc)) from None

@@ -383,6 +383,7 @@ def api_server(
     from chalice.local import ChaliceRequestHandler, LocalDevServer
 
     base = handler_cls or ChaliceRequestHandler
+    in_flight = _InFlight()
 
     class LocalHandler(base):
         def _generic_handle(self) -> None:
@@ -415,6 +416,7 @@ def api_server(
     warnings.filterwarnings("ignore", "IAMAuthorizer is not a supported in local mode")
     server = LocalDevServer(chalice_app, Config.create(), "127.0.0.1", port, handler_cls=LocalHandler)
     bound = server.server.server_address[1]
+    in_flight.count_requests_of(server.server)
     thread = threading.Thread(target=server.server.serve_forever, name="api-server", daemon=True)
     thread.start()
     try:
@@ -423,6 +425,50 @@ def api_server(
         server.shutdown()
         server.server.server_close()
         thread.join(timeout=5)
+        # Requests already taken finish while the local AWS and the log file are still there
+        # (the handlers are daemon threads nobody joins): else a late one logs its failure to
+        # the terminal after `stopping`.
+        in_flight.wait_idle(timeout=10)
+
+
+class _InFlight:
+    """Counts requests being handled; ``wait_idle`` waits (bounded) until none is."""
+
+    def __init__(self) -> None:
+        self._idle = threading.Condition()
+        self._count = 0
+
+    def count_requests_of(self, http_server: Any) -> None:
+        """Counted from the accept (in the serving thread) to the handler thread's end, so no
+        accepted request is missed (socketserver.ThreadingMixIn's two steps)."""
+        spawn, run = http_server.process_request, http_server.process_request_thread
+
+        def process_request(request: Any, client_address: Any) -> None:
+            with self._idle:
+                self._count += 1
+            try:
+                spawn(request, client_address)
+            except BaseException:
+                self._leave()
+                raise
+
+        def process_request_thread(request: Any, client_address: Any) -> None:
+            try:
+                run(request, client_address)
+            finally:
+                self._leave()
+
+        http_server.process_request = process_request
+        http_server.process_request_thread = process_request_thread
+
+    def _leave(self) -> None:
+        with self._idle:
+            self._count -= 1
+            self._idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        with self._idle:
+            return self._idle.wait_for(lambda: self._count == 0, timeout=timeout)
 
 
 @contextmanager
