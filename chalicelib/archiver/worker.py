@@ -42,7 +42,16 @@ from ..errors import IntegrityError, LayoutError, LogarchiveError
 from ..keyring import Keyring
 from ..layout import ArchiveKey
 from ..settings import ReplicationMode, Settings
-from ..staged import EVENT_META, EVENT_REASON_META, QUARANTINE_PREFIX, StagedMeta, fmt_time
+from ..staged import (
+    EVENT_META,
+    EVENT_REASON_META,
+    QUARANTINE_PREFIX,
+    StagedMeta,
+    fmt_time,
+    metadata_value,
+    parse_staged_key,
+    path_disagreement,
+)
 from . import s3io
 from .messages import Job
 from .metadata import archive_metadata, ascii_value
@@ -129,10 +138,10 @@ class Worker:
         etag = resp.get("ETag", job.etag)
         exact = replace(job, etag=etag, version_id=version_id, size=resp.get("ContentLength", job.size))
         raw_meta = resp.get("Metadata", {})
-        if raw_meta.get(EVENT_META) == "abandoned" and resp.get("ContentLength", 0) == 0:
-            resp["Body"].close()
-            return self._explain(exact, raw_meta)
         try:
+            if raw_meta.get(EVENT_META) == "abandoned" and resp.get("ContentLength", 0) == 0:
+                resp["Body"].close()
+                return self._explain(exact, raw_meta)
             return self._archive_body(exact, resp, raw_meta)
         except BadStagedObject as exc:
             resp["Body"].close()
@@ -140,17 +149,32 @@ class Worker:
             dest = quarantine(s3, exact, raw_meta, str(exc))
             return Outcome(Status.QUARANTINED, exact, archive_key=dest, reason=str(exc))
 
-    def _archive_body(self, job: Job, resp: dict, raw_meta: dict[str, str]) -> Outcome:
+    def _trusted(self, job: Job, raw_meta: dict[str, str]) -> StagedMeta:
+        """The staged metadata, checked against the key's path, which it must not contradict:
+        host, container, segment and stack are the path's (each host may write only under its
+        own ``<prefix>/<stack>/<host>/``, docs/SHIPPER.md), so no shipper writes into another
+        host's history by naming its container in metadata."""
         meta = StagedMeta.parse(raw_meta)
         if meta.problem:
             raise BadStagedObject(f"bad metadata: {meta.problem}")
+        path = parse_staged_key(job.key, self.settings.staging_prefix)
+        if path is None:
+            where = self.settings.staging_prefix.strip("/") or "the bucket's root"
+            raise BadStagedObject(
+                f"key is not <stack>/<host>/<container>/<segment:08d>-<sha256[:16]>.log[.gz] under {where}")
+        why = path_disagreement(path, meta)
+        if why:
+            raise BadStagedObject(f"metadata disagrees with the key's path: {why}")
+        if self.settings.stack and path.stack != self.settings.stack:
+            raise BadStagedObject(f"staged for stack {path.stack!r}, not {self.settings.stack!r}")
+        return replace(meta, stack=path.stack, host=metadata_value(path.host), container_id=path.container,
+                       segment=path.segment)
+
+    def _archive_body(self, job: Job, resp: dict, raw_meta: dict[str, str]) -> Outcome:
+        meta = self._trusted(job, raw_meta)
         if resp.get("ContentLength", 0) == 0:
             raise BadStagedObject("empty object (zero bytes)")
-        stack = self.settings.stack or meta.stack
-        if self.settings.stack and meta.stack and meta.stack != self.settings.stack:
-            raise BadStagedObject(f"staged for stack {meta.stack!r}, not {self.settings.stack!r}")
-        if not stack:
-            raise BadStagedObject("no stack (neither logarchive-stack nor LOGARCHIVE_STACK)")
+        stack = meta.stack
         warnings: list[str] = []
         clock = _Phases()
         with tempfile.TemporaryFile(dir=self.tmpdir) as fh:
@@ -283,9 +307,9 @@ class Worker:
 
     def _explain(self, job: Job, raw_meta: dict[str, str]) -> Outcome:
         """The shipper's explanation of an abandoned segment: into the digest records, then unstaged."""
-        meta = StagedMeta.parse(raw_meta)
+        meta = self._trusted(job, raw_meta)
         reason = ascii_value(raw_meta.get(EVENT_REASON_META, ""), 512)
-        stack = self.settings.stack or meta.stack
+        stack = meta.stack
         if self.settings.digests and stack:
             record_event(self.s3, self.settings.archive_bucket, stack, ExplainedEvent(
                 type=EVENT_ABANDONED, container_id=meta.container_id[:64], host=ascii_value(meta.host),
@@ -310,8 +334,13 @@ class Worker:
         ))
 
     def _record_quarantine(self, job: Job, raw_meta: dict[str, str], reason: str) -> None:
-        """An explained event for the digest, recorded before the staged version goes."""
+        """An explained event for the digest, recorded before the staged version goes (under the
+        key path's identity when it has one: the metadata may be what was wrong)."""
         meta = StagedMeta.parse(raw_meta)
+        path = parse_staged_key(job.key, self.settings.staging_prefix)
+        if path is not None:
+            meta = replace(meta, host=metadata_value(path.host), container_id=path.container,
+                           segment=path.segment)
         stack = self.settings.stack or meta.stack
         if not (self.settings.digests and stack):
             return
