@@ -106,8 +106,8 @@ def bench(endpoint: str, root: Path, path: Path, label: str) -> None:
         ship_t, ship_rss, rc2 = run_child(
             [sys.executable, "-m", *module, "--docker-root", str(root), "--staging",
              f"s3://{BUCKET}/staged-{label}-{i}", "--stack", "bench", "--host", "bench",
-             "--state", str(state), "--once", "--concurrency", str(concurrency)], env)
-        print(f"  {name + ' --concurrency ' + str(concurrency):37s} {ship_t:7.2f} s  {size_mb / ship_t:7.1f} MiB/s  "
+             "--state", str(state), "--once", "--jobs", str(concurrency)], env)
+        print(f"  {name + ' --jobs ' + str(concurrency):37s} {ship_t:7.2f} s  {size_mb / ship_t:7.1f} MiB/s  "
               f"peak RSS {ship_rss:6.1f} MiB  (rc {rc2})  {base_t / ship_t:.2f}x upload_file's throughput",
               flush=True)
 

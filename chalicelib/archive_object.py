@@ -53,8 +53,18 @@ def read_envelope(
 ) -> Envelope:
     """The object's envelope: from its metadata, or from ``<key>.instruction``."""
     name = name or key
-    if envelope.has_envelope(metadata) and not envelope.uses_instruction_file(metadata):
-        return Envelope.from_fields(metadata, name=name)
+    return Envelope.from_fields(envelope_fields(s3, bucket, key, metadata, name=name), name=name)
+
+
+def envelope_fields(
+    s3: Any, bucket: str, key: str, metadata: dict[str, str], *, name: str | None = None
+) -> dict[str, str]:
+    """The envelope fields a reader of the object uses, as stored (not validated): its metadata's,
+    or those of ``<key>.instruction`` (``envelope.reader_fields``). What a digest's
+    ``envelope_sha256`` is computed over."""
+    name = name or key
+    if envelope.in_metadata(metadata):
+        return envelope.reader_fields(metadata, name=name)
     instr_key = key + envelope.INSTRUCTION_SUFFIX
     try:
         resp = s3.get_object(Bucket=bucket, Key=instr_key)
@@ -70,10 +80,4 @@ def read_envelope(
         raise LogarchiveError(f"{name}: reading its instruction file: S3 error {error_label(exc)}") from None
     if len(text) > MAX_INSTRUCTION_FILE:
         raise EnvelopeError(f"{name}: instruction file is too large to be an envelope")
-    env_fields = envelope.instruction_fields(text, name=name)
-    # The SDKs keep x-amz-unencrypted-content-length in the object's metadata, not in the
-    # instruction file: take it from there when the file lacks it.
-    lowered = {k.lower(): v for k, v in metadata.items()}
-    if envelope.UNENCRYPTED_LENGTH not in env_fields and envelope.UNENCRYPTED_LENGTH in lowered:
-        env_fields[envelope.UNENCRYPTED_LENGTH] = lowered[envelope.UNENCRYPTED_LENGTH]
-    return Envelope.from_fields(env_fields, name=name)
+    return envelope.reader_fields(metadata, text, name=name)

@@ -18,11 +18,21 @@ from .errors import run_command
 
 class Parser(argparse.ArgumentParser):
     """argparse, naming every missing option at once: a missing required option and a missing
-    choice of a required group (``--bucket`` or ``--api-url``) are reported together."""
+    choice of a required group (``--bucket`` or ``--api-url``) are reported together. An
+    unknown argument is reported under the usage line of the subcommand it was given to."""
+
+    _deepest: Parser | None = None  # the last (sub)command parser that read arguments
 
     def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
         self._given = list(sys.argv[1:] if args is None else args)
+        Parser._deepest = self
         return super().parse_known_args(args, namespace)
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            (Parser._deepest or self).error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
 
     def _missing_groups(self) -> list[str]:
         given = {a.split("=", 1)[0] for a in getattr(self, "_given", []) if a.startswith("-")}
@@ -56,6 +66,20 @@ def _command_modules(argv: list[str] | None) -> list[str]:
     return names
 
 
+def _finish(parser: argparse.ArgumentParser) -> None:
+    """What every (sub)command parser gets: ``-v`` after the command too, and a subcommand
+    choice named by its choices (never by its internal ``dest``) in usage and errors."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            if action.metavar is None:
+                action.metavar = "{" + ",".join(dict.fromkeys(action.choices)) + "}"
+            for child in dict.fromkeys(action.choices.values()):
+                _finish(child)
+    if parser.prog != "logarchive" and "-v" not in parser._option_string_actions:
+        parser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                            help="debug logging (as before the command)")
+
+
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The parser; given the command line ``argv``, only as much of it as that line needs."""
     parser = Parser(
@@ -73,6 +97,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _command_modules(argv):
         importlib.import_module(f"{commands.__name__}.{name}").register(sub)
+    _finish(parser)
     return parser
 
 
@@ -87,7 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return run_command("logarchive", args.func, args)
+    from .options import aws_profile
+
+    with aws_profile(getattr(args, "profile", None)):
+        return run_command("logarchive", args.func, args)
 
 
 if __name__ == "__main__":  # pragma: no cover

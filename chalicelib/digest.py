@@ -31,9 +31,9 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -42,15 +42,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from .dockerlog import format_utc
 from .errors import LogarchiveError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # what build() writes
+READ_VERSIONS = (1, 2)  # what parse() accepts
 ED25519 = "Ed25519"
 ECDSA_SHA_256 = "ECDSA_SHA_256"
 ALGORITHMS = (ED25519, ECDSA_SHA_256)
 # Reserved prefix of the archive bucket: no stack name can start with "_" (layout.STACK_RE).
 RESERVED_PREFIX = "_logarchive/"
 DIGESTS_PREFIX = RESERVED_PREFIX + "digests/"
-# Each finished archive leaves a record here; the sealer folds them into the next digest.
-PENDING_PREFIX = RESERVED_PREFIX + "pending-digest/"
 SIGNATURE_META = "logarchive-digest-signature"
 ALGORITHM_META = "logarchive-digest-signature-algorithm"
 SIGNING_KEY_META = "logarchive-digest-signing-key-id"
@@ -59,6 +58,16 @@ EVENT_QUARANTINED = "quarantined"  # a staged segment moved aside with a reason 
 EVENT_ABANDONED = "abandoned"  # a planned segment whose bytes Docker deleted first (shipper)
 EVENT_CUT_BACK = "cut-back"  # a source whose bytes were cut back before staging (shipper)
 EVENT_TYPES = (EVENT_QUARANTINED, EVENT_ABANDONED, EVENT_CUT_BACK)
+SOURCE_DOCKER = "docker"  # a Docker json-file log
+SOURCE_CRI = "cri"  # a Kubernetes (CRI) log under /var/log/pods
+SOURCE_FORMATS = (SOURCE_DOCKER, SOURCE_CRI)
+K8S_FIELDS = ("namespace", "pod_name", "pod_uid", "container_name", "restart_count", "container_id")
+# The envelope fields a reader needs to decrypt (docs/FORMAT.md, "The envelope in the digest").
+# ``x-amz-key`` is the legacy (v1) wrapped key: absent from every object the archiver writes.
+ENVELOPE_DIGEST_FIELDS = (
+    "x-amz-cek-alg", "x-amz-iv", "x-amz-key", "x-amz-key-v2", "x-amz-matdesc", "x-amz-tag-len",
+    "x-amz-unencrypted-content-length", "x-amz-wrap-alg",
+)
 _TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _DIGEST_NAME = re.compile(r"^(?P<seq>\d{10})-(?P<end>\d{8}T\d{6}Z)\.json$")
@@ -120,14 +129,32 @@ def parse_digest_key(key: str) -> tuple[str, int, datetime] | None:
     return parts[0], int(m["seq"]), end
 
 
-def pending_prefix(stack: str) -> str:
-    return f"{PENDING_PREFIX}{stack}/"
-
-
 # -- the document -----------------------------------------------------------------------------
 
+class _Versioned:
+    """An archive entry or explained event: ``V2_FIELDS`` are written from format version 2."""
+
+    V2_FIELDS: ClassVar[tuple[str, ...]] = ()
+    DEFAULTS: ClassVar[Mapping[str, Any]] = {}  # of a version-1 field absent from a record
+
+    def to_dict(self, version: int = FORMAT_VERSION) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)  # type: ignore[arg-type]
+                if version >= 2 or f.name not in self.V2_FIELDS}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], version: int = 1) -> Any:
+        """``version`` 2 requires the version-2 fields; 1 (or a record) leaves them default."""
+        missing = [n for n in cls.V2_FIELDS if n not in d]
+        if version >= 2 and missing:
+            raise KeyError(f"{cls.__name__} lacks {', '.join(missing)}")
+        names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+        kwargs = {n: d.get(n, cls.DEFAULTS.get(n)) for n in names if n not in cls.V2_FIELDS}
+        kwargs.update({n: d[n] for n in cls.V2_FIELDS if n in d})
+        return cls(**kwargs)
+
+
 @dataclass(frozen=True)
-class ArchiveEntry:
+class ArchiveEntry(_Versioned):
     """One archive object as the archiver kept it. Times: RFC 3339 UTC with microseconds."""
 
     key: str  # object key in the archive bucket (and in every copy)
@@ -139,7 +166,7 @@ class ArchiveEntry:
     raw_bytes: int
     lines: int
     key_id: str  # the master key's id (encryption)
-    container_id: str
+    container_id: str  # the staged key's container component (Docker id, or <pod_uid>_<name>_<restart>)
     host: str
     source: str  # the staged key
     segment: int | None
@@ -147,17 +174,16 @@ class ArchiveEntry:
     byte_end: int | None
     first_time: str
     last_time: str
+    # version 2
+    envelope_sha256: str | None = None  # hex SHA-256 of the canonical envelope (None: version 1)
+    source_format: str = SOURCE_DOCKER  # "docker" or "cri"
+    k8s: Mapping[str, Any] | None = None  # a CRI container's identity (K8S_FIELDS); None for Docker
 
-    def to_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> ArchiveEntry:
-        return cls(**{name: d.get(name) for name in cls.__dataclass_fields__})  # type: ignore[arg-type]
+    V2_FIELDS: ClassVar[tuple[str, ...]] = ("envelope_sha256", "source_format", "k8s")
 
 
 @dataclass(frozen=True)
-class ExplainedEvent:
+class ExplainedEvent(_Versioned):
     """A known cause of a gap: the audit shows it as explained, not as a failure."""
 
     type: str  # one of EVENT_TYPES
@@ -170,14 +196,61 @@ class ExplainedEvent:
     reason: str
     at: str  # when it was recorded, RFC 3339 UTC with microseconds
     location: str = ""  # where the bytes are now (the quarantine key), if anywhere
+    # version 2
+    source_format: str = SOURCE_DOCKER
+    k8s: Mapping[str, Any] | None = None
+
+    V2_FIELDS: ClassVar[tuple[str, ...]] = ("source_format", "k8s")
+    DEFAULTS: ClassVar[Mapping[str, Any]] = {"location": ""}
+
+
+@dataclass(frozen=True)
+class HostHeartbeat:
+    """The latest heartbeat a shipper host wrote since the previous digest (version 2)."""
+
+    host: str
+    time: str  # the pass time, RFC 3339 UTC with microseconds
+    shipper_version: str
+    containers_seen: int
+    bytes_shipped: int
+    bytes_waiting: int
+    oldest_waiting_age_seconds: float | None
+    last_error: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> ExplainedEvent:
-        return cls(**{name: d.get(name, "" if name == "location" else None)
-                      for name in cls.__dataclass_fields__})  # type: ignore[arg-type]
+    def from_dict(cls, d: Mapping[str, Any]) -> HostHeartbeat:
+        return cls(**{name: d[name] for name in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class HostRetirement:
+    """A host retired by an operator (``hosts retire``), sealed into this digest (version 2)."""
+
+    host: str
+    at: str  # RFC 3339 UTC with microseconds
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> HostRetirement:
+        return cls(**{name: d[name] for name in cls.__dataclass_fields__})
+
+
+def _check_v2_identity(source_format: Any, k8s: Any, what: str) -> None:
+    if source_format not in SOURCE_FORMATS:
+        raise ValueError(f"{what}: source_format {source_format!r} is not one of {', '.join(SOURCE_FORMATS)}")
+    if source_format == SOURCE_DOCKER and k8s is not None:
+        raise ValueError(f"{what}: a docker source has no k8s identity")
+    if source_format == SOURCE_CRI:
+        if not isinstance(k8s, Mapping) or sorted(k8s) != sorted(K8S_FIELDS):
+            raise ValueError(f"{what}: a cri source needs k8s with {', '.join(K8S_FIELDS)}")
+        if not isinstance(k8s["restart_count"], int):
+            raise ValueError(f"{what}: k8s restart_count is not an integer")
 
 
 @dataclass(frozen=True)
@@ -196,13 +269,15 @@ class Digest:
     archives: tuple[ArchiveEntry, ...] = ()
     events: tuple[ExplainedEvent, ...] = ()
     version: int = FORMAT_VERSION
+    hosts: tuple[HostHeartbeat, ...] = ()  # version 2
+    retired_hosts: tuple[HostRetirement, ...] = ()  # version 2
 
     @property
     def key(self) -> str:
         return digest_key(self.stack, self.sequence, parse_time(self.end_time))
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        doc = {
             "version": self.version,
             "stack": self.stack,
             "sequence": self.sequence,
@@ -213,9 +288,13 @@ class Digest:
             "previous_digest_signature": self.previous_digest_signature,
             "signature_algorithm": self.signature_algorithm,
             "signing_key_id": self.signing_key_id,
-            "archives": [a.to_dict() for a in self.archives],
-            "events": [e.to_dict() for e in self.events],
+            "archives": [a.to_dict(self.version) for a in self.archives],
+            "events": [e.to_dict(self.version) for e in self.events],
         }
+        if self.version >= 2:
+            doc["hosts"] = [h.to_dict() for h in self.hosts]
+            doc["retired_hosts"] = [r.to_dict() for r in self.retired_hosts]
+        return doc
 
     def to_bytes(self) -> bytes:
         return canonical_json(self.to_dict())
@@ -231,9 +310,12 @@ def build(
     events: Iterable[ExplainedEvent] = (),
     previous: SignedDigest | None = None,
     start: datetime | None = None,
+    hosts: Iterable[HostHeartbeat] = (),
+    retired_hosts: Iterable[HostRetirement] = (),
 ) -> Digest:
-    """The next digest after ``previous`` (None: the stack's first). Archives sorted by key,
-    events by (container, segment, source), so the same content gives the same bytes."""
+    """The next digest after ``previous`` (None: the stack's first), in format version 2.
+    Archives sorted by key, events by (container, segment, source), hosts and retirements by
+    host, so the same content gives the same bytes."""
     if signature_algorithm not in ALGORITHMS:
         raise DigestError(f"unknown signature algorithm {signature_algorithm!r}")
     if previous is not None and previous.digest.stack != stack:
@@ -251,6 +333,8 @@ def build(
         signing_key_id=signing_key_id,
         archives=tuple(sorted(archives, key=lambda a: a.key)),
         events=tuple(sorted(events, key=lambda e: (e.container_id, e.segment or 0, e.source, e.type))),
+        hosts=tuple(sorted(hosts, key=lambda h: h.host)),
+        retired_hosts=tuple(sorted(retired_hosts, key=lambda r: r.host)),
     )
 
 
@@ -263,8 +347,9 @@ def parse(body: bytes, *, name: str = "digest") -> Digest:
         d = json.loads(body.decode("utf-8"))
         if not isinstance(d, dict):
             raise ValueError("not a JSON object")
-        if d.get("version") != FORMAT_VERSION:
-            raise ValueError(f"version {d.get('version')!r} is not {FORMAT_VERSION}")
+        version = d.get("version")
+        if version not in READ_VERSIONS or isinstance(version, bool):
+            raise ValueError(f"version {version!r} is not one of {', '.join(map(str, READ_VERSIONS))}")
         digest = Digest(
             stack=str(d["stack"]),
             sequence=int(d["sequence"]),
@@ -275,12 +360,23 @@ def parse(body: bytes, *, name: str = "digest") -> Digest:
             previous_digest_signature=d["previous_digest_signature"],
             signature_algorithm=d["signature_algorithm"],
             signing_key_id=d["signing_key_id"],
-            archives=tuple(ArchiveEntry.from_dict(a) for a in d["archives"]),
-            events=tuple(ExplainedEvent.from_dict(e) for e in d["events"]),
+            archives=tuple(ArchiveEntry.from_dict(a, version) for a in d["archives"]),
+            events=tuple(ExplainedEvent.from_dict(e, version) for e in d["events"]),
+            version=version,
+            hosts=tuple(HostHeartbeat.from_dict(h) for h in d["hosts"]) if version >= 2 else (),
+            retired_hosts=(tuple(HostRetirement.from_dict(r) for r in d["retired_hosts"])
+                           if version >= 2 else ()),
         )
         parse_time(digest.start_time)
         parse_time(digest.end_time)
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        if version >= 2:
+            for i, a in enumerate(digest.archives):
+                _check_v2_identity(a.source_format, a.k8s, f"archive {i}")
+                if a.envelope_sha256 is not None and not is_sha256_hex(a.envelope_sha256):
+                    raise ValueError(f"archive {i}: envelope_sha256 is not hex SHA-256")
+            for i, e in enumerate(digest.events):
+                _check_v2_identity(e.source_format, e.k8s, f"event {i}")
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
         raise DigestError(f"{name}: not a digest ({type(exc).__name__}: {str(exc)[:120]})") from None
     if digest.to_bytes() != body:
         raise DigestError(f"{name}: body is not in canonical form (edited?)")
@@ -322,6 +418,7 @@ class Signer:
 
     algorithm: str
     key_id: str
+    public_key: Any  # what verifies its signatures
 
     def sign(self, message: bytes) -> bytes:
         raise NotImplementedError
@@ -332,7 +429,8 @@ class Ed25519Signer(Signer):
 
     def __init__(self, private_key: ed25519.Ed25519PrivateKey):
         self._key = private_key
-        self.key_id = public_key_id(private_key.public_key())
+        self.public_key = private_key.public_key()
+        self.key_id = public_key_id(self.public_key)
 
     def __repr__(self) -> str:
         return f"Ed25519Signer({self.key_id[:16]}…)"  # never the key
@@ -371,7 +469,8 @@ class KmsSigner(Signer):
         self.kms = kms
         self.kms_key_id = key_id
         der = kms.get_public_key(KeyId=key_id)["PublicKey"]
-        self.key_id = public_key_id(load_public_key(der, name=f"KMS key {key_id}"))
+        self.public_key = load_public_key(der, name=f"KMS key {key_id}")
+        self.key_id = public_key_id(self.public_key)
 
     def sign(self, message: bytes) -> bytes:
         resp = self.kms.sign(KeyId=self.kms_key_id, Message=message, MessageType="RAW",
@@ -482,3 +581,26 @@ def same_s3_checksum(a: str | None, b: str | None) -> bool:
 
 def is_sha256_hex(text: str | None) -> bool:
     return bool(text) and bool(_HEX64.match(text or ""))
+
+
+# -- the envelope in the digest (version 2) --------------------------------------------------
+
+def envelope_canonical(fields: Mapping[str, str]) -> bytes:
+    """The canonical envelope form: for each of ``ENVELOPE_DIGEST_FIELDS`` present (names
+    lowercased, ``x-amz-meta-`` dropped), in that (byte) order, ``<name>:<value>\\n``, UTF-8.
+    Values are taken byte for byte as stored (``x-amz-matdesc`` is not re-serialised); an absent
+    field stays absent. A value holding a line break cannot be written in this form."""
+    lowered = {k.lower().removeprefix("x-amz-meta-"): v for k, v in fields.items()}
+    out = []
+    for name in ENVELOPE_DIGEST_FIELDS:
+        if name in lowered:
+            value = str(lowered[name])
+            if "\n" in value or "\r" in value:
+                raise DigestError(f"envelope field {name} holds a line break")
+            out.append(f"{name}:{value}\n")
+    return "".join(out).encode("utf-8")
+
+
+def envelope_sha256(fields: Mapping[str, str]) -> str:
+    """Hex SHA-256 of ``envelope_canonical(fields)``: an archive entry's ``envelope_sha256``."""
+    return hashlib.sha256(envelope_canonical(fields)).hexdigest()

@@ -152,6 +152,26 @@ def instruction_fields(text: str | bytes, *, name: str) -> dict[str, str]:
     return {k.lower(): v for k, v in data.items()}
 
 
+def reader_fields(metadata: Mapping[str, str], instruction: str | bytes | None = None, *,
+                  name: str) -> dict[str, str]:
+    """The envelope fields a reader uses (names lowercased): the object's metadata, or the
+    instruction file's fields (``instruction``: its text) when the envelope is kept there, with
+    ``x-amz-unencrypted-content-length`` from the metadata when the file lacks it (the SDKs keep
+    it in the object's metadata)."""
+    lowered = {k.lower(): v for k, v in metadata.items()}
+    if instruction is None:
+        return lowered
+    fields = instruction_fields(instruction, name=name)
+    if UNENCRYPTED_LENGTH not in fields and UNENCRYPTED_LENGTH in lowered:
+        fields[UNENCRYPTED_LENGTH] = lowered[UNENCRYPTED_LENGTH]
+    return fields
+
+
+def in_metadata(metadata: Mapping[str, str]) -> bool:
+    """Is the envelope in the object's own metadata (else: in ``<key>.instruction``)?"""
+    return has_envelope(metadata) and not uses_instruction_file(metadata)
+
+
 def has_envelope(metadata: Mapping[str, str]) -> bool:
     keys = {k.lower() for k in metadata}
     return KEY_V2 in keys or KEY_V1 in keys

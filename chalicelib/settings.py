@@ -117,6 +117,7 @@ class Settings:
     worker_min_mb_per_s: float = 20.0  # pessimistic per-object throughput for that estimate
     part_size_mb: int = 16  # multipart part size of archive uploads (S3 minimum 5), 4 in flight
     replication_pending_seconds: int = 21600  # s3-replication: PENDING longer than this is re-driven
+    host_silent_seconds: int = 21600  # a host whose last heartbeat is older is silent (HostsSilent)
     # digest signing (the scheduler seals; docs/AUDIT.md): a KMS key, else an Ed25519 PEM key
     signing_kms_key_id: str = ""
     signing_key_secret: str = ""
@@ -152,6 +153,7 @@ class Settings:
             worker_min_mb_per_s=_number(e, "LOGARCHIVE_WORKER_MIN_MB_PER_S", 20.0),
             part_size_mb=int(_number(e, "LOGARCHIVE_PART_SIZE_MB", 16)),
             replication_pending_seconds=int(_number(e, "LOGARCHIVE_REPLICATION_PENDING_SECONDS", 21600)),
+            host_silent_seconds=int(_number(e, "LOGARCHIVE_HOST_SILENT_SECONDS", 21600)),
             compression=_compression(e, "LOGARCHIVE_COMPRESSION"),
             signing_kms_key_id=_env(e, "LOGARCHIVE_SIGNING_KMS_KEY_ID"),
             signing_key_secret=_env(e, "LOGARCHIVE_SIGNING_KEY_SECRET"),

@@ -16,6 +16,7 @@ path (the archiver quarantines such an object).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,7 +34,16 @@ PENDING_PREFIX = "replication-pending/"  # s3-replication: archive keys still to
 ARCHIVED_PREFIX = "archived/"
 ARCHIVED_META = "logarchive-archive-key"  # the marker's metadata: the archive object's key
 SHA256_META = "logarchive-sha256"  # the staged bytes' checksum (segment and marker alike)
-RESERVED_PREFIXES = (QUARANTINE_PREFIX, PENDING_PREFIX, ARCHIVED_PREFIX)
+# ``retire/<stack>/<host>.json``: an operator's request to retire a host (``logarchive hosts
+# retire``), sealed by the archive run into the next signed digest and then deleted. Hosts cannot
+# write here (their policy is their own ``<prefix>/<stack>/<host>/``), and only the signed digest
+# is evidence: the audit never reads a request.
+RETIRE_PREFIX = "retire/"
+RESERVED_PREFIXES = (QUARANTINE_PREFIX, PENDING_PREFIX, ARCHIVED_PREFIX, RETIRE_PREFIX)
+# ``<prefix>/<stack>/<host>/_heartbeat.json``: the host's latest pass (docs/SHIPPER.md), replaced
+# every pass. Inside the host's own prefix, beside its containers' folders; never a segment
+# (a container folder cannot start with "_": layout.CONTAINER_RE).
+HEARTBEAT_NAME = "_heartbeat.json"
 IDENTITY = "identity"  # the bytes as Docker wrote them
 GZIP = "gzip"  # a rotated file Docker compressed, staged as is
 ENCODINGS = (IDENTITY, GZIP)
@@ -61,8 +71,29 @@ _SEGMENT_NAME_RE = re.compile(
 
 
 def is_reserved(key: str) -> bool:
-    """Keys of the staging bucket the archiver itself writes (never staged segments)."""
-    return key.startswith(RESERVED_PREFIXES)
+    """Keys of the staging bucket that are never staged segments: the archiver's own, an
+    operator's retirement requests, and the hosts' heartbeats."""
+    return key.startswith(RESERVED_PREFIXES) or is_heartbeat(key)
+
+
+def heartbeat_key(prefix: str, stack: str, host: str) -> str:
+    """``<prefix>/<stack>/<host>/_heartbeat.json``."""
+    return "/".join(p for p in (prefix, stack, host, HEARTBEAT_NAME) if p)
+
+
+def is_heartbeat(key: str) -> bool:
+    return key.rsplit("/", 1)[-1] == HEARTBEAT_NAME
+
+
+def retirement_key(stack: str, host: str) -> str:
+    """``retire/<stack>/<host>.json``: a request to retire ``host`` (not yet signed)."""
+    return f"{RETIRE_PREFIX}{stack}/{host}.json"
+
+
+def retirement_request(host: str, at: datetime, reason: str) -> bytes:
+    """The request's body, ``{"host", "at" (RFC 3339 UTC micros), "reason"}``; the sealer takes
+    the host from the key (archiver/heartbeats.py)."""
+    return json.dumps({"host": host, "at": fmt_time(at), "reason": reason}, sort_keys=True).encode()
 
 
 def archived_marker(key: str) -> str:

@@ -102,14 +102,22 @@ def lambda_client(tmp_path: Any) -> Any:
     return Client(app, project_dir=str(tmp_path))
 
 
+def create_idempotency_table(name: str = TABLE) -> str:
+    """The idempotency table (Powertools' schema: partition key ``id``): leases, digest state.
+    Created once per local AWS (a second call finds it there)."""
+    ddb = boto3.client("dynamodb")
+    if name not in ddb.list_tables()["TableNames"]:
+        ddb.create_table(
+            TableName=name, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST")
+    return name
+
+
 def archiver_env(monkeypatch: Any, buckets: Any, *, mode: str = "direct") -> dict[str, Any]:
     """Environment of both Lambdas; creates the work queue and the idempotency table."""
     sqs = boto3.client("sqs")
     url = sqs.create_queue(QueueName=QUEUE)["QueueUrl"]
-    ddb = boto3.client("dynamodb")
-    ddb.create_table(TableName=TABLE, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-                     AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-                     BillingMode="PAY_PER_REQUEST")
+    create_idempotency_table()
     key = MasterKey.generate()
     env = {
         "LOGARCHIVE_STACK": "teststack",

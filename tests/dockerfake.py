@@ -31,8 +31,8 @@ def _segments(s3, bucket: str, prefix: str, cache: dict[str, tuple[int, int]], *
     out = {}
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
-            if contains not in obj["Key"]:
-                continue
+            if contains not in obj["Key"] or obj["Key"].endswith("/_heartbeat.json"):
+                continue  # (the host's heartbeat is no segment)
             if obj["Key"] not in cache:
                 try:
                     meta = s3.head_object(Bucket=bucket, Key=obj["Key"])["Metadata"]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+from archiver_support import TABLE, create_idempotency_table
 from dockerfake import FakeDockerRoot
 
 from chalicelib import layout
@@ -31,6 +32,7 @@ class Scene:
         self.hosts = {h: FakeDockerRoot(tmp / h) for h in ("host-a", "host-b")}
         self.key_file = tmp / "master.key"
         self.private, self.public = tmp / "signing.pem", tmp / "signing.pub"
+        create_idempotency_table()
 
     def cli(self, *argv: str) -> tuple[int, str, str]:
         rc = main(list(argv))
@@ -47,7 +49,7 @@ class Scene:
         return self.tmp / f"{host}.db"
 
     def archive(self, *, signed: bool = True) -> str:
-        signing = ["--signing-key-file", str(self.private)] if signed else []
+        signing = ["--signing-key-file", str(self.private), "--table", TABLE] if signed else []
         rc, out, err = self.cli(
             "archive", "--once", "--staging", f"s3://{self.b.staging}/staged", "--archive-bucket",
             self.b.archive, "--replicate-to", self.b.customer, "--stack", STACK,
@@ -185,13 +187,19 @@ def test_audit_passes_then_catches_each_change_by_name_and_passes_once_undone(sc
     sc.undo_latest(first)
     sc.passes()
 
-    # The newest digest: a copy cannot tell (its archives look pending), but the archive
-    # bucket's chain head still names it.
+    # The newest digest deleted from both buckets, before anything newer names it: within
+    # --max-digest-age no audit can tell (its archives look pending); past it the chain stops. The
+    # next seal does not extend the shortened chain: the table names the digest that is gone.
     for bucket in (sc.b.customer, sc.b.archive):
         sc.s3.delete_object(Bucket=bucket, Key=second)
     rc, lines = sc.audit()
     assert rc == 0 and ", 0 pending" not in lines[0], lines
-    sc.caught("digest missing", second, bucket=sc.b.archive)
+    lines = sc.caught("chain stops", first, "--max-digest-age", "0s")
+    assert "Newer digests were deleted" in lines[0], lines
+    rc, out, err = sc.cli(
+        "archive", "--once", "--staging", f"s3://{sc.b.staging}/staged", "--archive-bucket", sc.b.archive,
+        "--stack", STACK, "--key-file", str(sc.key_file), "--signing-key-file", str(sc.private), "--table", TABLE)
+    assert rc == 1 and err.count("\n") == 1 and "not sealed" in err and second in err and "is gone" in err, err
     for bucket in (sc.b.customer, sc.b.archive):
         sc.undo_latest(second, bucket)
     sc.passes()
@@ -258,22 +266,49 @@ def test_a_staged_segment_lost_before_archiving_is_a_gap_and_shipped_but_never_a
     assert summary.startswith("4 digests, ") and "4 containers contiguous" in summary
 
 
-def test_a_quarantined_segment_is_explained_not_a_gap(scene: Scene) -> None:
-    sc = scene
+def api_segments(sc: Scene) -> list[str]:
+    """A container of host-a whose log ships in several segments: their staged keys, in order."""
     api = sc.hosts["host-a"].add("api-1", labels={"logarchive.app_id": "42", "logarchive.service_id": "9"},
                                  max_size=2000, max_file=9)
     logs(api, 120, "api")
     api.stop()
     sc.ship("host-a")
-    staged = sorted(o["Key"] for o in sc.s3.list_objects_v2(Bucket=sc.b.staging, Prefix="staged/")["Contents"]
-                    if f"/{api.id}/" in o["Key"])
+    return sorted(o["Key"] for o in sc.s3.list_objects_v2(Bucket=sc.b.staging, Prefix="staged/")["Contents"]
+                  if f"/{api.id}/" in o["Key"])
+
+
+def test_an_abandoned_event_staged_by_an_insider_contradicts_the_hosts_state(scene: Scene) -> None:
+    """A writer of the staging bucket deletes a staged segment and stages an ``abandoned`` event for
+    it, key and metadata agreeing: the archiver records it, and without the host's state the gap is
+    explained (AUDIT.md names this as not provable). With ``--ship-state`` it is caught: the host
+    abandons only what it never staged, and its state says it shipped that segment."""
+    sc = scene
+    staged = api_segments(sc)
+    victim = staged[1]
+    meta = sc.s3.head_object(Bucket=sc.b.staging, Key=victim)["Metadata"]
+    sc.s3.delete_object(Bucket=sc.b.staging, Key=victim)
+    event = {k: v for k, v in meta.items() if k not in ("logarchive-sha256", "logarchive-lines")}
+    event.update({"logarchive-event": "abandoned", "logarchive-event-reason": "bytes deleted by Docker"})
+    sc.s3.put_object(Bucket=sc.b.staging, Key=victim.rsplit("/", 1)[0] + "/00000002-abandoned.event", Body=b"",
+                     Metadata=event)
+    out = sc.archive()
+    assert "1 explained" in out, out
+    state = ["--ship-state", str(sc.state("host-a")), "--ship-state", str(sc.state("host-b")), "--grace", "0s"]
+    assert ", 1 explained" in sc.passes()
+    lines = sc.caught("shipped but never archived", victim, *state)
+    assert "a digest says the host abandoned it, but its state says it shipped it" in lines[0], lines
+
+
+def test_a_quarantined_segment_is_explained_not_a_gap(scene: Scene) -> None:
+    sc = scene
+    staged = api_segments(sc)
     bad = sc.s3.get_object(Bucket=sc.b.staging, Key=staged[1])
     sc.s3.put_object(Bucket=sc.b.staging, Key=staged[1], Body=b"not what the shipper hashed",
                      Metadata=bad["Metadata"])
     rc, out, _ = sc.cli(
         "archive", "--once", "--staging", f"s3://{sc.b.staging}/staged", "--archive-bucket", sc.b.archive,
         "--replicate-to", sc.b.customer, "--stack", STACK, "--key-file", str(sc.key_file),
-        "--signing-key-file", str(sc.private))
+        "--signing-key-file", str(sc.private), "--table", TABLE)
     assert rc == 1  # one quarantined
     summary = sc.passes("--ship-state", str(sc.state("host-a")), "--grace", "0s")
     assert "4 containers contiguous" in summary and ", 1 explained" in summary
@@ -303,7 +338,8 @@ def test_archives_before_digests_began_are_reported_once_then_backfilled(buckets
     before = int(summary.split(" before digests began")[0].rsplit(", ", 1)[1])
     assert summary.startswith("1 digest, ") and before >= 2
     rc, out, err = sc.cli("digest", "backfill", "--bucket", sc.b.archive, "--stack", STACK,
-                          "--signing-key-file", str(sc.private), "--replicate-to", sc.b.customer)
+                          "--signing-key-file", str(sc.private), "--replicate-to", sc.b.customer,
+                          "--table", TABLE)
     assert rc == 0, err
     assert out.splitlines()[-1] == f"{before} of {before} archives before digests began backfilled"
     summary = sc.passes()

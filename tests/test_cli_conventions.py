@@ -16,6 +16,7 @@ from retrieval_helpers import run_cli
 
 from chalicelib import cli, times
 from chalicelib.api import params
+from chalicelib.options import deprecated_aliases
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,7 +41,10 @@ COMMANDS = list(leaf_parsers())
 
 
 def _options(p: argparse.ArgumentParser) -> list[argparse.Action]:
-    return [a for a in p._actions if a.option_strings and not isinstance(a, argparse._HelpAction | argparse._VersionAction)]
+    """The options a command shows (its old spellings, hidden, are checked apart)."""
+    hidden = set(map(id, deprecated_aliases(p)))
+    return [a for a in p._actions if a.option_strings and id(a) not in hidden
+            and not isinstance(a, argparse._HelpAction | argparse._VersionAction)]
 
 
 @pytest.mark.parametrize("prefix, parser", COMMANDS, ids=[" ".join(c[0]) for c in COMMANDS])

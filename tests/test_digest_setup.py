@@ -27,15 +27,28 @@ def test_only_the_scheduler_may_sign_and_workers_only_record() -> None:
     signers = [fn for fn, p in policies.items() if actions_on(p, SIGNING_KEY)]
     assert signers == ["archive_scheduler"]
     assert actions_on(policies["archive_scheduler"], SIGNING_KEY) == {"kms:Sign", "kms:GetPublicKey"}
-    records = "arn:aws:s3:::arc/_logarchive/pending-digest/s1/*"
-    assert actions_on(policies["archive_worker"], records) == {"s3:PutObject"}
-    assert actions_on(policies["archive_scheduler"], records) == {"s3:GetObject", "s3:DeleteObject"}
+    # The records and the chain's state are items of the idempotency table, not bucket objects:
+    # the worker may only create records of its stack; the scheduler reads and moves the chain.
+    table = res.table_arn("idem")
+    (record,) = [st for st in policies["archive_worker"]["Statement"] if st["Sid"] == "RecordForDigest"]
+    assert (record["Action"], record["Resource"]) == (["dynamodb:PutItem"], [table])
+    assert record["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["digest-record#s1#*"]}}
+    assert actions_on(policies["archive_worker"], table) == {"dynamodb:PutItem"}
+    (chain,) = [st for st in policies["archive_scheduler"]["Statement"] if st["Sid"] == "DigestChainState"]
+    assert chain["Condition"] == {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["digest-chain#s1"]}}
+    assert {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Scan", "dynamodb:BatchWriteItem"} <= actions_on(
+        policies["archive_scheduler"], table)
+    for fn, policy in policies.items():  # nobody else writes the idempotency table's digest items
+        if fn not in ("archive_scheduler", "archive_worker"):
+            assert "digest-" not in json.dumps(policy), fn
     # Digests go where the worker writes archives directly: the archive bucket and each customer's.
     for bucket in ("arc", "cust-a", "cust-b"):
         assert actions_on(policies["archive_scheduler"], f"arn:aws:s3:::{bucket}/_logarchive/digests/s1/*") == {
             "s3:GetObject", "s3:PutObject"}
-    assert actions_on(policies["archive_scheduler"], "arn:aws:s3:::arc/_logarchive/digest-head/s1.json") == {
-        "s3:GetObject", "s3:PutObject"}
+    assert actions_on(policies["archive_scheduler"], "arn:aws:s3:::arc/_logarchive/digest-staged/s1/*") == {
+        "s3:GetObject", "s3:PutObject", "s3:DeleteObject"}
+    assert not any("pending-digest" in r or "digest-head" in r
+                   for p in policies.values() for st in p["Statement"] for r in st["Resource"])
     for fn, policy in policies.items():  # nobody else touches the digests
         if fn != "archive_scheduler":
             assert not any("_logarchive/digest" in r for st in policy["Statement"] for r in st["Resource"]), fn

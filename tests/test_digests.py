@@ -5,7 +5,6 @@ every entry describes the object S3 kept (checksums read back, not trusted from 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import stat
 from dataclasses import replace
@@ -16,6 +15,7 @@ from archiver_support import (
     TABLE,
     Fault,
     archiver_env,
+    create_idempotency_table,
     deliver,
     docker_lines,
     lambda_client,
@@ -23,11 +23,13 @@ from archiver_support import (
     stage,
 )
 from dockerfake import FakeDockerRoot, json_line
+from emf import totals
 from test_ship import lose_a_staged_segment, ship
 
 from chalicelib import aws, cli
 from chalicelib import digest as fmt
 from chalicelib.archiver import sealing
+from chalicelib.archiver.digest_table import DigestTable, chain_id
 from chalicelib.archiver.lease import Leases
 from chalicelib.archiver.messages import Job
 from chalicelib.archiver.worker import Status, Worker
@@ -64,9 +66,13 @@ def assert_entries_match_stored_objects(s3, bucket: str, entries) -> None:
         assert held and fmt.same_s3_checksum(e.s3_checksum_sha256, held)
 
 
-def pending(s3, bucket: str) -> list[str]:
-    listing = s3.list_objects_v2(Bucket=bucket, Prefix=fmt.pending_prefix("teststack"))
-    return [o["Key"] for o in listing.get("Contents", [])]
+def table(ddb=None) -> DigestTable:
+    return DigestTable(ddb or boto3.client("dynamodb"), TABLE, "teststack")
+
+
+def pending(s3=None, bucket: str = "") -> list[str]:
+    """The ids of the stack's records not yet sealed (in the idempotency table, not the bucket)."""
+    return [r.id for r in table().pending()]
 
 
 # -- the Lambda path -------------------------------------------------------------------------
@@ -130,55 +136,140 @@ def test_scheduler_seals_what_workers_finished_under_its_lease(buckets, kms_sign
     assert [(c.key, c.body, c.signature) for c in copies] == [(d.key, d.body, d.signature) for d in chain]
 
 
+def test_the_scheduler_refuses_a_chain_the_bucket_contradicts(buckets, kms_signing, tmp_path, capsys):
+    """The newest digest deleted from the archive bucket: the scheduler Lambda seals nothing and
+    counts DigestSealFailures, hour after hour, until it is back. (Its one log line is Powertools'
+    logger's, bound to the stdout of import time; ``archive --once`` shows the same line on
+    stderr: test_audit.py.)"""
+    client = lambda_client(tmp_path)
+    s3 = boto3.client("s3")
+    assert run_scheduler(client)["digest"]["sequence"] == 1
+    newest = run_scheduler(client)["digest"]["key"]
+    held = s3.get_object(Bucket=buckets.archive, Key=newest)
+    s3.delete_object(Bucket=buckets.archive, Key=newest)
+    capsys.readouterr()
+    for _ in range(2):
+        assert run_scheduler(client)["digest"] is None
+    out = capsys.readouterr().out
+    assert totals(out)["DigestSealFailures"] == 2 and totals(out)["DigestsSealed"] == 0
+    assert table().state().key == newest  # the chain did not move
+    s3.put_object(Bucket=buckets.archive, Key=newest, Body=held["Body"].read(), Metadata=held["Metadata"])
+    assert run_scheduler(client)["digest"]["sequence"] == 3
+
+
 def test_racing_sealers_never_fork_the_chain(buckets):
-    """B seals between A reading the head and A committing: A's commit is refused, A writes nothing."""
+    """B seals between A reading the chain state and A committing: A's commit is refused, A's
+    digest is written nowhere."""
+    create_idempotency_table()
     s3 = boto3.client("s3")
     signer = Ed25519Signer.from_pem(_pem())
-    a_client = boto3.client("s3")
-    a = sealing.Sealer(a_client, bucket=buckets.archive, stack="teststack", signer=signer)
-    b = sealing.Sealer(s3, bucket=buckets.archive, stack="teststack", signer=signer)
+    a_ddb = boto3.client("dynamodb")
+    a = sealing.Sealer(s3, bucket=buckets.archive, stack="teststack", signer=signer, table=table(a_ddb))
+    b = sealing.Sealer(s3, bucket=buckets.archive, stack="teststack", signer=signer, table=table())
     assert b.seal().sequence == 1
     raced = []
 
     def b_first(params, **_):
-        if params.get("Key") == sealing.head_key("teststack") and not raced:
+        if params.get("Item", {}).get("id", {}).get("S") == chain_id("teststack") and not raced:
             raced.append(b.seal())
 
-    a_client.meta.events.register("before-parameter-build.s3.PutObject", b_first)
+    a_ddb.meta.events.register("before-parameter-build.dynamodb.PutItem", b_first)
     report = a.seal()
     assert raced[0].sequence == 2 and report.lost_race and report.key is None
     chain = digests_in(s3, buckets.archive)
     assert [d.digest.sequence for d in chain] == [1, 2]
     assert_chain(chain, [load_public_key(_public_pem())])
+    assert s3.list_objects_v2(Bucket=buckets.archive, Prefix=sealing.STAGED_PREFIX).get("KeyCount") == 0
     # The next seal continues the one chain.
     assert a.seal().sequence == 3
     assert_chain(digests_in(s3, buckets.archive), [load_public_key(_public_pem())])
 
 
-def test_a_seal_that_crashed_after_its_commit_is_completed(buckets):
-    """Head moved, digest object and record deletes lost: the next seal writes the missing digest
-    and drops the records it already listed instead of listing them twice."""
-    s3 = boto3.client("s3")
-    signer = Ed25519Signer.from_pem(_pem())
-    entry = fmt.ArchiveEntry(
-        key="teststack/shareable/v3/x", stored_sha256="1" * 64, stored_size=1, s3_checksum_sha256=None,
-        s3_part_size=None, raw_sha256="2" * 64, raw_bytes=1, lines=1, key_id="3" * 64, container_id="c" * 64,
-        host="h", source="staged/x", segment=1, byte_start=0, byte_end=1,
-        first_time="2026-01-01T00:00:00.000000Z", last_time="2026-01-01T00:00:00.000000Z")
-    sealing.record_archive(s3, buckets.archive, "teststack", entry)
-    sealer = sealing.Sealer(s3, bucket=buckets.archive, stack="teststack", signer=signer)
-    real_delete, real_store = sealer._delete, sealer._store
-    sealer._delete = lambda keys: None  # the crash: nothing after the head's commit happened
-    sealer._store = lambda signed: None
-    assert sealer.seal().sequence == 1
-    assert digests_in(s3, buckets.archive) == [] and len(pending(s3, buckets.archive)) == 1
-    sealer._delete, sealer._store = real_delete, real_store
+def archive_one(buckets, monkeypatch, tmp_path, segment: int = 1, *, seed: int = 0):
+    """One staged segment archived by the worker with digests on: its record is in the table."""
+    env = archiver_env(monkeypatch, buckets)
+    signing = tmp_path / "signing.pem"
+    signing.write_bytes(_pem())
+    settings = replace(Settings.from_env(), signing_key_file=str(signing))
+    s3 = aws.client("s3")
+    staged = stage(s3, buckets.staging, f"seg{segment}", docker_lines(10, seed=seed or segment), segment=segment,
+                   cid="c" * 64)
+    head = s3.head_object(Bucket=buckets.staging, Key=staged.key)
+    worker = Worker(settings, settings.keyring())
+    outcome = worker.archive(Job(bucket=buckets.staging, key=staged.key, etag=head["ETag"],
+                                 size=head["ContentLength"]))
+    assert outcome.status is Status.ARCHIVED
+    return env, worker, outcome
+
+
+def test_a_seal_that_crashed_after_its_commit_is_completed(buckets, monkeypatch, tmp_path):
+    """The chain item moved, then the digest object's write and the records' marking were lost:
+    the next seal writes the missing digest from its staged body and drops the records it already
+    listed instead of listing them twice."""
+    archive_one(buckets, monkeypatch, tmp_path)
+    s3 = aws.client("s3")
+    sealer = sealing.Sealer(s3, bucket=buckets.archive, stack="teststack", signer=Ed25519Signer.from_pem(_pem()),
+                            table=table())
+    fault = Fault("s3", "PutObject", "crash", where=lambda p: p["Key"].startswith(fmt.DIGESTS_PREFIX)).install()
+    try:
+        with pytest.raises(BaseException, match="crash before PutObject"):
+            sealer.seal()
+    finally:
+        fault.remove()
+    assert digests_in(s3, buckets.archive) == [] and len(pending()) == 1
+    assert table().state().sequence == 1  # committed before the crash
     report = sealer.seal()
     assert (report.sequence, report.archives, report.repeats_dropped) == (2, 0, 1)
     chain = digests_in(s3, buckets.archive)
     assert [len(d.digest.archives) for d in chain] == [1, 0]
     assert_chain(chain, [load_public_key(_public_pem())])
-    assert pending(s3, buckets.archive) == []
+    assert pending() == []
+
+
+def test_a_lost_commit_answer_is_not_blamed_on_another_sealer(buckets, monkeypatch, tmp_path):
+    """The chain item's write lands but its answer is lost, and the retry fails its condition
+    (the item moved: by this very write). The sealer reads the item back, finds its own digest
+    there, and completes the seal (before: "another sealer extended the chain first")."""
+    archive_one(buckets, monkeypatch, tmp_path)
+    s3, ddb = aws.client("s3"), aws.client("dynamodb")
+    sealer = sealing.Sealer(s3, bucket=buckets.archive, stack="teststack", signer=Ed25519Signer.from_pem(_pem()),
+                            table=table(ddb))
+    lost = []
+
+    def answer_lost(http_response, parsed, model, **_):
+        if not lost:
+            lost.append(1)
+            parsed.clear()
+            parsed.update({"Error": {"Code": "ConditionalCheckFailedException", "Message": "retry"},
+                           "ResponseMetadata": {"HTTPStatusCode": 400}})
+            http_response.status_code = 400
+
+    ddb.meta.events.register("after-call.dynamodb.PutItem", answer_lost)
+    try:
+        report = sealer.seal()
+    finally:
+        ddb.meta.events.unregister("after-call.dynamodb.PutItem", answer_lost)
+    assert lost and not report.lost_race and (report.sequence, report.archives) == (1, 1)
+    (d,) = digests_in(s3, buckets.archive)
+    assert table().state().key == d.key and pending() == []
+
+
+def test_a_slow_workers_record_after_two_seals_is_not_listed_again(buckets, monkeypatch, tmp_path):
+    """A duplicate delivery records the archive again after it was sealed, and after another,
+    empty, seal: the record exists (sealed), so the late write adds nothing (before: the archive
+    was listed in a second digest, the previous digest alone being checked for repeats)."""
+    _, worker, outcome = archive_one(buckets, monkeypatch, tmp_path)
+    s3 = aws.client("s3")
+    sealer = sealing.Sealer(s3, bucket=buckets.archive, stack="teststack", signer=Ed25519Signer.from_pem(_pem()),
+                            table=table())
+    assert sealer.seal().archives == 1
+    assert sealer.seal().archives == 0
+    (entry,) = digests_in(s3, buckets.archive)[0].digest.archives
+    assert worker.digest_table("teststack").record_archive(entry, fmt.fmt_time(fmt.parse_time(entry.last_time))) \
+        is False
+    assert pending() == [] and sealer.seal().archives == 0
+    listed = [a.key for d in digests_in(s3, buckets.archive) for a in d.digest.archives]
+    assert listed == [outcome.archive_key]
 
 
 # -- the command line ------------------------------------------------------------------------
@@ -202,7 +293,7 @@ def test_two_archive_once_runs_extend_one_chain(buckets, monkeypatch, tmp_path, 
     s3 = boto3.client("s3")
     argv = ["archive", "--once", "--staging", f"s3://{buckets.staging}/staged/", "--archive-bucket",
             buckets.archive, "--replicate-to", buckets.customer, "--key-file", str(key_file), "--stack",
-            "teststack", "--signing-key-file", str(private)]
+            "teststack", "--signing-key-file", str(private), "--table", TABLE]
     runs = []
     for run in (1, 2):
         for n in (1, 2):
@@ -230,7 +321,7 @@ def test_signing_key_problems_are_one_line(buckets, monkeypatch, tmp_path, capsy
     bad = tmp_path / "bad.pem"
     bad.write_text("-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
     argv = ["archive", "--once", "--staging", f"s3://{buckets.staging}/staged/", "--archive-bucket",
-            buckets.archive, "--stack", "teststack", "--signing-key-file"]
+            buckets.archive, "--stack", "teststack", "--table", TABLE, "--signing-key-file"]
     for path, cause in ((bad, "not an unencrypted PEM private key"), (tmp_path / "none", "No such file")):
         assert cli.main([*argv, str(path)]) == 1
         err = capsys.readouterr().err.strip().splitlines()
@@ -286,9 +377,8 @@ def test_a_retry_records_the_object_s3_kept_not_its_own_seal(buckets, monkeypatc
         fault.remove()
     outcome = worker.archive(job)
     assert outcome.status is Status.ALREADY_ARCHIVED
-    (record_key,) = pending(s3, buckets.archive)
-    entry = fmt.ArchiveEntry.from_dict(json.loads(s3.get_object(Bucket=buckets.archive, Key=record_key)["Body"]
-                                                  .read())["archive"])
+    (record,) = table().pending()
+    entry = record.archive
     assert entry.key == outcome.archive_key and entry.stored_size > 5 * 1024 * 1024
     assert entry.s3_part_size == 5 * 1024 * 1024
     assert_entries_match_stored_objects(s3, buckets.archive, [entry])
@@ -311,12 +401,14 @@ def test_a_segment_the_shipper_abandoned_is_explained_in_the_digest(buckets, fak
     key_file, private = tmp_path / "master.key", tmp_path / "signing.pem"
     key_file.write_text(MasterKey.generate().to_base64())
     private.write_bytes(_pem())
+    create_idempotency_table()
     assert cli.main(["archive", "--once", "--staging", f"s3://{buckets.staging}/staged/", "--archive-bucket",
                      buckets.archive, "--key-file", str(key_file), "--stack", "teststack",
-                     "--signing-key-file", str(private)]) == 0
+                     "--signing-key-file", str(private), "--table", TABLE]) == 0
     out = capsys.readouterr().out
     assert "1 archived" in out and "1 explained" in out and "(1 archives, 1 explained events)" in out
-    assert s3.list_objects_v2(Bucket=buckets.staging, Prefix="staged/").get("KeyCount") == 0
+    left = s3.list_objects_v2(Bucket=buckets.staging, Prefix="staged/").get("Contents", [])
+    assert [o["Key"] for o in left] == ["staged/teststack/host-1/_heartbeat.json"]  # the host's, not a segment
     (d,) = digests_in(s3, buckets.archive)
     (event,) = d.digest.events
     assert (event.type, event.container_id, event.segment) == ("abandoned", c.id, 1)
@@ -353,7 +445,7 @@ def test_a_segment_after_a_cut_back_source_explains_the_discontinuity(buckets, m
         Job(bucket=buckets.staging, key=staged.key, etag=head["ETag"], size=head["ContentLength"]))
     assert outcome.status is Status.ARCHIVED
     signer = sealing.signer_from_settings(settings)
-    report = sealing.Sealer(s3, bucket=buckets.archive, stack="teststack", signer=signer).seal()
+    report = sealing.Sealer(s3, bucket=buckets.archive, stack="teststack", signer=signer, table=table()).seal()
     assert (report.archives, report.events) == (1, 1)
     (d,) = digests_in(s3, buckets.archive)
     (event,) = d.digest.events

@@ -131,6 +131,8 @@ def _segments(s3, bucket: str, prefix: str) -> set[tuple[str, int]]:
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
             if prefix == f"{PREFIX}/":
+                if obj["Key"].endswith("/_heartbeat.json"):
+                    continue  # the host's heartbeat, no segment
                 cid, name = obj["Key"].split("/")[-2:]
                 out.add((cid, int(name.split("-", 1)[0])))
             else:
@@ -249,7 +251,8 @@ def _run(seed: int, buckets, aws_endpoint: str, tmp: Path) -> None:
     # replication marker left.
     left = s3.list_object_versions(Bucket=buckets.staging)
     rest = [v["Key"] for v in left.get("Versions", []) + left.get("DeleteMarkers", [])
-            if not (v["Key"].startswith(ARCHIVED_PREFIX) and v.get("Size") == 0)]
+            if not (v["Key"].startswith(ARCHIVED_PREFIX) and v.get("Size") == 0)
+            and not v["Key"].endswith("/_heartbeat.json")]  # the shipper's heartbeat stays
     assert not rest, f"staging not empty: {rest[:10]}"
     markers = [v["Key"] for v in left.get("Versions", []) if v["Key"].startswith(ARCHIVED_PREFIX)]
     assert markers, "no archived marker in staging"

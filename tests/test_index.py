@@ -246,7 +246,7 @@ def test_backfill_command(env, capsys) -> None:
     assert [e.key for e in found.entries] == [k2]
     assert store().get("otherstack", archive_id_of(k1)) is None
     rc = main(["index", "query", "--table", INDEX_TABLE, "--stack", STACK, "--endpoint-id", "5",
-               "--start", "2022-01-02T11:00:00Z", "--end", "2022-01-02T13:00:00Z", "--json"])
+               "--start", "2022-01-02T11:00:00Z", "--end", "2022-01-02T13:00:00Z", "--format", "json"])
     out = capsys.readouterr()
     assert rc == 0 and [json.loads(x)["s3_key"] for x in out.out.splitlines()] == [k2]
     assert "1 archives (1 index items read)" in out.err

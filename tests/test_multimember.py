@@ -192,7 +192,7 @@ def keyfile(tmp_path, monkeypatch):
 def test_cli_seal_presets_unseal_and_logs_from_archive(keyfile, buckets, capsys, tmp_path, compression) -> None:
     path, key = keyfile
     (tmp_path / "in.log").write_bytes(DATA)
-    rc, _, err = run_cli(["seal", "--compression", compression, "--threads", "2", "--key-file", str(path),
+    rc, _, err = run_cli(["seal", "--compression", compression, "--jobs", "2", "--key-file", str(path),
                           str(tmp_path / "in.log"), str(tmp_path / "out")], capsys)
     assert rc == 0, err
     assert f"compression {compression}" in err
@@ -212,7 +212,7 @@ def test_cli_seal_presets_unseal_and_logs_from_archive(keyfile, buckets, capsys,
 def test_cli_rejects_bad_presets_and_threads(keyfile, capsys, tmp_path) -> None:
     path, _ = keyfile
     (tmp_path / "in.log").write_bytes(b"x\n")
-    for extra in (["--compression", "zstd"], ["--threads", "0"]):
+    for extra in (["--compression", "zstd"], ["--jobs", "0"]):
         rc, _, _ = run_cli(["seal", *extra, "--key-file", str(path), str(tmp_path / "in.log"), str(tmp_path / "out")],
                            capsys)
         assert rc == 2  # cli.main returns argparse's usage status

@@ -47,8 +47,8 @@ def staged(bucket: str, cid: str | None = None) -> list[tuple[dict, bytes]]:
     s3 = boto3.client("s3")
     out = []
     for obj in s3.list_objects_v2(Bucket=bucket, Prefix="staged/").get("Contents", []):
-        if obj["Key"].endswith(".event"):
-            continue  # an abandoned segment's explanation (docs/AUDIT.md), not bytes
+        if obj["Key"].endswith((".event", "/_heartbeat.json")):
+            continue  # an abandoned segment's explanation (docs/AUDIT.md), the host's heartbeat: not bytes
         got = s3.get_object(Bucket=bucket, Key=obj["Key"])
         meta, body = got["Metadata"], got["Body"].read()
         assert meta["logarchive-sha256"] == hashlib.sha256(body).hexdigest()

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict
+from datetime import timedelta
 from typing import Any
 
 from .. import telemetry
+from ..awserrors import error_label
+from ..errors import LogarchiveError
 from ..settings import Settings
 from .service import build
 
@@ -21,14 +24,26 @@ def run_scheduler(context: Any, settings: Settings | None = None) -> dict:
 
     archiver = build(settings)
     report = archiver.schedule(keep_going=keep_going)
+    hosts = archiver.hosts()
     # The one sealer of the stack's digests: what workers finished since the last digest.
     try:
-        sealed = archiver.seal()
+        sealed = archiver.seal(hosts=hosts)
     except Exception as exc:  # the records stay; the next hour's run seals them (and completes this one)
-        log.error("digest of %s not sealed (%s: %s)", settings.stack, type(exc).__name__, str(exc)[:300])
+        if isinstance(exc, LogarchiveError):  # a refusal (the chain disagrees with the bucket), no table…
+            log.error("%s", str(exc)[:500])
+        else:
+            log.error("digest of %s not sealed (%s: %s)", settings.stack, type(exc).__name__, str(exc)[:300])
         telemetry.count("DigestSealFailures")
         sealed = None
-    return {**asdict(report), "digest": asdict(sealed) if sealed else None}
+    host_report = None
+    if hosts is not None:
+        try:  # HostsReporting, HostsSilent, OldestWaitingAge (the silent-host alarm's metric)
+            host_report = hosts.publish(silent_after=timedelta(seconds=settings.host_silent_seconds))
+        except Exception as exc:  # noqa: BLE001 - the archive run itself went well
+            log.error("hosts of %s not read (%s)", settings.stack, error_label(exc))
+    telemetry.count("ArchiveRuns")  # the "no archive run in 2 h" alarm's metric
+    return {**asdict(report), "digest": asdict(sealed) if sealed else None,
+            "hosts": asdict(host_report) if host_report else None}
 
 
 def run_worker(records: list[dict], context: Any, settings: Settings | None = None) -> dict:

@@ -15,6 +15,7 @@ from ..keyring import Keyring
 from ..settings import Settings
 from . import scheduler
 from .batch import handle_batch
+from .heartbeats import HostView
 from .lease import Leases
 from .sealing import SealReport, seal_digest
 from .worker import Outcome, Worker
@@ -35,9 +36,13 @@ class Archiver:
             sender = scheduler.SqsSender(self.sqs, self.settings.work_queue_url)
         return scheduler.run(self.settings, sender, s3=self.s3, leases=self.leases, keep_going=keep_going)
 
-    def seal(self, signer: Any = None) -> SealReport | None:
+    def seal(self, signer: Any = None, hosts: HostView | None = None) -> SealReport | None:
         """Seal the stack's next digest under the seal lease (None: no signing key is set)."""
-        return seal_digest(self.settings, self.s3, leases=self.leases, signer=signer)
+        return seal_digest(self.settings, self.s3, leases=self.leases, signer=signer, hosts=hosts)
+
+    def hosts(self) -> HostView | None:
+        """The stack's hosts in the staging bucket (heartbeats, retirement requests)."""
+        return HostView.of(self.settings, self.s3)
 
     def handle(self, records: Iterable[Mapping[str, Any]], context: Any = None,
                outcomes: list[Outcome] | None = None) -> dict[str, list[dict[str, str]]]:

@@ -27,6 +27,7 @@ from enum import StrEnum
 from typing import Any, BinaryIO
 
 from .. import aws
+from ..archive_object import envelope_fields
 from ..awserrors import is_not_found, is_precondition_failed
 from ..codec import CHUNK, gunzip, seal
 from ..digest import (
@@ -35,6 +36,7 @@ from ..digest import (
     EVENT_QUARANTINED,
     ArchiveEntry,
     ExplainedEvent,
+    envelope_sha256,
     same_s3_checksum,
 )
 from ..dockerlog import TimeSpan
@@ -43,6 +45,7 @@ from ..keyring import Keyring
 from ..layout import ArchiveKey
 from ..settings import ReplicationMode, Settings
 from ..staged import (
+    CUT_FROM_META,
     EVENT_META,
     EVENT_REASON_META,
     QUARANTINE_PREFIX,
@@ -53,12 +56,12 @@ from ..staged import (
     path_disagreement,
 )
 from . import s3io
+from .digest_table import DigestTable, require_table
 from .messages import Job
 from .metadata import archive_metadata, ascii_value
 from .prefetch import read_ahead
 from .quarantine import quarantine
 from .replication import mark_pending, replicate_file, replicate_object
-from .sealing import record_archive, record_event
 
 log = logging.getLogger(__name__)
 MAX_VARIANTS = 100
@@ -108,6 +111,13 @@ class Worker:
         self.s3 = s3 if s3 is not None else aws.client("s3")
         self.tmpdir = tmpdir
         self.part_size = settings.part_size_mb * 1024 * 1024
+        self._tables: dict[str, DigestTable] = {}
+
+    def digest_table(self, stack: str) -> DigestTable:
+        """Where this worker's records for the stack's next digest go (the idempotency table)."""
+        if stack not in self._tables:
+            self._tables[stack] = DigestTable(aws.client("dynamodb"), require_table(self.settings), stack)
+        return self._tables[stack]
 
     def needed_ms(self, size: int) -> float:
         """A pessimistic time budget for one object: reserve + size at the minimum throughput."""
@@ -234,15 +244,19 @@ class Worker:
             clock.lap("replicate")
             if self.settings.digests:
                 # Durable before the staged version goes: the sealer folds it into the next digest.
-                record_archive(self.s3, self.settings.archive_bucket, stack, ArchiveEntry(
+                # The envelope hash is of what S3 kept (an earlier attempt's object, on a retry).
+                entry = ArchiveEntry(
                     key=key, **self._stored(key, created, head, sums),
                     raw_sha256=sealed.plaintext_sha256, raw_bytes=sealed.plaintext_bytes, lines=span.lines,
                     key_id=self.keyring.encrypting_key_id, container_id=meta.container_id,
                     host=ascii_value(meta.host), source=job.key, segment=meta.segment,
                     byte_start=meta.byte_start, byte_end=meta.byte_end,
                     first_time=fmt_time(first), last_time=fmt_time(last),
-                ))
-                self._record_cut_back(job, raw_meta, meta, stack)
+                    envelope_sha256=envelope_sha256(envelope_fields(
+                        self.s3, self.settings.archive_bucket, key, head.get("Metadata", {}))),
+                )
+                self.digest_table(stack).record_archive(entry, fmt_time(datetime.now(UTC)))
+                self._record_cut_back(entry, head.get("Metadata", {}), stack)
         for w in warnings:
             log.warning("%s: %s", job.name, w)
         # The marker first: a shipper that staged this key but did not record it finds it there.
@@ -306,13 +320,17 @@ class Worker:
         }
 
     def _explain(self, job: Job, raw_meta: dict[str, str]) -> Outcome:
-        """The shipper's explanation of an abandoned segment: into the digest records, then unstaged."""
+        """The shipper's explanation of an abandoned segment: into the digest records, then unstaged.
+
+        Recorded only when the event object's staged key names the same stack, host, container
+        and segment as its metadata (``_trusted``): the key is what the host's policy confines it
+        to; otherwise it is quarantined."""
         meta = self._trusted(job, raw_meta)
         reason = ascii_value(raw_meta.get(EVENT_REASON_META, ""), 512)
         stack = meta.stack
         if self.settings.digests and stack:
-            record_event(self.s3, self.settings.archive_bucket, stack, ExplainedEvent(
-                type=EVENT_ABANDONED, container_id=meta.container_id[:64], host=ascii_value(meta.host),
+            self.digest_table(stack).record_event(ExplainedEvent(
+                type=EVENT_ABANDONED, container_id=meta.container_id, host=ascii_value(meta.host),
                 source=job.key, segment=meta.segment, byte_start=meta.byte_start, byte_end=meta.byte_end,
                 reason=reason, at=fmt_time(datetime.now(UTC)),
             ))
@@ -320,22 +338,25 @@ class Worker:
         return Outcome(Status.EXPLAINED, job,
                        reason=f"segment {meta.segment} abandoned by the shipper: {reason}")
 
-    def _record_cut_back(self, job: Job, raw_meta: dict[str, str], meta: StagedMeta, stack: str) -> None:
+    def _record_cut_back(self, entry: ArchiveEntry, archived_meta: dict[str, str], stack: str) -> None:
         """The shipper found the source cut back before this segment (``logarchive-cut-from``: what
-        it had shipped up to): the byte discontinuity is explained, not a loss."""
-        cut_from = meta.cut_from
-        if cut_from is None:
+        it had shipped up to): the byte discontinuity is explained, not a loss. Taken from the
+        archived segment's own metadata (verified: the object S3 kept), with the record's range."""
+        text = archived_meta.get(CUT_FROM_META, "")
+        if not text.isdigit():
             return
-        record_event(self.s3, self.settings.archive_bucket, stack, ExplainedEvent(
-            type=EVENT_CUT_BACK, container_id=meta.container_id, host=ascii_value(meta.host), source=job.key,
-            segment=meta.segment, byte_start=meta.byte_start, byte_end=cut_from,
+        cut_from = int(text)
+        self.digest_table(stack).record_event(ExplainedEvent(
+            type=EVENT_CUT_BACK, container_id=entry.container_id, host=entry.host, source=entry.source,
+            segment=entry.segment, byte_start=entry.byte_start, byte_end=cut_from,
             reason=f"source cut back after bytes up to {cut_from} had shipped; this segment starts at "
-                   f"{meta.byte_start}", at=fmt_time(datetime.now(UTC)),
+                   f"{entry.byte_start}", at=fmt_time(datetime.now(UTC)),
         ))
 
     def _record_quarantine(self, job: Job, raw_meta: dict[str, str], reason: str) -> None:
-        """An explained event for the digest, recorded before the staged version goes (under the
-        key path's identity when it has one: the metadata may be what was wrong)."""
+        """An explained event for the digest, recorded before the staged version goes. Host,
+        container and segment are those the staged key names (the metadata's only without one:
+        the metadata may be what was wrong)."""
         meta = StagedMeta.parse(raw_meta)
         path = parse_staged_key(job.key, self.settings.staging_prefix)
         if path is not None:
@@ -344,7 +365,7 @@ class Worker:
         stack = self.settings.stack or meta.stack
         if not (self.settings.digests and stack):
             return
-        record_event(self.s3, self.settings.archive_bucket, stack, ExplainedEvent(
+        self.digest_table(stack).record_event(ExplainedEvent(
             type=EVENT_QUARANTINED, container_id=meta.container_id[:64], host=ascii_value(meta.host),
             source=job.key, segment=meta.segment, byte_start=meta.byte_start, byte_end=meta.byte_end,
             reason=ascii_value(reason, 512), at=fmt_time(datetime.now(UTC)),

@@ -6,13 +6,15 @@ Bodies of archives are read only for ``--deep``; nothing is written.
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import Executor
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from .. import digest as digestfmt
+from ..archive_object import envelope_fields
 from ..awserrors import error_label, is_not_found
 from ..errors import LogarchiveError
 
@@ -36,6 +38,7 @@ class Head:
     lock_mode: str | None = None
     retain_until: datetime | None = None
     metadata: dict[str, str] | None = None
+    envelope_sha256: str = ""  # of the envelope a reader would use ("" unread; "unreadable (…)")
     error: str = ""  # a read error other than "not found"
 
 
@@ -66,23 +69,34 @@ def list_archives(s3: Any, bucket: str, stack: str) -> list[Listed]:
 
 
 def digest_prefixes(stack: str, start: date | None, today: date) -> list[str]:
-    """The whole stack's digests, or one prefix a day from ``start`` to ``today``: an archive
-    whose lines start on ``start`` cannot be sealed before that day."""
+    """The whole stack's digests, or one prefix a month from ``start``'s to ``today``'s (the
+    listing keeps the days from ``start`` on): an archive whose lines start on ``start`` cannot
+    be sealed before that day."""
     if start is None:
         return [digestfmt.stack_digests_prefix(stack)]
-    days = (today - start).days
-    return [digestfmt.day_prefix(stack, datetime.combine(start + timedelta(days=i), datetime.min.time(), UTC))
-            for i in range(max(0, days) + 1)]
+    out, month = [], date(start.year, start.month, 1)
+    while month <= today:
+        out.append(f"{digestfmt.stack_digests_prefix(stack)}{month:%Y/%m}/")
+        month = date(month.year + month.month // 12, month.month % 12 + 1, 1)
+    return out
 
 
-def list_digests(s3: Any, bucket: str, prefixes: list[str]) -> list[Listed]:
-    out: list[Listed] = []
-    for prefix in prefixes:
+def list_digests(s3: Any, bucket: str, prefixes: list[str], *, since: date | None = None,
+                 pool: Executor | None = None) -> list[Listed]:
+    """The digests under ``prefixes`` (listed concurrently in ``pool``), those of days before
+    ``since`` left out, in key order."""
+    def one(prefix: str) -> list[Listed]:
         try:
-            out += _list(s3, bucket, prefix)
+            return _list(s3, bucket, prefix)
         except ClientError as exc:
             raise LogarchiveError(f"s3://{bucket}/{prefix}: cannot list ({error_label(exc)})") from None
-    return out
+
+    parts = pool.map(one, prefixes) if pool is not None else map(one, prefixes)
+    out = [item for part in parts for item in part]
+    if since is not None:
+        out = [item for item in out if (named := digestfmt.parse_digest_key(item.key)) is None
+               or named[2].date() >= since]
+    return sorted(out, key=lambda item: item.key)
 
 
 def load_digest(s3: Any, bucket: str, key: str) -> LoadedDigest:
@@ -100,18 +114,29 @@ def load_digest(s3: Any, bucket: str, key: str) -> LoadedDigest:
     return LoadedDigest(key, signed, "", *lock)
 
 
-def head_archive(s3: Any, bucket: str, key: str) -> Head:
+def head_archive(s3: Any, bucket: str, key: str, *, envelope: bool = False) -> Head:
+    """``envelope``: also the SHA-256 of its envelope (a digest of version 2 holds one)."""
     try:
         h = s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
     except ClientError as exc:
         if is_not_found(exc):
             return Head(key, False)
         return Head(key, False, error=f"cannot HEAD ({error_label(exc)})")
+    metadata = h.get("Metadata", {})
     return Head(
         key, True, size=int(h.get("ContentLength", 0)), checksum_sha256=h.get("ChecksumSHA256"),
         last_modified=h.get("LastModified"), lock_mode=h.get("ObjectLockMode"),
-        retain_until=h.get("ObjectLockRetainUntilDate"), metadata=h.get("Metadata", {}),
+        retain_until=h.get("ObjectLockRetainUntilDate"), metadata=metadata,
+        envelope_sha256=_envelope_sha256(s3, bucket, key, metadata) if envelope else "",
     )
+
+
+def _envelope_sha256(s3: Any, bucket: str, key: str, metadata: dict[str, str]) -> str:
+    """From the HEAD's metadata, or ``<key>.instruction`` for an envelope kept there."""
+    try:
+        return digestfmt.envelope_sha256(envelope_fields(s3, bucket, key, metadata, name=f"s3://{bucket}/{key}"))
+    except LogarchiveError as exc:
+        return f"unreadable ({str(exc).rsplit(': ', 1)[-1][:120]})"
 
 
 def body_sha256(s3: Any, bucket: str, key: str) -> str:

@@ -18,8 +18,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from .. import digest as digestfmt
-from .. import layout
-from ..archiver import sealing
+from .. import hostrecord, layout
 from ..awserrors import error_label
 from ..errors import LayoutError, LogarchiveError
 from ..setup import object_lock
@@ -39,9 +38,17 @@ class Options:
     end_date: date | None = None
     ship_states: Sequence[str] = ()
     grace: timedelta = timedelta(hours=2)
+    max_digest_age: timedelta = timedelta(hours=2)
+    silent_after: timedelta = hostrecord.DEFAULT_SILENT_AFTER
     deep: bool = False
     workers: int = 16
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def present(self) -> datetime:
+        """The time the chain must reach: now, or the end of an ``end_date`` in the past."""
+        window = self.window()
+        return min(self.now, window[1]) if window else self.now
 
     def window(self) -> tuple[datetime, datetime] | None:
         if self.start_date is None or self.end_date is None:
@@ -131,6 +138,7 @@ def run(opts: Options, s3: Any, progress: Callable[[int, str], Any] | None = Non
 
     with ThreadPoolExecutor(max_workers=max(1, opts.workers)) as pool:
         verified = _digests(opts, s3, pool, res, policy, progress)
+        _silent_hosts(opts, res, verified)
         first_start, last_end = _span(verified)
         events: list[digestfmt.ExplainedEvent] = []
         for signed in verified:
@@ -147,7 +155,7 @@ def run(opts: Options, s3: Any, progress: Callable[[int, str], Any] | None = Non
                 a = archives.setdefault(entry.key, _Archive(entry.key, parsed))
                 if a.entry is None:
                     a.entry, a.digest_key = entry, signed.key
-        _heads(opts, s3, pool, archives, progress)
+        _heads(opts, s3, pool, archives, progress, envelope=any(s.digest.version >= 2 for s in verified))
         deep = _deep_hashes(opts, s3, pool, archives, progress) if opts.deep else {}
 
     res.archives = len(archives)
@@ -156,21 +164,48 @@ def run(opts: Options, s3: Any, progress: Callable[[int, str], Any] | None = Non
     explained, skipped = _explained(events, shipped, opts)
     _completeness(opts, res, archives, known_segments, explained, skipped)
     if opts.ship_states:
-        _ship_states(opts, res, shipped, known_segments, explained)
+        abandoned = {(e.container_id, int(e.segment)) for e in events
+                     if e.type == digestfmt.EVENT_ABANDONED and e.segment is not None}
+        _ship_states(opts, res, shipped, known_segments, explained, abandoned)
+    where = _url(opts.bucket, digestfmt.stack_digests_prefix(opts.stack))
     if not verified and not res.digests and archives:
-        where = _url(opts.bucket, digestfmt.stack_digests_prefix(opts.stack))
         res.findings.append(Finding(model.DIGEST_MISSING, where,
                                     f"no digest of stack {opts.stack}, but {len(archives)} archives"))
+    elif not res.digests and not listed:
+        res.findings.append(Finding(
+            model.NOTHING_TO_PROVE, _url(opts.bucket, f"{opts.stack}/"),
+            f"no digest and no archive of stack {opts.stack} in s3://{opts.bucket}"
+            + (f" since {opts.start_date}" if opts.start_date else "")
+            + " (a wrong bucket or stack, or everything deleted)"))
+    elif not res.digests and not (window and opts.present - window[0] <= opts.max_digest_age):
+        since = f" since {opts.start_date}" if opts.start_date else ""
+        res.findings.append(Finding(
+            model.CHAIN_STOPS, where, f"no digest of stack {opts.stack}{since}: every digest was deleted, or "
+            "sealing never ran (the archiver seals one every hour, even when nothing finished)"))
     return res
 
 
 # -- digests --------------------------------------------------------------------------------------
 
+def verify_chain(opts: Options, s3: Any) -> tuple[list[digestfmt.SignedDigest], AuditResult]:
+    """The digests of ``opts``' scope alone, verified and chained (``digest adopt``): the verified
+    ones in chain order, and the result whose findings say what does not hold."""
+    res = AuditResult(bucket=opts.bucket, stack=opts.stack)
+    try:
+        policy = object_lock.state(s3, opts.bucket)
+    except ClientError as exc:
+        raise LogarchiveError(f"s3://{opts.bucket}: cannot read its Object Lock configuration "
+                              f"({error_label(exc)})") from None
+    with ThreadPoolExecutor(max_workers=max(1, opts.workers)) as pool:
+        return _digests(opts, s3, pool, res, policy, None), res
+
+
 def _digests(opts: Options, s3: Any, pool: ThreadPoolExecutor, res: AuditResult,
              policy: LockState, progress: Callable | None) -> list[digestfmt.SignedDigest]:
     """Load, verify and chain the digests in view; returns the verified ones in chain order."""
     today = opts.now.astimezone(UTC).date()
-    listed = reads.list_digests(s3, opts.bucket, reads.digest_prefixes(opts.stack, opts.start_date, today))
+    listed = reads.list_digests(s3, opts.bucket, reads.digest_prefixes(opts.stack, opts.start_date, today),
+                                since=opts.start_date, pool=pool)
     bar = progress(len(listed), "digests") if progress and listed else None
     loaded: list[reads.LoadedDigest] = []
     for d in pool.map(lambda item: reads.load_digest(s3, opts.bucket, item.key), listed):
@@ -214,7 +249,9 @@ def _digests(opts: Options, s3: Any, pool: ThreadPoolExecutor, res: AuditResult,
         _check_retention(res, name, d.last_modified, d.lock_mode, d.retain_until, policy)
         verified.append(d.signed)
     _chain(opts, res, chain)
-    _head(opts, s3, res, chain)
+    if opts.start_date is not None and chain:
+        _edge(opts, s3, res, min(chain, key=lambda s: s.digest.sequence))
+    _reaches_present(opts, res, verified)  # an unverified digest proves no freshness
     verified.sort(key=lambda s: s.digest.sequence)
     return verified
 
@@ -250,22 +287,55 @@ def _chain(opts: Options, res: AuditResult, chain: list[digestfmt.SignedDigest])
             res.findings.append(Finding(model.BROKEN_CHAIN, _url(opts.bucket, cur.key), why))
 
 
-def _head(opts: Options, s3: Any, res: AuditResult, chain: list[digestfmt.SignedDigest]) -> None:
-    """The archive bucket also holds the chain head, a copy of the newest digest: the newest
-    digest deleted there shows. (A copy such as the customer's bucket has no head.)"""
-    head = reads.load_digest(s3, opts.bucket, sealing.head_key(opts.stack))
-    if head.signed is None:
+def _edge(opts: Options, s3: Any, res: AuditResult, first: digestfmt.SignedDigest) -> None:
+    """A dated audit's first digest links into the digest just before the window (or is the
+    chain's first): deleting the window's earliest digests shows."""
+    if first.digest.sequence == 1:
+        return
+    key = first.digest.previous_digest_key or "?"
+    before = reads.load_digest(s3, opts.bucket, key)
+    name = _url(opts.bucket, key)
+    if before.signed is None:
+        kind = model.DIGEST_MISSING if before.error.startswith("cannot read") else model.DIGEST_EDITED
+        res.findings.append(Finding(kind, name, f"the digest before the window, named as previous by "
+                                    f"{first.key} (sequence {first.digest.sequence - 1}): {before.error}"))
         return
     try:
-        digestfmt.verify(head.signed, opts.public_keys)
-    except digestfmt.DigestError:
-        return  # not evidence of anything: an unverified head names nothing
-    newest = max((s.digest.sequence for s in chain), default=0)
-    if head.signed.digest.sequence > newest:
+        digestfmt.verify(before.signed, opts.public_keys, name=name)
+    except digestfmt.DigestError as exc:
+        res.findings.append(Finding(model.BAD_SIGNATURE, name, str(exc).removeprefix(f"{name}: ")))
+        return
+    why = digestfmt.follows(first, before.signed)
+    if why:
+        res.findings.append(Finding(model.BROKEN_CHAIN, _url(opts.bucket, first.key), why))
+
+
+def _reaches_present(opts: Options, res: AuditResult, chain: list[digestfmt.SignedDigest]) -> None:
+    """The newest digest ends within ``max_digest_age`` of now (or of an ``end_date`` in the past):
+    the archiver seals one every hour, so a chain that stops earlier lost its newest digests (and
+    with them the proof of what they listed), or sealing stopped."""
+    if not chain:
+        return
+    newest = max(chain, key=lambda s: s.digest.sequence)
+    ends = digestfmt.parse_time(newest.digest.end_time)
+    present = opts.present
+    if present - ends > opts.max_digest_age:
         res.findings.append(Finding(
-            model.DIGEST_MISSING, _url(opts.bucket, head.signed.key),
-            f"the chain head names it (sequence {head.signed.digest.sequence}); the newest digest "
-            f"found is sequence {newest}"))
+            model.CHAIN_STOPS, _url(opts.bucket, newest.key),
+            f"the chain stops at sequence {newest.digest.sequence}, which ends {newest.digest.end_time}: "
+            f"{_fmt_grace(present - ends)} before {digestfmt.fmt_time(present)}, more than --max-digest-age "
+            f"{_fmt_grace(opts.max_digest_age)}. Newer digests were deleted (with the archives they list, "
+            "unprovably), or sealing stopped"))
+
+
+def _silent_hosts(opts: Options, res: AuditResult, verified: list[digestfmt.SignedDigest]) -> None:
+    """"host h silent since T" from the signed heartbeats (a range that ends before today: not judged)."""
+    if opts.end_date is not None and opts.end_date < opts.now.astimezone(UTC).date():
+        return
+    for rec in hostrecord.silent(hostrecord.fold(verified), opts.now, opts.silent_after):
+        res.findings.append(Finding(model.HOST_SILENT, f"host {rec.host}", (
+            f"silent since {rec.last.time if rec.last else '?'}: no heartbeat for over "
+            f"{_fmt_grace(opts.silent_after)} and no signed retirement (last in {rec.last_digest})")))
 
 
 def _span(verified: list[digestfmt.SignedDigest]) -> tuple[datetime | None, datetime | None]:
@@ -278,10 +348,15 @@ def _span(verified: list[digestfmt.SignedDigest]) -> tuple[datetime | None, date
 # -- archives -------------------------------------------------------------------------------------
 
 def _heads(opts: Options, s3: Any, pool: ThreadPoolExecutor, archives: dict[str, _Archive],
-           progress: Callable | None) -> None:
+           progress: Callable | None, *, envelope: bool) -> None:
     keys = sorted(archives)
     bar = progress(len(keys), "archives") if progress and keys else None
-    for head in pool.map(lambda k: reads.head_archive(s3, opts.bucket, k), keys):
+
+    def one(k: str) -> reads.Head:
+        a = archives[k]
+        return reads.head_archive(s3, opts.bucket, k, envelope=envelope and a.entry is not None
+                                  and a.entry.envelope_sha256 is not None)
+    for head in pool.map(one, keys):
         archives[head.key].head = head
         if bar:
             bar.update(1)
@@ -359,6 +434,11 @@ def _judge(opts: Options, res: AuditResult, a: _Archive, policy: LockState,
         elif not digestfmt.same_s3_checksum(head.checksum_sha256, e.s3_checksum_sha256):
             problems.append(f"S3's SHA-256 checksum is {head.checksum_sha256}, the digest recorded "
                             f"{e.s3_checksum_sha256}")
+    if e.envelope_sha256 is not None and head.envelope_sha256 != e.envelope_sha256:
+        held = head.envelope_sha256
+        problems.append("its envelope (the x-amz-* fields a reader decrypts with) is not the one sealed"
+                        + (f": {held}" if held.startswith("unreadable") else "")
+                        + "; the object cannot be decrypted as archived")
     size_only = body is None and not e.s3_checksum_sha256
     if problems:
         finding(model.ARCHIVE_CHANGED, "; ".join(problems) + f" (digest {a.digest_key})")
@@ -367,6 +447,8 @@ def _judge(opts: Options, res: AuditResult, a: _Archive, policy: LockState,
         if cell:
             cell.findings += 1
         return
+    if e.envelope_sha256 is None:
+        res.envelope_unproven.append(a.key)
     if size_only:  # the digest recorded no S3 checksum: only --deep proves these bytes
         res.size_only.append(a.key)
         if cell:
@@ -492,8 +574,11 @@ def _bytes(opts: Options, res: AuditResult, cid: str, items: list[_Archive], why
 
 
 def _ship_states(opts: Options, res: AuditResult, shipped: list[ShippedSegment],
-                 known: dict[str, set[int]], explained: dict[str, dict[int, str]]) -> None:
-    """Every segment a host staged (state ``shipped``) must be archived once the grace is over."""
+                 known: dict[str, set[int]], explained: dict[str, dict[int, str]],
+                 abandoned: set[tuple[str, int]]) -> None:
+    """Every segment a host staged (state ``shipped``) must be archived once the grace is over. A
+    digest's ``abandoned`` event does not excuse a segment the host's own state says it shipped:
+    the host abandons only what it never staged, so that event was staged by someone else."""
     window = opts.window()
     for s in shipped:
         if s.state != "shipped" or s.stack not in ("", opts.stack) or not _segment_in_window(s, window):
@@ -501,7 +586,8 @@ def _ship_states(opts: Options, res: AuditResult, shipped: list[ShippedSegment],
         numbers = known.get(s.container_id, set())
         archived = s.segment in numbers or any(
             n // 1000 == s.segment for n in numbers if is_variant(n, numbers))
-        if archived or s.segment in explained.get(s.container_id, {}):
+        forged = (s.container_id, s.segment) in abandoned
+        if archived or (s.segment in explained.get(s.container_id, {}) and not forged):
             continue
         if s.finished is not None and s.finished > opts.now - opts.grace:
             res.shipped_pending += 1
@@ -510,7 +596,9 @@ def _ship_states(opts: Options, res: AuditResult, shipped: list[ShippedSegment],
         res.findings.append(Finding(
             model.SHIPPED_NOT_ARCHIVED, s.name(),
             f"container {s.container_id[:12]} segment {s.segment} (bytes [{s.byte_start}, {s.byte_end})) "
-            f"staged {when}, no archive after the {_fmt_grace(opts.grace)} grace", s.container_id))
+            f"staged {when}, no archive after the {_fmt_grace(opts.grace)} grace"
+            + ("; a digest says the host abandoned it, but its state says it shipped it" if forged else ""),
+            s.container_id))
 
 
 def _segment_in_window(s: ShippedSegment, window: tuple[datetime, datetime] | None) -> bool:
@@ -533,12 +621,12 @@ def _fmt_grace(g: timedelta) -> str:
     return f"{secs}s"
 
 
-def parse_grace(text: str) -> timedelta:
+def parse_grace(text: str, option: str = "--grace") -> timedelta:
     """``2h``, ``90m``, ``30s``, ``1d`` (a bare number: seconds)."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     t = text.strip().lower()
     unit = units.get(t[-1:], None)
     num = t[:-1] if unit else t
     if not num.isdigit():
-        raise ValueError(f"--grace {text!r}: expected a number with s, m, h or d (e.g. 2h)")
+        raise ValueError(f"{option} {text!r}: expected a number with s, m, h or d (e.g. 2h)")
     return timedelta(seconds=int(num) * (unit or 1))

@@ -17,9 +17,12 @@ SEGMENT_GAP = "segment gap"
 SHIPPED_NOT_ARCHIVED = "shipped but never archived"
 RETENTION_SHORT = "retention shorter than the bucket's policy"
 UNKNOWN_OBJECT = "unknown object"
+CHAIN_STOPS = "chain stops"  # the newest digest is older than --max-digest-age
+NOTHING_TO_PROVE = "nothing to prove"  # no digest and no archive of the stack
+HOST_SILENT = "host silent"  # its last signed heartbeat is older than --silent-after, not retired
 FAILING = (ARCHIVE_MISSING, ARCHIVE_CHANGED, ARCHIVE_IN_NO_DIGEST, DIGEST_MISSING, DIGEST_EDITED,
            BROKEN_CHAIN, BAD_SIGNATURE, SEGMENT_GAP, SHIPPED_NOT_ARCHIVED, RETENTION_SHORT,
-           UNKNOWN_OBJECT)
+           UNKNOWN_OBJECT, CHAIN_STOPS, NOTHING_TO_PROVE, HOST_SILENT)
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,7 @@ class AuditResult:
     before_digests: list[str] = field(default_factory=list)  # keys older than the first digest
     explained: list[str] = field(default_factory=list)  # one line per explained gap
     size_only: list[str] = field(default_factory=list)  # keys whose digest entry has no S3 checksum
+    envelope_unproven: list[str] = field(default_factory=list)  # keys sealed by version-1 digests
     containers: int = 0
     containers_contiguous: int = 0
     shipped_pending: int = 0  # shipped within the grace period, not archived yet
@@ -105,6 +109,9 @@ class AuditResult:
             s += f", {len(self.explained)} explained"
         if self.size_only:
             s += f", {len(self.size_only)} size-checked only (no S3 checksum recorded; --deep proves them)"
+        if self.envelope_unproven:
+            s += (f", {len(self.envelope_unproven)} with the envelope not proven (sealed by version-1 "
+                  "digests, which hold no envelope hash)")
         if self.shipped_pending:
             s += f", {self.shipped_pending} shipped within the grace period"
         return s

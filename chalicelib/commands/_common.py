@@ -1,4 +1,9 @@
-"""Options shared by several subcommands."""
+"""Options shared by several subcommands: the vocabulary of docs/CLI.md.
+
+The light part (AWS options, ``--jobs``, ``--format``, sizes, progress, deprecated spellings)
+is :mod:`chalicelib.options`, which the shipper's own entry point shares; it is re-exported
+here, so a command needs only ``from ._common import ...``. The key options are here.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +12,22 @@ from typing import Any
 
 from ..codec import DEFAULT_COMPRESSION, PRESETS
 from ..keyring import KEYS_ENV, Keyring, gather_keys
-
-
-def positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {text!r}")
-    return int(text)
+from ..options import (  # noqa: F401  (re-exported: the one place commands take them from)
+    FORMATS,
+    SIZE_SYNTAX,
+    add_aws_options,
+    add_deprecated,
+    add_format_option,
+    add_jobs_option,
+    add_progress_option,
+    aws_profile,
+    deprecated_aliases,
+    parse_size,
+    positive_int,
+    progress_enabled,
+    size,
+    warn_deprecated,
+)
 
 
 def add_compression_option(p: argparse.ArgumentParser, default: str | None = None) -> None:
@@ -25,32 +40,31 @@ def add_compression_option(p: argparse.ArgumentParser, default: str | None = Non
 
 
 def add_endpoint_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--endpoint-url",
-        help="S3-compatible endpoint (default: $AWS_ENDPOINT_URL, else AWS)",
-    )
-    p.add_argument("--region", help="AWS region (default: the boto3 credential chain's)")
+    """Every command that reaches AWS: ``--profile``, ``--region``, ``--endpoint-url``."""
+    add_aws_options(p)
 
 
-def add_key_options(p: argparse.ArgumentParser, *, encrypt: bool = False) -> None:
-    p.add_argument(
-        "--decryption-keys",
-        nargs="+",
-        default=[],
-        metavar="KEY",
-        help="base64 keys (visible in process listings: prefer --decryption-keys-file "
-        f"or ${KEYS_ENV}; default: none)",
-    )
-    p.add_argument(
-        "--decryption-keys-file",
-        "--key-file",
-        dest="key_files",
-        action="append",
-        default=[],
-        metavar="FILE",
-        help="file of base64 keys, one a line" + (", the first encrypts" if encrypt else "")
-        + f"; repeatable (default: ${KEYS_ENV} only)",
-    )
+def add_key_options(p: argparse.ArgumentParser, *, encrypt: bool = False, aptible: bool = False) -> None:
+    """``--key-file FILE`` (repeatable) and ``$LOGARCHIVE_KEYS``. ``aptible``: also Aptible's
+    spellings, ``--decryption-keys KEY...`` and ``--decryption-keys-file`` (logs-from-archive
+    only); elsewhere they are deprecated spellings."""
+    files_help = ("file of base64 keys, one a line" + (", the first encrypts" if encrypt else "")
+                  + f"; repeatable (default: ${KEYS_ENV} only)")
+    if aptible:
+        p.add_argument(
+            "--decryption-keys", nargs="+", default=[], metavar="KEY",
+            help="base64 keys, as Aptible's CLI takes them (visible in process listings: prefer "
+            f"--key-file or ${KEYS_ENV}; default: none)",
+        )
+        p.add_argument("--key-file", "--decryption-keys-file", dest="key_files", action="append",
+                       default=[], metavar="FILE", help=files_help)
+    else:
+        p.set_defaults(decryption_keys=[])
+        p.add_argument("--key-file", dest="key_files", action="append", default=[], metavar="FILE",
+                       help=files_help)
+        add_deprecated(p, "--decryption-keys-file", new="--key-file", dest="key_files", metavar="FILE")
+        add_deprecated(p, "--decryption-keys", new="--key-file (keys on the command line are visible "
+                       "to every process)", dest="decryption_keys", nargs="+", metavar="KEY")
     if encrypt:
         # Encrypting commands never read old objects: a decryption-only option would be a no-op.
         p.add_argument("--kms-key-id", metavar="KEY",
@@ -74,9 +88,10 @@ def _kms_client(args: argparse.Namespace) -> Any:  # boto3 loads only when a KMS
 def keyring_from_args(args: argparse.Namespace, *, kms_key_id: str | None = None) -> Keyring:
     """The key ring of every command: the keys of ``add_key_options`` (and ``$LOGARCHIVE_KEYS``),
     ``kms_key_id`` (default: ``--kms-key-id``) to encrypt with KMS; KMS is reached through the
-    command's endpoint and region."""
+    command's endpoint and region. A key file that is missing or bad fails here: call it
+    before any listing."""
     return Keyring(
-        gather_keys(inline=args.decryption_keys, files=args.key_files),
+        gather_keys(inline=getattr(args, "decryption_keys", None) or [], files=args.key_files),
         kms_key_id=kms_key_id or getattr(args, "kms_key_id", None) or None,
         allow_legacy=getattr(args, "allow_legacy_cbc", False),
         kms_client_factory=lambda: _kms_client(args),

@@ -20,7 +20,14 @@ from ..awserrors import error_code
 from ..errors import LogarchiveError, UsageError, describe
 from ..layout import STACK_RE
 from ..settings import ReplicationMode, Settings
-from ._common import add_compression_option, add_endpoint_options, add_key_options, keyring_from_args
+from ._common import (
+    add_compression_option,
+    add_endpoint_options,
+    add_key_options,
+    add_progress_option,
+    keyring_from_args,
+    progress_enabled,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,14 +43,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stack", help="stack in archive keys (required; default: $LOGARCHIVE_STACK); objects "
                    "staged for another stack are quarantined")
     p.add_argument("--queue-url", help="hand work over through this SQS queue (default: in process)")
-    p.add_argument("--table", help="idempotency table for the scheduler's in-flight leases (default: none)")
+    p.add_argument("--table", help="idempotency table: the scheduler's in-flight leases, and with "
+                   "--signing-key-file the digest chain's state and records (default: none)")
     p.add_argument("--attempts", type=int, default=3, help="deliveries of a failing item (default 3)")
     p.add_argument("--signing-key-file", metavar="P",
                    help="Ed25519 private key (PEM, `keys signing-generate`): record what is archived and "
-                   "seal a signed digest of it before exiting (docs/AUDIT.md; default: no digest)")
+                   "seal a signed digest of it before exiting; needs --table (docs/AUDIT.md; default: "
+                   "no digest)")
     add_compression_option(p)  # else $LOGARCHIVE_COMPRESSION, as the worker Lambda
     add_key_options(p, encrypt=True)
     add_endpoint_options(p)
+    add_progress_option(p)
     p.set_defaults(func=run)
 
 
@@ -85,6 +95,9 @@ def run(args: argparse.Namespace) -> int:
         signing_key_file=args.signing_key_file or "",
     )
     signer = None
+    if args.signing_key_file and not args.table:
+        raise UsageError("--signing-key-file needs --table: the digest chain's state and the records to "
+                         "sign live in the idempotency table, where no writer of a bucket can change them")
     if args.signing_key_file:
         from ..archiver.sealing import signer_from_settings
 
@@ -101,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     report = archiver.schedule(sender)
     attempts = max(1, args.attempts)
     bodies = [] if args.queue_url else sender.bodies
-    bar = _progress(bodies, outcomes) if sys.stderr.isatty() else None
+    bar = _progress(bodies, outcomes) if progress_enabled(args) else None
 
     def failures(records: list[dict]) -> list[str]:
         return [f["itemIdentifier"] for f in archiver.handle(records, None, outcomes)["batchItemFailures"]]

@@ -9,8 +9,16 @@ import sys
 from typing import Any
 
 from .. import aws
-from ..errors import LogarchiveError
-from ._common import add_endpoint_options
+from ..errors import LogarchiveError, UsageError
+from ..layout import STACK_RE
+from ._common import add_endpoint_options, add_jobs_option, add_progress_option, progress_enabled
+
+
+def check_stack(stack: str) -> str:
+    """``--stack`` must be a stack name (``layout.STACK_RE``): a typo must not audit nothing."""
+    if not STACK_RE.match(stack):
+        raise UsageError(f"--stack {stack[:70]!r}: not a stack name ({STACK_RE.pattern})")
+    return stack
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,14 +42,20 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "segment it staged must be archived once --grace has passed (default: none)")
     p.add_argument("--grace", default="2h", help="how long a staged segment may wait for archiving "
                    "(default 2h; archiving runs hourly)")
+    p.add_argument("--max-digest-age", default="2h", metavar="AGE",
+                   help="fail when the newest digest ends longer than this before now (or before the end "
+                   "of a past --end-date): newer digests deleted, or sealing stopped (default 2h: an "
+                   "hourly seal plus slack)")
+    p.add_argument("--silent-after", default="6h", help="a host whose last signed heartbeat is older "
+                   "than this, and that no signed retirement retired, is a finding (default 6h)")
     p.add_argument("--deep", action="store_true",
                    help="also read every archive's body and check its SHA-256 against the digest")
     p.add_argument("--format", dest="fmt", choices=("text", "jsonl"), default="text",
                    help="findings as text lines or JSON lines (default text)")
     p.add_argument("--report", metavar="FILE.html",
                    help="also write the auditor's report here (default: none)")
-    p.add_argument("--jobs", type=int, default=16, metavar="N",
-                   help="parallel S3 requests (default 16, at most 32: the client's connection pool)")
+    add_jobs_option(p, 16, "parallel S3 requests, at most 32: the client's connection pool")
+    add_progress_option(p)
     add_endpoint_options(p)
     p.set_defaults(func=run)
 
@@ -73,10 +87,16 @@ def run(args: argparse.Namespace) -> int:
     from ..audit import checks, report
     from ..download.selection import SelectionError, parse_date
 
+    check_stack(args.stack)
     try:
         grace = checks.parse_grace(args.grace)
+        max_age = checks.parse_grace(args.max_digest_age, "--max-digest-age")
     except ValueError as exc:
-        raise LogarchiveError(str(exc)) from None
+        raise UsageError(str(exc)) from None
+    try:
+        silent_after = checks.parse_grace(args.silent_after, "--silent-after")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     start = parse_date(args.start_date, "--start-date") if args.start_date else None
     end = parse_date(args.end_date, "--end-date") if args.end_date else None
     if (start is None) != (end is None):
@@ -85,11 +105,11 @@ def run(args: argparse.Namespace) -> int:
         raise SelectionError("End date must be after start date.")
     opts = checks.Options(
         bucket=args.bucket, stack=args.stack, public_keys=_public_keys(args.public_key_file),
-        start_date=start, end_date=end, ship_states=args.ship_state, grace=grace, deep=args.deep,
-        workers=min(32, max(1, args.jobs)),
+        start_date=start, end_date=end, ship_states=args.ship_state, grace=grace, max_digest_age=max_age,
+        deep=args.deep, workers=min(32, max(1, args.jobs)), silent_after=silent_after,
     )
     s3 = aws.client("s3", endpoint_url=args.endpoint_url, region=args.region)
-    result = checks.run(opts, s3, progress=_progress(sys.stderr.isatty()))
+    result = checks.run(opts, s3, progress=_progress(progress_enabled(args)))
     if args.fmt == "jsonl":
         for f in result.findings:
             print(json.dumps(f.to_dict()))

@@ -28,7 +28,14 @@ from ..download import coldstore, partfile, retrieval
 from ..download.api_client import ApiClient
 from ..errors import LogarchiveError, UsageError
 from ..times import SYNTAX
-from ._common import add_endpoint_options, add_key_options, keyring_from_args
+from ._common import (
+    add_endpoint_options,
+    add_jobs_option,
+    add_key_options,
+    add_progress_option,
+    keyring_from_args,
+    progress_enabled,
+)
 
 # Not "logarchive": that is the Lambdas' Powertools logger (JSON on stdout) once telemetry is loaded.
 log = logging.getLogger(__name__)
@@ -46,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     where.add_argument("--bucket", help="the S3 bucket of the archive (this or --api-url is required)")
     p.add_argument("--stack", required=True, help="the stack whose logs to search")
     add_endpoint_options(p)
-    add_key_options(p)
+    add_key_options(p, aptible=True)
     p.add_argument("--download-location", metavar="DIR",
                    help="download here (DIR/<key less its first four components>); '-' writes to stdout "
                    "(default: only list the matching archives)")
@@ -73,7 +80,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     more.add_argument("--format", dest="fmt", choices=retrieval.FORMATS,
                       help="jsonl: the original lines; text: only their log text; either implies "
                       "--decompress (default: the archive's gzip as is)")
-    more.add_argument("--jobs", type=int, default=4, metavar="N", help="parallel downloads (default 4)")
+    add_jobs_option(more, 4, "parallel downloads")
+    add_progress_option(more)
+    more.add_argument("--fail-on-empty", action="store_true",
+                      help="exit 1 when no line matched (--grep, --stream, --start/--end); by default a "
+                      "search that matches nothing writes nothing and exits 0")
     more.add_argument("--verify-only", action="store_true",
                       help="check every matching archive's authentication tag; write no plaintext")
     where.add_argument("--api-url", metavar="URL",
@@ -180,6 +191,7 @@ def run(args: argparse.Namespace) -> int:
         decompress=args.decompress, fmt=args.fmt, line_filter=sel.line_filter(stream=args.stream, grep=grep)
     )
     api = _api_client(args) if args.api_url else None
+    keyring = keyring_from_args(args)  # a missing or bad key file: one line, before any listing
     matches = _find(args, sel, api)
     if not matches:
         raise LogarchiveError("No files found that matched all criteria")
@@ -198,7 +210,6 @@ def run(args: argparse.Namespace) -> int:
                     "to download the files.")
         return 0
 
-    keyring = keyring_from_args(args)
     s3 = None
     if api is not None:
         retriever: retrieval.Retriever = retrieval.ApiRetriever(api, keyring, opts)
@@ -248,7 +259,7 @@ def run(args: argparse.Namespace) -> int:
         report(o)
     pending = [*sorted_out.ready, *(m for m, _ in sorted_out.cold.values())]
     sizes = {m.key: m.size for m in pending}
-    bar = _progress(pending, sys.stdout.isatty() and not to_stdout)
+    bar = _progress(pending, progress_enabled(args))
     any_cold = sorted_out.cold or (args.restore and sorted_out.restored)
     asked = _restore(args, s3, sorted_out, say) if any_cold else None
 
@@ -301,17 +312,27 @@ def run(args: argparse.Namespace) -> int:
     if skipped:
         summary += f" ({skipped} already written and verified)"
     counted = [o for o in outcomes if o.ok and o.lines is not None]
+    matched = sum(o.lines or 0 for o in counted)
     if opts.line_filter.active and counted:
         empty = sum(1 for o in counted if o.lines == 0)
-        summary += f"; {sum(o.lines or 0 for o in counted)} lines matched"
-        if empty and not to_stdout:
-            summary += f" ({empty} archive(s) without a matching line: no file written)"
+        summary += f"; {matched} lines matched"
+        if empty == len(counted) and not failed:
+            summary += ": nothing written"
+        elif empty:
+            summary += f" ({empty} archive(s) without a matching line: nothing written for them)"
     if failed:
         summary += f"; {failed} failed"
-    log.info("%s", summary)
     if not_yet:
-        log.info("%d still being restored", len(not_yet))
-    return 1 if failed or not_yet else 0
+        cold = sorted_out.cold  # without --restore only earlier requests are under way
+        restoring = len(not_yet) if args.restore else sum(
+            1 for o in not_yet if o.key in cold and cold[o.key][1].state == restores.RESTORING)
+        if restoring:
+            summary += f"; {restoring} still being restored"
+        if len(not_yet) > restoring:
+            summary += f"; {len(not_yet) - restoring} in cold storage, not restored"
+    log.info("%s", summary)
+    empty_result = opts.line_filter.active and not args.verify_only and not failed and matched == 0
+    return 1 if failed or not_yet or (args.fail_on_empty and empty_result) else 0
 
 
 # ---------------------------------------------------------------------------------------
@@ -342,6 +363,7 @@ class _Sorted:
     done: list[retrieval.Outcome] = field(default_factory=list)  # written earlier, or failed already
     cold: dict[str, tuple[retrieval.Match, restores.ColdState]] = field(default_factory=dict)
     restored: int = 0  # cold archives whose restored copy is there
+    restored_labels: list[str] = field(default_factory=list)  # their storage classes
 
 
 def _sort_out(
@@ -379,7 +401,9 @@ def _sort_out(
             state = restores.state_of(m.storage_class, head)
             if state.readable:
                 out.ready.append(m)
-                out.restored += state.state == restores.RESTORED
+                if state.state == restores.RESTORED:
+                    out.restored += 1
+                    out.restored_labels.append(state.label)
             else:
                 out.cold[m.key] = (m, state)
     return out
@@ -425,7 +449,7 @@ def _restore(args: argparse.Namespace, s3: Any, sorted_out: _Sorted, say: Callab
         else:
             waiting[key] = m
     counts = Counter(a for a in answers.values() if isinstance(a, str))
-    classes = _by_class(Counter(st.label for _, st in cold.values()))
+    classes = _by_class(Counter([*(st.label for _, st in cold.values()), *sorted_out.restored_labels]))
     say(f"cold archives: {len(cold) + sorted_out.restored} ({classes}); restore requested: "
         f"{counts['requested']}, in progress: {counts['in progress']}, ready: {sorted_out.restored}"
         + (f", refused: {len(lost)}" if lost else ""))

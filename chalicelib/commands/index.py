@@ -11,7 +11,7 @@ from ..download.selection import parse_instant
 from ..errors import LogarchiveError, UsageError, describe
 from ..index import Indexer, IndexStore
 from ..times import SYNTAX
-from ._common import add_endpoint_options
+from ._common import add_deprecated, add_endpoint_options, add_format_option
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,7 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--start", required=True, help=f"from this time: {SYNTAX}")
     q.add_argument("--end", required=True, help="until this time, excluded (same syntax)")
     q.add_argument("--include-deleted", action="store_true", help="also list deleted archives")
-    q.add_argument("--json", action="store_true", help="one JSON entry a line")
+    add_format_option(q, ("text", "json"), "text", "json: one JSON entry a line")
+    add_deprecated(q, "--json", new="--format json", dest="fmt", nargs=0, const="json")
     add_endpoint_options(q)
     q.set_defaults(func=run_query)
 
@@ -85,7 +86,7 @@ def run_query(args: argparse.Namespace) -> int:
         read += page.items_read
         for e in page.entries:
             n += 1
-            if args.json:
+            if args.fmt == "json":
                 print(json.dumps(e.public(), sort_keys=True))
             else:
                 print(f"{e.first:%Y-%m-%dT%H:%M:%S} {e.last:%Y-%m-%dT%H:%M:%S} {e.state:7} {e.key}")

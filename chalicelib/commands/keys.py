@@ -15,6 +15,7 @@ import tempfile
 
 from ..errors import LogarchiveError, UsageError
 from ..keyring import KEYS_ENV, MasterKey, gather_keys, parse_keys, read_secret_file
+from ..options import add_deprecated
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="with --output: add the key last, a decrypt-only key for now (default: first)")
     gen.set_defaults(func=run_generate)
     ids = ksub.add_parser("id", help="print the ids of keys (never the keys)")
-    ids.add_argument("--key-file", "--decryption-keys-file", dest="key_files", action="append", default=[],
+    add_deprecated(ids, "--decryption-keys-file", new="--key-file", dest="key_files", metavar="FILE")
+    ids.add_argument("--key-file", dest="key_files", action="append", default=[],
                      metavar="FILE", help=f"read keys from FILE (default: ${KEYS_ENV}, else stdin)")
     ids.set_defaults(func=run_id)
     sig = ksub.add_parser("signing-generate", help="make an Ed25519 key pair that signs digests; "

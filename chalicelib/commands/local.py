@@ -9,6 +9,7 @@ import threading
 from contextlib import ExitStack
 
 from ..errors import LogarchiveError, UsageError
+from ..options import add_deprecated
 
 DESCRIPTION = """\
 Start the embedded local AWS (moto's server on 127.0.0.1) with everything a stage has, and keep
@@ -46,6 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--key-file", metavar="K",
                     help="file of base64 master keys, one a line, for retrieval jobs "
                     "(required with --api-port; default: none)")
+    add_deprecated(up, "--decryption-keys-file", new="--key-file", dest="key_file", metavar="K")
     up.set_defaults(func=run_up)
     fake = lsub.add_parser(
         "fake-docker", help="write a Docker data root with a few exited containers, to ship from",

@@ -22,9 +22,9 @@ from ..errors import EnvelopeError, LogarchiveError, UsageError
 from ._common import (
     add_compression_option,
     add_endpoint_options,
+    add_jobs_option,
     add_key_options,
     keyring_from_args,
-    positive_int,
 )
 
 MAX_INSTRUCTION = 1 << 16
@@ -37,8 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_key_options(s, encrypt=True)
     add_endpoint_options(s)
     add_compression_option(s)
-    s.add_argument("--threads", type=positive_int, metavar="N",
-                   help="compress with N threads (default: every CPU this process may use)")
+    add_jobs_option(s, None, "compress with N threads", "--threads", dest="threads",
+                    default_text="every CPU this process may use")
     s.set_defaults(func=run_seal)
 
     u = sub.add_parser("unseal", help="decrypt a sealed local file (envelope from IN.instruction)")

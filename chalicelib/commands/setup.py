@@ -13,6 +13,7 @@ from .. import aws
 from ..awserrors import error_label
 from ..errors import LogarchiveError, UsageError
 from ..setup import (
+    alarms,
     bucket_policy,
     check,
     deployment,
@@ -64,8 +65,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_endpoint_options(rp)
     rp.set_defaults(func=run_replication)
 
-    cp = ssub.add_parser("check", help="check a customer bucket against the prerequisites")
-    cp.add_argument("--bucket", required=True, help="the customer's bucket")
+    cp = ssub.add_parser("check", help="check a customer bucket against the prerequisites; list a "
+                         "stage's alarms")
+    cp.add_argument("--bucket", help="the customer's bucket (required unless --stage)")
+    cp.add_argument("--stage", help="also list this Chalice stage's alarms, from .chalice/config.json "
+                    "(default: none)")
+    cp.add_argument("--project-dir", default=".", help="the Chalice project, with --stage (default: .)")
     cp.add_argument("--stack-region",
                     help="the region the stack runs in (default: --region, else the session's region)")
     cp.add_argument("--role-arn", default="",
@@ -214,6 +219,16 @@ def run_lifecycle(args: argparse.Namespace) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    if not args.bucket and not args.stage:
+        raise UsageError("the following arguments are required: --bucket (or --stage)")
+    if args.stage:
+        lines = alarms.stage_listing(args.project_dir, args.stage)
+        print(f"stage {args.stage}: {len(lines)} alarms, each notifying logarchive-{args.stage}-alarms "
+              "(docs/OPERATIONS.md §6)")
+        for line in lines:
+            print(f"  {line}")
+    if not args.bucket:
+        return 0
     s3 = aws.client("s3", endpoint_url=args.endpoint_url, region=args.region)
     stack_region = args.stack_region or args.region or boto3.session.Session().region_name
     if not stack_region:

@@ -91,7 +91,7 @@ def archive_step(endpoint: str, buckets: local_aws.StackBuckets, key_file: Path)
     run(["archive", "--once", "--staging", f"s3://{buckets.staging}/staged", "--archive-bucket",
          buckets.archive, "--replicate-to", buckets.customer, "--stack", STACK,
          "--key-file", str(key_file), "--signing-key-file", str(OUT / "signing.pem"),
-         "--endpoint-url", endpoint])
+         "--table", local_stack.LocalStage(STACK).table("leases"), "--endpoint-url", endpoint])
     s3 = boto3.client("s3")
     left = s3.list_objects_v2(Bucket=buckets.staging, Prefix="staged/").get("KeyCount", 0)
     print(f"staged objects left after archiving: {left}")

@@ -168,7 +168,8 @@ class LocalStage:
         return [
             f"buckets (versioned): {b.staging} (staging), {b.archive} (archive), {b.customer} (customer), "
             f"{self.results_bucket} (retrieval results)",
-            "tables: " + ", ".join(self.table(t) for t in self.TABLES),
+            "tables: " + ", ".join(self.table(t) for t in self.TABLES)
+            + f" (idempotency: leases and the digest chain; archive --once --table {self.table('leases')})",
             "queues: " + ", ".join(self.queue(q) for q in self.QUEUES),
             f"secrets: {self.token_secret} (API page tokens)"
             + (f", {self.keys_secret} (the --key-file keys)" if keys else ""),

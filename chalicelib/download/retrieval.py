@@ -290,6 +290,9 @@ class Retriever:
         try:
             parts.append(PartFile(scratch_dir, durable=False))
             produced, res, written = self._produce(match, parts, scratch_dir, durable=False)
+            if written.lines == 0 and self.opts.line_filter.active:
+                # No line passed the filter: nothing to write (not even an empty gzip member).
+                return Outcome(match.key, True, ciphertext_bytes=res.ciphertext_bytes, lines=0), None
             parts.remove(produced)
             return Outcome(match.key, True, ciphertext_bytes=res.ciphertext_bytes, output_bytes=written.bytes,
                            lines=written.lines), produced

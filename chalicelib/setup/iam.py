@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..digest import pending_prefix, stack_digests_prefix
+from ..digest import stack_digests_prefix
 from ..settings import ReplicationMode
-from ..staged import ARCHIVED_PREFIX, PENDING_PREFIX, QUARANTINE_PREFIX
+from ..staged import ARCHIVED_PREFIX, PENDING_PREFIX, QUARANTINE_PREFIX, RETIRE_PREFIX, heartbeat_key
 from .resources import StageResources
 
 Statement = dict[str, Any]
@@ -82,22 +82,37 @@ def _keys(res: StageResources, *, encrypt: bool, decrypt: bool) -> list[Statemen
     return out
 
 
+def _digest_records(res: StageResources) -> list[str]:
+    from ..archiver.digest_table import records_prefix
+
+    return [f"{records_prefix(res.stack)}*"]
+
+
 def _digest_sealing(res: StageResources) -> list[Statement]:
-    """The scheduler alone seals digests (chalicelib/archiver/sealing.py): it reads and clears the
-    workers' records, moves the chain head, writes each digest to the archive bucket (and, in
-    direct mode, every customer bucket; S3 Replication's second rule otherwise), and signs."""
+    """The scheduler alone seals digests (chalicelib/archiver/sealing.py): it reads the chain's
+    state and the workers' records in the idempotency table (no writer of a bucket can touch
+    them), HEADs each recorded archive, commits the chain item, marks the records sealed, writes
+    each digest to the archive bucket (and, in direct mode, every customer bucket; S3
+    Replication's second rule otherwise), and signs."""
     if not res.digests:
         return []
     # Imported here: sealing loads telemetry, whose Powertools logger would print every CLI
     # command's log records as JSON on stdout (commands/setup imports this module).
-    from ..archiver.sealing import head_key
+    from ..archiver.digest_table import chain_id
+    from ..archiver.sealing import staged_prefix
 
     stack = res.stack
+    table = res.table_arn(res.idempotency_table)
     statements = [
-        _st("DigestRecords", ["s3:GetObject", "s3:DeleteObject"],
-            _objects(res.archive_bucket, pending_prefix(stack))),
-        _st("DigestChainHead", ["s3:GetObject", "s3:PutObject"],
-            f"arn:aws:s3:::{res.archive_bucket}/{head_key(stack)}"),
+        # The chain item (conditional put) and the records (read, then kept as sealed).
+        _st("DigestChainState", ["dynamodb:GetItem", "dynamodb:PutItem"], table,
+            Condition={"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [chain_id(stack)]}}),
+        _st("DigestRecords", ["dynamodb:Scan", "dynamodb:BatchWriteItem"], table),
+        # Each recorded archive (and its instruction file) is checked with a HEAD before signing.
+        _st("CheckRecordedArchives", ["s3:GetObject"], _objects(res.archive_bucket, res.archive_prefix)),
+        # A digest's body waits here between the chain's commit and the digest object's write.
+        _st("StagedDigest", ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+            _objects(res.archive_bucket, staged_prefix(stack))),
         _st("WriteDigests", ["s3:GetObject", "s3:PutObject"],
             [_objects(b, stack_digests_prefix(stack))
              for b in (res.archive_bucket, *res.direct_destinations)]),
@@ -119,6 +134,13 @@ def archive_scheduler(res: StageResources) -> list[Statement]:
         _list("ListStaging", res.staging_bucket),
         _st("ReadStagedMetadata", ["s3:GetObject"], _objects(res.staging_bucket, res.staging_prefix)),
         _st("FanOut", ["sqs:SendMessage", "sqs:GetQueueAttributes"], res.work_queue.arn),
+        # Hosts (archiver/heartbeats.py): heartbeats are read as staged objects are (above); an
+        # operator's retirement requests are read and cleared once sealed, with the retired host's
+        # heartbeat.
+        _st("HostRetirements", ["s3:GetObject", "s3:DeleteObject"],
+            [_objects(res.staging_bucket, f"{RETIRE_PREFIX}{res.stack}/"),
+             _bucket(res.staging_bucket) + "/"
+             + heartbeat_key(res.staging_prefix.strip("/"), res.stack, "*")]),  # any host's
         # In-flight leases (chalicelib/archiver/lease.py): conditional put, release by delete.
         _st("RunLease", ["dynamodb:PutItem", "dynamodb:DeleteItem"], res.table_arn(res.idempotency_table)),
         # Every run aborts multipart uploads crashed workers left (scheduler.py, older than a day)
@@ -168,9 +190,11 @@ def archive_worker(res: StageResources) -> list[Statement]:
     if res.replication_mode == ReplicationMode.S3_REPLICATION:
         statements.append(_st("MarkPending", ["s3:PutObject"], _objects(res.staging_bucket, PENDING_PREFIX)))
     if res.digests:
-        # A record of each finished archive or quarantined segment, for the scheduler's next digest.
-        statements.append(_st("RecordForDigest", ["s3:PutObject"],
-                              _objects(res.archive_bucket, pending_prefix(res.stack))))
+        # A record of each finished archive or explained event, for the scheduler's next digest:
+        # created once (a conditional put), and only under the stack's record ids.
+        only_records = {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": _digest_records(res)}}
+        statements.append(_st("RecordForDigest", ["dynamodb:PutItem"], res.table_arn(res.idempotency_table),
+                              Condition=only_records))
     return statements
 
 

@@ -109,6 +109,10 @@ class StageResources:
     signing_kms_key_arn: str = ""
     signing_key_secret: str = ""
     signing_key_parameter: str = ""
+    # Where the Lambdas' EMF metrics land (telemetry.py): the alarms on them (alarms.py) must match.
+    metrics_namespace: str = "logarchive"
+    metrics_service: str = "logarchive"
+    host_silent_seconds: int = 21600
 
     @classmethod
     def from_env(cls, stage: str, env: Env) -> StageResources:
@@ -160,6 +164,9 @@ class StageResources:
             signing_kms_key_arn=s.signing_kms_key_id,
             signing_key_secret=s.signing_key_secret,
             signing_key_parameter=s.signing_key_parameter,
+            metrics_namespace=env.get("POWERTOOLS_METRICS_NAMESPACE", "").strip() or "logarchive",
+            metrics_service=env.get("POWERTOOLS_SERVICE_NAME", "").strip() or "logarchive",
+            host_silent_seconds=s.host_silent_seconds,
         )
         if not (res.kms_key_arn or res.keys_secret or res.keys_parameter):
             raise DeploymentConfigError(

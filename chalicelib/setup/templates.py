@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..settings import ReplicationMode
+from . import alarms
 from .iam import replication_role_policy
 from .post_deploy import EPHEMERAL_STORAGE_MB
 from .resources import StageResources, cfn_name
@@ -117,6 +118,7 @@ def infra_resources(res: StageResources) -> dict[str, Any]:
             },
         },
     }
+    resources.update(alarms.resources(res))  # no archive run, a silent host, seal failures, a failed job
     if not res.api_token_secret.startswith("arn:"):  # an ARN names a secret managed elsewhere
         resources["ApiTokenSecret"] = {
             "Type": "AWS::SecretsManager::Secret",

@@ -7,10 +7,17 @@ import argparse
 import logging
 import signal
 import sqlite3
-import sys
 import threading
 import time
 
+from ..options import (
+    add_aws_options,
+    add_deprecated,
+    add_progress_option,
+    aws_profile,
+    positive_int,
+    progress_enabled,
+)
 from .config import ENV_PREFIX, ShipConfig
 from .loop import Shipper
 from .report import ProgressLine
@@ -36,19 +43,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     mode.add_argument("--once", action="store_const", const=True, default=None,
                       help="one pass, print a summary, exit (1 if a problem was met)")
     mode.add_argument("--interval", help="daemon mode: a pass every INTERVAL (like 60s); SIGTERM stops "
-                      "(default: none; --once or --interval is required)")
+                      "(default: none; --once or --interval is required; the command line's choice overrides "
+                      "the environment's, which overrides the config file's)")
     p.add_argument("--max-age", help="ship a running container's log once its oldest unshipped line "
-                   "is older than this (default 24h; 0 = never)")
+                   "is older than this (default 1h; 0 = never)")
     p.add_argument("--settle", help="quiet time before a stopped container's unterminated last line "
                    "ships (default 30s)")
+    p.add_argument("--metrics-file", help="after each pass, write its figures to this file in Prometheus's "
+                   "text format for node_exporter's textfile collector (default: none)")
     p.add_argument("--dry-run", action="store_const", const=True, default=None,
                    help="print what would ship; upload nothing, change no state")
-    # Not _common.add_endpoint_options: that module imports the key ring (cryptography, ~2 MiB
+    # chalicelib.options, not commands/_common: that imports the key ring (cryptography, ~2 MiB
     # of RSS) which the shipper never needs.
-    p.add_argument("--endpoint-url", help="S3-compatible endpoint (default: $AWS_ENDPOINT_URL, else AWS)")
-    p.add_argument("--region", help="AWS region (default: the boto3 credential chain's)")
-    p.add_argument("--part-size", help="multipart part size (default 8MiB)")
-    p.add_argument("--concurrency", type=int, help="parts in flight per upload (default 1: lowest memory)")
+    add_aws_options(p)
+    p.add_argument("--part-size", help="multipart part size, like 8MiB (default 8MiB)")
+    p.add_argument("--jobs", type=positive_int, metavar="N",
+                   help="parts in flight per upload (default 1: lowest memory)")
+    add_deprecated(p, "--concurrency", new="--jobs", dest="jobs", type=positive_int, metavar="N")
+    add_progress_option(p)
     p.add_argument("--max-attempts", type=int, help="S3 attempts per request, with backoff (default 8)")
     for what in ("app", "database", "endpoint", "service"):
         p.add_argument(f"--{what}-label", help=f"container label holding the {what} id "
@@ -61,14 +73,15 @@ def run(args: argparse.Namespace) -> int:
     cfg = ShipConfig.resolve(cli, config_path=args.config)
     logging.getLogger("botocore").setLevel(logging.WARNING)  # one line per event of ours, not theirs
     stop = threading.Event()
-    progress = ProgressLine() if (cfg.once and not cfg.dry_run and sys.stderr.isatty()) else None
-    shipper = Shipper(cfg, stop=stop, progress=progress)
-    try:
-        return _run(cfg, shipper, stop, progress)
-    except sqlite3.Error as exc:  # the state file failed mid-pass (locked, disk full, damaged)
-        raise state_error(cfg.state, exc) from None
-    finally:
-        shipper.close()
+    progress = ProgressLine() if (cfg.once and not cfg.dry_run and progress_enabled(args)) else None
+    with aws_profile(cfg.profile):  # --profile, LOGARCHIVE_SHIP_PROFILE or profile = "..."
+        shipper = Shipper(cfg, stop=stop, progress=progress)
+        try:
+            return _run(cfg, shipper, stop, progress)
+        except sqlite3.Error as exc:  # the state file failed mid-pass (locked, disk full, damaged)
+            raise state_error(cfg.state, exc) from None
+        finally:
+            shipper.close()
 
 
 def _run(cfg: ShipConfig, shipper: Shipper, stop: threading.Event, progress: ProgressLine | None) -> int:

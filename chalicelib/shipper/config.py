@@ -14,11 +14,16 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from ..errors import LogarchiveError, UsageError
+from ..options import parse_size, warn_deprecated
+
+__all__ = ["ENV_PREFIX", "DEPRECATED", "ShipConfig", "parse_duration", "parse_size"]
 
 ENV_PREFIX = "LOGARCHIVE_SHIP_"
+# The mode is one option with two spellings: the highest-precedence source that sets either
+# decides, and one source may not set both.
+MODE = ("once", "interval")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*\Z", re.ASCII)
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
-_SIZE = re.compile(r"^\s*(\d+)\s*([kmg]i?b?)?\s*\Z", re.I | re.ASCII)
 
 
 def parse_duration(text: str | float | int) -> float:
@@ -33,20 +38,15 @@ def parse_duration(text: str | float | int) -> float:
     return float(m[1]) * _UNITS[m[2]]
 
 
-def parse_size(text: str | int) -> int:
-    if isinstance(text, int):
-        return text
-    m = _SIZE.match(text)
-    if not m:
-        raise LogarchiveError(f"{text!r} is not a size (like 8MiB)")
-    unit = (m[2] or "").lower()[:1]
-    return int(m[1]) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[unit]
-
-
 def _bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
     return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+# Old spellings of options (command line, LOGARCHIVE_SHIP_<NAME>, config file): they still
+# apply this release, with a deprecation line on stderr.
+DEPRECATED = {"concurrency": "jobs"}
 
 
 @dataclass
@@ -58,18 +58,20 @@ class ShipConfig:
     host: str = ""
     once: bool = False
     interval: float = 0.0  # seconds between passes in daemon mode
-    max_age: float = 24 * 3600.0  # 0 = off
+    max_age: float = 3600.0  # 0 = off; bounds how long a running container's complete line waits
     settle: float = 30.0  # a stopped container's unterminated last line ships after this quiet time
     dry_run: bool = False
+    profile: str = ""
     endpoint_url: str = ""
     region: str = ""
     part_size: int = 8 << 20
-    concurrency: int = 1  # parts in flight; each more costs ~3 MiB RSS (see docs/PERFORMANCE.md)
+    jobs: int = 1  # parts in flight; each more costs ~3 MiB RSS (see docs/PERFORMANCE.md)
     max_attempts: int = 8
     app_label: str = "logarchive.app_id"
     database_label: str = "logarchive.database_id"
     endpoint_label: str = "logarchive.endpoint_id"
     service_label: str = "logarchive.service_id"
+    metrics_file: str = ""  # node_exporter textfile (heartbeat.py); "" = none
 
     @classmethod
     def option_names(cls) -> list[str]:
@@ -91,17 +93,27 @@ class ShipConfig:
             except tomllib.TOMLDecodeError as exc:
                 raise LogarchiveError(f"config file {path}: {exc}") from None
             data = data.get("ship", data)  # a [ship] table, or top-level keys
+            from_file: dict[str, Any] = {}
             for k, v in data.items():
                 name = k.replace("-", "_")
+                if name in DEPRECATED:  # an old spelling still applies, this release
+                    warn_deprecated(f"{k!r} in config file {path}", repr(DEPRECATED[name]))
+                    name = DEPRECATED[name]
                 if name not in cls.option_names():
                     raise LogarchiveError(f"config file {path}: unknown option {k!r}")
-                merged[name] = v
+                from_file[name] = v
+            _merge(merged, from_file, f"config file {path}")
+        from_env: dict[str, Any] = {}
+        for old, name in DEPRECATED.items():
+            if ENV_PREFIX + old.upper() in env:
+                warn_deprecated(ENV_PREFIX + old.upper(), ENV_PREFIX + name.upper())
+                from_env[name] = env[ENV_PREFIX + old.upper()]
         for name in cls.option_names():
             if ENV_PREFIX + name.upper() in env:
-                merged[name] = env[ENV_PREFIX + name.upper()]
-        for name, v in cli.items():
-            if v is not None and name in cls.option_names():
-                merged[name] = v
+                from_env[name] = env[ENV_PREFIX + name.upper()]
+        _merge(merged, from_env, "the environment")
+        _merge(merged, {name: v for name, v in cli.items() if v is not None and name in cls.option_names()},
+               "the command line")
         cfg = cls()
         for name, v in merged.items():
             setattr(cfg, name, _coerce(name, v, getattr(cls(), name)))
@@ -121,6 +133,27 @@ class ShipConfig:
                              f"come from {ENV_PREFIX}<NAME> or a config file)")
         if "/" in self.host or "/" in self.stack:
             raise LogarchiveError("stack and host names cannot contain '/'")
+
+
+def _sets_mode(name: str, value: Any) -> bool:
+    """Does ``name = value`` choose a mode? ``once = false`` and ``interval = 0`` choose none."""
+    try:
+        return _bool(value) if name == "once" else parse_duration(value) > 0
+    except LogarchiveError:
+        return True  # a bad duration: chosen, and refused with its own message later
+
+
+def _merge(merged: dict[str, Any], source: dict[str, Any], where: str) -> None:
+    """Lay one source over the lower ones. A source that sets ``--once`` or ``--interval``
+    replaces the mode of lower sources whole; setting both is a usage error."""
+    chosen = [name for name in MODE if name in source and _sets_mode(name, source[name])]
+    if len(chosen) == 2:
+        raise UsageError(f"{where} sets both once and interval: one mode only (--once: one pass; "
+                         "--interval: a daemon)")
+    if chosen:
+        for name in MODE:
+            merged.pop(name, None)
+    merged.update(source)
 
 
 def _coerce(name: str, value: Any, default: Any) -> Any:

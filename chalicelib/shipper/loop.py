@@ -20,6 +20,7 @@ from ..errors import LogarchiveError
 from ..staged import CUT_FROM_META, EVENT_META, GZIP, IDENTITY, staged_metadata
 from . import eligibility
 from .config import ShipConfig
+from .heartbeat import PassReporter, pass_line, waiting
 from .identity import GzipIncomplete, read_head, same_file
 from .report import Summary, human
 from .scan import Container, LogFile, scan_root
@@ -81,8 +82,9 @@ class Shipper:
         self.state = State(cfg.state, readonly=cfg.dry_run)
         self.client = client or make_client(cfg.endpoint_url or None, cfg.region or None, cfg.max_attempts)
         self.uploader = Uploader(self.client, self.staging.bucket, part_size=cfg.part_size,
-                                 concurrency=cfg.concurrency, stop=self.stop)
+                                 concurrency=cfg.jobs, stop=self.stop)
         self._dry_next: dict[str, int] = {}
+        self.reporter = PassReporter(cfg, self.client, self.staging.bucket, self.staging.prefix)
 
     def close(self) -> None:
         self.state.close()
@@ -96,10 +98,7 @@ class Shipper:
         while not self.stop.is_set():
             t0 = time.monotonic()
             s = self.run_pass()
-            if s.segments or s.problems:
-                log.info("pass: %d segments (%s) shipped, %d problems%s", s.segments, human(s.bytes),
-                         sum(s.problems.values()),
-                         "".join(f"; {n}× {r}" for r, n in s.problems.most_common(3)))
+            log.info("%s", pass_line(s, time.monotonic() - t0))  # every pass: nothing shipped is news too
             self.stop.wait(max(0.0, self.cfg.interval - (time.monotonic() - t0)))
         log.info("stopped cleanly")
         return 0
@@ -110,6 +109,7 @@ class Shipper:
             containers = scan_root(self.cfg.docker_root)
         except OSError as exc:
             self._problem(s, ROOT, self.cfg.docker_root, exc.strerror or str(exc))
+            self.reporter.after_pass(s)
             return s
         s.containers = len(containers)
         present = {c.id for c in containers}
@@ -122,6 +122,7 @@ class Shipper:
             self._container(c, s)
         if not self.cfg.dry_run:
             self._explain_abandoned(s)
+        self.reporter.after_pass(s)  # the heartbeat (and --metrics-file)
         return s
 
     def _explain_abandoned(self, s: Summary) -> None:
@@ -234,6 +235,7 @@ class Shipper:
                 if d.end is None:
                     if d.reason != eligibility.NOTHING_NEW:
                         s.wait(d.reason, label)
+                        s.backlog(*waiting(fh, shipped, st.st_size))
                     return True
                 end, closes = d.end, False
             staged = Staged(fh, f.gz, encoding, shipped, end)
@@ -260,7 +262,10 @@ class Shipper:
                 s.shipped(c.id, m.size)
                 return True
             self.state.plan(src, seg)
-            return self._send(seg, staged, m, label, s, fresh=True)
+            sent = self._send(seg, staged, m, label, s, fresh=True)
+            if f.rotation == 0 and not f.gz:  # what this live log still holds back
+                s.backlog(*waiting(fh, m.end if sent else shipped, st.st_size))
+            return sent
 
     def _part_size(self, staged: Staged, file_size: int) -> int:
         """Part size to hash parts by while measuring (0 when the size is not known up front)."""

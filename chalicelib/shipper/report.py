@@ -61,6 +61,12 @@ class Summary:
     problems: Counter = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     planned: list[str] = field(default_factory=list)  # --dry-run lines
+    # For the heartbeat (heartbeat.py): bytes of live logs not staged after the pass, the Docker
+    # time (epoch seconds) of the oldest complete line among them, the pass's last problem.
+    waiting_bytes: int = 0
+    oldest_waiting: float | None = None
+    last_error: str = ""
+    started: float = field(default_factory=time.time)
     on_shipped: Callable[[Summary], None] | None = field(default=None, repr=False)  # a progress line
 
     def shipped(self, container_id: str, size: int, *, recovered: bool = False) -> None:
@@ -83,7 +89,14 @@ class Summary:
 
     def problem(self, reason: str, what: str) -> None:
         self.problems[reason] += 1
+        self.last_error = f"{what}: {reason}"
         self._example(reason, what)
+
+    def backlog(self, size: int, oldest: float | None) -> None:
+        """``size`` bytes of a live log wait, the oldest complete line among them of ``oldest``."""
+        self.waiting_bytes += size
+        if oldest is not None and (self.oldest_waiting is None or oldest < self.oldest_waiting):
+            self.oldest_waiting = oldest
 
     def _example(self, reason: str, what: str) -> None:
         if len(self.examples[reason]) < 3:

@@ -59,6 +59,55 @@ EVENT = {
 }
 
 
+# The envelope of one archive object, as a HEAD returns its user metadata (names without
+# ``x-amz-meta-``), with logarchive fields the envelope form leaves out, and an x-amz-matdesc whose
+# spacing a re-serialisation would change.
+ENVELOPE_METADATA = {
+    "logarchive-bytes": "4567",
+    "logarchive-key-id": "ab" * 32,
+    "x-amz-cek-alg": "AES/GCM/NoPadding",
+    "x-amz-iv": "AAECAwQFBgcICQoL",
+    "x-amz-key-v2": "ZmFrZSB3cmFwcGVkIGRhdGEga2V5IChub3QgcmVhbCk=",
+    "x-amz-matdesc": '{"kms_cmk_id": "alias/logarchive", "aws:x-amz-cek-alg": "AES/GCM/NoPadding"}',
+    "x-amz-tag-len": "128",
+    "x-amz-unencrypted-content-length": "1218",
+    "x-amz-wrap-alg": "kms+context",
+}
+ENVELOPE_NAMES = ("x-amz-cek-alg", "x-amz-iv", "x-amz-key", "x-amz-key-v2", "x-amz-matdesc",
+                  "x-amz-tag-len", "x-amz-unencrypted-content-length", "x-amz-wrap-alg")
+
+
+def envelope_form(metadata: dict) -> bytes:
+    """docs/FORMAT.md: present envelope fields in byte order of name, ``name:value\\n``."""
+    return "".join(f"{n}:{metadata[n]}\n" for n in ENVELOPE_NAMES if n in metadata).encode()
+
+
+POD_UID = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+CRI_CONTAINER = f"{POD_UID}_web_2"
+HOST = {
+    "host": "node-1", "time": "2026-11-30T13:25:00.123456Z", "shipper_version": "0.9.0",
+    "containers_seen": 3, "bytes_shipped": 123456, "bytes_waiting": 0,
+    "oldest_waiting_age_seconds": None, "last_error": "",
+}
+RETIRED = {"host": "host-2", "at": "2026-11-30T13:00:00.000000Z", "reason": "decommissioned"}
+
+
+def archive_v2() -> dict:
+    return {
+        **ARCHIVE,
+        "key": "teststack/shareable/v3/" + "ab" * 32 + "/apps-1234/service-5678/" + CRI_CONTAINER
+        + "-json.log.1.2026-11-30T12:00:00.2026-11-30T12:59:59.archived.gz",
+        "container_id": CRI_CONTAINER, "host": "node-1",
+        "source": f"staging/teststack/node-1/{CRI_CONTAINER}/00000001-0123456789abcdef.log",
+        "segment": 1, "byte_start": 0, "byte_end": 4567,
+        "first_time": "2026-11-30T12:00:00.000001Z", "last_time": "2026-11-30T12:59:59.999999Z",
+        "envelope_sha256": hashlib.sha256(envelope_form(ENVELOPE_METADATA)).hexdigest(),
+        "source_format": "cri",
+        "k8s": {"namespace": "shop", "pod_name": "web-7d9f", "pod_uid": POD_UID, "container_name": "web",
+                "restart_count": 2, "container_id": ""},
+    }
+
+
 def canonical(doc: dict) -> bytes:
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
@@ -74,15 +123,20 @@ def key_of(stack: str, seq: int, end: str) -> str:
     return f"_logarchive/digests/{stack}/{day}/{seq:010d}-{compact}.json"
 
 
-def document(seq, start, end, prev_key, prev_sha, prev_sig, alg, key_id, archives, events) -> dict:
-    return {
-        "version": 1, "stack": "teststack", "sequence": seq,
+def document(seq, start, end, prev_key, prev_sha, prev_sig, alg, key_id, archives, events,
+             version=1, hosts=(), retired=()) -> dict:
+    doc = {
+        "version": version, "stack": "teststack", "sequence": seq,
         "digest_start_time": start, "digest_end_time": end,
         "previous_digest_key": prev_key, "previous_digest_sha256": prev_sha,
         "previous_digest_signature": prev_sig,
         "signature_algorithm": alg, "signing_key_id": key_id,
         "archives": archives, "events": events,
     }
+    if version >= 2:
+        doc["hosts"] = list(hosts)
+        doc["retired_hosts"] = list(retired)
+    return doc
 
 
 def files() -> dict[str, bytes]:
@@ -113,6 +167,27 @@ def files() -> dict[str, bytes]:
     key2 = key_of("teststack", 2, end2)
     string2 = "\n".join((end2, key2, hashlib.sha256(body2).hexdigest(), sig1.hex())).encode()
     sig2 = p256.sign(string2, ec.ECDSA(hashes.SHA256(), deterministic_signing=True))
+    # 3: version 2, Ed25519, chained on digest 2: a CRI archive with its envelope hash, a docker
+    # abandoned event, one host's heartbeat, one retired host.
+    end3 = "2026-11-30T13:30:00.000000Z"
+    event3 = {**EVENT, "type": "abandoned", "location": "", "reason": "bytes deleted by Docker before staging",
+              "segment": 8, "source": "/var/lib/docker/containers/" + "ef" * 32 + "/" + "ef" * 32 + "-json.log",
+              "source_format": "docker", "k8s": None}
+    doc3 = document(3, end2, end3, key2, hashlib.sha256(body2).hexdigest(), sig2.hex(), "Ed25519",
+                    spki_id(ed.public_key()), [archive_v2()], [event3], version=2, hosts=[HOST],
+                    retired=[RETIRED])
+    body3 = canonical(doc3)
+    key3 = key_of("teststack", 3, end3)
+    string3 = "\n".join((end3, key3, hashlib.sha256(body3).hexdigest(), sig2.hex())).encode()
+    sig3 = ed.sign(string3)
+    canon = envelope_form(ENVELOPE_METADATA)
+    out.update({
+        "digest-3.json": body3, "digest-3.key": key3.encode(), "digest-3.signing-string": string3,
+        "digest-3.sig": sig3,
+        "envelope-metadata.json": canonical(ENVELOPE_METADATA),
+        "envelope.canonical": canon,
+        "envelope.sha256": hashlib.sha256(canon).hexdigest().encode(),
+    })
     out.update({
         "digest-1.json": body1, "digest-1.key": key1.encode(), "digest-1.signing-string": string1,
         "digest-1.sig": sig1,
