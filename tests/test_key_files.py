@@ -25,7 +25,7 @@ def _key_file(path, mode=0o600) -> str:
     ["keys", "id", "--key-file", "{f}"],
     ["keys", "generate", "--output", "{f}"],
     ["seal", "--key-file", "{f}", "{f}", "{f}.out"],
-    ["digest", "backfill", "--signing-key-file", "{f}", "--bucket", "b", "--stack", "s"],
+    ["digest", "backfill", "--signing-key-file", "{f}", "--bucket", "b", "--stack", "s", "--table", "t"],
 ])
 @pytest.mark.parametrize("kind", ["fifo", "device", "directory", "too-big"])
 def test_a_key_file_that_is_not_a_small_regular_file_is_refused(tmp_path, capsys, argv, kind) -> None:

@@ -78,7 +78,7 @@ def key_handling_commands() -> set[str]:
 
 
 RAN_WITH_RAW_KEYS = {"keys generate", "keys id", "keys signing-generate", "local up", "archive",
-                     "logs-from-archive", "seal", "unseal", "digest backfill", "audit"}
+                     "logs-from-archive", "seal", "unseal", "digest backfill", "digest adopt", "audit", "status"}
 
 
 def test_every_key_handling_command_is_run_here() -> None:
@@ -122,7 +122,12 @@ def test_the_tour_with_verbose_shows_no_master_key(tmp_path: Path) -> None:
 export AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1
 logarchive keys id --key-file master.key
 logarchive audit --bucket prod-customer-logs --stack prod --public-key-file signing.pub.pem --deep || true
-logarchive digest backfill --bucket prod-logarchive-archive --stack prod --signing-key-file signing.pem || true
+logarchive digest backfill --bucket prod-logarchive-archive --stack prod --signing-key-file signing.pem \
+    --table prod-logarchive-leases || true
+logarchive digest adopt --bucket prod-logarchive-archive --stack prod --table prod-logarchive-leases \
+    --public-key-file signing.pub.pem || true
+logarchive status --bucket prod-customer-logs --stack prod --public-key-file signing.pub.pem \
+    --staging s3://prod-logarchive-staging/staged || true
 logarchive index query --table prod-logarchive-index --stack prod --app-id 42 --start 2022-01-01 --end 2022-01-02 || true
 logarchive setup check --bucket prod-customer-logs --stack prod || true
 """)
