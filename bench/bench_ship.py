@@ -10,7 +10,12 @@ printed. Against the local moto server (``--size-mb``, default 500) and, for the
 a 2 GB file, against ``bench/s3sink.py``, a local endpoint that discards what it receives
 (moto keeps what it stores, which makes multi-GB runs slow and memory-bound on its side).
 
-    python bench/bench_ship.py [--size-mb 500] [--rss-size-mb 2048]
+    python bench/bench_ship.py [--size-mb 500] [--rss-size-mb 2048] [--cri-size-mb 300]
+
+``--cri-size-mb``: Docker's path and the Kubernetes (CRI) path side by side: the same messages
+as a rotated ``-json.log.1`` and as a rotated ``0.log.<stamp>`` under a pods root, shipped
+alternately (three rounds each) to the discarding sink, where the shipper's own work is the
+bound; the median of each and their ratio are printed.
 """
 
 from __future__ import annotations
@@ -59,6 +64,29 @@ def make_rotated_log(root: Path, size: int) -> Path:
     os.rename(c.log_path, c.dir / f"{c.id}-json.log.1")
     c.log_path.touch()
     return c.dir / f"{c.id}-json.log.1"
+
+
+def make_rotated_cri_log(root: Path, size: int) -> Path:
+    """A Kubernetes container whose rotated ``0.log.<stamp>`` holds ``size`` bytes of CRI records
+    of the same messages as ``make_rotated_log`` (kubelet's layout under ``root``)."""
+    from chalicelib.devkit.fakekubelet import FakeKubelet, cri_time
+
+    shutil.rmtree(root, ignore_errors=True)
+    c = FakeKubelet(root).pod("bench", "big-0").container("app")
+    t0 = time.time_ns() - 3600 * 10**9
+    written, i = 0, 0
+    while written < size:
+        lines = []
+        for _ in range(10000):
+            i += 1
+            lines.append(b"%s stdout F GET /api/items/%d HTTP/1.1 200 %d bytes in %dms\n"
+                         % (cri_time(t0 + i * 1000).encode(), i, i * 37 % 99991, i % 250))
+        block = b"".join(lines)
+        c.fh.write(block)
+        written += len(block)
+    rotated = c.rotate(compress=False)
+    c.exit()
+    return rotated
 
 
 def run_child(cmd: list[str], env: dict) -> tuple[float, float, int]:
@@ -112,14 +140,58 @@ def bench(endpoint: str, root: Path, path: Path, label: str) -> None:
               flush=True)
 
 
+def bench_cri(endpoint: str, size: int) -> None:
+    """Docker's and the CRI path's throughput, side by side, alternating, three rounds each."""
+    env = {**os.environ, **local_aws.LOCAL_CREDENTIALS, "AWS_ENDPOINT_URL": endpoint, "PYTHONPATH": str(ROOT)}
+    docker_root, pods = OUT / "docker", OUT / "node"
+    docker_file = make_rotated_log(docker_root, size)
+    cri_file = make_rotated_cri_log(pods, size)
+    for path in (docker_file, cri_file):
+        with open(path, "rb") as fh:
+            while fh.read(8 << 20):
+                pass
+    results: dict[str, list[tuple[float, float]]] = {"docker": [], "cri": []}
+    for rnd in range(3):
+        for kind, root_args, path in (("docker", ["--docker-root", str(docker_root)], docker_file),
+                                      ("cri", ["--pods-root", str(pods / "pods")], cri_file)):
+            state = OUT / f"state-{kind}-{rnd}.db"
+            state.unlink(missing_ok=True)
+            t, rss, rc = run_child([sys.executable, "-m", "chalicelib.shipper", *root_args, "--staging",
+                                    f"s3://{BUCKET}/{kind}-{rnd}", "--stack", "bench", "--host", "bench",
+                                    "--state", str(state), "--once", "--max-age", "0"], env)
+            assert rc == 0, kind
+            results[kind].append((path.stat().st_size / 2**20 / t, rss))
+    med = {k: sorted(v)[1] for k, v in results.items()}
+    print(f"{size / 2**20:,.0f} MiB rotated log → sink, logarchive-ship --once, median of 3 alternating rounds")
+    for k in ("docker", "cri"):
+        print(f"  {k:6s} {med[k][0]:7.1f} MiB/s  peak RSS {med[k][1]:6.1f} MiB   rounds: "
+              + ", ".join(f"{x:.1f}" for x, _ in results[k]))
+    print(f"  CRI / Docker throughput: {med['cri'][0] / med['docker'][0]:.3f}", flush=True)
+    shutil.rmtree(docker_root, ignore_errors=True)
+    shutil.rmtree(pods, ignore_errors=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size-mb", type=int, default=500)
     ap.add_argument("--rss-size-mb", type=int, default=2048, help="0 to skip the sink run")
+    ap.add_argument("--cri-size-mb", type=int, default=300, help="0 to skip the CRI vs Docker comparison")
+    ap.add_argument("--only-cri", action="store_true", help="run only the CRI vs Docker comparison")
     a = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"Python {platform.python_version()}, {platform.system()} {platform.release()}")
+    if a.cri_size_mb:
+        port = local_aws.free_port()
+        sink = subprocess.Popen([sys.executable, str(ROOT / "bench" / "s3sink.py"), str(port)])
+        try:
+            time.sleep(0.5)
+            bench_cri(f"http://127.0.0.1:{port}", a.cri_size_mb * 2**20)
+        finally:
+            sink.terminate()
+            sink.wait()
+    if a.only_cri:
+        return 0
     root = OUT / "docker"
     path = make_rotated_log(root, a.size_mb * 2**20)
     with local_aws.moto_server() as endpoint:

@@ -2,21 +2,29 @@
 
 boto3 reads ``AWS_ENDPOINT_URL`` (and ``AWS_ENDPOINT_URL_<SERVICE>``) natively; an explicit
 ``endpoint_url`` (the CLI's ``--endpoint-url``) wins over it. Retries use botocore's
-``standard`` mode, which backs off on throttling, 5xx and connection errors.
+``standard`` mode, which backs off on throttling, 5xx and connection errors: 8 attempts, or
+``$AWS_MAX_ATTEMPTS`` as the AWS CLI reads it.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
 import boto3
 from botocore.config import Config
 
-_RETRY_CONFIG = Config(
-    retries={"max_attempts": 8, "mode": "standard"},
-    max_pool_connections=32,
-)
+
+def _retry_config() -> Config:
+    attempts = os.environ.get("AWS_MAX_ATTEMPTS", "")
+    return Config(
+        retries={"max_attempts": int(attempts) if attempts.isdigit() and int(attempts) > 0 else 8,
+                 "mode": "standard"},
+        max_pool_connections=32,
+    )
+
+
 _cache: dict[tuple[str, str | None, str | None], Any] = {}
 _lock = threading.Lock()
 
@@ -29,7 +37,7 @@ def client(service: str, *, endpoint_url: str | None = None, region: str | None 
         if found is None:
             session = boto3.session.Session()
             found = session.client(
-                service, endpoint_url=endpoint_url, region_name=region, config=_RETRY_CONFIG
+                service, endpoint_url=endpoint_url, region_name=region, config=_retry_config()
             )
             _cache[cache_key] = found
         return found

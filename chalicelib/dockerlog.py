@@ -202,7 +202,12 @@ class LineSplitter:
 
 
 class TimeSpan:
-    """Accumulates the first and last line times and the line count of a byte stream."""
+    """Accumulates the first and last line times and the line count of a byte stream.
+
+    The class attributes say where a line's time is (``crilog.TimeSpan`` puts it elsewhere)."""
+
+    Z_TIME_RE = _Z_TIME_RE
+    OFFSET_TIME_RE = _OFFSET_TIME_RE
 
     def __init__(self) -> None:
         self.first: datetime | None = None
@@ -225,9 +230,9 @@ class TimeSpan:
         offset (Docker writes ``Z``) take the exact per-line path.
         """
         n = chunk.count(b"\n")
-        found = _Z_TIME_RE.findall(chunk.translate(_Z_LOW))
+        found = self.Z_TIME_RE.findall(chunk.translate(_Z_LOW))
         extremes = [_z_time(raw) for raw in (min(found), max(found))] if found else []
-        if (len(found) < n and _OFFSET_TIME_RE.search(chunk)) or len(found) > n or None in extremes:
+        if (len(found) < n and self.OFFSET_TIME_RE.search(chunk)) or len(found) > n or None in extremes:
             # an offset time, a line with two, or an extreme that is no date: line by line
             for line in chunk.split(b"\n")[:-1]:
                 self._line(line)
@@ -240,8 +245,12 @@ class TimeSpan:
             if self.last is None or t > self.last:
                 self.last = t
 
+    @staticmethod
+    def line_time(line: bytes) -> datetime | None:
+        return line_time(line)
+
     def _line(self, line: bytes) -> None:
-        self._add(line_time(line))
+        self._add(self.line_time(line))
 
     def _add(self, t: datetime | None) -> None:
         self.lines += 1

@@ -46,9 +46,9 @@ def describe(exc: BaseException) -> str:
         cause = exc.strerror or type(exc).__name__
         return f"{exc.filename}: {cause}" if exc.filename is not None else cause
     if type(exc).__module__.startswith("botocore"):
-        if type(exc).__name__ == "NoCredentialsError":
-            return "no AWS credentials found (environment, AWS config files or an instance role)"
-        return (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+        from .awserrors import error_hint
+
+        return error_hint(exc) or (str(exc).splitlines() or [type(exc).__name__])[0][:300]
     return f"unexpected {type(exc).__name__} (run with --verbose for the traceback)"
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator
 
+from . import crilog
 from .dockerlog import LONG_LINE, LONG_TAIL, LineFilter, LogLine, LongLine, line_time
 
 # Characters Go's encoding/json (Docker's writer) never escapes: a needle made only of these
@@ -97,10 +98,31 @@ def long_line_test(flt: LineFilter) -> Callable[[LongLine], bool]:
     return test
 
 
-def accepts(flt: LineFilter) -> Callable[[bytes | LongLine], LogLine | bool]:
+def cri_accepts(flt: LineFilter) -> Callable[[bytes | LongLine], LogLine | bool]:
+    """``accepts`` for CRI records (``crilog``): each record judged by its own time, stream and
+    message (a partial record's piece alone); a record over ``LONG_LINE`` by its first bytes."""
+    needle = raw_needle(flt)
+
+    def test(raw: bytes | LongLine) -> LogLine | bool:
+        if isinstance(raw, LongLine):
+            head = raw.head
+        elif needle is not None and needle not in raw:
+            return False
+        else:
+            head = raw
+        line = crilog.log_line(head)
+        return line if flt.matches(line) else False
+
+    return test
+
+
+def accepts(flt: LineFilter, source: str = crilog.DOCKER) -> Callable[[bytes | LongLine], LogLine | bool]:
     """The full test of one raw line: False when refused, else the parsed line (when the
     exact test needed it) or True. Equivalent to ``flt.matches(LogLine.parse(raw))`` for
-    lines up to ``LONG_LINE`` bytes; longer ones are judged by ``long_line_test``."""
+    lines up to ``LONG_LINE`` bytes; longer ones are judged by ``long_line_test``.
+    ``source="cri"``: lines are CRI records (``cri_accepts``)."""
+    if source == crilog.CRI:
+        return cri_accepts(flt)
     verdict = prefilter(flt)
     long_test = long_line_test(flt)
 
@@ -118,12 +140,12 @@ def accepts(flt: LineFilter) -> Callable[[bytes | LongLine], LogLine | bool]:
     return test
 
 
-def matching_lines(lines: Iterable[bytes], flt: LineFilter) -> Iterator[bytes]:
+def matching_lines(lines: Iterable[bytes], flt: LineFilter, source: str = crilog.DOCKER) -> Iterator[bytes]:
     """The non-empty raw lines ``flt`` accepts (all of them when it is inactive)."""
     if not flt.active:
         yield from (raw for raw in lines if raw)
         return
-    test = accepts(flt)
+    test = accepts(flt, source)
     for raw in lines:
         if raw and test(raw) is not False:
             yield raw

@@ -24,7 +24,19 @@ from datetime import datetime
 from urllib.parse import quote
 
 from .dockerlog import format_utc, parse_docker_time
-from .layout import CONTAINER_RE, ID_RE, KINDS, STACK_RE, UNLABELED
+from .layout import (
+    CONTAINER_RE,
+    CRI_CONTAINER_RE,
+    DNS_LABEL_RE,
+    DNS_SUBDOMAIN_RE,
+    ID_RE,
+    K8S,
+    KINDS,
+    STACK_RE,
+    UNLABELED,
+    cri_container_id,
+    split_cri_container_id,
+)
 
 PREFIX = "logarchive-"
 QUARANTINE_PREFIX = "quarantine/"  # bad staged objects, moved aside with a reason
@@ -54,15 +66,51 @@ EVENT_REASON_META = "logarchive-event-reason"
 # On a segment after the shipper found its source cut back: the offset it had shipped up to.
 CUT_FROM_META = "logarchive-cut-from"
 _SHA_RE = re.compile(r"^[0-9a-f]{64}\Z")
+# The format of the source file: Docker's json-file (the default, no field) or CRI (kubelet's
+# /var/log/pods). A CRI segment's ``<container>`` path component is
+# ``<pod_uid>_<container_name>_<restart_count>`` (layout.CRI_CONTAINER_RE), its kind ``k8s``, its
+# resource id the namespace, and ``logarchive-k8s-*`` name the pod and container.
+FORMAT_META = "logarchive-format"
+DOCKER, CRI = "docker", "cri"
+K8S_FIELDS = ("namespace", "pod-name", "pod-uid", "container-name", "restart-count", "container-id")
+_RUNTIME_ID_RE = re.compile(r"^[0-9a-f]{12,64}\Z", re.ASCII)
+
+
+def is_container_component(text: str) -> bool:
+    """Is ``text`` a valid ``<container>`` of a staged key: a Docker id or a CRI identity?"""
+    return bool(CONTAINER_RE.match(text) or CRI_CONTAINER_RE.match(text))
+
+
+@dataclass(frozen=True)
+class K8sIdentity:
+    """A Kubernetes container run: one ``<restart_count>.log`` series of one pod's container."""
+
+    namespace: str
+    pod_name: str
+    pod_uid: str
+    container_name: str
+    restart_count: int
+    container_id: str = ""  # the runtime's id (64 hex) when /var/log/containers names it
+
+    @property
+    def staged_id(self) -> str:
+        """The ``<container>`` component of its staged and archive keys."""
+        return cri_container_id(self.pod_uid, self.container_name, self.restart_count)
+
+    def to_dict(self) -> dict[str, object]:
+        """The digest's ``k8s`` object (docs/AUDIT.md)."""
+        return {"namespace": self.namespace, "pod_name": self.pod_name, "pod_uid": self.pod_uid,
+                "container_name": self.container_name, "restart_count": self.restart_count,
+                "container_id": self.container_id}
+
+    def metadata(self) -> dict[str, str]:
+        return {PREFIX + "k8s-namespace": self.namespace, PREFIX + "k8s-pod-name": self.pod_name,
+                PREFIX + "k8s-pod-uid": self.pod_uid, PREFIX + "k8s-container-name": self.container_name,
+                PREFIX + "k8s-restart-count": str(self.restart_count),
+                PREFIX + "k8s-container-id": self.container_id}
 # The ``<container>`` component of a staged key: Docker's 64-hex container id, or for a
-# Kubernetes container ``<pod_uid>_<container_name>_<restart_count>`` (a pod uid is a UUID, or
-# 32 hex for a static pod's config hash; a container name is a DNS label, so ``_`` cannot occur).
+# Kubernetes container ``<pod_uid>_<container_name>_<restart_count>`` (layout.CRI_CONTAINER_RE).
 DOCKER_CONTAINER_RE = re.compile(r"^[0-9a-f]{64}\Z", re.ASCII)
-K8S_CONTAINER_RE = re.compile(
-    r"^(?P<pod_uid>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{32})"
-    r"_(?P<name>[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?)_(?P<restart>0|[1-9][0-9]{0,9})\Z",
-    re.ASCII,
-)
 # ``<segment:08d>-<sha256[:16]>.log[.gz]`` or ``<segment:08d>-<event>.event``
 _SEGMENT_NAME_RE = re.compile(
     r"^(?P<segment>[0-9]{8,12})-(?:(?P<sha>[0-9a-f]{16})\.log(?P<gz>\.gz)?|(?P<event>[a-z][a-z-]{0,30})\.event)\Z",
@@ -134,8 +182,7 @@ class StagedPath:
     @property
     def k8s(self) -> tuple[str, str, int] | None:
         """(pod uid, container name, restart count) of a Kubernetes container, else None."""
-        m = K8S_CONTAINER_RE.match(self.container)
-        return (m["pod_uid"], m["name"], int(m["restart"])) if m else None
+        return split_cri_container_id(self.container)
 
 
 def _host_ok(host: str) -> bool:
@@ -166,7 +213,7 @@ def parse_staged_key(key: str, prefix: str | None = None) -> StagedPath | None:
     stack, host, container, name = rest
     if not STACK_RE.match(stack) or not _host_ok(host):
         return None
-    if not (DOCKER_CONTAINER_RE.match(container) or K8S_CONTAINER_RE.match(container)):
+    if not (DOCKER_CONTAINER_RE.match(container) or CRI_CONTAINER_RE.match(container)):
         return None
     m = _SEGMENT_NAME_RE.match(name)
     if m is None:
@@ -230,13 +277,19 @@ def staged_metadata(
     lines: int,
     sha256: str,
     encoding: str,
+    k8s: K8sIdentity | None = None,
 ) -> dict[str, str]:
     """The ``logarchive-*`` user metadata of one staged segment (``StagedMeta.parse`` reads it).
 
     ``byte_start``/``byte_end`` are the logical (decompressed) range of the source file,
-    ``rotation`` the file's rotation number; ``sha256`` is the staged bytes' checksum.
+    ``rotation`` the file's rotation number; ``sha256`` is the staged bytes' checksum. With
+    ``k8s`` (a CRI source) the container id, kind and resource id come from it and the
+    ``logarchive-k8s-*`` fields and ``logarchive-format: cri`` are added.
     """
-    return {
+    if k8s is not None:
+        container_id, container_name = k8s.staged_id, k8s.container_name
+        kind, resource_id, service_id = K8S, k8s.namespace, ""
+    meta = {
         PREFIX + "stack": stack,
         PREFIX + "host": host,
         PREFIX + "container-id": container_id,
@@ -254,6 +307,10 @@ def staged_metadata(
         SHA256_META: sha256,
         PREFIX + "encoding": encoding,
     }
+    if k8s is not None:
+        meta[FORMAT_META] = CRI
+        meta.update(k8s.metadata())
+    return meta
 
 
 def archived_marker_metadata(archive_key: str, sha256: str | None) -> dict[str, str]:
@@ -303,6 +360,8 @@ class StagedMeta:
     byte_start: int | None = None  # [start, end) in the source file (optional: for the digest only)
     byte_end: int | None = None
     cut_from: int | None = None  # the source was cut back after staging up to this offset (optional)
+    source_format: str = DOCKER  # docker | cri
+    k8s: K8sIdentity | None = None  # a CRI segment's names
 
     @classmethod
     def parse(cls, metadata: Mapping[str, str]) -> StagedMeta:
@@ -313,14 +372,22 @@ class StagedMeta:
             return m.get(PREFIX + name, "")
 
         cid = get("container-id")
-        if not CONTAINER_RE.match(cid):
+        fmt = m.get(FORMAT_META, "") or DOCKER
+        k8s = None
+        if fmt == CRI:
+            k8s = _k8s_identity(cid, get, problems)
+        elif fmt != DOCKER:
+            problems.append(f"unknown format {fmt[:20]!r}")
+        elif not CONTAINER_RE.match(cid):
             problems.append(f"container-id {cid[:70]!r} is not hex" if cid else "no container-id")
-        kind = get("kind") or UNLABELED
-        if kind not in (*KINDS, UNLABELED):
-            problems.append(f"unknown kind {kind[:20]!r}")
+        kind = get("kind") or (K8S if fmt == CRI else UNLABELED)
+        if kind not in (*KINDS, UNLABELED, K8S) or (kind == K8S) != (fmt == CRI):
+            problems.append(f"unknown kind {kind[:20]!r}" + (f" for format {fmt}" if kind == K8S else ""))
         rid = get("resource-id") or None
         sid = get("service-id") or None
-        if kind in KINDS and not (rid and ID_RE.match(rid)):
+        if kind == K8S:
+            rid, sid = (k8s.namespace if k8s else rid), None
+        elif kind in KINDS and not (rid and ID_RE.match(rid)):
             problems.append(f"{kind} without a valid resource-id")
         if kind == "apps" and not (sid and ID_RE.match(sid)):
             problems.append("apps without a valid service-id")
@@ -354,4 +421,30 @@ class StagedMeta:
             byte_start=_number(start_text),
             byte_end=_number(end_text),
             cut_from=_number(m.get(CUT_FROM_META, "")),
+            source_format=fmt if fmt in (DOCKER, CRI) else DOCKER,
+            k8s=k8s,
         )
+
+
+def _k8s_identity(cid: str, get, problems: list[str]) -> K8sIdentity | None:
+    """A CRI segment's names, checked against its ``<pod_uid>_<container_name>_<restart>`` id."""
+    parts = split_cri_container_id(cid)
+    if parts is None:
+        problems.append(f"container-id {cid[:140]!r} is not <pod_uid>_<container_name>_<restart_count>"
+                        if cid else "no container-id")
+        return None
+    uid, name, restart = parts
+    namespace, pod = get("k8s-namespace"), get("k8s-pod-name")
+    runtime_id = get("k8s-container-id").lower()
+    if not DNS_LABEL_RE.match(namespace):
+        problems.append(f"k8s-namespace {namespace[:70]!r} is not a DNS label")
+    if not DNS_SUBDOMAIN_RE.match(pod):
+        problems.append(f"k8s-pod-name {pod[:70]!r} is not a DNS subdomain")
+    for field_name, want in (("k8s-pod-uid", uid), ("k8s-container-name", name),
+                             ("k8s-restart-count", str(restart))):
+        if get(field_name) not in ("", want):
+            problems.append(f"{field_name} {get(field_name)[:70]!r} is not the container-id's {want!r}")
+    if runtime_id and not _RUNTIME_ID_RE.match(runtime_id):
+        problems.append(f"k8s-container-id {runtime_id[:70]!r} is not hex")
+        runtime_id = ""
+    return K8sIdentity(namespace, pod, uid, name, restart, runtime_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import logging
 import os
 from datetime import UTC, datetime, timedelta
 
@@ -82,6 +83,19 @@ def put_legacy_cbc(s3, bucket: str, key: str, data: bytes, master: MasterKey) ->
     body = enc.update(p.update(gzip.compress(data)) + p.finalize()) + enc.finalize()
     env = Envelope(wrap_alg="AES", encrypted_key=wrapped, iv=iv, legacy=True, cek_alg="AES/CBC/PKCS5Padding")
     s3.put_object(Bucket=bucket, Key=key, Body=body, Metadata=env.to_fields())
+
+
+def cli_logging(monkeypatch) -> None:
+    """The ``chalicelib`` loggers as a ``logarchive`` process has them (propagating to the root,
+    where caplog listens), whatever an earlier test's in-process Lambda import (Powertools
+    adopting them: JSON to stdout, no propagation) left; undone after the test."""
+    for name, lg in list(logging.Logger.manager.loggerDict.items()):
+        if isinstance(lg, logging.Logger) and (name == "chalicelib" or name.startswith("chalicelib.")):
+            monkeypatch.setattr(lg, "handlers", [])
+            monkeypatch.setattr(lg, "propagate", True)
+            monkeypatch.setattr(lg, "disabled", False)
+            monkeypatch.setattr(lg, "level", logging.NOTSET)
+    logging.Logger.manager._clear_cache()  # levels are cached per logger
 
 
 def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:

@@ -18,7 +18,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from helpers_index import STACK, docker_line, put_archive
-from retrieval_helpers import files_under, leftovers, run_cli
+from retrieval_helpers import cli_logging, files_under, leftovers, run_cli
 
 from chalicelib import aws, restores
 from chalicelib.devkit import local_aws
@@ -88,9 +88,15 @@ def errors(err: str) -> list[str]:
     return [line for line in err.splitlines() if line.startswith("logarchive: error:")]
 
 
-def test_without_restore_the_readable_are_downloaded_and_the_cold_named_with_what_to_run(cold, capsys) -> None:
+def test_without_restore_the_readable_are_downloaded_and_the_cold_named_with_what_to_run(cold, capsys,
+                                                                                       caplog, monkeypatch) -> None:
+    cli_logging(monkeypatch)
+    caplog.set_level("INFO")
     rc, out, err = run_cli(cold.argv(), capsys)
     assert rc == 1
+    # No restore was asked: none is "still being restored".
+    assert "retrieved 2 of 4 archives; 2 in cold storage, not restored" in caplog.text
+    assert "being restored" not in caplog.text
     assert cold.written() == {"hot": cold.raw["hot"], "instant": cold.raw["instant"]}  # GLACIER_IR reads now
     assert sorted(errors(err)) == sorted([
         f"logarchive: error: {cold.keys['glacier']}: in GLACIER, not restored",
@@ -108,7 +114,8 @@ def test_without_restore_the_readable_are_downloaded_and_the_cold_named_with_wha
     assert not leftovers(str(cold.dest))
 
 
-def test_listing_names_the_cold_ones_without_a_download(cold, capsys, caplog) -> None:
+def test_listing_names_the_cold_ones_without_a_download(cold, capsys, caplog, monkeypatch) -> None:
+    cli_logging(monkeypatch)
     argv = [a for a in cold.argv() if a not in ("--download-location", str(cold.dest))]
     rc, out, _ = run_cli(argv, capsys)
     assert rc == 0 and len(out.splitlines()) == 4
@@ -133,7 +140,8 @@ def test_restore_requests_then_a_rerun_downloads_and_skips_what_is_written(cold,
     rc, out, err = run_cli(cold.argv("--restore"), capsys)
     assert rc == 0, err
     assert restore_calls == []  # restored copies are there: nothing asked again
-    assert "restore requested: 0, in progress: 0, ready: 2" in err
+    assert ("cold archives: 2 (DEEP_ARCHIVE: 1, GLACIER: 1); restore requested: 0, in progress: 0, ready: 2"
+            in err)  # the restored ones named by class too (was "cold archives: 2 ();")
     assert cold.written() == cold.raw
     assert cold.path("hot").stat().st_ino == inode  # written and verified before: not fetched again
     assert str(cold.path("hot")) in out.splitlines()

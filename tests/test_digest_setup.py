@@ -73,15 +73,18 @@ def test_no_signing_key_no_digest_grants_and_a_bare_kms_id_is_refused() -> None:
 
 
 def test_replication_with_a_stack_adds_the_digests_rule(buckets, sent) -> None:  # noqa: F811
+    """And the Kubernetes archives' rule (_k8s/<stack>/, issue 20)."""
     argv = ["setup", "replication", "--source-bucket", buckets.archive, "--dest-bucket", buckets.customer,
             "--role-arn", ROLE, "--stack", "teststack"]
     assert main(argv) == 0
-    assert main(argv) == 0  # idempotent: the same two rules
+    assert main(argv) == 0  # idempotent: the same three rules
     rules = {r["ID"]: r for r in sent[-1]["Rules"]}
-    assert sorted(rules) == sorted([f"logarchive-{buckets.customer}", f"logarchive-digests-{buckets.customer}"])
+    assert sorted(rules) == sorted([f"logarchive-{buckets.customer}", f"logarchive-digests-{buckets.customer}",
+                                    f"logarchive-k8s-{buckets.customer}"])
     assert rules[f"logarchive-{buckets.customer}"]["Filter"] == {"Prefix": "teststack/shareable/"}
+    assert rules[f"logarchive-k8s-{buckets.customer}"]["Filter"] == {"Prefix": "_k8s/teststack/"}
     assert rules[f"logarchive-digests-{buckets.customer}"]["Filter"] == {"Prefix": "_logarchive/digests/teststack/"}
-    assert len({r["Priority"] for r in rules.values()}) == 2
+    assert len({r["Priority"] for r in rules.values()}) == 3
     assert all(r["DeleteMarkerReplication"] == {"Status": "Disabled"} for r in rules.values())
 
 

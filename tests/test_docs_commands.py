@@ -54,6 +54,8 @@ NOT_RUNNABLE = {
     ("docs/SHIPPER.md", "logarchive ship --docker-root /var/lib/docker --staging s3://acme-logarchive-staging/staged \\"):
         "a real Docker host and AWS",
     ("docs/SHIPPER.md", "logarchive ship: 3 containers scanned in 0.1 s"): "output of a real host, not a command",
+    ("docs/KUBERNETES.md", "logarchive logs-from-archive --bucket CUSTOMER_BUCKET --stack prod --key-file master.key \\"):
+        "placeholders: CUSTOMER_BUCKET; the same command runs in make demo (devkit/demo.py)",
 }
 
 
@@ -113,9 +115,10 @@ def _script(part: list[Block], ports: dict[str, str]) -> str:
     return "set -euo pipefail\n" + text + "\n"
 
 
-def _bash(script: str, cwd: Path, env: dict[str, str]) -> None:
+def _bash(script: str, cwd: Path, env: dict[str, str]) -> str:
     proc = subprocess.run(["bash", "-c", script], cwd=cwd, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, f"{script}\n--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-4000:]}"
+    return proc.stdout
 
 
 RUNNABLE_FILES = sorted({b.name for b in ALL if b.mark})
@@ -143,10 +146,28 @@ def test_documented_commands_run_as_written(name: str, tmp_path: Path) -> None:
                 break
         else:
             raise AssertionError(f"{command} exited: {server.stderr.read()}")
-        _bash(_script(mine[at + 1:], ports), tmp_path, env)
+        out = _bash(_script(mine[at + 1:], ports), tmp_path, env)
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
     if name == "README.md":  # what the tour promises
         assert list((tmp_path / "logs").rglob("*.archived.gz"))
         assert (tmp_path / "db.log").stat().st_size > 0
+        # The digest step seals a digest of real work, and the audit of the customer bucket passes.
+        sealed = re.search(r"^sealed digest s3://prod-logarchive-archive/\S+ \((\d+) archives", out, re.M)
+        assert sealed and int(sealed[1]) > 0, out[-4000:]
+        audited = re.search(r"^(\d+) digests?, (\d+) archives?, \d+ containers? contiguous, 0 pending", out, re.M)
+        assert audited and int(audited[1]) >= 1 and int(audited[2]) >= int(sealed[1]), out[-4000:]
+        assert "FAILED" not in out
+
+
+def test_the_decryptor_line_count_is_the_code_block_s() -> None:
+    """README and FORMAT.md name the decryptor's length: the lines of FORMAT.md's block, counted here."""
+    fmt = ROOT / "docs" / "FORMAT.md"
+    text = fmt.read_text().split("\n")
+    marker = next(i for i, x in enumerate(text) if x.startswith("<!-- snippet: decrypt.py"))
+    snippet = next(b for b in blocks(fmt) if b.line > marker)
+    lines = len(snippet.text.split("\n"))
+    claims = [int(n) for p in (ROOT / "README.md", fmt)
+              for n in re.findall(r"(\d+)-line\s+(?:independent\s+)?decryptor", p.read_text())]
+    assert len(claims) >= 2 and claims == [lines] * len(claims), (claims, lines)

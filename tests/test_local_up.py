@@ -11,6 +11,7 @@ import gzip
 import json
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -62,9 +63,11 @@ def test_local_up_api_answers_what_the_bucket_holds(tmp_path: Path) -> None:
     key_file = tmp_path / "master.key"
     cli("keys", "generate", "--output", str(key_file), env=clean_env())
     port, api_port = local_aws.free_port(), local_aws.free_port()
+    lambda_log = tmp_path / "lambda.log"
     with local_up("--port", str(port), "--stack", STACK, "--api-port", str(api_port),
-                  "--key-file", str(key_file)) as up:
+                  "--key-file", str(key_file), "--lambda-log", str(lambda_log)) as up:
         assert up.api_url == f"http://127.0.0.1:{api_port}"
+        assert f"Lambda logs (Powertools JSON) go to {lambda_log}" in up.banner
         env = up.env()
         fake = _fake_host(tmp_path / "docker")
         cli("ship", "--docker-root", str(tmp_path / "docker"), "--staging", f"s3://{STACK}-logarchive-staging/staged",
@@ -109,6 +112,24 @@ def test_local_up_api_answers_what_the_bucket_holds(tmp_path: Path) -> None:
         expected = [x for x in app_lines if wanted(x)]
         assert len(expected) > 10
         assert sorted(lines) == sorted(expected)
+
+        _hang_up_mid_answer(api_port)
+        up.proc.send_signal(signal.SIGTERM)
+        out, err = up.proc.communicate(timeout=60)
+    # local up printed only its own lines; the Lambdas' (the indexer's JSON) went to the file it named.
+    assert out.splitlines() == ["stopping"], out[-2000:]
+    assert "Traceback" not in err and "BrokenPipe" not in err, err[-2000:]
+    logged = [json.loads(x) for x in lambda_log.read_text().splitlines()]
+    assert any(x["message"].startswith("indexed ") and x["function_name"] == "index_archive" for x in logged)
+
+
+def _hang_up_mid_answer(api_port: int) -> None:
+    """A client that asks and leaves at once (a reset, not a polite close): the server's write fails."""
+    c = socket.create_connection(("127.0.0.1", api_port), timeout=30)
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    c.sendall(f"GET /archives?app_id={APP}&start=2022-01-01T00:00:00Z&end=2022-01-02T00:00:00Z HTTP/1.1\r\n"
+              "Host: x\r\n\r\n".encode())
+    c.close()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL], ids=lambda s: s.name)

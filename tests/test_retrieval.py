@@ -13,6 +13,7 @@ import pytest
 from retrieval_helpers import (
     STACK,
     archive_key,
+    cli_logging,
     docker_lines,
     files_under,
     leftovers,
@@ -79,7 +80,8 @@ def listed(out: str) -> set[str]:
 # -- listing and selection -------------------------------------------------------------------
 
 
-def test_list_by_app_id_lists_only_its_prefixes_and_skips_foreign_keys(sc, capsys, caplog) -> None:
+def test_list_by_app_id_lists_only_its_prefixes_and_skips_foreign_keys(sc, capsys, caplog, monkeypatch) -> None:
+    cli_logging(monkeypatch)
     calls: list[dict] = []
     s3 = boto3.client("s3")
     s3.meta.events.register("before-parameter-build.s3.ListObjectsV2", lambda params, **_: calls.append(params))
@@ -333,7 +335,8 @@ def _run_process(argv: list[str], endpoint: str, *, tty: bool) -> tuple[int, str
     if not tty:
         p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
         return p.returncode, p.stdout, p.stderr
-    return on_terminal(cmd, env, stdout=True, stderr=False)
+    rc, seen, out = on_terminal(cmd, env, stdout=False, stderr=True)  # the bar's rule: stderr a terminal
+    return rc, out, seen
 
 
 def test_progress_bar_only_on_a_terminal(sc, aws_endpoint, tmp_path) -> None:

@@ -38,17 +38,21 @@ def set_lifecycle(*extra: str, stack: str = "teststack", name: str = BUCKET) -> 
     return main(["setup", "lifecycle", "--bucket", name, "--stack", stack, *extra])
 
 
-def test_lifecycle_sets_one_rule_on_the_archive_prefix(bucket, capsys) -> None:
+def test_lifecycle_sets_one_rule_on_each_archive_prefix(bucket, capsys) -> None:
+    """Docker's archives (<stack>/shareable/) and Kubernetes' (_k8s/<stack>/), the same plan."""
     rc = set_lifecycle("--transition-days", "30", "--storage-class", "DEEP_ARCHIVE", "--expire-days", "2555")
     out = capsys.readouterr().out
     assert rc == 0, out
-    [rule] = rules()
+    rule, k8s = rules()
     assert rule["ID"] == "logarchive-teststack-retention"
     assert rule["Filter"] == {"Prefix": "teststack/shareable/"}
-    assert rule["Transitions"] == [{"Days": 30, "StorageClass": "DEEP_ARCHIVE"}]
-    assert rule["Expiration"] == {"Days": 2555}
-    assert rule["NoncurrentVersionExpiration"] == {"NoncurrentDays": lifecycle.NONCURRENT_DAYS}
-    assert "rule logarchive-teststack-retention set (1 rule(s) in all)" in out
+    assert k8s["ID"] == "logarchive-teststack-k8s-retention"
+    assert k8s["Filter"] == {"Prefix": "_k8s/teststack/"}
+    for r in (rule, k8s):
+        assert r["Transitions"] == [{"Days": 30, "StorageClass": "DEEP_ARCHIVE"}]
+        assert r["Expiration"] == {"Days": 2555}
+        assert r["NoncurrentVersionExpiration"] == {"NoncurrentDays": lifecycle.NONCURRENT_DAYS}
+    assert "rules logarchive-teststack-retention and logarchive-teststack-k8s-retention set (2 rule(s) in all)" in out
 
 
 def test_lifecycle_merges_with_other_rules_and_a_rerun_replaces_only_ours(bucket, capsys) -> None:
@@ -59,13 +63,15 @@ def test_lifecycle_merges_with_other_rules_and_a_rerun_replaces_only_ours(bucket
                          "--expire-days", "400") == 0
     by_id = {r["ID"]: r for r in rules()}
     assert set(by_id) == {"abort-incomplete-uploads", "customer-own", "logarchive-teststack-retention",
-                          "logarchive-otherstack-retention"}
+                          "logarchive-otherstack-retention", "logarchive-teststack-k8s-retention",
+                          "logarchive-otherstack-k8s-retention"}
     assert by_id["customer-own"]["Expiration"] == {"Days": 10}
     assert by_id["logarchive-otherstack-retention"]["Transitions"] == [{"Days": 90, "StorageClass": "GLACIER"}]
     ours = by_id["logarchive-teststack-retention"]
     assert ours["Transitions"] == [{"Days": 60, "StorageClass": "DEEP_ARCHIVE"}]
     assert ours["Expiration"] == {"Days": 400}
-    assert "rule logarchive-teststack-retention set (4 rule(s) in all)" in capsys.readouterr().out
+    assert by_id["logarchive-teststack-k8s-retention"]["Expiration"] == {"Days": 400}
+    assert "logarchive-teststack-k8s-retention set (6 rule(s) in all)" in capsys.readouterr().out
 
 
 def test_lifecycle_dry_run_prints_the_merged_configuration_and_changes_nothing(bucket, capsys) -> None:
@@ -73,7 +79,8 @@ def test_lifecycle_dry_run_prints_the_merged_configuration_and_changes_nothing(b
     assert set_lifecycle("--transition-days", "30", "--storage-class", "GLACIER", "--dry-run") == 0
     printed = json.loads(capsys.readouterr().out)
     assert [r["ID"] for r in printed["Rules"]] == ["abort-incomplete-uploads", "customer-own",
-                                                   "logarchive-teststack-retention"]
+                                                   "logarchive-teststack-retention",
+                                                   "logarchive-teststack-k8s-retention"]
     assert [r["ID"] for r in rules()] == ["abort-incomplete-uploads", "customer-own"]
 
 
@@ -88,7 +95,7 @@ def test_lifecycle_dry_run_prints_the_merged_configuration_and_changes_nothing(b
     ],
 )
 def test_lifecycle_refuses_a_bad_rule_in_one_line(bucket, capsys, args, message) -> None:
-    assert set_lifecycle(*args) == 1
+    assert set_lifecycle(*args) == 2  # options that contradict each other: a usage error
     err = capsys.readouterr().err
     assert message in err
     assert len(err.strip().splitlines()) == 1
@@ -150,9 +157,10 @@ def test_check_warns_when_expiry_comes_before_the_stated_retention(bucket, capsy
     set_lifecycle("--transition-days", "30", "--storage-class", "GLACIER", "--expire-days", "365")
     capsys.readouterr()
     rc, out = run_check(capsys, bucket, "--retention-days", "2555")
-    [warning] = warnings_of(out)
+    warning, k8s_warning = warnings_of(out)  # one for each of our rules (Docker's, Kubernetes')
     assert "logarchive-teststack-retention expires archives after 365 days, before the retention of " \
            "2555 days (--retention-days)" in warning
+    assert "logarchive-teststack-k8s-retention expires archives after 365 days" in k8s_warning
     assert "FAIL lifecycle" not in out  # a warning, not a failed check
 
 

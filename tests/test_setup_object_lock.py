@@ -70,7 +70,7 @@ def test_check_fails_when_the_newest_object_is_held_for_less(aws_endpoint, capsy
 def test_compliance_needs_yes(aws_endpoint, capsys) -> None:
     versioned()
     rc, out, err = lock(capsys, "--mode", "compliance", "--days", "7")
-    assert rc == 1
+    assert rc == 2  # the help says it needs --yes: a usage error
     assert "cannot be undone: run again with --yes" in err and "root user" in out
     _, line = lock_check_line(capsys)
     assert "not enabled" in line

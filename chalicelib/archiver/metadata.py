@@ -11,7 +11,12 @@ from __future__ import annotations
 from datetime import datetime
 
 from ..codec import SealResult
-from ..staged import fmt_time  # the staged and the archive object's times share one format
+from ..staged import (
+    CRI,
+    FORMAT_META,
+    K8sIdentity,
+    fmt_time,  # the staged and the archive object's times share one format
+)
 
 # What the body is, for whoever fetches the object without logarchive (``aws s3 cp``): the
 # ``.gz`` name notwithstanding, it is ciphertext.
@@ -35,13 +40,15 @@ def archive_metadata(
     segment: int | None = None,
     source: str = "",
     cut_from: int | None = None,
+    k8s: K8sIdentity | None = None,
 ) -> dict[str, str]:
     """The envelope fields plus the ``logarchive-*`` fields of one archive object.
 
     ``first``/``last`` are the first and last line times, ``lines`` the line count and
     ``source`` the staged key; ``cut_from`` the shipper's note that the source file was cut
     back after bytes up to that offset had shipped (the segment starts at the cut); bytes and
-    SHA-256 are the raw log's, from ``sealed``.
+    SHA-256 are the raw log's, from ``sealed``. ``k8s``: a CRI source's names
+    (``logarchive-format: cri`` and the ``logarchive-k8s-*`` fields, as staged).
     """
     meta = {
         **sealed.envelope.to_fields(),
@@ -60,5 +67,8 @@ def archive_metadata(
         meta["logarchive-segment"] = str(segment)
     if cut_from is not None:
         meta["logarchive-cut-from"] = str(cut_from)
+    if k8s is not None:
+        meta[FORMAT_META] = CRI
+        meta.update(k8s.metadata())
     meta["logarchive-source"] = ascii_value(source, 1024)
     return meta

@@ -30,10 +30,13 @@ from .. import aws
 from ..archive_object import envelope_fields
 from ..awserrors import is_not_found, is_precondition_failed
 from ..codec import CHUNK, gunzip, seal
+from ..crilog import time_span
 from ..digest import (
     EVENT_ABANDONED,
     EVENT_CUT_BACK,
     EVENT_QUARANTINED,
+    SOURCE_CRI,
+    SOURCE_DOCKER,
     ArchiveEntry,
     ExplainedEvent,
     envelope_sha256,
@@ -102,6 +105,13 @@ class _Phases:
 
 class BadStagedObject(LogarchiveError):
     """The staged object cannot be archived as it is: it goes to quarantine."""
+
+
+def _source(meta: StagedMeta) -> dict[str, Any]:
+    """A digest entry's or event's ``source_format`` and ``k8s`` (docs/AUDIT.md, digest v2)."""
+    if meta.k8s is None:
+        return {"source_format": SOURCE_DOCKER, "k8s": None}
+    return {"source_format": SOURCE_CRI, "k8s": meta.k8s.to_dict()}
 
 
 class Worker:
@@ -190,7 +200,7 @@ class Worker:
         with tempfile.TemporaryFile(dir=self.tmpdir) as fh:
             # identity: the staged bytes are the log bytes, whose sha256 seal computes anyway
             staged_digest = hashlib.sha256() if meta.encoding == "gzip" else None
-            span = TimeSpan()
+            span = time_span(meta.source_format)
             got = [0]  # staged bytes read
             try:
                 sealed = seal(
@@ -227,6 +237,7 @@ class Worker:
                     stack=stack, key_id=self.keyring.encrypting_key_id, kind=meta.kind,
                     resource_id=meta.resource_id, service_id=meta.service_id, container_id=meta.container_id,
                     rotation=meta.segment, start=first, end=last,
+                    pod_name=meta.k8s.pod_name if meta.k8s else None,
                 )
                 base.key()
             except LayoutError as exc:
@@ -234,7 +245,7 @@ class Worker:
             metadata = archive_metadata(
                 sealed, key_id=self.keyring.encrypting_key_id, first=first, last=last, lines=span.lines,
                 host=meta.host, container_name=meta.container_name, segment=meta.segment, source=job.key,
-                cut_from=meta.cut_from,
+                cut_from=meta.cut_from, k8s=meta.k8s,
             )
             sums = s3io.file_checksums(fh, sealed.ciphertext_bytes, self.part_size)
             key, created, head = self._place(
@@ -251,7 +262,7 @@ class Worker:
                     key_id=self.keyring.encrypting_key_id, container_id=meta.container_id,
                     host=ascii_value(meta.host), source=job.key, segment=meta.segment,
                     byte_start=meta.byte_start, byte_end=meta.byte_end,
-                    first_time=fmt_time(first), last_time=fmt_time(last),
+                    first_time=fmt_time(first), last_time=fmt_time(last), **_source(meta),
                     envelope_sha256=envelope_sha256(envelope_fields(
                         self.s3, self.settings.archive_bucket, key, head.get("Metadata", {}))),
                 )
@@ -332,7 +343,7 @@ class Worker:
             self.digest_table(stack).record_event(ExplainedEvent(
                 type=EVENT_ABANDONED, container_id=meta.container_id, host=ascii_value(meta.host),
                 source=job.key, segment=meta.segment, byte_start=meta.byte_start, byte_end=meta.byte_end,
-                reason=reason, at=fmt_time(datetime.now(UTC)),
+                reason=reason, at=fmt_time(datetime.now(UTC)), **_source(meta),
             ))
         s3io.delete_exact(self.s3, job.bucket, job.key, version_id=job.version_id, etag=job.etag)
         return Outcome(Status.EXPLAINED, job,
@@ -351,6 +362,7 @@ class Worker:
             segment=entry.segment, byte_start=entry.byte_start, byte_end=cut_from,
             reason=f"source cut back after bytes up to {cut_from} had shipped; this segment starts at "
                    f"{entry.byte_start}", at=fmt_time(datetime.now(UTC)),
+            source_format=entry.source_format, k8s=entry.k8s,
         ))
 
     def _record_quarantine(self, job: Job, raw_meta: dict[str, str], reason: str) -> None:
@@ -369,7 +381,7 @@ class Worker:
             type=EVENT_QUARANTINED, container_id=meta.container_id[:64], host=ascii_value(meta.host),
             source=job.key, segment=meta.segment, byte_start=meta.byte_start, byte_end=meta.byte_end,
             reason=ascii_value(reason, 512), at=fmt_time(datetime.now(UTC)),
-            location=QUARANTINE_PREFIX + job.key,
+            location=QUARANTINE_PREFIX + job.key, **_source(meta),
         ))
 
     # -- placing the archive object ---------------------------------------------------------

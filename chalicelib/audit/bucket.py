@@ -17,6 +17,7 @@ from .. import digest as digestfmt
 from ..archive_object import envelope_fields
 from ..awserrors import error_label, is_not_found
 from ..errors import LogarchiveError
+from ..layout import k8s_root
 
 
 @dataclass(frozen=True)
@@ -61,11 +62,15 @@ def _list(s3: Any, bucket: str, prefix: str) -> list[Listed]:
 
 
 def list_archives(s3: Any, bucket: str, stack: str) -> list[Listed]:
-    """One listing of ``<stack>/shareable/`` (with the slash: ``<stack>x`` is another stack)."""
-    try:
-        return _list(s3, bucket, f"{stack}/shareable/")
-    except ClientError as exc:
-        raise LogarchiveError(f"s3://{bucket}/{stack}/shareable/: cannot list ({error_label(exc)})") from None
+    """One listing of ``<stack>/shareable/`` (with the slash: ``<stack>x`` is another stack) and
+    one of the stack's Kubernetes archives, ``_k8s/<stack>/`` (layout.py)."""
+    out: list[Listed] = []
+    for prefix in (f"{stack}/shareable/", k8s_root(stack)):
+        try:
+            out += _list(s3, bucket, prefix)
+        except ClientError as exc:
+            raise LogarchiveError(f"s3://{bucket}/{prefix}: cannot list ({error_label(exc)})") from None
+    return out
 
 
 def digest_prefixes(stack: str, start: date | None, today: date) -> list[str]:

@@ -65,6 +65,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     ids.add_argument("--endpoint-id", metavar="N", help="an endpoint's id (default: none)")
     ids.add_argument("--container-id", metavar="ID",
                      help="container id or a prefix of at least 12 characters (default: none)")
+    ids.add_argument("--namespace", metavar="NS",
+                     help="Kubernetes archives of this namespace (default: none; docs/KUBERNETES.md)")
+    ids.add_argument("--pod", metavar="NAME", help="with --namespace: only this pod's (default: every pod)")
+    ids.add_argument("--container-name", metavar="NAME",
+                     help="with --namespace: only this container's, every restart (default: every container)")
     p.add_argument("--start-date",
                    help="YYYY-MM-DD (UTC), with --end-date: archives overlapping these days (default: all "
                         "days)")
@@ -129,6 +134,9 @@ def _selection(args: argparse.Namespace) -> retrieval.Selection:
         end_date=retrieval.parse_date(args.end_date, "--end-date") if args.end_date else None,
         start=retrieval.parse_instant(args.start, "--start") if args.start else None,
         end=retrieval.parse_instant(args.end, "--end") if args.end else None,
+        namespace=args.namespace,
+        pod_name=args.pod,
+        container_name=args.container_name,
     )
 
 
@@ -251,12 +259,18 @@ def run(args: argparse.Namespace) -> int:
     else:  # through the API: S3's answer to each presigned GET says which are cold
         sorted_out = _Sorted(ready=list(matches))
     # Archives whose key is missing or unusable fail here, before any download starts.
+    # One line per missing or unusable key, however many archives it locks.
     problems = retriever.key_problems(sorted_out.ready)
-    sorted_out.done += [retrieval.Outcome(m.key, False, f"{m.key}: {problems[m.archive.key_id]}")
-                        for m in sorted_out.ready if m.archive.key_id in problems]
+    keyless = [retrieval.Outcome(m.key, False, f"{m.key}: {problems[m.archive.key_id]}")
+               for m in sorted_out.ready if m.archive.key_id in problems]
+    for key_id, problem in problems.items():
+        locked = [m.key for m in sorted_out.ready if m.archive.key_id == key_id]
+        more = f" and {len(locked) - 1} more archive(s) under that key" if len(locked) > 1 else ""
+        print(f"logarchive: error: {locked[0]}{more}: {problem}", file=sys.stderr, flush=True)
     sorted_out.ready = [m for m in sorted_out.ready if m.archive.key_id not in problems]
     for o in sorted_out.done:
         report(o)
+    sorted_out.done += keyless
     pending = [*sorted_out.ready, *(m for m, _ in sorted_out.cold.values())]
     sizes = {m.key: m.size for m in pending}
     bar = _progress(pending, progress_enabled(args))
@@ -319,7 +333,8 @@ def run(args: argparse.Namespace) -> int:
         if empty == len(counted) and not failed:
             summary += ": nothing written"
         elif empty:
-            summary += f" ({empty} archive(s) without a matching line: nothing written for them)"
+            summary += (f" ({empty} archive(s) without a matching line: "
+                        f"{'nothing written for them' if to_stdout else 'no file written'})")
     if failed:
         summary += f"; {failed} failed"
     if not_yet:

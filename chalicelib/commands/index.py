@@ -53,7 +53,8 @@ def run_backfill(args: argparse.Namespace) -> int:
     indexer = Indexer(IndexStore(args.table, client=ddb), bucket=args.bucket, stack=args.stack, s3=s3)
     counts: dict[str, int] = {}
     failed = 0
-    for key, outcome in indexer.backfill(prefix=f"{args.stack}/shareable/" if args.stack else ""):
+    prefixes = (f"{args.stack}/shareable/", layout.k8s_root(args.stack)) if args.stack else ("",)
+    for key, outcome in (item for prefix in prefixes for item in indexer.backfill(prefix=prefix)):
         if outcome.startswith("error"):
             failed += 1
             print(f"logarchive: {key}: {outcome}", file=sys.stderr)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import signal
+import tempfile
 import threading
 from contextlib import ExitStack
 
@@ -33,7 +35,7 @@ keys of --key-file. Everything lives in memory and is gone when it stops.
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("local", help="run a whole stage locally (moto server on 127.0.0.1)")
-    lsub = p.add_subparsers(dest="local_command", required=True, metavar="{up,fake-docker}")
+    lsub = p.add_subparsers(dest="local_command", required=True, metavar="{up,fake-docker,fake-kubelet}")
     up = lsub.add_parser(
         "up", help="start it with the stack's buckets, tables, queues and API; stay up until Ctrl-C",
         description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -42,6 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="port of the local AWS endpoint; refused if taken (default: 5000)")
     up.add_argument("--stack", default="demo", metavar="S",
                     help="stack name in every name above (default: demo)")
+    up.add_argument("--lambda-log", metavar="FILE",
+                    help="append the Lambdas' logs (Powertools JSON) here (default: "
+                    "logarchive-local-S-lambda.log in the temporary directory)")
     up.add_argument("--api-port", type=int, metavar="Q",
                     help="also serve the retrieval API on this port and run its jobs (default: no API)")
     up.add_argument("--key-file", metavar="K",
@@ -56,6 +61,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     fake.add_argument("--root", required=True, metavar="DIR", help="the data root to create (must not exist)")
     fake.set_defaults(func=run_fake_docker)
+    kube = lsub.add_parser(
+        "fake-kubelet", help="write a Kubernetes node's /var/log/pods and /var/log/containers, to ship from",
+        description="Writes DIR/pods/<namespace>_<pod>_<uid>/<container>/<restart>.log as kubelet and a CRI "
+        "runtime do, and DIR/containers/ symlinks: namespaces shop, kube-system and batch; restarts, "
+        "rotations (older ones gzipped), partial records, a deleted pod; a line a second from "
+        "2022-01-01T12:00:00Z. Ship it with: logarchive ship --pods-root DIR/pods …",
+    )
+    kube.add_argument("--root", required=True, metavar="DIR",
+                      help="the node's log root to create (must not exist)")
+    kube.set_defaults(func=run_fake_kubelet)
 
 
 def run_up(args: argparse.Namespace) -> int:
@@ -86,9 +101,12 @@ def run_up(args: argparse.Namespace) -> int:
             endpoint = stack.enter_context(local_aws.moto_server(args.port, die_with_parent=True))
             from ..devkit import local_stack
 
+            lambda_log = args.lambda_log or os.path.join(tempfile.gettempdir(),
+                                                         f"logarchive-local-{args.stack}-lambda.log")
             api_url = stack.enter_context(local_stack.running_stage(
-                endpoint, args.stack, keys_text=keys_text, api_port=args.api_port))
+                endpoint, args.stack, keys_text=keys_text, api_port=args.api_port, lambda_log=lambda_log))
             print(f"local AWS up at {endpoint}", flush=True)
+            print(f"Lambda logs (Powertools JSON) go to {lambda_log}")
             if api_url:
                 print(f"retrieval API up at {api_url}/ (IAM authorization is not enforced locally)")
             print(f"  export AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID=testing "
@@ -121,4 +139,23 @@ def run_fake_docker(args: argparse.Namespace) -> int:
     fake = sample_host(root)
     for c in fake.containers:
         print(f"{c.id[:12]}  {c.name:12s} {len(c.written):7d} bytes  exited")
+    return 0
+
+
+def run_fake_kubelet(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..devkit.fakekubelet import sample_node
+
+    root = Path(args.root)
+    if root.exists():
+        raise UsageError(f"--root {args.root}: already exists")
+    node = sample_node(root)
+    for pod in node.all:
+        gone = not pod.dir.exists()
+        for c in pod.containers.values():
+            state = "deleted" if gone else ("running" if c.running else "exited")
+            print(f"{pod.namespace}/{pod.name}/{c.name}  restarts {c.restart}  "
+                  f"{sum(len(b) for b in c.written.values()):7d} bytes  {state}")
+    print(f"ship it with: logarchive ship --pods-root {root / 'pods'} …")
     return 0

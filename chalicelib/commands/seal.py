@@ -106,8 +106,8 @@ def read_instruction(path: str) -> Envelope:
 def run_unseal(args: argparse.Namespace) -> int:
     from ..download import retrieval
 
+    ring = keyring_from_args(args)  # a bad key file first, as every command
     env = read_instruction(args.input)
-    ring = keyring_from_args(args)
     to_stdout = args.output == "-"
     scratch = tempfile.mkdtemp(prefix="logarchive-") if to_stdout else None
     parts: list[PartFile] = []

@@ -59,8 +59,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="replicate only keys under this prefix (default: <stack>/shareable/ with --stack, "
                     "else every key)")
     rp.add_argument("--stack", default="",
-                    help="the stack: its archives and, by a second rule, its signed digests "
-                    "(_logarchive/digests/<stack>/) replicate (default: none)")
+                    help="the stack: its archives, by a second rule its Kubernetes archives "
+                    "(_k8s/<stack>/) and by a third its signed digests (_logarchive/digests/<stack>/) "
+                    "replicate (default: none)")
     rp.add_argument("--dry-run", action="store_true", help="print the configuration, change nothing")
     add_endpoint_options(rp)
     rp.set_defaults(func=run_replication)
@@ -104,7 +105,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     lp.add_argument("--storage-class", required=True, choices=lifecycle.STORAGE_CLASSES,
                     help="the class archives move to")
     lp.add_argument("--expire-days", type=int, metavar="M",
-                    help="days after creation that archives expire (default: never)")
+                    help="days after creation that archives expire, later than --transition-days "
+                    "(default: never)")
     lp.add_argument("--retention-days", type=int, metavar="R",
                     help="refuse an expiry before this (default: the bucket's Object Lock default)")
     lp.add_argument("--dry-run", action="store_true", help="print the configuration, change nothing")
@@ -165,7 +167,8 @@ def run_replication(args: argparse.Namespace) -> int:
         dest_account=args.dest_account,
         prefix=args.prefix if args.prefix is not None else (f"{args.stack}/shareable/" if args.stack else ""),
     )
-    also = (replication.digests_target(target, args.stack),) if args.stack else ()
+    also = ((replication.k8s_target(target, args.stack), replication.digests_target(target, args.stack))
+            if args.stack else ())
     problems, warnings = replication.check_versioning(s3, target)
     for w in warnings:
         print(f"logarchive: warning: {w}", file=sys.stderr)
@@ -188,6 +191,9 @@ def run_replication(args: argparse.Namespace) -> int:
 def run_lifecycle(args: argparse.Namespace) -> int:
     s3 = aws.client("s3", endpoint_url=args.endpoint_url, region=args.region)
     plan = lifecycle.RetentionPlan(args.stack, args.transition_days, args.storage_class, args.expire_days)
+    contradictions = lifecycle.validate(plan, args.retention_days, "--retention-days")
+    if contradictions:  # the options contradict each other: a usage error, before any request
+        raise UsageError("; ".join(contradictions))
     retention, source = args.retention_days, "--retention-days"
     if retention is None:
         try:
@@ -212,8 +218,9 @@ def run_lifecycle(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(json.dumps(config, indent=2))
         return 0
-    print(json.dumps(lifecycle.build_rule(plan), indent=2))
-    print(f"lifecycle of {args.bucket}: rule {lifecycle.rule_id(args.stack)} set "
+    print(json.dumps(lifecycle.build_rules(plan), indent=2))
+    print(f"lifecycle of {args.bucket}: rules {lifecycle.rule_id(args.stack)} and "
+          f"{lifecycle.k8s_rule_id(args.stack)} set "
           f"({len(config['Rules'])} rule(s) in all)")
     return 0
 
@@ -250,23 +257,23 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_object_lock(args: argparse.Namespace) -> int:
+    if args.mode == "compliance":
+        print("compliance mode: no one, the account's root user included, can delete these objects or "
+              f"shorten their retention for {args.days} days, and Object Lock cannot be disabled")
+        if not args.yes and not args.dry_run:  # the help says it needs --yes: a usage error
+            raise UsageError("compliance mode cannot be undone: run again with --yes (--dry-run shows "
+                             "what it sets)")
     s3 = aws.client("s3", endpoint_url=args.endpoint_url, region=args.region)
     config, problems = object_lock.plan(s3, args.bucket, args.mode, args.days)
     before = object_lock.state(s3, args.bucket).describe()
     print(f"s3://{args.bucket}: {before}; will set {args.mode.upper()} {args.days} days default retention "
           "(objects written from now on; existing versions keep theirs)")
-    if args.mode == "compliance":
-        print("compliance mode: no one, the account's root user included, can delete these objects or "
-              f"shorten their retention for {args.days} days, and Object Lock cannot be disabled")
     if args.dry_run:
         print(json.dumps(config, indent=2))
     for p in problems:
         print(f"logarchive: error: {p}", file=sys.stderr)
     if problems or args.dry_run:
         return 1 if problems else 0
-    if args.mode == "compliance" and not args.yes:
-        print("logarchive: error: compliance mode cannot be undone: run again with --yes", file=sys.stderr)
-        return 1
     object_lock.apply(s3, args.bucket, config)
     print(f"s3://{args.bucket}: {object_lock.state(s3, args.bucket).describe()}")
     return 0

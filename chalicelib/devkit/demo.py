@@ -1,11 +1,14 @@
 """``make demo``: the whole flow on this machine, against the embedded local AWS (moto over HTTP).
 
 1. ``logarchive ship --once``: a fake Docker host's closed logs (rotated with compress=true,
-   exited, restarted; one still running) are staged in the staging bucket.
+   exited, restarted; one still running) are staged in the staging bucket; so are a fake
+   Kubernetes node's (``--pods-root``: kubelet's CRI logs, rotated and gzipped, restarts,
+   partial records, a deleted pod).
 2. ``logarchive archive --once``: the same scheduler and worker code as the hourly Lambdas
    gzip, encrypt and write them to the archive bucket and the customer's bucket.
 3. ``logarchive logs-from-archive``: the customer's way back, with only the bucket and the key;
-   the restored bytes are compared with every byte the fake Docker wrote.
+   the restored bytes are compared with every byte the fake Docker and the fake kubelet wrote
+   (``--namespace`` for the Kubernetes archives, under ``_k8s/<stack>/``).
 4. The index and the retrieval API of ``logarchive local up``'s stage: archives were indexed as
    they landed, and ``POST /retrievals`` asks for all stderr lines of app 101 containing
    "timeout" in a time window; the ``retrieval_worker`` code answers from the queue.
@@ -28,6 +31,7 @@ import boto3
 
 from . import local_aws, local_stack
 from .fakedocker import FakeContainer, FakeDockerRoot
+from .fakekubelet import FakeKubelet, sample_node
 
 OUT = Path("demo-output")
 STACK = "demo"
@@ -85,6 +89,40 @@ def ship_step(endpoint: str, staging_bucket: str) -> FakeDockerRoot:
     return fake
 
 
+def k8s_ship_step(endpoint: str, staging_bucket: str) -> FakeKubelet:
+    say("1b. logarchive ship --pods-root: a fake Kubernetes node's closed CRI logs, the same way")
+    node = sample_node(OUT / "node")
+    run(["ship", "--pods-root", str(OUT / "node" / "pods"), "--staging", f"s3://{staging_bucket}/staged",
+         "--stack", STACK, "--host", "demo-node", "--state", str(OUT / "ship-node.db"), "--once",
+         "--endpoint-url", endpoint])
+    return node
+
+
+def k8s_restore_step(endpoint: str, buckets: local_aws.StackBuckets, key_file: Path,
+                     node: FakeKubelet) -> bool:
+    say("3b. logarchive logs-from-archive --namespace: the Kubernetes archives, byte for byte")
+    common = ["--bucket", buckets.customer, "--stack", STACK, "--decryption-keys-file", str(key_file),
+              "--endpoint-url", endpoint]
+    ok = True
+    for pod in node.all:
+        for c in pod.containers.values():
+            print("$ logarchive logs-from-archive " + " ".join(
+                [*common, "--namespace", pod.namespace, "--pod", pod.name, "--container-name", c.name,
+                 "--download-location", "-", "--decompress"]), flush=True)
+            got = subprocess.run([sys.executable, "-m", "chalicelib.cli", "logs-from-archive", *common,
+                                  "--namespace", pod.namespace, "--pod", pod.name, "--container-name", c.name,
+                                  "--download-location", "-", "--decompress"], capture_output=True)
+            whole = b"".join(bytes(c.written[r]) for r in sorted(c.written))
+            if not pod.dir.exists():
+                verdict = "pod deleted before the shipper came: nothing on disk to ship (as expected)"
+            elif got.stdout == whole:
+                verdict = f"all {len(whole)} bytes of {c.restart + 1} run(s), exactly once"
+            else:
+                verdict, ok = f"MISMATCH ({len(got.stdout)} of {len(whole)} bytes)", False
+            print(f"  {pod.namespace}/{pod.name}/{c.name}: {verdict}")
+    return ok
+
+
 def archive_step(endpoint: str, buckets: local_aws.StackBuckets, key_file: Path) -> None:
     say("2. logarchive archive: staged segments -> gzip -> AES-256-GCM -> archive + customer bucket, "
         "and a signed digest of them")
@@ -104,7 +142,7 @@ def restore_step(
     endpoint: str, buckets: local_aws.StackBuckets, key_file: Path, fake: FakeDockerRoot
 ) -> bool:
     say("3. logarchive logs-from-archive: search, download and decrypt from the customer bucket")
-    common = ["--bucket", buckets.customer, "--stack", STACK, "--decryption-keys-file", str(key_file),
+    common = ["--bucket", buckets.customer, "--stack", STACK, "--key-file", str(key_file),
               "--endpoint-url", endpoint]
     run(["logs-from-archive", *common, "--app-id", APP_ID])
     restored = OUT / "restored"
@@ -177,7 +215,8 @@ def audit_step(endpoint: str, buckets: local_aws.StackBuckets) -> bool:
     say("5. logarchive audit: the customer's bucket and the public signing key prove the archive whole")
     report = OUT / "audit.html"
     rc = run(["audit", "--bucket", buckets.customer, "--stack", STACK, "--public-key-file",
-              str(OUT / "signing.pub"), "--ship-state", str(OUT / "ship.db"), "--report", str(report),
+              str(OUT / "signing.pub"), "--ship-state", str(OUT / "ship.db"),
+              "--ship-state", str(OUT / "ship-node.db"), "--report", str(report),
               "--endpoint-url", endpoint])
     print(f"auditor's report: {report}")
     return rc == 0
@@ -201,17 +240,20 @@ def main() -> int:
     # What `logarchive local up --stack demo --api-port 0 --key-file demo-output/master.key` runs.
     with (
         local_aws.moto_server() as endpoint,
-        local_stack.running_stage(endpoint, STACK, keys_text=key_file.read_text(), api_port=0) as api_url,
+        local_stack.running_stage(endpoint, STACK, keys_text=key_file.read_text(), api_port=0,
+                                  lambda_log=OUT / "lambda.log") as api_url,
     ):
         print(f"local AWS at {endpoint}, retrieval API at {api_url}/; "
-              f"versioned buckets {', '.join(buckets.all())}")
+              f"versioned buckets {', '.join(buckets.all())}; Lambda logs in {OUT / 'lambda.log'}")
         fake = ship_step(endpoint, buckets.staging)
+        node = k8s_ship_step(endpoint, buckets.staging)
         archive_step(endpoint, buckets, key_file)
         restored_ok = restore_step(endpoint, buckets, key_file, fake)
+        restored_ok = k8s_restore_step(endpoint, buckets, key_file, node) and restored_ok
         api_ok = api_step(api_url, fake)
         audit_ok = audit_step(endpoint, buckets)
     say("result")
-    print(f"restored bytes equal what Docker wrote: {'yes' if restored_ok else 'NO'}; "
+    print(f"restored bytes equal what Docker and kubelet's runtime wrote: {'yes' if restored_ok else 'NO'}; "
           f"API answer exact: {'yes' if api_ok else 'NO'}; audit passed: {'yes' if audit_ok else 'NO'}; "
           f"files under {OUT}/")
     return 0 if restored_ok and api_ok and audit_ok else 1

@@ -349,6 +349,12 @@ def api_server(
 
         do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_PATCH = do_OPTIONS = _generic_handle
 
+        def handle(self) -> None:
+            try:
+                super().handle()
+            except (BrokenPipeError, ConnectionResetError):  # the client hung up: no one to answer
+                log.debug("api: %s hung up before the answer was written", self.client_address[0])
+
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
             log.debug("api: " + format, *args)  # the access log, with -v
 
@@ -367,13 +373,32 @@ def api_server(
 
 
 @contextmanager
+def lambda_logs_to(path: str | os.PathLike[str]) -> Iterator[None]:
+    """While it lasts, what the Lambdas log (Powertools JSON, bound to stdout as in AWS) is
+    appended to ``path`` instead: a local command's stdout keeps only its own lines."""
+    loggers = [logging.getLogger(), *(x for x in logging.Logger.manager.loggerDict.values()
+                                      if isinstance(x, logging.Logger))]
+    moved = {h for lg in loggers for h in lg.handlers
+             if isinstance(h, logging.StreamHandler) and h.stream in (sys.stdout, sys.__stdout__)}
+    with open(path, "a", encoding="utf-8") as fh:
+        before = {h: h.setStream(fh) for h in moved}
+        try:
+            yield
+        finally:
+            for h, stream in before.items():
+                h.setStream(stream)
+
+
+@contextmanager
 def running_stage(
-    endpoint: str, stack: str, *, keys_text: str | None = None, api_port: int | None = None
+    endpoint: str, stack: str, *, keys_text: str | None = None, api_port: int | None = None,
+    lambda_log: str | os.PathLike[str] | None = None,
 ) -> Iterator[str | None]:
     """A provisioned stage on the local AWS at ``endpoint``, its Lambdas fed from their queues.
 
     Archives are indexed as they land; with ``api_port`` (0: any free port) the API is served
-    and retrieval jobs run (their keys: ``keys_text``). Yields the API's URL (or None).
+    and retrieval jobs run (their keys: ``keys_text``). The Lambdas' logs go to ``lambda_log``
+    (default: stdout, as in AWS). Yields the API's URL (or None).
     """
     from . import local_aws
 
@@ -386,16 +411,17 @@ def running_stage(
     routes = {urls["index-events"]: "index_archive"}
     if api_port is not None:
         routes[urls["retrieval"]] = "retrieval_worker"
-    pump = LambdaPump(app, routes)
-    pump.start()
-    try:
-        if api_port is None:
-            yield None
-        else:
-            with api_server(app, api_port, pump=pump) as url:
-                yield url
-    finally:
-        pump.stop()
+    with lambda_logs_to(lambda_log) if lambda_log is not None else nullcontext():
+        pump = LambdaPump(app, routes)
+        pump.start()
+        try:
+            if api_port is None:
+                yield None
+            else:
+                with api_server(app, api_port, pump=pump) as url:
+                    yield url
+        finally:
+            pump.stop()
 
 
 def _get_json(url: str) -> Any:

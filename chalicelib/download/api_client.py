@@ -67,7 +67,8 @@ class ApiClient:
         req = AWSRequest(method=method, url=url, data=data, headers=headers)
         creds = self.session.get_credentials()
         if creds is None:
-            raise LogarchiveError("no AWS credentials found to sign API requests")
+            raise LogarchiveError("no AWS credentials found to sign API requests: give --profile, or set "
+                                  "AWS_PROFILE or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
         SigV4Auth(creds.get_frozen_credentials(), "execute-api", self.region).add_auth(req)
         return req
 

@@ -13,7 +13,7 @@ from typing import Any, BinaryIO
 
 from isal import igzip
 
-from .. import codec
+from .. import codec, crilog
 from ..dockerlog import LineFilter, LogLine, LongLine, split_lines
 from ..errors import LogarchiveError
 from ..linefilter import accepts
@@ -57,15 +57,33 @@ class OutputOptions:
         return base + (".txt" if self.fmt == "text" else ".jsonl")
 
 
-def _render(lines: Iterable[bytes | LongLine], opts: OutputOptions) -> Iterator[bytes]:
+def _docker_lines(lines: Iterable[bytes | LongLine]) -> Iterator[bytes | LongLine]:
+    """CRI records as Docker json-file lines (``crilog.Joiner``: partial records joined);
+    a record over ``LONG_LINE`` (no runtime writes one) passes as it is."""
+    joiner = crilog.Joiner()
+    for raw in lines:
+        if isinstance(raw, LongLine):
+            yield raw
+        else:
+            yield from joiner.feed(raw)
+    yield from joiner.close()
+
+
+def _render(lines: Iterable[bytes | LongLine], opts: OutputOptions, source: str = crilog.DOCKER
+            ) -> Iterator[bytes]:
     """The kept lines of a verified, decompressed stream, in the output format.
 
     The filter runs through ``linefilter`` (byte-level pre-check, then the exact test). A
     line longer than ``dockerlog.LONG_LINE`` is judged as ``linefilter`` says and, if kept,
     written whole and as it is (in the text format too: it is never parsed whole).
+    CRI records (``source="cri"``) in the ``jsonl`` or ``text`` format are first turned into
+    Docker's lines, partial records joined, and filtered as those; kept as they are (no
+    format), each record is filtered on its own.
     """
+    if source == crilog.CRI and opts.fmt is not None:
+        lines, source = _docker_lines(lines), crilog.DOCKER
     text = opts.fmt == "text"
-    test = accepts(opts.line_filter) if opts.line_filter.active else None
+    test = accepts(opts.line_filter, source) if opts.line_filter.active else None
     for raw in lines:
         kept: LogLine | bool = True if test is None else test(raw)
         if not kept:
@@ -103,11 +121,13 @@ class Written:
     lines: int | None  # lines kept, when lines were parsed (a filter or the text format)
 
 
-def write_output(verified_gzip_path: str, dst: BinaryIO, opts: OutputOptions, *, name: str) -> Written:
+def write_output(verified_gzip_path: str, dst: BinaryIO, opts: OutputOptions, *, name: str,
+                 source: str = crilog.DOCKER) -> Written:
     """Gunzip a verified temp file into ``dst`` (filtering and formatting its lines when asked).
 
     Decompression runs only on verified bytes: gunzipping the output of tampered ciphertext
-    would fail with a gzip error before the tag could say "tampered".
+    would fail with a gzip error before the tag could say "tampered". ``source``: the lines'
+    format (``cri`` for a Kubernetes archive).
     """
     written = 0
     gz_out = None
@@ -115,7 +135,8 @@ def write_output(verified_gzip_path: str, dst: BinaryIO, opts: OutputOptions, *,
         gz_out = igzip.IGzipFile(fileobj=dst, mode="wb", compresslevel=codec.FAST_LEVEL)
     sink: Any = gz_out if gz_out is not None else dst
     blocks = _gunzipped(verified_gzip_path, name)
-    pieces = _render(split_lines(blocks), opts) if opts.line_level else blocks
+    line_level = opts.line_level or (source == crilog.CRI and opts.fmt is not None)
+    pieces = _render(split_lines(blocks), opts, source) if line_level else blocks
     buf: list[bytes] = []
     size = lines = 0
     for piece in pieces:
@@ -131,4 +152,4 @@ def write_output(verified_gzip_path: str, dst: BinaryIO, opts: OutputOptions, *,
         written += size
     if gz_out is not None:
         gz_out.close()
-    return Written(written, lines if opts.line_level else None)
+    return Written(written, lines if line_level else None)

@@ -31,9 +31,11 @@ from typing import Any, BinaryIO
 from .. import codec, envelope
 from ..archive_object import open_archive, read_envelope
 from ..awserrors import error_label
+from ..crilog import CRI, DOCKER
 from ..envelope import Envelope
 from ..errors import EnvelopeError, LogarchiveError
 from ..keyring import Keyring
+from ..layout import K8S
 from . import api_client, coldstore, partfile
 from .logoutput import FORMATS, READ_CHUNK, OutputOptions, Written, write_output
 from .partfile import PartFile
@@ -279,7 +281,8 @@ class Retriever:
         second = PartFile(directory, durable=durable)
         parts.append(second)
         assert first.path is not None
-        written = write_output(first.path, second, self.opts, name=match.key)  # type: ignore[arg-type]
+        written = write_output(first.path, second, self.opts, name=match.key,  # type: ignore[arg-type]
+                               source=CRI if match.archive.kind == K8S else DOCKER)
         second.close()
         return second, res, written
 

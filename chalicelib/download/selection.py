@@ -8,6 +8,9 @@ Selection follows the reference CLI (``aptible logs_from_archive``): either
 * string matches are literal substrings of the key (the reference applies them as regexes);
 * listing reads only the prefixes the id selects (``<stack>/shareable/<schema>/<key id>/
   <kind>-<id>/``), not the whole stack; a container id still lists ``<stack>/shareable/``;
+* Kubernetes archives (``_k8s/<stack>/v3/<key id>/<namespace>/<pod>/…``, layout.py) are selected
+  by ``--namespace`` (with ``--pod`` and ``--container-name`` narrowing it), and listed with
+  ``--string-matches`` too;
 * a key that does not parse is a warning (this module's logger) and a skip, never the end
   of the search; ``.instruction`` files are envelopes, skipped silently;
 * v2 keys carry only their upload time: a v2 archive matches a time range unless it provably
@@ -142,6 +145,9 @@ class Selection:
     end_date: date | None = None
     start: datetime | None = None  # second-precision bounds: [start, end)
     end: datetime | None = None
+    namespace: str | None = None  # Kubernetes archives (``_k8s/<stack>/…``) of this namespace,
+    pod_name: str | None = None  # … of this pod
+    container_name: str | None = None  # … of this container (every restart)
 
     def validate(self, *, index: bool = False) -> None:
         """The reference CLI's rules, with its messages.
@@ -151,7 +157,8 @@ class Selection:
         """
         if not layout.STACK_RE.match(self.stack):
             raise SelectionError(f"--stack {self.stack!r} is not a valid stack name")
-        ids = [x for x in (self.resource_id, self.container_id) if x is not None]
+        self._validate_k8s(index=index)
+        ids = [x for x in (self.resource_id, self.container_id, self.namespace) if x is not None]
         if index and not ids:
             raise SelectionError(
                 "--api-url searches the index by resource: give one of --app-id, --database-id, "
@@ -161,6 +168,7 @@ class Selection:
             raise SelectionError(
                 "You must specify an option to identify the logs to download, either: "
                 "--string-matches, --app-id, --database-id, --endpoint-id, or --container-id"
+                + (" (or --namespace for Kubernetes logs)" if not index else "")
             )
         if self.string_matches and ids and not index:
             raise SelectionError(
@@ -169,7 +177,8 @@ class Selection:
             )
         if len(ids) > 1:
             raise SelectionError(
-                "You must specify only one of --app-id, --database-id, --endpoint-id or --container-id"
+                "You must specify only one of --app-id, --database-id, --endpoint-id, --container-id "
+                "or --namespace"
             )
         dates = (self.start_date, self.end_date)
         if self.string_matches and any(d is not None for d in dates) and not index:
@@ -197,6 +206,22 @@ class Selection:
         if self.start and self.end and self.end <= self.start:
             raise SelectionError("--end must be after --start")
 
+    def _validate_k8s(self, *, index: bool) -> None:
+        if self.namespace is None:
+            if self.pod_name is not None or self.container_name is not None:
+                raise SelectionError("--pod and --container-name select within a --namespace: give it too")
+            return
+        if index:
+            raise SelectionError("--namespace is searched in the bucket (--bucket), not through --api-url")
+        if not layout.DNS_LABEL_RE.match(self.namespace):
+            raise SelectionError(f"--namespace {self.namespace[:80]!r} is not a Kubernetes namespace "
+                                 "(a DNS label: a-z, 0-9, '-', at most 63)")
+        if self.pod_name is not None and not layout.DNS_SUBDOMAIN_RE.match(self.pod_name):
+            raise SelectionError(f"--pod {self.pod_name[:80]!r} is not a pod name (a DNS subdomain)")
+        if self.container_name is not None and not layout.DNS_LABEL_RE.match(self.container_name):
+            raise SelectionError(f"--container-name {self.container_name[:80]!r} is not a container name "
+                                 "(a DNS label)")
+
     # The time window every line must fall in: [lo, hi). The date range includes the end
     # date whole (the reference CLI stops at its midnight: a known annoyance).
     @property
@@ -223,6 +248,14 @@ class Selection:
     def matches(self, archive: layout.ArchiveKey) -> bool:
         if archive.stack != self.stack:
             return False
+        if self.namespace is not None:
+            cri = archive.cri
+            if archive.kind != layout.K8S or archive.resource_id != self.namespace or cri is None:
+                return False
+            if self.pod_name is not None and archive.pod_name != self.pod_name:
+                return False
+            if self.container_name is not None and cri[1] != self.container_name:
+                return False
         if self.resource_id is not None:
             if archive.kind != self.kind or canonical_id(archive.resource_id or "") != self.resource_id:
                 return False
@@ -300,7 +333,16 @@ def _skip(message: str, on_skip: OnSkip | None) -> None:
 def listing_prefixes(s3: Any, bucket: str, sel: Selection, *, on_skip: OnSkip | None = None) -> list[str]:
     """The prefixes to list in full for ``sel``: as narrow as the id allows."""
     if sel.string_matches:
-        return [f"{sel.stack}/"]
+        return [f"{sel.stack}/", layout.k8s_prefix(sel.stack)]
+    if sel.namespace is not None:
+        prefixes = []
+        for key_prefix in _common_prefixes(s3, bucket, layout.k8s_prefix(sel.stack)):
+            key_id = key_prefix.rstrip("/").rsplit("/", 1)[-1]
+            if not layout.KEY_ID_RE.match(key_id):
+                _skip(f"{key_prefix}: not a key id folder, skipped", on_skip)
+                continue
+            prefixes.append(layout.k8s_prefix(sel.stack, key_id, sel.namespace, sel.pod_name))
+        return prefixes
     if sel.resource_id is None:  # container id: it may sit under any resource folder
         return [f"{sel.stack}/shareable/"]
     prefixes = []

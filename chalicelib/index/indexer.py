@@ -119,6 +119,8 @@ def entry_from_head(
         storage_class=(head or {}).get("StorageClass") or "STANDARD",
         seq=seq,
         indexed_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        pod_name=parsed.pod_name or "",
+        source_format="cri" if parsed.kind == layout.K8S else "docker",
     )
 
 

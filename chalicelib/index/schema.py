@@ -119,8 +119,8 @@ class Entry:
 
     archive_id: str
     stack: str
-    kind: str  # apps | databases | proxy | unlabeled
-    resource_id: str  # "" when unlabeled
+    kind: str  # apps | databases | proxy | unlabeled | k8s
+    resource_id: str  # "" when unlabeled; a k8s archive's namespace
     service_id: str
     container_id: str
     first: datetime
@@ -143,6 +143,8 @@ class Entry:
     seq: str = field(default_factory=lambda: norm_seq(None))
     indexed_at: str = ""
     expires_at: int = 0  # epoch seconds; set on tombstones only
+    pod_name: str = ""  # k8s: the pod (container_id is <pod uid>_<container name>_<restart>)
+    source_format: str = "docker"  # docker | cri (logarchive-format)
 
     def hours(self) -> list[datetime]:
         return hours_between(self.first, self.last)

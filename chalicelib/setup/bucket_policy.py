@@ -123,7 +123,7 @@ def required_grants(bucket: str) -> list[tuple[str, str, str]]:
     objects = f"{bucket_arn(bucket)}/*"
     # Any object key stands for ``bucket/*``; these have the archive layout's and a digest's shape
     # (a policy scoped to ``<stack>/*`` would let archives in but not their digests).
-    samples = (f"{bucket_arn(bucket)}/stack/shareable/v3/key",
+    samples = (f"{bucket_arn(bucket)}/stack/shareable/v3/key", f"{bucket_arn(bucket)}/_k8s/stack/v3/key",
                f"{bucket_arn(bucket)}/_logarchive/digests/stack/2026/01/01/0000000001-20260101T003000Z.json")
     return [(a, sample, objects) for a in OBJECT_ACTIONS for sample in samples] + [
         (a, bucket_arn(bucket), bucket_arn(bucket)) for a in BUCKET_ACTIONS_TO_VERIFY

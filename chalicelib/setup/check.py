@@ -17,14 +17,15 @@ from botocore.exceptions import ClientError
 
 from ..awserrors import NOT_FOUND, error_code, error_label
 from ..digest import DIGESTS_PREFIX, stack_digests_prefix
+from ..layout import k8s_root
 from . import bucket_policy, lifecycle, object_lock
 
 SEED_VERSIONING_FIX = (
     "To enable S3 bucket versioning via the AWS Console, visit the Properties tab of your S3 "
     "bucket, click Edit under Bucket Versioning, choose Enable, and then Save Changes."
 )
-# Archive keys are ``<stack>/shareable/...`` (layout.py, v2 and v3).
-_ARCHIVE_KEY = re.compile(r"^[^/]+/shareable/")
+# Archive keys are ``<stack>/shareable/...`` (layout.py, v2 and v3), or ``_k8s/<stack>/...``.
+_ARCHIVE_KEY = re.compile(r"^(?:[^/]+/shareable/|_k8s/[^/]+/)")
 DEFAULT_SAMPLE = 1000
 
 
@@ -81,15 +82,15 @@ def check_dedicated(s3: Any, bucket: str, stack: str = "", sample: int = DEFAULT
     """
     if stack:
         def prefix_ok(k: str) -> bool:  # the stack's archives and its signed digests
-            return k.startswith((f"{stack}/shareable/", stack_digests_prefix(stack)))
+            return k.startswith((f"{stack}/shareable/", k8s_root(stack), stack_digests_prefix(stack)))
     else:
         def prefix_ok(k: str) -> bool:
             return bool(_ARCHIVE_KEY.match(k)) or k.startswith(DIGESTS_PREFIX)
     resp = s3.list_object_versions(Bucket=bucket, MaxKeys=max(1, min(sample, 1000)))
     keys = [v["Key"] for v in resp.get("Versions", [])] + [m["Key"] for m in resp.get("DeleteMarkers", [])]
     foreign = sorted({k for k in keys if not prefix_ok(k)})
-    scope = (f"{stack}/shareable/ and {stack_digests_prefix(stack)}" if stack
-             else f"<stack>/shareable/ and {DIGESTS_PREFIX}<stack>/")
+    scope = (f"{stack}/shareable/, {k8s_root(stack)} and {stack_digests_prefix(stack)}" if stack
+             else f"<stack>/shareable/, _k8s/<stack>/ and {DIGESTS_PREFIX}<stack>/")
     sampled = f"{len(keys)} sampled" + (" (first page only)" if resp.get("IsTruncated") else "")
     if not foreign:
         return CheckResult("dedicated", True, f"only archive keys under {scope} ({sampled})")

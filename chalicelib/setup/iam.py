@@ -38,6 +38,11 @@ def _objects(name: str, prefix: str = "") -> str:
     return f"arn:aws:s3:::{name}/{prefix}*"
 
 
+def _archives(res: StageResources, bucket: str) -> list[str]:
+    """The stack's archive objects in ``bucket``: Docker's and Kubernetes' layouts."""
+    return [_objects(bucket, prefix) for prefix in res.archive_prefixes]
+
+
 def _create_once(sid: str, resources: list[str]) -> list[Statement]:
     """PutObject that cannot overwrite: S3 checks it as well as our code (s3io.create_once).
     PutObject and CompleteMultipartUpload must carry If-None-Match; CreateMultipartUpload and
@@ -147,9 +152,9 @@ def archive_scheduler(res: StageResources) -> list[Statement]:
         # in the archive bucket and every bucket the worker writes directly.
         *[_list(f"ListUploads{i}", b) for i, b in enumerate(swept)],
         _st("AbortAbandonedUploads", ["s3:AbortMultipartUpload"],
-            [_objects(b, res.archive_prefix) for b in swept]),
+            [a for b in swept for a in _archives(res, b)]),
     ]
-    redriven = [_objects(b, res.archive_prefix) for b in res.replicate_to]
+    redriven = [a for b in res.replicate_to for a in _archives(res, b)]
     if res.replication_mode == ReplicationMode.S3_REPLICATION:
         statements += [
             # Pending-replication markers: read the status of each archive (HEAD), clear the marker.
@@ -158,7 +163,7 @@ def archive_scheduler(res: StageResources) -> list[Statement]:
             # ListBucketVersions on top of ListUploads0 (the archive bucket)
             _st("ListArchiveVersions", ["s3:ListBucketVersions"], f"arn:aws:s3:::{res.archive_bucket}"),
             _st("ReadArchives", ["s3:GetObject", "s3:GetObjectVersion"],
-                _objects(res.archive_bucket, res.archive_prefix)),
+                _archives(res, res.archive_bucket)),
             # Re-drive of FAILED or stalled replication: a direct copy to each destination.
             *[_list(f"ListDestination{i}", b) for i, b in enumerate(res.replicate_to)],
             *([_st("RedriveReplication", ["s3:GetObject", *S3_MULTIPART], redriven),
@@ -183,8 +188,8 @@ def archive_worker(res: StageResources) -> list[Statement]:
             _objects(res.staging_bucket, ARCHIVED_PREFIX + res.staging_prefix)),
         *[_list(f"ListDestination{i}", b) for i, b in enumerate(destinations)],
         _st("WriteArchives", ["s3:GetObject", *S3_MULTIPART],
-            [_objects(b, res.archive_prefix) for b in destinations]),
-        *_create_once("WriteArchives", [_objects(b, res.archive_prefix) for b in destinations]),
+            [a for b in destinations for a in _archives(res, b)]),
+        *_create_once("WriteArchives", [a for b in destinations for a in _archives(res, b)]),
         *_keys(res, encrypt=True, decrypt=False),
     ]
     if res.replication_mode == ReplicationMode.S3_REPLICATION:
@@ -207,7 +212,7 @@ def index_archive(res: StageResources) -> list[Statement]:
         _st("ListArchives", ["s3:ListBucket", "s3:ListBucketVersions"], _bucket(res.archive_bucket)),
         # Metadata only (HEAD), of the current or a given version; never the body's keys.
         _st("ReadArchiveMetadata", ["s3:GetObject", "s3:GetObjectVersion"],
-            _objects(res.archive_bucket, res.archive_prefix)),
+            _archives(res, res.archive_bucket)),
         # index/store.py: a consistent GetItem of the head, then conditional PutItems.
         _st("Index", ["dynamodb:GetItem", "dynamodb:PutItem"], res.table_arn(res.index_table)),
         # "Object Restore Completed": find the jobs waiting for the archive (Query), resume each
@@ -223,9 +228,9 @@ def retrieval_worker(res: StageResources) -> list[Statement]:
     return [
         _st("Retrievals", [*SQS_CONSUME, "sqs:SendMessage"], res.retrieval_queue.arn),
         _st("ReadArchives", ["s3:GetObject", "s3:GetObjectVersion"],
-            _objects(res.archive_bucket, res.archive_prefix)),
+            _archives(res, res.archive_bucket)),
         # Archives a job finds in cold storage are restored (jobs/scan_step.py).
-        _st("RestoreArchives", ["s3:RestoreObject"], _objects(res.archive_bucket, res.archive_prefix)),
+        _st("RestoreArchives", ["s3:RestoreObject"], _archives(res, res.archive_bucket)),
         _list("ListResults", res.results_bucket),
         _st("WriteResults", ["s3:PutObject", "s3:GetObject", *S3_MULTIPART],
             _objects(res.results_bucket, res.results_prefix)),
@@ -243,7 +248,7 @@ def api_handler(res: StageResources) -> list[Statement]:
         _st("StartRetrievals", ["sqs:SendMessage", "sqs:GetQueueAttributes"], res.retrieval_queue.arn),
         # Presigned GET URLs carry this role's permission: archives and results only.
         _st("PresignArchives", ["s3:GetObject", "s3:GetObjectVersion"],
-            _objects(res.archive_bucket, res.archive_prefix)),
+            _archives(res, res.archive_bucket)),
         _st("PresignResults", ["s3:GetObject"], _objects(res.results_bucket, res.results_prefix)),
         # The HMAC key of pagination tokens (api/tokens.py).
         _st("PageTokenSecret", ["secretsmanager:GetSecretValue"], res.api_token_secret_arn),

@@ -2,8 +2,10 @@
 
 ``logarchive setup lifecycle`` writes one rule, ``logarchive-<stack>-retention``, filtered to
 ``<stack>/shareable/`` (the archive keys only: never the staging, results or digest prefixes),
-into the bucket's lifecycle configuration. Every other rule of the bucket is kept, so a re-run
-replaces ours only. The same rule suits the customer's bucket and our archive bucket.
+and its twin ``logarchive-<stack>-k8s-retention`` for the stack's Kubernetes archives
+(``_k8s/<stack>/``, layout.py), into the bucket's lifecycle configuration. Every other rule of
+the bucket is kept, so a re-run replaces ours only. The same rules suit the customer's bucket
+and our archive bucket.
 
 Expiry of a versioned bucket's current version only adds a delete marker; the rule also
 expires noncurrent versions ``NONCURRENT_DAYS`` after they became noncurrent, so archives
@@ -19,6 +21,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from ..errors import LogarchiveError
+from ..layout import k8s_root
 from . import object_lock
 
 STORAGE_CLASSES = ("GLACIER", "DEEP_ARCHIVE", "GLACIER_IR", "STANDARD_IA")
@@ -49,8 +52,24 @@ def rule_id(stack: str) -> str:
     return f"logarchive-{stack}-retention"
 
 
+def k8s_rule_id(stack: str) -> str:
+    return f"logarchive-{stack}-k8s-retention"
+
+
 def archive_prefix(stack: str) -> str:
     return f"{stack}/shareable/"
+
+
+def archive_prefixes(stack: str) -> tuple[str, str]:
+    """Docker's archives and Kubernetes' (``_k8s/<stack>/``): one rule each, the same plan."""
+    return (archive_prefix(stack), k8s_root(stack))
+
+
+def build_rules(plan: RetentionPlan) -> list[dict[str, Any]]:
+    """Our rules: the archives of ``archive_prefix`` and the same for the Kubernetes archives."""
+    k8s = build_rule(plan)
+    k8s["ID"], k8s["Filter"] = k8s_rule_id(plan.stack), {"Prefix": k8s_root(plan.stack)}
+    return [build_rule(plan), k8s]
 
 
 def build_rule(plan: RetentionPlan) -> dict[str, Any]:
@@ -119,7 +138,10 @@ def merge_rules(existing: list[dict[str, Any]], rule: dict[str, Any]) -> list[di
 
 def configure(s3: Any, bucket: str, plan: RetentionPlan, *, dry_run: bool = False) -> dict[str, Any]:
     """Put (or, with ``dry_run``, only compute) the bucket's lifecycle with our rule merged in."""
-    config = {"Rules": merge_rules(get_rules(s3, bucket), build_rule(plan))}
+    rules = get_rules(s3, bucket)
+    for rule in build_rules(plan):
+        rules = merge_rules(rules, rule)
+    config = {"Rules": rules}
     if not dry_run:
         s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration=config)
     return config
@@ -206,9 +228,9 @@ def review(
     lock_days: int | None = None,
 ) -> LifecycleReport:
     """The rules that reach the stack's archives, and what is wrong with them."""
-    scope = archive_prefix(stack) if stack else ""
+    scopes = archive_prefixes(stack) if stack else ("",)
     enabled = [r for r in rules if r.get("Status") == "Enabled"]
-    touching = [r for r in rules if reaches(r, scope)]
+    touching = [r for r in rules if any(reaches(r, scope) for scope in scopes)]
     warnings: list[str] = []
     retention, source = retention_days, "--retention-days"
     if retention is None and lock_days is not None:

@@ -3,7 +3,8 @@
 One V2-schema rule per destination, identified by ``rule_id(dest)``, so that re-running
 replaces our rule and leaves every other rule of the bucket alone. With a stack, a second rule
 (``digests_rule_id(dest)``) replicates the stack's signed digests (``_logarchive/digests/<stack>/``,
-docs/AUDIT.md) beside its archives, and nothing else of the reserved ``_logarchive/`` prefix.
+docs/AUDIT.md) beside its archives, and nothing else of the reserved ``_logarchive/`` prefix; a
+third (``k8s_rule_id(dest)``) its Kubernetes archives (``_k8s/<stack>/``).
 Deletions are not replicated (``DeleteMarkerReplication`` disabled): the customer's copy is a compliance
 archive, and a delete in ours must never remove theirs.
 """
@@ -19,6 +20,7 @@ from botocore.exceptions import ClientError
 from ..awserrors import error_code, error_label
 from ..digest import stack_digests_prefix
 from ..errors import LogarchiveError
+from ..layout import k8s_root
 from .bucket_policy import bucket_arn
 
 RULE_PREFIX = "logarchive-"
@@ -55,6 +57,16 @@ def digests_target(target: ReplicationTarget, stack: str) -> ReplicationTarget:
     """The second rule: the stack's digests, to the same destination, as its archives."""
     return ReplicationTarget(target.source_bucket, target.dest_bucket, target.role_arn, target.dest_account,
                              prefix=stack_digests_prefix(stack), rule=digests_rule_id(target.dest_bucket))
+
+
+def k8s_rule_id(dest_bucket: str) -> str:
+    return f"{RULE_PREFIX}k8s-{dest_bucket}"
+
+
+def k8s_target(target: ReplicationTarget, stack: str) -> ReplicationTarget:
+    """The third rule: the stack's Kubernetes archives (``_k8s/<stack>/``, layout.py)."""
+    return ReplicationTarget(target.source_bucket, target.dest_bucket, target.role_arn, target.dest_account,
+                             prefix=k8s_root(stack), rule=k8s_rule_id(target.dest_bucket))
 
 
 def build_rule(target: ReplicationTarget, priority: int) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 
 from ..errors import LogarchiveError
+from ..layout import k8s_root
 from ..settings import Env, ReplicationMode, Settings, max_concurrency, require
 
 APP_NAME = "logarchive"
@@ -200,6 +201,11 @@ class StageResources:
     def archive_prefix(self) -> str:
         # Everything this stack writes: the v3 (and v2) layouts start with it.
         return f"{self.stack}/shareable/"
+
+    @property
+    def archive_prefixes(self) -> tuple[str, str]:
+        """The stack's archives: Docker's (``archive_prefix``) and Kubernetes' (``_k8s/<stack>/``)."""
+        return (self.archive_prefix, k8s_root(self.stack))
 
     @property
     def secret_arn(self) -> str:

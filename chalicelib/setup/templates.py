@@ -190,7 +190,7 @@ def function_overrides(res: StageResources) -> dict[str, Any]:
                 # Archives only: the sealer's records and digests under _logarchive/ are no
                 # index entries (the indexer would skip them, one invocation each).
                 "detail": {"bucket": {"name": [res.archive_bucket]},
-                           "object": {"key": [{"prefix": res.archive_prefix}]}},
+                           "object": {"key": [{"prefix": p} for p in res.archive_prefixes]}},
             }},
         }
     }

@@ -10,6 +10,8 @@ import sqlite3
 import threading
 import time
 
+from ..awserrors import error_hint
+from ..errors import LogarchiveError
 from ..options import (
     add_aws_options,
     add_deprecated,
@@ -18,21 +20,26 @@ from ..options import (
     positive_int,
     progress_enabled,
 )
-from .config import ENV_PREFIX, ShipConfig
+from .config import DEFAULT_DOCKER_ROOT, DEFAULT_PODS_ROOT, ENV_PREFIX, ShipConfig
 from .loop import Shipper
 from .report import ProgressLine
 from .state import state_error
 
 DESCRIPTION = (
-    "Stage every closed Docker json-file log (rotated files, logs of stopped containers, "
-    "and with --max-age old parts of running ones) in S3, each byte exactly once. Every "
+    "Stage every closed Docker json-file log and, with --pods-root, every closed Kubernetes (CRI) "
+    "log under /var/log/pods (rotated files, logs of stopped containers, and with --max-age old "
+    "parts of running ones) in S3, each byte exactly once. Every "
     f"option can also be set as {ENV_PREFIX}<NAME> or in a TOML file (--config)."
 )
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help=f"TOML file of options (default: ${ENV_PREFIX}CONFIG, else none)")
-    p.add_argument("--docker-root", help="Docker's data root (default /var/lib/docker)")
+    p.add_argument("--docker-root", help=f"Docker's data root (default {DEFAULT_DOCKER_ROOT} when "
+                   "--pods-root is not given either; both may be given)")
+    p.add_argument("--pods-root", nargs="?", const=DEFAULT_PODS_ROOT, metavar="DIR",
+                   help=f"ship a Kubernetes node's CRI logs from kubelet's DIR (default without DIR: "
+                   f"{DEFAULT_PODS_ROOT}; container ids from ../containers when present; default: off)")
     p.add_argument("--staging",
                    help="s3://BUCKET/PREFIX to stage segments in (required, here or in the config)")
     p.add_argument("--stack",
@@ -75,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     progress = ProgressLine() if (cfg.once and not cfg.dry_run and progress_enabled(args)) else None
     with aws_profile(cfg.profile):  # --profile, LOGARCHIVE_SHIP_PROFILE or profile = "..."
+        if not cfg.dry_run:
+            _check_credentials()
         shipper = Shipper(cfg, stop=stop, progress=progress)
         try:
             return _run(cfg, shipper, stop, progress)
@@ -82,6 +91,15 @@ def run(args: argparse.Namespace) -> int:
             raise state_error(cfg.state, exc) from None
         finally:
             shipper.close()
+
+
+def _check_credentials() -> None:
+    """No credentials at all: one line saying what to do, not one failed upload per segment."""
+    import botocore.session
+    from botocore.exceptions import NoCredentialsError
+
+    if botocore.session.get_session().get_credentials() is None:
+        raise LogarchiveError(error_hint(NoCredentialsError()))
 
 
 def _run(cfg: ShipConfig, shipper: Shipper, stop: threading.Event, progress: ProgressLine | None) -> int:

@@ -44,6 +44,9 @@ def _bool(value: Any) -> bool:
     return str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
+DEFAULT_DOCKER_ROOT = "/var/lib/docker"
+DEFAULT_PODS_ROOT = "/var/log/pods"
+
 # Old spellings of options (command line, LOGARCHIVE_SHIP_<NAME>, config file): they still
 # apply this release, with a deprecation line on stderr.
 DEPRECATED = {"concurrency": "jobs"}
@@ -51,7 +54,8 @@ DEPRECATED = {"concurrency": "jobs"}
 
 @dataclass
 class ShipConfig:
-    docker_root: str = "/var/lib/docker"
+    docker_root: str = ""  # "/var/lib/docker" when neither root is given
+    pods_root: str = ""  # kubelet's /var/log/pods (CRI logs); off unless given
     staging: str = ""
     stack: str = ""
     state: str = "/var/lib/logarchive/ship.db"
@@ -121,6 +125,8 @@ class ShipConfig:
         return cfg
 
     def validate(self) -> None:
+        if not self.docker_root and not self.pods_root:
+            self.docker_root = DEFAULT_DOCKER_ROOT
         if not self.host:
             self.host = socket.gethostname().split(".")[0]
         # Every missing option at once, as argparse names them (each may also come from

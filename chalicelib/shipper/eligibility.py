@@ -11,7 +11,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import BinaryIO
 
 from ..dockerlog import line_time
@@ -38,7 +40,8 @@ def rotated(size: int, shipped: int) -> Decision:
 
 
 def live(fh: BinaryIO, container: Container, size: int, mtime: float, shipped: int, *,
-         now: float, max_age: float, settle: float) -> Decision:
+         now: float, max_age: float, settle: float,
+         line_time: Callable[[bytes], datetime | None] = line_time) -> Decision:
     if size <= shipped:
         return Decision(None, NOTHING_NEW)
     if not container.running:

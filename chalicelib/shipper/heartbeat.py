@@ -29,7 +29,7 @@ from typing import Any, BinaryIO
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .. import __version__
-from ..awserrors import error_label
+from ..awserrors import error_hint, error_label
 from ..dockerlog import format_utc, line_time
 from ..staged import heartbeat_key
 from .config import ShipConfig
@@ -139,7 +139,7 @@ class PassReporter:
             self.client.put_object(Bucket=self.bucket, Key=self.key, ContentType="application/json",
                                    Body=json.dumps(doc, sort_keys=True).encode())
         except (ClientError, BotoCoreError) as exc:
-            why = error_label(exc) if isinstance(exc, ClientError) else str(exc)
+            why = error_label(exc) if isinstance(exc, ClientError) else (error_hint(exc) or str(exc))
             self._carried = f"heartbeat s3://{self.bucket}/{self.key} not written ({why})"
             log.warning("%s", self._carried)
         path = self.cfg.metrics_file

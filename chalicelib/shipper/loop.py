@@ -1,4 +1,4 @@
-"""One pass over Docker's data root, and the daemon loop around it.
+"""One pass over Docker's data root and kubelet's pods root, and the daemon loop around it.
 
 Per container, files are taken oldest content first (``.N`` … ``.1``, live) and a problem
 with one stops that container for this pass, so that segment numbers follow the order in
@@ -13,20 +13,24 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO
 
 from .. import layout
+from ..crilog import line_time_for
 from ..errors import LogarchiveError
 from ..staged import CUT_FROM_META, EVENT_META, GZIP, IDENTITY, staged_metadata
 from . import eligibility
 from .config import ShipConfig
 from .heartbeat import PassReporter, pass_line, waiting
 from .identity import GzipIncomplete, read_head, same_file
+from .pods import scan_pods
 from .report import Summary, human
 from .scan import Container, LogFile, scan_root
 from .segment import Measured, SegmentChanged, Staged, measure
 from .state import ABANDONED_REASON, Segment, Source, State, unplan
 from .upload import Conflict, Interrupted, Staging, Uploader, UploadError, make_client
+from .watch import Watcher
 
 log = logging.getLogger("logarchive.ship")
 
@@ -49,10 +53,15 @@ EVENT_FIELDS = frozenset({
 CONFLICT = "staging key holds another object (left untouched)"
 LOST = "bytes deleted by Docker before they could be staged"
 ROOT = "Docker data root unreadable"
+PODS_ROOT = "pods root unreadable"
+PARALLEL = 8  # containers a watcher's pass ships at once (docs/PERFORMANCE.md, the race with kubelet)
 
 
 def _label(cid: str, f: LogFile) -> str:
-    """``0123456789ab…-json.log.1``: short enough for a log line, exact enough to find."""
+    """``0123456789ab…-json.log.1``: short enough for a log line, exact enough to find
+    (a Kubernetes container: ``<pod uid>_<container>_<restart>/<file>``)."""
+    if "_" in cid:
+        return f"{cid}/{f.name}"
     return f"{cid[:12]}…{f.name[len(cid):]}" if f.name.startswith(cid) else f"{cid[:12]}/{f.name}"
 
 
@@ -84,6 +93,8 @@ class Shipper:
         self.uploader = Uploader(self.client, self.staging.bucket, part_size=cfg.part_size,
                                  concurrency=cfg.jobs, stop=self.stop)
         self._dry_next: dict[str, int] = {}
+        self.closed: set[tuple[int, int]] = set()  # (dev, inode) of CRI live logs closed for good
+        self.watcher: Watcher | None = None
         self.reporter = PassReporter(cfg, self.client, self.staging.bucket, self.staging.prefix)
 
     def close(self) -> None:
@@ -93,37 +104,133 @@ class Shipper:
 
     # -- the loop ----------------------------------------------------------------------
     def run_forever(self) -> int:
-        """Passes every ``interval`` seconds until ``stop`` is set (SIGTERM); returns 0."""
-        log.info("shipping %s to %s every %gs", self.cfg.docker_root, self.staging.url(), self.cfg.interval)
-        while not self.stop.is_set():
-            t0 = time.monotonic()
-            s = self.run_pass()
-            log.info("%s", pass_line(s, time.monotonic() - t0))  # every pass: nothing shipped is news too
-            self.stop.wait(max(0.0, self.cfg.interval - (time.monotonic() - t0)))
+        """Passes every ``interval`` seconds until ``stop`` is set (SIGTERM); returns 0.
+
+        With a pods root, inotify (``watch.py``) also wakes it: a Kubernetes container's log
+        closed for good, a rotation or a new pod runs a pass over those pods at once."""
+        roots = " and ".join(r for r in (self.cfg.docker_root, self.cfg.pods_root) if r)
+        if self.cfg.pods_root:
+            self.watcher = Watcher.open(self.cfg.pods_root)
+            if self.watcher is None:
+                log.warning("%s: no filesystem notifications (inotify); polling every %gs only",
+                            self.cfg.pods_root, self.cfg.interval)
+        log.info("shipping %s to %s every %gs%s", roots, self.staging.url(), self.cfg.interval,
+                 " and as kubelet's files change" if self.watcher else "")
+        try:
+            first = True
+            while not self.stop.is_set():
+                t0 = time.monotonic()
+                s = self.run_pass()
+                log.info("%s", pass_line(s, time.monotonic() - t0))  # every pass: nothing shipped is news too
+                if first:
+                    log.info("first pass: %d containers in %.1f s", s.containers, time.monotonic() - t0)
+                    first = False
+                self._idle(t0)
+        finally:
+            if self.watcher is not None:
+                self.watcher.close()
         log.info("stopped cleanly")
         return 0
 
-    def run_pass(self) -> Summary:
+    def _log_pass(self, s: Summary) -> None:
+        if s.segments or s.problems:
+            log.info("pass: %d segments (%s) shipped, %d problems%s", s.segments, human(s.bytes),
+                     sum(s.problems.values()),
+                     "".join(f"; {n}× {r}" for r, n in s.problems.most_common(3)))
+
+    def _idle(self, t0: float) -> None:
+        """Until the next full pass; with a watcher, passes over the pods that changed meanwhile."""
+        while not self.stop.is_set():
+            left = self.cfg.interval - (time.monotonic() - t0)
+            if left <= 0:
+                return
+            if self.watcher is None:
+                self.stop.wait(left)
+                return
+            changes = self.watcher.wait(min(left, 1.0))
+            if changes.overflow:
+                return  # events were lost: a full pass now
+            if changes:
+                self.closed |= changes.closed
+                self.watcher.sync()
+                self._log_pass(self.run_pass(only=changes.pods))
+
+    def _scan(self, s: Summary, only: set[str] | None) -> list[Container]:
+        containers: list[Container] = []
+        if self.cfg.docker_root and only is None:
+            try:
+                containers += scan_root(self.cfg.docker_root)
+            except OSError as exc:
+                self._problem(s, ROOT, self.cfg.docker_root, exc.strerror or str(exc))
+        if self.cfg.pods_root:
+            try:
+                found = scan_pods(self.cfg.pods_root, only=only, closed=self.closed)
+            except OSError as exc:
+                self._problem(s, PODS_ROOT, self.cfg.pods_root, exc.strerror or str(exc))
+            else:
+                if only is None:  # forget closed inodes no longer on disk
+                    live = {(f.dev, f.ino) for c in found for f in c.files if f.live}
+                    self.closed &= live
+                containers += found
+        return containers
+
+    def run_pass(self, only: set[str] | None = None) -> Summary:
+        """One pass over every root (``only``: just these pod directories of the pods root)."""
         s = Summary(on_shipped=self.progress)
-        try:
-            containers = scan_root(self.cfg.docker_root)
-        except OSError as exc:
-            self._problem(s, ROOT, self.cfg.docker_root, exc.strerror or str(exc))
-            self.reporter.after_pass(s)
-            return s
+        containers = self._scan(s, only)
         s.containers = len(containers)
-        present = {c.id for c in containers}
-        for seg in self.state.pending():
-            if seg.container_id not in present and not self.stop.is_set():
-                self._retry(None, seg, [], s)  # the container was removed with a segment pending
-        for c in containers:
-            if self.stop.is_set():
-                break
-            self._container(c, s)
+        if only is None and not s.problems:
+            present = {c.id for c in containers}
+            for seg in self.state.pending():
+                if seg.container_id not in present and not self.stop.is_set():
+                    self._retry(None, seg, [], s)  # the container was removed with a segment pending
+        if only is not None and len(containers) > 1 and not self.cfg.dry_run:
+            self._in_parallel(containers, s)
+        else:
+            for c in containers:
+                if self.stop.is_set():
+                    break
+                self._container(c, s)
         if not self.cfg.dry_run:
             self._explain_abandoned(s)
-        self.reporter.after_pass(s)  # the heartbeat (and --metrics-file)
+        if only is None:  # a pass over a few pods (the watcher's) says nothing of the host
+            self.reporter.after_pass(s)  # the heartbeat (and --metrics-file)
         return s
+
+    def _in_parallel(self, containers: list[Container], s: Summary) -> None:
+        """A watcher's pass (exits, rotations): up to ``PARALLEL`` containers at once, so that a
+        node whose pods all exit together ships them before kubelet deletes their logs. Each
+        container is still taken whole by one thread (its segments in order); each thread has its
+        own connection to the state (SQLite serialises the writes) and its own summary."""
+        work = list(reversed(containers))
+        lock = threading.Lock()
+
+        def run() -> Summary:
+            sib = self._sibling()
+            sub = Summary()
+            try:
+                while not self.stop.is_set():
+                    with lock:
+                        if not work:
+                            break
+                        c = work.pop()
+                    sib._container(c, sub)
+            finally:
+                sib.state.close()
+            return sub
+
+        with ThreadPoolExecutor(max_workers=min(PARALLEL, len(containers))) as pool:
+            futures = [pool.submit(run) for _ in range(min(PARALLEL, len(containers)))]
+            for f in futures:
+                s.merge(f.result())
+
+    def _sibling(self) -> Shipper:
+        """This shipper for another thread: the same S3 client and uploader, its own state connection."""
+        sib = object.__new__(Shipper)
+        sib.__dict__.update(self.__dict__)
+        sib._lock = None
+        sib.state = State(self.cfg.state)
+        return sib
 
     def _explain_abandoned(self, s: Summary) -> None:
         """Stage an empty ``…-abandoned.event`` object for each abandoned segment: the archiver
@@ -146,7 +253,8 @@ class Shipper:
 
     # -- one container -------------------------------------------------------------------
     def _container(self, c: Container, s: Summary) -> None:
-        s.names[c.id] = c.name
+        s.names[c.id] = (c.name if c.k8s is None else
+                         f"{c.k8s.namespace}/{c.k8s.pod_name}/{c.name} restart {c.k8s.restart_count}")
         for name, cause in c.file_errors:
             self._problem(s, f"cannot read: {cause}", f"{c.id[:12]}/{name}")
         if c.config_error:
@@ -230,8 +338,11 @@ class Shipper:
             else:
                 if c.running is None:
                     return True  # config unreadable: counted once for the container
+                # A CRI log not running is closed by the runtime (it exited or restarted): its
+                # last bytes are final, no --settle (Docker's Running flag lags, kubelet's files do not).
+                settle = 0.0 if c.k8s is not None else self.cfg.settle
                 d = eligibility.live(fh, c, st.st_size, st.st_mtime, shipped, now=time.time(),
-                                     max_age=self.cfg.max_age, settle=self.cfg.settle)
+                                     max_age=self.cfg.max_age, settle=settle, line_time=line_time_for(c.fmt))
                 if d.end is None:
                     if d.reason != eligibility.NOTHING_NEW:
                         s.wait(d.reason, label)
@@ -240,7 +351,7 @@ class Shipper:
                 end, closes = d.end, False
             staged = Staged(fh, f.gz, encoding, shipped, end)
             try:
-                m = measure(staged, self._part_size(staged, st.st_size))
+                m = measure(staged, self._part_size(staged, st.st_size), line_time=line_time_for(c.fmt))
             except GzipIncomplete as exc:
                 self._problem(s, GZ_BAD, label, str(exc))
                 return False
@@ -281,12 +392,12 @@ class Shipper:
             self._dry_next[c.id] = number + 1
         else:
             number = self.state.next_segment(c.id)
-        kind, rid, sid = self._classify(c)
+        kind, rid, sid = self._classify(c) if c.k8s is None else (layout.K8S, "", "")
         meta = staged_metadata(
             stack=self.cfg.stack, host=self.cfg.host, container_id=c.id, container_name=c.name,
             kind=kind, resource_id=rid, service_id=sid, segment=number, rotation=f.rotation,
             byte_start=m.start, byte_end=m.end, first=m.first, last=m.last, lines=m.lines,
-            sha256=m.sha256, encoding=m.encoding,
+            sha256=m.sha256, encoding=m.encoding, k8s=c.k8s,
         )
         cut_from = self.state.cut_from(src.id) if src.id else None
         if cut_from is not None:

@@ -98,6 +98,24 @@ class Summary:
         if oldest is not None and (self.oldest_waiting is None or oldest < self.oldest_waiting):
             self.oldest_waiting = oldest
 
+    def merge(self, other: Summary) -> None:
+        """Add what ``other`` (another thread's part of the same pass) counted."""
+        self.segments += other.segments
+        self.bytes += other.bytes
+        self.recovered += other.recovered
+        self.shipped_containers |= other.shipped_containers
+        self.names.update(other.names)
+        for cid, (n, size) in other.per_container.items():
+            self.per_container[cid][0] += n
+            self.per_container[cid][1] += size
+        self.waiting.update(other.waiting)
+        self.retried.update(other.retried)
+        self.problems.update(other.problems)
+        for reason, examples in other.examples.items():
+            self.examples[reason] = (self.examples[reason] + examples)[:3]
+        self.backlog(other.waiting_bytes, other.oldest_waiting)
+        self.last_error = other.last_error or self.last_error
+
     def _example(self, reason: str, what: str) -> None:
         if len(self.examples[reason]) < 3:
             self.examples[reason].append(what)

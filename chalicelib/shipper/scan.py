@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from ..dockerlog import parse_docker_time
+from ..staged import DOCKER, K8sIdentity
 
 _LOG_NAME = re.compile(r"^(?P<cid>[0-9a-f]{12,64})-json\.log(?:\.(?P<rot>\d+))?(?P<gz>\.gz)?\Z", re.ASCII)
 _CONTAINER_DIR = re.compile(r"^[0-9a-f]{12,64}\Z")
@@ -56,6 +57,9 @@ class Container:
     config_error: str | None = None
     files: list[LogFile] = field(default_factory=list)
     file_errors: list[tuple[str, str]] = field(default_factory=list)  # (name, cause)
+    fmt: str = DOCKER  # the log files' format: docker (json-file) or cri (shipper/pods.py)
+    k8s: K8sIdentity | None = None  # a Kubernetes container run's names (cri)
+    pod_dir: str = ""  # cri: the pod's directory name under the pods root
 
     def ordered_files(self) -> list[LogFile]:
         """Oldest content first: ``.N`` … ``.1``, then the live file; plain before ``.gz``."""

@@ -12,7 +12,7 @@ Docker renaming or unlinking the file meanwhile does not matter.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import BinaryIO
@@ -77,7 +77,8 @@ class LineStats:
 
     TAIL = 65536
 
-    def __init__(self) -> None:
+    def __init__(self, line_time: Callable[[bytes], datetime | None] = line_time) -> None:
+        self.line_time = line_time
         self.lines = 0
         self.first: datetime | None = None
         self._first_done = False
@@ -94,7 +95,7 @@ class LineStats:
             self._head += block
             lines = self._head.split(b"\n")
             for line in lines[:-1]:
-                self.first = line_time(line)
+                self.first = self.line_time(line)
                 if self.first is not None:
                     break
             if self.first is not None or len(self._head) > self.TAIL:
@@ -107,12 +108,12 @@ class LineStats:
         lines = self.lines + (0 if self._last_byte == b"\n" else 1)
         last = None
         for line in reversed(self._tail.split(b"\n")):
-            last = line_time(line)
+            last = self.line_time(line)
             if last is not None:
                 break
         first = self.first
         if first is None and not self._first_done and self._head:
-            first = line_time(self._head)  # a single unterminated line
+            first = self.line_time(self._head)  # a single unterminated line
         return lines, first or last, last or first
 
 
@@ -145,11 +146,13 @@ class _PartHasher:
         return tuple(self.done)
 
 
-def measure(staged: Staged, part_size: int = 0) -> Measured:
-    """Read the segment once: hash (whole and per part), count lines, find first/last times."""
+def measure(staged: Staged, part_size: int = 0,
+            line_time: Callable[[bytes], datetime | None] = line_time) -> Measured:
+    """Read the segment once: hash (whole and per part), count lines, find first/last times
+    (``line_time``: of the source's format, ``crilog.line_time`` for CRI)."""
     sha = hashlib.sha256()
     parts = _PartHasher(part_size) if part_size and staged.contiguous else None
-    span = LineStats()
+    span = LineStats(line_time)
     size = logical = 0
     inflate = isal_zlib.decompressobj(31) if staged.encoding == GZIP else None
     for block in staged.blocks():

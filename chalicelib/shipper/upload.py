@@ -23,7 +23,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from isal import isal_zlib
 
-from ..awserrors import error_code, error_label, is_not_found, is_precondition_failed
+from ..awserrors import error_code, error_hint, error_label, is_not_found, is_precondition_failed
 from ..errors import LogarchiveError
 from ..staged import SHA256_META, archived_as, archived_marker, event_key, metadata_value, staged_key
 from .segment import Measured, SegmentChanged, Staged
@@ -103,7 +103,7 @@ class Uploader:
                 return None
             raise UploadError(f"s3://{self.bucket}/{key}: HEAD failed ({error_label(exc)})") from None
         except BotoCoreError as exc:
-            raise UploadError(f"s3://{self.bucket}/{key}: {exc}") from None
+            raise UploadError(f"s3://{self.bucket}/{key}: {error_hint(exc) or exc}") from None
         return head.get("Metadata", {})
 
     def existing_sha(self, key: str) -> str | None:
@@ -144,7 +144,7 @@ class Uploader:
                 return self._settle_existing(key, m.sha256)
             raise UploadError(f"s3://{self.bucket}/{key}: {error_code(exc) or exc}") from None
         except BotoCoreError as exc:
-            raise UploadError(f"s3://{self.bucket}/{key}: {exc}") from None
+            raise UploadError(f"s3://{self.bucket}/{key}: {error_hint(exc) or exc}") from None
 
     def _settle_existing(self, key: str, sha256: str) -> str:
         found = self.existing_sha(key)
@@ -173,7 +173,7 @@ class Uploader:
             if not is_precondition_failed(exc):
                 raise UploadError(f"s3://{self.bucket}/{key}: {error_label(exc)}") from None
         except BotoCoreError as exc:
-            raise UploadError(f"s3://{self.bucket}/{key}: {exc}") from None
+            raise UploadError(f"s3://{self.bucket}/{key}: {error_hint(exc) or exc}") from None
 
     def abort_stale(self, key: str) -> None:
         """Abort multipart uploads a killed earlier attempt left behind for ``key``."""
