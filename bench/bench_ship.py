@@ -6,11 +6,13 @@ In the same run, against the same endpoint:
      measure — SHA-256, per-part SHA-256 and CRC-32, line count, times — then send, checking
      each part's CRC-32), with one part in flight (the default) and with four.
 Each runs in its own child process; wall time and the child's peak RSS (VmHWM) are
-printed. Against the local moto server (``--size-mb``, default 500) and, for the RSS claim on
+printed. Then an idle pass (``--idle-files``, default 10,000): a host whose every log file
+shipped already, passed over again by the daemon's ``Shipper.run_pass`` in this process; its
+time per file is what a daemon pays every ``--interval`` to find nothing new. Against the local moto server (``--size-mb``, default 500) and, for the RSS claim on
 a 2 GB file, against ``bench/s3sink.py``, a local endpoint that discards what it receives
 (moto keeps what it stores, which makes multi-GB runs slow and memory-bound on its side).
 
-    python bench/bench_ship.py [--size-mb 500] [--rss-size-mb 2048] [--cri-size-mb 300]
+    python bench/bench_ship.py [--size-mb 500] [--rss-size-mb 2048] [--cri-size-mb 300] [--idle-files 10000]
 
 ``--cri-size-mb``: Docker's path and the Kubernetes (CRI) path side by side: the same messages
 as a rotated ``-json.log.1`` and as a rotated ``0.log.<stamp>`` under a pods root, shipped
@@ -140,6 +142,76 @@ def bench(endpoint: str, root: Path, path: Path, label: str) -> None:
               flush=True)
 
 
+def make_shipped_host(root: Path, files: int, per_container: int) -> None:
+    """``files`` small closed log files: stopped containers with ``per_container - 1`` rotated
+    files and a live one each, of 1 to 30 lines (heads of many lengths under 4 KiB)."""
+    shutil.rmtree(root, ignore_errors=True)
+    fake = FakeDockerRoot(root)
+    t0 = time.time_ns() - 3600 * 10**9
+    for n in range(max(1, files // per_container)):
+        c = fake.add(f"idle-{n}", max_file=per_container, running=False)
+        for r in range(per_container - 1, -1, -1):
+            name = c.log_path.name + (f".{r}" if r else "")
+            t = docker_time(t0 + (n * per_container + per_container - r) * 1000).encode()
+            lines = [b'{"log":"idle %d %d %d\\n","stream":"stdout","time":"%s"}\n' % (n, r, i, t)
+                     for i in range(1 + (n * per_container + r) % 30)]
+            (c.dir / name).write_bytes(b"".join(lines))
+
+
+def bench_idle(files: int, per_container: int) -> None:
+    """Ship ``files`` closed files once (to the discarding sink), then time idle passes."""
+    from chalicelib.shipper.config import ShipConfig
+    from chalicelib.shipper.loop import Shipper
+    from chalicelib.shipper.upload import make_client
+
+    root = OUT / "idle-docker"
+    make_shipped_host(root, files, per_container)
+    state = OUT / "idle-state.db"
+    for suffix in ("", "-wal", "-shm", ".lock"):
+        Path(f"{state}{suffix}").unlink(missing_ok=True)
+    port = local_aws.free_port()
+    sink = subprocess.Popen([sys.executable, str(ROOT / "bench" / "s3sink.py"), str(port)])
+    try:
+        time.sleep(0.5)
+        env = {**local_aws.LOCAL_CREDENTIALS}
+        os.environ.update(env)
+        cfg = ShipConfig.resolve({"docker_root": str(root), "staging": f"s3://{BUCKET}/idle", "stack": "bench",
+                                  "host": "bench", "state": str(state), "once": True, "settle": 0}, env={})
+        shipper = Shipper(cfg, client=make_client(f"http://127.0.0.1:{port}", "us-east-1", 2))
+        try:
+            t0 = time.perf_counter()
+            first = shipper.run_pass()
+            t_first = time.perf_counter() - t0
+            idle, cpu = [], []
+            for _ in range(3):
+                t0, c0 = time.perf_counter(), time.process_time()
+                s = shipper.run_pass()
+                idle.append(time.perf_counter() - t0)
+                cpu.append(time.process_time() - c0)
+                assert s.segments == 0 and not s.problems, s.render()
+        finally:
+            shipper.close()
+        # A new process (``logarchive ship --once`` from cron): the state alone says what is done.
+        fresh = Shipper(cfg, client=make_client(f"http://127.0.0.1:{port}", "us-east-1", 2))
+        try:
+            t0, c0 = time.perf_counter(), time.process_time()
+            s = fresh.run_pass()
+            t_fresh, cpu_fresh = time.perf_counter() - t0, time.process_time() - c0
+            assert s.segments == 0 and not s.problems, s.render()
+        finally:
+            fresh.close()
+    finally:
+        sink.terminate()
+        sink.wait()
+    best = min(idle)
+    print(f"idle pass over {files:,} shipped files ({per_container:,} per container; {first.segments:,} segments shipped first in "
+          f"{t_first:.1f} s): {best:.3f} s best of 3 ({best / files * 1000:.3f} ms/file; "
+          f"passes {', '.join(f'{t:.3f}' for t in idle)} s, CPU {', '.join(f'{t:.3f}' for t in cpu)} s); "
+          f"a new process's first pass (its start check of the state included): {t_fresh:.3f} s "
+          f"(CPU {cpu_fresh:.3f} s)", flush=True)
+    shutil.rmtree(root, ignore_errors=True)
+
+
 def bench_cri(endpoint: str, size: int) -> None:
     """Docker's and the CRI path's throughput, side by side, alternating, three rounds each."""
     env = {**os.environ, **local_aws.LOCAL_CREDENTIALS, "AWS_ENDPOINT_URL": endpoint, "PYTHONPATH": str(ROOT)}
@@ -175,12 +247,20 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size-mb", type=int, default=500)
     ap.add_argument("--rss-size-mb", type=int, default=2048, help="0 to skip the sink run")
+    ap.add_argument("--idle-files", type=int, default=10000, help="0 to skip the idle pass")
+    ap.add_argument("--idle-per-container", type=int, default=1000,
+                    help="files per container in the idle pass (default 1000: a long-lived container's rotations)")
+    ap.add_argument("--idle-only", action="store_true", help="only the idle pass")
     ap.add_argument("--cri-size-mb", type=int, default=300, help="0 to skip the CRI vs Docker comparison")
     ap.add_argument("--only-cri", action="store_true", help="run only the CRI vs Docker comparison")
     a = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"Python {platform.python_version()}, {platform.system()} {platform.release()}")
+    if a.idle_files and not a.only_cri:
+        bench_idle(a.idle_files, a.idle_per_container)
+    if a.idle_only:
+        return 0
     if a.cri_size_mb:
         port = local_aws.free_port()
         sink = subprocess.Popen([sys.executable, str(ROOT / "bench" / "s3sink.py"), str(port)])

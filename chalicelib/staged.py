@@ -65,6 +65,14 @@ EVENT_META = "logarchive-event"
 EVENT_REASON_META = "logarchive-event-reason"
 # On a segment after the shipper found its source cut back: the offset it had shipped up to.
 CUT_FROM_META = "logarchive-cut-from"
+# On the explanation of a damaged .gz the shipper gave up: its size on disk (the decompressed
+# end of what was lost is unknown, so ``logarchive-byte-end`` is empty there).
+COMPRESSED_SIZE_META = "logarchive-compressed-size"
+# The source file's content identity: ``<n>:<hex SHA-256 of its first n logical bytes>`` (the
+# shipper's ``Source`` head, n <= 4096). Carried into the archive object's metadata, so that
+# ``logarchive ship --rebuild-state`` can tell which file on disk a segment came from.
+SOURCE_HEAD_META = "logarchive-source-head"
+_SOURCE_HEAD_RE = re.compile(r"^[1-9][0-9]{0,5}:[0-9a-f]{64}\Z")
 _SHA_RE = re.compile(r"^[0-9a-f]{64}\Z")
 # The format of the source file: Docker's json-file (the default, no field) or CRI (kubelet's
 # /var/log/pods). A CRI segment's ``<container>`` path component is
@@ -278,11 +286,13 @@ def staged_metadata(
     sha256: str,
     encoding: str,
     k8s: K8sIdentity | None = None,
+    source_head: str = "",
 ) -> dict[str, str]:
     """The ``logarchive-*`` user metadata of one staged segment (``StagedMeta.parse`` reads it).
 
     ``byte_start``/``byte_end`` are the logical (decompressed) range of the source file,
-    ``rotation`` the file's rotation number; ``sha256`` is the staged bytes' checksum. With
+    ``rotation`` the file's rotation number; ``sha256`` is the staged bytes' checksum;
+    ``source_head`` the source file's identity (``source_head()``), when known. With
     ``k8s`` (a CRI source) the container id, kind and resource id come from it and the
     ``logarchive-k8s-*`` fields and ``logarchive-format: cri`` are added.
     """
@@ -307,17 +317,40 @@ def staged_metadata(
         SHA256_META: sha256,
         PREFIX + "encoding": encoding,
     }
+    if source_head:
+        meta[SOURCE_HEAD_META] = source_head
     if k8s is not None:
         meta[FORMAT_META] = CRI
         meta.update(k8s.metadata())
     return meta
 
 
-def archived_marker_metadata(archive_key: str, sha256: str | None) -> dict[str, str]:
-    """The marker's metadata: the archive object's key and the staged segment's checksum."""
+def source_head(head_len: int, head_sha: str) -> str:
+    """A source file's identity as ``logarchive-source-head`` carries it."""
+    return f"{head_len}:{head_sha}"
+
+
+def parse_source_head(value: str) -> tuple[int, str] | None:
+    """(n, sha256 hex) of a ``logarchive-source-head`` value; None when absent or malformed."""
+    if not _SOURCE_HEAD_RE.match(value or ""):
+        return None
+    n, _, sha = value.partition(":")
+    return int(n), sha
+
+
+def archived_marker_metadata(archive_key: str, sha256: str | None, *, byte_start: int | None = None,
+                             byte_end: int | None = None, source_head: str = "") -> dict[str, str]:
+    """The marker's metadata: the archive object's key and the staged segment's checksum, and
+    (when the staged object had them) its byte range and source identity, which
+    ``logarchive ship --rebuild-state`` reads."""
     meta = {ARCHIVED_META: archive_key}
     if sha256:
         meta[SHA256_META] = sha256
+    if byte_start is not None and byte_end is not None:
+        meta[PREFIX + "byte-start"] = str(byte_start)
+        meta[PREFIX + "byte-end"] = str(byte_end)
+    if source_head:
+        meta[SOURCE_HEAD_META] = source_head
     return meta
 
 
@@ -360,6 +393,7 @@ class StagedMeta:
     byte_start: int | None = None  # [start, end) in the source file (optional: for the digest only)
     byte_end: int | None = None
     cut_from: int | None = None  # the source was cut back after staging up to this offset (optional)
+    source_head: str = ""  # the source file's identity, ``<n>:<sha256>`` (optional; "" if absent)
     source_format: str = DOCKER  # docker | cri
     k8s: K8sIdentity | None = None  # a CRI segment's names
 
@@ -421,6 +455,7 @@ class StagedMeta:
             byte_start=_number(start_text),
             byte_end=_number(end_text),
             cut_from=_number(m.get(CUT_FROM_META, "")),
+            source_head=m.get(SOURCE_HEAD_META, "") if parse_source_head(m.get(SOURCE_HEAD_META, "")) else "",
             source_format=fmt if fmt in (DOCKER, CRI) else DOCKER,
             k8s=k8s,
         )

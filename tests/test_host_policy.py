@@ -36,6 +36,7 @@ def test_the_policy_names_only_the_hosts_own_path() -> None:
     assert resources == [
         f"arn:aws:s3:::{BUCKET}",
         f"arn:aws:s3:::{BUCKET}/archived/staged/prod/web-1/*",
+        f"arn:aws:s3:::{BUCKET}/quarantine/staged/prod/web-1/*",
         f"arn:aws:s3:::{BUCKET}/staged/prod/web-1/*",
     ]
     writes = [s for s in doc["Statement"] if "s3:PutObject" in s["Action"]]

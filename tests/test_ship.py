@@ -98,6 +98,7 @@ def test_ships_closed_logs_once_with_metadata(buckets, fake, tmp_path, capsys) -
         "logarchive-first-time": m["logarchive-first-time"], "logarchive-last-time": m["logarchive-last-time"],
         "logarchive-lines": "20", "logarchive-sha256": hashlib.sha256(bytes(db.written)).hexdigest(),
         "logarchive-encoding": "identity",
+        "logarchive-source-head": f"{len(db.written)}:{hashlib.sha256(bytes(db.written)).hexdigest()}",
     }
     assert m["logarchive-first-time"].endswith("Z") and len(m["logarchive-first-time"]) == 27
     assert m["logarchive-first-time"] <= m["logarchive-last-time"]
@@ -282,7 +283,7 @@ def test_s3_unreachable_fails_cleanly_and_retries(buckets, fake, tmp_path, capsy
         dead = f"http://127.0.0.1:{closed.getsockname()[1]}"
         rc = cli.main(args(tmp_path, buckets.staging, "--once", "--endpoint-url", dead, "--max-attempts", "2"))
     out = capsys.readouterr().out
-    assert rc == 1 and "S3 upload failed" in out
+    assert rc == 1 and "S3 unreachable" in out  # the state's start check (issue 18) asks S3 first
     rc, out = ship(tmp_path, buckets.staging, capsys)
     assert rc == 0 and "shipped: 1 segment," in out
     assert joined(buckets.staging, c.id) == bytes(c.written)

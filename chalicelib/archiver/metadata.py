@@ -40,6 +40,9 @@ def archive_metadata(
     segment: int | None = None,
     source: str = "",
     cut_from: int | None = None,
+    byte_start: int | None = None,
+    byte_end: int | None = None,
+    source_head: str = "",
     k8s: K8sIdentity | None = None,
 ) -> dict[str, str]:
     """The envelope fields plus the ``logarchive-*`` fields of one archive object.
@@ -47,7 +50,10 @@ def archive_metadata(
     ``first``/``last`` are the first and last line times, ``lines`` the line count and
     ``source`` the staged key; ``cut_from`` the shipper's note that the source file was cut
     back after bytes up to that offset had shipped (the segment starts at the cut); bytes and
-    SHA-256 are the raw log's, from ``sealed``. ``k8s``: a CRI source's names
+    SHA-256 are the raw log's, from ``sealed``. ``byte_start``/``byte_end`` (the range of the
+    source file) and ``source_head`` (its content identity) come from the staged object, when it
+    had them: with them a host can rebuild a lost shipper state from the archive
+    (``logarchive ship --rebuild-state``, docs/SHIPPER.md). ``k8s``: a CRI source's names
     (``logarchive-format: cri`` and the ``logarchive-k8s-*`` fields, as staged).
     """
     meta = {
@@ -67,6 +73,11 @@ def archive_metadata(
         meta["logarchive-segment"] = str(segment)
     if cut_from is not None:
         meta["logarchive-cut-from"] = str(cut_from)
+    if byte_start is not None and byte_end is not None:
+        meta["logarchive-byte-start"] = str(byte_start)
+        meta["logarchive-byte-end"] = str(byte_end)
+    if source_head:
+        meta["logarchive-source-head"] = ascii_value(source_head)
     if k8s is not None:
         meta[FORMAT_META] = CRI
         meta.update(k8s.metadata())

@@ -226,11 +226,13 @@ def find_version(s3: Any, bucket: str, key: str, etag: str) -> str | None:
     return None
 
 
-def mark_archived(s3: Any, bucket: str, staged_key: str, *, archive_key: str, sha256: str | None) -> None:
+def mark_archived(s3: Any, bucket: str, staged_key: str, *, archive_key: str, sha256: str | None,
+                  byte_start: int | None = None, byte_end: int | None = None, source_head: str = "") -> None:
     """Leave ``archived/<staged key>`` (empty, the archive key in its metadata) before the staged
     version goes. A plain PUT: a repeat writes the same bytes and metadata (idempotent)."""
     s3.put_object(Bucket=bucket, Key=archived_marker(staged_key), Body=b"",
-                  Metadata=archived_marker_metadata(archive_key, sha256))
+                  Metadata=archived_marker_metadata(archive_key, sha256, byte_start=byte_start,
+                                                    byte_end=byte_end, source_head=source_head))
 
 
 def delete_exact(s3: Any, bucket: str, key: str, *, version_id: str | None, etag: str) -> None:

@@ -245,11 +245,13 @@ class Worker:
             metadata = archive_metadata(
                 sealed, key_id=self.keyring.encrypting_key_id, first=first, last=last, lines=span.lines,
                 host=meta.host, container_name=meta.container_name, segment=meta.segment, source=job.key,
-                cut_from=meta.cut_from, k8s=meta.k8s,
+                cut_from=meta.cut_from, k8s=meta.k8s, byte_start=meta.byte_start, byte_end=meta.byte_end,
+                source_head=meta.source_head,
             )
             sums = s3io.file_checksums(fh, sealed.ciphertext_bytes, self.part_size)
             key, created, head = self._place(
                 base, meta.segment or 0, fh, sealed.ciphertext_bytes, metadata, sums)
+            warnings.extend(self._same_number(base, key, meta))
             clock.lap("upload+verify")
             self._replicate(key, created, fh, sealed.ciphertext_bytes, metadata, sums)
             clock.lap("replicate")
@@ -271,7 +273,8 @@ class Worker:
         for w in warnings:
             log.warning("%s: %s", job.name, w)
         # The marker first: a shipper that staged this key but did not record it finds it there.
-        s3io.mark_archived(self.s3, job.bucket, job.key, archive_key=key, sha256=meta.sha256)
+        s3io.mark_archived(self.s3, job.bucket, job.key, archive_key=key, sha256=meta.sha256,
+                           byte_start=meta.byte_start, byte_end=meta.byte_end, source_head=meta.source_head)
         s3io.delete_exact(self.s3, job.bucket, job.key, version_id=job.version_id, etag=job.etag)
         clock.lap("delete")
         return Outcome(
@@ -383,6 +386,21 @@ class Worker:
             reason=ascii_value(reason, 512), at=fmt_time(datetime.now(UTC)),
             location=QUARANTINE_PREFIX + job.key, **_source(meta),
         ))
+
+    def _same_number(self, base: ArchiveKey, key: str, meta: StagedMeta) -> list[str]:
+        """Other archive objects of this container under this segment number: a shipper whose
+        state was lost or replaced numbered other bytes again (issue 18). Archived all the same
+        (nothing is lost), and reported by name; the audit reports it too."""
+        # ``…<name>.log.<N>.<start>.<end>.archived.gz`` (Docker and CRI alike): all times of N.
+        prefix = base.key().rsplit(".", 4)[0] + "."
+        resp = self.s3.list_objects_v2(Bucket=self.settings.archive_bucket, Prefix=prefix)
+        others = sorted(o["Key"] for o in resp.get("Contents", []) if o["Key"] != key)
+        if not others:
+            return []
+        names = ", ".join(k.rsplit("/", 1)[-1] for k in others[:3])
+        log.error("duplicate segment %s of container %s (host %s): archived as %s, and already as %s",
+                  base.rotation, base.container_id[:12], ascii_value(meta.host) or "?", key, names)
+        return [f"duplicate segment {base.rotation}: also archived as {names}"]
 
     # -- placing the archive object ---------------------------------------------------------
     def _place(

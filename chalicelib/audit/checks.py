@@ -526,8 +526,52 @@ def _completeness(opts: Options, res: AuditResult, archives: dict[str, _Archive]
             if sample.day:
                 res.cell(sample.resource, sample.day).findings += 1
         _bytes(opts, res, cid, items, why, skipped.get(cid, []))
+        _twice(opts, res, cid, [a for a in items if a.parsed.schema == "v3"], known[cid])
         if len(res.findings) == gaps_before:
             res.containers_contiguous += 1
+
+
+def _twice(opts: Options, res: AuditResult, cid: str, items: list[_Archive], known: set[int]) -> None:
+    """What a lost or replaced shipper state lets through (issue 18): one segment number archived
+    under two keys, and bytes of one source file (``logarchive-source-head`` of the HEAD) archived
+    in two segments whose byte ranges overlap."""
+
+    def finding(a: _Archive, detail: str) -> None:
+        res.findings.append(Finding(model.SEGMENT_TWICE, _url(opts.bucket, a.key), detail, cid,
+                                    a.resource, a.day))
+        if a.day:
+            res.cell(a.resource, a.day).findings += 1
+
+    claims: dict[int, list[_Archive]] = defaultdict(list)
+    ranges: dict[str, list[tuple[int, int, _Archive]]] = defaultdict(list)
+    for a in items:
+        n = a.segment(known)
+        if n is not None:
+            claims[n].append(a)
+        meta = (a.head.metadata if a.head is not None else None) or {}
+        lo, hi = (a.entry.byte_start, a.entry.byte_end) if a.entry is not None else (None, None)
+        if lo is None or hi is None:
+            lo, hi = _number(meta.get("logarchive-byte-start")), _number(meta.get("logarchive-byte-end"))
+        if meta.get("logarchive-source-head") and lo is not None and hi is not None and hi > lo:
+            ranges[meta["logarchive-source-head"]].append((int(lo), int(hi), a))
+    for n, same in sorted(claims.items()):
+        if len(same) > 1:
+            names = sorted(a.key.rsplit("/", 1)[-1] for a in same)
+            finding(max(same, key=lambda a: a.key),
+                    f"segment {n} of container {cid[:12]} archived {len(same)} times: {', '.join(names)}")
+    for spans in ranges.values():
+        spans.sort(key=lambda s: (s[0], s[1]))
+        reach, by = -1, None
+        for lo, hi, a in spans:
+            if by is not None and lo < reach:
+                finding(a, f"bytes [{lo}, {hi}) of a source file of container {cid[:12]} overlap bytes "
+                           f"archived as {by.key.rsplit('/', 1)[-1]} (up to byte {reach})")
+            if hi > reach:
+                reach, by = hi, a
+
+
+def _number(text: str | None) -> int | None:
+    return int(text) if text and text.isascii() and text.isdigit() else None
 
 
 def _runs(numbers: list[int]) -> list[list[int]]:

@@ -14,6 +14,7 @@ DIGEST_EDITED = "digest edited"
 BROKEN_CHAIN = "broken chain"
 BAD_SIGNATURE = "bad signature"
 SEGMENT_GAP = "segment gap"
+SEGMENT_TWICE = "segment archived twice"  # a number, or a source file's bytes, archived again
 SHIPPED_NOT_ARCHIVED = "shipped but never archived"
 RETENTION_SHORT = "retention shorter than the bucket's policy"
 UNKNOWN_OBJECT = "unknown object"
@@ -21,7 +22,7 @@ CHAIN_STOPS = "chain stops"  # the newest digest is older than --max-digest-age
 NOTHING_TO_PROVE = "nothing to prove"  # no digest and no archive of the stack
 HOST_SILENT = "host silent"  # its last signed heartbeat is older than --silent-after, not retired
 FAILING = (ARCHIVE_MISSING, ARCHIVE_CHANGED, ARCHIVE_IN_NO_DIGEST, DIGEST_MISSING, DIGEST_EDITED,
-           BROKEN_CHAIN, BAD_SIGNATURE, SEGMENT_GAP, SHIPPED_NOT_ARCHIVED, RETENTION_SHORT,
+           BROKEN_CHAIN, BAD_SIGNATURE, SEGMENT_GAP, SEGMENT_TWICE, SHIPPED_NOT_ARCHIVED, RETENTION_SHORT,
            UNKNOWN_OBJECT, CHAIN_STOPS, NOTHING_TO_PROVE, HOST_SILENT)
 
 

@@ -44,6 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     hp.add_argument("--staging", required=True, metavar="s3://BUCKET/PREFIX", help="where the hosts stage")
     hp.add_argument("--stack", required=True, help="the stack the host ships for")
     hp.add_argument("--host", required=True, help="the host's name, as its shipper's --host")
+    hp.add_argument("--archive-bucket", default="",
+                    help="also let it read the stack's archive metadata, for --rebuild-state (default: none)")
     hp.add_argument("--role-name", action="store_true",
                     help="print the role's name instead (<stack>-logarchive-ship-<host>; default: print "
                     "the policy)")
@@ -153,8 +155,9 @@ def run_host_policy(args: argparse.Namespace) -> int:
     if args.role_name:
         print(host_policy.role_name(args.stack, args.host))
     else:
-        print(host_policy.dumps(host_policy.policy(stack=args.stack, host=args.host, staging_bucket=bucket,
-                                                   staging_prefix=prefix)))
+        doc = host_policy.policy(stack=args.stack, host=args.host, staging_bucket=bucket, staging_prefix=prefix,
+                                 archive_bucket=args.archive_bucket)
+        print(host_policy.dumps(doc))
     return 0
 
 

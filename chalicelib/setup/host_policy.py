@@ -18,6 +18,7 @@ from typing import Any
 from ..errors import UsageError
 from ..layout import STACK_RE
 from ..staged import ARCHIVED_PREFIX
+from .iam import host_history_read
 
 # A host name becomes part of an ARN: IAM's wildcards (* ?) and policy variables (${…}) would
 # widen the grant to other hosts' paths, so a host name may hold none of them.
@@ -49,8 +50,11 @@ def role_name(stack: str, host: str) -> str:
     return f"{name[:ROLE_NAME_MAX - 13]}-{digest}"
 
 
-def policy(*, stack: str, host: str, staging_bucket: str, staging_prefix: str) -> dict[str, Any]:
-    """The identity policy of host ``host``'s role."""
+def policy(*, stack: str, host: str, staging_bucket: str, staging_prefix: str,
+           archive_bucket: str = "") -> dict[str, Any]:
+    """The identity policy of host ``host``'s role: what it writes, and what it reads of its own
+    history (``iam.host_history_read``: the state's start check, ``--rebuild-state``; with
+    ``archive_bucket`` the stack's archive metadata, whose listing alone carries a condition)."""
     _check(stack, host)
     own = host_prefix(staging_prefix, stack, host)
     objects = f"arn:aws:s3:::{staging_bucket}/"
@@ -67,6 +71,7 @@ def policy(*, stack: str, host: str, staging_bucket: str, staging_prefix: str) -
         {"Sid": "TellMissingFromForbidden", "Effect": "Allow",
          "Action": ["s3:ListBucket", "s3:ListBucketMultipartUploads"],
          "Resource": [f"arn:aws:s3:::{staging_bucket}"]},
+        *host_history_read(staging_bucket, staging_prefix, stack, host, archive_bucket),
     ]}
 
 

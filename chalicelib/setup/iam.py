@@ -280,3 +280,24 @@ def replication_role_policy(res: StageResources) -> dict[str, Any]:
                                                "s3:ObjectOwnerOverrideToBucketOwner"],
                               [_objects(b) for b in res.replicate_to]))
     return {"Version": "2012-10-17", "Statement": statements}
+
+
+def host_history_read(staging_bucket: str, staging_prefix: str, stack: str, host: str,
+                      archive_bucket: str = "") -> list[Statement]:
+    """What one host's shipper reads of its own history: the start check of its state and
+    ``logarchive ship --rebuild-state`` (docs/SHIPPER.md, "Host policy"). Added to the host's
+    role beside what it writes: HEADs of its own quarantined segments (its staged segments and
+    ``archived/`` markers it reads already), and with ``--archive-bucket`` a listing of the
+    stack's v3 archive keys and HEADs of them (metadata; the bodies are ciphertext under keys
+    the host never holds). The archive's key layout names containers, not hosts, so that part
+    cannot be narrowed to one host's containers."""
+    own = "/".join(p for p in (staging_prefix.strip("/"), stack, host) if p) + "/"
+    statements = [_st("OwnQuarantinedSegments", ["s3:GetObject"],
+                      _objects(staging_bucket, QUARANTINE_PREFIX + own))]
+    if archive_bucket:
+        statements += [
+            _st("ListStackArchives", ["s3:ListBucket"], _bucket(archive_bucket),
+                Condition={"StringLike": {"s3:prefix": [f"{stack}/shareable/v3/*"]}}),
+            _st("ReadArchiveMetadata", ["s3:GetObject"], _objects(archive_bucket, f"{stack}/shareable/v3/")),
+        ]
+    return statements

@@ -69,6 +69,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_deprecated(p, "--concurrency", new="--jobs", dest="jobs", type=positive_int, metavar="N")
     add_progress_option(p)
     p.add_argument("--max-attempts", type=int, help="S3 attempts per request, with backoff (default 8)")
+    p.add_argument("--give-up-after", type=positive_int, metavar="N",
+                   help="passes a file may fail to read or decompress before it is given up: its readable "
+                   "part ships, the rest is explained as lost (default 3)")
+    p.add_argument("--rebuild-state", action="store_const", const=True, default=None,
+                   help="the state file is missing or empty but this host has history in S3: rebuild "
+                   "segment numbers and byte offsets from it first (default: refuse to start)")
+    p.add_argument("--archive-bucket", help="archive bucket whose objects' metadata --rebuild-state reads "
+                   "(default: none; only the staging bucket's objects and markers)")
     for what in ("app", "database", "endpoint", "service"):
         p.add_argument(f"--{what}-label", help=f"container label holding the {what} id "
                        f"(default logarchive.{what}_id)")

@@ -71,6 +71,9 @@ class ShipConfig:
     part_size: int = 8 << 20
     jobs: int = 1  # parts in flight; each more costs ~3 MiB RSS (see docs/PERFORMANCE.md)
     max_attempts: int = 8
+    give_up_after: int = 3  # passes of the same read/decompress failure before a file is given up
+    rebuild_state: bool = False  # an empty state on a host with history: rebuild it from S3
+    archive_bucket: str = ""  # where --rebuild-state reads archive objects' metadata (optional)
     app_label: str = "logarchive.app_id"
     database_label: str = "logarchive.database_id"
     endpoint_label: str = "logarchive.endpoint_id"
@@ -137,6 +140,8 @@ class ShipConfig:
         if missing:
             raise UsageError(f"the following arguments are required: {', '.join(missing)} (each may also "
                              f"come from {ENV_PREFIX}<NAME> or a config file)")
+        if self.give_up_after < 1:
+            raise UsageError(f"--give-up-after must be at least 1, not {self.give_up_after}")
         if "/" in self.host or "/" in self.stack:
             raise LogarchiveError("stack and host names cannot contain '/'")
 

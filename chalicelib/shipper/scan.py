@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -128,6 +129,9 @@ def read_container(path: str, cid: str) -> Container:
             continue  # renamed or removed since the listing: the next pass sees it
         except OSError as exc:
             c.file_errors.append((entry.name, exc.strerror or str(exc)))
+            continue
+        if not stat.S_ISREG(st.st_mode):  # a FIFO would block the open, a device never end
+            c.file_errors.append((entry.name, "not a regular file (FIFO, device or link): never opened"))
             continue
         c.files.append(LogFile(
             path=entry.path, rotation=int(m["rot"] or 0), gz=bool(m["gz"]),

@@ -21,7 +21,7 @@ from isal import isal_zlib
 
 from ..dockerlog import line_time
 from ..staged import GZIP
-from .identity import BLOCK, GzipIncomplete, iter_range, iter_raw
+from .identity import BLOCK, GZIP_ERRORS, GzipIncomplete, iter_range, iter_raw, iter_salvage
 
 
 class SegmentChanged(Exception):
@@ -37,6 +37,7 @@ class Staged:
     encoding: str  # of the staged bytes
     start: int
     end: int | None  # None: to the end of a .gz
+    salvage: bool = False  # the readable prefix of a damaged .gz (given up), decompressed
 
     @property
     def contiguous(self) -> bool:
@@ -50,6 +51,9 @@ class Staged:
     def blocks(self) -> Iterator[bytes]:
         if self.encoding == GZIP:
             return iter_raw(self.fh)
+        if self.salvage:
+            assert self.end is not None
+            return iter_salvage(self.fh, self.start, self.end)
         return iter_range(self.fh, self.gz, self.start, self.end)
 
 
@@ -149,7 +153,16 @@ class _PartHasher:
 def measure(staged: Staged, part_size: int = 0,
             line_time: Callable[[bytes], datetime | None] = line_time) -> Measured:
     """Read the segment once: hash (whole and per part), count lines, find first/last times
-    (``line_time``: of the source's format, ``crilog.line_time`` for CRI)."""
+    (``line_time``: of the source's format, ``crilog.line_time`` for CRI).
+
+    A damaged .gz (bad deflate data, bad CRC, trailing garbage) raises GzipIncomplete."""
+    try:
+        return _measure(staged, part_size, line_time)
+    except GZIP_ERRORS as exc:
+        raise GzipIncomplete(str(exc) or type(exc).__name__) from None
+
+
+def _measure(staged: Staged, part_size: int, line_time: Callable[[bytes], datetime | None]) -> Measured:
     sha = hashlib.sha256()
     parts = _PartHasher(part_size) if part_size and staged.contiguous else None
     span = LineStats(line_time)

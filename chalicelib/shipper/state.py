@@ -64,7 +64,33 @@ CREATE TABLE IF NOT EXISTS cuts (
 );
 -- every pass looks for abandoned segments whose explanation is not staged yet
 CREATE INDEX IF NOT EXISTS abandoned_segments ON segments(state) WHERE state = 'abandoned';
+-- a file seen again in the inode it had: one indexed lookup (shipper/loop.py's idle pass)
+CREATE INDEX IF NOT EXISTS sources_by_inode ON sources(container_id, dev, ino);
+CREATE TABLE IF NOT EXISTS failures (         -- files that could not be read or decompressed
+    container_id TEXT NOT NULL,
+    dev INTEGER NOT NULL,
+    ino INTEGER NOT NULL,
+    size INTEGER NOT NULL,                    -- bytes on disk when last tried
+    cause TEXT NOT NULL,
+    passes INTEGER NOT NULL,                  -- consecutive passes that met this cause
+    given_up INTEGER NOT NULL DEFAULT 0,      -- explained as lost: not tried again while unchanged
+    PRIMARY KEY (container_id, dev, ino)
+);
+CREATE TABLE IF NOT EXISTS idle_files (       -- files found fully shipped, as the scan saw them then
+    container_id TEXT NOT NULL,
+    dev INTEGER NOT NULL,
+    ino INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    mtime REAL NOT NULL,
+    PRIMARY KEY (container_id, dev, ino)
+);
+CREATE TABLE IF NOT EXISTS binding (          -- whose state this is: host, stack, staging
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 """
+
+BINDING = ("host", "stack", "staging")
 
 
 @dataclass
@@ -81,6 +107,14 @@ class Source:
     def matches(self, head: bytes) -> bool:
         """Does a file whose first (up to HEAD_MAX) logical bytes are ``head`` hold this source?"""
         return 0 < self.head_len <= len(head) and head_sha(head[: self.head_len]) == self.head_sha
+
+
+@dataclass(frozen=True)
+class Failure:
+    size: int
+    cause: str
+    passes: int
+    given_up: bool
 
 
 @dataclass
@@ -166,9 +200,17 @@ class State:
     def match(self, container_id: str, head: bytes, dev: int, ino: int) -> Source | None:
         """The source held by a file with this head; the same inode wins, then the longest head.
 
-        One indexed lookup per distinct recorded head length (almost always just HEAD_MAX),
-        so the cost does not grow with the number of rotations a container has seen.
+        A file still in the inode its source was last seen in (every idle pass, for every file)
+        is one indexed lookup; otherwise one per distinct recorded head length (HEAD_MAX, plus one
+        per length of the container's files shorter than that).
         """
+        rows = self.db.execute(
+            "SELECT id, container_id, head_len, head_sha, dev, ino, shipped_end, complete "
+            "FROM sources WHERE container_id = ? AND dev = ? AND ino = ?", (container_id, dev, ino),
+        ).fetchall()
+        same = [src for r in rows if (src := Source(*r[:7], bool(r[7]))).matches(head)]
+        if same:  # the same inode wins anyway (below): no need to look further
+            return max(same, key=lambda s: (s.head_len, s.id))
         lengths = [r[0] for r in self.db.execute(
             "SELECT DISTINCT head_len FROM sources WHERE container_id = ? AND head_len BETWEEN 1 AND ?",
             (container_id, len(head)),
@@ -187,8 +229,9 @@ class State:
         return found[0]
 
     def pending(self, container_id: str | None = None) -> list[Segment]:
+        # The partial index: the planner would otherwise walk a container's every segment by key.
         sql = ("SELECT container_id, segment, source_id, state, key, start, end, encoding, size, "
-               "sha256, closes, metadata FROM segments WHERE state = 'pending'")
+               "sha256, closes, metadata FROM segments INDEXED BY pending_segments WHERE state = 'pending'")
         args: tuple = ()
         if container_id is not None:
             sql += " AND container_id = ?"
@@ -221,7 +264,98 @@ class State:
             "ORDER BY segment", (container_id,)
         ).fetchall()
 
+    def failures(self) -> dict[tuple[str, int, int], Failure]:
+        """Files that failed to read or decompress, by (container, dev, inode)."""
+        rows = self.db.execute("SELECT container_id, dev, ino, size, cause, passes, given_up FROM failures")
+        return {(r[0], r[1], r[2]): Failure(r[3], r[4], r[5], bool(r[6])) for r in rows}
+
+    def idle_files(self) -> dict[tuple[str, int, int], tuple[int, float]]:
+        """Files found fully shipped, with the size and mtime they had: while both stay the same
+        a pass need not open them (shipper/loop.py). Empty for a state without the table."""
+        try:
+            rows = self.db.execute("SELECT container_id, dev, ino, size, mtime FROM idle_files").fetchall()
+        except sqlite3.Error:
+            return {}
+        return {(r[0], r[1], r[2]): (r[3], r[4]) for r in rows}
+
+    def binding(self) -> dict[str, str]:
+        return dict(self.db.execute("SELECT name, value FROM binding").fetchall())
+
+    def is_empty(self) -> bool:
+        """No segment recorded (a new state, or one lost and created again)."""
+        return self.db.execute("SELECT 1 FROM segments LIMIT 1").fetchone() is None
+
     # -- writes (each one transaction) ---------------------------------------------------
+    def bind(self, values: dict[str, str]) -> None:
+        """Record whose state this is (checked at every start, shipper/binding.py)."""
+        if self.readonly:
+            return
+        with self._tx() as db:
+            db.executemany("INSERT INTO binding (name, value) VALUES (?, ?) "
+                           "ON CONFLICT(name) DO UPDATE SET value = excluded.value", sorted(values.items()))
+
+    def save_idle_files(self, files: dict[tuple[str, int, int], tuple[int, float]]) -> None:
+        if self.readonly:
+            return
+        with self._tx() as db:
+            db.execute("DELETE FROM idle_files")
+            db.executemany("INSERT INTO idle_files (container_id, dev, ino, size, mtime) "
+                           "VALUES (?, ?, ?, ?, ?)", [(*k, *v) for k, v in files.items()])
+
+    def failed(self, container_id: str, dev: int, ino: int, size: int, cause: str) -> int:
+        """One more pass that could not read this file; returns the passes in a row with ``cause``."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO failures (container_id, dev, ino, size, cause, passes) "
+                "VALUES (?, ?, ?, ?, ?, 1) "
+                "ON CONFLICT(container_id, dev, ino) DO UPDATE SET size = excluded.size, given_up = 0, "
+                "passes = CASE WHEN cause = excluded.cause THEN passes + 1 ELSE 1 END, "
+                "cause = excluded.cause",
+                (container_id, dev, ino, size, cause),
+            )
+            r = db.execute("SELECT passes FROM failures WHERE container_id = ? AND dev = ? AND ino = ?",
+                           (container_id, dev, ino)).fetchone()
+        return int(r[0])
+
+    def gave_up(self, container_id: str, dev: int, ino: int, size: int) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE failures SET given_up = 1, size = ? "
+                       "WHERE container_id = ? AND dev = ? AND ino = ?", (size, container_id, dev, ino))
+
+    def clear_failure(self, container_id: str, dev: int, ino: int) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM failures WHERE container_id = ? AND dev = ? AND ino = ?",
+                       (container_id, dev, ino))
+
+    def rebuild(self, containers: list[tuple[str, int, list[tuple[bytes, int, int, int]]]]) -> None:
+        """``--rebuild-state``: per container (id, next segment number, files as (head, dev,
+        inode, logical bytes staged)), in one transaction."""
+        with self._tx() as db:
+            for cid, next_segment, files in containers:
+                if next_segment > 1:
+                    db.execute("INSERT INTO containers (container_id, next_segment) VALUES (?, ?) "
+                               "ON CONFLICT(container_id) DO UPDATE SET "
+                               "next_segment = MAX(next_segment, excluded.next_segment)", (cid, next_segment))
+                for head, dev, ino, end in files:
+                    db.execute("INSERT INTO sources (container_id, head_len, head_sha, dev, ino, "
+                               "shipped_end, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                               (cid, len(head), head_sha(head), dev, ino, end, time.time()))
+
+    def advance(self, src: Source, end: int) -> None:
+        """Bytes before ``end`` are accounted for (staged, or explained as lost)."""
+        with self._tx() as db:
+            db.execute("UPDATE sources SET shipped_end = MAX(shipped_end, ?) WHERE id = ?", (end, src.id))
+        src.shipped_end = max(src.shipped_end, end)
+
+    def moved(self, src: Source, dev: int, ino: int) -> None:
+        """A recorded source found in another inode (``.1`` gzipped into ``.1.gz``): remember it,
+        so that the next pass finds it with the one-lookup path of ``match``."""
+        if self.readonly or src.id == 0 or (dev, ino) == (src.dev, src.ino):
+            return
+        with self._tx() as db:
+            db.execute("UPDATE sources SET dev = ?, ino = ? WHERE id = ?", (dev, ino, src.id))
+        src.dev, src.ino = dev, ino
+
     def new_source(self, container_id: str, head: bytes, dev: int, ino: int) -> Source:
         """A source seen for the first time (recorded only together with its first plan)."""
         return Source(0, container_id, len(head), head_sha(head), dev, ino, 0, False)
