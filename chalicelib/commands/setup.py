@@ -155,8 +155,8 @@ def run_host_policy(args: argparse.Namespace) -> int:
     if args.role_name:
         print(host_policy.role_name(args.stack, args.host))
     else:
-        doc = host_policy.policy(stack=args.stack, host=args.host, staging_bucket=bucket, staging_prefix=prefix,
-                                 archive_bucket=args.archive_bucket)
+        doc = host_policy.policy(stack=args.stack, host=args.host, staging_bucket=bucket,
+                                 staging_prefix=prefix, archive_bucket=args.archive_bucket)
         print(host_policy.dumps(doc))
     return 0
 
