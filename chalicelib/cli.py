@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import pkgutil
 import sys
 from typing import NoReturn
 
-from . import __version__, commands
+from . import __version__, commands, logsetup
 from .errors import run_command
 
 
@@ -91,7 +90,10 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--version", action="version", version=f"logarchive {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="debug logging (not the AWS SDK's requests: see --debug-aws; default: off)")
+    parser.add_argument("--debug-aws", action="store_true",
+                        help="also log the AWS SDK's requests and responses, secrets redacted (default: off)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _command_modules(argv):
         importlib.import_module(f"{commands.__name__}.{name}").register(sub)
@@ -105,16 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # usage error (2), --help or --version (0): a status, as from a command
         return int(exc.code or 0)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
-    if not args.verbose:
-        # botocore says "Found credentials in ..." and "Found endpoint for ..." at INFO: noise
-        # for a CLI user, shown with -v.
-        for name in ("botocore", "boto3", "urllib3", "aws_lambda_powertools"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+    # Never botocore's wire log under -v: it holds KMS data keys and secrets (logsetup.py).
+    logsetup.configure(verbose=args.verbose, debug_aws=args.debug_aws)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

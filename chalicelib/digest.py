@@ -447,11 +447,12 @@ class Ed25519Signer(Signer):
 
     @classmethod
     def from_file(cls, path: str) -> Ed25519Signer:
+        from .keyring import read_secret_file  # a regular file, size capped, warned if others read it
+
         try:
-            with open(path, "rb") as fh:
-                pem = fh.read()
-        except OSError as exc:
-            raise DigestError(f"signing key file {path}: {exc.strerror or exc}") from None
+            pem = read_secret_file(path, what="signing key file") or b""
+        except LogarchiveError as exc:
+            raise DigestError(str(exc)) from None
         return cls.from_pem(pem, name=f"signing key file {path}")
 
     def sign(self, message: bytes) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -64,7 +65,7 @@ def stdout_gone() -> int:
 
 def run_command(prog: str, func: Callable[[Any], int | None], args: Any) -> int:
     """Run a command's function: its errors one line each on stderr, never a traceback
-    (unless ``args.verbose``, for an error nobody expected)."""
+    (with ``args.verbose``, an error nobody expected also logs its traceback, redacted)."""
     try:
         return int(func(args) or 0)
     except UsageError as exc:
@@ -75,12 +76,12 @@ def run_command(prog: str, func: Callable[[Any], int | None], args: Any) -> int:
         # One line, no traceback: these messages never hold key material.
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C (130), or SIGTERM/SIGHUP turned into one (143/129)
+        return 128 + int(getattr(exc, "signum", 2))
     except BrokenPipeError:
         return stdout_gone()
     except Exception as exc:  # the last resort: still one line
-        if getattr(args, "verbose", False):
-            raise
+        if getattr(args, "verbose", False):  # the traceback through logging, which redacts (logsetup)
+            logging.getLogger(prog).debug("traceback of the unexpected error:", exc_info=True)
         print(f"{prog}: error: {describe(exc)}", file=sys.stderr)
         return 1

@@ -15,7 +15,9 @@ import base64
 import binascii
 import hashlib
 import json
+import logging
 import os
+import stat
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +32,7 @@ from .errors import KeyNotFoundError, LogarchiveError, UnsupportedFormatError
 
 KEY_BYTES = 32
 KEYS_ENV = "LOGARCHIVE_KEYS"
+log = logging.getLogger(__name__)
 KMS_CONTEXT = {"aws:x-amz-cek-alg": CEK_ALG_GCM}
 
 
@@ -93,12 +96,54 @@ def parse_keys(text: str, *, source: str) -> list[MasterKey]:
     return keys
 
 
-def read_key_file(path: str) -> list[MasterKey]:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
+# A key file holds base64 keys, one a line (45 bytes each), or one PEM key: 64 KiB is ~1,400
+# master keys. Anything bigger is not a key file (``/dev/zero`` would never end).
+KEY_FILE_MAX_BYTES = 64 * 1024
+_FILE_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory"))
+
+
+def read_secret_file(path: str, *, what: str = "key file", limit: int = KEY_FILE_MAX_BYTES,
+                     missing_ok: bool = False) -> bytes | None:
+    """The bytes of a file of keys: a regular file only (a FIFO would block the command, a device
+    never end), at most ``limit`` bytes; a warning, as ssh gives, when group or others may read it.
+    ``missing_ok``: None for a file that does not exist."""
+    try:  # O_NONBLOCK: opening a FIFO with no writer returns at once (and is then refused)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except FileNotFoundError:
+        if missing_ok:
+            return None
+        raise LogarchiveError(f"{what} {path}: No such file or directory") from None
     except OSError as exc:
-        raise LogarchiveError(f"key file {path}: {exc.strerror or exc}") from None
+        raise LogarchiveError(f"{what} {path}: {exc.strerror or exc}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = next((name for test, name in _FILE_KINDS if test(st.st_mode)), "not a regular file")
+            raise LogarchiveError(f"{what} {path}: {kind}, not a file of keys")
+        data = b""
+        while len(data) <= limit:
+            chunk = os.read(fd, limit + 1 - len(data))
+            if not chunk:
+                break
+            data += chunk
+    except OSError as exc:
+        raise LogarchiveError(f"{what} {path}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise LogarchiveError(f"{what} {path}: larger than {limit // 1024} KiB, not a file of keys")
+    if st.st_mode & 0o044:
+        who = " and ".join(w for bit, w in ((0o040, "group"), (0o004, "others")) if st.st_mode & bit)
+        log.warning("%s %s is readable by %s (mode %04o): whoever reads it can decrypt the archive; "
+                    "chmod 600 %s", what, path, who, stat.S_IMODE(st.st_mode), path)
+    return data
+
+
+def read_key_file(path: str) -> list[MasterKey]:
+    data = read_secret_file(path, what="key file") or b""
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:  # its message would quote key bytes
         raise LogarchiveError(f"key file {path}: not UTF-8 text (at byte {exc.start})") from None
     keys = parse_keys(text, source=f"key file {path}")

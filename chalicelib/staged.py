@@ -7,6 +7,11 @@ or times that disagree with the bytes) are left to the worker, which prefers wha
 The reserved prefixes are the archiver's own keys in the staging bucket; ``archived/<key>`` is
 also read by the shipper, which imports this module: it needs only ``dockerlog``, ``layout`` and
 the standard library.
+
+The staged key's *path* is the trust boundary (each host may write only under its own
+``<prefix>/<stack>/<host>/``, docs/SHIPPER.md): ``parse_staged_key`` reads host, container and
+segment from it, and ``path_disagreement`` says where a staged object's metadata contradicts its
+path (the archiver quarantines such an object).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from urllib.parse import quote
 
 from .dockerlog import format_utc, parse_docker_time
 from .layout import (
@@ -26,6 +32,7 @@ from .layout import (
     ID_RE,
     K8S,
     KINDS,
+    STACK_RE,
     UNLABELED,
     cri_container_id,
     split_cri_container_id,
@@ -109,6 +116,14 @@ class K8sIdentity:
                 PREFIX + "k8s-pod-uid": self.pod_uid, PREFIX + "k8s-container-name": self.container_name,
                 PREFIX + "k8s-restart-count": str(self.restart_count),
                 PREFIX + "k8s-container-id": self.container_id}
+# The ``<container>`` component of a staged key: Docker's 64-hex container id, or for a
+# Kubernetes container ``<pod_uid>_<container_name>_<restart_count>`` (layout.CRI_CONTAINER_RE).
+DOCKER_CONTAINER_RE = re.compile(r"^[0-9a-f]{64}\Z", re.ASCII)
+# ``<segment:08d>-<sha256[:16]>.log[.gz]`` or ``<segment:08d>-<event>.event``
+_SEGMENT_NAME_RE = re.compile(
+    r"^(?P<segment>[0-9]{8,12})-(?:(?P<sha>[0-9a-f]{16})\.log(?P<gz>\.gz)?|(?P<event>[a-z][a-z-]{0,30})\.event)\Z",
+    re.ASCII,
+)
 
 
 def is_reserved(key: str) -> bool:
@@ -147,6 +162,104 @@ def staged_key(prefix: str, stack: str, host: str, container_id: str, segment: i
     """``<prefix>/<stack>/<host>/<container_id>/<segment:08d>-<sha256[:16]>.log[.gz]``."""
     name = f"{segment:08d}-{sha256[:16]}.log" + (".gz" if encoding == GZIP else "")
     return "/".join(p for p in (prefix, stack, host, container_id, name) if p)
+
+
+def event_key(prefix: str, stack: str, host: str, container_id: str, segment: int, event: str) -> str:
+    """``<prefix>/<stack>/<host>/<container_id>/<segment:08d>-<event>.event``: an explanation."""
+    return "/".join(p for p in (prefix, stack, host, container_id, f"{segment:08d}-{event}.event") if p)
+
+
+@dataclass(frozen=True)
+class StagedPath:
+    """What a staged key's path says: the identity the archiver trusts (the IAM boundary)."""
+
+    prefix: str  # the staging prefix, without a trailing "/" ("" for none)
+    stack: str
+    host: str
+    container: str  # Docker's 64-hex id or ``<pod_uid>_<container_name>_<restart_count>``
+    segment: int
+    sha16: str | None  # the staged bytes' sha256[:16] (None for an event)
+    encoding: str  # IDENTITY or GZIP (IDENTITY for an event)
+    event: str | None = None  # "abandoned" for ``…-abandoned.event``
+
+    @property
+    def source_format(self) -> str:
+        """``docker`` or ``cri`` (a Kubernetes container), from the container component's form."""
+        return "docker" if DOCKER_CONTAINER_RE.match(self.container) else "cri"
+
+    @property
+    def k8s(self) -> tuple[str, str, int] | None:
+        """(pod uid, container name, restart count) of a Kubernetes container, else None."""
+        return split_cri_container_id(self.container)
+
+
+def _host_ok(host: str) -> bool:
+    return bool(host) and host not in (".", "..") and host.isprintable()
+
+
+def parse_staged_key(key: str, prefix: str | None = None) -> StagedPath | None:
+    """``<prefix>/<stack>/<host>/<container>/<segment:08d>-…`` → its parts; None when ``key`` is
+    not a staged segment or explanation (a heartbeat, a reserved key, anything else).
+
+    ``prefix`` is the staging prefix the key must lie under ("" for the bucket's root; with or
+    without a trailing "/"): the archiver passes its own, so exactly four components follow it and
+    a host cannot nest another host's path under its own. ``None`` reads the last four components
+    whatever precedes them, for records whose staging prefix is unknown (not a trust decision).
+    """
+    if is_reserved(key):
+        return None
+    parts = key.split("/")
+    if prefix is None:
+        if len(parts) < 4:
+            return None
+        head, rest = parts[:-4], parts[-4:]
+    else:
+        head = [p for p in prefix.strip("/").split("/") if p] if prefix.strip("/") else []
+        if parts[: len(head)] != head or len(parts) != len(head) + 4:
+            return None
+        rest = parts[len(head):]
+    stack, host, container, name = rest
+    if not STACK_RE.match(stack) or not _host_ok(host):
+        return None
+    if not (DOCKER_CONTAINER_RE.match(container) or CRI_CONTAINER_RE.match(container)):
+        return None
+    m = _SEGMENT_NAME_RE.match(name)
+    if m is None:
+        return None
+    return StagedPath(
+        prefix="/".join(head), stack=stack, host=host, container=container, segment=int(m["segment"]),
+        sha16=m["sha"], encoding=GZIP if m["gz"] else IDENTITY, event=m["event"],
+    )
+
+
+def metadata_value(value: str) -> str:
+    """S3 user metadata travels in HTTP headers: printable ASCII as is, else percent-encoded
+    UTF-8 (RFC 3986), as the shipper writes every value."""
+    if all(" " <= ch <= "~" for ch in value):
+        return value
+    return quote(value, safe="".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%"))
+
+
+def path_disagreement(path: StagedPath, meta: StagedMeta) -> str | None:
+    """Where a staged object's metadata contradicts its key's path, or None.
+
+    The path wins (a host may write only under its own path); a contradiction means a shipper
+    wrote what it must not, so the object is quarantined with this reason. An empty host in the
+    metadata is accepted (the path names one); stack, container and segment must agree.
+    """
+    out = []
+    if meta.stack and meta.stack != path.stack:
+        out.append(f"metadata stack {meta.stack[:70]!r} but path stack {path.stack!r}")
+    if meta.host and meta.host != metadata_value(path.host):
+        out.append(f"metadata host {meta.host[:70]!r} but path host {metadata_value(path.host)[:70]!r}")
+    if meta.container_id != path.container:
+        out.append(f"metadata container-id {meta.container_id[:70]!r} but path container {path.container!r}")
+    if meta.segment != path.segment:
+        out.append(f"metadata segment {meta.segment} but path segment {path.segment}")
+    if path.event is None and meta.encoding != path.encoding:
+        out.append(f"metadata encoding {meta.encoding!r} but the key's name says {path.encoding!r}")
+    # (The name's sha256[:16] is a label: the worker checks the metadata's sha256 on the bytes.)
+    return "; ".join(out) or None
 
 
 def fmt_time(t: datetime | None) -> str:

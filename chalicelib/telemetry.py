@@ -28,6 +28,8 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
+from . import logsetup
+
 # The stage's POWERTOOLS_SERVICE_NAME / POWERTOOLS_METRICS_NAMESPACE (.chalice/config.json) win;
 # the defaults are the committed values, so local runs publish where a deployed stage does.
 DEFAULT_SERVICE = "logarchive"
@@ -113,3 +115,5 @@ def adopt_package_logs() -> None:
 
     logging.getLogger("chalicelib")  # register the parent: children propagate to it
     copy_config_to_registered_loggers(source_logger=logger, include={"chalicelib"})
+    # botocore's DEBUG is the wire (KMS data keys, the keys' secret): never, at any log level.
+    logsetup.protect(*logger.handlers)

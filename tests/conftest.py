@@ -14,6 +14,10 @@ import pytest
 from chalicelib import aws
 from chalicelib.devkit import local_aws
 
+# What the tests write is private, as an operator's key files are (``keys generate`` makes them
+# 0600): a key file that group or others may read draws a warning on stderr (keyring.py).
+os.umask(0o077)
+
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:

@@ -85,7 +85,9 @@ def test_archived_marker_names_the_archive_and_is_never_work(buckets, env, clien
     lists the whole bucket (no staging prefix) never takes a marker for a staged segment."""
     monkeypatch.setenv("LOGARCHIVE_STAGING_PREFIX", "")
     s3 = boto3.client("s3")
-    one = stage(s3, buckets.staging, "a", docker_lines(10, seed=3), segment=1)
+    data = docker_lines(10, seed=3)  # staged at the root: the prefix the archiver was given ("")
+    root_key = f"teststack/host-1/{hashlib.sha256(b'a').hexdigest()}/00000001-{hashlib.sha256(data).hexdigest()[:16]}.log"
+    one = stage(s3, buckets.staging, "a", data, segment=1, key=root_key)
     assert run_scheduler(client)["scheduled"] == 1
     assert deliver(client, env["queue_url"]) == 1
     head = s3.head_object(Bucket=buckets.staging, Key="archived/" + one.key)
@@ -212,7 +214,8 @@ def test_remaining_time_stops_mid_batch(buckets, env, monkeypatch):
 
 
 @pytest.mark.parametrize("case", ["bad-metadata", "zero-bytes", "sha-mismatch", "bad-gzip", "no-times",
-                                  "other-stack"])
+                                  "other-stack", "other-stack-path", "other-host", "other-container",
+                                  "other-segment", "not-a-staged-path", "nested-path"])
 def test_bad_staged_objects_are_quarantined_not_blocking(buckets, env, client, case, caplog):
     s3 = boto3.client("s3")
     good = stage(s3, buckets.staging, "good", docker_lines(30, seed=9), segment=1)
@@ -221,15 +224,29 @@ def test_bad_staged_objects_are_quarantined_not_blocking(buckets, env, client, c
         bad = stage(s3, buckets.staging, "bad", data, segment=1, **{"logarchive-segment": "x"})
     elif case == "zero-bytes":
         bad = stage(s3, buckets.staging, "bad", b"", segment=1)
-    elif case == "sha-mismatch":
-        bad = stage(s3, buckets.staging, "bad", data, segment=1, **{"logarchive-sha256": "0" * 64})
+    elif case == "sha-mismatch":  # the key's name agrees with the metadata, the bytes do not
+        cid = hashlib.sha256(b"bad").hexdigest()
+        bad = stage(s3, buckets.staging, "bad", data, segment=1, **{"logarchive-sha256": "0" * 64},
+                    key=f"{STAGING_PREFIX}teststack/host-1/{cid}/00000001-{'0' * 16}.log")
     elif case == "bad-gzip":
         bad = stage(s3, buckets.staging, "bad", data, segment=1, encoding="gzip", body=gzip.compress(data)[:-30])
     elif case == "no-times":
         bad = stage(s3, buckets.staging, "bad", b"not json at all\n", segment=1,
                     **{"logarchive-first-time": "", "logarchive-last-time": ""})
-    else:
+    elif case == "other-stack":
         bad = stage(s3, buckets.staging, "bad", data, segment=1, **{"logarchive-stack": "otherstack"})
+    else:  # issue 18 finding 4: the key's path, which IAM confines to one host, wins over metadata
+        cid = hashlib.sha256(b"bad").hexdigest()
+        path = {
+            "other-stack-path": f"otherstack/host-1/{cid}/00000001",  # metadata says teststack
+            "other-host": f"teststack/host-2/{cid}/00000001",  # metadata says host-1
+            "other-container": f"teststack/host-1/{'e' * 64}/00000001",
+            "other-segment": f"teststack/host-1/{cid}/00000003",  # metadata says segment 1
+            "not-a-staged-path": f"teststack/host-1/{cid}-00000001",
+            "nested-path": f"teststack/host-2/teststack/host-1/{cid}/00000001",
+        }[case]
+        sha = hashlib.sha256(data).hexdigest()
+        bad = stage(s3, buckets.staging, "bad", data, segment=1, cid=cid, key=f"{STAGING_PREFIX}{path}-{sha[:16]}.log")
     run_scheduler(client)
     deliver(client, env["queue_url"])
     assert_converged(buckets, env["keyring"], [good, bad], destinations=(buckets.customer,),
@@ -241,6 +258,17 @@ def test_bad_staged_objects_are_quarantined_not_blocking(buckets, env, client, c
     tags = s3.get_object_tagging(Bucket=buckets.staging, Key="quarantine/" + bad.key)["TagSet"]
     assert tags and tags[0]["Key"] == "logarchive-quarantine"
     assert any("quarantined" in r.getMessage() and bad.key in r.getMessage() for r in caplog.records)
+    reason = head["Metadata"]["logarchive-quarantine-reason"]
+    expected = {
+        "other-stack-path": "metadata stack 'teststack' but path stack 'otherstack'",
+        "other-host": "metadata host 'host-1' but path host 'host-2'",
+        "other-container": f"metadata container-id '{hashlib.sha256(b'bad').hexdigest()}' but path container",
+        "other-segment": "metadata segment 1 but path segment 3",
+        "not-a-staged-path": "key is not <stack>/<host>/<container>/<segment:08d>-",
+        "nested-path": "key is not <stack>/<host>/<container>/<segment:08d>-",
+    }.get(case)
+    if expected:
+        assert expected in reason, reason
 
 
 def test_non_json_lines_are_archived_byte_exact(buckets, env, client):
@@ -264,14 +292,19 @@ def test_missing_optional_metadata_still_archives(buckets, env, client):
     assert_converged(buckets, env["keyring"], staged, destinations=(buckets.customer,))
     key = next(iter(archived(s3, buckets.archive, env["keyring"])))
     assert decrypt(s3, buckets.customer, key, env["keyring"]) == data
+    # an empty host in metadata is accepted because the path names one: the path's is recorded
+    assert s3.head_object(Bucket=buckets.archive, Key=key)["Metadata"]["logarchive-host"] == "host-1"
 
 
 def test_staged_key_overwritten_after_listing(buckets, env, client):
     """Versioned staging: the listed version is archived by version id, the new one next run."""
     s3 = boto3.client("s3")
-    old = stage(s3, buckets.staging, "same", docker_lines(10, seed=1), segment=1, key="staged/same")
+    # no sha256 in the metadata: the key's name is not the bytes' (a shipper never does this)
+    same = f"{STAGING_PREFIX}teststack/host-1/{'d' * 64}/00000001-{'0' * 16}.log"
+    nosha = {"logarchive-sha256": ""}
+    old = stage(s3, buckets.staging, "same", docker_lines(10, seed=1), segment=1, cid="d" * 64, key=same, **nosha)
     run_scheduler(client)
-    new = stage(s3, buckets.staging, "same", docker_lines(12, seed=2), segment=2, key="staged/same")
+    new = stage(s3, buckets.staging, "same", docker_lines(12, seed=2), segment=1, cid="d" * 64, key=same, **nosha)
     assert old.key == new.key
     deliver(client, env["queue_url"])
     assert [o["Key"] for o in s3.list_objects_v2(Bucket=buckets.staging, Prefix=STAGING_PREFIX)["Contents"]] == [new.key]

@@ -250,7 +250,7 @@ def test_a_forged_abandoned_event_does_not_explain_a_deleted_segment(st: Stage):
     st.s3.put_object(Bucket=st.buckets.staging, Key=forged_key, Body=b"", Metadata=meta)
     head = st.s3.head_object(Bucket=st.buckets.staging, Key=forged_key)
     out = st.worker.archive(Job(bucket=st.buckets.staging, key=forged_key, etag=head["ETag"], size=0))
-    assert out.status is Status.QUARANTINED and "not its key's" in out.reason
+    assert out.status is Status.QUARANTINED and "metadata disagrees with the key's path" in out.reason
     report = st.seal(datetime.now(UTC))
     assert report.archives == 2
     (sealed_event,) = fmt.parse(st.s3.get_object(Bucket=st.buckets.archive, Key=report.key)["Body"].read()).events

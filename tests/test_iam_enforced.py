@@ -352,8 +352,9 @@ NOT_ON_THIS_PATH = {
     ("api_handler", "PresignResults"): "as PresignArchives",
     ("api_handler", "HealthArchiveBucket"): "only GET /health (GetBucketLocation), which answers 503, "
                                             "not AccessDenied, without it (tests/test_api_errors.py)",
-    ("host", "ArchivedMarkers"): "only after a crash between archive and state commit",
-    ("host", "ListStaging"): "only turns 403 into 404 for a missing key, which the local AWS answers anyway",
+    ("host", "ReadItsOwnArchivedMarkers"): "only after a crash between archive and state commit",
+    ("host", "TellMissingFromForbidden"): "only turns 403 into 404 for a missing key, which the local AWS "
+                                          "answers anyway",
     ("host", "OwnQuarantinedSegments"): "only when the host's state names a quarantined segment "
                                         "(the start check, --rebuild-state)",
 }
@@ -364,7 +365,7 @@ EXERCISED = {
     "index_archive": ["ReadArchiveMetadata"],
     "retrieval_worker": ["Retrievals", "ReadArchives", "WriteResults"],
     "api_handler": ["StartRetrievals"],
-    "host": ["Stage"],
+    "host": ["StageUnderItsOwnPath"],
     "reader": ["ListArchive", "ReadArchives", "ReadDigests"],
 }
 DENIED = {"AccessDenied", "AccessDeniedException", "403"}

@@ -14,8 +14,9 @@ from chalicelib.shipper.config import parse_duration, parse_size
 from chalicelib.shipper.identity import HEAD_MAX, GzipIncomplete, iter_range, read_head
 from chalicelib.shipper.segment import LineStats, Staged, measure
 from chalicelib.shipper.state import State
-from chalicelib.shipper.upload import Staging, ascii_value
+from chalicelib.shipper.upload import Staging
 from chalicelib.staged import GZIP, IDENTITY
+from chalicelib.staged import metadata_value as ascii_value
 
 
 @pytest.mark.parametrize("seed", range(40))

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from chalicelib.staged import (
     GZIP,
     IDENTITY,
     StagedMeta,
+    StagedPath,
     archived_as,
     archived_marker,
     archived_marker_metadata,
+    event_key,
     is_reserved,
+    parse_staged_key,
+    path_disagreement,
     staged_key,
     staged_metadata,
 )
@@ -68,3 +74,77 @@ def test_keys_and_markers() -> None:
     assert archived_as(marker, "f" * 64) == "archive/key"
     assert archived_as(marker, "0" * 64) is None  # a marker of other bytes under the same key
     assert archived_as(archived_marker_metadata("archive/key", None), "0" * 64) == "archive/key"
+
+
+POD = "0f3c2b1a-9d8e-4c7b-a6f5-e4d3c2b1a098"
+K8S = f"{POD}_web_2"
+
+
+def test_the_staged_keys_path_parses_back() -> None:
+    """The path is the trust boundary: what the builder writes, parse_staged_key reads."""
+    key = staged_key("p/q", "st", "h1", CID, 3, "ab" * 32, GZIP)
+    assert parse_staged_key(key, "p/q/") == StagedPath("p/q", "st", "h1", CID, 3, "ab" * 8, GZIP)
+    assert parse_staged_key(key, "p/q") == parse_staged_key(key) == parse_staged_key(key, "/p/q/")
+    assert parse_staged_key(key).source_format == "docker" and parse_staged_key(key).k8s is None
+    root = staged_key("", "st", "h1", CID, 12345678, "f" * 64, IDENTITY)
+    assert parse_staged_key(root, "") == StagedPath("", "st", "h1", CID, 12345678, "f" * 16, IDENTITY)
+    event = event_key("staged", "st", "h1", CID, 4, "abandoned")
+    assert event == f"staged/st/h1/{CID}/00000004-abandoned.event"
+    assert parse_staged_key(event, "staged") == StagedPath("staged", "st", "h1", CID, 4, None, IDENTITY, "abandoned")
+
+
+def test_a_kubernetes_container_component_parses() -> None:
+    key = staged_key("staged", "st", "node-1", K8S, 1, "ab" * 32, IDENTITY)
+    path = parse_staged_key(key, "staged")
+    assert path is not None and path.container == K8S and path.source_format == "cri"
+    assert path.k8s == (POD, "web", 2)
+    static_pod = f"{'a' * 32}_kube-apiserver_0"  # a static pod's uid is its config hash
+    assert parse_staged_key(f"staged/st/n/{static_pod}/00000001-{'a' * 16}.log", "staged").k8s == (
+        "a" * 32, "kube-apiserver", 0)
+
+
+@pytest.mark.parametrize("key", [
+    f"staged/st/h1/{CID}/00000001-{'a' * 16}.log.bz2",  # not a segment's name
+    f"staged/st/h1/{CID}/1-{'a' * 16}.log",  # not 8 digits
+    f"staged/st/h1/{CID[:12]}/00000001-{'a' * 16}.log",  # a short id is not a staged container
+    f"staged/st/h1/{CID.upper()}/00000001-{'a' * 16}.log",
+    f"staged/st/h1/{POD}_Web_1/00000001-{'a' * 16}.log",  # a DNS label is lower case
+    f"staged/st/h1/{POD}_web_01/00000001-{'a' * 16}.log",
+    f"staged/st/h1/{POD}_web/00000001-{'a' * 16}.log",
+    f"staged/st//{CID}/00000001-{'a' * 16}.log",  # no host
+    f"staged/st/../{CID}/00000001-{'a' * 16}.log",
+    f"staged/st/h1/x/{CID}/00000001-{'a' * 16}.log",  # one level too deep under the prefix
+    f"staged/st/h1/{CID}",
+    "staged/st/h1/_heartbeat.json",  # reserved for heartbeats (contract 3)
+    f"other/st/h1/{CID}/00000001-{'a' * 16}.log",  # not under the prefix
+    f"archived/staged/st/h1/{CID}/00000001-{'a' * 16}.log",  # the archiver's own prefixes
+    f"staged/bad stack/h1/{CID}/00000001-{'a' * 16}.log",
+])
+def test_what_is_not_a_staged_path(key: str) -> None:
+    assert parse_staged_key(key, "staged") is None
+
+
+def test_with_no_prefix_the_last_four_components_are_read() -> None:
+    """For records whose staging prefix is unknown (not a trust decision: the archiver passes its own)."""
+    nested = f"staged/st/h2/st/h1/{CID}/00000001-{'a' * 16}.log"
+    assert parse_staged_key(nested, "staged") is None
+    assert parse_staged_key(nested).host == "h1"
+    assert parse_staged_key(f"h1/{CID}/00000001-{'a' * 16}.log") is None
+
+
+def test_metadata_that_contradicts_the_path() -> None:
+    key = staged_key("staged", "st", "h1", CID, 3, "cd" * 32, GZIP)
+    path = parse_staged_key(key, "staged")
+    assert path_disagreement(path, StagedMeta.parse(_meta())) is None
+    assert path_disagreement(path, StagedMeta.parse(_meta(host=""))) is None  # the path names the host
+    assert path_disagreement(path, StagedMeta.parse(_meta(stack=""))) is None
+    assert path_disagreement(path, StagedMeta.parse(_meta(host="h2", segment=4))) == (
+        "metadata host 'h2' but path host 'h1'; metadata segment 4 but path segment 3")
+    other = "ef" * 32
+    assert path_disagreement(path, StagedMeta.parse(_meta(container_id=other, stack="s2"))) == (
+        f"metadata stack 's2' but path stack 'st'; metadata container-id '{other}' but path container '{CID}'")
+    assert path_disagreement(path, StagedMeta.parse(_meta(encoding=IDENTITY))) == (
+        "metadata encoding 'identity' but the key's name says 'gzip'")
+    # a host name the shipper percent-encodes in metadata matches its raw form in the key
+    accented = parse_staged_key(staged_key("staged", "st", "hôte", CID, 3, "cd" * 32, GZIP), "staged")
+    assert path_disagreement(accented, StagedMeta.parse(_meta(host="h%C3%B4te"))) is None

@@ -47,7 +47,17 @@ from ..errors import IntegrityError, LayoutError, LogarchiveError
 from ..keyring import Keyring
 from ..layout import ArchiveKey
 from ..settings import ReplicationMode, Settings
-from ..staged import CUT_FROM_META, EVENT_META, EVENT_REASON_META, QUARANTINE_PREFIX, StagedMeta, fmt_time
+from ..staged import (
+    CUT_FROM_META,
+    EVENT_META,
+    EVENT_REASON_META,
+    QUARANTINE_PREFIX,
+    StagedMeta,
+    fmt_time,
+    metadata_value,
+    parse_staged_key,
+    path_disagreement,
+)
 from . import s3io
 from .digest_table import DigestTable, require_table
 from .messages import Job
@@ -159,17 +169,32 @@ class Worker:
             dest = quarantine(s3, exact, raw_meta, str(exc))
             return Outcome(Status.QUARANTINED, exact, archive_key=dest, reason=str(exc))
 
-    def _archive_body(self, job: Job, resp: dict, raw_meta: dict[str, str]) -> Outcome:
+    def _trusted(self, job: Job, raw_meta: dict[str, str]) -> StagedMeta:
+        """The staged metadata, checked against the key's path, which it must not contradict:
+        host, container, segment and stack are the path's (each host may write only under its
+        own ``<prefix>/<stack>/<host>/``, docs/SHIPPER.md), so no shipper writes into another
+        host's history by naming its container in metadata."""
         meta = StagedMeta.parse(raw_meta)
         if meta.problem:
             raise BadStagedObject(f"bad metadata: {meta.problem}")
+        path = parse_staged_key(job.key, self.settings.staging_prefix)
+        if path is None:
+            where = self.settings.staging_prefix.strip("/") or "the bucket's root"
+            raise BadStagedObject(
+                f"key is not <stack>/<host>/<container>/<segment:08d>-<sha256[:16]>.log[.gz] under {where}")
+        why = path_disagreement(path, meta)
+        if why:
+            raise BadStagedObject(f"metadata disagrees with the key's path: {why}")
+        if self.settings.stack and path.stack != self.settings.stack:
+            raise BadStagedObject(f"staged for stack {path.stack!r}, not {self.settings.stack!r}")
+        return replace(meta, stack=path.stack, host=metadata_value(path.host), container_id=path.container,
+                       segment=path.segment)
+
+    def _archive_body(self, job: Job, resp: dict, raw_meta: dict[str, str]) -> Outcome:
+        meta = self._trusted(job, raw_meta)
         if resp.get("ContentLength", 0) == 0:
             raise BadStagedObject("empty object (zero bytes)")
-        stack = self.settings.stack or meta.stack
-        if self.settings.stack and meta.stack and meta.stack != self.settings.stack:
-            raise BadStagedObject(f"staged for stack {meta.stack!r}, not {self.settings.stack!r}")
-        if not stack:
-            raise BadStagedObject("no stack (neither logarchive-stack nor LOGARCHIVE_STACK)")
+        stack = meta.stack
         warnings: list[str] = []
         clock = _Phases()
         with tempfile.TemporaryFile(dir=self.tmpdir) as fh:
@@ -311,16 +336,12 @@ class Worker:
     def _explain(self, job: Job, raw_meta: dict[str, str]) -> Outcome:
         """The shipper's explanation of an abandoned segment: into the digest records, then unstaged.
 
-        Recorded only when the event object's staged key names the same host, container and
-        segment as its metadata: the key is what the host's policy confines it to."""
-        meta = StagedMeta.parse(raw_meta)
+        Recorded only when the event object's staged key names the same stack, host, container
+        and segment as its metadata (``_trusted``): the key is what the host's policy confines it
+        to; otherwise it is quarantined."""
+        meta = self._trusted(job, raw_meta)
         reason = ascii_value(raw_meta.get(EVENT_REASON_META, ""), 512)
-        stack = self.settings.stack or meta.stack
-        named = path_identity(job.key)
-        said = (meta.stack or stack, meta.host, meta.container_id, meta.segment)
-        if named is None or named != said:
-            raise BadStagedObject(f"abandoned event whose metadata names {'/'.join(map(str, said))[:160]}, "
-                                  f"not its key's {'/'.join(map(str, named or ('?',)))[:160]}")
+        stack = meta.stack
         if self.settings.digests and stack:
             self.digest_table(stack).record_event(ExplainedEvent(
                 type=EVENT_ABANDONED, container_id=meta.container_id, host=ascii_value(meta.host),
@@ -348,17 +369,20 @@ class Worker:
         ))
 
     def _record_quarantine(self, job: Job, raw_meta: dict[str, str], reason: str) -> None:
-        """An explained event for the digest, recorded before the staged version goes. The
-        container and segment are those the staged key names (the metadata's only without one)."""
+        """An explained event for the digest, recorded before the staged version goes. Host,
+        container and segment are those the staged key names (the metadata's only without one:
+        the metadata may be what was wrong)."""
         meta = StagedMeta.parse(raw_meta)
+        path = parse_staged_key(job.key, self.settings.staging_prefix)
+        if path is not None:
+            meta = replace(meta, host=metadata_value(path.host), container_id=path.container,
+                           segment=path.segment)
         stack = self.settings.stack or meta.stack
         if not (self.settings.digests and stack):
             return
-        named = path_identity(job.key)
-        host, container, segment = named[1:] if named else (meta.host, meta.container_id[:64], meta.segment)
         self.digest_table(stack).record_event(ExplainedEvent(
-            type=EVENT_QUARANTINED, container_id=container, host=ascii_value(host),
-            source=job.key, segment=segment, byte_start=meta.byte_start, byte_end=meta.byte_end,
+            type=EVENT_QUARANTINED, container_id=meta.container_id[:64], host=ascii_value(meta.host),
+            source=job.key, segment=meta.segment, byte_start=meta.byte_start, byte_end=meta.byte_end,
             reason=ascii_value(reason, 512), at=fmt_time(datetime.now(UTC)),
             location=QUARANTINE_PREFIX + job.key, **_source(meta),
         ))
@@ -425,16 +449,3 @@ class Worker:
         else:
             # An earlier run's archive object (other data key): copy that one, not ours.
             replicate_object(self.s3, s.archive_bucket, key, s.replicate_to, self.part_size, self.tmpdir)
-
-
-def path_identity(key: str) -> tuple[str, str, str, int] | None:
-    """(stack, host, container, segment) a staged key names: ``…/<stack>/<host>/<container>/
-    <segment:08d>-…`` (None: not such a key)."""
-    parts = key.split("/")
-    if len(parts) < 4:
-        return None
-    stack, host, container, name = parts[-4:]
-    number, dash, _ = name.partition("-")
-    if not (dash and len(number) == 8 and number.isdigit() and stack and host and container):
-        return None
-    return stack, host, container, int(number)

@@ -23,7 +23,7 @@ import boto3
 
 from .. import aws, restores
 from ..awserrors import error_label
-from ..download import coldstore, retrieval
+from ..download import coldstore, partfile, retrieval
 from ..download.api_client import ApiClient
 from ..errors import LogarchiveError, UsageError
 from ..grep import GrepError, compile_grep
@@ -292,29 +292,31 @@ def run(args: argparse.Namespace) -> int:
         lost_waiting.append(outcome)
         report(outcome)
 
-    try:
-        waiting = asked.waiting if asked is not None and args.wait else {}
-        if waiting and downloading:
-            outcomes = retrieval.run_as_ready(
-                lambda m: retriever.download(m, args.download_location), sorted_out.ready,
-                lambda submit: _wait(args, s3, waiting, submit, lose),
-                jobs=args.jobs, on_done=report,
-            )
-        else:
-            ready = list(sorted_out.ready)
-            if waiting:  # a stream or a verification in the listing's order: wait for all first
-                _wait(args, s3, waiting, ready.append, lose)
-                order = {m.key: i for i, m in enumerate(matches)}
-                ready.sort(key=lambda m: order[m.key])
-            outcomes = run_on(ready)
-    except BrokenPipeError:
-        # `... --download-location - | head`: the reader left; stop quietly.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 1
-    finally:
-        if bar is not None:
-            bar.close()
+    # Ctrl-C, SIGTERM, SIGHUP: partial files go at once, nothing new starts (download/partfile.py).
+    with partfile.on_signals("logarchive"):
+        try:
+            waiting = asked.waiting if asked is not None and args.wait else {}
+            if waiting and downloading:
+                outcomes = retrieval.run_as_ready(
+                    lambda m: retriever.download(m, args.download_location), sorted_out.ready,
+                    lambda submit: _wait(args, s3, waiting, submit, lose),
+                    jobs=args.jobs, on_done=report,
+                )
+            else:
+                ready = list(sorted_out.ready)
+                if waiting:  # a stream or a verification in the listing's order: wait for all first
+                    _wait(args, s3, waiting, ready.append, lose)
+                    order = {m.key: i for i, m in enumerate(matches)}
+                    ready.sort(key=lambda m: order[m.key])
+                outcomes = run_on(ready)
+        except BrokenPipeError:
+            # `... --download-location - | head`: the reader left; stop quietly.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return 1
+        finally:
+            if bar is not None:
+                bar.close()
     outcomes = [*sorted_out.done, *outcomes, *lost_waiting, *(asked.lost if asked is not None else [])]
     not_yet = asked.not_yet if asked is not None and not args.wait else []
     _advise(args, api is not None, outcomes, not_yet, sorted_out)

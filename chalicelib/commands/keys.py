@@ -14,7 +14,7 @@ import sys
 import tempfile
 
 from ..errors import LogarchiveError, UsageError
-from ..keyring import KEYS_ENV, MasterKey, gather_keys, parse_keys
+from ..keyring import KEYS_ENV, MasterKey, gather_keys, parse_keys, read_secret_file
 from ..options import add_deprecated
 
 
@@ -47,12 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _write_key_file(path: str, key: MasterKey, *, append: bool) -> None:
     """Add ``key`` to ``path`` atomically (temp file + rename), mode 0600."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            old = fh.read()
-    except FileNotFoundError:
-        old = ""
-    except OSError as exc:
-        raise LogarchiveError(f"key file {path}: {exc.strerror or exc}") from None
+        old = (read_secret_file(path, missing_ok=True) or b"").decode("utf-8")
     except UnicodeDecodeError as exc:  # its message would quote key bytes
         raise LogarchiveError(f"key file {path}: not UTF-8 text (at byte {exc.start}); left alone") from None
     if old:

@@ -17,6 +17,7 @@ from ..setup import (
     bucket_policy,
     check,
     deployment,
+    host_policy,
     lifecycle,
     object_lock,
     post_deploy,
@@ -37,6 +38,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     bp.add_argument("--bucket", required=True, help="the customer's bucket")
     bp.add_argument("--role-arn", help=f"the replication role (default: ${ROLE_ENV})")
     bp.set_defaults(func=run_bucket_policy)
+
+    hp = ssub.add_parser("host-policy", help="print the IAM policy of one Docker host's shipper role "
+                         "(its own staging path only; docs/SHIPPER.md)")
+    hp.add_argument("--staging", required=True, metavar="s3://BUCKET/PREFIX", help="where the hosts stage")
+    hp.add_argument("--stack", required=True, help="the stack the host ships for")
+    hp.add_argument("--host", required=True, help="the host's name, as its shipper's --host")
+    hp.add_argument("--archive-bucket", default="",
+                    help="also let it read the stack's archive metadata, for --rebuild-state (default: none)")
+    hp.add_argument("--role-name", action="store_true",
+                    help="print the role's name instead (<stack>-logarchive-ship-<host>; default: print "
+                    "the policy)")
+    hp.set_defaults(func=run_host_policy)
 
     rp = ssub.add_parser("replication", help="configure S3 Replication archive bucket -> customer bucket")
     rp.add_argument("--source-bucket", required=True, help="the archive bucket")
@@ -139,6 +152,20 @@ def run_bucket_policy(args: argparse.Namespace) -> int:
     if not role:
         raise UsageError(f"no replication role: pass --role-arn or set ${ROLE_ENV}")
     print(bucket_policy.dumps(bucket_policy.render(args.bucket, role)))
+    return 0
+
+
+def run_host_policy(args: argparse.Namespace) -> int:
+    url = args.staging
+    if not url.startswith("s3://") or not url[5:].split("/", 1)[0]:
+        raise UsageError(f"--staging {url!r}: expected s3://BUCKET[/PREFIX]")
+    bucket, _, prefix = url[5:].partition("/")
+    if args.role_name:
+        print(host_policy.role_name(args.stack, args.host))
+    else:
+        doc = host_policy.policy(stack=args.stack, host=args.host, staging_bucket=bucket,
+                                 staging_prefix=prefix, archive_bucket=args.archive_bucket)
+        print(host_policy.dumps(doc))
     return 0
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import socket
 import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
@@ -224,7 +225,10 @@ def stage_roles(env: dict[str, str], queues: dict[str, str], admin: aws.Credenti
     stack = res.stack
     functions = {fn: role_credentials(f"{stack}-logarchive-{fn}", local_policy(iam.function_policy(res, fn)),
                                       admin=admin) for fn in FUNCTIONS}
-    host = role_credentials(f"{stack}-logarchive-host", iam.host_policy(res), admin=admin)
+    # One role per host (docs/SHIPPER.md): `local up --iam`'s is for a host named like this machine,
+    # as `logarchive ship` names it by default.
+    host_name = socket.gethostname().split(".")[0]
+    host = role_credentials(f"{stack}-logarchive-host", iam.host_policy(res, host_name), admin=admin)
     customer = res.replicate_to[0] if res.replicate_to else res.archive_bucket
     reader = role_credentials(f"{stack}-logarchive-reader", iam.customer_reader_policy(customer, stack),
                               admin=admin)

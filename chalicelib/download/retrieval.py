@@ -19,7 +19,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 import threading
 import time
 import urllib.error
@@ -73,6 +72,13 @@ def _s3_error(key: str, exc: Exception, what: str = "") -> LogarchiveError:
 class _Discard:
     def write(self, data: bytes, /) -> int:
         return len(data)
+
+
+def _until_cancelled(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """``chunks`` until the run is interrupted (``partfile.Cancelled`` at the next chunk)."""
+    for chunk in chunks:
+        partfile.check()
+        yield chunk
 
 
 # ---------------------------------------------------------------------------------------
@@ -176,10 +182,11 @@ class Retriever:
     def _unseal_into(self, match: Match, dst: Any, *, decompress: bool, check_gzip: bool | str = False
                      ) -> codec.UnsealResult:
         key = match.key
+        partfile.check()
         body, env = self._open(match)
         try:
             return codec.unseal(
-                body.iter_chunks(READ_CHUNK), dst, env, self.keyring,
+                _until_cancelled(body.iter_chunks(READ_CHUNK)), dst, env, self.keyring,
                 name=key, key_id=match.archive.key_id, decompress=decompress, check_gzip=check_gzip,
             )
         except LogarchiveError:
@@ -246,6 +253,8 @@ class Retriever:
             produced.commit(os.path.join(directory, os.path.basename(final)))
             return Outcome(match.key, True, path=final, ciphertext_bytes=res.ciphertext_bytes,
                            output_bytes=written.bytes, lines=written.lines)
+        except partfile.WriteFailed as exc:  # disk full: the file it was becoming, and why
+            return Outcome(match.key, False, f"{match.key}: cannot write {final}: {exc.strerror}")
         except LogarchiveError as exc:
             return _failed(match, exc)
         except OSError as exc:
@@ -265,7 +274,7 @@ class Retriever:
         as_archived = not self.opts.plain and not self.opts.line_level
         # The archive's gzip written as it is must be one (its header checked: the GCM tag
         # proves the rest is the archiver's; codec.unseal); other outputs gunzip it anyway.
-        res = self._unseal_into(match, first.file, decompress=False,
+        res = self._unseal_into(match, first, decompress=False,
                                 check_gzip=codec.GZIP_HEADER if as_archived else False)
         first.close()
         # The tag verified: from here on the plaintext may be released.
@@ -274,7 +283,7 @@ class Retriever:
         second = PartFile(directory, durable=durable)
         parts.append(second)
         assert first.path is not None
-        written = write_output(first.path, second.file, self.opts, name=match.key,
+        written = write_output(first.path, second, self.opts, name=match.key,  # type: ignore[arg-type]
                                source=CRI if match.archive.kind == K8S else DOCKER)
         second.close()
         return second, res, written
@@ -292,6 +301,9 @@ class Retriever:
             parts.remove(produced)
             return Outcome(match.key, True, ciphertext_bytes=res.ciphertext_bytes, output_bytes=written.bytes,
                            lines=written.lines), produced
+        except partfile.WriteFailed as exc:
+            return Outcome(match.key, False, f"{match.key}: cannot write a scratch file in {scratch_dir}: "
+                           f"{exc.strerror}"), None
         except LogarchiveError as exc:
             return _failed(match, exc), None
         except OSError as exc:
@@ -424,7 +436,7 @@ def _guard(
         except Exception as exc:  # defensive: one line, no traceback, never key bytes
             out = Outcome(m.key, False, f"{m.key}: unexpected {type(exc).__name__}")
             log.debug("unexpected error on %s", m.key, exc_info=True)
-        if on_done is not None:
+        if on_done is not None and not partfile.cancelled():  # interrupted: said once, not per object
             with lock:
                 on_done(out)
         return out
@@ -541,16 +553,15 @@ def stream_all(
     caller's thread copies each verified file to ``out`` in turn, so output never
     interleaves and never holds a byte whose tag has not verified.
     """
-    scratch = tempfile.mkdtemp(prefix="logarchive-")
     outcomes: list[Outcome] = []
     lock = threading.Lock()
-    try:
+    with partfile.scratch_dir() as scratch:  # interrupted: removed at once, with what it holds
         def work(m: Match) -> tuple[Outcome, PartFile | None]:
             try:
                 res = retriever.to_stream(m, scratch)
             except Exception as exc:  # defensive, as in run_parallel
                 res = (Outcome(m.key, False, f"{m.key}: unexpected {type(exc).__name__}"), None)
-            if on_done is not None:
+            if on_done is not None and not partfile.cancelled():
                 with lock:
                     on_done(res[0])
             return res
@@ -586,6 +597,4 @@ def stream_all(
                     leftover = f.result()[1]
                     if leftover is not None:
                         leftover.release()
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
     return outcomes

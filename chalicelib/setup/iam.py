@@ -292,20 +292,13 @@ def replication_role_policy(res: StageResources) -> dict[str, Any]:
     return {"Version": "2012-10-17", "Statement": statements}
 
 
-def host_policy(res: StageResources, host: str = "") -> dict[str, Any]:
-    """A Docker host's role (docs/SHIPPER.md, "The host's role needs"): stage under the staging
-    prefix, HEAD the archiver's "archived" markers, list the bucket (404 rather than 403); with
-    ``host``, also what it reads of its own history (:func:`host_history_read`)."""
-    prefix = res.staging_prefix
-    statements = [
-        _st("Stage", ["s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload"],
-            _objects(res.staging_bucket, prefix)),
-        _st("ArchivedMarkers", ["s3:GetObject"], _objects(res.staging_bucket, ARCHIVED_PREFIX + prefix)),
-        _list("ListStaging", res.staging_bucket),
-    ]
-    if host:
-        statements += host_history_read(res.staging_bucket, res.staging_prefix, res.stack, host)
-    return {"Version": "2012-10-17", "Statement": statements}
+def host_policy(res: StageResources, host: str) -> dict[str, Any]:
+    """Host ``host``'s role in stage ``res``: the one host policy (``setup/host_policy.py``:
+    its own staging path and markers, and its own history), from the stage's names."""
+    from .host_policy import policy  # that module builds on host_history_read below
+
+    return policy(stack=res.stack, host=host, staging_bucket=res.staging_bucket,
+                  staging_prefix=res.staging_prefix)
 
 
 def customer_reader_policy(bucket: str, stack: str) -> dict[str, Any]:

@@ -7,20 +7,22 @@ subcommand, which keeps the resident daemon small (see docs/PERFORMANCE.md).
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
+from .. import logsetup
 from ..errors import run_command
 from .cli import DESCRIPTION, add_arguments, run
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="logarchive-ship", description=DESCRIPTION)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="debug logging (not botocore's requests: see --debug-aws; default: off)")
+    parser.add_argument("--debug-aws", action="store_true",
+                        help="also log botocore's requests and responses, secrets redacted (default: off)")
     add_arguments(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(message)s", stream=sys.stderr)
+    logsetup.configure(verbose=args.verbose, debug_aws=args.debug_aws)
     return run_command("logarchive-ship", run, args)
 
 

@@ -17,7 +17,6 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 import botocore.session
 from botocore.config import Config
@@ -26,7 +25,7 @@ from isal import isal_zlib
 
 from ..awserrors import error_code, error_hint, error_label, is_not_found, is_precondition_failed
 from ..errors import LogarchiveError
-from ..staged import SHA256_META, archived_as, archived_marker, staged_key
+from ..staged import SHA256_META, archived_as, archived_marker, event_key, metadata_value, staged_key
 from .segment import Measured, SegmentChanged, Staged
 
 MAX_PARTS = 10000
@@ -62,18 +61,10 @@ class Staging:
 
     def event_key(self, stack: str, host: str, container_id: str, segment: int, event: str) -> str:
         """Where the explanation of segment ``segment`` is staged: ``…/<segment:08d>-<event>.event``."""
-        parts = [p for p in (self.prefix, stack, host, container_id, f"{segment:08d}-{event}.event") if p]
-        return "/".join(parts)
+        return event_key(self.prefix, stack, host, container_id, segment, event)
 
     def url(self, key: str = "") -> str:
         return f"s3://{self.bucket}/{key}" if key else f"s3://{self.bucket}/{self.prefix}"
-
-
-def ascii_value(value: str) -> str:
-    """S3 user metadata travels in HTTP headers: printable ASCII as is, else percent-encoded."""
-    if all(" " <= ch <= "~" for ch in value):
-        return value
-    return quote(value, safe="".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%"))
 
 
 def make_client(endpoint_url: str | None, region: str | None, max_attempts: int) -> Any:
@@ -139,7 +130,7 @@ class Uploader:
         Returns ``created`` or ``existed`` (an earlier attempt of ours already created it).
         Raises SegmentChanged (nothing created), Conflict, UploadError or Interrupted.
         """
-        meta = {k: ascii_value(v) for k, v in metadata.items()}
+        meta = {k: metadata_value(v) for k, v in metadata.items()}
         try:
             if m.size <= self.part_size:
                 return self._put(key, staged.blocks(), m.size, m.sha256, meta)
@@ -174,7 +165,7 @@ class Uploader:
 
     def stage_event(self, key: str, metadata: dict[str, str]) -> None:
         """An empty object whose metadata explains a gap (created once; a repeat finds it there)."""
-        meta = {k: ascii_value(v) for k, v in metadata.items()}
+        meta = {k: metadata_value(v) for k, v in metadata.items()}
         try:
             self.s3.put_object(Bucket=self.bucket, Key=key, Body=b"", IfNoneMatch="*", Metadata=meta,
                                ContentType="application/octet-stream")
