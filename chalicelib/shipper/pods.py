@@ -116,14 +116,15 @@ def _read_container_dir(path: str, pod_dir: str, ns: str, pod: str, uid: str, cn
             stamps[restart].add(m["stamp"])
         found.append((restart, m["stamp"] or "", bool(m["gz"]), entry, st))
     newest = max(stamps, default=-1)
+    # Rotated files by age, newest first: 1, 2, … (a plain file and its .gz share a number).
+    rank = {r: {t: i for i, t in enumerate(sorted(ts, reverse=True), 1)} for r, ts in stamps.items()}
     for restart, stamp, gz, entry, st in found:
         c = runs.get(restart)
         if c is None:
             k8s = K8sIdentity(ns, pod, uid, cname, restart, ids.get(f"{pod_dir}/{cname}/{restart}.log", ""))
             c = runs[restart] = Container(id=k8s.staged_id, path=path, name=cname, fmt=CRI, k8s=k8s,
                                           pod_dir=pod_dir, running=restart == newest)
-        # Rotated files by age, newest first: 1, 2, … (a plain file and its .gz share a number).
-        rotation = 0 if not stamp else sorted(stamps[restart], reverse=True).index(stamp) + 1
+        rotation = rank[restart][stamp] if stamp else 0
         c.files.append(LogFile(path=entry.path, rotation=rotation, gz=gz, dev=st.st_dev, ino=st.st_ino,
                                size=st.st_size, mtime=st.st_mtime))
         if rotation == 0 and not gz and (st.st_dev, st.st_ino) in closed:
