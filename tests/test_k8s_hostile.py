@@ -58,9 +58,25 @@ def test_partial_record_continued_across_a_rotation(buckets, node, tmp_path, key
     archive(buckets, keyfile, capsys)
     rc, out, err = fetch(buckets, keyfile, capsys, "--namespace", "ns", "--container-name", "app", "--format", "jsonl")
     assert rc == 0, err
-    logs = [json.loads(x)["log"] for x in out.splitlines()]
-    # Each archive is rendered on its own: the half in the first archive ends without a newline.
-    assert logs == ["before\n", "first half of a long line ", "and its second half\n", "after\n"]
+    records = [json.loads(x) for x in out.splitlines()]
+    # Streamed, the two archives' records join across the archive boundary (the time is the P's).
+    assert [r["log"] for r in records] == ["before\n", "first half of a long line and its second half\n", "after\n"]
+    assert records[1]["time"] == now.decode()
+    # With a filter, the joined line is what is judged (the grep matches only its second half).
+    rc, out, err = fetch(buckets, keyfile, capsys, "--namespace", "ns", "--format", "jsonl", "--grep", "second")
+    assert rc == 0 and [json.loads(x)["log"] for x in out.splitlines()] == [
+        "first half of a long line and its second half\n"], err
+    # Byte-exact (the default) is unchanged: the archives' bytes, one after the other.
+    rc, out, err = fetch(buckets, keyfile, capsys, "--namespace", "ns", "--decompress")
+    assert rc == 0 and out.encode() == bytes(c.written[0]), err
+    # The continuing archive missing from the bucket: the half is a line of its own, not dropped.
+    s3 = boto3.client("s3")
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=buckets.customer)["Contents"])
+    second = next(k for k in keys if "/0.log.2." in k)
+    s3.delete_object(Bucket=buckets.customer, Key=second)
+    rc, out, err = fetch(buckets, keyfile, capsys, "--namespace", "ns", "--format", "jsonl")
+    assert rc == 0, err
+    assert [json.loads(x)["log"] for x in out.splitlines()] == ["before\n", "first half of a long line "]
 
 
 def test_record_without_newline_at_eof_crlf_and_invalid_utf8(buckets, node, tmp_path, keyfile, capsys) -> None:
