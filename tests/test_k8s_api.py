@@ -274,3 +274,15 @@ def test_selector_names_round_trip() -> None:
         names = sel.k8s_names
         assert names is not None
         assert Selector.k8s(STACK, names["namespace"], names.get("pod"), names.get("container_name")) == sel
+
+
+def test_index_query_command_by_pod(stack, capsys) -> None:
+    _, _, keys, _ = stack
+    base = ["index", "query", "--table", INDEX_TABLE, "--stack", STACK, "--start", "2022-01-01T12:00:00Z",
+            "--end", "2022-01-01T13:00:00Z", "--format", "json"]
+    capsys.readouterr()
+    assert main([*base, "--namespace", "shop", "--pod", "web-1", "--container-name", "web"]) == 0
+    assert sorted(json.loads(x)["s3_key"] for x in capsys.readouterr().out.splitlines()) == sorted(
+        [keys["a1"], keys["a2"]])
+    assert main([*base, "--app-id", "42", "--pod", "web-1"]) == 2  # a usage error, one line
+    assert "give namespace too" in capsys.readouterr().err
