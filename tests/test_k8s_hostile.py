@@ -186,3 +186,33 @@ def test_names_at_their_length_limits_fit_keys_and_metadata(buckets, node, tmp_p
     assert rc == 2 and "is not a Kubernetes namespace" in err
     rc, _, err = fetch(buckets, keyfile, capsys, "--namespace", ns, "--pod", longest + "x")
     assert rc == 2 and "is not a pod name" in err
+
+
+def test_partial_record_seams_between_archives(tmp_path: Path) -> None:
+    """``logoutput.CriSeams``: joined only into the next segment of the same container run; a
+    partial whose continuation is not next (not selected, missing, another container) is written
+    as its own line; none is dropped. Byte-exact output never goes through it."""
+    import gzip
+    import io
+    from types import SimpleNamespace
+
+    from chalicelib.download.logoutput import CriSeams, OutputOptions, write_output
+
+    def run(*archives: tuple[str, int, list[bytes]]) -> list[str]:
+        opts, out = OutputOptions(fmt="jsonl"), io.BytesIO()
+        seams = CriSeams(opts)
+        for i, (cid, segment, records) in enumerate(archives):
+            path = tmp_path / f"{i}.gz"
+            path.write_bytes(gzip.compress(b"".join(r + b"\n" for r in records)))
+            out.write(seams.begin(SimpleNamespace(container_id=cid, rotation=segment))[0])
+            write_output(str(path), out, opts, name=str(i), source=crilog.CRI, seams=seams)
+            seams.done()
+        out.write(seams.finish()[0])
+        return [json.loads(x)["log"] for x in out.getvalue().splitlines()]
+
+    a = ("c1", 1, [b"2022-01-01T00:00:00Z stdout F whole", b"2022-01-01T00:00:01Z stdout P half "])
+    b = ("c1", 2, [b"2022-01-01T00:00:02Z stdout F rest", b"2022-01-01T00:00:03Z stdout F next"])
+    assert run(a, b) == ["whole\n", "half rest\n", "next\n"]
+    assert run(a, ("c1", 3, b[2])) == ["whole\n", "half ", "rest\n", "next\n"]  # segment 2 not selected
+    assert run(a, ("c2", 2, b[2])) == ["whole\n", "half ", "rest\n", "next\n"]  # another container
+    assert run(a) == ["whole\n", "half "]  # the last archive: ended as it stands

@@ -175,19 +175,26 @@ class CriSeams:
 
     Use: ``begin(archive)`` before each archive (it returns the rendered partial lines the
     previous archive left that this one does not continue), ``write_output(..., seams=self)``,
-    and ``finish()`` after the last."""
+    ``done()`` once that succeeded, and ``finish()`` after the last."""
 
     def __init__(self, opts: OutputOptions) -> None:
         self.opts = opts
         self.joiner = crilog.Joiner()
         self._next: tuple[str, int] | None = None  # (container, segment) that continues the open records
+        self._after: tuple[str, int] | None = None  # what will, once the archive begun is rendered
 
     def begin(self, archive: Any) -> tuple[bytes, int]:
         """(rendered bytes, lines) of partial records ``archive`` does not continue."""
         segment = archive.rotation or 0
         continues = self._next == (archive.container_id, segment)
-        self._next = (archive.container_id, segment + 1)
+        self._next, self._after = None, (archive.container_id, segment + 1)
         return (b"", 0) if continues else self._flush()
+
+    def done(self) -> None:
+        """The archive begun last was rendered whole: the next segment may continue it (an
+        archive that failed half-way is continued by nothing: what it left open is written
+        first, as its own lines)."""
+        self._next = self._after
 
     def finish(self) -> tuple[bytes, int]:
         self._next = None

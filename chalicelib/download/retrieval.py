@@ -337,6 +337,7 @@ class Retriever:
             written = write_output(verified.path, second, self.opts, name=outcome.key,  # type: ignore[arg-type]
                                    source=CRI, seams=seams)
             second.close()
+            seams.done()
             if written.lines == 0:
                 return replace(outcome, lines=0), None
             parts.remove(second)
