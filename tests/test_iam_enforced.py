@@ -23,7 +23,7 @@ import pytest
 from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from helpers_index import eventbridge_event
+from helpers_index import eventbridge_event, put_k8s_archive
 
 from chalicelib import aws, cli
 from chalicelib.devkit import local_aws, local_iam, local_stack
@@ -299,6 +299,19 @@ def whole_path(st: Stage) -> None:
                          "--download-location", str(st.tmp / "restored")]) == 0
         assert cli.main(["audit", "--bucket", st.buckets.customer, "--stack", STACK,
                          "--public-key-file", str(st.public_key)]) == 0
+
+
+def test_the_customer_reads_kubernetes_archives_under_the_reader_policy(stage: Stage) -> None:
+    st = stage
+    with aws.credentials(st.admin):
+        put_k8s_archive(st.buckets.customer, [b"2022-01-01T12:00:00Z stdout F from a pod"], master=st.master,
+                        stack=STACK, s3=aws.client("s3"))
+    keyfile = st.tmp / "master.key"
+    keyfile.write_text(st.master.to_base64() + "\n")
+    with environment_credentials(st.creds["reader"]):
+        assert cli.main(["logs-from-archive", "--bucket", st.buckets.customer, "--stack", STACK,
+                         "--decryption-keys-file", str(keyfile), "--namespace", "shop",
+                         "--download-location", str(st.tmp / "pods")]) == 0
 
 
 # -- what the local AWS checks against "*": recorded and compared with the generated statements ----------
