@@ -4,7 +4,9 @@ Every request is SigV4-signed (``download.api_client``) with the standard creden
 (``--profile``, ``--region``), as API Gateway's IAM authorizer wants. ``start`` takes the
 selection, time and grep options of ``logs-from-archive``; with ``--wait`` it shows the
 archives scanned of the total on stderr and then writes the matched lines as
-``logs-from-archive --download-location - --format jsonl|text`` would, in time order.
+``logs-from-archive --download-location - --format jsonl|text`` would, in time order (a
+Kubernetes archive's matches are its CRI records as archived: ``jsonl`` writes them so, ``text``
+their messages).
 """
 
 from __future__ import annotations
