@@ -49,6 +49,33 @@ def staged_bytes(bucket: str, cid: str) -> tuple[list[int], bytes]:
     return [n for n, _ in segs], b"".join(b for _, b in segs)
 
 
+def segments_evidence(bucket: str, cid: str, written: bytes, rotations: list[int]) -> str:
+    """What a failed comparison needs to be understood after the temporary folder is gone: per
+    staged segment its number, rotation, logical byte range and first line, where its bytes lie
+    in what was written, and the offsets of the writer's rotations."""
+    s3 = boto3.client("s3")
+    rows = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{PREFIX}/{STACK}/{HOST}/{cid}/"):
+        for obj in page.get("Contents", []):
+            if is_heartbeat(obj["Key"]):
+                continue
+            got = s3.get_object(Bucket=bucket, Key=obj["Key"])
+            body, meta = got["Body"].read(), got["Metadata"]
+            if meta.get("logarchive-encoding") == "gzip":
+                body = gzip.decompress(body)
+            rows.append((int(meta.get("logarchive-segment", 0)), meta.get("logarchive-rotation"),
+                         meta.get("logarchive-byte-start"), meta.get("logarchive-byte-end"), len(body),
+                         written.find(body[:200]) if body else -1, body.split(b"\n", 1)[0][:90]))
+    rows.sort()
+    lines = [f"  segment {n} rotation {r} bytes [{a}, {b}) {size} B, found in written at {at}: {first!r}"
+             for n, r, a, b, size, at, first in rows]
+    return "\n".join([f"rotations of the series at written offsets {rotations}", *lines])
+
+
+def _first_difference(a: bytes, b: bytes) -> int:
+    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+
+
 def wait_for(what, condition, seconds: float = 60.0, proc=None) -> None:
     deadline = time.monotonic() + patience(seconds)
     while not condition():
@@ -128,6 +155,7 @@ def test_kill_9_at_random_points_with_rotations_restarts_and_gzip(buckets, tmp_p
     rnd = random.Random(int(os.environ.get("CRASH_SEED", "11")))
     containers = [node.pod(ns, f"p{i}").container("app") for i, ns in enumerate(("a", "b", "c"))]
     done, enough = threading.Event(), threading.Event()
+    rotations: dict[tuple[int, int], list[int]] = {}  # (container, restart) -> offsets of its rotations
 
     def write() -> None:
         try:
@@ -139,6 +167,7 @@ def test_kill_9_at_random_points_with_rotations_restarts_and_gzip(buckets, tmp_p
                     c.log(f"step {step} line {n} " + "x" * rnd.randint(0, 300), max_record=256)
                 r = rnd.random()
                 if r < 0.15:
+                    rotations.setdefault((step % len(containers), c.restart), []).append(len(c.written[c.restart]))
                     c.rotate(max_files=1000)  # keep every rotation: a deletion would lose bytes legitimately
                 elif r < 0.18:
                     c.start()  # a restart: the runtime closes <n>.log, writes <n+1>.log
@@ -173,8 +202,15 @@ def test_kill_9_at_random_points_with_rotations_restarts_and_gzip(buckets, tmp_p
                            timeout=patience(600))
     assert final.returncode == 0, final.stdout.decode()[-3000:] + final.stderr.decode()[-3000:]
     assert kills >= 8
-    for c in containers:
+    for i, c in enumerate(containers):
         for restart, written in c.written.items():
-            numbers, got = staged_bytes(buckets.staging, layout.cri_container_id(c.pod.uid, "app", restart))
+            cid = layout.cri_container_id(c.pod.uid, "app", restart)
+            numbers, got = staged_bytes(buckets.staging, cid)
             assert numbers == list(range(1, len(numbers) + 1)), numbers
-            assert got == bytes(written), f"{c.pod.name} restart {restart}: {len(got)} of {len(written)} bytes"
+            if got != bytes(written):
+                evidence = segments_evidence(buckets.staging, cid, bytes(written), rotations.get((i, restart), []))
+                shipper_log = [line for line in (tmp_path / "shipper.log").read_text(errors="replace").splitlines()
+                               if cid in line or "Traceback" in line or "killed" in line]
+                raise AssertionError(f"{c.pod.name} restart {restart}: {len(got)} of {len(written)} bytes, "
+                                     f"first difference at {_first_difference(got, bytes(written))}\n{evidence}\n"
+                                     + "\n".join(shipper_log[-80:]))
