@@ -48,7 +48,7 @@ from .identity import (
 )
 from .pods import scan_pods
 from .report import Summary, human
-from .scan import Container, LogFile, scan_root
+from .scan import CHANGING, Container, LogFile, scan_root
 from .segment import Measured, SegmentChanged, Staged, measure
 from .state import ABANDONED_REASON, Failure, Segment, Source, State, unplan
 from .upload import Conflict, Interrupted, Staging, Uploader, UploadError, make_client
@@ -445,6 +445,9 @@ class Shipper:
             self._problem(s, f"cannot read: {cause}", f"{c.id[:12]}/{name}")
         if c.config_error:
             self._problem(s, NO_CONFIG, c.id[:12], c.config_error)
+        if c.changing:  # its files may be missing one renamed while listed: numbers stay in byte order
+            self._transient(s, CHANGING, c.id[:12])
+            return
         files = [f for f in c.ordered_files()]
         plain = {f.rotation for f in files if not f.gz}
         for seg in self.state.pending(c.id):

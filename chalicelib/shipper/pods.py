@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Iterable
 
 from ..layout import DNS_LABEL_RE, DNS_SUBDOMAIN_RE, POD_UID_RE
 from ..staged import CRI, K8sIdentity
-from .scan import Container, LogFile
+from .scan import Container, LogFile, snapshot
 
 LOG_NAME = re.compile(r"^(?P<restart>0|[1-9][0-9]{0,9})\.log(?:\.(?P<stamp>\d{8}-\d{6}))?(?P<gz>\.gz)?\Z",
                       re.ASCII)
@@ -90,43 +91,38 @@ def _read_container_dir(path: str, pod_dir: str, ns: str, pod: str, uid: str, cn
     runs: dict[int, Container] = {}
     errors: list[tuple[str, str]] = []
     try:
-        entries = list(os.scandir(path))
+        entries, settled = snapshot(path, lambda name: LOG_NAME.match(name) is not None)
     except OSError as exc:
         errors.append((f"{pod_dir}/{cname}", f"cannot list the container folder ({exc.strerror or exc})"))
-        entries = []
+        entries, settled = [], True
     stamps: dict[int, set[str]] = {}
-    found: list[tuple[int, str, bool, os.DirEntry, os.stat_result]] = []
-    for entry in entries:
-        m = LOG_NAME.match(entry.name)
-        if not m:
+    found: list[tuple[int, str, bool, str, os.stat_result]] = []
+    for name, st in entries:
+        m = LOG_NAME.match(name)
+        assert m is not None
+        if isinstance(st, OSError):
+            errors.append((f"{pod_dir}/{cname}/{name}", st.strerror or str(st)))
             continue
-        try:
-            st = entry.stat(follow_symlinks=False)
-        except FileNotFoundError:
-            continue  # rotated or removed since the listing: the next pass sees it
-        except OSError as exc:
-            errors.append((f"{pod_dir}/{cname}/{entry.name}", exc.strerror or str(exc)))
-            continue
-        if entry.is_symlink() or not entry.is_file(follow_symlinks=False):
-            errors.append((f"{pod_dir}/{cname}/{entry.name}", "not a regular file (not followed)"))
+        if not stat.S_ISREG(st.st_mode):
+            errors.append((f"{pod_dir}/{cname}/{name}", "not a regular file (not followed)"))
             continue
         restart = int(m["restart"])
         stamps.setdefault(restart, set())
         if m["stamp"]:
             stamps[restart].add(m["stamp"])
-        found.append((restart, m["stamp"] or "", bool(m["gz"]), entry, st))
+        found.append((restart, m["stamp"] or "", bool(m["gz"]), name, st))
     newest = max(stamps, default=-1)
     # Rotated files by age, newest first: 1, 2, … (a plain file and its .gz share a number).
     rank = {r: {t: i for i, t in enumerate(sorted(ts, reverse=True), 1)} for r, ts in stamps.items()}
-    for restart, stamp, gz, entry, st in found:
+    for restart, stamp, gz, name, st in found:
         c = runs.get(restart)
         if c is None:
             k8s = K8sIdentity(ns, pod, uid, cname, restart, ids.get(f"{pod_dir}/{cname}/{restart}.log", ""))
             c = runs[restart] = Container(id=k8s.staged_id, path=path, name=cname, fmt=CRI, k8s=k8s,
-                                          pod_dir=pod_dir, running=restart == newest)
+                                          pod_dir=pod_dir, running=restart == newest, changing=not settled)
         rotation = rank[restart][stamp] if stamp else 0
-        c.files.append(LogFile(path=entry.path, rotation=rotation, gz=gz, dev=st.st_dev, ino=st.st_ino,
-                               size=st.st_size, mtime=st.st_mtime))
+        c.files.append(LogFile(path=os.path.join(path, name), rotation=rotation, gz=gz, dev=st.st_dev,
+                               ino=st.st_ino, size=st.st_size, mtime=st.st_mtime))
         if rotation == 0 and not gz and (st.st_dev, st.st_ino) in closed:
             c.running = False  # the runtime closed it for good (the watcher saw it)
     out = [runs[r] for r in sorted(runs)]

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -18,6 +19,8 @@ from ..staged import DOCKER, K8sIdentity
 
 _LOG_NAME = re.compile(r"^(?P<cid>[0-9a-f]{12,64})-json\.log(?:\.(?P<rot>\d+))?(?P<gz>\.gz)?\Z", re.ASCII)
 _CONTAINER_DIR = re.compile(r"^[0-9a-f]{12,64}\Z")
+SNAPSHOT_TRIES = 5  # listings of a folder that keeps changing before its container waits a pass
+CHANGING = "its log files changed at every listing (rotating): looked at again next pass"
 
 
 @dataclass(frozen=True)
@@ -61,10 +64,48 @@ class Container:
     fmt: str = DOCKER  # the log files' format: docker (json-file) or cri (shipper/pods.py)
     k8s: K8sIdentity | None = None  # a Kubernetes container run's names (cri)
     pod_dir: str = ""  # cri: the pod's directory name under the pods root
+    changing: bool = False  # no moment of its folder found (``snapshot``): not shipped this pass
 
     def ordered_files(self) -> list[LogFile]:
         """Oldest content first: ``.N`` … ``.1``, then the live file; plain before ``.gz``."""
         return sorted(self.files, key=lambda f: (-f.rotation, f.gz))
+
+
+Listed = list[tuple[str, os.stat_result | OSError]]  # (name, its lstat or the error lstat raised)
+
+
+def snapshot(path: str, wanted: Callable[[str], bool]) -> tuple[Listed, bool]:
+    """The files of folder ``path`` whose name is ``wanted``, each with its lstat (or the error
+    that lstat raised), as they were at one moment; and whether such a moment was found.
+
+    A listing and then an lstat per name are not one moment: a rotation in between binds the
+    listed live name to the new file, and the file listed under it, renamed, is in neither (a
+    rotated file gzipped in between is gone the same way). Its bytes would then ship after the
+    newer file's: segments out of byte order. So the folder is listed and its files lstat-ed
+    until two rounds in a row agree on every name and inode (any rename, new file or removal
+    between them shows); a round in which a listed file vanished before its lstat never counts.
+    After ``SNAPSHOT_TRIES`` rounds without that: the last round, and False. Raises OSError
+    when the folder cannot be listed."""
+    previous: dict[str, tuple[int, int] | str] | None = None
+    found: Listed = []
+    for _ in range(SNAPSHOT_TRIES):
+        found, seen, whole = [], {}, True
+        with os.scandir(path) as it:
+            names = [entry.name for entry in it if wanted(entry.name)]
+        for name in names:
+            try:
+                st: os.stat_result | OSError = os.lstat(os.path.join(path, name))
+            except FileNotFoundError:
+                whole = False  # renamed or removed since the listing
+                continue
+            except OSError as exc:
+                st = exc
+            found.append((name, st))
+            seen[name] = (st.st_dev, st.st_ino) if isinstance(st, os.stat_result) else type(st).__name__
+        if whole and seen == previous:
+            return found, True
+        previous = seen if whole else None
+    return found, False
 
 
 def _time(value: object) -> datetime | None:
@@ -115,26 +156,23 @@ def read_container(path: str, cid: str) -> Container:
     except (OSError, ValueError, AttributeError, TypeError):
         pass  # the log settings only describe; the files on disk are what ships
     try:
-        entries = list(os.scandir(path))
+        entries, settled = snapshot(path, lambda name: (m := _LOG_NAME.match(name)) is not None
+                                    and m["cid"] == cid)
     except OSError as exc:
         c.file_errors.append((cid, f"cannot list the container folder ({exc.strerror or exc})"))
         return c
-    for entry in entries:
-        m = _LOG_NAME.match(entry.name)
-        if not m or m["cid"] != cid:
-            continue
-        try:
-            st = entry.stat(follow_symlinks=False)
-        except FileNotFoundError:
-            continue  # renamed or removed since the listing: the next pass sees it
-        except OSError as exc:
-            c.file_errors.append((entry.name, exc.strerror or str(exc)))
+    c.changing = not settled
+    for name, st in entries:
+        m = _LOG_NAME.match(name)
+        assert m is not None
+        if isinstance(st, OSError):
+            c.file_errors.append((name, st.strerror or str(st)))
             continue
         if not stat.S_ISREG(st.st_mode):  # a FIFO would block the open, a device never end
-            c.file_errors.append((entry.name, "not a regular file (FIFO, device or link): never opened"))
+            c.file_errors.append((name, "not a regular file (FIFO, device or link): never opened"))
             continue
         c.files.append(LogFile(
-            path=entry.path, rotation=int(m["rot"] or 0), gz=bool(m["gz"]),
+            path=os.path.join(path, name), rotation=int(m["rot"] or 0), gz=bool(m["gz"]),
             dev=st.st_dev, ino=st.st_ino, size=st.st_size, mtime=st.st_mtime,
         ))
     return c
