@@ -74,6 +74,12 @@ class Container:
 Listed = list[tuple[str, os.stat_result | OSError]]  # (name, its lstat or the error lstat raised)
 
 
+def _listing(path: str, wanted: Callable[[str], bool]) -> dict[str, int]:
+    """{name: inode as the listing gives it} of the ``wanted`` names of folder ``path``."""
+    with os.scandir(path) as it:
+        return {entry.name: entry.inode() for entry in it if wanted(entry.name)}
+
+
 def snapshot(path: str, wanted: Callable[[str], bool]) -> tuple[Listed, bool]:
     """The files of folder ``path`` whose name is ``wanted``, each with its lstat (or the error
     that lstat raised), as they were at one moment; and whether such a moment was found.
@@ -81,30 +87,30 @@ def snapshot(path: str, wanted: Callable[[str], bool]) -> tuple[Listed, bool]:
     A listing and then an lstat per name are not one moment: a rotation in between binds the
     listed live name to the new file, and the file listed under it, renamed, is in neither (a
     rotated file gzipped in between is gone the same way). Its bytes would then ship after the
-    newer file's: segments out of byte order. So the folder is listed and its files lstat-ed
-    until two rounds in a row agree on every name and inode (any rename, new file or removal
-    between them shows); a round in which a listed file vanished before its lstat never counts.
-    After ``SNAPSHOT_TRIES`` rounds without that: the last round, and False. Raises OSError
+    newer file's: segments out of byte order. So the folder is listed again after the lstats,
+    until a listing finds the same names in the same inodes as the one before it: no rename,
+    new file or removal came in between, so the lstats between them saw that moment (a log
+    rotation never gives a name back the inode it had). The inodes compared are the listings'
+    own (``d_ino``), never lstat's: on some filesystems (overlayfs) the two differ. After
+    ``SNAPSHOT_TRIES`` rounds without such a pair: the last round, and False. Raises OSError
     when the folder cannot be listed."""
-    previous: dict[str, tuple[int, int] | str] | None = None
+    listed = _listing(path, wanted)
     found: Listed = []
     for _ in range(SNAPSHOT_TRIES):
-        found, seen, whole = [], {}, True
-        with os.scandir(path) as it:
-            names = [entry.name for entry in it if wanted(entry.name)]
-        for name in names:
+        found, whole = [], True
+        for name in sorted(listed):
             try:
                 st: os.stat_result | OSError = os.lstat(os.path.join(path, name))
             except FileNotFoundError:
-                whole = False  # renamed or removed since the listing
+                whole = False  # renamed or removed since the listing: the next listing shows it
                 continue
             except OSError as exc:
                 st = exc
             found.append((name, st))
-            seen[name] = (st.st_dev, st.st_ino) if isinstance(st, os.stat_result) else type(st).__name__
-        if whole and seen == previous:
+        again = _listing(path, wanted)
+        if whole and again == listed:
             return found, True
-        previous = seen if whole else None
+        listed = again
     return found, False
 
 
