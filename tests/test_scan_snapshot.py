@@ -11,12 +11,15 @@ under load). These tests put the rotation exactly there, in the real scan code, 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from dockerfake import FakeDockerRoot
+from test_k8s import joined, ship, staged
 
+from chalicelib import layout
 from chalicelib.devkit.fakekubelet import FakeKubelet, compress_file
 from chalicelib.shipper.pods import scan_pods
 from chalicelib.shipper.scan import read_container
@@ -135,3 +138,50 @@ def test_a_folder_that_changes_at_every_listing_waits_for_the_next_pass(tmp_path
     listed = act_after_listing(monkeypatch, c.dir, rotate, times=1000)
     [run] = scan_pods(str(node.pods))
     assert run.changing and len(listed) > 1
+
+
+def test_segments_stay_in_byte_order_when_kubelet_rotates_during_the_scan(buckets, tmp_path: Path, capsys,
+                                                                          monkeypatch) -> None:
+    """The symptom, end to end (``logarchive ship --once --max-age 1ms``, twice): the first file
+    rotated between the listing and the lstat must still ship before the new live log."""
+    node = FakeKubelet(tmp_path / "node")
+    c = node.pod("ns", "p").container("app")
+    old = time.time_ns() - 60 * 10**9  # lines older than --max-age: the live log ships as it is
+    for i in range(3):
+        c.log(f"first file, line {i}", ns=old + i)
+
+    def rotate() -> None:
+        c.rotate()
+        for i in range(3):
+            c.log(f"second file, line {i}", ns=old + 100 + i)
+
+    act_after_listing(monkeypatch, c.dir, rotate)
+    for _ in range(2):
+        rc, out = ship(tmp_path, buckets.staging, capsys, "--max-age", "1ms")
+        assert rc == 0, out
+    segs = staged(buckets.staging)[layout.cri_container_id(c.pod.uid, "app", 0)]
+    firsts = [body.split(b"\n", 1)[0][-20:] for _, body in segs]
+    assert joined(segs) == bytes(c.written[0]), f"segments' first lines, in segment order: {firsts}"
+
+
+def test_a_container_whose_folder_never_holds_still_waits_then_ships_in_order(buckets, tmp_path: Path, capsys,
+                                                                              monkeypatch) -> None:
+    node = FakeKubelet(tmp_path / "node")
+    c = node.pod("ns", "p").container("app")
+    old = time.time_ns() - 60 * 10**9
+    c.log("first file", ns=old)
+    n = iter(range(1, 1000))
+
+    def rotate() -> None:
+        c.rotate(max_files=1000)  # kubelet deletes none of them
+        i = next(n)
+        c.log(f"file {i + 1}", ns=old + i)
+
+    act_after_listing(monkeypatch, c.dir, rotate, times=1000)
+    rc, out = ship(tmp_path, buckets.staging, capsys, "--max-age", "1ms")
+    assert rc == 0 and staged(buckets.staging) == {}, out
+    assert "changed at every listing" in out
+    monkeypatch.undo()
+    rc, out = ship(tmp_path, buckets.staging, capsys, "--max-age", "1ms")
+    assert rc == 0, out
+    assert joined(staged(buckets.staging)[layout.cri_container_id(c.pod.uid, "app", 0)]) == bytes(c.written[0])
