@@ -156,11 +156,16 @@ def test_kill_9_at_random_points_with_rotations_restarts_and_gzip(buckets, tmp_p
     containers = [node.pod(ns, f"p{i}").container("app") for i, ns in enumerate(("a", "b", "c"))]
     done, enough = threading.Event(), threading.Event()
     rotations: dict[tuple[int, int], list[int]] = {}  # (container, restart) -> offsets of its rotations
+    killed = threading.Semaphore(0)  # released at each kill
+    AHEAD = 60  # steps the writer may take per daemon life: what it writes does not grow with the load
 
     def write() -> None:
         try:
-            step = 0
+            step, allowed = 0, AHEAD
             while step < 300 or not enough.is_set():
+                while step >= allowed and not enough.is_set():  # wait for the daemon's next kill
+                    if killed.acquire(timeout=0.05):
+                        allowed += AHEAD
                 step += 1
                 c = containers[step % len(containers)]
                 for n in range(rnd.randint(1, 30)):
@@ -184,6 +189,7 @@ def test_kill_9_at_random_points_with_rotations_restarts_and_gzip(buckets, tmp_p
             if kill_after_work(d.proc, rnd.uniform(0.0, 0.15), log_path=d.log_path, ready=b"INFO shipping ",
                                stop=done):
                 kills += 1
+                killed.release()
                 if kills >= 8:
                     enough.set()
             else:  # the writer is done: this one goes too, as abruptly
