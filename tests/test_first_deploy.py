@@ -119,18 +119,24 @@ def aws_path(tmp_path_factory) -> Iterator[str]:
         server.wait(timeout=30)
 
 
+def environ(up: LocalUp, path: str, project: Path, region: str, **env: str) -> dict[str, str]:
+    """The blocks' environment: the local AWS's administrator (``local up``'s export line), the
+    region, the project's code, the warm AWS CLI."""
+    export = next(x for x in up.banner if x.strip().startswith("export "))
+    creds = dict(kv.split("=", 1) for kv in export.split()[1:])
+    return {**clean_env(), **creds, "AWS_REGION": region, "AWS_DEFAULT_REGION": region,
+            "PYTHONPATH": str(project), "PATH": path, **env}
+
+
 def run_block(up: LocalUp, path: str, script: str, replaced: dict[str, str], project: Path, region: str,
               **env: str) -> subprocess.CompletedProcess:
     for line, local in replaced.items():
         assert line in script, line
         script = script.replace(line, local)
-    export = next(x for x in up.banner if x.strip().startswith("export "))
-    creds = dict(kv.split("=", 1) for kv in export.split()[1:])
-    environ = {**clean_env(), **creds, "AWS_REGION": region, "AWS_DEFAULT_REGION": region,
-               "PYTHONPATH": str(project), "PATH": path, **env}
+    env = environ(up, path, project, region, **env)
     # Each line traced with its start time (on stderr): where a slow run spends its time.
     traced = "PS4='+ $EPOCHREALTIME '; set -x\n" + script
-    done = subprocess.run(["bash", "-euo", "pipefail", "-c", traced], cwd=project, env=environ,
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", traced], cwd=project, env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
     return done
@@ -176,3 +182,13 @@ def test_production_block_runs_against_local_up_iam(iam_aws: LocalUp, aws_path: 
     assert "EndpointURL" not in keys  # the API needs Lambda: left out locally
     report = json.loads(lines[-1])
     assert report["listed"] == 0 and report["scheduled"] == 0
+    # It sealed the first digest with the KMS key the block made, and the public key the block
+    # wrote from KMS verifies it: the audit of the (empty) archive passes.
+    assert report["digest"]["sequence"] == 1, report
+    archive = f"logarchive-prod-archive-{ACCOUNT}-{region}"
+    audit = subprocess.run(
+        [sys.executable, "-m", "chalicelib.cli", "audit", "--bucket", archive, "--stack", "prod",
+         "--public-key-file", "prod-signing.pub.pem", "--expected-owner", ACCOUNT],
+        cwd=project, env=environ(iam_aws, aws_path, project, region), capture_output=True, text=True)
+    assert audit.returncode == 0 and "Traceback" not in audit.stderr, audit.stdout + audit.stderr
+    assert audit.stdout.startswith("1 digest, 0 archives"), audit.stdout
