@@ -123,12 +123,16 @@ def aws_interpreter(aws: str) -> str | None:
     import subprocess
 
     with open(aws, "rb") as f:
-        first = f.readline().decode(errors="replace")
+        head = f.read(2000).decode(errors="replace")
+    first = head.split("\n", 1)[0]
     if first.startswith("#!") and "python" in first:
         return first[2:].split()[0]
-    if "pyenv" in first or "pyenv" in open(aws, errors="replace").read(2000):
-        found = subprocess.run(["pyenv", "which", "aws"], capture_output=True, text=True)
-        if found.returncode == 0:
+    if "pyenv" in head:  # a pyenv shim: the script it runs
+        try:
+            found = subprocess.run(["pyenv", "which", "aws"], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        if found.returncode == 0 and found.stdout.strip() != aws:
             return aws_interpreter(found.stdout.strip())
     return None
 
