@@ -44,6 +44,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -98,7 +99,7 @@ def iam_aws() -> Iterator[LocalUp]:
 
 
 @pytest.fixture(scope="module")
-def aws_path(tmp_path_factory) -> Iterator[str]:
+def aws_path() -> Iterator[str]:
     """``$PATH`` with the warm AWS CLI (tests/warm_aws.py) first; the plain one when the ``aws`` on
     ``$PATH`` is not a Python script we can find the interpreter of."""
     found = shutil.which("aws")
@@ -106,7 +107,8 @@ def aws_path(tmp_path_factory) -> Iterator[str]:
     if interpreter is None:
         yield os.environ["PATH"]
         return
-    where = tmp_path_factory.mktemp("aws")
+    # A short path (a socket's is at most 107 bytes), private to this user (mode 0700).
+    where = Path(tempfile.mkdtemp(prefix="logarchive-aws-"))
     sock = str(where / "aws.sock")
     server = subprocess.Popen([interpreter, "-I", str(ROOT / "tests" / "warm_aws.py"), "serve", sock],
                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True, env=clean_env())
@@ -117,6 +119,7 @@ def aws_path(tmp_path_factory) -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(timeout=30)
+        shutil.rmtree(where, ignore_errors=True)
 
 
 def environ(up: LocalUp, path: str, project: Path, region: str, **env: str) -> dict[str, str]:
