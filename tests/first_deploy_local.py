@@ -7,14 +7,16 @@ it: devkit/local_iam.py).
 ``cloudformation-deploy --template-file T --stack-name N``: what ``aws cloudformation deploy`` of
 ``make package``'s template does, as far as the local AWS can: the local AWS has no Lambda and no
 Serverless transform, so the functions, the API and what hangs on them (:data:`NEED_LAMBDA`) are
-left out; the rest of the same template (queues, tables, the alarm topic and alarms, the functions'
-roles, the replication role: :data:`THROUGH_CLOUDFORMATION`) is deployed by the local AWS's
-CloudFormation as stack ``N``, with the outputs that do not name a left-out resource; what its
-CloudFormation cannot create (:data:`CREATED_DIRECTLY`) is made with the service's own API, as
-the template says. Each function's role, made by the stack, must carry that function's generated
-policy file (checked), and gets it as the local AWS can enforce it; its trust policy (Lambda) is
-replaced by one the administrator can assume, for ``invoke``. A resource type of none of
-these sets is refused: the stand-in must be taught it, not skip it.
+left out; the rest of the same template (queues, tables, the alarm topic, the functions' roles, the
+replication role: :data:`THROUGH_CLOUDFORMATION`) is deployed by the local AWS's CloudFormation as
+stack ``N``, with the outputs that do not name a left-out resource (a resource the stack then
+lacks fails); what its CloudFormation cannot create (:data:`CREATED_DIRECTLY`: the alarms, the API
+token secret) is made with the service's own API from the template's properties, its ``Ref`` and
+``Fn::GetAtt`` resolved against the stack. Each function's role, made by the stack, must carry
+that function's generated policy file (checked), and gets it as the local AWS can enforce it; its
+trust policy (Lambda) is replaced by one the administrator can assume, for ``invoke``. A resource
+type of none of these sets, or an intrinsic it cannot resolve, is refused: the stand-in must be
+taught it, not skip it.
 
 ``invoke FUNCTION --stage S [--stack-name N]``: what ``aws lambda invoke`` does — the function's real
 handler from this project's app.py, with the stage's environment, under its role (with
@@ -32,10 +34,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-THROUGH_CLOUDFORMATION = {"AWS::SQS::Queue", "AWS::DynamoDB::Table", "AWS::SNS::Topic",
-                          "AWS::CloudWatch::Alarm", "AWS::IAM::Role"}
-# The local AWS's CloudFormation skips these (with a warning): created with the service's API.
-CREATED_DIRECTLY = {"AWS::SecretsManager::Secret"}
+THROUGH_CLOUDFORMATION = {"AWS::SQS::Queue", "AWS::DynamoDB::Table", "AWS::SNS::Topic", "AWS::IAM::Role"}
+# The local AWS's CloudFormation skips these (moto 5.2.5: with a warning, or, for alarms — it knows
+# only CloudWatch dashboards — without a word): created with the service's own API.
+CREATED_DIRECTLY = {"AWS::SecretsManager::Secret", "AWS::CloudWatch::Alarm"}
 NEED_LAMBDA = {"AWS::Serverless::Function", "AWS::Serverless::Api", "AWS::Lambda::Permission",
                "AWS::ApiGateway::GatewayResponse"}
 
@@ -66,6 +68,24 @@ def _subs(text: str) -> list[str]:
     import re
 
     return [m for m in re.findall(r"\$\{([^}!]+)\}", text) if not m.startswith("AWS::")]
+
+
+def resolve(value: Any, physical: dict[str, str], resources: dict[str, Any]) -> Any:
+    """``value`` with the stack's ``Ref`` and the ``Fn::GetAtt`` this template uses (a queue's
+    ``QueueName``) resolved; any other intrinsic is refused: the stand-in must be taught it."""
+    if isinstance(value, list):
+        return [resolve(v, physical, resources) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if set(value) == {"Ref"}:
+        return physical[value["Ref"]]  # a topic's ARN, a queue's URL: what Ref gives
+    if set(value) == {"Fn::GetAtt"}:
+        logical, attribute = value["Fn::GetAtt"]
+        if resources[logical]["Type"] == "AWS::SQS::Queue" and attribute == "QueueName":
+            return physical[logical].rsplit("/", 1)[1]
+    if any(k == "Ref" or k.startswith("Fn::") for k in value):
+        raise SystemExit(f"error: the local stand-in cannot resolve {json.dumps(value)}")
+    return {k: resolve(v, physical, resources) for k, v in value.items()}
 
 
 def local_template(template: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
@@ -160,14 +180,27 @@ def cloudformation_deploy(args: argparse.Namespace, admin: Any, stage_policy: An
         status = cfn.describe_stacks(StackName=args.stack_name)["Stacks"][0]["StackStatus"]
         if status != "CREATE_COMPLETE":
             raise SystemExit(f"error: stack {args.stack_name}: {status}")
+        # The local AWS's CloudFormation skips a type it does not know with only a warning.
+        made = {r.get("LogicalResourceId") for page in cfn.get_paginator("list_stack_resources").paginate(
+            StackName=args.stack_name) for r in page["StackResourceSummaries"]}
+        if set(local["Resources"]) - made:
+            raise SystemExit(f"error: stack {args.stack_name} lacks "
+                             f"{', '.join(sorted(set(local['Resources']) - made))}")
+        physical = {r["LogicalResourceId"]: r["PhysicalResourceId"] for page in cfn.get_paginator(
+            "list_stack_resources").paginate(StackName=args.stack_name) for r in page["StackResourceSummaries"]
+            if r.get("LogicalResourceId")}
         for logical, resource in direct.items():
-            props = resource["Properties"]
-            generate = {"PasswordLength": "PasswordLength", "ExcludePunctuation": "ExcludePunctuation"}
-            sm = aws.client("secretsmanager")
-            value = sm.get_random_password(**{generate[k]: v for k, v in props["GenerateSecretString"].items()
-                                              if k in generate})["RandomPassword"]
-            sm.create_secret(Name=props["Name"], Description=props.get("Description", ""), SecretString=value)
-            print(f"{logical}: secret {props['Name']} (created directly)")
+            props = resolve(resource["Properties"], physical, local["Resources"])
+            if resource["Type"] == "AWS::SecretsManager::Secret":
+                sm = aws.client("secretsmanager")
+                generate = props["GenerateSecretString"]
+                value = sm.get_random_password(PasswordLength=generate["PasswordLength"],
+                                               ExcludePunctuation=generate["ExcludePunctuation"])["RandomPassword"]
+                sm.create_secret(Name=props["Name"], Description=props.get("Description", ""), SecretString=value)
+                print(f"{logical}: secret {props['Name']} (created directly)")
+            else:  # the alarm's CloudFormation properties are PutMetricAlarm's parameters
+                aws.client("cloudwatch").put_metric_alarm(**props)
+                print(f"{logical}: alarm {props['AlarmName']} (created directly)")
         roles, role_logical_ids = {}, {}
         for fn in FUNCTIONS:
             function = template["Resources"][cfn_name(fn)]["Properties"]

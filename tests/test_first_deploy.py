@@ -48,6 +48,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
 import pytest
 import warm_aws
 from localup import ROOT, LocalUp, clean_env, local_up
@@ -122,6 +123,13 @@ def aws_path() -> Iterator[str]:
         shutil.rmtree(where, ignore_errors=True)
 
 
+def admin_keys(up: LocalUp) -> dict[str, str]:
+    """The local AWS's administrator's keys, from ``local up``'s export line."""
+    export = next(x for x in up.banner if x.strip().startswith("export "))
+    creds = dict(kv.split("=", 1) for kv in export.split()[1:])
+    return {"aws_access_key_id": creds["AWS_ACCESS_KEY_ID"], "aws_secret_access_key": creds["AWS_SECRET_ACCESS_KEY"]}
+
+
 def environ(up: LocalUp, path: str, project: Path, region: str, **env: str) -> dict[str, str]:
     """The blocks' environment: the local AWS's administrator (``local up``'s export line), the
     region, the project's code, the warm AWS CLI."""
@@ -183,6 +191,14 @@ def test_production_block_runs_against_local_up_iam(iam_aws: LocalUp, aws_path: 
     assert keys["ReplicationRoleArn"] == f"arn:aws:iam::{ACCOUNT}:role/logarchive-prod-replication"
     assert keys["WorkQueueUrl"].endswith(f"/{ACCOUNT}/logarchive-prod-work"), keys
     assert "EndpointURL" not in keys  # the API needs Lambda: left out locally
+    # The template's alarms, each notifying the stack's topic (made directly: moto's
+    # CloudFormation knows no CloudWatch alarm).
+    alarms = boto3.client("cloudwatch", region_name=region, endpoint_url=iam_aws.endpoint,
+                          **admin_keys(iam_aws)).describe_alarms()["MetricAlarms"]
+    expected = {r["Properties"]["AlarmName"] for r in packaged_template["Resources"].values()
+                if r["Type"] == "AWS::CloudWatch::Alarm"}
+    assert len(expected) == 7 and {a["AlarmName"] for a in alarms} == expected, alarms
+    assert {tuple(a["AlarmActions"]) for a in alarms} == {(keys["AlarmTopicArn"],)}
     report = json.loads(lines[-1])
     assert report["listed"] == 0 and report["scheduled"] == 0
     # It sealed the first digest with the KMS key the block made, and the public key the block
