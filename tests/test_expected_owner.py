@@ -10,7 +10,7 @@ HeadObject and GetObject naming another account all succeed there. So:
 - S3 refuses another account's bucket with a 403 AccessDenied, the answer it also gives to
   credentials that may not list the bucket. The CLI's handling of that answer is tested with a
   real 403 from a local AWS with IAM enforced (devkit/local_iam.py), for credentials allowed
-  only ``s3:GetObject`` in the bucket.
+  only ``s3:GetObject`` in the bucket; and the customer's read-only policy allows the check.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from test_audit import STACK, Scene, two_hosts_two_runs
 from chalicelib import aws
 from chalicelib.cli import main
 from chalicelib.devkit import local_aws, local_iam
+from chalicelib.setup.iam import customer_reader_policy
 
 OWNER = "123456789012"  # the local AWS's account: it owns every bucket there
 OTHER = "444455556666"
@@ -71,7 +72,7 @@ def test_every_call_into_the_customer_bucket_names_its_owner(scene: Scene) -> No
         calls = seen.into(customer)
         assert calls, name
         assert [c for c in calls if c[3] != OWNER] == [], name
-        assert calls[0][:3] == ("HEAD", customer, ""), (name, calls[0])  # the owner is checked first
+        assert calls[0][:3] == ("GET", customer, ""), (name, calls[0])  # the owner is checked first
         if name in ("logs-from-archive", "audit"):  # archive bodies read too
             assert any(method == "GET" and key.startswith(f"{STACK}/") for method, _, key, _ in calls), name
     assert list(out.rglob("*.log*")), "logs-from-archive downloaded nothing"
@@ -118,13 +119,19 @@ def refused() -> Any:
             {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:GetObject"],
                                                      "Resource": [f"arn:aws:s3:::{bucket}/*"]}]}))
         key = iam.create_access_key(UserName="reader")["AccessKey"]
-        yield endpoint, bucket, aws.Credentials(key["AccessKeyId"], key["SecretAccessKey"])
+        # The customer's read-only policy (docs/RETRIEVAL.md, "Permissions") allows the HEAD.
+        iam.create_user(UserName="customer-reader")
+        iam.put_user_policy(UserName="customer-reader", PolicyName="reader", PolicyDocument=json.dumps(
+            customer_reader_policy(bucket, STACK)))
+        reader = iam.create_access_key(UserName="customer-reader")["AccessKey"]
+        yield (endpoint, bucket, aws.Credentials(key["AccessKeyId"], key["SecretAccessKey"]),
+               aws.Credentials(reader["AccessKeyId"], reader["SecretAccessKey"]))
     aws.reset_clients()
 
 
 @pytest.mark.parametrize("command", ["logs-from-archive", "audit", "status", "setup check"])
 def test_s3s_refusal_is_one_line_naming_the_bucket(refused, command: str, tmp_path, capsys) -> None:
-    endpoint, bucket, creds = refused
+    endpoint, bucket, creds, _ = refused
     pem = tmp_path / "signing.pub"
     assert main(["keys", "signing-generate", "--private-key-file", str(tmp_path / "signing.pem"),
                  "--public-key-file", str(pem)]) == 0
@@ -143,6 +150,21 @@ def test_s3s_refusal_is_one_line_naming_the_bucket(refused, command: str, tmp_pa
         rc = main([*argv, "--expected-owner", OTHER, "--endpoint-url", endpoint])
     err = capsys.readouterr().err
     assert rc == 1, err
-    assert err == (f"logarchive: error: bucket {bucket}: S3 refused access (403): it is not owned by account "
+    assert err == (f"logarchive: error: bucket {bucket}: S3 refused access (AccessDenied): it is not owned by account "
                    f"{OTHER} (--expected-owner), or these credentials may not list it\n"), err
-    assert [(m, b, k, o) for m, b, k, o in seen.seen] == [("HEAD", bucket, "", OTHER)]  # nothing more read
+    assert seen.seen == [("GET", bucket, "", OTHER)]  # the owner check's listing; nothing more read
+
+
+def test_the_customer_reader_policy_allows_the_owner_check(refused, tmp_path, capsys) -> None:
+    endpoint, bucket, _, reader = refused
+    key_file = tmp_path / "master.key"
+    assert main(["keys", "generate", "--output", str(key_file)]) == 0
+    capsys.readouterr()
+    seen = Requests()
+    with aws.credentials(reader), aws.observe("before-send.s3", seen):
+        rc = main(["logs-from-archive", "--bucket", bucket, "--stack", STACK, "--app-id", "42",
+                   "--key-file", str(key_file), "--expected-owner", OWNER, "--endpoint-url", endpoint])
+    err = capsys.readouterr().err
+    # The check passed under the policy; the (empty) bucket was listed, with the owner named.
+    assert rc == 1 and err == "logarchive: error: No files found that matched all criteria\n", err
+    assert len(seen.seen) > 1 and {c[3] for c in seen.seen} == {OWNER}, seen.seen

@@ -122,16 +122,18 @@ def pins_owner(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.
 
 
 def confirm_owner(s3: Any, bucket: str, owner: str | None) -> None:
-    """With ``--expected-owner``: a HEAD of ``bucket`` (sending it, :func:`pins_owner`) before the
-    command reads anything. S3 answers 403 both when another account owns the bucket and when
-    these credentials may not list it: one line naming the bucket and both causes."""
+    """With ``--expected-owner``: a listing of at most one key of ``bucket`` (sending it,
+    :func:`pins_owner`) before the command reads anything — ``s3:ListBucket``, which every reader
+    of the bucket has (HeadBucket needs the same in AWS, but another action locally). S3 answers
+    403 both when another account owns the bucket and when these credentials may not list it: one
+    line naming the bucket and both causes."""
     if not owner:
         return
     from ..awserrors import error_code, error_label, is_not_found
     from ..errors import LogarchiveError
 
     try:
-        s3.head_bucket(Bucket=bucket)
+        s3.list_objects_v2(Bucket=bucket, MaxKeys=1)
     except Exception as exc:  # botocore: the answer's status, or no answer at all
         code = error_code(exc)
         if code in ("403", "AccessDenied"):
