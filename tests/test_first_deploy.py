@@ -89,6 +89,11 @@ def project_copy(dest: Path) -> Path:
         (dest / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, dest / name)  # times kept: make sees the virtualenv as up to date
     (dest / ".venv").symlink_to(ROOT / ".venv")
+    # The block's `make .venv/.installed` must find the shared virtualenv up to date, or pip would
+    # re-point its editable install at this temporary copy (a stale stamp in a working clone).
+    stamp = (ROOT / ".venv" / ".installed").stat().st_mtime
+    for name in ("pyproject.toml", "requirements.txt"):
+        os.utime(dest / name, (stamp - 1, stamp - 1))
     return dest
 
 
