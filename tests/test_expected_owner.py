@@ -20,7 +20,7 @@ from typing import Any
 
 import boto3
 import pytest
-from test_audit import STACK, Scene, two_hosts_two_runs
+from test_audit import STACK, Scene, logs
 
 from chalicelib import aws
 from chalicelib.cli import main
@@ -49,7 +49,17 @@ class Requests:
 
 @pytest.fixture
 def scene(buckets, tmp_path, capsys) -> Scene:
-    return two_hosts_two_runs(Scene(buckets, tmp_path, capsys))
+    """One host's stopped container shipped and archived once, signed: archives and a digest."""
+    sc = Scene(buckets, tmp_path, capsys)
+    assert sc.cli("keys", "generate", "--output", str(sc.key_file))[0] == 0
+    assert sc.cli("keys", "signing-generate", "--private-key-file", str(sc.private),
+                  "--public-key-file", str(sc.public))[0] == 0
+    web = sc.hosts["host-a"].add("web-1", labels={"logarchive.app_id": "42", "logarchive.service_id": "7"})
+    logs(web, 20, "web")
+    web.stop()
+    sc.ship("host-a")
+    sc.archive()
+    return sc
 
 
 def test_every_call_into_the_customer_bucket_names_its_owner(scene: Scene) -> None:
