@@ -17,11 +17,14 @@ Replaced in the Production block:
   -> ``cloudformation-deploy`` of the same packaged template: the local AWS has no Lambda and no
   Serverless transform, so the functions, the API and their permissions and gateway responses are
   left out; the local AWS's CloudFormation deploys the rest as stack ``logarchive-prod`` (queues,
-  tables, alarm topic and alarms, the functions' roles — each checked to carry its generated policy
-  file — and the replication role), and the API token secret, which its CloudFormation skips, is
-  made with Secrets Manager's own API as the template says;
+  tables, alarm topic, the functions' roles — each checked to carry its generated policy file, and
+  made assumable by the local administrator in Lambda's place — and the replication role); what
+  that CloudFormation does not create (moto 5.2.5: the seven alarms, silently, and the API token
+  secret) is made with CloudWatch's and Secrets Manager's own APIs from the template's
+  properties. A resource type it does not know, or a resource the stack lacks, fails;
 - ``aws lambda invoke --function-name logarchive-prod-archive_scheduler /dev/stdout`` -> ``invoke``:
-  the scheduler's real handler under the role the stack made for it.
+  the scheduler's real handler under the role the stack made for it (it seals the first digest
+  with the block's KMS key; the test then audits it with the public key the block wrote).
 ``make package STAGE=prod`` runs as written, offline: the environment has ``WHEELHOUSE`` (the
 Makefile's variable) naming the Lambda wheels of requirements.txt cached by
 ``chalicelib.setup.package.wheelhouse`` (as tests/test_deployed_package.py's; PyPI is needed the
