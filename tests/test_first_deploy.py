@@ -49,6 +49,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
@@ -147,40 +148,81 @@ def environ(up: LocalUp, path: str, project: Path, region: str, **env: str) -> d
             "PYTHONPATH": str(project), "PATH": path, **env}
 
 
-def run_block(up: LocalUp, path: str, script: str, replaced: dict[str, str], project: Path, region: str,
-              **env: str) -> subprocess.CompletedProcess:
+@dataclass
+class Run:
+    """A block running in the background: its project copy, its output files, its environment."""
+
+    proc: subprocess.Popen
+    project: Path
+    region: str
+    env: dict[str, str]
+    out: Path
+    err: Path
+
+    def result(self) -> str:
+        """Its stdout, once it exited 0 (its stderr, each line traced with its start time: where
+        a slow run spends its time, in the failure's message)."""
+        try:
+            self.proc.wait(timeout=600)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        out, err = self.out.read_text(), self.err.read_text()
+        assert self.proc.returncode == 0, out[-3000:] + err[-6000:]
+        return out
+
+
+def start_block(up: LocalUp, path: str, script: str, replaced: dict[str, str], where: Path, region: str,
+                **env: str) -> Run:
     for line, local in replaced.items():
         assert line in script, line
         script = script.replace(line, local)
-    env = environ(up, path, project, region, **env)
-    # Each line traced with its start time (on stderr): where a slow run spends its time.
+    project = project_copy(where / "project")
+    environment = environ(up, path, project, region, **env)
     traced = "PS4='+ $EPOCHREALTIME '; set -x\n" + script
-    done = subprocess.run(["bash", "-euo", "pipefail", "-c", traced], cwd=project, env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
-    return done
+    out, err = where / "stdout", where / "stderr"
+    with out.open("w") as o, err.open("w") as e:  # files, not pipes: two blocks write at once
+        proc = subprocess.Popen(["bash", "-euo", "pipefail", "-c", traced], cwd=project, env=environment,
+                                stdin=subprocess.DEVNULL, stdout=o, stderr=e)
+    return Run(proc, project, region, environment, out, err)
 
 
-def test_development_block_runs_against_local_up_iam(iam_aws: LocalUp, aws_path: str, tmp_path: Path) -> None:
-    region = "eu-west-1"
-    project = project_copy(tmp_path / "project")
-    done = run_block(iam_aws, aws_path, block("### Development (`dev`, `chalice deploy`"), DEV_REPLACED, project, region)
+@pytest.fixture(scope="module")
+def blocks(iam_aws: LocalUp, aws_path: str, tmp_path_factory) -> Iterator[dict[str, Run]]:
+    """Both blocks, started together (each is a line after another; the machine's second core
+    works on the other meanwhile): Development in eu-west-1, Production in ap-southeast-2."""
+    wheels = package.wheelhouse(ROOT / "requirements.txt", packaged.wheel_cache())
+    runs = {
+        "dev": start_block(iam_aws, aws_path, block("### Development (`dev`, `chalice deploy`"), DEV_REPLACED,
+                           tmp_path_factory.mktemp("dev"), "eu-west-1"),
+        "prod": start_block(iam_aws, aws_path, block("### Production (`prod`, `chalice package`"), PROD_REPLACED,
+                            tmp_path_factory.mktemp("prod"), "ap-southeast-2", WHEELHOUSE=str(wheels)),
+    }
+    try:
+        yield runs
+    finally:
+        for run in runs.values():
+            if run.proc.poll() is None:
+                run.proc.kill()
+                run.proc.wait()
+
+
+def test_development_block_runs_against_local_up_iam(blocks: dict[str, Run]) -> None:
+    run = blocks["dev"]
+    stdout, project, region = run.result(), run.project, run.region
     # Every generated file names the stage's region only, and the scheduler answered its report.
     for path in (project / ".chalice").glob("*dev*.json"):
         assert "us-east-1" not in path.read_text(), path.name
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    report = json.loads(stdout.strip().splitlines()[-1])
     assert report["listed"] == 0 and report["scheduled"] == 0
     assert (f"ok   logarchive-dev-archive-{ACCOUNT}-{region}: exists, owned by {ACCOUNT}, in {region}"
-            in done.stdout)
+            in stdout)
     assert (project / "dev-signing.pub.pem").exists()
 
 
-def test_production_block_runs_against_local_up_iam(iam_aws: LocalUp, aws_path: str, tmp_path: Path) -> None:
-    region = "ap-southeast-2"
-    project = project_copy(tmp_path / "project")
-    wheels = package.wheelhouse(ROOT / "requirements.txt", packaged.wheel_cache())
-    done = run_block(iam_aws, aws_path, block("### Production (`prod`, `chalice package`"), PROD_REPLACED, project,
-                     region, WHEELHOUSE=str(wheels))
+def test_production_block_runs_against_local_up_iam(blocks: dict[str, Run], iam_aws: LocalUp) -> None:
+    run = blocks["prod"]
+    stdout, project, region = run.result(), run.project, run.region
     for path in [*(project / ".chalice").glob("*prod*.json"), project / "build" / "prod" / "packaged.json"]:
         assert "us-east-1" not in path.read_text(), path.name
     config = json.loads((project / ".chalice" / "config.json").read_text())
@@ -193,7 +235,7 @@ def test_production_block_runs_against_local_up_iam(iam_aws: LocalUp, aws_path: 
     code = packaged_template["Resources"]["ArchiveScheduler"]["Properties"]["CodeUri"]
     assert code.startswith(f"s3://logarchive-prod-artifacts-{ACCOUNT}-{region}/"), code
     # describe-stacks printed the outputs that need no Lambda; the scheduler answered its report.
-    lines = done.stdout.strip().splitlines()
+    lines = stdout.strip().splitlines()
     outputs = json.loads("\n".join(lines[lines.index("["):lines.index("]") + 1]))
     keys = {o["OutputKey"]: o["OutputValue"] for o in outputs}
     assert keys["ReplicationRoleArn"] == f"arn:aws:iam::{ACCOUNT}:role/logarchive-prod-replication"
@@ -216,6 +258,6 @@ def test_production_block_runs_against_local_up_iam(iam_aws: LocalUp, aws_path: 
     audit = subprocess.run(
         [sys.executable, "-m", "chalicelib.cli", "audit", "--bucket", archive, "--stack", "prod",
          "--public-key-file", "prod-signing.pub.pem", "--expected-owner", ACCOUNT],
-        cwd=project, env=environ(iam_aws, aws_path, project, region), capture_output=True, text=True)
+        cwd=project, env=run.env, capture_output=True, text=True)
     assert audit.returncode == 0 and "Traceback" not in audit.stderr, audit.stdout + audit.stderr
     assert audit.stdout.startswith("1 digest, 0 archives"), audit.stdout
