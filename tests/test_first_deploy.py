@@ -1,7 +1,8 @@
 """docs/OPERATIONS.md's first deploy ("Top to bottom") as written, against ``logarchive local up
 --iam``, each block in a fresh copy of the project: the Development block in eu-west-1, the
-Production block in ap-southeast-2 (issue 19). That no ``us-east-1`` is left in any generated file
-of either stage in either region is tests/test_deployment_files.py's (cheap) test.
+Production block in ap-southeast-2 (issue 19), both started together on one ``local up --iam``.
+That no ``us-east-1`` is left in any generated file of either stage in either region is
+tests/test_deployment_files.py's (cheap) test.
 
 Replaced in the Development block, because they need real Lambda (tests/first_deploy_local.py
 stands in):
