@@ -122,3 +122,29 @@ def result_lines(body: dict) -> list[bytes]:
             with urllib.request.urlopen(r["url"], timeout=10) as resp:
                 out += gzip.decompress(resp.read()).splitlines()
     return out
+
+
+def cri_line(when: str, stream: str, text: str, tag: str = "F") -> bytes:
+    """One CRI record (without its newline): ``<time> <stream> <P|F> <message>``."""
+    return f"{when} {stream} {tag} {text}".encode()
+
+
+def put_k8s_archive(bucket: str, lines: list[bytes], *, master: MasterKey, namespace: str = "shop",
+                    pod: str = "web-1", uid: str = "0a1b2c3d-0000-4000-8000-000000000001", container: str = "web",
+                    restart: int = 0, segment: int | None = None, stack: str = STACK, s3=None) -> str:
+    """Seal CRI ``lines`` and store them as the archiver stores a Kubernetes segment: the
+    ``_k8s/<stack>/…`` key, the envelope, ``logarchive-format: cri`` and the k8s names."""
+    from chalicelib.crilog import line_time
+    from chalicelib.staged import K8sIdentity
+
+    times = [x for x in (line_time(raw) for raw in lines) if x]
+    ring = Keyring([master])
+    out = io.BytesIO()
+    res = seal(io.BytesIO(b"".join(x + b"\n" for x in lines)), out, ring)
+    ident = K8sIdentity(namespace, pod, uid, container, restart)
+    key = layout.ArchiveKey(stack=stack, key_id=master.key_id, kind=layout.K8S, resource_id=namespace, pod_name=pod,
+                            container_id=ident.staged_id, rotation=segment, start=min(times), end=max(times)).key()
+    meta = archive_metadata(res, key_id=master.key_id, first=min(times), last=max(times), lines=len(lines),
+                            host="node-1", container_name=container, segment=segment, source="staged/x", k8s=ident)
+    (s3 or boto3.client("s3")).put_object(Bucket=bucket, Key=key, Body=out.getvalue(), Metadata=meta)
+    return key

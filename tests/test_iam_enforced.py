@@ -23,7 +23,7 @@ import pytest
 from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from helpers_index import eventbridge_event
+from helpers_index import eventbridge_event, put_k8s_archive
 
 from chalicelib import aws, cli
 from chalicelib.devkit import local_aws, local_iam, local_stack
@@ -291,14 +291,27 @@ def whole_path(st: Stage) -> None:
             lines += gzip.decompress(body)
     assert b"upstream timeout" in lines
     # The customer, with read-only access to their bucket: the archives and the proof.
-    keyfile = st.tmp / "master.key"
-    keyfile.write_text(st.master.to_base64() + "\n")
     with environment_credentials(st.creds["reader"]):
-        assert cli.main(["logs-from-archive", "--bucket", st.buckets.customer, "--stack", STACK,
-                         "--decryption-keys-file", str(keyfile), "--app-id", "42",
-                         "--download-location", str(st.tmp / "restored")]) == 0
+        assert customer_reads(st, "--app-id", "42") == 0
         assert cli.main(["audit", "--bucket", st.buckets.customer, "--stack", STACK,
                          "--public-key-file", str(st.public_key)]) == 0
+
+
+def customer_reads(st: Stage, *selection: str) -> int:
+    """``logs-from-archive`` of the customer's bucket (with whatever credentials are current)."""
+    keyfile = st.tmp / "master.key"
+    keyfile.write_text(st.master.to_base64() + "\n")
+    return cli.main(["logs-from-archive", "--bucket", st.buckets.customer, "--stack", STACK,
+                     "--decryption-keys-file", str(keyfile), *selection,
+                     "--download-location", str(st.tmp / "restored")])
+
+
+def test_the_customer_reads_kubernetes_archives_under_the_reader_policy(stage: Stage) -> None:
+    with aws.credentials(stage.admin):
+        put_k8s_archive(stage.buckets.customer, [b"2022-01-01T12:00:00Z stdout F from a pod"], master=stage.master,
+                        stack=STACK, s3=aws.client("s3"))
+    with environment_credentials(stage.creds["reader"]):
+        assert customer_reads(stage, "--namespace", "shop") == 0
 
 
 # -- what the local AWS checks against "*": recorded and compared with the generated statements ----------

@@ -58,9 +58,25 @@ def test_partial_record_continued_across_a_rotation(buckets, node, tmp_path, key
     archive(buckets, keyfile, capsys)
     rc, out, err = fetch(buckets, keyfile, capsys, "--namespace", "ns", "--container-name", "app", "--format", "jsonl")
     assert rc == 0, err
-    logs = [json.loads(x)["log"] for x in out.splitlines()]
-    # Each archive is rendered on its own: the half in the first archive ends without a newline.
-    assert logs == ["before\n", "first half of a long line ", "and its second half\n", "after\n"]
+    records = [json.loads(x) for x in out.splitlines()]
+    # Streamed, the two archives' records join across the archive boundary (the time is the P's).
+    assert [r["log"] for r in records] == ["before\n", "first half of a long line and its second half\n", "after\n"]
+    assert records[1]["time"] == now.decode()
+    # With a filter, the joined line is what is judged (the grep matches only its second half).
+    rc, out, err = fetch(buckets, keyfile, capsys, "--namespace", "ns", "--format", "jsonl", "--grep", "second")
+    assert rc == 0 and [json.loads(x)["log"] for x in out.splitlines()] == [
+        "first half of a long line and its second half\n"], err
+    # Byte-exact (the default) is unchanged: the archives' bytes, one after the other.
+    rc, out, err = fetch(buckets, keyfile, capsys, "--namespace", "ns", "--decompress")
+    assert rc == 0 and out.encode() == bytes(c.written[0]), err
+    # The continuing archive missing from the bucket: the half is a line of its own, not dropped.
+    s3 = boto3.client("s3")
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=buckets.customer)["Contents"])
+    second = next(k for k in keys if "/0.log.2." in k)
+    s3.delete_object(Bucket=buckets.customer, Key=second)
+    rc, out, err = fetch(buckets, keyfile, capsys, "--namespace", "ns", "--format", "jsonl")
+    assert rc == 0, err
+    assert [json.loads(x)["log"] for x in out.splitlines()] == ["before\n", "first half of a long line "]
 
 
 def test_record_without_newline_at_eof_crlf_and_invalid_utf8(buckets, node, tmp_path, keyfile, capsys) -> None:
@@ -170,3 +186,33 @@ def test_names_at_their_length_limits_fit_keys_and_metadata(buckets, node, tmp_p
     assert rc == 2 and "is not a Kubernetes namespace" in err
     rc, _, err = fetch(buckets, keyfile, capsys, "--namespace", ns, "--pod", longest + "x")
     assert rc == 2 and "is not a pod name" in err
+
+
+def test_partial_record_seams_between_archives(tmp_path: Path) -> None:
+    """``logoutput.CriSeams``: joined only into the next segment of the same container run; a
+    partial whose continuation is not next (not selected, missing, another container) is written
+    as its own line; none is dropped. Byte-exact output never goes through it."""
+    import gzip
+    import io
+    from types import SimpleNamespace
+
+    from chalicelib.download.logoutput import CriSeams, OutputOptions, write_output
+
+    def run(*archives: tuple[str, int, list[bytes]]) -> list[str]:
+        opts, out = OutputOptions(fmt="jsonl"), io.BytesIO()
+        seams = CriSeams(opts)
+        for i, (cid, segment, records) in enumerate(archives):
+            path = tmp_path / f"{i}.gz"
+            path.write_bytes(gzip.compress(b"".join(r + b"\n" for r in records)))
+            out.write(seams.begin(SimpleNamespace(container_id=cid, rotation=segment))[0])
+            write_output(str(path), out, opts, name=str(i), source=crilog.CRI, seams=seams)
+            seams.done()
+        out.write(seams.finish()[0])
+        return [json.loads(x)["log"] for x in out.getvalue().splitlines()]
+
+    a = ("c1", 1, [b"2022-01-01T00:00:00Z stdout F whole", b"2022-01-01T00:00:01Z stdout P half "])
+    b = ("c1", 2, [b"2022-01-01T00:00:02Z stdout F rest", b"2022-01-01T00:00:03Z stdout F next"])
+    assert run(a, b) == ["whole\n", "half rest\n", "next\n"]
+    assert run(a, ("c1", 3, b[2])) == ["whole\n", "half ", "rest\n", "next\n"]  # segment 2 not selected
+    assert run(a, ("c2", 2, b[2])) == ["whole\n", "half ", "rest\n", "next\n"]  # another container
+    assert run(a) == ["whole\n", "half "]  # the last archive: ended as it stands

@@ -15,7 +15,7 @@ import boto3
 import pytest
 from chalice.local import ChaliceRequestHandler
 from helpers_index import STACK, docker_line, http_server, put_archive, s3_event, setup_stack
-from retrieval_helpers import files_under, leftovers, run_cli
+from retrieval_helpers import cli_logging, files_under, leftovers, run_cli
 
 from chalicelib.download import api_client, selection
 from chalicelib.keyring import MasterKey
@@ -81,6 +81,10 @@ def stack(monkeypatch, buckets, tmp_path):
     with Client(app.app, stage_name="test", project_dir=str(tmp_path)) as client:
         for key in keys:
             client.lambda_.invoke("index_archive", s3_event(buckets.archive, key))
+    # The Lambdas' Powertools loggers (adopting the chalicelib loggers) write to the stdout of
+    # when they were set up, a capture that may be closed by now: the API's error lines then
+    # came out as "--- Logging error ---" (after tests/test_k8s_hostile.py, in the suite's order).
+    cli_logging(monkeypatch)
     with http_server(app.app, Recording) as base:
         yield base, requested, keys, str(key_file), buckets.archive, faults
 

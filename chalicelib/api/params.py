@@ -22,6 +22,8 @@ SELECTORS = {
     "endpoint_id": "proxy",
     "container_id": "container",
 }
+# A Kubernetes selector: ``namespace``, narrowed by ``pod`` and/or ``container_name``.
+K8S_PARAMS = ("namespace", "pod", "container_name")
 STREAMS = ("stdout", "stderr")
 MAX_LIMIT = 1000
 MAX_JOB_RANGE = timedelta(days=366)
@@ -56,10 +58,32 @@ def parse_stack(value: Any, served: str) -> str:
     return value
 
 
+def parse_k8s_selector(params: dict[str, Any], stack: str) -> Selector | None:
+    """``namespace`` (a DNS label), with ``pod`` (a DNS subdomain) and ``container_name`` (a DNS
+    label) narrowing it, as the CLI's ``--namespace/--pod/--container-name``; None without them."""
+    if params.get("namespace") is None:
+        if params.get("pod") is not None or params.get("container_name") is not None:
+            raise ParamError("pod and container_name select within a namespace: give namespace too")
+        return None
+    label = "a DNS label: a-z, 0-9, '-', at most 63"
+    subdomain = "a DNS subdomain: a-z, 0-9, '-', '.', at most 253"
+    checks = (("namespace", layout.DNS_LABEL_RE, f"a Kubernetes namespace ({label})"),
+              ("pod", layout.DNS_SUBDOMAIN_RE, f"a pod name ({subdomain})"),
+              ("container_name", layout.DNS_LABEL_RE, f"a container name ({label})"))
+    for name, pattern, what in checks:
+        value = params.get(name)
+        if value is not None and not (isinstance(value, str) and pattern.match(value)):
+            raise ParamError(f"{name} must be {what}")
+    return Selector.k8s(stack, params["namespace"], params.get("pod"), params.get("container_name"))
+
+
 def parse_selector(params: dict[str, Any], stack: str) -> Selector:
     given = [k for k in SELECTORS if params.get(k) is not None]
-    if len(given) != 1:
-        raise ParamError("give exactly one of app_id, database_id, endpoint_id, container_id")
+    k8s = parse_k8s_selector(params, stack)
+    if len(given) + (k8s is not None) != 1:
+        raise ParamError("give exactly one of app_id, database_id, endpoint_id, container_id, namespace")
+    if k8s is not None:
+        return k8s
     name = given[0]
     value = params[name]
     if name != "container_id" and isinstance(value, int) and not isinstance(value, bool) and value >= 0:
@@ -145,7 +169,17 @@ def parse_job_id(value: Any) -> str:
     return value
 
 
-RETRIEVAL_FIELDS = {"stack", *SELECTORS, "start", "end", "stream", "grep", "restore_tier"}
+def selector_params(sel: Selector) -> dict[str, str]:
+    """The parameters that name ``sel`` (what ``parse_selector`` reads), as responses show it."""
+    names = sel.k8s_names
+    if names is not None:
+        return names
+    return {_OPTION_OF[sel.kind]: sel.ident}
+
+
+_OPTION_OF = {v: k for k, v in SELECTORS.items()}
+SELECTOR_PARAMS = {*SELECTORS, *K8S_PARAMS}
+RETRIEVAL_FIELDS = {"stack", *SELECTOR_PARAMS, "start", "end", "stream", "grep", "restore_tier"}
 
 
 def parse_restore_tier(value: Any) -> str:

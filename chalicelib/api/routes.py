@@ -12,11 +12,12 @@ from typing import Any
 
 from chalice import Blueprint, IAMAuthorizer, Response
 
-from .. import presign
+from .. import layout, presign
 from ..errors import LogarchiveError
 from ..index.handlers import index_store
 from ..index.store import OldPosition, Position
 from ..jobs.handlers import jobs as job_store
+from ..jobs.request import RetrievalRequest
 from ..jobs.service import Jobs
 from ..jobs.table import COUNTERS
 from ..settings import Settings, require
@@ -28,8 +29,7 @@ log = logging.getLogger(__name__)
 bp = Blueprint(__name__)
 iam = IAMAuthorizer()
 PRESIGN_SECONDS = 900  # 15 minutes at most
-_OPTION_OF = {v: k for k, v in P.SELECTORS.items()}
-LIST_PARAMS = {"stack", *P.SELECTORS, "start", "end", "limit", "next_token", "include_deleted"}
+LIST_PARAMS = {"stack", *P.SELECTOR_PARAMS, "start", "end", "limit", "next_token", "include_deleted"}
 
 
 MAX_BODY = 16 * 1024  # bytes of a POST /retrievals body (a request is a few hundred)
@@ -126,7 +126,8 @@ def get_archive(archive_id: str) -> Any:
     archive_id = P.parse_archive_id(archive_id)
     s = Settings.from_env()
     entry = index_store(s).get(require(s.stack, "LOGARCHIVE_STACK"), archive_id)
-    in_scope = entry is not None and entry.key.startswith(f"{s.stack}/shareable/") and (
+    roots = (f"{s.stack}/shareable/", layout.k8s_root(s.stack))  # Docker's and Kubernetes' archives
+    in_scope = entry is not None and entry.key.startswith(roots) and (
         not s.archive_bucket or entry.bucket == s.archive_bucket
     )
     if entry is None or not in_scope or entry.state == "removed":
@@ -180,7 +181,7 @@ def _job_summary(job: dict[str, Any]) -> dict[str, Any]:
         "status": Jobs.status_of(job),
         "created_at": job.get("created_at"),
         "request": {k: job.get(k) for k in ("stack", "start", "end", "stream", "grep", "restore_tier")}
-        | {"selector": {_OPTION_OF[job["sel_kind"]]: job["sel_id"]}},
+        | {"selector": P.selector_params(RetrievalRequest.from_attrs(job).selector)},
         "progress": {k: n[k] for k in COUNTERS},
     }
 

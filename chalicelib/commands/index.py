@@ -41,7 +41,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--stack", required=True, help="the stack whose archives to list")
     sel = q.add_mutually_exclusive_group(required=True)
     for opt in ("app-id", "database-id", "endpoint-id", "container-id"):
-        sel.add_argument(f"--{opt}", help=f"the {opt[:-3]}'s id (one of these four is required)")
+        sel.add_argument(f"--{opt}", help=f"the {opt[:-3]}'s id (one of these five is required)")
+    sel.add_argument("--namespace", metavar="NS",
+                     help="Kubernetes archives of this namespace (one of these five is required)")
+    q.add_argument("--pod", metavar="NAME", help="within --namespace: this pod only (default: every pod)")
+    q.add_argument("--container-name", dest="container_name", metavar="NAME",
+                   help="within --namespace: this container only (default: every container)")
     q.add_argument("--start", required=True, help=f"from this time: {SYNTAX}")
     q.add_argument("--end", required=True, help="until this time, excluded (same syntax)")
     q.add_argument("--include-deleted", action="store_true", help="also list deleted archives")
@@ -92,7 +97,7 @@ def run_query(args: argparse.Namespace) -> int:
 
     from ..api import params as P
 
-    params = {k: getattr(args, k) for k in ("app_id", "database_id", "endpoint_id", "container_id")}
+    params = {k: getattr(args, k) for k in P.SELECTOR_PARAMS}
     try:
         stack = P.parse_stack(args.stack, "")
         sel = P.parse_selector(params, stack)

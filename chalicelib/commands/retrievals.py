@@ -4,7 +4,9 @@ Every request is SigV4-signed (``download.api_client``) with the standard creden
 (``--profile``, ``--region``), as API Gateway's IAM authorizer wants. ``start`` takes the
 selection, time and grep options of ``logs-from-archive``; with ``--wait`` it shows the
 archives scanned of the total on stderr and then writes the matched lines as
-``logs-from-archive --download-location - --format jsonl|text`` would, in time order.
+``logs-from-archive --download-location - --format jsonl|text`` would, in time order (a
+Kubernetes archive's matches are its CRI records as archived: ``jsonl`` writes them so, ``text``
+their messages).
 """
 
 from __future__ import annotations
@@ -65,6 +67,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         ids.add_argument(opt, dest=dest, metavar="ID",
                          help=("container id or a prefix of at least 12 characters" if dest == "container_id"
                                else f"the {opt[2:-3]}'s id") + " (default: none)")
+    ids.add_argument("--namespace", metavar="NS",
+                     help="Kubernetes archives of this namespace (default: none)")
+    k8s = s.add_argument_group("within --namespace")
+    k8s.add_argument("--pod", metavar="NAME", help="only this pod's archives (default: every pod)")
+    k8s.add_argument("--container-name", dest="container_name", metavar="NAME",
+                     help="only this container's archives, every restart (default: every container)")
     s.add_argument("--start", help=f"from this time: {SYNTAX} (this or --start-date is required)")
     s.add_argument("--end", help="until this time, excluded, same syntax (this or --end-date is required)")
     s.add_argument("--start-date", help="YYYY-MM-DD (UTC): from the start of this day (default: --start)")
@@ -115,9 +123,13 @@ def _client(args: argparse.Namespace) -> ApiClient:
 
 
 def _question(args: argparse.Namespace) -> dict[str, Any]:
-    given = [(dest, opt) for dest, opt in SELECTORS if getattr(args, dest) is not None]
+    given = [(dest, opt) for dest, opt in (*SELECTORS, ("namespace", "--namespace"))
+             if getattr(args, dest) is not None]
+    if args.namespace is None and (args.pod is not None or args.container_name is not None):
+        raise UsageError("--pod and --container-name select within a --namespace: give it too")
     if len(given) != 1:
-        raise UsageError("give exactly one of --app-id, --database-id, --endpoint-id, --container-id")
+        raise UsageError("give exactly one of --app-id, --database-id, --endpoint-id, --container-id, "
+                         "--namespace")
     if (args.start is None) == (args.start_date is None) or (args.end is None) == (args.end_date is None):
         raise UsageError("give --start or --start-date, and --end or --end-date")
     start = parse_instant(args.start, "--start") if args.start else _day(args.start_date, "--start-date")
@@ -133,7 +145,7 @@ def _question(args: argparse.Namespace) -> dict[str, Any]:
     q: dict[str, Any] = {given[0][0]: getattr(args, given[0][0]),
                          "start": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
                          "end": end.strftime("%Y-%m-%dT%H:%M:%SZ"), "restore_tier": args.restore_tier}
-    for k in ("stack", "grep", "stream"):
+    for k in ("stack", "grep", "stream", "pod", "container_name"):  # the API checks the names
         if getattr(args, k) is not None:
             q[k] = getattr(args, k)
     return q
@@ -154,6 +166,7 @@ def _summary(body: dict[str, Any]) -> str:
 
 def _write(api: ApiClient, body: dict[str, Any], fmt: str) -> int:
     """The matched lines, as ``logs-from-archive --download-location - --format fmt`` writes them."""
+    from ..crilog import Record
     from ..dockerlog import LogLine
 
     out = sys.stdout.buffer
@@ -162,7 +175,11 @@ def _write(api: ApiClient, body: dict[str, Any], fmt: str) -> int:
         n += 1
         if fmt == "text":
             line = LogLine.parse(raw)
-            out.write(line.log.encode("utf-8", "surrogatepass") if line.log is not None else raw + b"\n")
+            if line.log is not None:
+                out.write(line.log.encode("utf-8", "surrogatepass"))
+                continue
+            rec = Record.parse(raw)  # a Kubernetes archive's CRI record: its message
+            out.write(raw + b"\n" if rec.stream is None else rec.message + (b"" if rec.partial else b"\n"))
         else:
             out.write(raw + b"\n")
     out.flush()
@@ -224,9 +241,9 @@ def run_list(args: argparse.Namespace) -> int:
     n = 0
     for job in _client(args).retrievals(limit=args.limit):
         req = job["request"]
-        (kind, ident), = req["selector"].items()
+        selector = " ".join(f"{k}={v}" for k, v in req["selector"].items())
         grep = f" grep {req['grep']!r}" if req.get("grep") else ""
-        print(f"{job['id']} {job['created_at']} {job['status']:<21} {kind}={ident} "
+        print(f"{job['id']} {job['created_at']} {job['status']:<21} {selector} "
               f"{req['start']}..{req['end']}{grep}")
         n += 1
         if n >= args.limit:

@@ -57,20 +57,24 @@ class OutputOptions:
         return base + (".txt" if self.fmt == "text" else ".jsonl")
 
 
-def _docker_lines(lines: Iterable[bytes | LongLine]) -> Iterator[bytes | LongLine]:
+def _docker_lines(lines: Iterable[bytes | LongLine], joiner: crilog.Joiner | None = None, *,
+                  close: bool = True) -> Iterator[bytes | LongLine]:
     """CRI records as Docker json-file lines (``crilog.Joiner``: partial records joined);
-    a record over ``LONG_LINE`` (no runtime writes one) passes as it is."""
-    joiner = crilog.Joiner()
+    a record over ``LONG_LINE`` (no runtime writes one) passes as it is. ``joiner``: one that
+    holds partial records of an earlier archive (``CriSeams``); ``close=False`` leaves the
+    partial records of this one open in it."""
+    joiner = joiner or crilog.Joiner()
     for raw in lines:
         if isinstance(raw, LongLine):
             yield raw
         else:
             yield from joiner.feed(raw)
-    yield from joiner.close()
+    if close:
+        yield from joiner.close()
 
 
-def _render(lines: Iterable[bytes | LongLine], opts: OutputOptions, source: str = crilog.DOCKER
-            ) -> Iterator[bytes]:
+def _render(lines: Iterable[bytes | LongLine], opts: OutputOptions, source: str = crilog.DOCKER,
+            joiner: crilog.Joiner | None = None, *, close: bool = True) -> Iterator[bytes]:
     """The kept lines of a verified, decompressed stream, in the output format.
 
     The filter runs through ``linefilter`` (byte-level pre-check, then the exact test). A
@@ -81,7 +85,7 @@ def _render(lines: Iterable[bytes | LongLine], opts: OutputOptions, source: str 
     format), each record is filtered on its own.
     """
     if source == crilog.CRI and opts.fmt is not None:
-        lines, source = _docker_lines(lines), crilog.DOCKER
+        lines, source = _docker_lines(lines, joiner, close=close), crilog.DOCKER
     text = opts.fmt == "text"
     test = accepts(opts.line_filter, source) if opts.line_filter.active else None
     for raw in lines:
@@ -122,12 +126,14 @@ class Written:
 
 
 def write_output(verified_gzip_path: str, dst: BinaryIO, opts: OutputOptions, *, name: str,
-                 source: str = crilog.DOCKER) -> Written:
+                 source: str = crilog.DOCKER, seams: CriSeams | None = None) -> Written:
     """Gunzip a verified temp file into ``dst`` (filtering and formatting its lines when asked).
 
     Decompression runs only on verified bytes: gunzipping the output of tampered ciphertext
     would fail with a gzip error before the tag could say "tampered". ``source``: the lines'
-    format (``cri`` for a Kubernetes archive).
+    format (``cri`` for a Kubernetes archive). ``seams``: archives written one after another
+    into one output (``CriSeams``: a partial record at the end of this one stays open for the
+    next; call ``CriSeams.begin`` first).
     """
     written = 0
     gz_out = None
@@ -136,7 +142,10 @@ def write_output(verified_gzip_path: str, dst: BinaryIO, opts: OutputOptions, *,
     sink: Any = gz_out if gz_out is not None else dst
     blocks = _gunzipped(verified_gzip_path, name)
     line_level = opts.line_level or (source == crilog.CRI and opts.fmt is not None)
-    pieces = _render(split_lines(blocks), opts, source) if line_level else blocks
+    if seams is not None and source == crilog.CRI and opts.fmt is not None:
+        pieces = _render(split_lines(blocks), opts, source, seams.joiner, close=False)
+    else:
+        pieces = _render(split_lines(blocks), opts, source) if line_level else blocks
     buf: list[bytes] = []
     size = lines = 0
     for piece in pieces:
@@ -153,3 +162,47 @@ def write_output(verified_gzip_path: str, dst: BinaryIO, opts: OutputOptions, *,
     if gz_out is not None:
         gz_out.close()
     return Written(written, lines if line_level else None)
+
+
+class CriSeams:
+    """CRI records of consecutive archives in one output (``--download-location - --format``):
+    a partial (``P``) record that ends one archive is joined with the records continuing it at
+    the start of the archive that follows it in the output, when that is the next segment of
+    the same container run (``<pod uid>_<container>_<restart>``, segment + 1: no byte between
+    them is missing). Otherwise (the next segment is not selected, failed, is missing from the
+    bucket, or another container comes next) the partial line ends as it stands: written as its
+    own line (its ``log`` without a newline, as the runtime left it), never dropped.
+
+    Use: ``begin(archive)`` before each archive (it returns the rendered partial lines the
+    previous archive left that this one does not continue), ``write_output(..., seams=self)``,
+    ``done()`` once that succeeded, and ``finish()`` after the last."""
+
+    def __init__(self, opts: OutputOptions) -> None:
+        self.opts = opts
+        self.joiner = crilog.Joiner()
+        self._next: tuple[str, int] | None = None  # (container, segment) that continues the open records
+        self._after: tuple[str, int] | None = None  # what will, once the archive begun is rendered
+
+    def begin(self, archive: Any) -> tuple[bytes, int]:
+        """(rendered bytes, lines) of partial records ``archive`` does not continue."""
+        segment = archive.rotation or 0
+        continues = self._next == (archive.container_id, segment)
+        self._next, self._after = None, (archive.container_id, segment + 1)
+        return (b"", 0) if continues else self._flush()
+
+    def done(self) -> None:
+        """The archive begun last was rendered whole: the next segment may continue it (an
+        archive that failed half-way is continued by nothing: what it left open is written
+        first, as its own lines)."""
+        self._next = self._after
+
+    def finish(self) -> tuple[bytes, int]:
+        self._next = None
+        return self._flush()
+
+    def _flush(self) -> tuple[bytes, int]:
+        lines = self.joiner.close()
+        if not lines:
+            return b"", 0
+        kept = list(_render(iter(lines), self.opts))
+        return b"".join(kept), len(kept)

@@ -25,7 +25,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, BinaryIO
 
 from .. import codec, envelope
@@ -37,7 +37,7 @@ from ..errors import EnvelopeError, LogarchiveError
 from ..keyring import Keyring
 from ..layout import K8S
 from . import api_client, coldstore, partfile
-from .logoutput import FORMATS, READ_CHUNK, OutputOptions, Written, write_output
+from .logoutput import FORMATS, READ_CHUNK, CriSeams, OutputOptions, Written, write_output
 from .partfile import PartFile
 from .selection import (
     Match,
@@ -288,12 +288,24 @@ class Retriever:
         second.close()
         return second, res, written
 
-    def to_stream(self, match: Match, scratch_dir: str) -> tuple[Outcome, PartFile | None]:
+    def joins(self, match: Match) -> bool:
+        """Whether ``match`` is rendered in the output's order (``stream_all``): CRI records in a
+        ``--format``, where a partial record may continue from the archive before
+        (``logoutput.CriSeams``)."""
+        return self.opts.fmt is not None and match.archive.kind == K8S
+
+    def to_stream(self, match: Match, scratch_dir: str, *, render: bool = True
+                  ) -> tuple[Outcome, PartFile | None]:
         """Decrypt, verify and render into a private temporary file; the caller copies it to
-        its stream (in order) and releases it."""
+        its stream (in order) and releases it. ``render=False``: the verified gzip, for
+        ``render_in_order``."""
         parts: list[PartFile] = []
         try:
             parts.append(PartFile(scratch_dir, durable=False))
+            if not render:
+                res = self._unseal_into(match, parts[0], decompress=False)
+                parts[0].close()
+                return Outcome(match.key, True, ciphertext_bytes=res.ciphertext_bytes), parts.pop()
             produced, res, written = self._produce(match, parts, scratch_dir, durable=False)
             if written.lines == 0 and self.opts.line_filter.active:
                 # No line passed the filter: nothing to write (not even an empty gzip member).
@@ -308,6 +320,35 @@ class Retriever:
             return _failed(match, exc), None
         except OSError as exc:
             return Outcome(match.key, False, f"{match.key}: scratch file: {exc.strerror or exc}"), None
+        finally:
+            for p in parts:
+                p.release()
+
+
+    def render_in_order(self, outcome: Outcome, verified: PartFile, scratch_dir: str, seams: CriSeams
+                        ) -> tuple[Outcome, PartFile | None]:
+        """``to_stream(render=False)``'s verified gzip rendered after the archive before it in
+        the output (``seams``); releases ``verified``."""
+        parts = [verified]
+        try:
+            second = PartFile(scratch_dir, durable=False)
+            parts.append(second)
+            assert verified.path is not None
+            written = write_output(verified.path, second, self.opts, name=outcome.key,  # type: ignore[arg-type]
+                                   source=CRI, seams=seams)
+            second.close()
+            seams.done()
+            if written.lines == 0:
+                return replace(outcome, lines=0), None
+            parts.remove(second)
+            return replace(outcome, output_bytes=written.bytes, lines=written.lines), second
+        except partfile.WriteFailed as exc:
+            why = f"cannot write a scratch file in {scratch_dir}: {exc.strerror}"
+            return Outcome(outcome.key, False, f"{outcome.key}: {why}"), None
+        except LogarchiveError as exc:
+            return Outcome(outcome.key, False, str(exc)), None
+        except OSError as exc:
+            return Outcome(outcome.key, False, f"{outcome.key}: scratch file: {exc.strerror or exc}"), None
         finally:
             for p in parts:
                 p.release()
@@ -551,14 +592,18 @@ def stream_all(
 
     Workers decrypt and verify ahead into a private scratch directory (mode 0700); the
     caller's thread copies each verified file to ``out`` in turn, so output never
-    interleaves and never holds a byte whose tag has not verified.
+    interleaves and never holds a byte whose tag has not verified. CRI records in a
+    ``--format`` are rendered by the caller's thread, in order (``Retriever.joins``), so a
+    partial record ending one archive joins its continuation in the next
+    (``logoutput.CriSeams``).
     """
     outcomes: list[Outcome] = []
     lock = threading.Lock()
+    seams = CriSeams(retriever.opts)
     with partfile.scratch_dir() as scratch:  # interrupted: removed at once, with what it holds
         def work(m: Match) -> tuple[Outcome, PartFile | None]:
             try:
-                res = retriever.to_stream(m, scratch)
+                res = retriever.to_stream(m, scratch, render=not retriever.joins(m))
             except Exception as exc:  # defensive, as in run_parallel
                 res = (Outcome(m.key, False, f"{m.key}: unexpected {type(exc).__name__}"), None)
             if on_done is not None and not partfile.cancelled():
@@ -566,20 +611,37 @@ def stream_all(
                     on_done(res[0])
             return res
 
+        def emit(data: bytes) -> None:
+            if data:
+                out.write(data)
+                out.flush()
+
+        def in_order(m: Match, outcome: Outcome, part: PartFile | None) -> tuple[Outcome, PartFile | None]:
+            """The leftover partial lines an archive does not continue, then its own output."""
+            if not outcome.ok or part is None:
+                return outcome, part
+            left, n = seams.begin(m.archive)
+            emit(left)
+            outcome, part = retriever.render_in_order(outcome, part, scratch, seams)
+            return (replace(outcome, lines=(outcome.lines or 0) + n) if n else outcome), part
+
         # Bound the read-ahead so the scratch space stays near jobs x object size.
         pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="logarchive-get")
         try:
-            pending: list[Future[tuple[Outcome, PartFile | None]]] = []
+            pending: list[tuple[Match, Future[tuple[Outcome, PartFile | None]]]] = []
             it = iter(matches)
             for m in it:
-                pending.append(pool.submit(work, m))
+                pending.append((m, pool.submit(work, m)))
                 if len(pending) >= 2 * max(1, jobs):
                     break
             while pending:
-                outcome, part = pending.pop(0).result()
+                m, future = pending.pop(0)
+                outcome, part = future.result()
                 nxt = next(it, None)
                 if nxt is not None:
-                    pending.append(pool.submit(work, nxt))
+                    pending.append((nxt, pool.submit(work, nxt)))
+                if retriever.joins(m):
+                    outcome, part = in_order(m, outcome, part)
                 if part is not None:
                     try:
                         assert part.path is not None
@@ -589,10 +651,14 @@ def stream_all(
                     finally:
                         part.release()
                 outcomes.append(outcome)
+            left, n = seams.finish()
+            emit(left)
+            if n and outcomes:
+                outcomes[-1] = replace(outcomes[-1], lines=(outcomes[-1].lines or 0) + n)
         finally:
             # On Ctrl-C or a closed output: start nothing new; running workers finish first.
             pool.shutdown(wait=True, cancel_futures=True)
-            for f in pending:
+            for _, f in pending:
                 if f.done() and not f.cancelled() and f.exception() is None:
                     leftover = f.result()[1]
                     if leftover is not None:

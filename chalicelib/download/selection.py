@@ -157,12 +157,13 @@ class Selection:
         """
         if not layout.STACK_RE.match(self.stack):
             raise SelectionError(f"--stack {self.stack!r} is not a valid stack name")
-        self._validate_k8s(index=index)
+        self._validate_k8s()
         ids = [x for x in (self.resource_id, self.container_id, self.namespace) if x is not None]
         if index and not ids:
             raise SelectionError(
                 "--api-url searches the index by resource: give one of --app-id, --database-id, "
-                "--endpoint-id or --container-id (--string-matches alone needs the bucket listing)"
+                "--endpoint-id, --container-id or --namespace (--string-matches alone needs the "
+                "bucket listing)"
             )
         if not self.string_matches and not ids:
             raise SelectionError(
@@ -206,13 +207,11 @@ class Selection:
         if self.start and self.end and self.end <= self.start:
             raise SelectionError("--end must be after --start")
 
-    def _validate_k8s(self, *, index: bool) -> None:
+    def _validate_k8s(self) -> None:
         if self.namespace is None:
             if self.pod_name is not None or self.container_name is not None:
                 raise SelectionError("--pod and --container-name select within a --namespace: give it too")
             return
-        if index:
-            raise SelectionError("--namespace is searched in the bucket (--bucket), not through --api-url")
         if not layout.DNS_LABEL_RE.match(self.namespace):
             raise SelectionError(f"--namespace {self.namespace[:80]!r} is not a Kubernetes namespace "
                                  "(a DNS label: a-z, 0-9, '-', at most 63)")
@@ -420,7 +419,12 @@ def api_query(sel: Selection, *, now: datetime | None = None) -> dict[str, str]:
         if hi <= lo:
             raise SelectionError("--start is in the future")
     params = {"stack": sel.stack, "start": lo.strftime(API_TIME_FORMAT), "end": hi.strftime(API_TIME_FORMAT)}
-    if sel.resource_id is not None:
+    if sel.namespace is not None:
+        params["namespace"] = sel.namespace
+        for name, value in (("pod", sel.pod_name), ("container_name", sel.container_name)):
+            if value is not None:
+                params[name] = value
+    elif sel.resource_id is not None:
         assert sel.kind is not None
         params[API_SELECTORS[sel.kind]] = sel.resource_id
     else:

@@ -17,9 +17,30 @@ continuation item      ``<stack>#<kind>#<ident>#<YYYY>``           ``C#<hour>#<l
 years of a selector    ``<stack>#<kind>#<ident>#years``            ``years`` (number set ``years``)
 =====================  ==========================================  ====================================
 
-- A *selector* is ``(kind, ident)``: ``apps``/``databases``/``proxy`` + resource id (unlabeled
-  archives have none) and ``container`` + the first 12 hex digits of the container id
-  (:meth:`Entry.selectors`). Each selector of an archive gets the same items.
+- A *selector* is ``(kind, ident)`` (:meth:`Entry.selectors`); each selector of an archive gets
+  the same items:
+
+  ==================  ===========================================  =============================
+  kind                ident                                        archives
+  ==================  ===========================================  =============================
+  ``apps`` …          resource id (``apps``/``databases``/         Docker, labeled (unlabeled
+                      ``proxy``)                                   archives have none)
+  ``container``       first 12 characters of the container id      every archive
+  ``k8s``             namespace                                    Kubernetes (CRI)
+  ``pod``             ``<namespace>/<pod name>``                   Kubernetes, from selectors 2
+  ``k8s_container``   ``<namespace>/<container name>``             Kubernetes, from selectors 2
+  ==================  ===========================================  =============================
+
+  "namespace + pod + container name" reads the pod's items and keeps those of that container
+  (``store.Selector.container_name``, checked on the items read): a pod holds a few containers,
+  so that costs a few items, not requests. "namespace + container name" (every pod of a
+  Deployment: its pods' names change, its container names do not) has its own selector, so it
+  costs what it matches rather than the namespace's items.
+- Selector sets: ``sx`` on every item is the set of selectors the entry's items were written for
+  (1: the first three rows, no attribute; 2: all rows). ``index backfill`` (and any rewrite)
+  adds the missing items of an older entry; the years counts of the selectors it adds then
+  count that archive (the head goes last: a crash in between counts it again on the retry, which
+  keeps each count an upper bound).
 - ``<first>``/``<last>`` are fixed-width UTC times with microseconds
   (``2022-01-01T12:00:00.000000Z``) so string order is time order; ``<hour>`` is ``YYYY-MM-DDTHH``.
 - The years item says which year partitions hold anything (years are added, never removed): a
@@ -60,6 +81,7 @@ from decimal import Decimal
 from typing import Any
 
 from ..dockerlog import format_utc
+from ..layout import split_cri_container_id
 
 HOUR = timedelta(hours=1)
 TIME_WIDTH = 27  # len("2022-01-01T12:00:00.000000Z")
@@ -69,6 +91,9 @@ CONTAINER_PK_LEN = 12
 STATES = ("live", "deleted", "removed")
 START, CONT = "S", "C"
 INDEX_SCHEMA = 2  # the ``ix`` attribute of every item this code writes
+SELECTOR_SET = 2  # the ``sx`` attribute: which selectors an entry's items were written for
+K8S = "k8s"  # layout.K8S: a Kubernetes (CRI) archive's kind, its namespace selector
+POD, K8S_CONTAINER = "pod", "k8s_container"  # the Kubernetes selectors of selector set 2
 
 
 def archive_id_of(key: str) -> str:
@@ -127,6 +152,11 @@ def part_pk(stack: str, kind: str, ident: str, year: int) -> str:
     if kind == "container":
         ident = ident[:CONTAINER_PK_LEN]
     return f"{stack}#{kind}#{ident}#{year:04d}"
+
+
+def pod_ident(namespace: str, name: str) -> str:
+    """The ident of a ``pod`` or ``k8s_container`` selector: ``<namespace>/<name>``."""
+    return f"{namespace}/{name}"
 
 
 def years_pk(stack: str, kind: str, ident: str) -> str:
@@ -192,16 +222,27 @@ class Entry:
     ix: int = INDEX_SCHEMA  # the key schema the entry's items were written in (1: no attribute)
     pod_name: str = ""  # k8s: the pod (container_id is <pod uid>_<container name>_<restart>)
     source_format: str = "docker"  # docker | cri (logarchive-format)
+    sx: int = SELECTOR_SET  # the selectors the entry's items were written for (1: no attribute)
 
     def hours(self) -> list[datetime]:
         return hours_between(self.first, self.last)
 
-    def selectors(self) -> list[tuple[str, str]]:
-        """Every (kind, ident) this archive is found by (the place to add another selector)."""
+    @property
+    def cri(self) -> tuple[str, str, int] | None:
+        """(pod uid, container name, restart count) of a Kubernetes entry, else None."""
+        return split_cri_container_id(self.container_id) if self.kind == K8S else None
+
+    def selectors(self, sx: int | None = None) -> list[tuple[str, str]]:
+        """Every (kind, ident) this archive is found by (the place to add another selector), in
+        the selector set ``sx`` (default: the entry's own, ``self.sx``)."""
         out = []
         if self.kind != "unlabeled" and self.resource_id:
             out.append((self.kind, self.resource_id))
         out.append(("container", self.container_id[:CONTAINER_PK_LEN]))
+        cri = self.cri
+        if (self.sx if sx is None else sx) >= 2 and cri is not None and self.pod_name:
+            out.append((POD, pod_ident(self.resource_id, self.pod_name)))
+            out.append((K8S_CONTAINER, pod_ident(self.resource_id, cri[1])))
         return out
 
     def years(self) -> list[int]:
@@ -234,6 +275,7 @@ class Entry:
             if isinstance(v, Decimal):
                 known[k] = int(v)
         known.setdefault("ix", 1)  # written before the attribute existed
+        known.setdefault("sx", 1)
         known["first"] = parse_rfc3339_micros(known["first"])
         known["last"] = parse_rfc3339_micros(known["last"])
         return cls(**known)
@@ -241,9 +283,13 @@ class Entry:
     def public(self) -> dict[str, Any]:
         """The entry as the API shows it (no internal bookkeeping)."""
         d = self.to_attrs()
-        for k in ("seq", "expires_at", "bucket", "ix"):
+        for k in ("seq", "expires_at", "bucket", "ix", "sx"):
             d.pop(k, None)
         d["id"] = d.pop("archive_id")
         d["s3_key"] = d.pop("key")
         d["size"] = self.size
+        cri = self.cri
+        if cri is not None:  # the Kubernetes names (the key's; docs/API.md)
+            d["k8s"] = {"namespace": self.resource_id, "pod_name": self.pod_name, "pod_uid": cri[0],
+                        "container_name": cri[1], "restart_count": cri[2]}
         return d

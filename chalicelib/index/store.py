@@ -38,11 +38,38 @@ def from_item(item: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Selector:
-    """What a query is about: one resource (``kind`` + id) or a container id prefix."""
+    """What a query is about: one resource (``kind`` + id), a container id prefix, or a
+    Kubernetes namespace, pod or container name (:meth:`k8s`)."""
 
     stack: str
-    kind: str  # apps | databases | proxy | container (schema.Entry.selectors: the place for more)
+    kind: str  # apps | databases | proxy | container | k8s | pod | k8s_container (schema.Entry.selectors)
     ident: str
+    container_name: str | None = None  # kind pod: only this container of the pod (checked on the items)
+
+    @classmethod
+    def k8s(cls, stack: str, namespace: str, pod_name: str | None = None,
+            container_name: str | None = None) -> Selector:
+        """A namespace, with a pod and/or a container name (schema module doc: which selector)."""
+        if pod_name is not None:
+            return cls(stack, schema.POD, schema.pod_ident(namespace, pod_name), container_name)
+        if container_name is not None:
+            return cls(stack, schema.K8S_CONTAINER, schema.pod_ident(namespace, container_name))
+        return cls(stack, schema.K8S, namespace)
+
+    @property
+    def k8s_names(self) -> dict[str, str] | None:
+        """namespace, pod and container_name of a Kubernetes selector (the API's parameters)."""
+        if self.kind == schema.K8S:
+            return {"namespace": self.ident}
+        namespace, _, name = self.ident.partition("/")
+        if self.kind == schema.K8S_CONTAINER:
+            return {"namespace": namespace, "container_name": name}
+        if self.kind == schema.POD:
+            names = {"namespace": namespace, "pod": name}
+            if self.container_name is not None:
+                names["container_name"] = self.container_name
+            return names
+        return None
 
     def pk(self, year: int) -> str:
         return schema.part_pk(self.stack, self.kind, self.ident, year)
@@ -55,6 +82,8 @@ class Selector:
             return False
         if self.kind == "container":
             return e.container_id.startswith(self.ident)
+        if self.container_name is not None and (e.cri is None or e.cri[1] != self.container_name):
+            return False
         return (self.kind, self.ident) in e.selectors()
 
 
@@ -194,7 +223,8 @@ class IndexStore:
         if new_keys:
             # Before the items: a query never skips a year that has some, nor undercounts it.
             moved = old is None or old.ix < schema.INDEX_SCHEMA or old.first.year != entry.first.year
-            self._add_years(entry, count=moved)
+            added = set() if old is None else set(entry.selectors()) - set(old.selectors())
+            self._add_years(entry, count=moved, added=added)
         for pk, sk in new_keys:
             self._guarded_put({**attrs, "pk": pk, "sk": sk})
         if old is not None and old.ix < schema.INDEX_SCHEMA:
@@ -232,17 +262,18 @@ class IndexStore:
         counts = {int(k[1:]): int(v["N"]) for k, v in item.items() if k.startswith("c") and "N" in v}
         return {int(y): counts.get(int(y)) for y in item.get("years", {}).get("NS", [])}
 
-    def _add_years(self, entry: Entry, *, count: bool) -> None:
+    def _add_years(self, entry: Entry, *, count: bool, added: set[tuple[str, str]] = frozenset()) -> None:
         """Record the entry's years (and, ``count``: one more start item in its first year) in
-        the years item of each of its selectors. Counts only grow: an upper bound."""
-        values: dict[str, Any] = {":y": {"NS": [str(y) for y in entry.years()]}}
-        names = {"#y": "years"}
-        update = "ADD #y :y"
-        if count:
-            names["#c"] = f"c{schema.year_of(entry.first):04d}"
-            values[":one"] = {"N": "1"}
-            update += ", #c :one"
+        the years item of each of its selectors; ``added``: selectors the entry had no items
+        under before (a newer selector set), counted too. Counts only grow: an upper bound."""
         for kind, ident in entry.selectors():
+            values: dict[str, Any] = {":y": {"NS": [str(y) for y in entry.years()]}}
+            names = {"#y": "years"}
+            update = "ADD #y :y"
+            if count or (kind, ident) in added:
+                names["#c"] = f"c{schema.year_of(entry.first):04d}"
+                values[":one"] = {"N": "1"}
+                update += ", #c :one"
             self.ddb.update_item(
                 TableName=self.table,
                 Key={"pk": {"S": schema.years_pk(entry.stack, kind, ident)}, "sk": {"S": "years"}},

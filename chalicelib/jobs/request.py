@@ -41,12 +41,13 @@ class RetrievalRequest:
             "stream": self.stream or "",
             "grep": self.grep or "",
             "restore_tier": self.restore_tier,
+            "sel_container": self.selector.container_name or "",  # kind pod: one container of it
         }
 
     @classmethod
     def from_attrs(cls, d: dict[str, Any]) -> RetrievalRequest:
         return cls(
-            Selector(d["stack"], d["sel_kind"], d["sel_id"]),
+            Selector(d["stack"], d["sel_kind"], d["sel_id"], d.get("sel_container") or None),
             parse_stored_time(d["start"]),
             parse_stored_time(d["end"]),
             d.get("stream") or None,

@@ -19,8 +19,9 @@ from botocore.exceptions import ClientError
 from .. import aws, restores, telemetry
 from ..archive_object import open_archive
 from ..awserrors import error_code, is_not_found
+from ..crilog import CRI
 from ..errors import LogarchiveError
-from ..index.schema import Entry
+from ..index.schema import K8S, Entry
 from ..index.store import IndexStore
 from ..keyring import Keyring
 from .messages import Scan
@@ -86,6 +87,7 @@ class ScanStep:
                     tmp,
                     name=name,
                     key_id=entry.key_id,
+                    source=CRI if entry.kind == K8S else entry.source_format,
                 )
                 result_key = None
                 if stats.lines_matched:

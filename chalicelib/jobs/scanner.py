@@ -4,9 +4,10 @@ Small functions so the CLI's retrieval and the retrieval Lambda share them: ``ma
 builds the :class:`~chalicelib.dockerlog.LineFilter` of a request (lines are tested through
 ``linefilter``, shared with the CLI's output writer), ``MatchWriter`` is the sink
 ``codec.unseal`` writes plaintext into, and ``scan_archive`` runs one archive into a temporary
-file. Matches are the archived lines, byte for byte (each is a Docker json-file JSON object),
-one a line, gzip-compressed. The caller releases the temporary file only after
-``scan_archive`` returned: by then the GCM tag has verified.
+file. Matches are the archived lines, byte for byte (each a Docker json-file JSON object, or a
+CRI record of a Kubernetes archive: ``source="cri"``, judged by ``linefilter.cri_accepts``, each
+record on its own time, stream and message), one a line, gzip-compressed. The caller releases
+the temporary file only after ``scan_archive`` returned: by then the GCM tag has verified.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import BinaryIO
 from isal import isal_zlib
 
 from ..codec import FAST_LEVEL, unseal
+from ..crilog import DOCKER
 from ..dockerlog import LineFilter, LineSplitter, LongLine
 from ..envelope import Envelope
 from ..grep import compile_grep
@@ -48,13 +50,15 @@ class MatchWriter:
     ``dockerlog.LONG_LINE`` is spooled to a temporary file, judged as ``linefilter`` says, and
     written whole if it passes."""
 
-    def __init__(self, out: BinaryIO, flt: LineFilter, *, level: int = FAST_LEVEL) -> None:
+    def __init__(self, out: BinaryIO, flt: LineFilter, *, level: int = FAST_LEVEL,
+                 source: str = DOCKER) -> None:
         self._out = out
         self._flt = flt
+        self._source = source
         self._gz = isal_zlib.compressobj(level, isal_zlib.DEFLATED, GZIP_WBITS)
         self._lines = LineSplitter(lambda run: self._emit(run[:-1]), self._emit_long, self._emit, spool=True)
         self._needle = raw_needle(flt) if flt.active else None
-        self._accepts = accepts(flt) if flt.active else None
+        self._accepts = accepts(flt, source) if flt.active else None
         self.lines_seen = 0  # lines, empty ones included
         self.lines_matched = 0
         self.plaintext_bytes = 0
@@ -80,7 +84,7 @@ class MatchWriter:
         if self._needle is not None:
             matched = list(self._needle_lines(block))
         else:
-            matched = list(matching_lines(block.split(b"\n"), self._flt))
+            matched = list(matching_lines(block.split(b"\n"), self._flt, self._source))
         if matched:
             self.lines_matched += len(matched)
             self._out.write(self._gz.compress(b"\n".join(matched) + b"\n"))
@@ -124,9 +128,11 @@ def scan_archive(
     *,
     name: str,
     key_id: str | None = None,
+    source: str = DOCKER,
 ) -> ScanStats:
-    """Decrypt + gunzip + filter one archive into ``out`` (a temporary file: see module doc)."""
-    sink = MatchWriter(out, flt)
+    """Decrypt + gunzip + filter one archive into ``out`` (a temporary file: see module doc);
+    ``source``: the format of its lines (``crilog.CRI`` for a Kubernetes archive)."""
+    sink = MatchWriter(out, flt, source=source)
     # Tampered ciphertext: codec.unseal holds back the gzip error it causes and reports the
     # failed tag instead, so there is nothing to translate here.
     result = unseal(chunks, sink, envelope, keyring, name=name, key_id=key_id, decompress=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..digest import stack_digests_prefix
+from ..layout import k8s_root
 from ..settings import ReplicationMode
 from ..staged import ARCHIVED_PREFIX, PENDING_PREFIX, QUARANTINE_PREFIX, RETIRE_PREFIX, heartbeat_key
 from .resources import StageResources
@@ -306,7 +307,9 @@ def customer_reader_policy(bucket: str, stack: str) -> dict[str, Any]:
     "Permissions") and ``audit`` (docs/AUDIT.md: the archives and the stack's signed digests)."""
     return {"Version": "2012-10-17", "Statement": [
         _st("ListArchive", ["s3:ListBucket", "s3:ListBucketVersions"], _bucket(bucket)),
-        _st("ReadArchives", ["s3:GetObject", "s3:GetObjectVersion"], _objects(bucket, f"{stack}/shareable/")),
+        # Docker's archives and Kubernetes' (``_k8s/<stack>/``, layout.py).
+        _st("ReadArchives", ["s3:GetObject", "s3:GetObjectVersion"],
+            [_objects(bucket, f"{stack}/shareable/"), _objects(bucket, k8s_root(stack))]),
         _st("ReadDigests", ["s3:GetObject", "s3:GetObjectVersion"],
             _objects(bucket, stack_digests_prefix(stack))),
     ]}
