@@ -25,9 +25,12 @@ $(SYSDEPS): $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m chalicelib.devkit.demo
 
+# Two workers (one a core on the 2-core CI machine; TEST_WORKERS=0 runs in this process); a
+# test file's tests stay on one worker, so its module fixtures are built once.
+TEST_WORKERS ?= 2
 test: $(STAMP) $(SYSDEPS)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -154,11 +154,32 @@ def expected_owners() -> dict[str, str]:
     return found
 
 
+_pinned: dict[str, str] = {}  # bucket -> account: pinned_owner (the CLI's --expected-owner)
+
+
+@contextmanager
+def pinned_owner(bucket: str, account: str) -> Iterator[None]:
+    """While it lasts, every S3 call into ``bucket`` through :func:`client` (any thread) sends
+    ``ExpectedBucketOwner=account``: the CLI's ``--expected-owner`` for a customer's bucket."""
+    with _lock:
+        saved = _pinned.get(bucket)
+        _pinned[bucket] = account
+    try:
+        yield
+    finally:
+        with _lock:
+            if saved is None:
+                _pinned.pop(bucket, None)
+            else:
+                _pinned[bucket] = saved
+
+
 def _pin_bucket_owner(params: dict[str, Any], model: Any, **_: Any) -> None:
-    """``ExpectedBucketOwner`` on each S3 call into a bucket of the stage: S3 refuses (403) a
-    bucket someone else holds under the name, instead of writing archives into it."""
+    """``ExpectedBucketOwner`` on each S3 call into a bucket of the stage (or one
+    :func:`pinned_owner` names): S3 refuses (403) a bucket someone else holds under the name,
+    instead of writing archives into it or serving another account's objects."""
     members = model.input_shape.members if model.input_shape else {}
-    owners = expected_owners()
+    owners = {**expected_owners(), **_pinned} if _pinned else expected_owners()
     bucket = params.get("Bucket")
     if bucket in owners and "ExpectedBucketOwner" in members:
         params.setdefault("ExpectedBucketOwner", owners[bucket])

@@ -3,7 +3,8 @@
 Stdlib only: the shipper's own entry point (``logarchive-ship``) uses it without loading the
 commands, boto3 or cryptography. ``chalicelib/commands/_common.py`` re-exports all of it.
 
-- AWS: ``--profile``, ``--region``, ``--endpoint-url`` (:func:`add_aws_options`).
+- AWS: ``--profile``, ``--region``, ``--endpoint-url`` (:func:`add_aws_options`); on the commands
+  that read a customer's bucket, ``--expected-owner ACCOUNT`` (:func:`add_expected_owner_option`).
 - ``--jobs N`` for parallelism, ``--format text|json|jsonl`` for output, sizes as ``8MiB``
   (:func:`parse_size`, the one size parser), ``--key-file`` for keys (``_common``).
 - ``--progress/--no-progress``: a progress bar on stderr, by default when stderr is a terminal
@@ -114,6 +115,25 @@ def add_aws_options(p: argparse.ArgumentParser | Any) -> None:
     p.add_argument("--region", help="AWS region (default: $AWS_DEFAULT_REGION or the profile's)")
     p.add_argument("--endpoint-url",
                    help="S3-compatible endpoint (default: $AWS_ENDPOINT_URL, else AWS)")
+
+
+_ACCOUNT = re.compile(r"^\d{12}\Z", re.ASCII)
+
+
+def account_id(text: str) -> str:
+    """argparse ``type`` of an AWS account id (12 digits)."""
+    if not _ACCOUNT.match(text):
+        raise argparse.ArgumentTypeError(f"expected a 12-digit AWS account id, not {text[:40]!r}")
+    return text
+
+
+def add_expected_owner_option(p: argparse.ArgumentParser | Any, what: str = "--bucket") -> None:
+    """``--expected-owner ACCOUNT``: the account that must own the bucket a command reads; every S3
+    call into it then sends ``ExpectedBucketOwner`` (``commands._common.pins_owner``)."""
+    p.add_argument("--expected-owner", metavar="ACCOUNT", type=account_id,
+                   help=f"the AWS account that must own {what}: every S3 call into it sends "
+                   "ExpectedBucketOwner, so a bucket another account holds under that name is refused "
+                   "(one error line, exit 1) (default: not checked)")
 
 
 _CREDENTIAL_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")

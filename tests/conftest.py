@@ -1,4 +1,5 @@
-"""Test fixtures: one moto server per session on 127.0.0.1, reached over real HTTP.
+"""Test fixtures: one moto server per session on 127.0.0.1, reached over real HTTP (``make test``
+runs two pytest-xdist workers: each is a session with its own server).
 
 No in-process fakes: every test's boto3 calls travel through ``AWS_ENDPOINT_URL`` to a
 ``moto.server`` child process, exactly as the code runs against AWS.

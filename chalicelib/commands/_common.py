@@ -8,6 +8,8 @@ here, so a command needs only ``from ._common import ...``. The key options are 
 from __future__ import annotations
 
 import argparse
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from ..codec import DEFAULT_COMPRESSION, PRESETS
@@ -15,8 +17,10 @@ from ..keyring import KEYS_ENV, Keyring, gather_keys
 from ..options import (  # noqa: F401  (re-exported: the one place commands take them from)
     FORMATS,
     SIZE_SYNTAX,
+    account_id,
     add_aws_options,
     add_deprecated,
+    add_expected_owner_option,
     add_format_option,
     add_jobs_option,
     add_progress_option,
@@ -97,3 +101,45 @@ def keyring_from_args(args: argparse.Namespace, *, kms_key_id: str | None = None
         kms_client_factory=lambda: _kms_client(args),
     )
 
+
+
+def pins_owner(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """``func`` (a command's ``run``) with ``--expected-owner`` pinned on ``args.bucket`` while it
+    runs: every S3 call into that bucket, from any thread, sends ``ExpectedBucketOwner``
+    (``aws.pinned_owner``). Pinning touches no network: usage errors still come first."""
+
+    @functools.wraps(func)
+    def run(args: argparse.Namespace) -> int:
+        owner, bucket = getattr(args, "expected_owner", None), getattr(args, "bucket", None)
+        if not owner or not bucket:
+            return func(args)
+        from .. import aws
+
+        with aws.pinned_owner(bucket, owner):
+            return func(args)
+
+    return run
+
+
+def confirm_owner(s3: Any, bucket: str, owner: str | None) -> None:
+    """With ``--expected-owner``: a listing of at most one key of ``bucket`` (sending it,
+    :func:`pins_owner`) before the command reads anything — ``s3:ListBucket``, which every reader
+    of the bucket has (HeadBucket needs the same in AWS, but another action locally). S3 answers
+    403 both when another account owns the bucket and when these credentials may not list it: one
+    line naming the bucket and both causes."""
+    if not owner:
+        return
+    from ..awserrors import error_code, error_label, is_not_found
+    from ..errors import LogarchiveError
+
+    try:
+        s3.list_objects_v2(Bucket=bucket, MaxKeys=1)
+    except Exception as exc:  # botocore: the answer's status, or no answer at all
+        code = error_code(exc)
+        if code in ("403", "AccessDenied"):
+            raise LogarchiveError(f"bucket {bucket}: S3 refused access ({code}): it is not owned by "
+                                  f"account {owner} (--expected-owner), or these credentials may not list "
+                                  "it") from None
+        if code == "NoSuchBucket" or is_not_found(exc):
+            raise LogarchiveError(f"bucket {bucket}: does not exist") from None
+        raise LogarchiveError(f"bucket {bucket}: cannot check its owner ({error_label(exc)})") from None

@@ -11,7 +11,15 @@ from typing import Any
 from .. import aws
 from ..errors import LogarchiveError, UsageError
 from ..layout import STACK_RE
-from ._common import add_endpoint_options, add_jobs_option, add_progress_option, progress_enabled
+from ._common import (
+    add_endpoint_options,
+    add_expected_owner_option,
+    add_jobs_option,
+    add_progress_option,
+    confirm_owner,
+    pins_owner,
+    progress_enabled,
+)
 
 
 def check_stack(stack: str) -> str:
@@ -57,7 +65,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_jobs_option(p, 16, "parallel S3 requests, at most 32: the client's connection pool")
     add_progress_option(p)
     add_endpoint_options(p)
-    p.set_defaults(func=run)
+    add_expected_owner_option(p)
+    p.set_defaults(func=pins_owner(run))
 
 
 def _public_keys(paths: list[str]) -> list[Any]:
@@ -109,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         deep=args.deep, workers=min(32, max(1, args.jobs)), silent_after=silent_after,
     )
     s3 = aws.client("s3", endpoint_url=args.endpoint_url, region=args.region)
+    confirm_owner(s3, args.bucket, args.expected_owner)
     result = checks.run(opts, s3, progress=_progress(progress_enabled(args)))
     if args.fmt == "jsonl":
         for f in result.findings:

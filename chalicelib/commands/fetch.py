@@ -30,10 +30,13 @@ from ..grep import GrepError, compile_grep
 from ..times import SYNTAX
 from ._common import (
     add_endpoint_options,
+    add_expected_owner_option,
     add_jobs_option,
     add_key_options,
     add_progress_option,
+    confirm_owner,
     keyring_from_args,
+    pins_owner,
     progress_enabled,
 )
 
@@ -53,6 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     where.add_argument("--bucket", help="the S3 bucket of the archive (this or --api-url is required)")
     p.add_argument("--stack", required=True, help="the stack whose logs to search")
     add_endpoint_options(p)
+    add_expected_owner_option(p)
     add_key_options(p, aptible=True)
     p.add_argument("--download-location", metavar="DIR",
                    help="download here (DIR/<key less its first four components>); '-' writes to stdout "
@@ -112,7 +116,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     cold.add_argument("--poll-interval", type=float, default=coldstore.FIRST_POLL_SECONDS, metavar="SECONDS",
                       help=f"first pause between polls (doubles up to {coldstore.MAX_POLL_SECONDS:.0f} s; "
                       f"default {coldstore.FIRST_POLL_SECONDS:.0f})")
-    p.set_defaults(func=run)
+    p.set_defaults(func=pins_owner(run))
 
 
 def _selection(args: argparse.Namespace) -> retrieval.Selection:
@@ -175,6 +179,7 @@ def _find(args: argparse.Namespace, sel: retrieval.Selection, api: ApiClient | N
         s3 = aws.client("s3", endpoint_url=args.endpoint_url, region=args.region)
     except Exception as exc:  # botocore: invalid endpoint URL or region name
         raise LogarchiveError(f"cannot create an S3 client: {exc}") from None
+    confirm_owner(s3, args.bucket, args.expected_owner)
     try:
         return retrieval.find_archives(s3, args.bucket, sel)
     except LogarchiveError:
@@ -185,6 +190,8 @@ def _find(args: argparse.Namespace, sel: retrieval.Selection, api: ApiClient | N
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.expected_owner and args.api_url:
+        raise UsageError("--expected-owner goes with --bucket (with --api-url the API reads the bucket)")
     sel = _selection(args)
     sel.validate(index=args.api_url is not None)
     if args.jobs < 1:

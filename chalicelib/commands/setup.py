@@ -25,7 +25,7 @@ from ..setup import (
     teardown,
 )
 from ..setup.resources import deployed_function_name
-from ._common import add_endpoint_options
+from ._common import add_endpoint_options, add_expected_owner_option, confirm_owner, pins_owner
 
 ROLE_ENV = "LOGARCHIVE_REPLICATION_ROLE_ARN"
 
@@ -87,7 +87,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     cp.add_argument("--retention-days", type=int, metavar="R",
                     help="warn when a lifecycle rule expires archives sooner (default: Object Lock's)")
     add_endpoint_options(cp)
-    cp.set_defaults(func=run_check)
+    add_expected_owner_option(cp)
+    cp.set_defaults(func=pins_owner(run_check))
 
     lp = ssub.add_parser("object-lock",
                          help="enable S3 Object Lock on a versioned bucket with a default retention")
@@ -261,6 +262,9 @@ def run_stage_check(args: argparse.Namespace) -> int:
 def run_check(args: argparse.Namespace) -> int:
     if not args.bucket and not args.stage:
         raise UsageError("the following arguments are required: --bucket (or --stage)")
+    if args.expected_owner and not args.bucket:
+        raise UsageError("--expected-owner goes with --bucket (--stage checks each bucket's owner from "
+                         "the stage)")
     stage_status = 0
     if args.stage:
         lines = alarms.stage_listing(args.project_dir, args.stage)
@@ -275,6 +279,7 @@ def run_check(args: argparse.Namespace) -> int:
     stack_region = args.stack_region or args.region or boto3.session.Session().region_name
     if not stack_region:
         raise UsageError("--stack-region is needed: no region is configured (--region, $AWS_DEFAULT_REGION)")
+    confirm_owner(s3, args.bucket, args.expected_owner)
     results = check.run_checks(
         s3, args.bucket, stack_region=stack_region, role_arn=args.role_arn,
         stack=args.stack, sample=args.sample, retention_days=args.retention_days,

@@ -8,7 +8,13 @@ from datetime import UTC, datetime
 
 from .. import aws
 from ..errors import UsageError
-from ._common import add_endpoint_options, add_format_option
+from ._common import (
+    add_endpoint_options,
+    add_expected_owner_option,
+    add_format_option,
+    confirm_owner,
+    pins_owner,
+)
 from .audit import _public_keys
 
 
@@ -33,7 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="read the digests of this many days back for hosts and quarantines (default 7)")
     add_format_option(p, ("text", "json"), "text", "text for people, json for scripts")
     add_endpoint_options(p)
-    p.set_defaults(func=run)
+    add_expected_owner_option(p)
+    p.set_defaults(func=pins_owner(run))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--staging {args.staging!r}: not an s3://BUCKET[/PREFIX] URL")
     keys = _public_keys(args.public_key_file)
     s3 = aws.client("s3", endpoint_url=args.endpoint_url, region=args.region)
+    confirm_owner(s3, args.bucket, args.expected_owner)
     now = datetime.now(UTC)
     st = overview.gather(s3, bucket=args.bucket, stack=args.stack, public_keys=keys, days=args.days,
                          silent_after=silent_after, staging=args.staging or "", now=now)

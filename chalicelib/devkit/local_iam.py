@@ -26,8 +26,9 @@ from .local_aws import LOCAL_CREDENTIALS, LOCAL_REGION
 ADMIN_USER = "logarchive-local-admin"
 ENFORCED = ("s3", "sqs")  # the services whose resource ARNs the local AWS matches
 LOCAL_ACCOUNT = "123456789012"
-# (The local AWS matches no account root principal in a trust policy: any principal here.)
-_TRUST = {"Version": "2012-10-17", "Statement": [{
+# (The local AWS matches no account root principal in a trust policy, and fails on a service
+# principal such as lambda.amazonaws.com: any principal here.)
+TRUST = {"Version": "2012-10-17", "Statement": [{
     "Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}]}
 
 
@@ -100,7 +101,7 @@ def role_credentials(name: str, policy: dict[str, Any], *, admin: aws.Credential
     with aws.credentials(admin):
         iam = aws.client("iam")
         try:
-            iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(_TRUST))
+            iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(TRUST))
         except iam.exceptions.EntityAlreadyExistsException:
             pass
         iam.put_role_policy(RoleName=name, PolicyName="logarchive", PolicyDocument=json.dumps(policy))
