@@ -48,7 +48,7 @@ from .identity import (
 )
 from .pods import scan_pods
 from .report import Summary, human
-from .scan import CHANGING, Container, LogFile, scan_root
+from .scan import CHANGING, NOT_REGULAR, Container, LogFile, scan_root
 from .segment import Measured, SegmentChanged, Staged, measure
 from .state import ABANDONED_REASON, Failure, Segment, Source, State, unplan
 from .upload import Conflict, Interrupted, Staging, Uploader, UploadError, make_client
@@ -63,7 +63,6 @@ REPLACED = "another file took this name between scan and read"
 CHANGED = "file changed while being read (truncated or rewritten): nothing staged"
 UNREADABLE = "file unreadable or corrupt: skipped this pass (given up after --give-up-after passes)"
 GAVE_UP = "file given up after --give-up-after passes: what could be read shipped, the rest explained as lost"
-NOT_REGULAR = "not a regular file (FIFO, device or link): never opened"
 UNEXPECTED = "unexpected error (reported; the other containers ship)"
 DENIED = "permission denied"
 SHRANK = "file is shorter than what was already staged (truncated by hand?)"

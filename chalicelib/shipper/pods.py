@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 from collections.abc import Iterable
 
 from ..layout import DNS_LABEL_RE, DNS_SUBDOMAIN_RE, POD_UID_RE
 from ..staged import CRI, K8sIdentity
-from .scan import Container, LogFile, snapshot
+from .scan import Container, LogFile, Snapshot, snapshot
 
 LOG_NAME = re.compile(r"^(?P<restart>0|[1-9][0-9]{0,9})\.log(?:\.(?P<stamp>\d{8}-\d{6}))?(?P<gz>\.gz)?\Z",
                       re.ASCII)
@@ -91,21 +90,16 @@ def _read_container_dir(path: str, pod_dir: str, ns: str, pod: str, uid: str, cn
     runs: dict[int, Container] = {}
     errors: list[tuple[str, str]] = []
     try:
-        entries, settled = snapshot(path, lambda name: LOG_NAME.match(name) is not None)
+        snap = snapshot(path, lambda name: LOG_NAME.match(name) is not None)
     except OSError as exc:
         errors.append((f"{pod_dir}/{cname}", f"cannot list the container folder ({exc.strerror or exc})"))
-        entries, settled = [], True
+        snap = Snapshot([], [], True)
+    errors.extend((f"{pod_dir}/{cname}/{name}", why) for name, why in snap.errors)
     stamps: dict[int, set[str]] = {}
     found: list[tuple[int, str, bool, str, os.stat_result]] = []
-    for name, st in entries:
+    for name, st in snap.files:
         m = LOG_NAME.match(name)
         assert m is not None
-        if isinstance(st, OSError):
-            errors.append((f"{pod_dir}/{cname}/{name}", st.strerror or str(st)))
-            continue
-        if not stat.S_ISREG(st.st_mode):
-            errors.append((f"{pod_dir}/{cname}/{name}", "not a regular file (not followed)"))
-            continue
         restart = int(m["restart"])
         stamps.setdefault(restart, set())
         if m["stamp"]:
@@ -119,7 +113,8 @@ def _read_container_dir(path: str, pod_dir: str, ns: str, pod: str, uid: str, cn
         if c is None:
             k8s = K8sIdentity(ns, pod, uid, cname, restart, ids.get(f"{pod_dir}/{cname}/{restart}.log", ""))
             c = runs[restart] = Container(id=k8s.staged_id, path=path, name=cname, fmt=CRI, k8s=k8s,
-                                          pod_dir=pod_dir, running=restart == newest, changing=not settled)
+                                          pod_dir=pod_dir, running=restart == newest,
+                                          changing=not snap.settled)
         rotation = rank[restart][stamp] if stamp else 0
         c.files.append(LogFile(path=os.path.join(path, name), rotation=rotation, gz=gz, dev=st.st_dev,
                                ino=st.st_ino, size=st.st_size, mtime=st.st_mtime))

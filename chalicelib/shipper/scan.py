@@ -71,7 +71,18 @@ class Container:
         return sorted(self.files, key=lambda f: (-f.rotation, f.gz))
 
 
-Listed = list[tuple[str, os.stat_result | OSError]]  # (name, its lstat or the error lstat raised)
+# A folder entry named like a log that is not a regular file: a FIFO would block the open, a
+# device never end, a link is not followed (loop.py says the same of what it meets at open).
+NOT_REGULAR = "not a regular file (not followed): a FIFO, device or link is never opened"
+
+
+@dataclass
+class Snapshot:
+    """The wanted files of one folder at one moment (:func:`snapshot`)."""
+
+    files: list[tuple[str, os.stat_result]]  # (name, lstat) of each regular file, by name
+    errors: list[tuple[str, str]]  # (name, why it is not in ``files``)
+    settled: bool  # False: no moment found (the folder kept changing); the last round's view
 
 
 def _listing(path: str, wanted: Callable[[str], bool]) -> dict[str, int]:
@@ -80,9 +91,9 @@ def _listing(path: str, wanted: Callable[[str], bool]) -> dict[str, int]:
         return {entry.name: entry.inode() for entry in it if wanted(entry.name)}
 
 
-def snapshot(path: str, wanted: Callable[[str], bool]) -> tuple[Listed, bool]:
-    """The files of folder ``path`` whose name is ``wanted``, each with its lstat (or the error
-    that lstat raised), as they were at one moment; and whether such a moment was found.
+def snapshot(path: str, wanted: Callable[[str], bool]) -> Snapshot:
+    """The regular files of folder ``path`` whose name is ``wanted``, each with its lstat, as
+    they were at one moment; the others named with why (lstat's error, ``NOT_REGULAR``).
 
     A listing and then an lstat per name are not one moment: a rotation in between binds the
     listed live name to the new file, and the file listed under it, renamed, is in neither (a
@@ -92,26 +103,31 @@ def snapshot(path: str, wanted: Callable[[str], bool]) -> tuple[Listed, bool]:
     new file or removal came in between, so the lstats between them saw that moment (a log
     rotation never gives a name back the inode it had). The inodes compared are the listings'
     own (``d_ino``), never lstat's: on some filesystems (overlayfs) the two differ. After
-    ``SNAPSHOT_TRIES`` rounds without such a pair: the last round, and False. Raises OSError
-    when the folder cannot be listed."""
+    ``SNAPSHOT_TRIES`` rounds without such a pair: the last round, not ``settled``. Raises
+    OSError when the folder cannot be listed."""
     listed = _listing(path, wanted)
-    found: Listed = []
+    found = Snapshot([], [], False)
     for _ in range(SNAPSHOT_TRIES):
-        found, whole = [], True
+        found, whole = Snapshot([], [], True), True
         for name in sorted(listed):
             try:
-                st: os.stat_result | OSError = os.lstat(os.path.join(path, name))
+                st = os.lstat(os.path.join(path, name))
             except FileNotFoundError:
                 whole = False  # renamed or removed since the listing: the next listing shows it
                 continue
             except OSError as exc:
-                st = exc
-            found.append((name, st))
+                found.errors.append((name, exc.strerror or str(exc)))
+                continue
+            if stat.S_ISREG(st.st_mode):
+                found.files.append((name, st))
+            else:
+                found.errors.append((name, NOT_REGULAR))
         again = _listing(path, wanted)
         if whole and again == listed:
-            return found, True
+            return found
         listed = again
-    return found, False
+    found.settled = False
+    return found
 
 
 def _time(value: object) -> datetime | None:
@@ -162,21 +178,15 @@ def read_container(path: str, cid: str) -> Container:
     except (OSError, ValueError, AttributeError, TypeError):
         pass  # the log settings only describe; the files on disk are what ships
     try:
-        entries, settled = snapshot(path, lambda name: (m := _LOG_NAME.match(name)) is not None
-                                    and m["cid"] == cid)
+        snap = snapshot(path, lambda name: (m := _LOG_NAME.match(name)) is not None and m["cid"] == cid)
     except OSError as exc:
         c.file_errors.append((cid, f"cannot list the container folder ({exc.strerror or exc})"))
         return c
-    c.changing = not settled
-    for name, st in entries:
+    c.changing = not snap.settled
+    c.file_errors.extend(snap.errors)
+    for name, st in snap.files:
         m = _LOG_NAME.match(name)
         assert m is not None
-        if isinstance(st, OSError):
-            c.file_errors.append((name, st.strerror or str(st)))
-            continue
-        if not stat.S_ISREG(st.st_mode):  # a FIFO would block the open, a device never end
-            c.file_errors.append((name, "not a regular file (FIFO, device or link): never opened"))
-            continue
         c.files.append(LogFile(
             path=os.path.join(path, name), rotation=int(m["rot"] or 0), gz=bool(m["gz"]),
             dev=st.st_dev, ino=st.st_ino, size=st.st_size, mtime=st.st_mtime,
