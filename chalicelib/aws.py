@@ -174,19 +174,25 @@ def pinned_owner(bucket: str, account: str) -> Iterator[None]:
                 _pinned[bucket] = saved
 
 
+def _owner_of(bucket: Any) -> str | None:
+    """The account expected to own ``bucket``: pinned (:func:`pinned_owner`) or the stage's."""
+    return _pinned.get(bucket) or expected_owners().get(bucket)
+
+
 def _pin_bucket_owner(params: dict[str, Any], model: Any, **_: Any) -> None:
     """``ExpectedBucketOwner`` on each S3 call into a bucket of the stage (or one
     :func:`pinned_owner` names): S3 refuses (403) a bucket someone else holds under the name,
     instead of writing archives into it or serving another account's objects."""
     members = model.input_shape.members if model.input_shape else {}
-    owners = {**expected_owners(), **_pinned} if _pinned else expected_owners()
     bucket = params.get("Bucket")
-    if bucket in owners and "ExpectedBucketOwner" in members:
-        params.setdefault("ExpectedBucketOwner", owners[bucket])
+    owner = _owner_of(bucket)
+    if owner and "ExpectedBucketOwner" in members:
+        params.setdefault("ExpectedBucketOwner", owner)
     source = params.get("CopySource")
     source = source.get("Bucket") if isinstance(source, dict) else str(source or "").lstrip("/").split("/")[0]
-    if source in owners and "ExpectedSourceBucketOwner" in members:
-        params.setdefault("ExpectedSourceBucketOwner", owners[source])
+    owner = _owner_of(source)
+    if owner and "ExpectedSourceBucketOwner" in members:
+        params.setdefault("ExpectedSourceBucketOwner", owner)
 
 
 _providers: dict[tuple, Any] = {}

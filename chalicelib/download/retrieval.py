@@ -103,6 +103,13 @@ def _failed(match: Match, exc: LogarchiveError) -> Outcome:
     return Outcome(match.key, False, str(exc), storage_class=getattr(exc, "storage_class", None))
 
 
+def _scratch_failed(key: str, exc: partfile.WriteFailed | OSError, scratch_dir: str) -> Outcome:
+    """An archive's output that could not be kept in the scratch directory."""
+    if isinstance(exc, partfile.WriteFailed):
+        return Outcome(key, False, f"{key}: cannot write a scratch file in {scratch_dir}: {exc.strerror}")
+    return Outcome(key, False, f"{key}: scratch file: {exc.strerror or exc}")
+
+
 # Without --restore, what to do about an archive S3 keeps cold.
 RESTORE_HOW = "run again with --restore (and --wait)"
 # The archive's raw log, as the archiver records it (archiver/metadata.py).
@@ -313,13 +320,10 @@ class Retriever:
             parts.remove(produced)
             return Outcome(match.key, True, ciphertext_bytes=res.ciphertext_bytes, output_bytes=written.bytes,
                            lines=written.lines), produced
-        except partfile.WriteFailed as exc:
-            return Outcome(match.key, False, f"{match.key}: cannot write a scratch file in {scratch_dir}: "
-                           f"{exc.strerror}"), None
+        except (partfile.WriteFailed, OSError) as exc:
+            return _scratch_failed(match.key, exc, scratch_dir), None
         except LogarchiveError as exc:
             return _failed(match, exc), None
-        except OSError as exc:
-            return Outcome(match.key, False, f"{match.key}: scratch file: {exc.strerror or exc}"), None
         finally:
             for p in parts:
                 p.release()
@@ -342,13 +346,10 @@ class Retriever:
                 return replace(outcome, lines=0), None
             parts.remove(second)
             return replace(outcome, output_bytes=written.bytes, lines=written.lines), second
-        except partfile.WriteFailed as exc:
-            why = f"cannot write a scratch file in {scratch_dir}: {exc.strerror}"
-            return Outcome(outcome.key, False, f"{outcome.key}: {why}"), None
+        except (partfile.WriteFailed, OSError) as exc:
+            return _scratch_failed(outcome.key, exc, scratch_dir), None
         except LogarchiveError as exc:
             return Outcome(outcome.key, False, str(exc)), None
-        except OSError as exc:
-            return Outcome(outcome.key, False, f"{outcome.key}: scratch file: {exc.strerror or exc}"), None
         finally:
             for p in parts:
                 p.release()
