@@ -29,6 +29,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,23 +47,31 @@ boto3.client("s3").upload_file(sys.argv[1], sys.argv[2], sys.argv[3])
 """
 
 
+def _blocks(size: int, line: Callable[[int, int, bytes], bytes]) -> Iterator[bytes]:
+    """Blocks of 10,000 log lines, ``size`` bytes or a little more in all: line ``i`` is
+    ``line(i, its time in ns, its message)``, the same messages an hour old in either format."""
+    t0 = time.time_ns() - 3600 * 10**9
+    written, i = 0, 0
+    while written < size:
+        lines = []
+        for _ in range(10000):
+            i += 1
+            msg = b"GET /api/items/%d HTTP/1.1 200 %d bytes in %dms" % (i, i * 37 % 99991, i % 250)
+            lines.append(line(i, t0 + i * 1000, msg))
+        block = b"".join(lines)
+        written += len(block)
+        yield block
+
+
 def make_rotated_log(root: Path, size: int) -> Path:
     """A container whose ``-json.log.1`` holds ``size`` bytes of json-file lines."""
     shutil.rmtree(root, ignore_errors=True)
     fake = FakeDockerRoot(root)
     c = fake.add("big", max_size=size, max_file=3)
-    t0 = time.time_ns() - 3600 * 10**9
     with open(c.log_path, "wb") as fh:
-        written, i = 0, 0
-        while written < size:
-            lines = []
-            for _ in range(10000):
-                i += 1
-                lines.append(b'{"log":"GET /api/items/%d HTTP/1.1 200 %d bytes in %dms\\n","stream":"stdout","time":"%s"}\n'
-                             % (i, i * 37 % 99991, i % 250, docker_time(t0 + i * 1000).encode()))
-            block = b"".join(lines)
+        for block in _blocks(size, lambda i, ns, msg: b'{"log":"%s\\n","stream":"stdout","time":"%s"}\n'
+                             % (msg, docker_time(ns).encode())):
             fh.write(block)
-            written += len(block)
     os.rename(c.log_path, c.dir / f"{c.id}-json.log.1")
     c.log_path.touch()
     return c.dir / f"{c.id}-json.log.1"
@@ -75,17 +84,8 @@ def make_rotated_cri_log(root: Path, size: int) -> Path:
 
     shutil.rmtree(root, ignore_errors=True)
     c = FakeKubelet(root).pod("bench", "big-0").container("app")
-    t0 = time.time_ns() - 3600 * 10**9
-    written, i = 0, 0
-    while written < size:
-        lines = []
-        for _ in range(10000):
-            i += 1
-            lines.append(b"%s stdout F GET /api/items/%d HTTP/1.1 200 %d bytes in %dms\n"
-                         % (cri_time(t0 + i * 1000).encode(), i, i * 37 % 99991, i % 250))
-        block = b"".join(lines)
+    for block in _blocks(size, lambda i, ns, msg: b"%s stdout F %s\n" % (cri_time(ns).encode(), msg)):
         c.fh.write(block)
-        written += len(block)
     rotated = c.rotate(compress=False)
     c.exit()
     return rotated

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from botocore.exceptions import ClientError
@@ -121,20 +122,12 @@ def stage(tmp_path_factory) -> Iterator[Stage]:
     aws.reset_clients()
 
 
-@contextmanager
-def environment_credentials(creds: aws.Credentials) -> Iterator[None]:
-    """For code that takes boto3's own credential chain (the shipper, the CLI)."""
-    before = {k: os.environ.get(k) for k in CREDENTIAL_VARS}
-    os.environ.update({"AWS_ACCESS_KEY_ID": creds.access_key, "AWS_SECRET_ACCESS_KEY": creds.secret_key,
-                       "AWS_SESSION_TOKEN": creds.token or ""})
-    try:
-        yield
-    finally:
-        for k, v in before.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+def environment_credentials(creds: aws.Credentials):
+    """For code that takes boto3's own credential chain (the shipper, the CLI); the environment
+    is restored afterwards."""
+    return mock.patch.dict(os.environ, {"AWS_ACCESS_KEY_ID": creds.access_key,
+                                        "AWS_SECRET_ACCESS_KEY": creds.secret_key,
+                                        "AWS_SESSION_TOKEN": creds.token or ""})
 
 
 class Errors:

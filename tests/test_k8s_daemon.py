@@ -31,8 +31,9 @@ def _ship_cmd(tmp: Path, bucket: str, *extra: str) -> list[str]:
             "--state", str(tmp / "state" / "ship.db"), *extra]
 
 
-def staged_bytes(bucket: str, cid: str) -> tuple[list[int], bytes]:
-    """(segment numbers, logical bytes in segment order) staged for one container run."""
+def staged_segments(bucket: str, cid: str) -> list[tuple[dict[str, str], bytes]]:
+    """(metadata, logical bytes) of each segment staged for one container run (its raw SHA-256
+    checked), in segment order."""
     s3 = boto3.client("s3")
     segs = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{PREFIX}/{STACK}/{HOST}/{cid}/"):
@@ -40,35 +41,31 @@ def staged_bytes(bucket: str, cid: str) -> tuple[list[int], bytes]:
             if is_heartbeat(obj["Key"]):
                 continue
             got = s3.get_object(Bucket=bucket, Key=obj["Key"])
-            body = got["Body"].read()
-            assert got["Metadata"]["logarchive-sha256"] == hashlib.sha256(body).hexdigest()
-            if got["Metadata"]["logarchive-encoding"] == "gzip":
+            body, meta = got["Body"].read(), got["Metadata"]
+            assert meta["logarchive-sha256"] == hashlib.sha256(body).hexdigest()
+            if meta.get("logarchive-encoding") == "gzip":
                 body = gzip.decompress(body)
-            segs.append((int(got["Metadata"]["logarchive-segment"]), body))
-    segs.sort()
-    return [n for n, _ in segs], b"".join(b for _, b in segs)
+            segs.append((int(meta.get("logarchive-segment", 0)), meta, body))
+    segs.sort(key=lambda x: x[0])
+    return [(meta, body) for _, meta, body in segs]
+
+
+def staged_bytes(bucket: str, cid: str) -> tuple[list[int], bytes]:
+    """(segment numbers, logical bytes in segment order) staged for one container run."""
+    segs = staged_segments(bucket, cid)
+    return [int(meta["logarchive-segment"]) for meta, _ in segs], b"".join(b for _, b in segs)
 
 
 def segments_evidence(bucket: str, cid: str, written: bytes, rotations: list[int]) -> str:
     """What a failed comparison needs to be understood after the temporary folder is gone: per
     staged segment its number, rotation, logical byte range and first line, where its bytes lie
     in what was written, and the offsets of the writer's rotations."""
-    s3 = boto3.client("s3")
-    rows = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{PREFIX}/{STACK}/{HOST}/{cid}/"):
-        for obj in page.get("Contents", []):
-            if is_heartbeat(obj["Key"]):
-                continue
-            got = s3.get_object(Bucket=bucket, Key=obj["Key"])
-            body, meta = got["Body"].read(), got["Metadata"]
-            if meta.get("logarchive-encoding") == "gzip":
-                body = gzip.decompress(body)
-            rows.append((int(meta.get("logarchive-segment", 0)), meta.get("logarchive-rotation"),
-                         meta.get("logarchive-byte-start"), meta.get("logarchive-byte-end"), len(body),
-                         written.find(body[:200]) if body else -1, body.split(b"\n", 1)[0][:90]))
-    rows.sort()
-    lines = [f"  segment {n} rotation {r} bytes [{a}, {b}) {size} B, found in written at {at}: {first!r}"
-             for n, r, a, b, size, at, first in rows]
+    lines = []
+    for meta, body in staged_segments(bucket, cid):
+        first = body.split(b"\n", 1)[0][:90]
+        lines.append(f"  segment {meta.get('logarchive-segment')} rotation {meta.get('logarchive-rotation')} "
+                     f"bytes [{meta.get('logarchive-byte-start')}, {meta.get('logarchive-byte-end')}) "
+                     f"{len(body)} B, found in written at {written.find(body[:200]) if body else -1}: {first!r}")
     return "\n".join([f"rotations of the series at written offsets {rotations}", *lines])
 
 

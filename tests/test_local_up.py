@@ -60,6 +60,16 @@ def _tree(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+def _ship_and_archive(tmp_path: Path, key_file: Path, env: dict[str, str]) -> str:
+    """One shipper pass over ``tmp_path/docker`` into the stack's staging, then one archive pass:
+    the archive pass's output."""
+    cli("ship", "--docker-root", str(tmp_path / "docker"), "--staging", f"s3://{STACK}-logarchive-staging/staged",
+        "--stack", STACK, "--host", "h1", "--state", str(tmp_path / "ship.db"), "--once", "--settle", "0", env=env)
+    return cli("archive", "--once", "--staging", f"s3://{STACK}-logarchive-staging/staged",
+               "--archive-bucket", f"{STACK}-logarchive-archive", "--replicate-to", f"{STACK}-customer-logs",
+               "--stack", STACK, "--key-file", str(key_file), env=env).stdout
+
+
 def test_local_up_api_answers_what_the_bucket_holds(tmp_path: Path) -> None:
     key_file = tmp_path / "master.key"
     cli("keys", "generate", "--output", str(key_file), env=clean_env())
@@ -71,12 +81,7 @@ def test_local_up_api_answers_what_the_bucket_holds(tmp_path: Path) -> None:
         assert f"Lambda logs (Powertools JSON) go to {lambda_log}" in up.banner
         env = up.env()
         fake = _fake_host(tmp_path / "docker")
-        cli("ship", "--docker-root", str(tmp_path / "docker"), "--staging", f"s3://{STACK}-logarchive-staging/staged",
-            "--stack", STACK, "--host", "h1", "--state", str(tmp_path / "ship.db"), "--once", "--settle", "0",
-            env=env)
-        out = cli("archive", "--once", "--staging", f"s3://{STACK}-logarchive-staging/staged",
-                  "--archive-bucket", f"{STACK}-logarchive-archive", "--replicate-to", f"{STACK}-customer-logs",
-                  "--stack", STACK, "--key-file", str(key_file), env=env).stdout
+        out = _ship_and_archive(tmp_path, key_file, env)
         archived = [x for x in out.splitlines() if x.startswith("archived ")]
         some_key = archived[0].split(f"s3://{STACK}-logarchive-archive/", 1)[1]
         head = _s3(up.endpoint).head_object(Bucket=f"{STACK}-customer-logs", Key=some_key)
@@ -203,12 +208,7 @@ def test_local_up_iam_enforces_the_generated_policies(tmp_path: Path) -> None:
             _s3(up.endpoint).list_buckets()
         env = {**clean_env(), **admin}
         _fake_host(tmp_path / "docker")
-        cli("ship", "--docker-root", str(tmp_path / "docker"), "--staging", f"s3://{STACK}-logarchive-staging/staged",
-            "--stack", STACK, "--host", "h1", "--state", str(tmp_path / "ship.db"), "--once", "--settle", "0",
-            env=env)
-        out = cli("archive", "--once", "--staging", f"s3://{STACK}-logarchive-staging/staged",
-                  "--archive-bucket", f"{STACK}-logarchive-archive", "--replicate-to", f"{STACK}-customer-logs",
-                  "--stack", STACK, "--key-file", str(key_file), env=env).stdout
+        out = _ship_and_archive(tmp_path, key_file, env)
         app_archives = [x for x in out.splitlines() if x.startswith("archived ") and f"/apps-{APP}/" in x]
         assert app_archives
         local_stack.wait_indexed(

@@ -9,6 +9,7 @@ import signal
 import tempfile
 import threading
 from contextlib import ExitStack
+from pathlib import Path
 
 from ..errors import LogarchiveError, UsageError
 from ..options import add_deprecated
@@ -146,28 +147,27 @@ def run_up(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_fake_docker(args: argparse.Namespace) -> int:
-    from pathlib import Path
+def _new_root(arg: str) -> Path:
+    """``--root`` of a fake host: a folder that does not exist yet (it is written whole)."""
+    root = Path(arg)
+    if root.exists():
+        raise UsageError(f"--root {arg}: already exists")
+    return root
 
+
+def run_fake_docker(args: argparse.Namespace) -> int:
     from ..devkit.fakedocker import sample_host
 
-    root = Path(args.root)
-    if root.exists():
-        raise UsageError(f"--root {args.root}: already exists")
-    fake = sample_host(root)
+    fake = sample_host(_new_root(args.root))
     for c in fake.containers:
         print(f"{c.id[:12]}  {c.name:12s} {len(c.written):7d} bytes  exited")
     return 0
 
 
 def run_fake_kubelet(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from ..devkit.fakekubelet import sample_node
 
-    root = Path(args.root)
-    if root.exists():
-        raise UsageError(f"--root {args.root}: already exists")
+    root = _new_root(args.root)
     node = sample_node(root)
     for pod in node.all:
         gone = not pod.dir.exists()
